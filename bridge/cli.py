@@ -1,0 +1,147 @@
+"""Command line: run, check-config, hash-password, simulate, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bridge import __version__
+from bridge.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, permission_warnings
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smpp-bridge", description="SMPP v3.4 to HTTP SMS API bridge")
+    parser.add_argument("--version", action="version", version=f"smpp-bridge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
+
+    check = commands.add_parser("check-config", help="validate a config file (exit 2 on problems)")
+    check.add_argument("config", type=Path)
+
+    commands.add_parser("hash-password", help="read a password on stdin, print an argon2 hash for password_hash")
+
+    simulate = commands.add_parser("simulate", help="serve a provider's HTTP double")
+    simulate.add_argument("provider", choices=["contacta", "kaleyra", "flashsms", "skycore"])
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8099)
+
+    bench = commands.add_parser("bench", help="SMPP load generator", add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "check-config":
+        return _check_config(args.config)
+    if args.command == "hash-password":
+        return _hash_password()
+    if args.command == "simulate":
+        return _simulate(args.provider, args.host, args.port)
+    from bridge.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def _check_config(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in permission_warnings(path):
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        f"{path}: ok ({len(config.accounts)} accounts, {len(config.providers)} providers, {len(config.routes)} routes)"
+    )
+    return EXIT_OK
+
+
+def _hash_password() -> int:
+    from bridge.core.auth import hash_password
+
+    password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("no password given on stdin", file=sys.stderr)
+        return EXIT_FAILURE
+    if len(password) > 8:
+        print("SMPP passwords are at most 8 characters", file=sys.stderr)
+        return EXIT_FAILURE
+    print(hash_password(password))
+    return EXIT_OK
+
+
+def _simulate(provider: str, host: str, port: int) -> int:
+    from aiohttp import web
+
+    from bridge.simulators import build_simulator
+
+    web.run_app(build_simulator(provider), host=host, port=port, print=lambda *_: None)
+    return EXIT_OK
+
+
+def _run(path: Path) -> int:
+    from bridge.logging import configure_logging, get_logger
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    fmt: str = config.log.format
+    if os.environ.get("SMPP_BRIDGE_LOG_FORMAT") in ("json", "console"):
+        fmt = os.environ["SMPP_BRIDGE_LOG_FORMAT"]
+    configure_logging(config.log.level, fmt)
+    log = get_logger("cli")
+    for warning in permission_warnings(path):
+        log.warning("config_permissions", problem=warning)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        asyncio.run(_serve(path, config))
+    except Exception:
+        log.exception("fatal")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+async def _serve(path: Path, config: object) -> None:
+    from bridge.app import Bridge
+    from bridge.config import Config
+    from bridge.logging import get_logger
+
+    assert isinstance(config, Config)
+    log = get_logger("cli")
+    bridge = Bridge(config, path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("reload_rejected", problems=exc.problems)
+            return
+        bridge.reload(new)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    await bridge.start()
+    await stop.wait()
+    await bridge.stop()

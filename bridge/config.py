@@ -1,0 +1,402 @@
+"""The configuration contract (DESIGN.md): one TOML file, typed and validated.
+
+Validation is pydantic v2 with `extra="forbid"`, so an unknown key is an error and
+every problem is reported with the dotted path of its key. Secrets may be written as
+`"${ENV_VAR}"` or given as `<key>_file = "/path"`; they are held as `SecretStr`, and
+no problem message ever repeats a value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_PATH = Path("config/bridge.toml")
+
+# Keys whose value may come from `<key>_file`; their values never appear in messages.
+SECRET_KEYS = frozenset({"password", "password_hash", "api_key", "callback_token"})
+_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- sections ------------------------------------------------------------------------
+
+
+class SmppSettings(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(2775, ge=0, le=65535)
+    system_id: str = Field("SMPPBRIDGE", min_length=1, max_length=15)
+    tls_port: int | None = Field(None, ge=0, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    window: int = Field(100, ge=1, le=10000)
+    enquire_link_interval: float = Field(30, gt=0)
+    inactivity_timeout: float = Field(300, gt=0)
+    bind_timeout: float = Field(30, gt=0)
+    response_timeout: float = Field(30, gt=0)
+    shutdown_timeout: float = Field(10, ge=0)
+    max_command_length: int = Field(65536 + 16, ge=64, le=1 << 20)
+    max_sessions: int = Field(10000, ge=1)
+    reassembly_timeout: float = Field(300, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SmppSettings:
+        if self.tls_port is not None and (self.tls_cert is None or self.tls_key is None):
+            raise ValueError("tls_port needs tls_cert and tls_key")
+        return self
+
+
+class HttpSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class StoreSettings(Section):
+    url: str = "sqlite:///state/bridge.db"
+    retention: float = Field(7 * 86400, gt=0, description="seconds a finished message is kept")
+    synchronous: Literal["full", "normal"] = "full"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not (value.startswith("sqlite:///") or value.startswith(("redis://", "rediss://"))):
+            raise ValueError("must be sqlite:///relative.db, sqlite:////absolute.db or redis://...")
+        if value.startswith("sqlite:///") and len(value) == len("sqlite:///"):
+            raise ValueError("sqlite URL has no path")
+        return value
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """sqlite:///state/x.db -> state/x.db (relative to the working directory);
+        sqlite:////var/x.db -> /var/x.db."""
+        if not self.url.startswith("sqlite:///"):
+            return None
+        return Path(self.url[len("sqlite:///") :])
+
+
+class OutboxSettings(Section):
+    """Store-and-forward (`ack = "stored"` accounts)."""
+
+    limit: int = Field(100_000, ge=1, description="queued messages before ESME_RMSGQFUL")
+    concurrency: int = Field(256, ge=1, description="HTTP requests in flight from the outbox")
+    max_attempts: int = Field(50, ge=1)
+    max_age: float = Field(86400, gt=0, description="seconds before an unsent message fails")
+    backoff_base: float = Field(1.0, gt=0)
+    backoff_max: float = Field(300, gt=0)
+
+
+class LogSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Account(Section):
+    system_id: str = Field(min_length=1, max_length=15)
+    password: SecretStr | None = None
+    password_hash: SecretStr | None = None
+    allowed_networks: list[IpNetwork] = Field(
+        default_factory=lambda: [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+    )
+    max_binds: int = Field(4, ge=1)
+    throughput: float = Field(500, ge=0, description="submits per second; 0 = unlimited")
+    ack: Literal["upstream", "stored"] = "upstream"
+    message_id_format: Literal["decimal", "hex"] = "decimal"
+    default_charset: Literal["gsm0338", "latin1", "ascii"] = "gsm0338"
+    route: str | None = None
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [ipaddress.ip_network(v, strict=False) if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Account:
+        if (self.password is None) == (self.password_hash is None):
+            raise ValueError("give exactly one of password and password_hash")
+        if self.password is not None and len(self.password.get_secret_value()) > 8:
+            raise ValueError("password: SMPP passwords are at most 8 characters")
+        return self
+
+
+class ProviderBase(Section):
+    timeout: float = Field(10, gt=0, description="seconds for one HTTP request")
+    connect_timeout: float = Field(5, gt=0)
+    max_connections: int = Field(64, ge=1)
+    flash_fallback: Literal["normal", "reject"] = "normal"
+
+
+class SimulatorProvider(ProviderBase):
+    type: Literal["simulator"]
+    delivery_delay: float = Field(1.0, ge=0)
+    reject_prefixes: list[str] = ["999"]
+    fail_prefixes: list[str] = ["998"]
+    expire_prefixes: list[str] = ["997"]
+    silent_prefixes: list[str] = ["996"]
+    record_path: str = ""
+    intermediate: bool = Field(False, description="also report ENROUTE before the final state")
+
+
+class ContactaProvider(ProviderBase):
+    type: Literal["contacta"]
+    base_url: str
+    username: str
+    password: SecretStr
+    sender: str = ""
+    receipt_timeout: float = Field(600, ge=0)
+    receipt_state: Literal["UNKNOWN", "ACCEPTD", "DELIVRD"] = "UNKNOWN"
+
+
+class KaleyraProvider(ProviderBase):
+    type: Literal["kaleyra"]
+    base_url: str
+    sid: str
+    api_key: SecretStr
+    sender: str
+    sms_type: str = "TXN"
+    callback_token: SecretStr
+    poll_interval: float = Field(300, ge=0, description="status polling when no callback came")
+
+
+class FlashSmsProvider(ProviderBase):
+    type: Literal["flashsms"]
+    base_url: str
+    api_key: SecretStr
+    sender: str = ""
+    poll_interval: float = Field(30, gt=0)
+    requests_per_minute: int = Field(100, ge=1)
+    max_recipients: int = Field(1000, ge=1, le=1000)
+    pending_max_age: float = Field(72 * 3600, gt=0)
+    pending_final_state: Literal["EXPIRED", "UNKNOWN"] = "EXPIRED"
+
+
+class SkycoreProvider(ProviderBase):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    type: Literal["skycore"]
+    url: str
+    api_key: SecretStr
+    from_: str = Field(alias="from")
+    from_mask: str = ""
+    callback_token: SecretStr
+
+
+ProviderSettings = Annotated[
+    SimulatorProvider | ContactaProvider | KaleyraProvider | FlashSmsProvider | SkycoreProvider,
+    Field(discriminator="type"),
+]
+
+
+class RouteMatch(Section):
+    destination_prefix: str | list[str] | None = None
+    system_id: str | list[str] | None = None
+    flash: bool | None = None
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return _as_tuple(self.destination_prefix)
+
+    @property
+    def system_ids(self) -> tuple[str, ...]:
+        return _as_tuple(self.system_id)
+
+
+def _as_tuple(value: str | list[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+class Route(Section):
+    name: str = Field(min_length=1)
+    match: RouteMatch = RouteMatch()
+    providers: list[str] = Field(min_length=1)
+
+
+class Config(Section):
+    smpp: SmppSettings = SmppSettings()
+    http: HttpSettings = HttpSettings()
+    store: StoreSettings = StoreSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    log: LogSettings = LogSettings()
+    accounts: list[Account] = Field(default_factory=list)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems: list[str] = []
+        seen: set[str] = set()
+        for i, account in enumerate(self.accounts):
+            if account.system_id in seen:
+                problems.append(f"accounts[{i}].system_id: duplicate system_id")
+            seen.add(account.system_id)
+        route_names = [route.name for route in self.routes]
+        for i, route in enumerate(self.routes):
+            if route_names.count(route.name) > 1:
+                problems.append(f"routes[{i}].name: duplicate route name")
+            for j, name in enumerate(route.providers):
+                if name not in self.providers:
+                    problems.append(f"routes[{i}].providers[{j}]: no provider named {name!r}")
+        for i, account in enumerate(self.accounts):
+            if account.route is not None and account.route not in route_names and account.route not in self.providers:
+                problems.append(f"accounts[{i}].route: no route or provider named {account.route!r}")
+        if problems:
+            raise ConfigError(problems)
+        return self
+
+    def account(self, system_id: str) -> Account | None:
+        for account in self.accounts:
+            if account.system_id == system_id:
+                return account
+        return None
+
+
+# -- loading -------------------------------------------------------------------------
+
+
+def load_config(path: Path | str, environ: dict[str, str] | None = None) -> Config:
+    """Read, resolve secrets and validate. Raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+    return parse_config(raw, environ)
+
+
+def parse_config(raw: dict[str, Any], environ: dict[str, str] | None = None) -> Config:
+    problems: list[str] = []
+    resolved = _resolve_secrets(raw, os.environ if environ is None else environ, "", problems)
+    try:
+        config = Config.model_validate(resolved)
+    except ValidationError as exc:
+        problems.extend(p for p in _describe(exc) if p.split(":")[0] not in _locations(problems))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _locations(problems: list[str]) -> set[str]:
+    return {problem.split(":")[0] for problem in problems}
+
+
+def _describe(exc: ValidationError) -> Iterator[str]:
+    for error in exc.errors(include_input=False, include_url=False):
+        ctx_error = (error.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, ConfigError):
+            yield from ctx_error.problems
+            continue
+        location = _path(error["loc"])
+        message = error["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        yield f"{location}: {message}" if location else message
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("simulator", "contacta", "kaleyra", "flashsms", "skycore") and out.startswith("providers."):
+            continue  # pydantic's discriminator step, not a key the user wrote
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _resolve_secrets(node: Any, environ: Any, where: str, problems: list[str]) -> Any:
+    """Replace "${VAR}" strings with the environment and `<key>_file` with file contents."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else key
+            stem = key[: -len("_file")] if key.endswith("_file") else None
+            if stem in SECRET_KEYS:
+                if stem in node:
+                    problems.append(f"{here}: give {stem} or {key}, not both")
+                    continue
+                out[stem] = _read_secret_file(value, here, problems)
+            else:
+                out[key] = _resolve_secrets(value, environ, here, problems)
+        return out
+    if isinstance(node, list):
+        return [_resolve_secrets(v, environ, f"{where}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        match = _ENV_REFERENCE.match(node)
+        if match:
+            name = match.group(1)
+            if name not in environ:
+                problems.append(f"{where}: environment variable {name} is not set")
+                return ""
+            return environ[name]
+    return node
+
+
+def _read_secret_file(value: Any, where: str, problems: list[str]) -> str:
+    if not isinstance(value, str):
+        problems.append(f"{where}: must be a file path")
+        return ""
+    try:
+        return Path(value).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        problems.append(f"{where}: cannot read {value} ({exc.strerror})")
+        return ""
+
+
+def permission_warnings(path: Path | str) -> list[str]:
+    """Warnings for a config file others may read (it may hold secrets)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        return []
+    if mode & stat.S_IROTH:
+        return [f"{path}: readable by every user; it may hold secrets (chmod o-r)"]
+    return []

@@ -1,0 +1,28 @@
+"""What core code needs from one SMPP connection; `bridge.server` provides it.
+
+Core code never touches sockets: it changes the sans-IO `session` and asks for a
+flush; the transport writes the bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from bridge.config import Account
+from bridge.smpp.session import Session
+
+
+class Connection(Protocol):
+    session: Session
+    account: Account | None
+    peer_host: str
+    log: Any  # a structlog logger bound with session / system_id
+
+    def flush(self) -> None:
+        """Write what the session has queued (soon, coalescing writes)."""
+
+    def close(self) -> None:
+        """Write what is queued, then close."""
+
+    @property
+    def connection_id(self) -> str: ...

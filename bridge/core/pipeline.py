@@ -1,0 +1,505 @@
+"""The message pipeline: a decoded submit_sm (data_sm, submit_multi) to an answer.
+
+validate -> decode text -> reassemble (segments wait in the store) -> route ->
+`ack = "upstream"`: send, store, answer | `ack = "stored"`: store, answer, outbox.
+query_sm is answered from the store; cancel_sm and replace_sm cannot be honoured
+once a message may have reached an HTTP API, and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.config import Account, Config
+from bridge.core.connection import Connection
+from bridge.core.ids import IdAllocator, parse_id, render_id
+from bridge.core.limits import TokenBucket
+from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment
+from bridge.core.numbers import canonical_number
+from bridge.core.outbox import Outbox
+from bridge.core.receipts import ReceiptEngine
+from bridge.core.router import Resolved, Router
+from bridge.core.sender import Sender
+from bridge.metrics import Metrics, labels
+from bridge.providers.base import Outcome
+from bridge.smpp.constants import (
+    ESM_CLASS_MESSAGE_TYPE_MASK,
+    Command,
+    MessageState,
+    Status,
+    Tag,
+    status_name,
+)
+from bridge.smpp.pdu import Pdu
+from bridge.smpp.receipt import ascii_safe
+from bridge.smpp.text import Charset, TextError, coding_of, decode_text
+from bridge.smpp.times import format_smpp_time, parse_smpp_time
+from bridge.smpp.udh import Segment, split_payload
+from bridge.store.base import Store, StoreUnavailable
+
+PREVIEW_CHARS = 20
+_CHARSETS = {"gsm0338": Charset.GSM0338, "latin1": Charset.LATIN1, "ascii": Charset.ASCII}
+_SCHEDULE_SLACK = 5.0  # seconds: a schedule_delivery_time this close to now means "now"
+
+
+class Refused(Exception):
+    """A request we answer with an error status (validation, routing, capacity)."""
+
+    def __init__(self, status: Status, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    message_id: int | None = None
+    provider: str = "none"
+    flash: bool = False
+    release: Sequence[int] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What a submit_sm / data_sm says, validated and decoded as far as one PDU allows."""
+
+    source: Address
+    data: bytes
+    segment: Segment | None
+    data_coding: int
+    charset: Charset
+    flash: bool
+    registered_delivery: int
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        ids: IdAllocator,
+        sender: Sender,
+        receipts: ReceiptEngine,
+        outbox: Outbox,
+        metrics: Metrics,
+        log: Any,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._ids = ids
+        self._sender = sender
+        self._receipts = receipts
+        self._outbox = outbox
+        self._metrics = metrics
+        self._log = log
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._submit_children: dict[tuple[str, ...], Any] = {}
+        self._duration_children: dict[tuple[str, ...], Any] = {}
+        self._handlers: dict[Command, Callable[[Connection, Account, Pdu], Awaitable[Answer]]] = {
+            Command.SUBMIT_SM: self._submit_sm,
+            Command.DATA_SM: self._submit_sm,
+            Command.SUBMIT_MULTI: self._submit_multi,
+            Command.QUERY_SM: self._query_sm,
+            Command.CANCEL_SM: self._cancel_sm,
+            Command.REPLACE_SM: self._replace_sm,
+        }
+        self.reload(config)
+
+    def reload(self, config: Config) -> None:
+        self.config = config
+        self.router = Router(config)
+        now = time.monotonic()
+        buckets: dict[str, TokenBucket] = {}
+        for account in config.accounts:
+            old = self._buckets.get(account.system_id)
+            buckets[account.system_id] = (
+                old if old is not None and old.rate == account.throughput else TokenBucket(account.throughput, now)
+            )
+        self._buckets = buckets
+
+    # -- entry point -----------------------------------------------------------------
+
+    async def handle(self, conn: Connection, pdu: Pdu, started: float) -> None:
+        """Answer one request the session handed over. Never raises."""
+        account = conn.account
+        assert account is not None
+        try:
+            answer = await self._handlers[pdu.command](conn, account, pdu)
+        except (Refused, TextError) as exc:
+            answer = Answer(exc.status)
+            conn.log.info(
+                "submit_refused",
+                sequence=pdu.sequence,
+                command=pdu.command.label,
+                command_status=Status(exc.status).name,
+                reason=exc.reason,
+            )
+        except StoreUnavailable as exc:
+            answer = Answer(Status.ESME_RSYSERR)
+            conn.log.error("store_unavailable", sequence=pdu.sequence, error=str(exc))
+        except Exception:
+            answer = Answer(Status.ESME_RSYSERR)
+            conn.log.exception("request_failed", sequence=pdu.sequence, command=pdu.command.label)
+        self._respond(conn, account, pdu, answer, started)
+
+    def _respond(self, conn: Connection, account: Account, pdu: Pdu, answer: Answer, started: float) -> None:
+        params = dict(answer.extra)
+        if answer.message_id is not None and pdu.command is not Command.QUERY_SM:
+            params["message_id"] = render_id(answer.message_id, account.message_id_format)
+        conn.session.respond(pdu, answer.status, params if (params or answer.status == 0) else None)
+        conn.flush()
+        if answer.release:
+            self._receipts.release(answer.release)
+        if pdu.command in (Command.SUBMIT_SM, Command.DATA_SM, Command.SUBMIT_MULTI):
+            labels(
+                self._metrics.submits,
+                self._submit_children,
+                account.system_id,
+                answer.provider,
+                status_name(answer.status),
+                "true" if answer.flash else "false",
+            ).inc()
+            labels(self._metrics.submit_duration, self._duration_children, account.system_id).observe(
+                time.monotonic() - started
+            )
+
+    # -- submit_sm / data_sm ---------------------------------------------------------
+
+    async def _submit_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
+        self._throttle(account)
+        parsed = self._parse(account, pdu)
+        p = pdu.params
+        number = canonical_number(p["destination_addr"], p["dest_addr_ton"])
+        if number is None:
+            raise Refused(Status.ESME_RINVDSTADR, "destination_addr is not a phone number")
+        destination = Address(p["dest_addr_ton"], p["dest_addr_npi"], number)
+        route = self._route(account, number, parsed.flash)
+        if account.ack == "stored" and self._outbox.full():
+            self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
+            raise Refused(Status.ESME_RMSGQFUL, "outbox full")
+        message_id = await self._ids.next_id()
+        now = self._clock()
+        if parsed.segment is None:
+            text = decode_text(parsed.data, parsed.charset)
+            part = Part(message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS))
+            message = self._message(
+                account, message_id, parsed.source, destination, text, parsed.flash, [part], route, now
+            )
+            return await self._dispatch(conn, account, message, part)
+        return await self._add_segment(account, parsed, destination, route, message_id, now, conn)
+
+    def _parse(self, account: Account, pdu: Pdu) -> Parsed:
+        p = pdu.params
+        if p.get("esm_class", 0) & ESM_CLASS_MESSAGE_TYPE_MASK:
+            raise Refused(Status.ESME_RINVESMCLASS, "esm_class message type must be default")
+        if p.get("priority_flag", 0) > 4:
+            raise Refused(Status.ESME_RINVPRTFLG, "priority_flag above 4")
+        if p.get("replace_if_present_flag", 0) > 1:
+            raise Refused(Status.ESME_RINVREPFLAG, "replace_if_present_flag above 1")
+        self._check_times(p)
+        coding = coding_of(p["data_coding"])
+        charset = _CHARSETS[account.default_charset] if coding.charset is Charset.DEFAULT else coding.charset
+        if charset in (Charset.BINARY, Charset.UNSUPPORTED):
+            raise Refused(Status.ESME_RINVDCS, f"data_coding 0x{p['data_coding']:02X} is not text we can send")
+        data, segment = split_payload(pdu)
+        if not data and segment is None:
+            raise Refused(Status.ESME_RINVMSGLEN, "empty message")
+        flash = coding.is_flash or pdu.tlv_int(Tag.DEST_ADDR_SUBUNIT) == 1
+        return Parsed(
+            source=Address(p["source_addr_ton"], p["source_addr_npi"], p["source_addr"]),
+            data=data,
+            segment=segment,
+            data_coding=p["data_coding"],
+            charset=charset,
+            flash=flash,
+            registered_delivery=p.get("registered_delivery", 0),
+        )
+
+    def _check_times(self, params: dict[str, Any]) -> None:
+        now = self._clock()
+        try:
+            scheduled = parse_smpp_time(params.get("schedule_delivery_time", ""), now)
+        except ValueError:
+            raise Refused(Status.ESME_RINVSCHED, "schedule_delivery_time malformed") from None
+        if scheduled is not None and scheduled > now + _SCHEDULE_SLACK:
+            raise Refused(Status.ESME_RINVSCHED, "scheduled delivery is not supported")
+        try:
+            parse_smpp_time(params.get("validity_period", ""), now)
+        except ValueError:
+            raise Refused(Status.ESME_RINVEXPIRY, "validity_period malformed") from None
+
+    def _throttle(self, account: Account) -> None:
+        bucket = self._buckets.get(account.system_id)
+        if bucket is not None and not bucket.allow(time.monotonic()):
+            self._metrics.throttled.labels(account.system_id, "throughput").inc()
+            raise Refused(Status.ESME_RTHROTTLED, "account throughput exceeded")
+
+    def _route(self, account: Account, destination: str, flash: bool) -> Resolved:
+        route = self.router.resolve(account, destination, flash)
+        if route is None:
+            raise Refused(Status.ESME_RINVDSTADR, "no route for destination")
+        return route
+
+    def _message(
+        self,
+        account: Account,
+        message_id: int,
+        source: Address,
+        destination: Address,
+        text: str,
+        flash: bool,
+        parts: list[Part],
+        route: Resolved,
+        now: float,
+    ) -> Message:
+        return Message(
+            id=message_id,
+            system_id=account.system_id,
+            source=source,
+            destination=destination,
+            text=text,
+            flash=flash,
+            parts=parts,
+            route=list(route.providers),
+            ack=account.ack,
+            created_at=now,
+        )
+
+    # -- concatenated messages -------------------------------------------------------
+
+    async def _add_segment(
+        self,
+        account: Account,
+        parsed: Parsed,
+        destination: Address,
+        route: Resolved,
+        message_id: int,
+        now: float,
+        conn: Connection,
+    ) -> Answer:
+        segment = parsed.segment
+        assert segment is not None
+        set_key = "\x1f".join(
+            (
+                account.system_id,
+                parsed.source.addr,
+                destination.addr,
+                segment.scheme,
+                str(segment.reference),
+                str(segment.total),
+            )
+        )
+        pending = PendingSegment(
+            set_key=set_key,
+            system_id=account.system_id,
+            index=segment.index,
+            total=segment.total,
+            message_id=message_id,
+            data=parsed.data,
+            data_coding=parsed.data_coding,
+            registered_delivery=parsed.registered_delivery,
+            submitted_at=now,
+            flash=parsed.flash,
+            source=parsed.source,
+            destination=destination,
+        )
+        complete = await self._store.add_segment(pending)
+        if complete is None:  # acked on store; the set waits for its other parts
+            return Answer(Status.ESME_ROK, message_id, flash=parsed.flash)
+        data = b"".join(s.data for s in complete)
+        parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "") for s in complete]
+        this_part = next(p for p in parts if p.message_id == message_id)
+        first = complete[0]
+        message = self._message(
+            account,
+            first.message_id,
+            first.source,
+            first.destination,
+            "",
+            any(s.flash for s in complete),
+            parts,
+            route,
+            now,
+        )
+        try:
+            text = decode_text(data, parsed.charset)
+        except TextError:
+            others = [p for p in parts if p is not this_part]
+            await self._receipts.fail_parts(message, others, MessageState.REJECTED, Status.ESME_RINVDCS)
+            raise
+        message.text = text
+        for part, chunk in zip(parts, _preview_chunks(complete, text), strict=True):
+            part.preview = ascii_safe(chunk, PREVIEW_CHARS)
+        return await self._dispatch(conn, account, message, this_part)
+
+    async def expire_segments(self, timeout: float) -> int:
+        """Sets still incomplete after `timeout` seconds end with a failure receipt
+        for each part that asked for one."""
+        expired = await self._store.take_expired_segments(self._clock() - timeout)
+        by_set: dict[str, list[PendingSegment]] = {}
+        for segment in expired:
+            by_set.setdefault(segment.set_key, []).append(segment)
+        for segments in by_set.values():
+            first = segments[0]
+            parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "") for s in segments]
+            message = Message(
+                id=first.message_id,
+                system_id=first.system_id,
+                source=first.source,
+                destination=first.destination,
+                text="",
+                flash=first.flash,
+                parts=parts,
+                route=[],
+                ack="",
+                created_at=first.submitted_at,
+            )
+            self._log.warning("segments_expired", system_id=first.system_id, received=len(segments), total=first.total)
+            await self._receipts.fail_parts(message, parts, MessageState.UNDELIVERABLE, Status.ESME_RSUBMITFAIL)
+        return len(by_set)
+
+    # -- the two ack modes -----------------------------------------------------------
+
+    async def _dispatch(self, conn: Connection, account: Account, message: Message, part: Part) -> Answer:
+        part_ids = [p.message_id for p in message.parts]
+        if account.ack == "stored":
+            self._receipts.hold(part_ids)
+            try:
+                await self._store.save_messages([message])
+            except BaseException:
+                self._receipts.release(part_ids)
+                raise
+            self._outbox.submit(message)
+            return Answer(Status.ESME_ROK, part.message_id, message.route[0], message.flash, part_ids)
+        result, provider = await self._sender.send(message)
+        if result.outcome is not Outcome.ACCEPTED:
+            conn.log.info(
+                "submit_not_accepted",
+                message_id=message.id,
+                provider=provider,
+                outcome=result.outcome.value,
+                reason=result.reason,
+            )
+            others = [p for p in message.parts if p is not part]
+            if others:
+                message.provider = provider
+                await self._receipts.fail_parts(message, others, MessageState.REJECTED, int(result.status))
+            return Answer(result.status, None, provider or message.route[0], message.flash)
+        message.lifecycle = Lifecycle.ACCEPTED
+        message.provider = provider
+        message.provider_ids = list(result.provider_ids)
+        message.text = ""  # handed over: keep no more personal data than needed
+        self._receipts.hold(part_ids)
+        try:
+            await self._store.save_messages([message])
+        except BaseException:
+            self._receipts.release(part_ids)
+            raise
+        return Answer(Status.ESME_ROK, part.message_id, provider or "none", message.flash, part_ids)
+
+    # -- submit_multi ----------------------------------------------------------------
+
+    async def _submit_multi(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
+        self._throttle(account)
+        p = pdu.params
+        parsed = self._parse(account, pdu)
+        if parsed.segment is not None:
+            raise Refused(Status.ESME_RINVESMCLASS, "concatenated submit_multi is not supported")
+        text = decode_text(parsed.data, parsed.charset)
+        if account.ack == "stored" and self._outbox.full():
+            raise Refused(Status.ESME_RMSGQFUL, "outbox full")
+        message_id = await self._ids.next_id()
+        now = self._clock()
+        unsuccess: list[dict[str, Any]] = []
+        jobs: list[tuple[dict[str, Any], Awaitable[Answer]]] = []
+        first = True
+        for dest in p["dest_addresses"]:
+            failure = _unsuccess(dest)
+            number = None if failure else canonical_number(dest["destination_addr"], dest["dest_addr_ton"])
+            route = self.router.resolve(account, number, parsed.flash) if number else None
+            if failure is None and route is None:
+                failure = Status.ESME_RINVDSTADR
+            if failure is not None:
+                unsuccess.append(_unsuccess_entry(dest, failure))
+                continue
+            assert route is not None and number is not None
+            own_id = message_id if first else await self._ids.next_id()
+            first = False
+            part = Part(message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS))
+            destination = Address(dest["dest_addr_ton"], dest["dest_addr_npi"], number)
+            message = self._message(account, own_id, parsed.source, destination, text, parsed.flash, [part], route, now)
+            jobs.append((dest, self._dispatch(conn, account, message, part)))
+        answers = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
+        release: list[int] = []
+        provider = "none"
+        for (dest, _), answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, BaseException):
+                status = answer.status if isinstance(answer, (Refused, TextError)) else Status.ESME_RSYSERR
+                unsuccess.append(_unsuccess_entry(dest, status))
+            elif answer.status != Status.ESME_ROK:
+                unsuccess.append(_unsuccess_entry(dest, answer.status))
+            else:
+                release.extend(answer.release)
+                provider = answer.provider
+        return Answer(Status.ESME_ROK, message_id, provider, parsed.flash, release, extra={"unsuccess_smes": unsuccess})
+
+    # -- query_sm, cancel_sm, replace_sm ---------------------------------------------
+
+    async def _query_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
+        rendered = pdu.params["message_id"]
+        message_id = parse_id(rendered, account.message_id_format)
+        message = await self._store.get_message(message_id) if message_id else None
+        if message is None or message.system_id != account.system_id:
+            raise Refused(Status.ESME_RQUERYFAIL, "unknown message_id")
+        state = message.state if message.state is not None else MessageState.ENROUTE
+        if message.lifecycle is not Lifecycle.FINAL and state.is_final:
+            state = MessageState.ENROUTE
+        final_date = format_smpp_time(message.done_at) if message.done_at else ""
+        return Answer(
+            Status.ESME_ROK,
+            extra={
+                "message_id": rendered,
+                "final_date": final_date,
+                "message_state": int(state),
+                "error_code": message.error & 0xFF,
+            },
+        )
+
+    async def _cancel_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
+        raise Refused(Status.ESME_RCANCELFAIL, "messages handed to an HTTP API cannot be cancelled")
+
+    async def _replace_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
+        raise Refused(Status.ESME_RREPLACEFAIL, "messages handed to an HTTP API cannot be replaced")
+
+
+def _unsuccess(dest: dict[str, Any]) -> Status | None:
+    return Status.ESME_RINVDLNAME if dest.get("dest_flag") == 2 else None
+
+
+def _unsuccess_entry(dest: dict[str, Any], status: int) -> dict[str, Any]:
+    return {
+        "dest_addr_ton": dest.get("dest_addr_ton", 0),
+        "dest_addr_npi": dest.get("dest_addr_npi", 0),
+        "destination_addr": dest.get("destination_addr", dest.get("dl_name", "")),
+        "error_status_code": int(status),
+    }
+
+
+def _preview_chunks(segments: Sequence[PendingSegment], text: str) -> list[str]:
+    """Each segment's share of the text, for its receipt: the text split in the
+    proportions of the segments' sizes (exact for single-byte codings)."""
+    total = sum(len(s.data) for s in segments) or 1
+    chunks: list[str] = []
+    start = 0
+    for s in segments:
+        end = start + round(len(text) * len(s.data) / total)
+        chunks.append(text[start:end])
+        start = end
+    return chunks

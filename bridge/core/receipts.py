@@ -1,0 +1,316 @@
+"""ReceiptEngine: provider status -> Message state -> deliver_sm receipts to the ESME.
+
+Intake: a `StatusReport` finds its Message by provider id; a final state finishes
+the Message and, in the same store transaction, queues one Receipt per Part whose
+registered_delivery asks for it. Intermediate states (ENROUTE, ACCEPTD) make
+receipts only for parts that asked for intermediate notifications.
+
+Delivery: receipts wait in the store and in a per-system_id queue until an RX or
+TRX session of that system_id is bound; each deliver_sm is deleted from the store
+on an ESME_ROK deliver_sm_resp and retried with backoff otherwise. A receipt is
+held back while its Part's submit_sm_resp has not been written (Kannel drops a
+receipt that overtakes its response).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from bridge.config import Account
+from bridge.core.connection import Connection
+from bridge.core.ids import render_id
+from bridge.core.message import Lifecycle, Message, Part, Receipt
+from bridge.core.registry import SessionRegistry
+from bridge.metrics import Metrics, labels
+from bridge.providers.base import StatusReport
+from bridge.smpp.constants import (
+    RECEIPT_ALWAYS,
+    RECEIPT_ON_FAILURE,
+    REGISTERED_DELIVERY_INTERMEDIATE,
+    REGISTERED_DELIVERY_RECEIPT_MASK,
+    Command,
+    MessageState,
+    Status,
+)
+from bridge.smpp.receipt import receipt_deliver_sm
+from bridge.store.base import Store
+
+RETRY_DELAYS = (2.0, 10.0, 30.0, 60.0, 300.0, 600.0)
+
+
+def wants_receipt(registered_delivery: int, state: MessageState) -> bool:
+    """registered_delivery bits 0-1 (final: always / on failure) and bit 4 (intermediate)."""
+    if not state.is_final:
+        return bool(registered_delivery & REGISTERED_DELIVERY_INTERMEDIATE)
+    kind = registered_delivery & REGISTERED_DELIVERY_RECEIPT_MASK
+    return kind == RECEIPT_ALWAYS or (kind == RECEIPT_ON_FAILURE and state.is_failure)
+
+
+def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, error: int, at: float) -> list[Receipt]:
+    return [
+        Receipt(
+            system_id=message.system_id,
+            message_id=part.message_id,
+            state=state,
+            error=error,
+            submitted_at=part.submitted_at,
+            done_at=at,
+            preview=part.preview,
+            source=message.destination,
+            destination=message.source,
+            provider=message.provider or "",
+        )
+        for part in parts
+        if wants_receipt(part.registered_delivery, state)
+    ]
+
+
+class KeyedLock:
+    """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    async def __call__(self, key: int, work: Callable[[], Any]) -> Any:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                return await work()
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class ReceiptEngine:
+    def __init__(
+        self,
+        store: Store,
+        registry: SessionRegistry,
+        account_of: Callable[[str], Account | None],
+        metrics: Metrics,
+        log: Any,
+        clock: Callable[[], float] = time.time,
+        max_attempts: int = 20,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._account_of = account_of
+        self._metrics = metrics
+        self._log = log
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._queues: dict[str, deque[Receipt]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._delayed: dict[str, int] = {}
+        self._held: set[int] = set()
+        self._parked: dict[int, list[Receipt]] = {}
+        self._lock = KeyedLock()
+        self._background: set[asyncio.Future[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._receipt_children: dict[tuple[str, ...], Any] = {}
+        self._report_children: dict[tuple[str, ...], Any] = {}
+        self._latency_children: dict[tuple[str, ...], Any] = {}
+
+    # -- intake ----------------------------------------------------------------------
+
+    async def on_report(self, report: StatusReport) -> bool:
+        """A provider's status for one of its ids. False when we do not know the id."""
+        message = await self._store.find_by_provider_id(report.provider, report.provider_id)
+        if message is None:
+            self._count_report(report.provider, "unknown_id")
+            self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
+            return False
+        applied = await self.apply(message.id, report.state, report.error, report.at)
+        self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
+        return True
+
+    async def apply(self, message_id: int, state: MessageState, error: int, at: float) -> bool:
+        """Move a Message to `state` and queue the receipts it owes; False if it
+        was already final (a replayed or late report changes nothing)."""
+
+        async def work() -> list[Receipt] | None:
+            message = await self._store.get_message(message_id)
+            if message is None or message.lifecycle is Lifecycle.FINAL:
+                return None
+            if not state.is_final and message.state is state:
+                return None
+            message.state = state
+            message.error = error
+            if state.is_final:
+                message.lifecycle = Lifecycle.FINAL
+                message.done_at = at
+            receipts = receipts_for(message, message.parts, state, error, at)
+            await self._store.save_messages([message], receipts)
+            return receipts
+
+        receipts = await self._lock(message_id, work)
+        if receipts is None:
+            return False
+        self.enqueue(receipts)
+        return True
+
+    async def fail_parts(self, message: Message, parts: Sequence[Part], state: MessageState, error: int) -> None:
+        """Receipts for parts that will never be sent (an incomplete concatenated
+        set, a refused final segment), without a stored Message."""
+        receipts = receipts_for(message, parts, state, error, self._clock())
+        if receipts:
+            await self._store.add_receipts(receipts)
+            self.enqueue(receipts)
+
+    def _count_report(self, provider: str, result: str) -> None:
+        labels(self._metrics.provider_reports, self._report_children, provider, result).inc()
+
+    # -- ordering against submit_sm_resp ---------------------------------------------
+
+    def hold(self, message_ids: Iterable[int]) -> None:
+        self._held.update(message_ids)
+
+    def release(self, message_ids: Iterable[int]) -> None:
+        for message_id in message_ids:
+            self._held.discard(message_id)
+            parked = self._parked.pop(message_id, None)
+            if parked:
+                self.enqueue(parked)
+
+    # -- delivery --------------------------------------------------------------------
+
+    async def load_pending(self) -> int:
+        """Queue every stored receipt (at start-up)."""
+        pending = await self._store.pending_receipts(limit=10_000_000)
+        for receipt in pending:
+            self._queues.setdefault(receipt.system_id, deque()).append(receipt)
+        return len(pending)
+
+    def enqueue(self, receipts: Iterable[Receipt]) -> None:
+        touched: set[str] = set()
+        for receipt in receipts:
+            if receipt.message_id in self._held:
+                self._parked.setdefault(receipt.message_id, []).append(receipt)
+                continue
+            self._queues.setdefault(receipt.system_id, deque()).append(receipt)
+            touched.add(receipt.system_id)
+        for system_id in touched:
+            self.pump(system_id)
+
+    def pump(self, system_id: str) -> None:
+        """Send queued receipts of `system_id` to its receivers, within their windows."""
+        queue = self._queues.get(system_id)
+        if not queue:
+            return
+        for conn in self._registry.receivers(system_id):
+            session = conn.session
+            room = session.config.window - len(session.outstanding)
+            if room <= 0:
+                continue
+            while queue and room > 0:
+                self._send(conn, queue.popleft())
+                room -= 1
+            conn.flush()
+            if not queue:
+                break
+
+    def _send(self, conn: Connection, receipt: Receipt) -> None:
+        account = self._account_of(receipt.system_id)
+        rendered = render_id(receipt.message_id, account.message_id_format if account else "decimal")
+        params, tlvs = receipt_deliver_sm(
+            rendered,
+            receipt.state,
+            receipt.submitted_at,
+            receipt.done_at,
+            receipt.error,
+            receipt.preview,
+            (receipt.source.ton, receipt.source.npi, receipt.source.addr),
+            (receipt.destination.ton, receipt.destination.npi, receipt.destination.addr),
+        )
+        conn.session.send_request(Command.DELIVER_SM, params, time.monotonic(), tlvs, context=receipt)
+        self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1
+
+    def on_response(self, conn: Connection, receipt: Receipt, status: int) -> None:
+        """The ESME answered a receipt (None status: no answer in time)."""
+        self._in_flight[receipt.system_id] -= 1
+        if status == Status.ESME_ROK:
+            self._background_task(self._store.delete_receipt(receipt.id))
+            stat = receipt.state.stat
+            labels(self._metrics.receipts, self._receipt_children, receipt.system_id, stat).inc()
+            if receipt.state.is_final:
+                latency = self._clock() - receipt.submitted_at
+                labels(self._metrics.receipt_latency, self._latency_children, receipt.provider or "none").observe(
+                    latency
+                )
+        else:
+            conn.log.warning("receipt_refused", message_id=receipt.message_id, command_status=status)
+            self._retry(receipt)
+        self.pump(receipt.system_id)
+
+    def on_timeout(self, conn: Connection, receipt: Receipt) -> None:
+        self._in_flight[receipt.system_id] -= 1
+        conn.log.warning("receipt_unanswered", message_id=receipt.message_id)
+        self._retry(receipt)
+
+    def on_session_closed(self, conn: Connection) -> None:
+        """Receipts sent on a session that went away go back to the front of the queue."""
+        returned = [r.context for r in conn.session.outstanding.values() if isinstance(r.context, Receipt)]
+        conn.session.outstanding.clear()
+        for receipt in reversed(returned):
+            self._in_flight[receipt.system_id] -= 1
+            self._queues.setdefault(receipt.system_id, deque()).appendleft(receipt)
+        for system_id in {r.system_id for r in returned}:
+            self.pump(system_id)
+
+    def _retry(self, receipt: Receipt) -> None:
+        receipt.attempts += 1
+        if receipt.attempts >= self._max_attempts:
+            self._log.error(
+                "receipt_dropped", system_id=receipt.system_id, message_id=receipt.message_id, attempts=receipt.attempts
+            )
+            self._background_task(self._store.delete_receipt(receipt.id))
+            return
+        delay = RETRY_DELAYS[min(receipt.attempts, len(RETRY_DELAYS)) - 1]
+        receipt.next_attempt_at = self._clock() + delay
+        self._background_task(self._store.update_receipt(receipt))
+        self._delayed[receipt.system_id] = self._delayed.get(receipt.system_id, 0) + 1
+
+        def due() -> None:
+            self._timers.discard(handle)
+            self._delayed[receipt.system_id] -= 1
+            self._queues.setdefault(receipt.system_id, deque()).append(receipt)
+            self.pump(receipt.system_id)
+
+        handle = asyncio.get_running_loop().call_later(delay, due)
+        self._timers.add(handle)
+
+    def _background_task(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("receipt_store_error", error=str(task.exception()))
+
+    # -- observation and shutdown ------------------------------------------------------
+
+    def waiting(self) -> list[tuple[str, float]]:
+        """Receipts not yet acknowledged, by system_id (queued, in flight, delayed)."""
+        names = set(self._queues) | set(self._in_flight) | set(self._delayed)
+        return sorted(
+            (name, float(len(self._queues.get(name, ())) + self._in_flight.get(name, 0) + self._delayed.get(name, 0)))
+            for name in names
+        )
+
+    async def drain(self) -> None:
+        """Wait for store writes this engine started."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

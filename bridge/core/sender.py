@@ -1,0 +1,76 @@
+"""One attempt to hand a Message to the providers of its route, primary first.
+
+Failover follows DESIGN.md: NOT_SENT (refused, 429, 5xx, circuit open) moves on to
+the next provider; REJECTED and UNKNOWN stop here. A provider that cannot send
+flash is skipped when its `flash_fallback` is "reject", and sends a normal SMS
+when it is "normal".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.core.message import Message
+from bridge.metrics import Metrics, labels
+from bridge.providers.base import Outcome, Provider, SendResult
+from bridge.smpp.constants import Status
+
+NO_FLASH = SendResult.rejected(Status.ESME_RSUBMITFAIL, "no provider on the route can send flash")
+NO_PROVIDER = SendResult.not_sent(Status.ESME_RSYSERR, "no provider on the route is usable")
+
+
+class Sender:
+    def __init__(self, providers: Mapping[str, Provider], metrics: Metrics, log: Any) -> None:
+        self.providers = providers
+        self._metrics = metrics
+        self._log = log
+        self._request_children: dict[tuple[str, ...], Any] = {}
+        self._duration_children: dict[tuple[str, ...], Any] = {}
+
+    async def send(self, message: Message) -> tuple[SendResult, str | None]:
+        """(result, provider name that gave it)."""
+        last: SendResult | None = None
+        for name in message.route:
+            provider = self.providers.get(name)
+            if provider is None:
+                continue
+            if message.flash and not provider.supports_flash and provider.settings.flash_fallback == "reject":
+                last = last or NO_FLASH
+                continue
+            if not provider.usable:
+                last = SendResult.not_sent(Status.ESME_RSYSERR, "circuit open", metric="circuit_open")
+                labels(self._metrics.upstream_requests, self._request_children, name, "circuit_open").inc()
+                continue
+            result = await self._attempt(provider, message)
+            if result.outcome is not Outcome.NOT_SENT:
+                return result, name
+            last = result
+            self._log.warning(
+                "provider_not_sent",
+                provider=name,
+                message_id=message.id,
+                reason=result.reason,
+                next_provider=_after(message.route, name),
+            )
+        return last or NO_PROVIDER, None
+
+    async def _attempt(self, provider: Provider, message: Message) -> SendResult:
+        started = time.perf_counter()
+        try:
+            result = await provider.send(message)
+        except Exception as exc:  # a connector bug must not become a bridge fault
+            self._log.error(
+                "provider_exception", provider=provider.name, message_id=message.id, error=type(exc).__name__
+            )
+            result = SendResult.unknown(f"connector raised {type(exc).__name__}", metric="error")
+        elapsed = time.perf_counter() - started
+        labels(self._metrics.upstream_requests, self._request_children, provider.name, result.metric).inc()
+        labels(self._metrics.upstream_duration, self._duration_children, provider.name).observe(elapsed)
+        return result
+
+
+def _after(route: list[str], name: str) -> str | None:
+    index = route.index(name)
+    return route[index + 1] if index + 1 < len(route) else None

@@ -1,0 +1,174 @@
+"""The application behind every SMPP session (aiosmtpd's "handler").
+
+The transport feeds bytes to the sans-IO session and hands the resulting events
+here; this module decides what they mean for the bridge: binds are authenticated,
+requests go to the pipeline, deliver_sm answers go to the ReceiptEngine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from bridge.config import Config
+from bridge.core.auth import Authenticator
+from bridge.core.connection import Connection
+from bridge.core.message import Receipt
+from bridge.core.pipeline import Pipeline
+from bridge.core.receipts import ReceiptEngine
+from bridge.core.registry import SessionRegistry
+from bridge.metrics import Metrics
+from bridge.smpp.constants import Status, status_name
+from bridge.smpp.session import (
+    BindRequested,
+    Closing,
+    Event,
+    PeerError,
+    RequestReceived,
+    ResponseReceived,
+    ResponseTimedOut,
+    Unbound,
+)
+
+
+class Smsc:
+    def __init__(
+        self,
+        config: Config,
+        authenticator: Authenticator,
+        registry: SessionRegistry,
+        pipeline: Pipeline,
+        receipts: ReceiptEngine,
+        metrics: Metrics,
+        log: Any,
+    ) -> None:
+        self.config = config
+        self.authenticator = authenticator
+        self.registry = registry
+        self.pipeline = pipeline
+        self.receipts = receipts
+        self._metrics = metrics
+        self._log = log
+        self.accepting = True
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[type, Callable[[Connection, Any, float], None]] = {
+            BindRequested: self._on_bind,
+            RequestReceived: self._on_request,
+            ResponseReceived: self._on_response,
+            ResponseTimedOut: self._on_timeout,
+            Unbound: self._on_unbound,
+            Closing: self._on_closing,
+            PeerError: self._on_peer_error,
+        }
+
+    def reload(self, config: Config) -> None:
+        self.config = config
+
+    def handle_events(self, conn: Connection, events: list[Event], now: float) -> None:
+        handlers = self._handlers
+        for event in events:
+            handlers[type(event)](conn, event, now)
+
+    # -- events ----------------------------------------------------------------------
+
+    def _on_bind(self, conn: Connection, event: BindRequested, now: float) -> None:
+        self._spawn(self._bind(conn, event))
+
+    def _on_request(self, conn: Connection, event: RequestReceived, now: float) -> None:
+        if not self.accepting:
+            conn.session.respond(event.pdu, Status.ESME_RSYSERR)
+            conn.flush()
+            return
+        self._spawn(self.pipeline.handle(conn, event.pdu, now))
+
+    def _on_response(self, conn: Connection, event: ResponseReceived, now: float) -> None:
+        context = event.request.context
+        if isinstance(context, Receipt):
+            self.receipts.on_response(conn, context, event.pdu.status)
+
+    def _on_timeout(self, conn: Connection, event: ResponseTimedOut, now: float) -> None:
+        context = event.request.context
+        if isinstance(context, Receipt):
+            self.receipts.on_timeout(conn, context)
+
+    def _on_unbound(self, conn: Connection, event: Unbound, now: float) -> None:
+        self.registry.remove(conn)
+        self.receipts.on_session_closed(conn)
+        conn.log.info("unbound", reason=event.reason)
+
+    def _on_closing(self, conn: Connection, event: Closing, now: float) -> None:
+        conn.log.info("session_closing", reason=event.reason)
+        conn.close()
+
+    def _on_peer_error(self, conn: Connection, event: PeerError, now: float) -> None:
+        if event.status is Status.ESME_RTHROTTLED:
+            system_id = conn.account.system_id if conn.account else "unknown"
+            self._metrics.throttled.labels(system_id, "window").inc()
+        conn.log.info(
+            "peer_error", command_status=event.status.name, reason=event.reason, command_id=f"0x{event.command_id:08X}"
+        )
+
+    # -- bind ------------------------------------------------------------------------
+
+    async def _bind(self, conn: Connection, event: BindRequested) -> None:
+        pdu = event.pdu
+        system_id = pdu.params.get("system_id", "")
+        our_id = self.config.smpp.system_id
+        if not self.accepting:
+            decision_status, account, reason = Status.ESME_RBINDFAIL, None, "shutting down"
+        else:
+            decision = await self.authenticator.check(
+                system_id, pdu.params.get("password", ""), conn.peer_host, self.registry.count(system_id)
+            )
+            decision_status, account, reason = decision.status, decision.account, decision.reason
+            # The password check may have yielded: count the binds again.
+            if account is not None and self.registry.count(system_id) >= account.max_binds:
+                decision_status, account, reason = Status.ESME_RBINDFAIL, None, "max_binds reached"
+        known = self.authenticator.account(system_id) is not None
+        label = system_id if known else "unknown"
+        if account is None or conn.session.is_closing:
+            conn.session.reject_bind(pdu, decision_status, our_id)
+            conn.flush()
+            self._metrics.binds.labels(label, status_name(decision_status)).inc()
+            conn.log.warning(
+                "bind_refused",
+                system_id=label,
+                bind_type=event.bind_type.value,
+                command_status=status_name(decision_status),
+                reason=reason,
+            )
+            return
+        conn.account = account
+        conn.session.accept_bind(pdu, our_id)
+        conn.log = conn.log.bind(system_id=system_id)
+        self.registry.add(conn)
+        conn.flush()
+        self._metrics.binds.labels(label, "ok").inc()
+        conn.log.info(
+            "bound", bind_type=event.bind_type.value, interface_version=f"0x{conn.session.interface_version:02X}"
+        )
+        if event.bind_type.can_receive:
+            self.receipts.pump(system_id)
+
+    # -- tasks and shutdown ----------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until every request already read has been answered."""
+        deadline = time.monotonic() + timeout
+        while self._tasks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        return True

@@ -1,0 +1,124 @@
+"""The one small interface every provider connector implements.
+
+A connector turns a core `Message` into its provider's HTTP call and the answer
+into a `SendResult`; it turns the provider's delivery reports (callback, postback,
+poll) into `StatusReport`s handed to `ProviderContext.report`. It never sees SMPP
+bytes; it speaks in `command_status` and `message_state` values only.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from bridge.core.message import Message
+from bridge.metrics import Metrics
+from bridge.smpp.constants import MessageState, Status
+
+
+class Outcome(enum.Enum):
+    """What is known about one attempt (DESIGN.md, "Failover and retries")."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # a definitive answer: no failover, the mapped status
+    NOT_SENT = "not_sent"  # nothing reached the provider (refused, 429, 5xx): fail over / retry
+    UNKNOWN = "unknown"  # the request may have reached it: never blindly re-sent
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outcome: Outcome
+    status: Status = Status.ESME_ROK
+    provider_ids: tuple[str, ...] = ()
+    retry_after: float | None = None
+    reason: str = ""  # for logs: never a number, a text or a secret
+    metric: str = "accepted"  # upstream_requests outcome label
+
+    @classmethod
+    def accepted(cls, *provider_ids: str) -> SendResult:
+        return cls(Outcome.ACCEPTED, Status.ESME_ROK, tuple(provider_ids))
+
+    @classmethod
+    def rejected(cls, status: Status, reason: str) -> SendResult:
+        return cls(Outcome.REJECTED, status, reason=reason, metric="rejected")
+
+    @classmethod
+    def not_sent(
+        cls, status: Status, reason: str, retry_after: float | None = None, metric: str = "error"
+    ) -> SendResult:
+        return cls(Outcome.NOT_SENT, status, retry_after=retry_after, reason=reason, metric=metric)
+
+    @classmethod
+    def unknown(cls, reason: str, metric: str = "timeout") -> SendResult:
+        return cls(Outcome.UNKNOWN, Status.ESME_RSYSERR, reason=reason, metric=metric)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A provider's word on one message, keyed the way the store indexes it."""
+
+    provider: str
+    provider_id: str
+    state: MessageState
+    error: int = 0
+    at: float = field(default_factory=time.time)
+    detail: str = ""  # the provider's own status word, for logs
+
+
+ReportSink = Callable[[StatusReport], Awaitable[bool]]
+
+
+@dataclass
+class ProviderContext:
+    """What the bridge lends a connector."""
+
+    report: ReportSink  # True when the report matched a message we know
+    metrics: Metrics
+    public_url: str
+    clock: Callable[[], float] = time.time
+    log: Any = None
+    find_messages: Callable[..., Awaitable[list[Message]]] | None = None
+
+
+class Provider(ABC):
+    """Base of the connectors. `kind` is the config `type`; `name` its config key."""
+
+    kind: ClassVar[str]
+    supports_flash: ClassVar[bool] = False
+
+    def __init__(self, name: str, settings: Any, context: ProviderContext) -> None:
+        self.name = name
+        self.settings = settings
+        self.context = context
+
+    async def start(self) -> None:
+        """Open pools, start pollers."""
+
+    async def close(self) -> None:
+        """Close pools and stop background work."""
+
+    @abstractmethod
+    async def send(self, message: Message) -> SendResult: ...
+
+    async def resume(self, messages: Sequence[Message]) -> None:
+        """After a restart: messages this provider accepted that have no final state
+        yet, so pollers and timers can pick them up again."""
+
+    async def handle_callback(self, request: web.Request) -> web.StreamResponse:
+        """A request to /callbacks/{name}/{token}, token already checked."""
+        raise web.HTTPNotFound()
+
+    def callback_token(self) -> str | None:
+        """The secret path segment of this provider's callback URL, if it has one."""
+        return None
+
+    @property
+    def usable(self) -> bool:
+        """False while the provider is known to be down (circuit open)."""
+        return True

@@ -1,0 +1,487 @@
+"""The SMPP v3.4 session state machine, SMSC side. Sans-IO.
+
+Everything that decides what a PDU means *in a session* lives in this file:
+which requests each bind state allows (the `PEER_REQUESTS` table: a missing entry
+is the ESME_RINVBNDSTS answer), framing limits, the window of unanswered requests,
+enquire_link, unbind in both directions, and the bind / inactivity / response timers.
+
+It knows nothing about sockets, clocks, accounts, the store or providers. Feed it
+bytes with `receive_data(data, now)` and time with `tick(now)`; it returns `Event`s
+and queues outgoing bytes, which `data_to_send()` hands to whoever owns the socket.
+The application answers the requests it is given with `accept_bind`, `reject_bind`
+and `respond`, and sends its own requests (deliver_sm, unbind) with `send_request`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.smpp.constants import BIND_COMMANDS, INTERFACE_VERSION_34, Command, Status, Tag
+from bridge.smpp.pdu import (
+    HEADER_SIZE,
+    Params,
+    Pdu,
+    PduError,
+    decode_pdu,
+    encode_pdu,
+    encode_response,
+    generic_nack,
+)
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    BOUND_TX = "bound_tx"
+    BOUND_RX = "bound_rx"
+    BOUND_TRX = "bound_trx"
+    UNBINDING = "unbinding"
+    CLOSED = "closed"
+
+
+class BindType(enum.Enum):
+    TRANSMITTER = "transmitter"
+    RECEIVER = "receiver"
+    TRANSCEIVER = "transceiver"
+
+    @property
+    def can_submit(self) -> bool:
+        return self is not BindType.RECEIVER
+
+    @property
+    def can_receive(self) -> bool:
+        return self is not BindType.TRANSMITTER
+
+
+BIND_TYPE_BY_COMMAND = {
+    Command.BIND_TRANSMITTER: BindType.TRANSMITTER,
+    Command.BIND_RECEIVER: BindType.RECEIVER,
+    Command.BIND_TRANSCEIVER: BindType.TRANSCEIVER,
+}
+BOUND_STATE_BY_TYPE = {
+    BindType.TRANSMITTER: State.BOUND_TX,
+    BindType.RECEIVER: State.BOUND_RX,
+    BindType.TRANSCEIVER: State.BOUND_TRX,
+}
+
+_TX_REQUESTS = frozenset(
+    {
+        Command.SUBMIT_SM,
+        Command.SUBMIT_MULTI,
+        Command.DATA_SM,
+        Command.QUERY_SM,
+        Command.CANCEL_SM,
+        Command.REPLACE_SM,
+    }
+)
+_ALWAYS = frozenset({Command.ENQUIRE_LINK})
+_BOUND = _ALWAYS | {Command.UNBIND}
+
+# Requests an ESME may send in each state (SMPP v3.4 section 2.3). A request not
+# listed for the current state is answered with ESME_RINVBNDSTS.
+PEER_REQUESTS: dict[State, frozenset[Command]] = {
+    State.OPEN: _ALWAYS | BIND_COMMANDS,
+    State.BOUND_TX: _BOUND | _TX_REQUESTS,
+    State.BOUND_RX: _BOUND,
+    State.BOUND_TRX: _BOUND | _TX_REQUESTS,
+    State.UNBINDING: _BOUND,
+    State.CLOSED: frozenset(),
+}
+
+# Requests the session hands to the application (everything else it answers itself).
+APPLICATION_REQUESTS = _TX_REQUESTS
+BOUND_STATES = frozenset({State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX})
+MAX_SEQUENCE = 0x7FFFFFFF
+
+
+# -- events --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequested:
+    """Answer with `accept_bind` or `reject_bind`."""
+
+    pdu: Pdu
+    bind_type: BindType
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A submit_sm, data_sm, submit_multi, query_sm, cancel_sm or replace_sm.
+    Answer it with `respond` exactly once."""
+
+    pdu: Pdu
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """The peer answered one of our requests (a *_resp or a generic_nack)."""
+
+    pdu: Pdu
+    request: OutstandingRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseTimedOut:
+    """One of our requests got no answer within `response_timeout`."""
+
+    request: OutstandingRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Unbound:
+    """The session left its bound state (peer's unbind, ours answered, or a close)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """The transport should write what is queued and close the connection."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerError:
+    """The peer sent something we refused; already answered. For logs and metrics."""
+
+    status: Status
+    reason: str
+    command_id: int
+
+
+Event = BindRequested | RequestReceived | ResponseReceived | ResponseTimedOut | Unbound | Closing | PeerError
+
+
+@dataclass(slots=True)
+class OutstandingRequest:
+    command: Command
+    sequence: int
+    deadline: float
+    context: Any = None
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    window: int = 100
+    enquire_link_interval: float = 30.0
+    inactivity_timeout: float = 300.0
+    bind_timeout: float = 30.0
+    response_timeout: float = 30.0
+    max_command_length: int = 65536 + HEADER_SIZE
+
+
+@dataclass(slots=True)
+class PduCounters:
+    """PDUs read and written, by command. Shared by all sessions; a metrics
+    collector reads it at scrape time so the hot path only adds integers."""
+
+    received: dict[Command, int] = field(default_factory=dict)
+    sent: dict[Command, int] = field(default_factory=dict)
+
+
+class Session:
+    """One SMPP connection, seen from the SMSC."""
+
+    def __init__(self, config: SessionConfig, now: float, counters: PduCounters | None = None) -> None:
+        self.config = config
+        self.counters = counters or PduCounters()
+        self.state = State.OPEN
+        self.bind_type: BindType | None = None
+        self.system_id: str | None = None
+        self.interface_version = INTERFACE_VERSION_34
+        self.opened_at = now
+        self.last_received = now
+        self.unanswered = 0
+        self.outstanding: dict[int, OutstandingRequest] = {}
+        self._next_sequence = 1
+        self._buffer = bytearray()
+        self._out: list[bytes] = []
+        self._closing = False
+        self._unbind_deadline: float | None = None
+        self._enquire_link_sequence: int | None = None
+
+    # -- bytes in --------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Feed bytes from the socket; returns what happened, in order."""
+        if self._closing:
+            return []
+        buffer = self._buffer
+        buffer += data
+        events: list[Event] = []
+        offset = 0
+        available = len(buffer)
+        max_length = self.config.max_command_length
+        while available - offset >= 4 and not self._closing:
+            length = int.from_bytes(buffer[offset : offset + 4], "big")
+            if length < HEADER_SIZE or length > max_length:
+                self._framing_error(buffer, offset, length, events)
+                break
+            if available - offset < length:
+                break
+            frame = bytes(buffer[offset : offset + length])
+            offset += length
+            self.last_received = now
+            self._handle_frame(frame, now, events)
+        if offset:
+            del buffer[:offset]
+        return events
+
+    def _framing_error(self, buffer: bytearray, offset: int, length: int, events: list[Event]) -> None:
+        sequence = 0
+        if len(buffer) - offset >= HEADER_SIZE:
+            sequence = int.from_bytes(buffer[offset + 12 : offset + 16], "big")
+        self._write(generic_nack(sequence, Status.ESME_RINVCMDLEN), Command.GENERIC_NACK)
+        events.append(PeerError(Status.ESME_RINVCMDLEN, f"command_length {length}", 0))
+        self._close("invalid command_length", events)
+
+    def _handle_frame(self, frame: bytes, now: float, events: list[Event]) -> None:
+        try:
+            pdu = decode_pdu(frame)
+        except PduError as exc:
+            self._refuse(exc, events)
+            return
+        command = pdu.command
+        received = self.counters.received
+        received[command] = received.get(command, 0) + 1
+        if command.is_response:
+            self._handle_response(pdu, events)
+        elif command in PEER_REQUESTS[self.state]:
+            self._handle_request(pdu, now, events)
+        else:
+            status = (
+                Status.ESME_RALYBND
+                if command in BIND_COMMANDS and self.state in BOUND_STATES
+                else Status.ESME_RINVBNDSTS
+            )
+            self._answer(command, pdu.sequence, status)
+            events.append(PeerError(status, f"{command.label} in state {self.state.value}", command))
+
+    def _refuse(self, exc: PduError, events: list[Event]) -> None:
+        command = Command(exc.command_id) if exc.command_id in _KNOWN_IDS else None
+        if command is not None and command.is_response:
+            events.append(PeerError(exc.status, f"malformed {command.label}: {exc.reason}", exc.command_id))
+            return
+        if command is None:
+            self._write(generic_nack(exc.sequence, exc.status), Command.GENERIC_NACK)
+        else:
+            self._answer(command, exc.sequence, exc.status)
+        events.append(PeerError(exc.status, exc.reason, exc.command_id))
+
+    def _handle_request(self, pdu: Pdu, now: float, events: list[Event]) -> None:
+        command = pdu.command
+        if command is Command.ENQUIRE_LINK:
+            self._answer(command, pdu.sequence, Status.ESME_ROK)
+        elif command is Command.UNBIND:
+            self._answer(command, pdu.sequence, Status.ESME_ROK)
+            self._leave_bound("peer unbind", events)
+            self._close("peer unbind", events)
+        elif command in BIND_COMMANDS:
+            self.unanswered += 1
+            events.append(BindRequested(pdu, BIND_TYPE_BY_COMMAND[command]))
+        elif self.state is State.UNBINDING:
+            self._answer(command, pdu.sequence, Status.ESME_RINVBNDSTS)
+        elif self.unanswered >= self.config.window:
+            self._answer(command, pdu.sequence, Status.ESME_RTHROTTLED)
+            events.append(PeerError(Status.ESME_RTHROTTLED, "window full", command))
+        else:
+            self.unanswered += 1
+            events.append(RequestReceived(pdu))
+
+    def _handle_response(self, pdu: Pdu, events: list[Event]) -> None:
+        request = self.outstanding.pop(pdu.sequence, None)
+        if request is None:
+            events.append(PeerError(Status.ESME_RINVCMDID, f"unexpected {pdu.command.label}", pdu.command))
+            return
+        if request.command is Command.ENQUIRE_LINK:
+            self._enquire_link_sequence = None
+        elif request.command is Command.UNBIND:
+            self._leave_bound("unbind answered", events)
+            self._close("unbind answered", events)
+        else:
+            events.append(ResponseReceived(pdu, request))
+
+    # -- answers from the application ------------------------------------------------
+
+    def accept_bind(self, request: Pdu, our_system_id: str) -> None:
+        bind_type = BIND_TYPE_BY_COMMAND[request.command]
+        self.unanswered -= 1
+        self.bind_type = bind_type
+        self.system_id = request.params["system_id"]
+        self.interface_version = request.params.get("interface_version", INTERFACE_VERSION_34)
+        self.state = BOUND_STATE_BY_TYPE[bind_type]
+        tlvs: dict[int, bytes] = {}
+        if self.interface_version >= INTERFACE_VERSION_34:
+            tlvs[Tag.SC_INTERFACE_VERSION] = bytes((INTERFACE_VERSION_34,))
+        self._answer(request.command, request.sequence, Status.ESME_ROK, {"system_id": our_system_id}, tlvs)
+
+    def reject_bind(self, request: Pdu, status: Status, our_system_id: str) -> None:
+        self.unanswered -= 1
+        self._answer(request.command, request.sequence, status, {"system_id": our_system_id})
+
+    def respond(
+        self,
+        request: Pdu,
+        status: int,
+        params: Params | None = None,
+        tlvs: dict[int, bytes] | None = None,
+    ) -> None:
+        """Answer a `RequestReceived`. Safe after the session closed (then a no-op)."""
+        self.unanswered -= 1
+        if self.state is not State.CLOSED:
+            self._answer(request.command, request.sequence, status, params, tlvs)
+
+    # -- our requests ----------------------------------------------------------------
+
+    def send_request(
+        self,
+        command: Command,
+        params: Params,
+        now: float,
+        tlvs: dict[int, bytes] | None = None,
+        context: Any = None,
+    ) -> int:
+        """Queue a request to the peer; its answer comes back as `ResponseReceived`
+        (or `ResponseTimedOut`) carrying `context`. Returns the sequence number."""
+        sequence = self._allocate_sequence()
+        if tlvs and self.interface_version < INTERFACE_VERSION_34:
+            tlvs = None  # a v3.3 peer gets no optional parameters
+        self.outstanding[sequence] = OutstandingRequest(command, sequence, now + self.config.response_timeout, context)
+        self._write(encode_pdu(Pdu(command, sequence, 0, params, tlvs or {})), command)
+        return sequence
+
+    def unbind(self, now: float) -> None:
+        """Start an unbind from our side (shutdown, inactivity). The session closes on
+        the unbind_resp or after `response_timeout`."""
+        if self.state in BOUND_STATES:
+            self.state = State.UNBINDING
+            self._unbind_deadline = now + self.config.response_timeout
+            self.send_request(Command.UNBIND, {}, now)
+        elif self.state is State.OPEN:
+            self._closing = True
+
+    @property
+    def can_deliver(self) -> bool:
+        """True when deliver_sm may be sent here (RX or TRX, still bound)."""
+        return (
+            self.bind_type is not None
+            and self.bind_type.can_receive
+            and self.state
+            in (
+                State.BOUND_RX,
+                State.BOUND_TRX,
+            )
+        )
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closing
+
+    # -- time ------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Event]:
+        """Run the timers. Call at or after `next_deadline()`."""
+        events: list[Event] = []
+        if self._closing:
+            return events
+        config = self.config
+        if self.state is State.OPEN and now - self.opened_at >= config.bind_timeout:
+            self._close("bind timeout", events)
+            return events
+        if self._unbind_deadline is not None and now >= self._unbind_deadline:
+            self._leave_bound("unbind not answered", events)
+            self._close("unbind not answered", events)
+            return events
+        # Deadlines grow with insertion order (one response_timeout), so the
+        # expired requests are the first ones in the dict.
+        outstanding = self.outstanding
+        while outstanding:
+            request = next(iter(outstanding.values()))
+            if now < request.deadline:
+                break
+            del outstanding[request.sequence]
+            if request.command is Command.ENQUIRE_LINK:
+                self._enquire_link_sequence = None  # unanswered is allowed (node-smpp)
+            else:
+                events.append(ResponseTimedOut(request))
+        idle = now - self.last_received
+        if self.state in BOUND_STATES:
+            if idle >= config.inactivity_timeout:
+                self.unbind(now)
+            elif idle >= config.enquire_link_interval and self._enquire_link_sequence is None:
+                self._enquire_link_sequence = self.send_request(Command.ENQUIRE_LINK, {}, now)
+        return events
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next has something to do, or None."""
+        if self._closing:
+            return None
+        config = self.config
+        if self.state is State.OPEN:
+            return self.opened_at + config.bind_timeout
+        candidates: list[float] = []
+        if self.outstanding:
+            candidates.append(next(iter(self.outstanding.values())).deadline)
+        if self._unbind_deadline is not None:
+            candidates.append(self._unbind_deadline)
+        if self.state in BOUND_STATES:
+            candidates.append(self.last_received + config.inactivity_timeout)
+            if self._enquire_link_sequence is None:
+                candidates.append(self.last_received + config.enquire_link_interval)
+        return min(candidates) if candidates else None
+
+    def connection_lost(self) -> list[Event]:
+        """The transport lost the socket: leave the bound state and drop what waits."""
+        events: list[Event] = []
+        self._leave_bound("connection lost", events)
+        self.state = State.CLOSED
+        self._closing = True
+        return events
+
+    # -- bytes out -------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        return data
+
+    # -- internals -------------------------------------------------------------------
+
+    def _answer(
+        self,
+        command: Command,
+        sequence: int,
+        status: int,
+        params: Params | None = None,
+        tlvs: dict[int, bytes] | None = None,
+    ) -> None:
+        response = command.response or Command.GENERIC_NACK
+        self._write(encode_response(command, sequence, status, params, tlvs), response)
+
+    def _write(self, data: bytes, command: Command) -> None:
+        sent = self.counters.sent
+        sent[command] = sent.get(command, 0) + 1
+        self._out.append(data)
+
+    def _allocate_sequence(self) -> int:
+        sequence = self._next_sequence
+        self._next_sequence = 1 if sequence >= MAX_SEQUENCE else sequence + 1
+        return sequence
+
+    def _leave_bound(self, reason: str, events: list[Event]) -> None:
+        if self.state in BOUND_STATES or self.state is State.UNBINDING:
+            events.append(Unbound(reason))
+        self.state = State.CLOSED
+
+    def _close(self, reason: str, events: list[Event]) -> None:
+        if not self._closing:
+            self._closing = True
+            events.append(Closing(reason))
+
+
+_KNOWN_IDS = frozenset(c.value for c in Command)
