@@ -1,0 +1,159 @@
+"""A test ESME on top of the real smpplib client.
+
+smpplib reads one PDU at a time from a blocking socket; `Esme` adds what tests
+need: answers matched to requests by sequence number, receipts collected as they
+arrive (and acknowledged with a chosen status), and waits that block on the socket
+with a deadline instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import smpplib.client
+import smpplib.consts
+import smpplib.pdu
+import smpplib.smpp
+
+from bridge.smpp.receipt import parse_receipt
+
+
+class Esme:
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+        self.client = smpplib.client.Client(host, port, timeout=timeout, allow_unknown_opt_params=True)
+        self.timeout = timeout
+        self.responses: dict[int, Any] = {}
+        self.delivered: list[Any] = []
+        self.enquire_links = 0
+        self.unbinds = 0
+        self.deliver_sm_status: Callable[[Any], int] = lambda pdu: 0
+        self.client.connect()
+
+    # -- binding ---------------------------------------------------------------------
+
+    def bind(self, kind: str = "transceiver", system_id: str = "esme1", password: str = "secret1", **extra: Any) -> Any:
+        """Send a bind and return its response PDU (errors included, not raised)."""
+        pdu = smpplib.smpp.make_pdu(f"bind_{kind}", client=self.client, system_id=system_id, password=password, **extra)
+        self.client.send_pdu(pdu)
+        return self.wait_response(pdu.sequence)
+
+    # -- requests --------------------------------------------------------------------
+
+    def submit(self, destination: str = "4917012345", text: bytes = b"Hello", source: str = "12345", **kw: Any) -> Any:
+        """submit_sm; returns submit_sm_resp (whatever its status)."""
+        params = {
+            "source_addr_ton": 1,
+            "source_addr_npi": 1,
+            "source_addr": source,
+            "dest_addr_ton": 1,
+            "dest_addr_npi": 1,
+            "destination_addr": destination,
+            "short_message": text,
+            "data_coding": 0,
+            "registered_delivery": 1,
+        }
+        params.update(kw)
+        pdu = smpplib.smpp.make_pdu("submit_sm", client=self.client, **params)
+        self.client.send_pdu(pdu)
+        return self.wait_response(pdu.sequence)
+
+    def send(self, command: str, **params: Any) -> Any:
+        pdu = smpplib.smpp.make_pdu(command, client=self.client, **params)
+        self.client.send_pdu(pdu)
+        return self.wait_response(pdu.sequence)
+
+    def send_raw(self, data: bytes) -> None:
+        self.client._socket.sendall(data)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def read_one(self, deadline: float) -> Any | None:
+        """Read and dispatch one PDU; None when the deadline passed first."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        self.client._socket.settimeout(remaining)
+        try:
+            pdu = self.client.read_pdu()
+        except TimeoutError:
+            return None
+        finally:
+            self.client._socket.settimeout(self.timeout)
+        self._dispatch(pdu)
+        return pdu
+
+    def _dispatch(self, pdu: Any) -> None:
+        command = pdu.command
+        if command == "deliver_sm":
+            self.delivered.append(pdu)
+            resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=self.client, status=self.deliver_sm_status(pdu))
+            resp.sequence = pdu.sequence
+            self.client.send_pdu(resp)
+        elif command == "enquire_link":
+            self.enquire_links += 1
+            resp = smpplib.smpp.make_pdu("enquire_link_resp", client=self.client)
+            resp.sequence = pdu.sequence
+            self.client.send_pdu(resp)
+        elif command == "unbind":
+            self.unbinds += 1
+            resp = smpplib.smpp.make_pdu("unbind_resp", client=self.client)
+            resp.sequence = pdu.sequence
+            self.client.send_pdu(resp)
+        else:
+            self.responses[pdu.sequence] = pdu
+
+    def wait_response(self, sequence: int, timeout: float | None = None) -> Any:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while sequence not in self.responses:
+            if self.read_one(deadline) is None and time.monotonic() >= deadline:
+                raise TimeoutError(f"no response to sequence {sequence}")
+        return self.responses.pop(sequence)
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while not condition():
+            if self.read_one(deadline) is None and time.monotonic() >= deadline:
+                raise TimeoutError("condition not met")
+
+    def wait_receipts(self, count: int, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Wait for `count` receipts; returns them parsed (text fields plus TLVs)."""
+        self.wait_until(lambda: len(self.receipts()) >= count, timeout)
+        return self.receipts()
+
+    def receipts(self) -> list[dict[str, Any]]:
+        out = []
+        for pdu in self.delivered:
+            if not pdu.esm_class & 0x04:
+                continue
+            fields = parse_receipt(pdu.short_message.decode("ascii")) or {}
+            fields["raw"] = pdu.short_message
+            fields["receipted_message_id"] = pdu.receipted_message_id
+            fields["message_state"] = pdu.message_state
+            fields["esm_class"] = pdu.esm_class
+            fields["source_addr"] = pdu.source_addr
+            fields["destination_addr"] = pdu.destination_addr
+            out.append(fields)
+        return out
+
+    def closed_by_peer(self, timeout: float = 5.0) -> bool:
+        """True when the server closes the connection within `timeout`."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.read_one(deadline) is None:
+                    return False
+        except (smpplib.exceptions.ConnectionError, ConnectionError, OSError):
+            return True
+        return False
+
+    def unbind(self) -> Any:
+        return self.send("unbind")
+
+    def close(self) -> None:
+        try:
+            self.client._socket.close()
+        except Exception:
+            pass
+        self.client.state = smpplib.consts.SMPP_CLIENT_STATE_CLOSED
