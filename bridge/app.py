@@ -72,7 +72,13 @@ class Bridge:
         self.ids = IdAllocator(self.store)
         self.authenticator = Authenticator(config)
         self.receipts = ReceiptEngine(
-            self.store, self.registry, self.authenticator.account, self.metrics, get_logger("receipts")
+            self.store,
+            self.registry,
+            self.authenticator.account,
+            self.metrics,
+            get_logger("receipts"),
+            max_attempts=config.smpp.receipt_max_attempts,
+            retry_base=config.smpp.receipt_retry_base,
         )
         self.providers: dict[str, Provider] = {}
         self.sender = Sender(self.providers, self.metrics, get_logger("sender"))
@@ -174,7 +180,7 @@ class Bridge:
     async def _maintain(self) -> None:
         """Expire incomplete concatenated sets and purge old finished messages."""
         while True:
-            await asyncio.sleep(MAINTENANCE_INTERVAL)
+            await asyncio.sleep(min(MAINTENANCE_INTERVAL, self.config.smpp.reassembly_timeout / 4))
             try:
                 await self.pipeline.expire_segments(self.config.smpp.reassembly_timeout)
                 await self.store.purge(time.time() - self.config.store.retention)
@@ -187,6 +193,8 @@ class Bridge:
         """Accounts, passwords, routes and timers change in place; bound sessions stay."""
         self.config = config
         self.authenticator.reload(config)
+        self.receipts.max_attempts = config.smpp.receipt_max_attempts
+        self.receipts.retry_base = config.smpp.receipt_retry_base
         self.pipeline.reload(config)
         self.smsc.reload(config)
         self.server.reload(config.smpp)

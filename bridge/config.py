@@ -67,7 +67,9 @@ class SmppSettings(Section):
     shutdown_timeout: float = Field(10, ge=0)
     max_command_length: int = Field(65536 + 16, ge=64, le=1 << 20)
     max_sessions: int = Field(10000, ge=1)
-    reassembly_timeout: float = Field(300, gt=0)
+    reassembly_timeout: float = Field(300, gt=0, description="seconds a concatenated set may take to complete")
+    receipt_retry_base: float = Field(2.0, gt=0, description="first delay after a refused or unanswered receipt")
+    receipt_max_attempts: int = Field(20, ge=1)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SmppSettings:
@@ -178,12 +180,36 @@ class SimulatorProvider(ProviderBase):
 
 class ContactaProvider(ProviderBase):
     type: Literal["contacta"]
-    base_url: str
-    username: str
-    password: SecretStr
-    sender: str = ""
-    receipt_timeout: float = Field(600, ge=0)
-    receipt_state: Literal["UNKNOWN", "ACCEPTD", "DELIVRD"] = "UNKNOWN"
+    base_url: str = Field(description="API base URL; the paths /v2/sms/send and /v2/flash/send are appended")
+    username: str = Field(description="first half of the HTTP Basic pair")
+    password: SecretStr = Field(description="second half of the HTTP Basic pair (the API key)")
+    sender: str = Field("", description="`sender` when source_addr is not allowed; empty = none (account default)")
+    receipt_timeout: float = Field(
+        600, ge=0, description="no DLR API: seconds after acceptance until the synthetic receipt; 0 = none"
+    )
+    receipt_state: Literal["UNKNOWN", "ACCEPTD", "DELIVRD"] = Field(
+        "UNKNOWN", description="state of the synthetic receipt; ACCEPTD is intermediate (registered_delivery bit 4)"
+    )
+    method: Literal["POST", "GET"] = Field(
+        "POST", description="POST with a JSON body (recommended by Contacta) or GET with query parameters"
+    )
+    number_format: Literal["national", "international"] = Field(
+        "national", description="`phone` as 10 national digits (SMS México) or E.164 without + (SMS Global)"
+    )
+    allowed_senders: list[str] = Field(
+        default_factory=list,
+        description='source_addr values passed on as `sender` ("*" = any valid sender ID); any other gets `sender`',
+    )
+    length_unit: Literal["septets", "characters"] = Field(
+        "septets", description="what the 160 limit of `msg` counts: GSM septets (one SMS) or characters (the schema)"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
 
 
 class KaleyraProvider(ProviderBase):
@@ -194,30 +220,120 @@ class KaleyraProvider(ProviderBase):
     sender: str
     sms_type: str = "TXN"
     callback_token: SecretStr
-    poll_interval: float = Field(300, ge=0, description="status polling when no callback came")
+    poll_interval: float = Field(
+        300, ge=0, description="seconds without a final callback before status polling starts; 0 = no polling"
+    )
+    endpoint: Literal["sms", "messages"] = Field(
+        "sms", description="send path: /v1/{sid}/sms (current) or /v1/{sid}/messages (older, still documented)"
+    )
+    body_format: Literal["form", "json"] = Field(
+        "form", description="send body: form fields (what every sample posts) or JSON (what the table claims)"
+    )
+    reference_field: Literal["ref", "ref_custom", "none"] = Field(
+        "ref", description="parameter carrying our message id: ref (/messages), ref_custom (/sms) or none"
+    )
+    callback_mode: Literal["object", "url", "profile", "none"] = Field(
+        "object",
+        description='how the send asks for a callback: callback={"url","method"} (object), callback=<url> (url), '
+        "callback_profile_id (profile, URL registered in the Kaleyra console) or none (polling only)",
+    )
+    callback_method: Literal["GET", "POST"] = Field("POST", description="method Kaleyra calls our callback URL with")
+    callback_profile_id: str = Field("", description="the callback profile id when callback_mode = profile")
+    callback_fields: dict[Literal["id", "status", "status_trace", "recipient", "timestamp"], list[str]] = Field(
+        default_factory=dict, description="extra callback parameter names to look for, tried before the built-in ones"
+    )
+    allowed_senders: list[str] = Field(
+        default_factory=list,
+        description='source_addr values passed on as `sender` ("*" = any); any other source_addr gets `sender`',
+    )
+    max_parts: int = Field(
+        0, ge=0, description="longest text in SMS parts (153 GSM / 67 UCS-2 chars each) sent; 0 = no bridge-side limit"
+    )
+    poll_batch: int = Field(50, ge=1, le=100, description="message ids per status request")
+    poll_interval_max: float = Field(3600, gt=0, description="longest wait between two polls of one message")
+    poll_requests_per_minute: int = Field(60, ge=1, description="status requests per minute at most")
+    pending_max_age: float = Field(72 * 3600, gt=0, description="seconds without a final state before giving up")
+    pending_final_state: Literal["UNKNOWN", "EXPIRED"] = Field(
+        "UNKNOWN", description="state reported for a message still without a final state after pending_max_age"
+    )
+
+    @model_validator(mode="after")
+    def _profile(self) -> KaleyraProvider:
+        if self.callback_mode == "profile" and not self.callback_profile_id:
+            raise ValueError('callback_mode = "profile" needs callback_profile_id')
+        return self
 
 
 class FlashSmsProvider(ProviderBase):
     type: Literal["flashsms"]
     base_url: str
     api_key: SecretStr
-    sender: str = ""
-    poll_interval: float = Field(30, gt=0)
-    requests_per_minute: int = Field(100, ge=1)
+    sender: str = Field("", description="senderId when source_addr is not allowed; empty = the first approved one")
+    poll_interval: float = Field(30, gt=0, description="seconds from send to the first status poll")
+    requests_per_minute: int = Field(100, ge=1, description="API requests per minute (sends and polls together)")
     max_recipients: int = Field(1000, ge=1, le=1000)
-    pending_max_age: float = Field(72 * 3600, gt=0)
+    pending_max_age: float = Field(72 * 3600, gt=0, description="seconds without a final state before giving up")
     pending_final_state: Literal["EXPIRED", "UNKNOWN"] = "EXPIRED"
+    auth_header: Literal["bearer", "x-api-key"] = Field(
+        "bearer", description="Authorization: Bearer <key> (recommended) or X-API-Key: <key>"
+    )
+    allowed_senders: list[str] = Field(
+        default_factory=list,
+        description='source_addr values passed on as senderId ("*" = any); any other source_addr gets `sender`',
+    )
+    campaign_name: str = Field(
+        "bridge-{id}", description="campaignName sent with each message ({id} = our message id); empty = none"
+    )
+    credits_status: Literal["ESME_RSUBMITFAIL", "ESME_RX_T_APPN"] = Field(
+        "ESME_RSUBMITFAIL", description="command_status for HTTP 402 (insufficient credits)"
+    )
+    max_chars: int = Field(918, ge=1, le=918, description="longest GSM 03.38 text sent")
+    max_chars_unicode: int = Field(
+        918, ge=0, le=918, description="longest text with characters outside GSM 03.38; 0 = refuse such text"
+    )
+    poll_endpoint: Literal["recipients", "status"] = Field(
+        "recipients", description="GET /sms/:id/recipients (per phone) or /sms/status/:id (whole request)"
+    )
+    poll_interval_max: float = Field(3600, gt=0, description="longest wait between two polls of one message")
+    poll_requests_per_minute: int = Field(
+        50, ge=1, description="share of requests_per_minute polls may use, so that sends keep room"
+    )
+    rate_limit_wait: float = Field(
+        5, ge=0, description="seconds a send waits for room under the rate limit before ESME_RTHROTTLED"
+    )
 
 
 class SkycoreProvider(ProviderBase):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     type: Literal["skycore"]
-    url: str
-    api_key: SecretStr
-    from_: str = Field(alias="from")
-    from_mask: str = ""
-    callback_token: SecretStr
+    url: str = Field(description="the account's API endpoint URL (Skycore gives it; every action is a POST to it)")
+    api_key: SecretStr = Field(description="the x-api-key header (case-sensitive)")
+    from_: str = Field(
+        alias="from", pattern=r"^\+?\d{3,15}$", description="short code, toll-free or 10DLC number (with country code)"
+    )
+    from_mask: str = Field("", max_length=11, description="alphanumeric sender mask (not in the USA); empty = none")
+    callback_token: SecretStr = Field(description="postback URL: {public_url}/callbacks/<name>/<callback_token>")
+    campaign_ref: str = Field("", description='"campaign-ref" of every message (accounts with Enforce Campaign Check)')
+    click_tracking: bool = Field(False, description='send "click-tracking": true (URLs become tracked short links)')
+    allowed_senders: list[str] = Field(
+        default_factory=list,
+        description='source_addr values passed on ("*" = any): digits as `from`, letters as `from-mask`',
+    )
+    plus_prefix: bool = Field(False, description="`to` as +digits (the document's examples) instead of digits only")
+    max_parts: int = Field(
+        10, ge=0, description="longest text in SMS parts (153 GSM / 67 UCS-2 chars each) sent; 0 = no bridge-side limit"
+    )
+    final_timeout: float = Field(
+        48 * 3600, ge=0, description="seconds without a final postback before the message ends UNKNOWN; 0 = never"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
 
 ProviderSettings = Annotated[

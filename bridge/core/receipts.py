@@ -39,7 +39,12 @@ from bridge.smpp.constants import (
 from bridge.smpp.receipt import receipt_deliver_sm
 from bridge.store.base import Store
 
-RETRY_DELAYS = (2.0, 10.0, 30.0, 60.0, 300.0, 600.0)
+RETRY_DELAY_MAX = 600.0
+
+
+def retry_delay(attempts: int, base: float) -> float:
+    """base, 3x base, 9x base ... capped at ten minutes."""
+    return float(min(RETRY_DELAY_MAX, base * 3 ** max(0, attempts - 1)))
 
 
 def wants_receipt(registered_delivery: int, state: MessageState) -> bool:
@@ -99,6 +104,7 @@ class ReceiptEngine:
         log: Any,
         clock: Callable[[], float] = time.time,
         max_attempts: int = 20,
+        retry_base: float = 2.0,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -106,7 +112,8 @@ class ReceiptEngine:
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._max_attempts = max_attempts
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
         self._queues: dict[str, deque[Receipt]] = {}
         self._in_flight: dict[str, int] = {}
         self._delayed: dict[str, int] = {}
@@ -267,13 +274,13 @@ class ReceiptEngine:
 
     def _retry(self, receipt: Receipt) -> None:
         receipt.attempts += 1
-        if receipt.attempts >= self._max_attempts:
+        if receipt.attempts >= self.max_attempts:
             self._log.error(
                 "receipt_dropped", system_id=receipt.system_id, message_id=receipt.message_id, attempts=receipt.attempts
             )
             self._background_task(self._store.delete_receipt(receipt.id))
             return
-        delay = RETRY_DELAYS[min(receipt.attempts, len(RETRY_DELAYS)) - 1]
+        delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
         self._background_task(self._store.update_receipt(receipt))
         self._delayed[receipt.system_id] = self._delayed.get(receipt.system_id, 0) + 1

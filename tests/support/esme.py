@@ -8,6 +8,7 @@ with a deadline instead of sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ import smpplib.consts
 import smpplib.pdu
 import smpplib.smpp
 
+from bridge.smpp.pdu import Pdu, decode_pdu, encode_pdu
 from bridge.smpp.receipt import parse_receipt
 
 
@@ -25,6 +27,7 @@ class Esme:
         self.client = smpplib.client.Client(host, port, timeout=timeout, allow_unknown_opt_params=True)
         self.timeout = timeout
         self.responses: dict[int, Any] = {}
+        self._raw_stash: dict[int, bytes] = {}
         self.delivered: list[Any] = []
         self.enquire_links = 0
         self.unbinds = 0
@@ -35,8 +38,10 @@ class Esme:
 
     def bind(self, kind: str = "transceiver", system_id: str = "esme1", password: str = "secret1", **extra: Any) -> Any:
         """Send a bind and return its response PDU (errors included, not raised)."""
-        pdu = smpplib.smpp.make_pdu(f"bind_{kind}", client=self.client, system_id=system_id, password=password, **extra)
-        self.client.send_pdu(pdu)
+        pdu = smpplib.smpp.make_pdu(f"bind_{kind}", client=self.client, system_id=system_id, password=password)
+        for name, value in extra.items():  # smpplib resets interface_version after its kwargs
+            setattr(pdu, name, value)
+        self._send(pdu)
         return self.wait_response(pdu.sequence)
 
     # -- requests --------------------------------------------------------------------
@@ -56,13 +61,57 @@ class Esme:
         }
         params.update(kw)
         pdu = smpplib.smpp.make_pdu("submit_sm", client=self.client, **params)
-        self.client.send_pdu(pdu)
+        self._send(pdu)
         return self.wait_response(pdu.sequence)
 
     def send(self, command: str, **params: Any) -> Any:
         pdu = smpplib.smpp.make_pdu(command, client=self.client, **params)
-        self.client.send_pdu(pdu)
+        self._send(pdu)
         return self.wait_response(pdu.sequence)
+
+    def _send(self, pdu: Any) -> None:
+        """Write a PDU without smpplib's client-side state check: tests send PDUs in
+        the wrong state on purpose."""
+        self.client._socket.sendall(pdu.generate())
+
+    def exchange(self, pdu: Pdu, timeout: float | None = None) -> Pdu:
+        """Send a PDU built with our codec (for commands smpplib lacks: cancel_sm,
+        replace_sm, submit_multi, broken PDUs) and return the answer decoded by our
+        codec; other PDUs read meanwhile are dispatched as usual."""
+        self.send_raw(encode_pdu(pdu))
+        return self.read_raw_until(pdu.sequence, timeout)
+
+    def read_raw_until(self, sequence: int, timeout: float | None = None) -> Pdu:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        sock = self.client._socket
+        if sequence in self._raw_stash:
+            return decode_pdu(self._raw_stash.pop(sequence))
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no answer to sequence {sequence}")
+            sock.settimeout(remaining)
+            try:
+                header = self._recv_exact(16)
+                frame = header + self._recv_exact(int.from_bytes(header[:4], "big") - 16)
+            finally:
+                sock.settimeout(self.timeout)
+            frame_sequence = int.from_bytes(frame[12:16], "big")
+            if frame_sequence == sequence:
+                return decode_pdu(frame)
+            if frame[4] & 0x80:  # another answer: keep it for its own read_raw_until
+                self._raw_stash[frame_sequence] = frame
+            else:
+                self._dispatch(smpplib.smpp.parse_pdu(frame, client=self.client, allow_unknown_opt_params=True))
+
+    def _recv_exact(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.client._socket.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("closed by peer")
+            data += chunk
+        return data
 
     def send_raw(self, data: bytes) -> None:
         self.client._socket.sendall(data)
@@ -90,17 +139,17 @@ class Esme:
             self.delivered.append(pdu)
             resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=self.client, status=self.deliver_sm_status(pdu))
             resp.sequence = pdu.sequence
-            self.client.send_pdu(resp)
+            self._send(resp)
         elif command == "enquire_link":
             self.enquire_links += 1
             resp = smpplib.smpp.make_pdu("enquire_link_resp", client=self.client)
             resp.sequence = pdu.sequence
-            self.client.send_pdu(resp)
+            self._send(resp)
         elif command == "unbind":
             self.unbinds += 1
             resp = smpplib.smpp.make_pdu("unbind_resp", client=self.client)
             resp.sequence = pdu.sequence
-            self.client.send_pdu(resp)
+            self._send(resp)
         else:
             self.responses[pdu.sequence] = pdu
 
@@ -152,8 +201,6 @@ class Esme:
         return self.send("unbind")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.client._socket.close()
-        except Exception:
-            pass
         self.client.state = smpplib.consts.SMPP_CLIENT_STATE_CLOSED

@@ -92,6 +92,8 @@ class RunningBridge:
         return f"http://127.0.0.1:{self.http_port}"
 
     def stop(self) -> None:
+        if self.loop.is_closed():
+            return
         if self.bridge is not None:
             self.call(self.bridge.stop())
             self.bridge = None

@@ -1,0 +1,18 @@
+"""Waiting for a condition that has no event to block on (state inside the bridge).
+
+Checks the condition until it holds or the deadline passes; the interval only
+bounds how late we notice, it never decides a result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(interval)
