@@ -82,7 +82,8 @@ class Bridge:
         )
         self.providers: dict[str, Provider] = {}
         self.sender = Sender(self.providers, self.metrics, get_logger("sender"))
-        self.outbox = Outbox(config.outbox, self.store, self.sender, self.receipts, self.metrics, get_logger("outbox"))
+        self.outbox = outbox = Outbox(config.outbox, self.store, self.sender, self.receipts, self.metrics, get_logger("outbox"))
+        self.sender.on_circuit_closed = outbox.wake
         self.pipeline = Pipeline(
             config, self.store, self.ids, self.sender, self.receipts, self.outbox, self.metrics, get_logger("pipeline")
         )
@@ -174,7 +175,7 @@ class Bridge:
         return {
             "smpp_listener": self.server.listening,
             "store": store_ok,
-            "provider": any(p.usable for p in self.providers.values()),
+            "provider": any(self.sender.usable(name) for name in self.providers),
         }
 
     async def _maintain(self) -> None:

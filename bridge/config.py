@@ -165,6 +165,8 @@ class ProviderBase(Section):
     connect_timeout: float = Field(5, gt=0)
     max_connections: int = Field(64, ge=1)
     flash_fallback: Literal["normal", "reject"] = "normal"
+    circuit_failures: int = Field(5, ge=1, description="failures in a row that open the circuit")
+    circuit_reset: float = Field(30, gt=0, description="seconds the circuit stays open before a trial")
 
 
 class SimulatorProvider(ProviderBase):
@@ -176,6 +178,7 @@ class SimulatorProvider(ProviderBase):
     silent_prefixes: list[str] = ["996"]
     record_path: str = ""
     intermediate: bool = Field(False, description="also report ENROUTE before the final state")
+    latency: float = Field(0, ge=0, description="seconds each send takes, like an HTTP round trip")
 
 
 class ContactaProvider(ProviderBase):

@@ -125,6 +125,9 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.circuit_open = Gauge(
+            f"{NAMESPACE}_provider_circuit_open", "1 while a provider's circuit breaker is open", ["provider"], registry=r
+        )
         self.build_info = Gauge(f"{NAMESPACE}_build_info", "Always 1", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
 

@@ -53,21 +53,35 @@ class Outbox:
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         self._waiting: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._delayed: dict[int, tuple[Message, asyncio.TimerHandle]] = {}
         self._stopping = False
+        self._reserved = 0
 
     @property
     def size(self) -> int:
-        return sum(self._waiting.values())
+        return sum(self._waiting.values()) + self._reserved
 
     def full(self) -> bool:
         return self.size >= self.settings.limit
 
+    def reserve(self) -> bool:
+        """Claim room for one message about to be stored; False when full. Taken
+        before the store write, so a burst of submits cannot overshoot the limit."""
+        if self.full():
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        self._reserved -= 1
+
     def depth(self) -> list[tuple[str, float]]:
         return sorted((provider, float(n)) for provider, n in self._waiting.items())
 
-    def submit(self, message: Message) -> None:
+    def submit(self, message: Message, reserved: bool = False) -> None:
         """Take a stored QUEUED message; it is sent as soon as there is room."""
+        if reserved:
+            self._reserved -= 1
         first = message.route[0] if message.route else "none"
         self._waiting[first] = self._waiting.get(first, 0) + 1
         self._start(message)
@@ -161,10 +175,20 @@ class Outbox:
             return
 
         def again() -> None:
-            self._timers.pop(message.id, None)
+            self._delayed.pop(message.id, None)
             self._start(message)
 
-        self._timers[message.id] = asyncio.get_running_loop().call_later(delay, again)
+        handle = asyncio.get_running_loop().call_later(delay, again)
+        self._delayed[message.id] = (message, handle)
+
+    def wake(self, provider: str) -> None:
+        """A provider is back (its circuit closed): retry its waiting messages now
+        instead of at the end of their backoff."""
+        for message_id, (message, handle) in list(self._delayed.items()):
+            if provider in message.route:
+                handle.cancel()
+                del self._delayed[message_id]
+                self._start(message)
 
     def _done(self, message: Message) -> None:
         first = message.route[0] if message.route else "none"
@@ -180,8 +204,8 @@ class Outbox:
     async def stop(self, timeout: float) -> None:
         """Let requests in flight finish (up to `timeout`); the rest stays stored."""
         self._stopping = True
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        for _, handle in self._delayed.values():
+            handle.cancel()
+        self._delayed.clear()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)

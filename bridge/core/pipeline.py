@@ -370,13 +370,19 @@ class Pipeline:
     async def _dispatch(self, conn: Connection, account: Account, message: Message, part: Part) -> Answer:
         part_ids = [p.message_id for p in message.parts]
         if account.ack == "stored":
+            if not self._outbox.reserve():
+                self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
+                others = [p for p in message.parts if p is not part]
+                await self._receipts.fail_parts(message, others, MessageState.REJECTED, Status.ESME_RMSGQFUL)
+                raise Refused(Status.ESME_RMSGQFUL, "outbox full")
             self._receipts.hold(part_ids)
             try:
                 await self._store.save_messages([message])
             except BaseException:
+                self._outbox.unreserve()
                 self._receipts.release(part_ids)
                 raise
-            self._outbox.submit(message)
+            self._outbox.submit(message, reserved=True)
             return Answer(Status.ESME_ROK, part.message_id, message.route[0], message.flash, part_ids)
         result, provider = await self._sender.send(message)
         if result.outcome is not Outcome.ACCEPTED:

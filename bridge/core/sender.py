@@ -9,9 +9,10 @@ when it is "normal".
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from bridge.core.circuit import CircuitBreaker, CircuitState
 from bridge.core.message import Message
 from bridge.metrics import Metrics, labels
 from bridge.providers.base import Outcome, Provider, SendResult
@@ -22,12 +23,41 @@ NO_PROVIDER = SendResult.not_sent(Status.ESME_RSYSERR, "no provider on the route
 
 
 class Sender:
-    def __init__(self, providers: Mapping[str, Provider], metrics: Metrics, log: Any) -> None:
+    def __init__(
+        self, providers: Mapping[str, Provider], metrics: Metrics, log: Any, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.providers = providers
         self._metrics = metrics
         self._log = log
+        self._clock = clock
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self.on_circuit_closed: Callable[[str], None] | None = None
         self._request_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        breaker = self._breakers.get(name)
+        if breaker is None:
+            settings = self.providers[name].settings
+            breaker = CircuitBreaker(
+                settings.circuit_failures,
+                settings.circuit_reset,
+                on_change=lambda state: self._circuit_changed(name, state),
+            )
+            self._breakers[name] = breaker
+        return breaker
+
+    def usable(self, name: str) -> bool:
+        """False while the provider's circuit is open (and not yet due a trial)."""
+        breaker = self._breakers.get(name)
+        return breaker is None or breaker.state is CircuitState.CLOSED or breaker.retry_in(self._clock()) == 0
+
+    def _circuit_changed(self, name: str, state: CircuitState) -> None:
+        self._metrics.circuit_open.labels(name).set(1 if state is CircuitState.OPEN else 0)
+        log = self._log.info if state is CircuitState.CLOSED else self._log.warning
+        log("provider_circuit", provider=name, state=state.value)
+        if state is CircuitState.CLOSED and self.on_circuit_closed is not None:
+            self.on_circuit_closed(name)
 
     async def send(self, message: Message) -> tuple[SendResult, str | None]:
         """(result, provider name that gave it)."""
@@ -39,11 +69,21 @@ class Sender:
             if message.flash and not provider.supports_flash and provider.settings.flash_fallback == "reject":
                 last = last or NO_FLASH
                 continue
-            if not provider.usable:
-                last = SendResult.not_sent(Status.ESME_RSYSERR, "circuit open", metric="circuit_open")
+            breaker = self.breaker(name)
+            if not breaker.allow(self._clock()):
+                last = SendResult.not_sent(
+                    Status.ESME_RSYSERR,
+                    "circuit open",
+                    retry_after=breaker.retry_in(self._clock()),
+                    metric="circuit_open",
+                )
                 labels(self._metrics.upstream_requests, self._request_children, name, "circuit_open").inc()
                 continue
             result = await self._attempt(provider, message)
+            if result.outcome in (Outcome.NOT_SENT, Outcome.UNKNOWN):
+                breaker.record_failure(self._clock())
+            else:
+                breaker.record_success()
             if result.outcome is not Outcome.NOT_SENT:
                 return result, name
             last = result

@@ -117,8 +117,3 @@ class Provider(ABC):
     def callback_token(self) -> str | None:
         """The secret path segment of this provider's callback URL, if it has one."""
         return None
-
-    @property
-    def usable(self) -> bool:
-        """False while the provider is known to be down (circuit open)."""
-        return True

@@ -46,6 +46,8 @@ class Simulator(Provider):
         return MessageState.DELIVERED
 
     async def send(self, message: Message) -> SendResult:
+        if self.settings.latency:
+            await asyncio.sleep(self.settings.latency)
         destination = message.destination.addr
         if destination.startswith(tuple(self.settings.reject_prefixes)):
             return SendResult.rejected(Status.ESME_RINVDSTADR, "simulator: rejected prefix")

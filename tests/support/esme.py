@@ -32,7 +32,11 @@ class Esme:
         self.enquire_links = 0
         self.unbinds = 0
         self.deliver_sm_status: Callable[[Any], int] = lambda pdu: 0
-        self.client.connect()
+        try:
+            self.client.connect()
+        except Exception:
+            self.client.state = smpplib.consts.SMPP_CLIENT_STATE_CLOSED  # quiet smpplib's __del__ warning
+            raise
 
     # -- binding ---------------------------------------------------------------------
 
