@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -34,6 +35,16 @@ SECRET_KEYS = frozenset({"password", "password_hash", "api_key", "callback_token
 _ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_networks(value: Any) -> Any:
+    """ "10.0.0.0/8" strings to networks; host bits allowed ("10.1.2.3/8")."""
+    if isinstance(value, list):
+        return [ipaddress.ip_network(v, strict=False) if isinstance(v, str) else v for v in value]
+    return value
+
+
+Networks = Annotated[list[IpNetwork], BeforeValidator(_parse_networks)]
 
 
 class ConfigError(Exception):
@@ -76,6 +87,18 @@ class SmppSettings(Section):
         if self.tls_port is not None and (self.tls_cert is None or self.tls_key is None):
             raise ValueError("tls_port needs tls_cert and tls_key")
         return self
+
+
+class SecuritySettings(Section):
+    """Limits for a port that faces networks we do not control."""
+
+    bind_failures: int = Field(5, ge=1, description="failed binds (per address or per system_id) that lock out")
+    bind_failure_window: float = Field(60, gt=0, description="seconds in which those failures count")
+    lockout: float = Field(300, ge=0, description="seconds a locked-out address or system_id is refused (0 = off)")
+    pdu_timeout: float = Field(30, gt=0, description="seconds a started PDU may take to arrive completely")
+    write_stall_timeout: float = Field(60, gt=0, description="seconds a peer may read nothing before it is cut off")
+    max_pending_sets: int = Field(1000, ge=1, description="incomplete concatenated sets per account")
+    max_queued_receipts: int = Field(100_000, ge=1, description="receipts waiting per account before ESME_RMSGQFUL")
 
 
 class HttpSettings(Section):
@@ -134,7 +157,7 @@ class Account(Section):
     system_id: str = Field(min_length=1, max_length=15)
     password: SecretStr | None = None
     password_hash: SecretStr | None = None
-    allowed_networks: list[IpNetwork] = Field(
+    allowed_networks: Networks = Field(
         default_factory=lambda: [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
     )
     max_binds: int = Field(4, ge=1)
@@ -143,13 +166,6 @@ class Account(Section):
     message_id_format: Literal["decimal", "hex"] = "decimal"
     default_charset: Literal["gsm0338", "latin1", "ascii"] = "gsm0338"
     route: str | None = None
-
-    @field_validator("allowed_networks", mode="before")
-    @classmethod
-    def _networks(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [ipaddress.ip_network(v, strict=False) if isinstance(v, str) else v for v in value]
-        return value
 
     @model_validator(mode="after")
     def _one_password(self) -> Account:
@@ -167,6 +183,9 @@ class ProviderBase(Section):
     flash_fallback: Literal["normal", "reject"] = "normal"
     circuit_failures: int = Field(5, ge=1, description="failures in a row that open the circuit")
     circuit_reset: float = Field(30, gt=0, description="seconds the circuit stays open before a trial")
+    callback_allowed_networks: Networks = Field(
+        default_factory=list, description="source addresses allowed to call this provider's callback URL (empty: any)"
+    )
 
 
 class SimulatorProvider(ProviderBase):
@@ -373,6 +392,7 @@ class Route(Section):
 
 class Config(Section):
     smpp: SmppSettings = SmppSettings()
+    security: SecuritySettings = SecuritySettings()
     http: HttpSettings = HttpSettings()
     store: StoreSettings = StoreSettings()
     outbox: OutboxSettings = OutboxSettings()

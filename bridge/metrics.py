@@ -125,9 +125,20 @@ class Metrics:
             ["provider"],
             registry=r,
         )
-        self.circuit_open = Gauge(
-            f"{NAMESPACE}_provider_circuit_open", "1 while a provider's circuit breaker is open", ["provider"], registry=r
+        self.bind_lockouts = Counter(
+            f"{NAMESPACE}_bind_lockouts", "Lockouts started after repeated bind failures", ["kind"], registry=r
         )
+        self.circuit_open = Gauge(
+            f"{NAMESPACE}_provider_circuit_open",
+            "1 while a provider's circuit breaker is open",
+            ["provider"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            f"{NAMESPACE}_config_reloads", "SIGHUP config reloads by result (ok, rejected)", ["result"], registry=r
+        )
+        for result in ("ok", "rejected"):
+            self.config_reloads.labels(result)
         self.build_info = Gauge(f"{NAMESPACE}_build_info", "Always 1", ["version"], registry=r)
         self.build_info.labels(__version__).set(1)
 

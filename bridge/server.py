@@ -53,6 +53,7 @@ class SmppConnection(asyncio.Protocol):
         self._timer_at = 0.0
         self._flush_scheduled = False
         self._closed = False
+        self._stall: asyncio.TimerHandle | None = None
 
     @property
     def connection_id(self) -> str:
@@ -91,18 +92,32 @@ class SmppConnection(asyncio.Protocol):
         self._server._connection_gone(self)
         if self._timer is not None:
             self._timer.cancel()
+        if self._stall is not None:
+            self._stall.cancel()
         events = self.session.connection_lost()
         if events:
             self._server.smsc.handle_events(self, events, time.monotonic())
         self.log.debug("disconnected", error=str(exc) if exc else None)
 
     def pause_writing(self) -> None:
+        """The peer is not reading: stop reading its requests, and cut it off if it
+        stays stalled for `write_stall_timeout`."""
         if self._transport is not None:
             self._transport.pause_reading()
+            self._stall = self._loop.call_later(self._server.write_stall_timeout, self._stalled)
 
     def resume_writing(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         if self._transport is not None and not self._closed:
             self._transport.resume_reading()
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if self._transport is not None and not self._closed:
+            self.log.warning("session_aborted", reason="peer stopped reading")
+            self._transport.abort()
 
     # -- Connection ------------------------------------------------------------------
 
@@ -161,8 +176,11 @@ class SmppConnection(asyncio.Protocol):
 
 
 class SmppServer:
-    def __init__(self, settings: SmppSettings, smsc: Smsc, counters: PduCounters, log: Any) -> None:
+    def __init__(
+        self, settings: SmppSettings, smsc: Smsc, counters: PduCounters, log: Any, write_stall_timeout: float = 60.0
+    ) -> None:
         self.settings = settings
+        self.write_stall_timeout = write_stall_timeout
         self.session_config = session_config(settings)
         self.smsc = smsc
         self.counters = counters

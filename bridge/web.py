@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.core.auth import address_allowed
 from bridge.metrics import Metrics
 from bridge.providers.base import Provider
 
@@ -49,6 +50,10 @@ def make_app(
             metrics.callbacks.labels(name if provider is not None else "unknown", "not_found").inc()
             log.warning("callback_refused", provider=name if provider is not None else "unknown", remote=request.remote)
             raise web.HTTPNotFound()
+        if not _source_allowed(provider, request.remote):
+            metrics.callbacks.labels(name, "forbidden").inc()
+            log.warning("callback_refused", provider=name, remote=request.remote, reason="source not allowed")
+            raise web.HTTPForbidden()
         return await provider.handle_callback(request)
 
     app.router.add_get("/metrics", metrics_handler)
@@ -56,3 +61,9 @@ def make_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_route("*", "/callbacks/{provider}/{token}", callback)
     return app
+
+
+def _source_allowed(provider: Provider, remote: str | None) -> bool:
+    """The provider's `callback_allowed_networks` (empty: every address)."""
+    networks = getattr(provider.settings, "callback_allowed_networks", None)
+    return not networks or address_allowed(networks, remote)

@@ -100,6 +100,7 @@ class Pipeline:
         self._log = log
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
+        self._open_sets: dict[str, set[str]] = {}  # incomplete concatenated sets per account
         self._submit_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
         self._handlers: dict[Command, Callable[[Connection, Account, Pdu], Awaitable[Answer]]] = {
@@ -114,6 +115,7 @@ class Pipeline:
 
     def reload(self, config: Config) -> None:
         self.config = config
+        self._security = config.security
         self.router = Router(config)
         now = time.monotonic()
         buckets: dict[str, TokenBucket] = {}
@@ -175,6 +177,7 @@ class Pipeline:
     async def _submit_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         self._throttle(account)
         parsed = self._parse(account, pdu)
+        self._check_receipt_room(account, parsed.registered_delivery)
         p = pdu.params
         number = canonical_number(p["destination_addr"], p["dest_addr_ton"])
         if number is None:
@@ -234,6 +237,13 @@ class Pipeline:
             parse_smpp_time(params.get("validity_period", ""), now)
         except ValueError:
             raise Refused(Status.ESME_RINVEXPIRY, "validity_period malformed") from None
+
+    def _check_receipt_room(self, account: Account, registered_delivery: int) -> None:
+        """An account whose receipts pile up (no receiver bound, or one that refuses
+        them) gets backpressure instead of an unbounded queue."""
+        if registered_delivery and self._receipts.waiting_for(account.system_id) >= self._security.max_queued_receipts:
+            self._metrics.throttled.labels(account.system_id, "receipts_queued").inc()
+            raise Refused(Status.ESME_RMSGQFUL, "too many receipts waiting for this account")
 
     def _throttle(self, account: Account) -> None:
         bucket = self._buckets.get(account.system_id)
@@ -310,9 +320,15 @@ class Pipeline:
             source=parsed.source,
             destination=destination,
         )
+        open_sets = self._open_sets.setdefault(account.system_id, set())
+        if set_key not in open_sets and len(open_sets) >= self._security.max_pending_sets:
+            self._metrics.throttled.labels(account.system_id, "pending_sets").inc()
+            raise Refused(Status.ESME_RMSGQFUL, "too many incomplete concatenated messages")
+        open_sets.add(set_key)
         complete = await self._store.add_segment(pending)
         if complete is None:  # acked on store; the set waits for its other parts
             return Answer(Status.ESME_ROK, message_id, flash=parsed.flash)
+        open_sets.discard(set_key)
         data = b"".join(s.data for s in complete)
         parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "") for s in complete]
         this_part = next(p for p in parts if p.message_id == message_id)
@@ -346,8 +362,9 @@ class Pipeline:
         by_set: dict[str, list[PendingSegment]] = {}
         for segment in expired:
             by_set.setdefault(segment.set_key, []).append(segment)
-        for segments in by_set.values():
+        for set_key, segments in by_set.items():
             first = segments[0]
+            self._open_sets.get(first.system_id, set()).discard(set_key)
             parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "") for s in segments]
             message = Message(
                 id=first.message_id,

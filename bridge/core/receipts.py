@@ -306,6 +306,12 @@ class ReceiptEngine:
 
     # -- observation and shutdown ------------------------------------------------------
 
+    def waiting_for(self, system_id: str) -> int:
+        """Receipts of one account not yet acknowledged (queued, in flight, delayed, parked)."""
+        return (
+            len(self._queues.get(system_id, ())) + self._in_flight.get(system_id, 0) + self._delayed.get(system_id, 0)
+        )
+
     def waiting(self) -> list[tuple[str, float]]:
         """Receipts not yet acknowledged, by system_id (queued, in flight, delayed)."""
         names = set(self._queues) | set(self._in_flight) | set(self._delayed)

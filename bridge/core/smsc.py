@@ -120,9 +120,13 @@ class Smsc:
             decision_status, account, reason = Status.ESME_RBINDFAIL, None, "shutting down"
         else:
             decision = await self.authenticator.check(
-                system_id, pdu.params.get("password", ""), conn.peer_host, self.registry.count(system_id)
+                system_id, pdu.params.get("password", ""), conn.peer_host, self.registry.count(system_id),
+                time.monotonic(),
             )
             decision_status, account, reason = decision.status, decision.account, decision.reason
+            for kind in decision.locked_now:
+                self._metrics.bind_lockouts.labels(kind).inc()
+                conn.log.warning("bind_lockout", kind=kind, system_id=system_id if kind == "system_id" else None)
             # The password check may have yielded: count the binds again.
             if account is not None and self.registry.count(system_id) >= account.max_binds:
                 decision_status, account, reason = Status.ESME_RBINDFAIL, None, "max_binds reached"

@@ -9,6 +9,7 @@ with a deadline instead of sleeping.
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +24,12 @@ from bridge.smpp.receipt import parse_receipt
 
 
 class Esme:
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        self.client = smpplib.client.Client(host, port, timeout=timeout, allow_unknown_opt_params=True)
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        self.client = smpplib.client.Client(
+            host, port, timeout=timeout, allow_unknown_opt_params=True, ssl_context=ssl_context
+        )
         self.timeout = timeout
         self.responses: dict[int, Any] = {}
         self._raw_stash: dict[int, bytes] = {}

@@ -1,0 +1,126 @@
+"""Hostile networks: TLS, bind lockout, stalled peers, limits — each attack performed,
+its outcome asserted, while a well-behaved session on the same daemon keeps working."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import smpplib.exceptions
+
+from bridge.smpp.constants import Command, Status
+from bridge.smpp.pdu import Pdu, encode_pdu
+from tests.support.certs import make_certificate
+from tests.support.esme import Esme
+from tests.support.running import RunningBridge
+
+
+def bound(bridge: RunningBridge, **kwargs: object) -> Esme:
+    client = Esme(bridge.smpp_port)
+    assert client.bind(**kwargs).status == Status.ESME_ROK  # type: ignore[arg-type]
+    return client
+
+
+def client_context(cert: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    return context
+
+
+def test_bind_and_submit_over_tls(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path)
+    bridge = start_bridge(smpp={"tls_port": 0, "tls_cert": str(cert), "tls_key": str(key)})
+    assert bridge.bridge is not None
+    client = Esme(bridge.bridge.ports["smpps"], ssl_context=client_context(cert))
+    try:
+        assert client.bind().status == Status.ESME_ROK
+        resp = client.submit()
+        assert resp.status == Status.ESME_ROK
+        [receipt] = client.wait_receipts(1)
+        assert receipt["id"] == resp.message_id.decode()
+        tls = client.client._socket
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    finally:
+        client.close()
+
+
+def test_tls_refuses_old_protocol_versions(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path)
+    bridge = start_bridge(smpp={"tls_port": 0, "tls_cert": str(cert), "tls_key": str(key)})
+    assert bridge.bridge is not None
+    context = client_context(cert)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer what we must refuse
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    with socket.create_connection(("127.0.0.1", bridge.bridge.ports["smpps"]), timeout=5) as raw:
+        with pytest.raises((ssl.SSLError, ConnectionResetError)) as info:
+            context.wrap_socket(raw).close()
+    assert "NO_CIPHERS_AVAILABLE" not in str(info.value)  # refused by the server, not by our own client
+
+
+def test_tls_with_client_certificates(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path)
+    client_cert, client_key = make_certificate(tmp_path, "client", "esme1")
+    bridge = start_bridge(
+        smpp={"tls_port": 0, "tls_cert": str(cert), "tls_key": str(key), "tls_client_ca": str(client_cert)}
+    )
+    assert bridge.bridge is not None
+    port = bridge.bridge.ports["smpps"]
+    with_cert = client_context(cert)
+    with_cert.load_cert_chain(str(client_cert), str(client_key))
+    good = Esme(port, ssl_context=with_cert)
+    try:
+        assert good.bind().status == Status.ESME_ROK
+    finally:
+        good.close()
+    # TLS 1.3: the client's handshake completes first; the server then refuses it.
+    with pytest.raises((ssl.SSLError, OSError, smpplib.exceptions.ConnectionError)):
+        anonymous = Esme(port, ssl_context=client_context(cert))
+        try:
+            anonymous.bind()
+        finally:
+            anonymous.close()
+
+
+def test_repeated_bind_failures_lock_out_the_address(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(security={"bind_failures": 3, "lockout": 60})
+    for _ in range(3):
+        client = Esme(bridge.smpp_port)
+        assert client.bind(password="guess").status == Status.ESME_RINVPASWD
+        client.close()
+    locked = Esme(bridge.smpp_port)
+    try:
+        # Even the right password is refused now, without a hint.
+        assert locked.bind().status == Status.ESME_RBINDFAIL
+    finally:
+        locked.close()
+    assert bridge.bridge is not None
+    exposition = bridge.bridge.metrics.exposition().decode()
+    assert 'smpp_bridge_bind_lockouts_total{kind="address"} 1.0' in exposition
+    assert 'smpp_bridge_bind_lockouts_total{kind="system_id"} 1.0' in exposition
+    assert "guess" not in exposition
+
+
+def test_a_peer_that_never_reads_is_cut_off_others_keep_working(
+    start_bridge: Callable[..., RunningBridge],
+) -> None:
+    bridge = start_bridge(security={"write_stall_timeout": 0.5})
+    good = bound(bridge)
+    hostile = socket.socket()
+    hostile.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    hostile.settimeout(20)
+    hostile.connect(("127.0.0.1", bridge.smpp_port))
+    try:
+        hostile.sendall(encode_pdu(Pdu(Command.BIND_TRANSCEIVER, 1, 0, {"system_id": "esme1", "password": "secret1"})))
+        flood = encode_pdu(Pdu(Command.ENQUIRE_LINK, 2, 0)) * 2000
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            for _ in range(10_000):  # enquire_links whose answers it never reads
+                hostile.sendall(flood)
+        assert good.send("enquire_link").status == Status.ESME_ROK
+        assert good.submit().status == Status.ESME_ROK
+    finally:
+        hostile.close()
+        good.close()
