@@ -47,6 +47,7 @@ def test_bind_and_submit_over_tls(start_bridge: Callable[..., RunningBridge], tm
         client.close()
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
 def test_tls_refuses_old_protocol_versions(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
     cert, key = make_certificate(tmp_path)
     bridge = start_bridge(smpp={"tls_port": 0, "tls_cert": str(cert), "tls_key": str(key)})
@@ -55,9 +56,11 @@ def test_tls_refuses_old_protocol_versions(start_bridge: Callable[..., RunningBr
     context.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer what we must refuse
     context.minimum_version = ssl.TLSVersion.TLSv1
     context.maximum_version = ssl.TLSVersion.TLSv1_1
-    with socket.create_connection(("127.0.0.1", bridge.bridge.ports["smpps"]), timeout=5) as raw:
-        with pytest.raises((ssl.SSLError, ConnectionResetError)) as info:
-            context.wrap_socket(raw).close()
+    with (
+        socket.create_connection(("127.0.0.1", bridge.bridge.ports["smpps"]), timeout=5) as raw,
+        pytest.raises((ssl.SSLError, ConnectionResetError)) as info,
+    ):
+        context.wrap_socket(raw).close()
     assert "NO_CIPHERS_AVAILABLE" not in str(info.value)  # refused by the server, not by our own client
 
 
