@@ -323,6 +323,7 @@ def _decode_fields(data: bytes, pos: int, body: tuple[FieldSpec, ...], out: Para
 _DEST_ADDRESS = (_u8("dest_addr_ton"), _u8("dest_addr_npi"), _c("destination_addr", 21, Status.ESME_RINVDSTADR))
 _DL_NAME = (_c("dl_name", 21, Status.ESME_RINVDLNAME),)
 _UNSUCCESS = (*_DEST_ADDRESS,)
+MAX_DESTS: Final = 254  # number_of_dests (spec 4.5.1)
 
 
 def _decode_dests(data: bytes, pos: int, out: Params) -> int:
@@ -330,8 +331,8 @@ def _decode_dests(data: bytes, pos: int, out: Params) -> int:
         raise PduError(Status.ESME_RINVCMDLEN, "number_of_dests: body ends before it")
     count = data[pos]
     pos += 1
-    if count == 0:
-        raise PduError(Status.ESME_RINVNUMDESTS, "number_of_dests is 0")
+    if not 1 <= count <= MAX_DESTS:
+        raise PduError(Status.ESME_RINVNUMDESTS, f"number_of_dests is {count}")
     dests: list[Params] = []
     for _ in range(count):
         if pos >= len(data):
@@ -395,6 +396,8 @@ def encode_pdu(pdu: Pdu) -> bytes:
     if not (pdu.status and command in EMPTY_BODY_ON_ERROR and not pdu.params):
         _encode_fields(BODIES[command], pdu.params, parts)
     for tag, value in pdu.tlvs.items():
+        if len(value) > 0xFFFF:
+            raise ValueError(f"TLV 0x{tag:04X} longer than 65535 octets")
         parts.append(_TLV_HEAD.pack(tag, len(value)))
         parts.append(value)
     body = b"".join(parts)
@@ -419,6 +422,8 @@ def _encode_fields(body: tuple[FieldSpec, ...], params: Params, parts: list[byte
             parts.append(bytes((len(raw),)) + raw)
         elif kind == "dests":
             dests = value or []
+            if len(dests) > MAX_DESTS:
+                raise ValueError(f"more than {MAX_DESTS} destinations")
             parts.append(bytes((len(dests),)))
             for dest in dests:
                 flag = dest.get("dest_flag", 1)

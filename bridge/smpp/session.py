@@ -4,6 +4,8 @@ Everything that decides what a PDU means *in a session* lives in this file:
 which requests each bind state allows (the `PEER_REQUESTS` table: a missing entry
 is the ESME_RINVBNDSTS answer), framing limits, the window of unanswered requests,
 enquire_link, unbind in both directions, and the bind / inactivity / response timers.
+Every request read is answered exactly once: a second bind while one is being decided
+is ESME_RINVBNDSTS, and a peer's unbind is answered after the requests read before it.
 
 It knows nothing about sockets, clocks, accounts, the store or providers. Feed it
 bytes with `receive_data(data, now)` and time with `tick(now)`; it returns `Event`s
@@ -15,6 +17,7 @@ and `respond`, and sends its own requests (deliver_sm, unbind) with `send_reques
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +204,11 @@ class Session:
         self._out: list[bytes] = []
         self._closing = False
         self._unbind_deadline: float | None = None
+        self._unbind_reason = "unbind not answered"
         self._enquire_link_sequence: int | None = None
+        self._bind_pending = False
+        # Sequences of the peer's unbinds waiting for the answers to earlier requests.
+        self._peer_unbinds: list[int] = []
 
     # -- bytes in --------------------------------------------------------------------
 
@@ -249,7 +256,7 @@ class Session:
         received[command] = received.get(command, 0) + 1
         if command.is_response:
             self._handle_response(pdu, events)
-        elif command in PEER_REQUESTS[self.state]:
+        elif command in PEER_REQUESTS[self.state] and not (self._bind_pending and command in BIND_COMMANDS):
             self._handle_request(pdu, now, events)
         else:
             status = (
@@ -276,11 +283,10 @@ class Session:
         if command is Command.ENQUIRE_LINK:
             self._answer(command, pdu.sequence, Status.ESME_ROK)
         elif command is Command.UNBIND:
-            self._answer(command, pdu.sequence, Status.ESME_ROK)
-            self._leave_bound("peer unbind", events)
-            self._close("peer unbind", events)
+            self._handle_unbind(pdu, now, events)
         elif command in BIND_COMMANDS:
             self.unanswered += 1
+            self._bind_pending = True
             events.append(BindRequested(pdu, BIND_TYPE_BY_COMMAND[command]))
         elif self.state is State.UNBINDING:
             self._answer(command, pdu.sequence, Status.ESME_RINVBNDSTS)
@@ -291,6 +297,30 @@ class Session:
             self.unanswered += 1
             events.append(RequestReceived(pdu))
 
+    def _handle_unbind(self, pdu: Pdu, now: float, events: list[Event]) -> None:
+        if self.unanswered > 0:
+            # Answers still owed (an ESME that unbinds without waiting for its
+            # submit_sm_resp would resubmit): unbind_resp once they are written, or
+            # after response_timeout. Meanwhile only enquire_link and unbind pass.
+            if not self._peer_unbinds:
+                self.state = State.UNBINDING
+                self._unbind_reason = "peer unbind"
+                deadline = now + self.config.response_timeout
+                if self._unbind_deadline is None or deadline < self._unbind_deadline:
+                    self._unbind_deadline = deadline
+            self._peer_unbinds.append(pdu.sequence)
+            return
+        self._answer(Command.UNBIND, pdu.sequence, Status.ESME_ROK)
+        self._leave_bound("peer unbind", events)
+        self._close("peer unbind", events)
+
+    def _answer_peer_unbinds(self) -> None:
+        if self._peer_unbinds:
+            for sequence in self._peer_unbinds:
+                self._answer(Command.UNBIND, sequence, Status.ESME_ROK)
+            self._peer_unbinds.clear()
+            self._unbind_deadline = -math.inf  # nothing left to wait for: the next tick closes
+
     def _handle_response(self, pdu: Pdu, events: list[Event]) -> None:
         request = self.outstanding.pop(pdu.sequence, None)
         if request is None:
@@ -299,6 +329,7 @@ class Session:
         if request.command is Command.ENQUIRE_LINK:
             self._enquire_link_sequence = None
         elif request.command is Command.UNBIND:
+            self._answer_peer_unbinds()
             self._leave_bound("unbind answered", events)
             self._close("unbind answered", events)
         else:
@@ -307,8 +338,13 @@ class Session:
     # -- answers from the application ------------------------------------------------
 
     def accept_bind(self, request: Pdu, our_system_id: str) -> None:
+        """Answer a `BindRequested` with success. A no-op once the session is closing
+        (bind timeout, framing error, lost connection): it must not come back bound."""
         bind_type = BIND_TYPE_BY_COMMAND[request.command]
         self.unanswered -= 1
+        self._bind_pending = False
+        if self._closing:
+            return
         self.bind_type = bind_type
         self.system_id = request.params["system_id"]
         self.interface_version = request.params.get("interface_version", INTERFACE_VERSION_34)
@@ -320,6 +356,7 @@ class Session:
 
     def reject_bind(self, request: Pdu, status: Status, our_system_id: str) -> None:
         self.unanswered -= 1
+        self._bind_pending = False
         self._answer(request.command, request.sequence, status, {"system_id": our_system_id})
 
     def respond(
@@ -332,7 +369,11 @@ class Session:
         """Answer a `RequestReceived`. Safe after the session closed (then a no-op)."""
         self.unanswered -= 1
         if self.state is not State.CLOSED:
+            if tlvs and self.interface_version < INTERFACE_VERSION_34:
+                tlvs = None  # a v3.3 peer gets no optional parameters
             self._answer(request.command, request.sequence, status, params, tlvs)
+            if self._peer_unbinds and self.unanswered <= 0:
+                self._answer_peer_unbinds()
 
     # -- our requests ----------------------------------------------------------------
 
@@ -392,8 +433,9 @@ class Session:
             self._close("bind timeout", events)
             return events
         if self._unbind_deadline is not None and now >= self._unbind_deadline:
-            self._leave_bound("unbind not answered", events)
-            self._close("unbind not answered", events)
+            self._answer_peer_unbinds()
+            self._leave_bound(self._unbind_reason, events)
+            self._close(self._unbind_reason, events)
             return events
         # Deadlines grow with insertion order (one response_timeout), so the
         # expired requests are the first ones in the dict.

@@ -1,0 +1,170 @@
+"""Delivery receipts (testing level 1): the Appendix B text every client accepted
+(INTEROP.md), its ASCII-safe `text:`, and the deliver_sm that carries it."""
+
+from __future__ import annotations
+
+import codecs
+from datetime import UTC, datetime
+
+import gsm0338  # noqa: F401  (registers the 'gsm03.38' codec)
+import pytest
+
+from bridge.smpp.constants import Command, MessageState, Tag
+from bridge.smpp.pdu import Pdu, decode_pdu, encode_pdu
+from bridge.smpp.receipt import ascii_safe, format_receipt, parse_receipt, receipt_date, receipt_deliver_sm
+
+SUBMITTED = datetime(2024, 1, 31, 23, 59, 30, tzinfo=UTC).timestamp()
+DONE = datetime(2024, 2, 1, 0, 0, 5, tzinfo=UTC).timestamp()
+STAT = {
+    MessageState.ENROUTE: "ENROUTE",
+    MessageState.DELIVERED: "DELIVRD",
+    MessageState.EXPIRED: "EXPIRED",
+    MessageState.DELETED: "DELETED",
+    MessageState.UNDELIVERABLE: "UNDELIV",
+    MessageState.ACCEPTED: "ACCEPTD",
+    MessageState.UNKNOWN: "UNKNOWN",
+    MessageState.REJECTED: "REJECTD",
+}
+
+
+def test_delivered_receipt_text_exactly() -> None:
+    text = format_receipt("4711", MessageState.DELIVERED, SUBMITTED, DONE, 0, "Your code is 123456 and more")
+    assert text == (
+        "id:4711 sub:001 dlvrd:001 submit date:2401312359 done date:2402010000 "
+        "stat:DELIVRD err:000 text:Your code is 123456 "
+    )
+
+
+@pytest.mark.parametrize("state", list(MessageState), ids=lambda s: s.name)
+def test_receipt_stat_and_dlvrd_for_every_state(state: MessageState) -> None:
+    text = format_receipt("9", state, SUBMITTED, DONE, 0, "hi")
+    delivered = "001" if state is MessageState.DELIVERED else "000"
+    assert text == (
+        f"id:9 sub:001 dlvrd:{delivered} submit date:2401312359 done date:2402010000 stat:{STAT[state]} err:000 text:hi"
+    )
+
+
+@pytest.mark.parametrize(("error", "field"), [(0, "000"), (7, "007"), (34, "034"), (999, "999"), (1234, "234")])
+def test_err_is_three_digits(error: int, field: str) -> None:
+    text = format_receipt("1", MessageState.UNDELIVERABLE, SUBMITTED, DONE, error, "")
+    assert f" stat:UNDELIV err:{field} text:" in text
+    assert text.endswith("text:")
+
+
+def test_dates_are_ten_digits_in_utc() -> None:
+    assert receipt_date(0) == "7001010000"
+    assert receipt_date(SUBMITTED) == "2401312359"
+    assert receipt_date(datetime(2030, 12, 9, 8, 7, 59, tzinfo=UTC).timestamp()) == "3012090807"
+
+
+UNSAFE = "@$_[]{}\\^~|"
+
+
+def _reads_the_same_in_ascii_and_gsm(char: str) -> bool:
+    try:
+        gsm = codecs.encode(char, "gsm03.38")
+    except UnicodeEncodeError:
+        return False
+    return 0x20 <= ord(char) < 0x7F and gsm == char.encode("ascii")
+
+
+@pytest.mark.parametrize("code", range(0x80), ids=lambda c: f"0x{c:02X}")
+def test_ascii_safe_every_ascii_character(code: int) -> None:
+    char = chr(code)
+    expected = char if _reads_the_same_in_ascii_and_gsm(char) else "?"
+    assert ascii_safe(char) == expected
+    if char in UNSAFE:
+        assert ascii_safe(char) == "?"
+
+
+def test_ascii_safe_replaces_non_ascii_and_keeps_twenty_characters() -> None:
+    assert ascii_safe("Olá {user}: $5 @ 10€ 👋 ok") == "Ol? ?user?: ?5 ? 10?"
+    assert ascii_safe("a" * 30) == "a" * 20
+    assert ascii_safe("ab", limit=1) == "a"
+    assert ascii_safe("") == ""
+
+
+def test_receipt_text_part_is_ascii_safe() -> None:
+    text = format_receipt("1", MessageState.DELIVERED, SUBMITTED, DONE, 0, "[€] ñ_~|^\\{}@$\n")
+    part = text.split(" text:", 1)[1]
+    assert part == "??? ???????????"
+    assert text.isascii()
+
+
+def test_receipt_deliver_sm() -> None:
+    params, tlvs = receipt_deliver_sm(
+        "4711",
+        MessageState.DELIVERED,
+        SUBMITTED,
+        DONE,
+        0,
+        "Your code is 123456",
+        (1, 1, "5215512345678"),
+        (5, 0, "BANK"),
+    )
+    assert params["esm_class"] == 0x04
+    assert params["data_coding"] == 0
+    assert (params["source_addr_ton"], params["source_addr_npi"], params["source_addr"]) == (1, 1, "5215512345678")
+    assert (params["dest_addr_ton"], params["dest_addr_npi"], params["destination_addr"]) == (5, 0, "BANK")
+    assert params["short_message"] == (
+        b"id:4711 sub:001 dlvrd:001 submit date:2401312359 done date:2402010000 "
+        b"stat:DELIVRD err:000 text:Your code is 123456"
+    )
+    assert tlvs == {Tag.RECEIPTED_MESSAGE_ID: b"4711\x00", Tag.MESSAGE_STATE: b"\x02"}
+    # and it is a deliver_sm our codec (and the ESME's) reads back
+    pdu = decode_pdu(encode_pdu(Pdu(Command.DELIVER_SM, 1, 0, params, tlvs)))
+    assert pdu.params["short_message"] == params["short_message"]
+    assert pdu.tlvs == tlvs
+
+
+@pytest.mark.parametrize(("error", "value"), [(34, b"\x03\x00\x22"), (0x1FF, b"\x03\x01\xff")])
+def test_receipt_deliver_sm_network_error_code_only_on_error(error: int, value: bytes) -> None:
+    _, tlvs = receipt_deliver_sm("a1", MessageState.UNDELIVERABLE, SUBMITTED, DONE, error, "", (1, 1, "1"), (1, 1, "2"))
+    assert tlvs[Tag.NETWORK_ERROR_CODE] == value
+    assert tlvs[Tag.MESSAGE_STATE] == b"\x05"
+
+
+@pytest.mark.parametrize("state", list(MessageState), ids=lambda s: s.name)
+def test_receipt_deliver_sm_message_state_tlv(state: MessageState) -> None:
+    _, tlvs = receipt_deliver_sm("1", state, SUBMITTED, DONE, 0, "", (1, 1, "1"), (1, 1, "2"))
+    assert tlvs[Tag.MESSAGE_STATE] == bytes((int(state),))
+    assert Tag.NETWORK_ERROR_CODE not in tlvs
+
+
+def test_receipt_deliver_sm_addresses_fit_their_fields() -> None:
+    params, tlvs = receipt_deliver_sm("1", MessageState.DELIVERED, 0, 0, 0, "", (1, 1, "9" * 30), (1, 1, "8" * 30))
+    assert params["source_addr"] == "9" * 20
+    assert params["destination_addr"] == "8" * 20
+    encode_pdu(Pdu(Command.DELIVER_SM, 1, 0, params, tlvs))
+
+
+def test_receipt_for_a_36_character_uuid_id() -> None:
+    message_id = "0b6f3b4e-2c55-4d0e-9a7c-1d2f3a4b5c6d"
+    params, tlvs = receipt_deliver_sm(message_id, MessageState.EXPIRED, 0, 0, 0, "x", (1, 1, "1"), (1, 1, "2"))
+    assert params["short_message"].startswith(f"id:{message_id} ".encode())
+    assert tlvs[Tag.RECEIPTED_MESSAGE_ID] == message_id.encode() + b"\x00"
+
+
+@pytest.mark.parametrize("state", list(MessageState), ids=lambda s: s.name)
+def test_parse_receipt_round_trip(state: MessageState) -> None:
+    text = format_receipt("ff00aa", state, SUBMITTED, DONE, 12, "code: 123 (ok)")
+    assert parse_receipt(text) == {
+        "id": "ff00aa",
+        "sub": "001",
+        "dlvrd": "001" if state is MessageState.DELIVERED else "000",
+        "submit": "2401312359",
+        "done": "2402010000",
+        "stat": STAT[state],
+        "err": "012",
+        "text": "code: 123 (ok)",
+    }
+
+
+def test_parse_receipt_variants_and_non_receipts() -> None:
+    parsed = parse_receipt("id:1 sub:001 dlvrd:000 submit date:240131235959 done date:240201000005 stat:EXPIRED err:0")
+    assert parsed is not None
+    assert (parsed["submit"], parsed["stat"], parsed["err"], parsed["text"]) == ("240131235959", "EXPIRED", "0", None)
+    upper = parse_receipt("id:1 sub:1 dlvrd:1 submit date:2401312359 done date:2401312359 stat:DELIVRD err:0 Text:x")
+    assert upper is not None and upper["text"] == "x"
+    assert parse_receipt("hello") is None
+    assert parse_receipt("") is None

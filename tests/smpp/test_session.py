@@ -1,0 +1,865 @@
+"""Session state machine (testing level 2), driven with bytes and a fake clock.
+
+Every state x request cell is checked against a table written here from SMPP v3.4
+section 2.3 (plus enquire_link in OPEN, which real clients send before binding)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bridge.smpp.constants import BIND_COMMANDS, Command, Status, Tag
+from bridge.smpp.pdu import Pdu, decode_pdu, encode_pdu
+from bridge.smpp.session import (
+    MAX_SEQUENCE,
+    PEER_REQUESTS,
+    BindRequested,
+    BindType,
+    Closing,
+    Event,
+    PduCounters,
+    PeerError,
+    RequestReceived,
+    ResponseReceived,
+    ResponseTimedOut,
+    Session,
+    SessionConfig,
+    State,
+    Unbound,
+)
+from tests.smpp.samples import REQUESTS, SAMPLES, frame, header, request_bytes, spec_pdu, split_frames
+
+CONFIG = SessionConfig(
+    window=3,
+    enquire_link_interval=30.0,
+    inactivity_timeout=300.0,
+    bind_timeout=40.0,
+    response_timeout=20.0,
+    max_command_length=4096,
+)
+SMSC_ID = "SMPPBRIDGE"
+
+SUBMIT_REQUESTS = {
+    Command.SUBMIT_SM,
+    Command.SUBMIT_MULTI,
+    Command.DATA_SM,
+    Command.QUERY_SM,
+    Command.CANCEL_SM,
+    Command.REPLACE_SM,
+}
+BINDS = {Command.BIND_TRANSMITTER, Command.BIND_RECEIVER, Command.BIND_TRANSCEIVER}
+# What an ESME may send in each state (v3.4 2.3, table 2-1; enquire_link also in OPEN).
+ALLOWED: dict[State, set[Command]] = {
+    State.OPEN: BINDS | {Command.ENQUIRE_LINK},
+    State.BOUND_TX: SUBMIT_REQUESTS | {Command.ENQUIRE_LINK, Command.UNBIND},
+    State.BOUND_RX: {Command.ENQUIRE_LINK, Command.UNBIND},
+    State.BOUND_TRX: SUBMIT_REQUESTS | {Command.ENQUIRE_LINK, Command.UNBIND},
+    State.UNBINDING: {Command.ENQUIRE_LINK, Command.UNBIND},
+    State.CLOSED: set(),
+}
+BOUND = (State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX)
+BIND_FOR_STATE = {
+    State.BOUND_TX: Command.BIND_TRANSMITTER,
+    State.BOUND_RX: Command.BIND_RECEIVER,
+    State.BOUND_TRX: Command.BIND_TRANSCEIVER,
+}
+# The spec's *_resp of each request; outbind and alert_notification have none.
+RESPONSE_OF = {
+    Command.BIND_RECEIVER: Command.BIND_RECEIVER_RESP,
+    Command.BIND_TRANSMITTER: Command.BIND_TRANSMITTER_RESP,
+    Command.BIND_TRANSCEIVER: Command.BIND_TRANSCEIVER_RESP,
+    Command.QUERY_SM: Command.QUERY_SM_RESP,
+    Command.SUBMIT_SM: Command.SUBMIT_SM_RESP,
+    Command.DELIVER_SM: Command.DELIVER_SM_RESP,
+    Command.UNBIND: Command.UNBIND_RESP,
+    Command.REPLACE_SM: Command.REPLACE_SM_RESP,
+    Command.CANCEL_SM: Command.CANCEL_SM_RESP,
+    Command.ENQUIRE_LINK: Command.ENQUIRE_LINK_RESP,
+    Command.SUBMIT_MULTI: Command.SUBMIT_MULTI_RESP,
+    Command.DATA_SM: Command.DATA_SM_RESP,
+    Command.OUTBIND: Command.GENERIC_NACK,
+    Command.ALERT_NOTIFICATION: Command.GENERIC_NACK,
+}
+
+
+class Peer:
+    """An ESME on the other end: sends bytes with a clock it controls, reads ours."""
+
+    def __init__(self, config: SessionConfig = CONFIG, now: float = 0.0) -> None:
+        self.now = now
+        self.counters = PduCounters()
+        self.session = Session(config, now, self.counters)
+        self._sequence = 1000
+
+    def next_sequence(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    def send(self, data: bytes, at: float | None = None) -> list[Event]:
+        if at is not None:
+            self.now = at
+        return self.session.receive_data(data, self.now)
+
+    def request(self, command: Command, at: float | None = None, **overrides: Any) -> tuple[int, list[Event]]:
+        sequence = self.next_sequence()
+        return sequence, self.send(request_bytes(command, sequence, **overrides), at)
+
+    def tick(self, at: float) -> list[Event]:
+        self.now = at
+        return self.session.tick(at)
+
+    def read(self) -> list[Pdu]:
+        return [decode_pdu(f) for f in split_frames(self.session.data_to_send())]
+
+    def bind(self, state: State, interface_version: int = 0x34) -> Pdu:
+        """Bind into `state` through the public API; returns our bind_resp."""
+        _, events = self.request(BIND_FOR_STATE[state], interface_version=interface_version)
+        (event,) = events
+        assert isinstance(event, BindRequested)
+        self.session.accept_bind(event.pdu, SMSC_ID)
+        (resp,) = self.read()
+        assert self.session.state is state
+        return resp
+
+
+def reach(state: State, now: float = 0.0) -> Peer:
+    peer = Peer(now=now)
+    if state in BOUND:
+        peer.bind(state)
+    elif state is State.UNBINDING:
+        peer.bind(State.BOUND_TRX)
+        peer.session.unbind(now)
+        (unbind,) = peer.read()
+        assert unbind.command is Command.UNBIND
+    elif state is State.CLOSED:
+        peer.bind(State.BOUND_TRX)
+        peer.request(Command.UNBIND)
+        peer.read()
+    assert peer.session.state is state
+    return peer
+
+
+def only(pdus: list[Pdu]) -> Pdu:
+    assert len(pdus) == 1, pdus
+    return pdus[0]
+
+
+def answer_params(command: Command) -> dict[str, Any]:
+    return {"message_id": "42"} if command is not Command.CANCEL_SM else {}
+
+
+# -- the table -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", list(State), ids=lambda s: s.value)
+def test_peer_requests_row_matches_spec(state: State) -> None:
+    assert set(PEER_REQUESTS[state]) == ALLOWED[state]
+
+
+@pytest.mark.parametrize("command", REQUESTS, ids=lambda c: c.label)
+@pytest.mark.parametrize("state", [State.OPEN, *BOUND, State.UNBINDING], ids=lambda s: s.value)
+def test_every_state_and_request(state: State, command: Command) -> None:
+    peer = reach(state)
+    sequence, events = peer.request(command)
+    out = peer.read()
+    if command in ALLOWED[state] and command in SUBMIT_REQUESTS:
+        assert out == []
+        (event,) = events
+        assert isinstance(event, RequestReceived)
+        assert event.pdu.command is command and event.pdu.sequence == sequence
+        assert event.pdu.params == SAMPLES[command][0]
+        peer.session.respond(event.pdu, Status.ESME_ROK, answer_params(command))
+        resp = only(peer.read())
+        assert (resp.command, resp.sequence, resp.status) == (RESPONSE_OF[command], sequence, 0)
+    elif command in ALLOWED[state] and command in BINDS:
+        assert out == []
+        (event,) = events
+        assert isinstance(event, BindRequested)
+        assert event.pdu.sequence == sequence
+        assert (
+            event.bind_type
+            is {
+                Command.BIND_TRANSMITTER: BindType.TRANSMITTER,
+                Command.BIND_RECEIVER: BindType.RECEIVER,
+                Command.BIND_TRANSCEIVER: BindType.TRANSCEIVER,
+            }[command]
+        )
+    elif command is Command.ENQUIRE_LINK:
+        assert events == []
+        resp = only(out)
+        assert (resp.command, resp.sequence, resp.status) == (Command.ENQUIRE_LINK_RESP, sequence, 0)
+        assert peer.session.state is state
+    elif command in ALLOWED[state]:  # unbind
+        assert command is Command.UNBIND
+        resp = only(out)
+        assert (resp.command, resp.sequence, resp.status) == (Command.UNBIND_RESP, sequence, 0)
+        assert [type(e) for e in events] == [Unbound, Closing]
+        assert peer.session.state is State.CLOSED
+        assert peer.session.is_closing
+    else:
+        expected = Status.ESME_RALYBND if command in BINDS and state in BOUND else Status.ESME_RINVBNDSTS
+        resp = only(out)
+        assert (resp.command, resp.sequence, resp.status) == (RESPONSE_OF[command], sequence, expected)
+        assert events == [PeerError(expected, events[0].reason, command)]  # type: ignore[union-attr]
+        assert peer.session.state is state
+        assert not peer.session.is_closing
+
+
+def test_closed_session_ignores_everything() -> None:
+    peer = reach(State.CLOSED)
+    assert peer.request(Command.ENQUIRE_LINK)[1] == []
+    assert peer.send(b"\x00\x00\x00\x01garbage") == []
+    assert peer.read() == []
+    assert peer.session.tick(1e9) == []
+    assert peer.session.next_deadline() is None
+
+
+# -- framing -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("length", [0, 1, 8, 15])
+@pytest.mark.parametrize("state", [State.OPEN, State.BOUND_TRX], ids=lambda s: s.value)
+def test_command_length_below_header_size(state: State, length: int) -> None:
+    peer = reach(state)
+    events = peer.send(header(length, Command.ENQUIRE_LINK, 0, 77) + request_bytes(Command.ENQUIRE_LINK, 78))
+    nack = only(peer.read())  # the enquire_link after it is not read
+    assert (nack.command, nack.status, nack.sequence) == (Command.GENERIC_NACK, Status.ESME_RINVCMDLEN, 77)
+    assert [type(e) for e in events] == [PeerError, Closing]
+    assert isinstance(events[0], PeerError) and events[0].status is Status.ESME_RINVCMDLEN
+    assert peer.session.is_closing
+    assert peer.request(Command.ENQUIRE_LINK)[1] == []
+    assert peer.read() == []
+
+
+def test_command_length_judged_from_the_first_four_octets() -> None:
+    peer = Peer()
+    events = peer.send(b"\x00\x00\x00\x05")
+    nack = only(peer.read())
+    assert (nack.command, nack.status, nack.sequence) == (Command.GENERIC_NACK, Status.ESME_RINVCMDLEN, 0)
+    assert isinstance(events[-1], Closing)
+
+
+@pytest.mark.parametrize("state", [State.OPEN, State.BOUND_TRX], ids=lambda s: s.value)
+def test_command_length_above_maximum(state: State) -> None:
+    peer = reach(state)
+    events = peer.send(header(CONFIG.max_command_length + 1, Command.SUBMIT_SM, 0, 5))
+    nack = only(peer.read())
+    assert (nack.command, nack.status, nack.sequence) == (Command.GENERIC_NACK, Status.ESME_RINVCMDLEN, 5)
+    assert [type(e) for e in events] == [PeerError, Closing]
+    if state in BOUND:
+        assert peer.session.connection_lost() == [Unbound("connection lost")]
+
+
+def test_command_length_at_maximum_is_read() -> None:
+    peer = reach(State.BOUND_TRX)
+    base = spec_pdu(Command.SUBMIT_SM, {**SAMPLES[Command.SUBMIT_SM][0], "short_message": b""}, {})
+    payload = b"p" * (CONFIG.max_command_length - len(base) - 4)
+    data = spec_pdu(Command.SUBMIT_SM, {**SAMPLES[Command.SUBMIT_SM][0], "short_message": b""}, {0x0424: payload})
+    assert len(data) == CONFIG.max_command_length
+    (event,) = peer.send(data)
+    assert isinstance(event, RequestReceived)
+    assert event.pdu.tlvs[Tag.MESSAGE_PAYLOAD] == payload
+
+
+@pytest.mark.parametrize("state", [State.OPEN, State.BOUND_RX, State.BOUND_TRX], ids=lambda s: s.value)
+def test_unknown_command_id_is_nacked_and_the_session_goes_on(state: State) -> None:
+    peer = reach(state)
+    events = peer.send(frame(0x00000099, b"whatever", 61))
+    nack = only(peer.read())
+    assert (nack.command, nack.status, nack.sequence) == (Command.GENERIC_NACK, Status.ESME_RINVCMDID, 61)
+    assert events == [PeerError(Status.ESME_RINVCMDID, "unknown command_id", 0x99)]
+    assert not peer.session.is_closing
+    assert peer.session.state is state
+    sequence, _ = peer.request(Command.ENQUIRE_LINK)
+    assert only(peer.read()).sequence == sequence
+
+
+MALFORMED = [
+    (State.OPEN, Command.BIND_TRANSMITTER, {"system_id": b"x" * 16 + b"\x00"}, {}, Status.ESME_RINVSYSID),
+    (State.OPEN, Command.BIND_RECEIVER, {"password": b"x" * 9 + b"\x00"}, {}, Status.ESME_RINVPASWD),
+    (State.OPEN, Command.BIND_TRANSCEIVER, {"system_type": b"x" * 13 + b"\x00"}, {}, Status.ESME_RINVSYSTYP),
+    (State.BOUND_TRX, Command.SUBMIT_SM, {"source_addr": b"1" * 21 + b"\x00"}, {}, Status.ESME_RINVSRCADR),
+    (State.BOUND_TRX, Command.SUBMIT_SM, {"destination_addr": b"1" * 21 + b"\x00"}, {}, Status.ESME_RINVDSTADR),
+    (State.BOUND_TX, Command.SUBMIT_SM, {"service_type": b"CMTXXX\x00"}, {}, Status.ESME_RINVSERTYP),
+    (State.BOUND_TX, Command.SUBMIT_SM, {"schedule_delivery_time": b"1" * 17 + b"\x00"}, {}, Status.ESME_RINVSCHED),
+    (State.BOUND_TX, Command.SUBMIT_SM, {"validity_period": b"1" * 17 + b"\x00"}, {}, Status.ESME_RINVEXPIRY),
+    (State.BOUND_TX, Command.SUBMIT_SM, {"short_message": b"\x09abc"}, {}, Status.ESME_RINVMSGLEN),
+    (State.BOUND_TX, Command.SUBMIT_SM, {}, {Tag.SAR_TOTAL_SEGMENTS: b"\x00\x02"}, Status.ESME_RINVPARLEN),
+    (State.BOUND_TX, Command.QUERY_SM, {"message_id": b"9" * 65 + b"\x00"}, {}, Status.ESME_RINVMSGID),
+    (State.BOUND_TX, Command.CANCEL_SM, {"message_id": b"9" * 65 + b"\x00"}, {}, Status.ESME_RINVMSGID),
+    (State.BOUND_TX, Command.REPLACE_SM, {"message_id": b"9" * 65 + b"\x00"}, {}, Status.ESME_RINVMSGID),
+    (State.BOUND_TX, Command.DATA_SM, {"source_addr": b"1" * 65 + b"\x00"}, {}, Status.ESME_RINVSRCADR),
+    (State.BOUND_TX, Command.SUBMIT_MULTI, {"dest_addresses": b"\x01\x05abc\x00"}, {}, Status.ESME_RINVDESTFLAG),
+    (State.BOUND_TX, Command.SUBMIT_MULTI, {"dest_addresses": b"\x00"}, {}, Status.ESME_RINVNUMDESTS),
+    (State.OPEN, Command.OUTBIND, {"system_id": b"x" * 16 + b"\x00"}, {}, Status.ESME_RINVSYSID),
+]
+
+
+@pytest.mark.parametrize(
+    ("state", "command", "raw", "tlvs", "status"),
+    MALFORMED,
+    ids=[f"{c.label}-{s.name}" for _st, c, _r, _t, s in MALFORMED],
+)
+def test_malformed_request_gets_its_response_with_the_precise_status(
+    state: State, command: Command, raw: dict[str, bytes], tlvs: dict[int, bytes], status: Status
+) -> None:
+    peer = reach(state)
+    events = peer.send(spec_pdu(command, tlvs=tlvs, sequence=88, raw=raw))
+    resp = only(peer.read())
+    assert (resp.command, resp.status, resp.sequence) == (RESPONSE_OF[command], status, 88)
+    assert resp.params == {}  # an error response carries no body
+    (event,) = events
+    assert isinstance(event, PeerError) and event.status is status and event.command_id == command
+    assert peer.session.state is state
+    assert peer.session.unanswered == 0
+    assert not peer.session.is_closing
+
+
+def test_malformed_response_is_not_answered() -> None:
+    peer = reach(State.BOUND_RX)
+    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0)
+    peer.read()
+    events = peer.send(frame(Command.DELIVER_SM_RESP, b"\x00\x02", sequence))
+    assert peer.read() == []
+    (event,) = events
+    assert isinstance(event, PeerError) and event.status is Status.ESME_RINVOPTPARSTREAM
+
+
+def test_response_to_nothing_we_sent_is_reported_not_answered() -> None:
+    peer = reach(State.BOUND_TRX)
+    events = peer.send(header(16, Command.DELIVER_SM_RESP, 0, 999))
+    assert peer.read() == []
+    assert events == [PeerError(Status.ESME_RINVCMDID, "unexpected deliver_sm_resp", Command.DELIVER_SM_RESP)]
+
+
+# -- window --------------------------------------------------------------------------
+
+
+def test_window_full_is_throttled_and_the_session_stays_usable() -> None:
+    peer = reach(State.BOUND_TRX)
+    pending = []
+    for _ in range(CONFIG.window):
+        _, (event,) = peer.request(Command.SUBMIT_SM)
+        assert isinstance(event, RequestReceived)
+        pending.append(event.pdu)
+    assert peer.read() == []
+    sequence, events = peer.request(Command.SUBMIT_SM)
+    resp = only(peer.read())
+    assert (resp.command, resp.status, resp.sequence) == (Command.SUBMIT_SM_RESP, Status.ESME_RTHROTTLED, sequence)
+    assert [e.status for e in events if isinstance(e, PeerError)] == [Status.ESME_RTHROTTLED]
+    # enquire_link is not counted against the window
+    enquire, _ = peer.request(Command.ENQUIRE_LINK)
+    assert only(peer.read()).sequence == enquire
+    peer.session.respond(pending.pop(0), Status.ESME_ROK, {"message_id": "1"})
+    assert only(peer.read()).status == 0
+    _, (event,) = peer.request(Command.DATA_SM)
+    assert isinstance(event, RequestReceived)
+    assert peer.session.state is State.BOUND_TRX
+
+
+def test_window_counts_every_application_request_kind() -> None:
+    peer = reach(State.BOUND_TX)
+    kinds = [Command.QUERY_SM, Command.CANCEL_SM, Command.REPLACE_SM]
+    for command in kinds:
+        _, (event,) = peer.request(command)
+        assert isinstance(event, RequestReceived)
+    _, events = peer.request(Command.SUBMIT_MULTI)
+    assert only(peer.read()).status == Status.ESME_RTHROTTLED
+    assert isinstance(events[0], PeerError)
+
+
+# -- enquire_link and timers ---------------------------------------------------------
+
+
+def test_enquire_link_answered_in_open() -> None:
+    peer = Peer()
+    sequence, events = peer.request(Command.ENQUIRE_LINK)
+    assert events == []
+    assert only(peer.read()) == Pdu(Command.ENQUIRE_LINK_RESP, sequence, 0)
+
+
+def test_idle_bound_session_gets_our_enquire_link_after_the_interval() -> None:
+    peer = reach(State.BOUND_TRX)
+    assert peer.session.next_deadline() == 30.0
+    assert peer.tick(29.9) == []
+    assert peer.read() == []
+    assert peer.tick(30.0) == []
+    enquire = only(peer.read())
+    assert enquire.command is Command.ENQUIRE_LINK
+    # answered: no event for the application, the next one an interval after
+    assert peer.send(header(16, Command.ENQUIRE_LINK_RESP, 0, enquire.sequence), at=31.0) == []
+    assert peer.session.outstanding == {}
+    assert peer.session.next_deadline() == 61.0
+
+
+def test_peer_traffic_postpones_our_enquire_link() -> None:
+    peer = reach(State.BOUND_TRX)
+    peer.request(Command.ENQUIRE_LINK, at=20.0)
+    peer.read()
+    assert peer.tick(30.0) == []
+    assert peer.read() == []
+    assert peer.session.next_deadline() == 50.0
+
+
+def test_unanswered_enquire_link_does_not_close_the_session() -> None:
+    peer = reach(State.BOUND_TRX)
+    sent = 0
+    while (deadline := peer.session.next_deadline()) is not None and deadline < CONFIG.inactivity_timeout:
+        assert peer.tick(deadline) == []
+        sent += sum(p.command is Command.ENQUIRE_LINK for p in peer.read())
+    assert sent >= 2  # it keeps asking, and never gives up on the session for it
+    assert peer.session.state is State.BOUND_TRX
+    assert not peer.session.is_closing
+
+
+def test_inactivity_sends_our_unbind_then_closes_after_response_timeout() -> None:
+    peer = reach(State.BOUND_TRX)
+    peer.tick(CONFIG.inactivity_timeout)
+    unbind = [p for p in peer.read() if p.command is Command.UNBIND]
+    assert len(unbind) == 1
+    assert peer.session.state is State.UNBINDING
+    assert not peer.session.can_deliver
+    closing_at = CONFIG.inactivity_timeout + CONFIG.response_timeout
+    assert peer.session.next_deadline() == closing_at
+    assert peer.tick(closing_at - 0.01) == []
+    assert peer.tick(closing_at) == [Unbound("unbind not answered"), Closing("unbind not answered")]
+    assert peer.session.state is State.CLOSED
+
+
+def test_inactivity_unbind_closes_on_unbind_resp() -> None:
+    peer = reach(State.BOUND_RX)
+    peer.tick(CONFIG.inactivity_timeout)
+    (unbind,) = [p for p in peer.read() if p.command is Command.UNBIND]
+    events = peer.send(header(16, Command.UNBIND_RESP, 0, unbind.sequence), at=301.0)
+    assert events == [Unbound("unbind answered"), Closing("unbind answered")]
+    assert peer.read() == []
+
+
+def test_bind_timeout_in_open() -> None:
+    peer = Peer(now=100.0)
+    assert peer.session.next_deadline() == 140.0
+    assert peer.tick(139.9) == []
+    assert peer.tick(140.0) == [Closing("bind timeout")]
+    assert peer.session.is_closing
+    assert peer.session.next_deadline() is None
+    assert peer.tick(200.0) == []
+
+
+def test_bind_timeout_applies_while_a_bind_is_undecided_and_a_late_accept_does_not_bind() -> None:
+    peer = Peer()
+    _, (event,) = peer.request(Command.BIND_TRANSCEIVER)
+    assert isinstance(event, BindRequested)
+    assert peer.tick(CONFIG.bind_timeout) == [Closing("bind timeout")]
+    peer.session.accept_bind(event.pdu, SMSC_ID)
+    assert peer.session.state is State.OPEN
+    assert not peer.session.can_deliver
+    assert peer.session.connection_lost() == []
+
+
+def test_response_timed_out_for_an_unanswered_deliver_sm() -> None:
+    peer = reach(State.BOUND_TRX)
+    sequence = peer.session.send_request(
+        Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 5.0, SAMPLES[Command.DELIVER_SM][1], context="receipt-1"
+    )
+    sent = only(peer.read())
+    assert (sent.command, sent.sequence, sent.tlvs) == (Command.DELIVER_SM, sequence, SAMPLES[Command.DELIVER_SM][1])
+    assert peer.session.next_deadline() == 25.0
+    assert peer.tick(24.9) == []
+    (event,) = peer.tick(25.0)
+    assert isinstance(event, ResponseTimedOut)
+    assert (event.request.command, event.request.sequence, event.request.context) == (
+        Command.DELIVER_SM,
+        sequence,
+        "receipt-1",
+    )
+    assert peer.session.outstanding == {}
+    # a late answer is reported, not delivered as a response
+    late = peer.send(header(16, Command.DELIVER_SM_RESP, 0, sequence), at=26.0)
+    assert [type(e) for e in late] == [PeerError]
+
+
+@pytest.mark.parametrize("status", [Status.ESME_ROK, Status.ESME_RSYSERR])
+def test_deliver_sm_resp_is_response_received_with_its_context(status: Status) -> None:
+    peer = reach(State.BOUND_RX)
+    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context=7)
+    peer.read()
+    (event,) = peer.send(header(16, Command.DELIVER_SM_RESP, status, sequence))
+    assert isinstance(event, ResponseReceived)
+    assert (event.pdu.status, event.request.context, event.request.command) == (status, 7, Command.DELIVER_SM)
+
+
+def test_generic_nack_to_our_request_is_its_response() -> None:
+    peer = reach(State.BOUND_TRX)
+    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0)
+    peer.read()
+    (event,) = peer.send(header(16, Command.GENERIC_NACK, Status.ESME_RINVCMDID, sequence))
+    assert isinstance(event, ResponseReceived)
+    assert event.pdu.command is Command.GENERIC_NACK
+
+
+# -- unbind --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", BOUND, ids=lambda s: s.value)
+def test_unbind_from_the_peer(state: State) -> None:
+    peer = reach(state)
+    sequence, events = peer.request(Command.UNBIND)
+    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, sequence, 0)
+    assert events == [Unbound("peer unbind"), Closing("peer unbind")]
+    assert peer.session.state is State.CLOSED
+    assert not peer.session.can_deliver
+
+
+def test_pdus_after_the_peers_unbind_in_the_same_chunk_are_not_read() -> None:
+    peer = reach(State.BOUND_TRX)
+    events = peer.send(request_bytes(Command.UNBIND, 1) + request_bytes(Command.SUBMIT_SM, 2))
+    assert [p.command for p in peer.read()] == [Command.UNBIND_RESP]
+    assert [type(e) for e in events] == [Unbound, Closing]
+
+
+def test_peer_unbind_waits_for_the_answers_to_earlier_requests() -> None:
+    peer = reach(State.BOUND_TRX)
+    submit, unbind = peer.next_sequence(), peer.next_sequence()
+    events = peer.send(request_bytes(Command.SUBMIT_SM, submit) + request_bytes(Command.UNBIND, unbind))
+    (event,) = events
+    assert isinstance(event, RequestReceived)
+    assert peer.read() == []
+    assert peer.session.state is State.UNBINDING
+    assert not peer.session.can_deliver
+    # meanwhile new submissions are refused, enquire_link still answered
+    late, _ = peer.request(Command.SUBMIT_SM)
+    enquire, _ = peer.request(Command.ENQUIRE_LINK)
+    assert [(p.command, p.sequence, p.status) for p in peer.read()] == [
+        (Command.SUBMIT_SM_RESP, late, Status.ESME_RINVBNDSTS),
+        (Command.ENQUIRE_LINK_RESP, enquire, 0),
+    ]
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "77"})
+    assert [(p.command, p.sequence) for p in peer.read()] == [
+        (Command.SUBMIT_SM_RESP, submit),
+        (Command.UNBIND_RESP, unbind),
+    ]
+    assert peer.session.next_deadline() is not None
+    deadline = peer.session.next_deadline()
+    assert deadline is not None and deadline <= peer.now
+    assert peer.tick(peer.now) == [Unbound("peer unbind"), Closing("peer unbind")]
+
+
+def test_peer_unbind_is_answered_after_response_timeout_if_the_application_is_silent() -> None:
+    peer = reach(State.BOUND_TX)
+    _, (event,) = peer.request(Command.SUBMIT_SM, at=1.0)
+    unbind, _ = peer.request(Command.UNBIND, at=2.0)
+    assert peer.read() == []
+    assert peer.session.next_deadline() == 2.0 + CONFIG.response_timeout
+    assert peer.tick(21.9) == []
+    assert peer.tick(22.0) == [Unbound("peer unbind"), Closing("peer unbind")]
+    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, unbind, 0)
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})  # too late: no-op
+    assert peer.read() == []
+
+
+def test_repeated_peer_unbind_waits_with_the_first() -> None:
+    peer = reach(State.BOUND_TRX)
+    submit, (event,) = peer.request(Command.SUBMIT_SM)
+    first, _ = peer.request(Command.UNBIND)
+    second, events = peer.request(Command.UNBIND)
+    assert events == []
+    assert peer.read() == []
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    assert [(p.command, p.sequence) for p in peer.read()] == [
+        (Command.SUBMIT_SM_RESP, submit),
+        (Command.UNBIND_RESP, first),
+        (Command.UNBIND_RESP, second),
+    ]
+    assert peer.tick(peer.now) == [Unbound("peer unbind"), Closing("peer unbind")]
+
+
+def test_unbind_after_the_waiting_one_was_answered_closes_at_once() -> None:
+    peer = reach(State.BOUND_TRX)
+    _, (event,) = peer.request(Command.SUBMIT_SM)
+    peer.request(Command.UNBIND)
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    peer.read()
+    again, events = peer.request(Command.UNBIND)
+    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, again, 0)
+    assert events == [Unbound("peer unbind"), Closing("peer unbind")]
+
+
+@pytest.mark.parametrize("state", BOUND, ids=lambda s: s.value)
+def test_unbind_from_us(state: State) -> None:
+    peer = reach(state)
+    peer.session.unbind(3.0)
+    unbind = only(peer.read())
+    assert (unbind.command, unbind.status) == (Command.UNBIND, 0)
+    assert peer.session.state is State.UNBINDING
+    peer.session.unbind(4.0)  # a second call does nothing
+    assert peer.read() == []
+    events = peer.send(header(16, Command.UNBIND_RESP, 0, unbind.sequence), at=5.0)
+    assert events == [Unbound("unbind answered"), Closing("unbind answered")]
+    assert peer.session.state is State.CLOSED
+
+
+def test_unbind_from_us_still_answers_requests_read_before_it() -> None:
+    peer = reach(State.BOUND_TRX)
+    sequence, (event,) = peer.request(Command.SUBMIT_SM)
+    peer.session.unbind(1.0)
+    peer.read()
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "5"})
+    resp = only(peer.read())
+    assert (resp.command, resp.sequence, resp.params) == (Command.SUBMIT_SM_RESP, sequence, {"message_id": "5"})
+
+
+def test_unbind_crossing_ours_is_answered_and_closes() -> None:
+    peer = reach(State.UNBINDING)
+    sequence, events = peer.request(Command.UNBIND)
+    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, sequence, 0)
+    assert events == [Unbound("peer unbind"), Closing("peer unbind")]
+
+
+def test_unbind_in_open_closes_without_a_pdu() -> None:
+    peer = Peer()
+    peer.session.unbind(1.0)
+    assert peer.session.is_closing
+    assert peer.read() == []
+
+
+def test_connection_lost() -> None:
+    peer = reach(State.BOUND_TRX)
+    _, (event,) = peer.request(Command.SUBMIT_SM)
+    assert peer.session.connection_lost() == [Unbound("connection lost")]
+    assert peer.session.state is State.CLOSED
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    assert peer.read() == []
+    assert Peer().session.connection_lost() == []
+
+
+# -- bind ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [0x34, 0x50])
+def test_accept_bind_to_v34_or_later_carries_sc_interface_version(version: int) -> None:
+    peer = Peer()
+    resp = peer.bind(State.BOUND_TRX, interface_version=version)
+    assert (resp.command, resp.status, resp.params) == (Command.BIND_TRANSCEIVER_RESP, 0, {"system_id": SMSC_ID})
+    assert resp.tlvs == {Tag.SC_INTERFACE_VERSION: b"\x34"}
+    assert peer.session.interface_version == version
+    assert peer.session.system_id == "esme1"
+    assert peer.session.bind_type is BindType.TRANSCEIVER
+
+
+@pytest.mark.parametrize("version", [0x33, 0x00])
+def test_accept_bind_to_v33_carries_no_tlvs_and_later_pdus_have_none(version: int) -> None:
+    peer = Peer()
+    resp = peer.bind(State.BOUND_TRX, interface_version=version)
+    assert resp.tlvs == {}
+    params, tlvs = SAMPLES[Command.DELIVER_SM]
+    peer.session.send_request(Command.DELIVER_SM, params, 0.0, tlvs)
+    data = peer.session.data_to_send()
+    assert decode_pdu(data).tlvs == {}
+    assert data == encode_pdu(Pdu(Command.DELIVER_SM, decode_pdu(data).sequence, 0, params))
+    _, (event,) = peer.request(Command.DATA_SM)
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, 0, {"message_id": "1"}, {Tag.ADDITIONAL_STATUS_INFO_TEXT: b"x\x00"})
+    assert only(peer.read()).tlvs == {}
+
+
+@pytest.mark.parametrize("state", BOUND, ids=lambda s: s.value)
+def test_bind_type_and_can_deliver(state: State) -> None:
+    peer = reach(state)
+    assert peer.session.can_deliver == (state is not State.BOUND_TX)
+    assert peer.session.bind_type is not None
+    assert peer.session.bind_type.can_submit == (state is not State.BOUND_RX)
+
+
+def test_reject_bind_keeps_the_session_open_for_another_bind() -> None:
+    peer = Peer()
+    sequence, (event,) = peer.request(Command.BIND_TRANSMITTER)
+    assert isinstance(event, BindRequested)
+    peer.session.reject_bind(event.pdu, Status.ESME_RBINDFAIL, SMSC_ID)
+    resp = only(peer.read())
+    assert (resp.command, resp.sequence, resp.status) == (Command.BIND_TRANSMITTER_RESP, sequence, 0x0D)
+    assert peer.session.state is State.OPEN
+    assert peer.session.unanswered == 0
+    _, (again,) = peer.request(Command.BIND_RECEIVER)
+    assert isinstance(again, BindRequested)
+
+
+def test_second_bind_while_the_first_is_undecided_is_refused() -> None:
+    peer = Peer()
+    first, second = peer.next_sequence(), peer.next_sequence()
+    data = request_bytes(Command.BIND_TRANSMITTER, first) + request_bytes(Command.BIND_RECEIVER, second)
+    events = peer.send(data)
+    assert isinstance(events[0], BindRequested)
+    assert [type(e) for e in events[1:]] == [PeerError]
+    resp = only(peer.read())
+    assert (resp.command, resp.sequence, resp.status) == (
+        Command.BIND_RECEIVER_RESP,
+        second,
+        Status.ESME_RINVBNDSTS,
+    )
+    assert isinstance(events[0], BindRequested)
+    peer.session.accept_bind(events[0].pdu, SMSC_ID)
+    assert peer.session.state is State.BOUND_TX
+
+
+# -- bytes in and out ----------------------------------------------------------------
+
+
+def _conversation() -> bytes:
+    return b"".join(
+        [
+            request_bytes(Command.BIND_TRANSCEIVER, 1),
+            request_bytes(Command.ENQUIRE_LINK, 2),
+            request_bytes(Command.SUBMIT_SM, 3),
+            frame(0x77, b"", 4),
+            spec_pdu(Command.SUBMIT_SM, sequence=5, raw={"source_addr": b"x" * 30 + b"\x00"}),
+        ]
+    )
+
+
+def _summary(events: list[Event]) -> list[tuple[str, int]]:
+    out = []
+    for event in events:
+        pdu = getattr(event, "pdu", None)
+        out.append((type(event).__name__, pdu.sequence if pdu else getattr(event, "status", 0)))
+    return out
+
+
+def test_pdus_fed_one_byte_at_a_time_decode_the_same() -> None:
+    whole, split = Peer(), Peer()
+    events_whole = whole.send(_conversation())
+    events_split: list[Event] = []
+    for byte in _conversation():
+        events_split += split.send(bytes((byte,)))
+    assert _summary(events_split) == _summary(events_whole)
+    assert [e.pdu.params for e in events_split if isinstance(e, BindRequested | RequestReceived)] == [
+        e.pdu.params for e in events_whole if isinstance(e, BindRequested | RequestReceived)
+    ]
+    assert split.session.data_to_send() == whole.session.data_to_send()
+
+
+def test_several_pdus_in_one_chunk_are_answered_in_order() -> None:
+    peer = reach(State.BOUND_TRX)
+    data = b"".join(request_bytes(Command.ENQUIRE_LINK, s) for s in (11, 12)) + request_bytes(Command.SUBMIT_SM, 13)
+    data += request_bytes(Command.ENQUIRE_LINK, 14) + request_bytes(Command.ENQUIRE_LINK, 15)[:7]
+    events = peer.send(data)
+    assert [e.pdu.sequence for e in events if isinstance(e, RequestReceived)] == [13]
+    assert [p.sequence for p in peer.read()] == [11, 12, 14]
+    peer.send(request_bytes(Command.ENQUIRE_LINK, 15)[7:])
+    assert [p.sequence for p in peer.read()] == [15]
+
+
+def test_data_to_send_drains() -> None:
+    peer = reach(State.BOUND_TRX)
+    peer.request(Command.ENQUIRE_LINK)
+    peer.request(Command.ENQUIRE_LINK)
+    assert len(split_frames(peer.session.data_to_send())) == 2
+    assert peer.session.data_to_send() == b""
+
+
+def test_sequence_numbers_wrap_at_0x7fffffff() -> None:
+    peer = reach(State.BOUND_TRX)
+    peer.session._next_sequence = MAX_SEQUENCE - 1  # 2**31 requests are too many to send
+    params = SAMPLES[Command.DELIVER_SM][0]
+    sequences = [peer.session.send_request(Command.DELIVER_SM, params, 0.0) for _ in range(3)]
+    assert sequences == [0x7FFFFFFE, 0x7FFFFFFF, 1]
+    assert [p.sequence for p in peer.read()] == sequences
+
+
+def test_our_sequence_numbers_start_at_one_and_increase() -> None:
+    peer = reach(State.BOUND_TRX)
+    params = SAMPLES[Command.DELIVER_SM][0]
+    assert [peer.session.send_request(Command.DELIVER_SM, params, 0.0) for _ in range(3)] == [1, 2, 3]
+
+
+def test_pdu_counters() -> None:
+    peer = reach(State.BOUND_TRX)
+    peer.request(Command.ENQUIRE_LINK)
+    peer.request(Command.ENQUIRE_LINK)
+    peer.send(frame(0x77))
+    assert peer.counters.received == {Command.BIND_TRANSCEIVER: 1, Command.ENQUIRE_LINK: 2}
+    assert peer.counters.sent == {
+        Command.BIND_TRANSCEIVER_RESP: 1,
+        Command.ENQUIRE_LINK_RESP: 2,
+        Command.GENERIC_NACK: 1,
+    }
+
+
+# -- next_deadline and tick ----------------------------------------------------------
+
+
+def _open() -> Peer:
+    return Peer(now=3.0)
+
+
+def _bound_idle() -> Peer:
+    return reach(State.BOUND_TRX, now=1.0)
+
+
+def _enquire_pending() -> Peer:
+    peer = reach(State.BOUND_RX)
+    peer.tick(30.0)
+    peer.read()
+    return peer
+
+
+def _deliver_outstanding() -> Peer:
+    peer = reach(State.BOUND_TRX)
+    peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 2.0)
+    peer.read()
+    return peer
+
+
+def _unbinding() -> Peer:
+    return reach(State.UNBINDING, now=4.0)
+
+
+def _peer_unbind_waiting() -> Peer:
+    peer = reach(State.BOUND_TX)
+    peer.request(Command.SUBMIT_SM, at=6.0)
+    peer.request(Command.UNBIND, at=7.0)
+    return peer
+
+
+def _short_inactivity() -> Peer:
+    config = SessionConfig(window=3, enquire_link_interval=60.0, inactivity_timeout=10.0, response_timeout=5.0)
+    peer = Peer(config)
+    peer.bind(State.BOUND_TRX)
+    return peer
+
+
+SCENARIOS = [_open, _bound_idle, _enquire_pending, _deliver_outstanding, _unbinding, _peer_unbind_waiting]
+SCENARIOS.append(_short_inactivity)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__.strip("_"))
+def test_next_deadline_and_tick_agree(scenario: Any) -> None:
+    peer: Peer = scenario()
+    for _ in range(12):
+        deadline = peer.session.next_deadline()
+        if deadline is None:
+            assert peer.session.is_closing
+            return
+        assert peer.tick(deadline - 0.001) == []
+        assert peer.read() == []
+        assert peer.session.next_deadline() == deadline
+        events = peer.tick(deadline)
+        written = peer.read()
+        assert events or written or peer.session.next_deadline() != deadline, f"tick at {deadline} did nothing"
+    assert peer.session.state in BOUND  # only idle sessions with silent peers go on for this long
+
+
+def test_tick_before_any_deadline_is_harmless() -> None:
+    peer = reach(State.BOUND_TRX, now=10.0)
+    for t in (10.0, 11.0, 39.0):
+        assert peer.tick(t) == []
+    assert peer.read() == []
+
+
+def test_bind_commands_table_constant() -> None:
+    assert set(BIND_COMMANDS) == BINDS
