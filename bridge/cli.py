@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bridge import __version__
-from bridge.config import DEFAULT_CONFIG_PATH, ConfigError, load_config, permission_warnings
+from bridge.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, permission_warnings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -20,6 +20,11 @@ EXIT_CONFIG = 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own parser: argparse sub-commands cannot pass "--x" through
+        from bridge.bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="smpp-bridge", description="SMPP v3.4 to HTTP SMS API bridge")
     parser.add_argument("--version", action="version", version=f"smpp-bridge {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,10 +106,7 @@ def _run(path: Path) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
-    fmt: str = config.log.format
-    if os.environ.get("SMPP_BRIDGE_LOG_FORMAT") in ("json", "console"):
-        fmt = os.environ["SMPP_BRIDGE_LOG_FORMAT"]
-    configure_logging(config.log.level, fmt)
+    configure_logging(config.log.level, _log_format(config))
     log = get_logger("cli")
     for warning in permission_warnings(path):
         log.warning("config_permissions", problem=warning)
@@ -120,28 +122,62 @@ def _run(path: Path) -> int:
     return EXIT_OK
 
 
+def _log_format(config: Config) -> str:
+    """An unset `[log] format` means "auto" (console on a terminal, JSON otherwise);
+    SMPP_BRIDGE_LOG_FORMAT overrides the file."""
+    fmt: str = config.log.format if "format" in config.log.model_fields_set else "auto"
+    if os.environ.get("SMPP_BRIDGE_LOG_FORMAT") in ("auto", "json", "console"):
+        fmt = os.environ["SMPP_BRIDGE_LOG_FORMAT"]
+    return fmt
+
+
 async def _serve(path: Path, config: object) -> None:
     from bridge.app import Bridge
     from bridge.config import Config
-    from bridge.logging import get_logger
+    from bridge.logging import configure_logging, get_logger
+    from bridge.notify import Notifier
 
     assert isinstance(config, Config)
     log = get_logger("cli")
     bridge = Bridge(config, path)
+    notifier = Notifier()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
 
-    def reload() -> None:
+    async def reload() -> None:
+        """SIGHUP: the new file replaces the old one, or is rejected and changes nothing."""
+        notifier.reloading()
         try:
             new = load_config(path)
+            await bridge.reload(new)
         except ConfigError as exc:
-            log.error("reload_rejected", problems=exc.problems)
+            bridge.metrics.config_reloads.labels("rejected").inc()
+            log.error("reload_rejected", config=str(path), problems=exc.problems)
+            notifier.reloaded("serving; last reload rejected")
             return
-        bridge.reload(new)
+        except Exception:
+            bridge.metrics.config_reloads.labels("rejected").inc()
+            log.exception("reload_failed", config=str(path))
+            notifier.reloaded("serving; last reload failed")
+            return
+        bridge.metrics.config_reloads.labels("ok").inc()
+        configure_logging(new.log.level, _log_format(new))
+        notifier.reloaded("serving")
+
+    def on_sighup() -> None:
+        task = asyncio.ensure_future(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await bridge.start()
+    notifier.ready(f"serving SMPP on port {bridge.ports.get('smpp')}")
     await stop.wait()
-    await bridge.stop()
+    notifier.stopping()
+    try:
+        await bridge.stop()
+    finally:
+        notifier.stop_watchdog()
