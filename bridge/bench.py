@@ -23,10 +23,11 @@ import os
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.smpp.constants import Command, Status, Tag, status_name
+from bridge.smpp.constants import Command, Tag, status_name
 from bridge.smpp.pdu import Pdu, encode_pdu
 
 _HEADER = struct.Struct(">IIII")
@@ -65,6 +66,7 @@ class Tally:
     receipts: int = 0
     submit_started: float = 0.0
     submit_ended: float = 0.0
+    id_sent_at: dict[bytes, float] = field(default_factory=dict)
 
 
 class BenchClient(asyncio.Protocol):
@@ -80,7 +82,7 @@ class BenchClient(asyncio.Protocol):
         self.bound = asyncio.get_running_loop().create_future()
         self.sequence = 1
         self.in_flight: dict[int, float] = {}
-        self.id_sent_at: dict[bytes, float] = {}
+        self.id_sent_at = tally.id_sent_at  # shared: a receipt may come back on another bind
         self.room = asyncio.Event()
         self.closed = asyncio.Event()
         body = encode_pdu(
@@ -108,8 +110,12 @@ class BenchClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        bind = Pdu(Command.BIND_TRANSCEIVER, self._next_sequence(), 0,
-                   {"system_id": self.o.system_id, "password": self.o.password, "interface_version": 0x34})
+        bind = Pdu(
+            Command.BIND_TRANSCEIVER,
+            self._next_sequence(),
+            0,
+            {"system_id": self.o.system_id, "password": self.o.password, "interface_version": 0x34},
+        )
         self.transport.write(encode_pdu(bind))  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -145,10 +151,10 @@ class BenchClient(asyncio.Protocol):
                     self.room.set()
             elif command_id == _DELIVER_SM:
                 out.append(_HEADER.pack(17, Command.DELIVER_SM_RESP, 0, sequence) + b"\x00")
-                message_id = _receipted_message_id(bytes(buffer[offset:offset + length]))
-                sent_at = self.id_sent_at.pop(message_id, None) if message_id is not None else None
+                receipted = _receipted_message_id(bytes(buffer[offset : offset + length]))
+                sent_at = self.id_sent_at.pop(receipted, None) if receipted is not None else None
+                tally.receipts += 1
                 if sent_at is not None:
-                    tally.receipts += 1
                     tally.receipt_latencies.append(now - sent_at)
             elif command_id == _ENQUIRE_LINK:
                 out.append(_HEADER.pack(16, Command.ENQUIRE_LINK_RESP, 0, sequence))
@@ -263,15 +269,17 @@ class Budget:
         return granted
 
 
+def _factory(options: Options, tally: Tally, index: int, pacer: Pacer) -> Callable[[], BenchClient]:
+    return lambda: BenchClient(options, tally, index, pacer)
+
+
 async def _run_process(options: Options) -> Tally:
     loop = asyncio.get_running_loop()
     tally = Tally()
     pacer = Pacer(options.rate / options.processes if options.rate else 0)
     clients: list[BenchClient] = []
     for index in range(options.binds):
-        _, client = await loop.create_connection(
-            lambda index=index: BenchClient(options, tally, index, pacer), options.host, options.port
-        )
+        _, client = await loop.create_connection(_factory(options, tally, index, pacer), options.host, options.port)
         clients.append(client)
     await asyncio.gather(*(c.bound for c in clients))
     budget = Budget(options.count)
@@ -300,6 +308,7 @@ def _process_main(options: Options, queue: Any) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         tally = asyncio.run(_run_process(options))
+        tally.id_sent_at = {}  # not worth pickling back
         queue.put(("ok", tally.__dict__))
     except Exception as exc:
         queue.put(("error", repr(exc)))
@@ -385,6 +394,10 @@ def _split(options: Options) -> list[Options]:
     return shares
 
 
+def _latency_line(latency: dict[str, float], digits: int) -> str:
+    return "  ".join(f"{key[:-3]} {latency[key]:.{digits}f} ms" for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
+
+
 def format_report(report: dict[str, Any]) -> str:
     lat = report["submit_latency"]
     rlat = report["receipt_latency"]
@@ -394,18 +407,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"throughput {report['throughput_per_s']:.0f} submit_sm/s over {report['submit_seconds']:.2f} s",
     ]
     if lat:
-        lines.append(
-            "submit_sm->resp  p50 {p50_ms:.2f} ms  p95 {p95_ms:.2f} ms  p99 {p99_ms:.2f} ms  max {max_ms:.2f} ms".format(
-                **lat
-            )
-        )
+        lines.append("submit_sm->resp  " + _latency_line(lat, 2))
     lines.append(f"receipts {report['receipts']}")
     if rlat:
-        lines.append(
-            "submit->receipt  p50 {p50_ms:.1f} ms  p95 {p95_ms:.1f} ms  p99 {p99_ms:.1f} ms  max {max_ms:.1f} ms".format(
-                **rlat
-            )
-        )
+        lines.append("submit->receipt  " + _latency_line(rlat, 1))
     if "target_cpu_seconds" in report:
         lines.append(
             f"pid {report['target_pid']}: {report['target_cpu_seconds']:.2f} CPU s, "
@@ -435,10 +440,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     options = Options(
-        host=args.host, port=args.port, system_id=args.system_id, password=args.password, binds=args.binds,
-        window=args.window, rate=args.rate, duration=args.duration, count=args.count,
-        receipts=not args.no_receipts, receipt_timeout=args.receipt_timeout, destination=args.destination,
-        text=args.text, pid=args.pid, processes=args.processes,
+        host=args.host,
+        port=args.port,
+        system_id=args.system_id,
+        password=args.password,
+        binds=args.binds,
+        window=args.window,
+        rate=args.rate,
+        duration=args.duration,
+        count=args.count,
+        receipts=not args.no_receipts,
+        receipt_timeout=args.receipt_timeout,
+        destination=args.destination,
+        text=args.text,
+        pid=args.pid,
+        processes=args.processes,
     )
     try:
         report = run(options)

@@ -9,8 +9,7 @@ Message sharing one Part id. Each Part gets its own receipt.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from bridge.smpp.constants import MessageState
 
@@ -62,23 +61,6 @@ class Message:
     next_attempt_at: float = 0.0
     done_at: float | None = None
 
-    def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["lifecycle"] = int(self.lifecycle)
-        record["state"] = int(self.state) if self.state is not None else None
-        return record
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Message:
-        record = dict(record)
-        record["source"] = Address(**record["source"])
-        record["destination"] = Address(**record["destination"])
-        record["parts"] = [Part(**part) for part in record["parts"]]
-        record["lifecycle"] = Lifecycle(record["lifecycle"])
-        if record["state"] is not None:
-            record["state"] = MessageState(record["state"])
-        return cls(**record)
-
 
 @dataclass(slots=True)
 class Receipt:
@@ -94,22 +76,9 @@ class Receipt:
     source: Address  # the original destination: receipts come from the handset
     destination: Address  # the original source
     provider: str = ""
-    id: int = 0  # store key, set when stored
+    id: str = ""  # "<Message id>:<Part message_id>:<state>": one receipt per part and state
     attempts: int = 0
     next_attempt_at: float = 0.0
-
-    def to_record(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["state"] = int(self.state)
-        return record
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> Receipt:
-        record = dict(record)
-        record["state"] = MessageState(record["state"])
-        record["source"] = Address(**record["source"])
-        record["destination"] = Address(**record["destination"])
-        return cls(**record)
 
 
 @dataclass(slots=True)

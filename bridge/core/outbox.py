@@ -123,7 +123,7 @@ class Outbox:
     async def _attempt(self, message: Message) -> None:
         message.lifecycle = Lifecycle.SENDING
         message.attempts += 1
-        await self._store.save_messages([message])
+        await self._store.update_messages([message])
         result, provider = await self._sender.send(message)
         if result.outcome is Outcome.ACCEPTED:
             message.lifecycle = Lifecycle.ACCEPTED
@@ -132,7 +132,7 @@ class Outbox:
             message.text = ""  # handed over: keep no more personal data than needed
             self._receipts.hold(p.message_id for p in message.parts)
             try:
-                await self._store.save_messages([message])
+                await self._store.update_messages([message])
             finally:
                 self._receipts.release(p.message_id for p in message.parts)
             self._done(message)
@@ -152,7 +152,7 @@ class Outbox:
         )
         message.lifecycle = Lifecycle.QUEUED
         message.next_attempt_at = self._clock() + delay
-        await self._store.save_messages([message])
+        await self._store.update_messages([message])
         self._log.info(
             "outbox_retry",
             message_id=message.id,
@@ -166,7 +166,7 @@ class Outbox:
         self._log.warning(
             "outbox_failed", message_id=message.id, attempts=message.attempts, reason=result.reason, state=state.stat
         )
-        await self._store.save_messages([message])
+        await self._store.update_messages([message])
         await self._receipts.apply(message.id, state, int(result.status), self._clock())
         self._done(message)
 

@@ -394,7 +394,7 @@ class Pipeline:
                 raise Refused(Status.ESME_RMSGQFUL, "outbox full")
             self._receipts.hold(part_ids)
             try:
-                await self._store.save_messages([message])
+                await self._store.insert_messages([message])
             except BaseException:
                 self._outbox.unreserve()
                 self._receipts.release(part_ids)
@@ -421,7 +421,7 @@ class Pipeline:
         message.text = ""  # handed over: keep no more personal data than needed
         self._receipts.hold(part_ids)
         try:
-            await self._store.save_messages([message])
+            await self._store.insert_messages([message])
         except BaseException:
             self._receipts.release(part_ids)
             raise

@@ -58,6 +58,7 @@ def wants_receipt(registered_delivery: int, state: MessageState) -> bool:
 def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, error: int, at: float) -> list[Receipt]:
     return [
         Receipt(
+            id=f"{message.id}:{part.message_id}:{int(state)}",
             system_id=message.system_id,
             message_id=part.message_id,
             state=state,
@@ -72,26 +73,6 @@ def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, e
         for part in parts
         if wants_receipt(part.registered_delivery, state)
     ]
-
-
-class KeyedLock:
-    """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
-
-    async def __call__(self, key: int, work: Callable[[], Any]) -> Any:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                return await work()
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 class ReceiptEngine:
@@ -119,8 +100,6 @@ class ReceiptEngine:
         self._delayed: dict[str, int] = {}
         self._held: set[int] = set()
         self._parked: dict[int, list[Receipt]] = {}
-        self._lock = KeyedLock()
-        self._background: set[asyncio.Future[Any]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._receipt_children: dict[tuple[str, ...], Any] = {}
         self._report_children: dict[tuple[str, ...], Any] = {}
@@ -135,32 +114,29 @@ class ReceiptEngine:
             self._count_report(report.provider, "unknown_id")
             self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
             return False
-        applied = await self.apply(message.id, report.state, report.error, report.at)
+        applied = self.apply_to(message, report.state, report.error, report.at)
         self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
         return True
 
     async def apply(self, message_id: int, state: MessageState, error: int, at: float) -> bool:
-        """Move a Message to `state` and queue the receipts it owes; False if it
-        was already final (a replayed or late report changes nothing)."""
+        """`apply_to` for a message known by id."""
+        message = await self._store.get_message(message_id)
+        return message is not None and self.apply_to(message, state, error, at)
 
-        async def work() -> list[Receipt] | None:
-            message = await self._store.get_message(message_id)
-            if message is None or message.lifecycle is Lifecycle.FINAL:
-                return None
-            if not state.is_final and message.state is state:
-                return None
-            message.state = state
-            message.error = error
-            if state.is_final:
-                message.lifecycle = Lifecycle.FINAL
-                message.done_at = at
-            receipts = receipts_for(message, message.parts, state, error, at)
-            await self._store.save_messages([message], receipts)
-            return receipts
-
-        receipts = await self._lock(message_id, work)
-        if receipts is None:
+    def apply_to(self, message: Message, state: MessageState, error: int, at: float) -> bool:
+        """Move a Message to `state` and queue the receipts it owes; False if it was
+        already final (a replayed or late report changes nothing). Synchronous, so
+        two reports for one message cannot interleave; the store keeps one object
+        per unfinished message, so both see the same state."""
+        if message.lifecycle is Lifecycle.FINAL or (not state.is_final and message.state is state):
             return False
+        message.state = state
+        message.error = error
+        if state.is_final:
+            message.lifecycle = Lifecycle.FINAL
+            message.done_at = at
+        receipts = receipts_for(message, message.parts, state, error, at)
+        self._store.update_messages([message], receipts)  # queued now: before any deliver_sm_resp's delete
         self.enqueue(receipts)
         return True
 
@@ -244,7 +220,7 @@ class ReceiptEngine:
         """The ESME answered a receipt (None status: no answer in time)."""
         self._in_flight[receipt.system_id] -= 1
         if status == Status.ESME_ROK:
-            self._background_task(self._store.delete_receipt(receipt.id))
+            self._store.delete_receipt(receipt.id)
             stat = receipt.state.stat
             labels(self._metrics.receipts, self._receipt_children, receipt.system_id, stat).inc()
             if receipt.state.is_final:
@@ -278,11 +254,11 @@ class ReceiptEngine:
             self._log.error(
                 "receipt_dropped", system_id=receipt.system_id, message_id=receipt.message_id, attempts=receipt.attempts
             )
-            self._background_task(self._store.delete_receipt(receipt.id))
+            self._store.delete_receipt(receipt.id)
             return
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
-        self._background_task(self._store.update_receipt(receipt))
+        self._store.update_receipt(receipt)
         self._delayed[receipt.system_id] = self._delayed.get(receipt.system_id, 0) + 1
 
         def due() -> None:
@@ -293,16 +269,6 @@ class ReceiptEngine:
 
         handle = asyncio.get_running_loop().call_later(delay, due)
         self._timers.add(handle)
-
-    def _background_task(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Future[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error("receipt_store_error", error=str(task.exception()))
 
     # -- observation and shutdown ------------------------------------------------------
 
@@ -320,10 +286,8 @@ class ReceiptEngine:
             for name in names
         )
 
-    async def drain(self) -> None:
-        """Wait for store writes this engine started."""
+    def stop(self) -> None:
+        """Cancel retry timers (the receipts stay stored; the store finishes queued writes)."""
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)

@@ -80,7 +80,7 @@ class Sender:
                 labels(self._metrics.upstream_requests, self._request_children, name, "circuit_open").inc()
                 continue
             result = await self._attempt(provider, message)
-            if result.outcome in (Outcome.NOT_SENT, Outcome.UNKNOWN):
+            if result.outcome in (Outcome.NOT_SENT, Outcome.UNKNOWN) and result.metric != "throttled":
                 breaker.record_failure(self._clock())
             else:
                 breaker.record_success()

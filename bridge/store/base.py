@@ -1,14 +1,18 @@
 """The `Store` interface: everything the bridge must not lose.
 
 Core code talks to this interface only; SQL and Redis commands stay in their modules.
-Every method that returns has made its change durable (a write that returned is on
-disk, group-committed with whatever else was waiting).
+
+Writes are queued the moment they are called, in call order, and return an
+awaitable that completes once the write is durable (group-committed with whatever
+else was waiting). A caller that must not answer before the write is safe awaits
+it; one that only needs the order (a receipt acknowledged, an attempt counted)
+may leave it running: failures are logged by the store.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from bridge.core.message import Message, PendingSegment, Receipt
 
@@ -22,20 +26,24 @@ class Store(ABC):
     async def open(self) -> None: ...
 
     @abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Finish queued writes, then close."""
 
     # ids
     @abstractmethod
     async def reserve_ids(self, count: int) -> int:
         """First id of a block of `count` ids nobody (no restart, no other instance)
-        will get again."""
+        will get again. `count` 0 checks that the store takes writes."""
 
     # messages
     @abstractmethod
-    async def save_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> None:
-        """Insert or replace, with their provider-id and part-id indexes, and add
-        `receipts` in the same transaction (a final state and its receipts land
-        together or not at all)."""
+    def insert_messages(self, messages: Sequence[Message]) -> Awaitable[None]:
+        """New messages, with their part-id and provider-id indexes."""
+
+    @abstractmethod
+    def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:
+        """New lifecycle / state / provider ids of stored messages, and `receipts` to
+        add, in one transaction (a final state and its receipts land together)."""
 
     @abstractmethod
     async def get_message(self, message_id: int) -> Message | None:
@@ -48,7 +56,7 @@ class Store(ABC):
     async def messages_in(
         self, lifecycles: Sequence[int], provider: str | None = None, limit: int = 1000, after_id: int = 0
     ) -> list[Message]:
-        """Messages in the given lifecycles, oldest first (outbox, polling, recovery)."""
+        """Messages in the given lifecycles, by id (outbox, polling, recovery)."""
 
     @abstractmethod
     async def count_outbox(self) -> dict[str, int]:
@@ -70,15 +78,15 @@ class Store(ABC):
 
     # receipts
     @abstractmethod
-    async def add_receipts(self, receipts: Sequence[Receipt]) -> None:
-        """Store receipts, setting their `id`."""
+    def add_receipts(self, receipts: Sequence[Receipt]) -> Awaitable[None]:
+        """Store receipts; one with an `id` already stored is left as it is."""
+
+    @abstractmethod
+    def update_receipt(self, receipt: Receipt) -> Awaitable[None]:
+        """Store a new attempt count and next attempt time."""
+
+    @abstractmethod
+    def delete_receipt(self, receipt_id: str) -> Awaitable[None]: ...
 
     @abstractmethod
     async def pending_receipts(self, system_id: str | None = None, limit: int = 10000) -> list[Receipt]: ...
-
-    @abstractmethod
-    async def delete_receipt(self, receipt_id: int) -> None: ...
-
-    @abstractmethod
-    async def update_receipt(self, receipt: Receipt) -> None:
-        """Store a new attempt count and next attempt time."""

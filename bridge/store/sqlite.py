@@ -1,31 +1,37 @@
 """Embedded store on SQLite (WAL), with group commit.
 
-One thread owns the connection. Every operation is queued to it; the thread takes
-everything that is waiting, runs it in one transaction and commits once, so N
-concurrent submits cost one fsync, not N. `synchronous=FULL` makes a returned
-write survive a power cut; a process crash (kill -9) loses nothing either way.
+One thread owns the connection. Writes are queued as rows; the thread takes
+everything that is waiting, runs each kind of write as one `executemany` in a fixed
+order, and commits once: N concurrent submits cost one fsync and a handful of
+statements, not N of each. `synchronous=FULL` makes a completed write survive a
+power cut; a process crash (kill -9) loses nothing either way. A read queued behind
+writes sees them (it runs after them, in the same transaction).
+
+Messages that may still change (not final) are also kept in memory, so a provider
+report finds its message without a round trip to the disk.
 
 Why not aiosqlite: it makes one thread hop and one commit per call; batching the
-commits is the point here.
+commits and statements is the point here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bridge.core.message import Address, Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
+from bridge.logging import get_logger
 from bridge.store.base import Store, StoreUnavailable
+from bridge.store.records import dump_message, dump_receipt, dump_segment, load_message, load_receipt, load_segment
 
 T = TypeVar("T")
-Operation = Callable[[sqlite3.Connection], Any]
+Read = Callable[[sqlite3.Connection], Any]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -39,10 +45,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_lifecycle ON messages (lifecycle, id);
 CREATE INDEX IF NOT EXISTS messages_by_done_at ON messages (done_at) WHERE done_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS part_ids (
-    part_id INTEGER PRIMARY KEY,
-    message_id INTEGER NOT NULL
-);
+CREATE TABLE IF NOT EXISTS part_ids (part_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS provider_ids (
     provider TEXT NOT NULL,
     provider_id TEXT NOT NULL,
@@ -59,19 +62,49 @@ CREATE TABLE IF NOT EXISTS segments (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS segments_by_age ON segments (created_at);
 CREATE TABLE IF NOT EXISTS receipts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT PRIMARY KEY,
     system_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
     record TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS receipts_by_system_id ON receipts (system_id, id);
+CREATE INDEX IF NOT EXISTS receipts_by_system_id ON receipts (system_id, seq);
 """
 
+# Each kind of write, in the order a batch runs them: a row inserted and then
+# updated or deleted in the same batch ends up right.
+WRITES: tuple[tuple[str, str], ...] = (
+    (
+        "insert_message",
+        "INSERT OR REPLACE INTO messages (id, lifecycle, first_provider, provider, done_at, record)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+    ),
+    ("insert_part", "INSERT OR IGNORE INTO part_ids (part_id, message_id) VALUES (?, ?)"),
+    ("insert_provider_id", "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)"),
+    ("update_message", "UPDATE messages SET lifecycle = ?, provider = ?, done_at = ?, record = ? WHERE id = ?"),
+    ("insert_receipt", "INSERT OR IGNORE INTO receipts (id, system_id, seq, record) VALUES (?, ?, ?, ?)"),
+    ("update_receipt", "UPDATE receipts SET record = ? WHERE id = ?"),
+    ("delete_receipt", "DELETE FROM receipts WHERE id = ?"),
+)
+WRITE_SQL = dict(WRITES)
 _STOP = object()
-_MAX_BATCH = 2000
+_MAX_ITEMS = 5000
+_LIVE_LIMIT = 500_000  # messages kept in memory for report lookups; beyond, the disk answers
 
 
-def _dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+class _Write:
+    __slots__ = ("future", "rows")
+
+    def __init__(self, rows: dict[str, list[tuple[Any, ...]]], future: asyncio.Future[None]) -> None:
+        self.rows = rows
+        self.future = future
+
+
+class _Read:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Read, future: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.future = future
 
 
 class SqliteStore(Store):
@@ -81,7 +114,11 @@ class SqliteStore(Store):
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.commits = 0  # transactions committed (for the benchmark's notes)
+        self._log = get_logger("store")
+        self._live: dict[int, Message] = {}
+        self._by_provider: dict[tuple[str, str], int] = {}
+        self._receipt_seq = 0
+        self.commits = 0  # transactions committed (for the benchmark notes)
 
     # -- the writer thread -----------------------------------------------------------
 
@@ -89,10 +126,10 @@ class SqliteStore(Store):
         self._loop = asyncio.get_running_loop()
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        ready: asyncio.Future[None] = self._loop.create_future()
+        ready: asyncio.Future[int] = self._loop.create_future()
         self._thread = threading.Thread(target=self._serve, args=(ready,), name="sqlite-store", daemon=True)
         self._thread.start()
-        await ready
+        self._receipt_seq = await ready
 
     async def close(self) -> None:
         if self._thread is None:
@@ -101,7 +138,7 @@ class SqliteStore(Store):
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
         self._thread = None
 
-    def _serve(self, ready: asyncio.Future[None]) -> None:
+    def _serve(self, ready: asyncio.Future[int]) -> None:
         loop = self._loop
         assert loop is not None
         try:
@@ -109,60 +146,83 @@ class SqliteStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.executescript(SCHEMA)
+            (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM receipts").fetchone()
         except sqlite3.Error as exc:
-            error = StoreUnavailable(f"cannot open {self.path}: {exc}")
-            loop.call_soon_threadsafe(_settle, [(ready, None, error)])
+            loop.call_soon_threadsafe(_settle, [(ready, None, StoreUnavailable(f"cannot open {self.path}: {exc}"))])
             return
-        loop.call_soon_threadsafe(_settle, [(ready, None, None)])
+        loop.call_soon_threadsafe(_settle, [(ready, int(seq), None)])
         stopping = False
         while not stopping:
-            batch = [self._queue.get()]
-            while len(batch) < _MAX_BATCH:
+            items = [self._queue.get()]
+            while len(items) < _MAX_ITEMS:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            if _STOP in batch:
+            if _STOP in items:
                 stopping = True
-                batch = [item for item in batch if item is not _STOP]
-            if batch:
-                results = self._run_batch(conn, batch)
-                loop.call_soon_threadsafe(_settle, results)
+                items = [item for item in items if item is not _STOP]
+            if items:
+                loop.call_soon_threadsafe(_settle, self._run_batch(conn, items))
         conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[asyncio.Future[Any], Operation]]) -> list[Any]:
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    def _run_batch(self, conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for future, operation in batch:
-                results.append((future, operation(conn), None))
+            results = self._run_items(conn, items)
             conn.execute("COMMIT")
             self.commits += 1
             return results
         except Exception:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-        # Something failed: run each operation on its own so one bad write does not
-        # take the others down with it.
+        # Something failed: run each item on its own so one bad write does not take
+        # the others down with it.
         results = []
-        for future, operation in batch:
+        for item in items:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                value = operation(conn)
+                results.extend(self._run_items(conn, [item]))
                 conn.execute("COMMIT")
-                results.append((future, value, None))
             except Exception as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 error = StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
-                results.append((future, None, error))
+                results.append((item.future, None, error))
         return results
 
-    async def _call(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+    def _run_items(self, conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
+        results: list[Any] = []
+        pending: dict[str, list[tuple[Any, ...]]] = {}
+        for item in items:
+            if isinstance(item, _Write):
+                for kind, rows in item.rows.items():
+                    pending.setdefault(kind, []).extend(rows)
+                results.append((item.future, None, None))
+            else:
+                _execute_writes(conn, pending)
+                pending = {}
+                results.append((item.future, item.fn(conn), None))
+        _execute_writes(conn, pending)
+        return results
+
+    def _write(self, rows: dict[str, list[tuple[Any, ...]]]) -> asyncio.Future[None]:
+        if self._thread is None or self._loop is None:
+            raise StoreUnavailable("store is closed")
+        future: asyncio.Future[None] = self._loop.create_future()
+        future.add_done_callback(self._log_failure)
+        self._queue.put(_Write(rows, future))
+        return future
+
+    def _log_failure(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._log.error("store_write_failed", error=str(future.exception()))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._thread is None or self._loop is None:
             raise StoreUnavailable("store is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((future, operation))
+        self._queue.put(_Read(fn, future))
         return await future
 
     # -- ids -------------------------------------------------------------------------
@@ -176,37 +236,52 @@ class SqliteStore(Store):
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (first + count,))
             return int(first)
 
-        return await self._call(reserve)
+        return await self._read(reserve)
 
     # -- messages --------------------------------------------------------------------
 
-    async def save_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> None:
-        rows = [
-            (m.id, int(m.lifecycle), m.route[0] if m.route else "", m.provider, m.done_at, _dumps(m.to_record()))
-            for m in messages
-        ]
-        parts = [(p.message_id, m.id) for m in messages for p in m.parts if p.message_id != m.id]
-        provider_ids = [(m.provider, pid, m.id) for m in messages if m.provider for pid in m.provider_ids]
-
-        def save(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT OR REPLACE INTO messages (id, lifecycle, first_provider, provider, done_at, record)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                rows,
+    def insert_messages(self, messages: Sequence[Message]) -> Awaitable[None]:
+        rows: dict[str, list[tuple[Any, ...]]] = {"insert_message": [], "insert_part": [], "insert_provider_id": []}
+        for m in messages:
+            rows["insert_message"].append(
+                (m.id, int(m.lifecycle), m.route[0] if m.route else "", m.provider, m.done_at, dump_message(m))
             )
-            if parts:
-                conn.executemany("INSERT OR IGNORE INTO part_ids (part_id, message_id) VALUES (?, ?)", parts)
-            if provider_ids:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)",
-                    provider_ids,
-                )
-            if receipts:
-                _insert_receipts(conn, receipts)
+            rows["insert_part"].extend((p.message_id, m.id) for p in m.parts if p.message_id != m.id)
+            if m.provider:
+                rows["insert_provider_id"].extend((m.provider, pid, m.id) for pid in m.provider_ids)
+            self._remember(m)
+        return self._write(rows)
 
-        await self._call(save)
+    def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:
+        rows: dict[str, list[tuple[Any, ...]]] = {"insert_provider_id": [], "update_message": []}
+        for m in messages:
+            rows["update_message"].append((int(m.lifecycle), m.provider, m.done_at, dump_message(m), m.id))
+            if m.provider:
+                rows["insert_provider_id"].extend((m.provider, pid, m.id) for pid in m.provider_ids)
+            self._remember(m)
+        if receipts:
+            rows["insert_receipt"] = self._receipt_rows(receipts)
+        return self._write(rows)
+
+    def _remember(self, m: Message) -> None:
+        """Keep not-final messages in memory for report lookups; forget final ones."""
+        if m.lifecycle is Lifecycle.FINAL:
+            if self._live.pop(m.id, None) is not None and m.provider:
+                for pid in m.provider_ids:
+                    self._by_provider.pop((m.provider, pid), None)
+            return
+        if m.id not in self._live and len(self._live) >= _LIVE_LIMIT:
+            return
+        self._live[m.id] = m
+        if m.provider:
+            for pid in m.provider_ids:
+                self._by_provider[(m.provider, pid)] = m.id
 
     async def get_message(self, message_id: int) -> Message | None:
+        live = self._live.get(message_id)
+        if live is not None:
+            return live
+
         def get(conn: sqlite3.Connection) -> Message | None:
             row = conn.execute("SELECT record FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
@@ -214,20 +289,30 @@ class SqliteStore(Store):
                     "SELECT m.record FROM part_ids p JOIN messages m ON m.id = p.message_id WHERE p.part_id = ?",
                     (message_id,),
                 ).fetchone()
-            return Message.from_record(json.loads(row[0])) if row else None
+            return load_message(row[0]) if row else None
 
-        return await self._call(get)
+        found = await self._read(get)
+        if found is not None and found.lifecycle is not Lifecycle.FINAL:
+            found = self._live.setdefault(found.id, found)  # one object per unfinished message
+        return found
 
     async def find_by_provider_id(self, provider: str, provider_id: str) -> Message | None:
+        message_id = self._by_provider.get((provider, provider_id))
+        if message_id is not None and message_id in self._live:
+            return self._live[message_id]
+
         def find(conn: sqlite3.Connection) -> Message | None:
             row = conn.execute(
                 "SELECT m.record FROM provider_ids p JOIN messages m ON m.id = p.message_id"
                 " WHERE p.provider = ? AND p.provider_id = ?",
                 (provider, provider_id),
             ).fetchone()
-            return Message.from_record(json.loads(row[0])) if row else None
+            return load_message(row[0]) if row else None
 
-        return await self._call(find)
+        found = await self._read(find)
+        if found is not None and found.lifecycle is not Lifecycle.FINAL:
+            found = self._live.setdefault(found.id, found)  # one object per message, whoever read it first
+        return found
 
     async def messages_in(
         self, lifecycles: Sequence[int], provider: str | None = None, limit: int = 1000, after_id: int = 0
@@ -242,9 +327,17 @@ class SqliteStore(Store):
         args.append(limit)
 
         def select(conn: sqlite3.Connection) -> list[Message]:
-            return [Message.from_record(json.loads(row[0])) for row in conn.execute(sql, args)]
+            return [load_message(row[0]) for row in conn.execute(sql, args)]
 
-        return await self._call(select)
+        found = await self._read(select)
+        out = []
+        for message in found:
+            live = self._live.get(message.id)
+            if live is None and message.lifecycle is not Lifecycle.FINAL:
+                self._remember(message)
+                live = message
+            out.append(live or message)
+        return out
 
     async def count_outbox(self) -> dict[str, int]:
         def count(conn: sqlite3.Connection) -> dict[str, int]:
@@ -254,7 +347,7 @@ class SqliteStore(Store):
             )
             return {provider: n for provider, n in rows}
 
-        return await self._call(count)
+        return await self._read(count)
 
     async def purge(self, finished_before: float) -> int:
         def purge(conn: sqlite3.Connection) -> int:
@@ -264,7 +357,7 @@ class SqliteStore(Store):
                 (finished_before, int(Lifecycle.FINAL)),
             ).fetchall()
             for message_id, record in rows:
-                message = Message.from_record(json.loads(record))
+                message = load_message(record)
                 conn.executemany(
                     "DELETE FROM provider_ids WHERE provider = ? AND provider_id = ?",
                     [(message.provider, pid) for pid in message.provider_ids],
@@ -276,12 +369,12 @@ class SqliteStore(Store):
             conn.executemany("DELETE FROM messages WHERE id = ?", [(row[0],) for row in rows])
             return len(rows)
 
-        return await self._call(purge)
+        return await self._read(purge)
 
     # -- segments --------------------------------------------------------------------
 
     async def add_segment(self, segment: PendingSegment) -> list[PendingSegment] | None:
-        record = _dumps(_segment_record(segment))
+        record = dump_segment(segment)
 
         def add(conn: sqlite3.Connection) -> list[PendingSegment] | None:
             conn.execute(
@@ -295,9 +388,9 @@ class SqliteStore(Store):
                 "SELECT record, data FROM segments WHERE set_key = ? ORDER BY idx", (segment.set_key,)
             ).fetchall()
             conn.execute("DELETE FROM segments WHERE set_key = ?", (segment.set_key,))
-            return [_segment_from(json.loads(r), data) for r, data in rows]
+            return [load_segment(r, data) for r, data in rows]
 
-        return await self._call(add)
+        return await self._read(add)
 
     async def take_expired_segments(self, created_before: float) -> list[PendingSegment]:
         def take(conn: sqlite3.Connection) -> list[PendingSegment]:
@@ -308,81 +401,50 @@ class SqliteStore(Store):
             out: list[PendingSegment] = []
             for key in keys:
                 rows = conn.execute("SELECT record, data FROM segments WHERE set_key = ? ORDER BY idx", (key,))
-                out.extend(_segment_from(json.loads(r), data) for r, data in rows)
+                out.extend(load_segment(r, data) for r, data in rows)
                 conn.execute("DELETE FROM segments WHERE set_key = ?", (key,))
             return out
 
-        return await self._call(take)
+        return await self._read(take)
 
     # -- receipts --------------------------------------------------------------------
 
-    async def add_receipts(self, receipts: Sequence[Receipt]) -> None:
-        await self._call(lambda conn: _insert_receipts(conn, receipts))
+    def _receipt_rows(self, receipts: Sequence[Receipt]) -> list[tuple[Any, ...]]:
+        rows = []
+        for receipt in receipts:
+            self._receipt_seq += 1
+            rows.append((receipt.id, receipt.system_id, self._receipt_seq, dump_receipt(receipt)))
+        return rows
+
+    def add_receipts(self, receipts: Sequence[Receipt]) -> Awaitable[None]:
+        return self._write({"insert_receipt": self._receipt_rows(receipts)})
+
+    def update_receipt(self, receipt: Receipt) -> Awaitable[None]:
+        return self._write({"update_receipt": [(dump_receipt(receipt), receipt.id)]})
+
+    def delete_receipt(self, receipt_id: str) -> Awaitable[None]:
+        return self._write({"delete_receipt": [(receipt_id,)]})
 
     async def pending_receipts(self, system_id: str | None = None, limit: int = 10000) -> list[Receipt]:
         def select(conn: sqlite3.Connection) -> list[Receipt]:
             if system_id is None:
-                rows = conn.execute("SELECT id, record FROM receipts ORDER BY id LIMIT ?", (limit,))
+                rows = conn.execute("SELECT record FROM receipts ORDER BY seq LIMIT ?", (limit,))
             else:
                 rows = conn.execute(
-                    "SELECT id, record FROM receipts WHERE system_id = ? ORDER BY id LIMIT ?", (system_id, limit)
+                    "SELECT record FROM receipts WHERE system_id = ? ORDER BY seq LIMIT ?", (system_id, limit)
                 )
-            out = []
-            for receipt_id, record in rows:
-                receipt = Receipt.from_record(json.loads(record))
-                receipt.id = receipt_id
-                out.append(receipt)
-            return out
+            return [load_receipt(row[0]) for row in rows]
 
-        return await self._call(select)
-
-    async def delete_receipt(self, receipt_id: int) -> None:
-        await self._call(lambda conn: conn.execute("DELETE FROM receipts WHERE id = ?", (receipt_id,)))
-
-    async def update_receipt(self, receipt: Receipt) -> None:
-        record = _dumps(receipt.to_record())
-        await self._call(lambda conn: conn.execute("UPDATE receipts SET record = ? WHERE id = ?", (record, receipt.id)))
+        return await self._read(select)
 
 
-def _insert_receipts(conn: sqlite3.Connection, receipts: Sequence[Receipt]) -> None:
-    for receipt in receipts:
-        cursor = conn.execute(
-            "INSERT INTO receipts (system_id, record) VALUES (?, ?)", (receipt.system_id, _dumps(receipt.to_record()))
-        )
-        receipt.id = int(cursor.lastrowid or 0)
-
-
-def _segment_record(segment: PendingSegment) -> dict[str, Any]:
-    return {
-        "set_key": segment.set_key,
-        "system_id": segment.system_id,
-        "index": segment.index,
-        "total": segment.total,
-        "message_id": segment.message_id,
-        "data_coding": segment.data_coding,
-        "registered_delivery": segment.registered_delivery,
-        "submitted_at": segment.submitted_at,
-        "flash": segment.flash,
-        "source": [segment.source.ton, segment.source.npi, segment.source.addr],
-        "destination": [segment.destination.ton, segment.destination.npi, segment.destination.addr],
-    }
-
-
-def _segment_from(record: dict[str, Any], data: bytes) -> PendingSegment:
-    return PendingSegment(
-        set_key=record["set_key"],
-        system_id=record["system_id"],
-        index=record["index"],
-        total=record["total"],
-        message_id=record["message_id"],
-        data=bytes(data),
-        data_coding=record["data_coding"],
-        registered_delivery=record["registered_delivery"],
-        submitted_at=record["submitted_at"],
-        flash=record["flash"],
-        source=Address(*record["source"]),
-        destination=Address(*record["destination"]),
-    )
+def _execute_writes(conn: sqlite3.Connection, pending: dict[str, list[tuple[Any, ...]]]) -> None:
+    if not pending:
+        return
+    for kind, sql in WRITES:
+        rows = pending.get(kind)
+        if rows:
+            conn.executemany(sql, rows)
 
 
 def _settle(results: list[Any]) -> None:

@@ -1,0 +1,154 @@
+"""Compact serialisation of the core records, shared by the SQLite and Redis stores.
+
+Positional JSON arrays rather than `dataclasses.asdict` + dicts: asdict walks every
+field reflectively and was a quarter of the bridge's CPU per message in profiles;
+building a list by hand and handing it to the C JSON encoder costs a few
+microseconds. The first element is a format version.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment, Receipt
+from bridge.smpp.constants import MessageState
+
+_VERSION = 1
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
+
+
+def _address(a: Address) -> list[Any]:
+    return [a.ton, a.npi, a.addr]
+
+
+def dump_message(m: Message) -> str:
+    return _dumps(
+        [
+            _VERSION,
+            m.id,
+            m.system_id,
+            [m.source.ton, m.source.npi, m.source.addr],
+            [m.destination.ton, m.destination.npi, m.destination.addr],
+            m.text,
+            m.flash,
+            [[p.message_id, p.registered_delivery, p.submitted_at, p.preview] for p in m.parts],
+            m.route,
+            m.ack,
+            m.created_at,
+            int(m.lifecycle),
+            m.provider,
+            m.provider_ids,
+            int(m.state) if m.state is not None else None,
+            m.error,
+            m.attempts,
+            m.next_attempt_at,
+            m.done_at,
+        ]
+    )
+
+
+def load_message(text: str | bytes) -> Message:
+    (_, id_, system_id, source, destination, body, flash, parts, route, ack, created_at, lifecycle, provider,
+     provider_ids, state, error, attempts, next_attempt_at, done_at) = _loads(text)  # fmt: skip
+    return Message(
+        id=id_,
+        system_id=system_id,
+        source=Address(*source),
+        destination=Address(*destination),
+        text=body,
+        flash=flash,
+        parts=[Part(*p) for p in parts],
+        route=route,
+        ack=ack,
+        created_at=created_at,
+        lifecycle=Lifecycle(lifecycle),
+        provider=provider,
+        provider_ids=provider_ids,
+        state=MessageState(state) if state is not None else None,
+        error=error,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at,
+        done_at=done_at,
+    )
+
+
+def dump_receipt(r: Receipt) -> str:
+    return _dumps(
+        [
+            _VERSION,
+            r.id,
+            r.system_id,
+            r.message_id,
+            int(r.state),
+            r.error,
+            r.submitted_at,
+            r.done_at,
+            r.preview,
+            _address(r.source),
+            _address(r.destination),
+            r.provider,
+            r.attempts,
+            r.next_attempt_at,
+        ]
+    )
+
+
+def load_receipt(text: str | bytes) -> Receipt:
+    (_, id_, system_id, message_id, state, error, submitted_at, done_at, preview, source, destination, provider,
+     attempts, next_attempt_at) = _loads(text)  # fmt: skip
+    return Receipt(
+        system_id=system_id,
+        message_id=message_id,
+        state=MessageState(state),
+        error=error,
+        submitted_at=submitted_at,
+        done_at=done_at,
+        preview=preview,
+        source=Address(*source),
+        destination=Address(*destination),
+        provider=provider,
+        id=id_,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at,
+    )
+
+
+def dump_segment(s: PendingSegment) -> str:
+    """Everything but the user data (stored beside it as bytes)."""
+    return _dumps(
+        [
+            _VERSION,
+            s.set_key,
+            s.system_id,
+            s.index,
+            s.total,
+            s.message_id,
+            s.data_coding,
+            s.registered_delivery,
+            s.submitted_at,
+            s.flash,
+            _address(s.source),
+            _address(s.destination),
+        ]
+    )
+
+
+def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
+    (_, set_key, system_id, index, total, message_id, data_coding, registered_delivery, submitted_at, flash, source,
+     destination) = _loads(text)  # fmt: skip
+    return PendingSegment(
+        set_key=set_key,
+        system_id=system_id,
+        index=index,
+        total=total,
+        message_id=message_id,
+        data=bytes(data),
+        data_coding=data_coding,
+        registered_delivery=registered_delivery,
+        submitted_at=submitted_at,
+        flash=flash,
+        source=Address(*source),
+        destination=Address(*destination),
+    )
