@@ -293,9 +293,13 @@ class FlashSmsProvider(ProviderBase):
     sender: str = Field("", description="senderId when source_addr is not allowed; empty = the first approved one")
     poll_interval: float = Field(30, gt=0, description="seconds from send to the first status poll")
     requests_per_minute: int = Field(100, ge=1, description="API requests per minute (sends and polls together)")
-    max_recipients: int = Field(1000, ge=1, le=1000)
+    max_recipients: int = Field(
+        1000, ge=1, le=1000, description="FlashSMS's per-request cap; each message is sent to its one destination"
+    )
     pending_max_age: float = Field(72 * 3600, gt=0, description="seconds without a final state before giving up")
-    pending_final_state: Literal["EXPIRED", "UNKNOWN"] = "EXPIRED"
+    pending_final_state: Literal["EXPIRED", "UNKNOWN"] = Field(
+        "EXPIRED", description="state reported for a message still PENDING/SENT after pending_max_age"
+    )
     auth_header: Literal["bearer", "x-api-key"] = Field(
         "bearer", description="Authorization: Bearer <key> (recommended) or X-API-Key: <key>"
     )

@@ -1,0 +1,320 @@
+"""Contacta "SMS México" (provider document 000, PROVIDERS.md section 2).
+
+This module owns Contacta's wire format and nothing else: `POST` (JSON) or `GET`
+(query) to `/v2/sms/send`, or `/v2/flash/send` for flash, with HTTP Basic auth; the
+fields `msg`, `phone`, `sender`, `id`; the success shape; the error texts -> command_status
+table. It never sees SMPP bytes.
+
+Contacta documents no delivery report of any kind (no webhook, no status endpoint).
+What the ESME gets instead is a synthetic receipt, `receipt_timeout` seconds after
+Contacta accepted the message, in the state `receipt_state`: it says the bridge
+stopped waiting, not what happened on the handset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import heapq
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+from bridge.config import ContactaProvider as ContactaSettings
+from bridge.core.message import Message
+from bridge.core.numbers import TON_INTERNATIONAL
+from bridge.logging import get_logger, mask_number
+from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.http import HttpAnswer, HttpClient, refused_by_status
+from bridge.smpp.constants import MessageState, Status
+from bridge.smpp.text import gsm_septets
+
+PATHS = {False: "/v2/sms/send", True: "/v2/flash/send"}
+MEXICO = "52"
+MIN_CHARS = 3  # the schema's minLength of `msg`
+MAX_LENGTH = 160  # the schema's maxLength of `msg`, counted per `length_unit`
+# What `sender` may hold when any source_addr is allowed ("*"): Contacta gives no rule,
+# so the usual alphanumeric sender ID (11) or a number (15).
+SENDER_ID = re.compile(r"^(?:[A-Za-z0-9]{1,11}|\d{12,15})$")
+
+
+class Rule(NamedTuple):
+    """What one of Contacta's error answers means for the message and the operator."""
+
+    status: Status
+    outcome: Outcome
+    alert: bool = False  # the operator must act (credentials), not the ESME
+
+
+# Document 000's error texts, matched on the start of the normalised text: lower case,
+# without apostrophes (the document writes "dont", "don't" and, in a heading, "don"
+# U+2019 "t"). HTTP statuses of these answers are not documented, so the text decides.
+ERRORS: dict[str, Rule] = {
+    # The bridge sends msg and phone always; Contacta still found something missing.
+    "missing params": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
+    # Our credentials, not the message: another provider may well send it.
+    "your key auth is not valid": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),
+    "your account dont have credits availables": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED, alert=True),
+    "country or carrier not reachable": Rule(Status.ESME_RINVDSTADR, Outcome.REJECTED),
+    # "no need to resend": not re-sent, not failed over (it might go out twice).
+    "failed to append to the queue": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
+    "your account dont have enabled for send multi messages": Rule(Status.ESME_RINVNUMDESTS, Outcome.REJECTED),
+}
+UNKNOWN_ERROR = Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED)
+CREDENTIALS_REFUSED = Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True)  # HTTP 401/403 without a known text
+
+# `receipt_state` -> the synthetic receipt's message_state.
+RECEIPT_STATES: dict[str, MessageState] = {
+    "UNKNOWN": MessageState.UNKNOWN,
+    "ACCEPTD": MessageState.ACCEPTED,
+    "DELIVRD": MessageState.DELIVERED,
+}
+SYNTHETIC = "synthetic: Contacta has no delivery reports"
+
+
+# -- request -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    fields: dict[str, str]
+
+    def http_kwargs(self) -> dict[str, Any]:
+        """POST carries the fields as a JSON body, GET as the query string."""
+        return {"json": self.fields} if self.method == "POST" else {"params": self.fields}
+
+
+def mexican_national(number: str, ton: int) -> str | None:
+    """The 10 national digits of a Mexican number: `52` + 10 digits, the obsolete
+    mobile form `521` + 10 digits, or 10 digits not marked international."""
+    if len(number) == 10 and ton != TON_INTERNATIONAL:
+        return number
+    if len(number) == 13 and number.startswith(MEXICO + "1"):
+        return number[3:]
+    if len(number) == 12 and number.startswith(MEXICO):
+        return number[2:]
+    return None
+
+
+def render_phone(number: str, ton: int, number_format: str) -> str | None:
+    """`phone` for SMS México (10 digits) or SMS Global (E.164 without `+`); None
+    when Contacta cannot take the number."""
+    national = mexican_national(number, ton)
+    if number_format == "national":
+        return national
+    if national is not None:
+        return MEXICO + national
+    return number if 8 <= len(number) <= 15 and not number.startswith("0") else None
+
+
+def text_refusal(text: str, length_unit: str) -> SendResult | None:
+    """`msg` must be GSM 03.38 and 3..160 long: anything else is refused here, before
+    an HTTP call that could only fail."""
+    septets = gsm_septets(text)
+    if septets is None:
+        return SendResult.rejected(Status.ESME_RINVMSGLEN, "contacta: text not in GSM 03.38")
+    length = septets if length_unit == "septets" else len(text)
+    if length > MAX_LENGTH:
+        return SendResult.rejected(Status.ESME_RINVMSGLEN, f"contacta: text longer than {MAX_LENGTH} {length_unit}")
+    if len(text) < MIN_CHARS:
+        return SendResult.rejected(Status.ESME_RINVMSGLEN, f"contacta: text shorter than {MIN_CHARS} characters")
+    return None
+
+
+def choose_sender(source_addr: str, allowed: Sequence[str], default: str) -> str:
+    """source_addr when the config allows it, else the configured `sender`."""
+    if source_addr and (source_addr in allowed or ("*" in allowed and SENDER_ID.match(source_addr))):
+        return source_addr
+    return default
+
+
+def build_request(settings: ContactaSettings, message: Message) -> Request | SendResult:
+    """The documented request, or the refusal when Contacta could not take the message."""
+    phone = render_phone(message.destination.addr, message.destination.ton, settings.number_format)
+    if phone is None:
+        return SendResult.rejected(Status.ESME_RINVDSTADR, "contacta: destination not renderable")
+    refusal = text_refusal(message.text, settings.length_unit)
+    if refusal is not None:
+        return refusal
+    fields = {"msg": message.text, "phone": phone}
+    sender = choose_sender(message.source.addr, settings.allowed_senders, settings.sender)
+    if sender:
+        fields["sender"] = sender
+    fields["id"] = str(message.id)
+    return Request(settings.method, PATHS[message.flash], fields)
+
+
+def basic_auth(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+# -- answer --------------------------------------------------------------------------
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().replace("'", "").replace("\u2019", "").split())
+
+
+def error_rule(text: str) -> tuple[str, Rule] | None:
+    """(the matching ERRORS key, its rule): the key, not the text, goes to the logs."""
+    normalised = _normalised(text)
+    for prefix, rule in ERRORS.items():
+        if normalised.startswith(prefix):
+            return prefix, rule
+    return None
+
+
+def error_text(body: dict[str, Any]) -> str:
+    """The examples carry the text in `description`, the schema names it `message`."""
+    for key in ("description", "message"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def provider_ids(description: dict[str, Any], reference: str) -> list[str]:
+    """`job_id` and `id` (int or string; the document uses both), else our reference."""
+    ids: list[str] = []
+    for key in ("job_id", "id"):
+        value = description.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            continue
+        value = str(value).strip()
+        if value and value not in ids:
+            ids.append(value)
+    return ids or [reference]
+
+
+def _result(rule: Rule, reason: str) -> SendResult:
+    if rule.outcome is Outcome.NOT_SENT:
+        return SendResult.not_sent(rule.status, reason, metric="rejected")
+    return SendResult.rejected(rule.status, reason)
+
+
+def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
+    """(result, alert): what Contacta's answer means, and whether the operator must act.
+
+    `reference` is our message id, the `id` we sent."""
+    if answer.status == 429:
+        refused = refused_by_status(answer)
+        assert refused is not None
+        return refused, False
+    body = answer.json()
+    if isinstance(body, dict):
+        description = body.get("description")
+        if body.get("status") is True and isinstance(description, dict):
+            return SendResult.accepted(*provider_ids(description, reference)), False
+        if body.get("status") is False or body.get("error") is True:
+            matched = error_rule(error_text(body))
+            if matched is not None:
+                prefix, rule = matched
+                return _result(rule, f"contacta error: {prefix}"), rule.alert
+            refused = refused_by_status(answer)  # a 5xx without a documented text
+            if refused is not None:
+                return refused, False
+            return _result(UNKNOWN_ERROR, f"contacta error not documented (HTTP {answer.status})"), False
+    refused = refused_by_status(answer)
+    if refused is not None:
+        return refused, False
+    if answer.status in (401, 403):
+        return _result(CREDENTIALS_REFUSED, f"contacta: HTTP {answer.status}"), True
+    if 200 <= answer.status < 300:
+        # It answered, so it read the request; whether it took the message is unknown.
+        return SendResult.unknown(f"contacta: unreadable answer (HTTP {answer.status})", metric="error"), False
+    return _result(UNKNOWN_ERROR, f"contacta: HTTP {answer.status}"), False
+
+
+# -- the connector -------------------------------------------------------------------
+
+
+class Contacta(Provider):
+    kind: ClassVar[str] = "contacta"
+    supports_flash: ClassVar[bool] = True
+    settings: ContactaSettings
+
+    def __init__(self, name: str, settings: ContactaSettings, context: ProviderContext) -> None:
+        super().__init__(name, settings, context)
+        self._log = (context.log or get_logger("provider")).bind(provider=name)
+        self._http = HttpClient(
+            settings.timeout,
+            settings.connect_timeout,
+            settings.max_connections,
+            headers={
+                "Authorization": basic_auth(settings.username, settings.password.get_secret_value()),
+                "Accept": "application/json",
+            },
+        )
+        # Synthetic receipts: (due time, provider id) in a heap, issued by one task.
+        self._due: list[tuple[float, str]] = []
+        self._wake = asyncio.Event()
+        self._receipt_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._http.start()
+        if self.settings.receipt_timeout > 0:
+            self._receipt_task = asyncio.ensure_future(self._issue_receipts())
+
+    async def close(self) -> None:
+        if self._receipt_task is not None:
+            self._receipt_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receipt_task
+            self._receipt_task = None
+        await self._http.close()
+
+    async def send(self, message: Message) -> SendResult:
+        request = build_request(self.settings, message)
+        if isinstance(request, SendResult):
+            return request
+        self._log.debug(
+            "contacta_send", message_id=message.id, phone=mask_number(request.fields["phone"]), flash=message.flash
+        )
+        answer = await self._http.request(
+            request.method, self.settings.base_url + request.path, **request.http_kwargs()
+        )
+        if isinstance(answer, SendResult):
+            return answer
+        result, alert = parse_answer(answer, str(message.id))
+        if alert:
+            self._log.error("contacta_account_problem", reason=result.reason, http_status=answer.status)
+        if result.outcome is Outcome.ACCEPTED and self.settings.receipt_timeout > 0:
+            self._arm(result.provider_ids[0], self.context.clock() + self.settings.receipt_timeout)
+        return result
+
+    async def resume(self, messages: Sequence[Message]) -> None:
+        """Re-arm the synthetic receipts of messages accepted before a restart,
+        counting from when the bridge took them."""
+        if self.settings.receipt_timeout <= 0:
+            return
+        state = RECEIPT_STATES[self.settings.receipt_state]
+        for message in messages:
+            if message.provider_ids and message.state is not state:
+                self._arm(message.provider_ids[0], message.created_at + self.settings.receipt_timeout)
+
+    # -- synthetic receipts ------------------------------------------------------------
+
+    def _arm(self, provider_id: str, due: float) -> None:
+        heapq.heappush(self._due, (due, provider_id))
+        self._wake.set()
+
+    async def _issue_receipts(self) -> None:
+        """One task for every synthetic receipt: one heap, not one timer per message."""
+        state = RECEIPT_STATES[self.settings.receipt_state]
+        while True:
+            self._wake.clear()
+            wait = self._due[0][0] - self.context.clock() if self._due else None
+            if wait is None or wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            _, provider_id = heapq.heappop(self._due)
+            report = StatusReport(self.name, provider_id, state, 0, self.context.clock(), SYNTHETIC)
+            try:
+                await self.context.report(report)
+            except Exception:  # a store hiccup must not stop the receipts that follow
+                self._log.exception("contacta_receipt_failed")

@@ -1,0 +1,420 @@
+"""FlashSMS (Ghana, app.flashsms.africa): this module owns FlashSMS's wire format and nothing else.
+
+Send: `POST {base_url}/sms/send`, `Authorization: Bearer <key>` (or `X-API-Key`), JSON
+`{"recipients": ["233XXXXXXXXX"], "message", "senderId"?, "campaignName"?}`. Ghana
+numbers only, text up to 918 characters, no flash flag (`supports_flash = False`).
+The answer has one `messageId` per request and reports are per (messageId, phone), so
+the provider id we store is `"<messageId>:<phone>"`. Errors are
+`{"success": false, "error": "<text>"}` by HTTP status (`FLASHSMS_HTTP_ERRORS`; 400 by
+the words of the text, `FLASHSMS_400_WORDS`).
+
+Reports: polling only, `GET /sms/:id/recipients` (or `/sms/status/:id`), first after
+`poll_interval` seconds and then backing off, within the account's 100 requests per
+minute shared with the sends (`RateLimiter`); an HTTP 429 pauses every request of this
+provider. `FLASHSMS_STATUSES` maps PENDING/SENT/DELIVERED/FAILED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from bridge.config import FlashSmsProvider as FlashSmsSettings
+from bridge.core.message import Message
+from bridge.logging import get_logger, mask_number
+from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.http import HttpAnswer, HttpClient, RateLimiter, refused_by_status, retry_after
+from bridge.smpp.constants import MessageState, Status
+from bridge.smpp.text import is_gsm
+
+# -- mapping tables (PROVIDERS.md 4.2 and 4.3; the SMPP side is a proposal) ---------------
+
+# HTTP status of a refused send -> (command_status, outcome). 401/403/404 are our
+# configuration (key, scope, base_url), not the message's fault: NOT_SENT lets another
+# provider or a later attempt take it. 402 is replaced by settings.credits_status.
+FLASHSMS_HTTP_ERRORS: dict[int, tuple[Status, Outcome]] = {
+    401: (Status.ESME_RSYSERR, Outcome.NOT_SENT),  # missing, invalid or expired key
+    402: (Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # insufficient credits
+    403: (Status.ESME_RSYSERR, Outcome.NOT_SENT),  # key lacks the sms:send scope
+    404: (Status.ESME_RSYSERR, Outcome.NOT_SENT),  # wrong base_url
+}
+# HTTP 400 (and a 200 with success false): the first word found in the error text, in
+# this order, decides; none -> ESME_RSUBMITFAIL.
+FLASHSMS_400_WORDS: dict[str, Status] = {
+    "phone": Status.ESME_RINVDSTADR,
+    "recipient": Status.ESME_RINVDSTADR,
+    "number": Status.ESME_RINVDSTADR,
+    "sender": Status.ESME_RINVSRCADR,
+    "message": Status.ESME_RINVMSGLEN,
+    "length": Status.ESME_RINVMSGLEN,
+    "characters": Status.ESME_RINVMSGLEN,
+}
+FLASHSMS_UNKNOWN_ERROR = Status.ESME_RSUBMITFAIL
+FLASHSMS_AUTH_STATUSES = frozenset({401, 403})
+
+# Recipient status -> (message_state, err). PENDING and SENT are intermediate.
+FLASHSMS_STATUSES: dict[str, tuple[MessageState, int]] = {
+    "PENDING": (MessageState.ENROUTE, 0),
+    "SENT": (MessageState.ENROUTE, 0),
+    "DELIVERED": (MessageState.DELIVERED, 0),
+    "FAILED": (MessageState.UNDELIVERABLE, 1),
+}
+
+_GHANA = re.compile(r"^233[1-9]\d{8}$")
+_GHANA_NATIONAL = re.compile(r"^0[1-9]\d{8}$")
+THROTTLE_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)  # 429 without Retry-After
+MAX_UNKNOWN_POLLS = 3
+
+
+# -- pure functions ------------------------------------------------------------------------
+
+
+def render_number(destination: str) -> str | None:
+    """Canonical digits (or a Ghana national 0XXXXXXXXX) -> `233XXXXXXXXX`; None outside Ghana."""
+    if _GHANA_NATIONAL.match(destination):
+        return "233" + destination[1:]
+    return destination if _GHANA.match(destination) else None
+
+
+def phone_key(phone: Any) -> str:
+    """A phone as FlashSMS may write it (0…, +233…, 233…) -> `233XXXXXXXXX` for comparisons."""
+    digits = re.sub(r"\D", "", str(phone))
+    if len(digits) == 10 and digits.startswith("0"):
+        return "233" + digits[1:]
+    return digits
+
+
+def provider_id(message_id: str, phone: str) -> str:
+    return f"{message_id}:{phone}"
+
+
+def split_provider_id(value: str) -> tuple[str, str]:
+    message_id, _, phone = value.rpartition(":")
+    return message_id, phone
+
+
+def status_for_400(text: str) -> Status:
+    lowered = text.lower()
+    for word, status in FLASHSMS_400_WORDS.items():
+        if word in lowered:
+            return status
+    return FLASHSMS_UNKNOWN_ERROR
+
+
+def parse_send_answer(answer: HttpAnswer, phone: str, credits_status: Status = Status.ESME_RSUBMITFAIL) -> SendResult:
+    """A send answer -> SendResult for our one recipient `phone` (233 form)."""
+    refused = refused_by_status(answer)
+    if refused is not None:
+        return refused
+    body = answer.json()
+    text = str(body.get("error", "")) if isinstance(body, dict) else ""
+    if answer.status in FLASHSMS_HTTP_ERRORS:
+        status, outcome = FLASHSMS_HTTP_ERRORS[answer.status]
+        if answer.status == 402:
+            status = credits_status
+        reason = f"HTTP {answer.status}"
+        return (
+            SendResult.not_sent(status, reason) if outcome is Outcome.NOT_SENT else SendResult.rejected(status, reason)
+        )
+    if answer.status == 400 or (200 <= answer.status < 300 and isinstance(body, dict) and body.get("success") is False):
+        status = status_for_400(text)
+        return SendResult.rejected(status, f"HTTP {answer.status}: {status.name}")
+    if not 200 <= answer.status < 300:
+        return SendResult.rejected(FLASHSMS_UNKNOWN_ERROR, f"HTTP {answer.status}")
+    data = body.get("data") if isinstance(body, dict) else None
+    message_id = data.get("messageId") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not message_id:
+        return SendResult.unknown(f"HTTP {answer.status} without messageId", metric="error")
+    invalid = {phone_key(p) for p in data.get("invalidRecipients") or []}
+    if phone in invalid or data.get("recipientsSent") == 0:
+        return SendResult.rejected(Status.ESME_RINVDSTADR, "FlashSMS listed the recipient as invalid")
+    return SendResult.accepted(provider_id(str(message_id), phone))
+
+
+def recipient_statuses(body: Any, phones: Sequence[str]) -> dict[str, str]:
+    """Status word per phone from a /recipients or /status answer; the request's overall
+    status stands in for a phone the answer does not list (we send one phone per request)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        return {}
+    listed: dict[str, str] = {}
+    for item in data.get("recipients") or []:
+        if isinstance(item, dict) and item.get("status"):
+            listed[phone_key(item.get("phone"))] = str(item["status"]).upper()
+    overall = str(data.get("status") or "").upper()
+    out = {}
+    for phone in phones:
+        word = listed.get(phone) or overall
+        if word:
+            out[phone] = word
+    return out
+
+
+# -- the connector -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Watch:
+    """One FlashSMS messageId with its phones still waiting for a final state."""
+
+    since: float
+    due: float
+    phones: dict[str, str] = field(default_factory=dict)  # phone -> last status seen ("" = none)
+    polls: int = 0
+    unknown: int = 0
+
+
+class FlashSms(Provider):
+    kind: ClassVar[str] = "flashsms"
+    supports_flash: ClassVar[bool] = False
+    settings: FlashSmsSettings
+
+    def __init__(self, name: str, settings: FlashSmsSettings, context: ProviderContext) -> None:
+        super().__init__(name, settings, context)
+        self.log = (context.log or get_logger("provider")).bind(provider=name)
+        key = settings.api_key.get_secret_value()
+        auth = {"Authorization": f"Bearer {key}"} if settings.auth_header == "bearer" else {"X-API-Key": key}
+        self._http = HttpClient(
+            settings.timeout, settings.connect_timeout, settings.max_connections, headers={**auth, "Accept": "*/*"}
+        )
+        self.base_url = settings.base_url.rstrip("/")
+        self._rate = RateLimiter(settings.requests_per_minute, 60.0)
+        self._poll_rate = RateLimiter(min(settings.poll_requests_per_minute, settings.requests_per_minute), 60.0)
+        self._blocked_until = 0.0  # time.monotonic() before which FlashSMS said 429
+        self._throttles = 0
+        self._watches: dict[str, _Watch] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._wake = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._http.start()
+        self._poller = asyncio.ensure_future(self._poll_loop())
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
+        await self._http.close()
+
+    # -- send --------------------------------------------------------------------------
+
+    def check(self, message: Message) -> SendResult | None:
+        """What FlashSMS cannot take, refused before any HTTP call."""
+        if render_number(message.destination.addr) is None:
+            return SendResult.rejected(Status.ESME_RINVDSTADR, "FlashSMS sends to Ghana (233) numbers only")
+        if not message.text:
+            return SendResult.rejected(Status.ESME_RINVMSGLEN, "empty text")
+        if is_gsm(message.text):
+            limit = self.settings.max_chars
+        else:
+            limit = self.settings.max_chars_unicode
+            if limit == 0:
+                return SendResult.rejected(Status.ESME_RINVDCS, "text outside GSM 03.38 refused (max_chars_unicode=0)")
+        if len(message.text) > limit:
+            return SendResult.rejected(Status.ESME_RINVMSGLEN, f"longer than {limit} characters")
+        return None
+
+    def sender_for(self, message: Message) -> str:
+        source = message.source.addr
+        allowed = self.settings.allowed_senders
+        if source and ("*" in allowed or source in allowed):
+            return source
+        return self.settings.sender
+
+    def build_request(self, message: Message) -> dict[str, Any]:
+        phone = render_number(message.destination.addr)
+        assert phone is not None
+        body: dict[str, Any] = {"recipients": [phone], "message": message.text}
+        sender = self.sender_for(message)
+        if sender:
+            body["senderId"] = sender
+        if self.settings.campaign_name:
+            body["campaignName"] = self.settings.campaign_name.replace("{id}", str(message.id))
+        return body
+
+    async def send(self, message: Message) -> SendResult:
+        refused = self.check(message)
+        if refused is not None:
+            return refused
+        blocked = self._blocked_for()
+        if blocked > 0:
+            return SendResult.not_sent(
+                Status.ESME_RTHROTTLED, "FlashSMS rate limit (429), pausing", retry_after=blocked, metric="throttled"
+            )
+        try:
+            await asyncio.wait_for(self._rate.acquire(), max(self.settings.rate_limit_wait, 0.01))
+        except TimeoutError:
+            return SendResult.not_sent(
+                Status.ESME_RTHROTTLED,
+                "requests_per_minute reached",
+                retry_after=60.0 / self.settings.requests_per_minute,
+                metric="throttled",
+            )
+        body = self.build_request(message)
+        phone = body["recipients"][0]
+        self.log.debug("flashsms_send", message_id=message.id, to=mask_number(phone))
+        answer = await self._http.request("POST", f"{self.base_url}/sms/send", json=body)
+        if isinstance(answer, SendResult):
+            return answer
+        self._note_throttle(answer)
+        credits = Status[self.settings.credits_status]
+        result = parse_send_answer(answer, phone, credits)
+        if answer.status in FLASHSMS_AUTH_STATUSES:
+            self.log.error("flashsms_credentials_refused", http_status=answer.status, message_id=message.id)
+        elif answer.status == 404:
+            self.log.error("flashsms_not_found", http_status=404, message_id=message.id, hint="check base_url")
+        if result.outcome is Outcome.ACCEPTED:
+            self._track(result.provider_ids, message.created_at, self.context.clock() + self.settings.poll_interval)
+        return result
+
+    def _blocked_for(self) -> float:
+        return max(0.0, self._blocked_until - time.monotonic())
+
+    def _note_throttle(self, answer: HttpAnswer) -> None:
+        """A 429 pauses every request of this provider (exponential backoff, or the
+        provider's Retry-After); any other answer ends the backoff."""
+        if answer.status != 429:
+            self._throttles = 0
+            return
+        wait = retry_after(answer.headers)
+        if wait is None:
+            wait = THROTTLE_BACKOFF[min(self._throttles, len(THROTTLE_BACKOFF) - 1)]
+        self._throttles += 1
+        self._blocked_until = max(self._blocked_until, time.monotonic() + wait)
+        self.log.warning("flashsms_throttled", pause=wait)
+
+    # -- polling -------------------------------------------------------------------------
+
+    def _track(self, provider_ids: Sequence[str], since: float, due: float) -> None:
+        for value in provider_ids:
+            message_id, phone = split_provider_id(value)
+            watch = self._watches.get(message_id)
+            if watch is None:
+                watch = self._watches[message_id] = _Watch(since, due)
+                heapq.heappush(self._heap, (due, message_id))
+            watch.phones.setdefault(phone, "")
+        self._wake.set()
+
+    async def resume(self, messages: Sequence[Message]) -> None:
+        """After a restart: poll every unfinished message again, soonest first."""
+        now = self.context.clock()
+        for message in messages:
+            self._track(message.provider_ids, message.created_at, now)
+
+    def _next(self, now: float) -> tuple[str | None, float | None]:
+        """(messageId due now, None) or (None, when the next one is due)."""
+        while self._heap:
+            due, message_id = self._heap[0]
+            watch = self._watches.get(message_id)
+            if watch is None or watch.due != due:
+                heapq.heappop(self._heap)
+                continue
+            if due > now:
+                return None, due
+            heapq.heappop(self._heap)
+            return message_id, None
+        return None, None
+
+    async def _poll_loop(self) -> None:
+        while True:
+            now = self.context.clock()
+            message_id, next_due = self._next(now)
+            if message_id is None:
+                self._wake.clear()
+                timeout = None if next_due is None else max(0.0, next_due - now)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            try:
+                await self.poll(message_id)
+            except Exception:  # a poller that dies silently would leave messages without receipts
+                self.log.exception("flashsms_poll_failed")
+                self._reschedule(message_id, None)
+
+    async def poll(self, message_id: str) -> None:
+        """Ask FlashSMS about one messageId and report each phone whose status changed."""
+        watch = self._watches.get(message_id)
+        if watch is None:
+            return
+        if self.context.clock() - watch.since >= self.settings.pending_max_age:
+            await self._give_up(message_id, watch)
+            return
+        await self._poll_rate.acquire()
+        blocked = self._blocked_for()
+        if blocked > 0:
+            await asyncio.sleep(blocked)
+        await self._rate.acquire()
+        if self.settings.poll_endpoint == "recipients":
+            url = f"{self.base_url}/sms/{message_id}/recipients"
+        else:
+            url = f"{self.base_url}/sms/status/{message_id}"
+        answer = await self._http.request("GET", url)
+        if isinstance(answer, SendResult):
+            self.log.warning("flashsms_poll_transport", reason=answer.reason)
+            self._reschedule(message_id, None)
+            return
+        self._note_throttle(answer)
+        if answer.status != 200:
+            if answer.status in FLASHSMS_AUTH_STATUSES:
+                self.log.error("flashsms_credentials_refused", http_status=answer.status, during="poll")
+            else:
+                self.log.warning("flashsms_poll_refused", http_status=answer.status, message=message_id)
+            self._reschedule(message_id, retry_after(answer.headers))
+            return
+        for phone, word in recipient_statuses(answer.json(), list(watch.phones)).items():
+            if word != watch.phones.get(phone):
+                await self._report(message_id, watch, phone, word)
+        if not watch.phones or watch.unknown >= MAX_UNKNOWN_POLLS:
+            if watch.phones:
+                self.log.warning("flashsms_poll_dropped", message=message_id)
+            self._watches.pop(message_id, None)
+            return
+        self._reschedule(message_id, None)
+
+    async def _report(self, message_id: str, watch: _Watch, phone: str, word: str) -> None:
+        mapped = FLASHSMS_STATUSES.get(word)
+        if mapped is None:
+            self.log.warning("flashsms_status_unknown", status=word[:32], message=message_id)
+            return
+        state, error = mapped
+        known = await self.context.report(
+            StatusReport(self.name, provider_id(message_id, phone), state, error, self.context.clock(), word)
+        )
+        watch.phones[phone] = word
+        watch.unknown = 0 if known else watch.unknown + 1
+        if state.is_final:
+            del watch.phones[phone]
+
+    def _reschedule(self, message_id: str, at_least: float | None) -> None:
+        """Next poll: poll_interval doubled per poll so far, capped at poll_interval_max."""
+        watch = self._watches.get(message_id)
+        if watch is None:
+            return
+        watch.polls += 1
+        delay = min(self.settings.poll_interval * 2**watch.polls, self.settings.poll_interval_max)
+        watch.due = self.context.clock() + max(delay, at_least or 0.0)
+        heapq.heappush(self._heap, (watch.due, message_id))
+
+    async def _give_up(self, message_id: str, watch: _Watch) -> None:
+        state = MessageState[self.settings.pending_final_state]
+        self.log.info("flashsms_no_final_state", message=message_id, phones=len(watch.phones), state=state.stat)
+        self._watches.pop(message_id, None)
+        for phone in list(watch.phones):
+            await self.context.report(
+                StatusReport(self.name, provider_id(message_id, phone), state, 0, self.context.clock(), "max age")
+            )
+
+    @property
+    def watching(self) -> Mapping[str, Sequence[str]]:
+        """messageId -> phones still polled (for tests and debugging)."""
+        return {message_id: list(watch.phones) for message_id, watch in self._watches.items()}

@@ -1,0 +1,614 @@
+"""Kaleyra (kaleyra.io SMS API v1): this module owns Kaleyra's wire format and nothing else.
+
+Send: `POST {base_url}/v1/{sid}/sms` (or `/messages`), header `api-key`, form fields
+(or JSON) `to` (+E.164), `sender`, `type`, `body`, `flash=1`, `unicode=1`, our message
+id as `ref`, and the callback URL `{public_url}/callbacks/{name}/{callback_token}`.
+Success is 2xx with `data[].message_id` (`<uuid>:<n>`): those are the provider ids.
+Errors are `{"code": "E4xx", "message", "error": {field: text}}`, mapped by
+`KALEYRA_ERRORS` (E413 by the offending field, `KALEYRA_E413_FIELDS`).
+
+Reports: callbacks (GET query or POST JSON/form, tolerant field names) and, for
+messages whose final callback has not come `poll_interval` seconds after the send,
+`GET {base_url}/v1/{sid}/sms/status?message_ids=...` in batches, backing off. Status
+words map by `KALEYRA_STATUSES`, status-trace codes by `KALEYRA_TRACES`.
+
+It never sees SMPP bytes and never touches the store: reports go through
+`ProviderContext.report`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import json
+import math
+import re
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from bridge.config import KaleyraProvider as KaleyraSettings
+from bridge.core.message import Message
+from bridge.logging import get_logger, mask_number
+from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.http import HttpAnswer, HttpClient, RateLimiter, refused_by_status, retry_after
+from bridge.smpp.constants import MessageState, Status
+from bridge.smpp.text import gsm_septets
+from bridge.store.base import StoreUnavailable
+
+# -- mapping tables (PROVIDERS.md 3.2 and 3.3; the SMPP side is a proposal) ------------
+
+# Error code of a refused send -> (command_status, outcome). NOT_SENT: Kaleyra says it
+# did not take the message (internal error, "try again later"), so failover and the
+# outbox may try again; REJECTED: a definitive answer about this message.
+KALEYRA_ERRORS: dict[str, tuple[Status, Outcome]] = {
+    "E102": (Status.ESME_RSYSERR, Outcome.NOT_SENT),  # no queue medium
+    "E103": (Status.ESME_RSYSERR, Outcome.NOT_SENT),  # internal error
+    "E403": (Status.ESME_RX_T_APPN, Outcome.NOT_SENT),  # try again later
+    "E400": (Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # bulk needs type MKT
+    "E401": (Status.ESME_RINVMSGLEN, Outcome.REJECTED),  # longer than the account allows
+    "E402": (Status.ESME_RINVSCHED, Outcome.REJECTED),  # schedule window
+    "E404": (Status.ESME_RINVNUMDESTS, Outcome.REJECTED),  # OTP: exactly one number
+    "E405": (Status.ESME_RINVNUMDESTS, Outcome.REJECTED),  # TXN: at most 100 numbers
+    "E406": (Status.ESME_RINVDSTADR, Outcome.REJECTED),  # no valid mobile number
+    "E407": (Status.ESME_RSYSERR, Outcome.REJECTED),  # JSON-API node errors: a bridge bug
+    "E408": (Status.ESME_RSYSERR, Outcome.REJECTED),
+    "E409": (Status.ESME_RSYSERR, Outcome.REJECTED),
+    "E410": (Status.ESME_RINVDSTADR, Outcome.REJECTED),  # `to` badly formed (commas)
+    "E411": (Status.ESME_RINVDSTADR, Outcome.REJECTED),
+    "E412": (Status.ESME_RSYSERR, Outcome.REJECTED),
+    "E600": (Status.ESME_RINVDSTADR, Outcome.REJECTED),  # `to` missing
+    "E601": (Status.ESME_RINVMSGLEN, Outcome.REJECTED),  # body empty
+    "E618": (Status.ESME_RINVMSGLEN, Outcome.REJECTED),
+    "E602": (Status.ESME_RINVSRCADR, Outcome.REJECTED),  # sender missing / not approved
+    "E616": (Status.ESME_RINVSRCADR, Outcome.REJECTED),
+    "E619": (Status.ESME_RINVSRCADR, Outcome.REJECTED),
+    "E621": (Status.ESME_RINVSRCADR, Outcome.REJECTED),
+    "E622": (Status.ESME_RINVSRCADR, Outcome.REJECTED),
+    **{f"E{n}": (Status.ESME_RSYSERR, Outcome.REJECTED) for n in (*range(603, 616), 617)},  # bad params: our bug
+    "E623": (Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # TXN route not enabled
+    "E624": (Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # DEFAULT route not enabled
+    "E625": (Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # MKT route not enabled
+}
+# Codes that mean "accepted" (some answers carry one next to the data).
+KALEYRA_SUCCESS_CODES = frozenset({"E100", "E101", "E620", "E626"})
+# E413 (validation error) by the key of its `error` object; any other key -> ESME_RSUBMITFAIL.
+KALEYRA_E413_FIELDS: dict[str, Status] = {
+    "to": Status.ESME_RINVDSTADR,
+    "sender": Status.ESME_RINVSRCADR,
+    "body": Status.ESME_RINVMSGLEN,
+    "time": Status.ESME_RINVSCHED,
+}
+KALEYRA_UNKNOWN_ERROR = Status.ESME_RSUBMITFAIL
+
+# Status word (callback `status`, poll `status`; upper-cased, `_` read as `-`) -> message_state.
+KALEYRA_STATUSES: dict[str, MessageState] = {
+    "DELIVERED": MessageState.DELIVERED,
+    "DELIVRD": MessageState.DELIVERED,
+    "SENT": MessageState.ENROUTE,
+    "SUBMITTED": MessageState.ENROUTE,
+    "ENROUTE": MessageState.ENROUTE,
+    "SENT - NO DLR": MessageState.UNKNOWN,
+    "NOTSENT": MessageState.REJECTED,
+    "NOT-SENT": MessageState.REJECTED,
+    "NOT SENT": MessageState.REJECTED,
+    "UNDELIVERED": MessageState.UNDELIVERABLE,
+    "UNDELIV": MessageState.UNDELIVERABLE,
+    "FAILED": MessageState.UNDELIVERABLE,
+    "EXPIRED": MessageState.EXPIRED,
+    "REJECTED": MessageState.REJECTED,
+    "REJECTD": MessageState.REJECTED,
+}
+# Status-trace code -> (receipt err code, message_state that replaces the status's, if any).
+# Used for failed messages only; a delivered one always has err 000. NOT-SENT traces
+# (1xx) mean Kaleyra never handed the message to an operator: REJECTD whatever the word.
+KALEYRA_TRACES: dict[str, tuple[int, MessageState | None]] = {
+    "NOT-ALLOWED": (101, MessageState.REJECTED),
+    "NO-CREDITS": (102, MessageState.REJECTED),
+    "SERIES-BLOCK": (103, MessageState.REJECTED),
+    "KLR-INV-NUMBER": (104, MessageState.REJECTED),
+    "SPAM": (105, MessageState.REJECTED),
+    "BLACKLIST": (106, MessageState.REJECTED),
+    "CON-DND": (107, MessageState.REJECTED),
+    "INV-MOB-PATTRN": (108, MessageState.REJECTED),
+    "TEMPLATE-NOT-FOUND": (109, MessageState.REJECTED),
+    "INV-TEMPLATE-MATCH": (110, MessageState.REJECTED),
+    "SENDER-ID-NOT-FOUND": (111, MessageState.REJECTED),
+    "NOT-OPTIN": (112, MessageState.REJECTED),
+    "OUTPUT-REJ": (113, MessageState.REJECTED),
+    "OPT-OUT": (114, MessageState.REJECTED),
+    "REJECTED-MULTIPART": (115, MessageState.REJECTED),
+    "DND-NUMB": (116, MessageState.REJECTED),
+    "INV-NUMBER": (201, None),
+    "SERVER-ERR": (202, None),
+    "SNDRID-NOT-ALLOTED": (203, None),
+    "INVALID-SUB": (204, None),
+    "ABSENT-SUB": (205, None),
+    "HANDSET-ERR": (206, None),
+    "BARRED": (207, None),
+    "NET-ERR": (208, None),
+    "MEM-EXEC": (209, None),
+    "FAILED": (210, None),
+    "MOB-OFF": (211, None),
+    "HANDSET-BUSY": (212, None),
+    "SERIES-BLK": (213, None),
+    "EXPIRED": (214, MessageState.EXPIRED),
+    "REJECTED": (215, MessageState.REJECTED),
+}
+KALEYRA_DEFAULT_ERROR = 1  # a failure without a trace we know
+
+# Callback parameter names tried in order (settings.callback_fields are tried first).
+CALLBACK_FIELDS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "message_id", "messageId", "msg_id", "campaign_id"),
+    "status": ("status", "dlr_status", "message_status"),
+    "status_trace": ("status_trace", "statusTrace", "trace", "status_details"),
+    "recipient": ("recipient", "to", "mobile", "number"),
+    "timestamp": ("timestamp", "delivered_at", "updated_at", "datetime"),
+}
+
+GSM_SINGLE, GSM_PART, UCS2_SINGLE, UCS2_PART = 160, 153, 70, 67
+EARLY_REPORT_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0)  # a callback may beat our own store write
+EARLY_WINDOW = 60.0  # seconds after a send during which an unknown id is retried
+MAX_UNKNOWN_POLLS = 3  # polled ids the bridge keeps not knowing are dropped
+_E164 = re.compile(r"^[1-9]\d{6,14}$")
+
+
+# -- pure functions: request, answers, reports ----------------------------------------
+
+
+def render_number(destination: str) -> str | None:
+    """Canonical digits -> Kaleyra's `to` (`+` and E.164); None when it cannot be one."""
+    return f"+{destination}" if _E164.match(destination) else None
+
+
+def sms_parts(text: str) -> int:
+    """SMS parts the text needs: GSM 03.38 160/153, otherwise UCS-2 70/67."""
+    septets = gsm_septets(text)
+    if septets is not None:
+        return 1 if septets <= GSM_SINGLE else math.ceil(septets / GSM_PART)
+    units = len(text.encode("utf-16-be")) // 2
+    return 1 if units <= UCS2_SINGLE else math.ceil(units / UCS2_PART)
+
+
+def message_ids(body: Any) -> list[str]:
+    """`data[].message_id` of a success answer."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return []
+    return [str(item["message_id"]) for item in body["data"] if isinstance(item, dict) and item.get("message_id")]
+
+
+def error_status(body: Any) -> tuple[Status, Outcome, str] | None:
+    """(status, outcome, reason) for an answer carrying an error code; None without one."""
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        return None
+    code = body["code"].strip().upper()
+    if code in KALEYRA_SUCCESS_CODES:
+        return None
+    if code == "E413":
+        fields = body.get("error")
+        field = next(iter(fields), "") if isinstance(fields, dict) else ""
+        return KALEYRA_E413_FIELDS.get(field, KALEYRA_UNKNOWN_ERROR), Outcome.REJECTED, f"E413 ({field or 'no field'})"
+    status, outcome = KALEYRA_ERRORS.get(code, (KALEYRA_UNKNOWN_ERROR, Outcome.REJECTED))
+    return status, outcome, code
+
+
+def parse_send_answer(answer: HttpAnswer) -> SendResult:
+    """A send answer -> SendResult (accepted with the per-recipient ids, or the mapped error)."""
+    refused = refused_by_status(answer)
+    if refused is not None:
+        return refused
+    if answer.status in (401, 403):
+        return SendResult.not_sent(Status.ESME_RSYSERR, f"HTTP {answer.status}: api-key or SID refused")
+    body = answer.json()
+    ids = message_ids(body) if 200 <= answer.status < 300 else []
+    if ids:
+        return SendResult.accepted(*ids)
+    mapped = error_status(body)
+    if mapped is not None:
+        status, outcome, reason = mapped
+        if outcome is Outcome.NOT_SENT:
+            return SendResult.not_sent(status, reason)
+        return SendResult.rejected(status, reason)
+    if 200 <= answer.status < 300:
+        # Taken, but without ids no report can ever find it: say so rather than guess.
+        return SendResult.unknown(f"HTTP {answer.status} without message ids", metric="error")
+    if answer.status == 404:
+        return SendResult.not_sent(Status.ESME_RSYSERR, "HTTP 404: check base_url and sid")
+    return SendResult.rejected(KALEYRA_UNKNOWN_ERROR, f"HTTP {answer.status} without an error code")
+
+
+def normalise_status(word: str) -> str:
+    """`UnDelivered`, `not_sent`, ` Sent - No DLR ` -> the upper-case keys of the tables."""
+    return " ".join(word.upper().replace("_", "-").split())
+
+
+def map_report(status: str, trace: str = "") -> tuple[MessageState, int] | None:
+    """(message_state, err) for a status word and its trace; None for a word we do not know."""
+    state = KALEYRA_STATUSES.get(normalise_status(status))
+    if state is None:
+        return None
+    if state is MessageState.DELIVERED or not state.is_final:
+        return state, 0
+    error, override = KALEYRA_TRACES.get(normalise_status(trace), (KALEYRA_DEFAULT_ERROR, None))
+    return override or state, error
+
+
+def parse_timestamp(value: str) -> float | None:
+    """Epoch seconds from a timestamp that says its offset (or is epoch); None otherwise.
+    Kaleyra's documented "YYYY-MM-DD HH:MM:SS" has no zone: the arrival time is used."""
+    value = value.strip()
+    if re.fullmatch(r"\d{9,13}(\.\d+)?", value):
+        number = float(value)
+        return number / 1000 if number > 1e11 else number
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
+
+
+def pick(fields: Mapping[str, Any], names: Sequence[str]) -> str:
+    for name in names:
+        value = fields.get(name)
+        if value not in (None, ""):
+            return str(value)
+    return ""
+
+
+# -- the connector -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Watch:
+    """A provider id waiting for its final state, and when to ask Kaleyra next."""
+
+    since: float
+    due: float
+    polls: int = 0
+    unknown: int = 0
+
+
+class Kaleyra(Provider):
+    kind: ClassVar[str] = "kaleyra"
+    supports_flash: ClassVar[bool] = True
+    settings: KaleyraSettings
+
+    def __init__(self, name: str, settings: KaleyraSettings, context: ProviderContext) -> None:
+        super().__init__(name, settings, context)
+        self.log = (context.log or get_logger("provider")).bind(provider=name)
+        self._http = HttpClient(
+            settings.timeout,
+            settings.connect_timeout,
+            settings.max_connections,
+            headers={"api-key": settings.api_key.get_secret_value(), "Accept": "application/json"},
+        )
+        base = f"{settings.base_url.rstrip('/')}/v1/{settings.sid}/{settings.endpoint}"
+        self.send_url = base
+        self.status_url = f"{base}/status"
+        extra = {str(key): names for key, names in settings.callback_fields.items()}
+        self._callback_names = {key: (*extra.get(key, ()), *names) for key, names in CALLBACK_FIELDS.items()}
+        self._poll_rate = RateLimiter(settings.poll_requests_per_minute, 60.0)
+        self._watches: dict[str, _Watch] = {}
+        self._heap: list[tuple[float, str]] = []
+        self._wake = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+        self._recent: dict[str, float] = {}  # provider id -> when sent, for the last EARLY_WINDOW seconds
+        self._recent_order: deque[tuple[float, str]] = deque()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._http.start()
+        if self.settings.poll_interval > 0:
+            self._poller = asyncio.ensure_future(self._poll_loop())
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._http.close()
+
+    def callback_token(self) -> str | None:
+        return self.settings.callback_token.get_secret_value()
+
+    @property
+    def callback_url(self) -> str:
+        token = self.settings.callback_token.get_secret_value()
+        return f"{self.context.public_url.rstrip('/')}/callbacks/{self.name}/{token}"
+
+    # -- send --------------------------------------------------------------------------
+
+    def check(self, message: Message) -> SendResult | None:
+        """What Kaleyra cannot take, refused before any HTTP call."""
+        if render_number(message.destination.addr) is None:
+            return SendResult.rejected(Status.ESME_RINVDSTADR, "destination is not an international number")
+        if not message.text:
+            return SendResult.rejected(Status.ESME_RINVMSGLEN, "empty text")
+        if self.settings.max_parts and sms_parts(message.text) > self.settings.max_parts:
+            return SendResult.rejected(Status.ESME_RINVMSGLEN, f"longer than max_parts={self.settings.max_parts}")
+        return None
+
+    def sender_for(self, message: Message) -> str:
+        source = message.source.addr
+        allowed = self.settings.allowed_senders
+        if source and ("*" in allowed or source in allowed):
+            return source
+        return self.settings.sender
+
+    def build_request(self, message: Message) -> dict[str, Any]:
+        """The send parameters, in the documented names (values for a form or a JSON body)."""
+        s = self.settings
+        as_json = s.body_format == "json"
+        to = render_number(message.destination.addr)
+        assert to is not None
+        fields: dict[str, Any] = {"to": to, "sender": self.sender_for(message), "type": s.sms_type}
+        fields["body"] = message.text
+        if message.flash:
+            fields["flash"] = 1 if as_json else "1"
+        if gsm_septets(message.text) is None:
+            fields["unicode"] = 1 if as_json else "1"
+        reference = str(message.id)
+        if s.reference_field == "ref":
+            fields["ref"] = reference
+        elif s.reference_field == "ref_custom":
+            fields["ref_custom"] = [reference] if as_json else reference
+        if s.callback_mode in ("object", "url"):
+            target = {"url": self.callback_url, "method": s.callback_method}
+            if s.callback_mode == "url":
+                fields["callback"] = self.callback_url
+            else:
+                fields["callback"] = target if as_json else json.dumps(target, separators=(",", ":"))
+        elif s.callback_mode == "profile":
+            fields["callback_profile_id"] = s.callback_profile_id
+        return fields
+
+    async def send(self, message: Message) -> SendResult:
+        refused = self.check(message)
+        if refused is not None:
+            return refused
+        fields = self.build_request(message)
+        body = {"json": fields} if self.settings.body_format == "json" else {"data": fields}
+        self.log.debug("kaleyra_send", message_id=message.id, to=mask_number(fields["to"]), flash=message.flash)
+        answer = await self._http.request("POST", self.send_url, **body)
+        if isinstance(answer, SendResult):
+            return answer
+        result = parse_send_answer(answer)
+        if answer.status in (401, 403):
+            self.log.error("kaleyra_credentials_refused", http_status=answer.status, message_id=message.id)
+        elif answer.status == 404 and result.outcome is Outcome.NOT_SENT:
+            self.log.error("kaleyra_not_found", http_status=404, message_id=message.id, hint="check base_url and sid")
+        elif result.outcome is Outcome.ACCEPTED:
+            self._track(result.provider_ids, message.created_at)
+        return result
+
+    def _track(self, provider_ids: Sequence[str], since: float) -> None:
+        now = self.context.clock()
+        while self._recent_order and self._recent_order[0][0] < now - EARLY_WINDOW:
+            at, stale = self._recent_order.popleft()
+            if self._recent.get(stale) == at:
+                del self._recent[stale]
+        for provider_id in provider_ids:
+            self._recent[provider_id] = now
+            self._recent_order.append((now, provider_id))
+            if self.settings.poll_interval > 0:
+                self._watch(provider_id, since, now + self.settings.poll_interval)
+
+    async def resume(self, messages: Sequence[Message]) -> None:
+        """After a restart: callbacks may have come while we were down, so ask soon."""
+        if self.settings.poll_interval <= 0:
+            return
+        now = self.context.clock()
+        for message in messages:
+            for provider_id in message.provider_ids:
+                self._watch(provider_id, message.created_at, now)
+
+    # -- callbacks -----------------------------------------------------------------------
+
+    async def handle_callback(self, request: web.Request) -> web.StreamResponse:
+        """GET with query parameters, or POST/PUT with a JSON object (or list) or form fields."""
+        try:
+            reports = await _callback_fields(request)
+        except ValueError:
+            return self._callback_answer("invalid", 400)
+        results = []
+        for fields in reports:
+            try:
+                results.append(await self._take_callback(fields))
+            except StoreUnavailable:
+                return self._callback_answer("error", 503)
+        worst = next((r for r in ("invalid", "ignored", "unknown_id") if r in results), "accepted")
+        return self._callback_answer(worst, 400 if worst == "invalid" else 200)
+
+    async def _take_callback(self, fields: Mapping[str, Any]) -> str:
+        provider_id = pick(fields, self._callback_names["id"])
+        status = pick(fields, self._callback_names["status"])
+        if not provider_id or not status:
+            self.log.warning("kaleyra_callback_incomplete", fields=sorted(fields)[:10])
+            return "invalid"
+        mapped = map_report(status, pick(fields, self._callback_names["status_trace"]))
+        if mapped is None:
+            self.log.warning("kaleyra_status_unknown", status=status[:32], provider_id=provider_id)
+            return "ignored"
+        state, error = mapped
+        at = parse_timestamp(pick(fields, self._callback_names["timestamp"])) or self.context.clock()
+        report = StatusReport(self.name, provider_id, state, error, at, status[:32])
+        known = await self.context.report(report)
+        if state.is_final:
+            self._forget(provider_id)
+        if not known and provider_id in self._recent:
+            self._spawn(self._report_again(report))
+        return "accepted" if known else "unknown_id"
+
+    def _callback_answer(self, result: str, status: int) -> web.Response:
+        self.context.metrics.callbacks.labels(self.name, result).inc()
+        return web.Response(status=status, text="OK" if status == 200 else "ERROR")
+
+    async def _report_again(self, report: StatusReport) -> None:
+        """A callback that came before the send's own store write: try again shortly."""
+        for delay in EARLY_REPORT_RETRIES:
+            await asyncio.sleep(delay)
+            if await self.context.report(report):
+                return
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- polling -------------------------------------------------------------------------
+
+    def _watch(self, provider_id: str, since: float, due: float) -> None:
+        self._watches[provider_id] = _Watch(since, due)
+        heapq.heappush(self._heap, (due, provider_id))
+        self._wake.set()
+
+    def _forget(self, provider_id: str) -> None:
+        self._watches.pop(provider_id, None)
+
+    def _due(self, now: float) -> list[str]:
+        """Watched ids whose poll time has come, oldest first, at most one batch."""
+        batch: list[str] = []
+        while self._heap and len(batch) < self.settings.poll_batch:
+            due, provider_id = self._heap[0]
+            watch = self._watches.get(provider_id)
+            if watch is None or watch.due != due or provider_id in batch:
+                heapq.heappop(self._heap)
+                continue
+            if due > now:
+                break
+            heapq.heappop(self._heap)
+            batch.append(provider_id)
+        return batch
+
+    def _next_due(self) -> float | None:
+        while self._heap:
+            due, provider_id = self._heap[0]
+            watch = self._watches.get(provider_id)
+            if watch is not None and watch.due == due:
+                return due
+            heapq.heappop(self._heap)
+        return None
+
+    async def _poll_loop(self) -> None:
+        while True:
+            now = self.context.clock()
+            batch = self._due(now)
+            if not batch:
+                next_due = self._next_due()
+                self._wake.clear()
+                timeout = None if next_due is None else max(0.0, next_due - now)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            try:
+                await self.poll(batch)
+            except Exception:  # a poller that dies silently would leave messages without receipts
+                self.log.exception("kaleyra_poll_failed")
+                self._reschedule(batch, None)
+
+    async def poll(self, provider_ids: Sequence[str]) -> None:
+        """One status request for a batch of watched ids; report what changed."""
+        now = self.context.clock()
+        live: list[str] = []
+        for provider_id in provider_ids:
+            watch = self._watches.get(provider_id)
+            if watch is None:
+                continue
+            if now - watch.since >= self.settings.pending_max_age:
+                await self._give_up(provider_id)
+            else:
+                live.append(provider_id)
+        if not live:
+            return
+        await self._poll_rate.acquire()
+        answer = await self._http.request("GET", self.status_url, params={"message_ids": ",".join(live)})
+        if isinstance(answer, SendResult):
+            self.log.warning("kaleyra_poll_transport", reason=answer.reason, ids=len(live))
+            self._reschedule(live, None)
+            return
+        if answer.status == 429 or answer.status >= 500:
+            self.log.warning("kaleyra_poll_refused", http_status=answer.status)
+            self._reschedule(live, retry_after(answer.headers))
+            return
+        if answer.status in (401, 403):
+            self.log.error("kaleyra_credentials_refused", http_status=answer.status, during="poll")
+        body = answer.json()
+        items = body.get("data") if isinstance(body, dict) else None
+        seen: set[str] = set()
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict):
+                continue
+            provider_id = pick(item, CALLBACK_FIELDS["id"])
+            if provider_id in live and provider_id not in seen:
+                seen.add(provider_id)
+                await self._polled(provider_id, item)
+        self._reschedule([pid for pid in live if pid not in seen], None)
+
+    async def _polled(self, provider_id: str, item: Mapping[str, Any]) -> None:
+        status = pick(item, ("status",))
+        mapped = map_report(status, pick(item, ("status_details", "status_trace")))
+        if mapped is None:
+            self.log.warning("kaleyra_status_unknown", status=status[:32], provider_id=provider_id)
+            self._reschedule([provider_id], None)
+            return
+        state, error = mapped
+        known = await self.context.report(
+            StatusReport(self.name, provider_id, state, error, self.context.clock(), status[:32])
+        )
+        watch = self._watches.get(provider_id)
+        if state.is_final or watch is None:
+            self._forget(provider_id)
+            return
+        watch.unknown = 0 if known else watch.unknown + 1
+        if watch.unknown >= MAX_UNKNOWN_POLLS:
+            self.log.warning("kaleyra_poll_dropped", provider_id=provider_id)
+            self._forget(provider_id)
+            return
+        self._reschedule([provider_id], None)
+
+    def _reschedule(self, provider_ids: Sequence[str], at_least: float | None) -> None:
+        """Next poll: poll_interval doubled per poll so far, capped at poll_interval_max."""
+        now = self.context.clock()
+        for provider_id in provider_ids:
+            watch = self._watches.get(provider_id)
+            if watch is None:
+                continue
+            watch.polls += 1
+            delay = min(self.settings.poll_interval * 2**watch.polls, self.settings.poll_interval_max)
+            watch.due = now + max(delay, at_least or 0.0)
+            heapq.heappush(self._heap, (watch.due, provider_id))
+
+    async def _give_up(self, provider_id: str) -> None:
+        state = MessageState[self.settings.pending_final_state]
+        self.log.info("kaleyra_no_final_state", provider_id=provider_id, state=state.stat)
+        self._forget(provider_id)
+        await self.context.report(StatusReport(self.name, provider_id, state, 0, self.context.clock(), "max age"))
+
+
+async def _callback_fields(request: web.Request) -> list[dict[str, Any]]:
+    """The reports of one callback request: the query, merged with a JSON object, each
+    object of a JSON list, or form fields. ValueError for a body that is none of these."""
+    query: dict[str, Any] = dict(request.query)
+    if request.method == "GET" or not request.can_read_body:
+        return [query]
+    if request.content_type == "application/json" or request.content_type.endswith("+json"):
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise ValueError("not JSON") from exc
+        items = body if isinstance(body, list) else [body]
+        if not items or not all(isinstance(item, dict) for item in items):
+            raise ValueError("not a JSON object")
+        return [{**query, **item} for item in items]
+    return [{**query, **dict(await request.post())}]

@@ -1,0 +1,379 @@
+"""Skycore Messaging API v2 "Send SMS" (provider document 003, PROVIDERS.md section 5).
+
+This module owns Skycore's wire format and nothing else: one `POST` of JSON
+`{"action": "sendsms", "message-text", "to", "from", "from-mask"?, "campaign-ref"?}`
+to the account's endpoint URL with the `x-api-key` header; the Success/Failure answer
+(branched on `status`, whatever the HTTP status); the error-code table; and the JSON
+postbacks (N201 sent, N202 delivered, E201 failed, E202 rejected) that Skycore POSTs
+to the one postback URL of the account, {public_url}/callbacks/<name>/<callback_token>.
+
+Skycore has no flash message class. Not every carrier returns a delivery receipt, so
+a message without a final postback ends UNKNOWN after `final_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, NamedTuple
+
+from aiohttp import web
+
+from bridge.config import SkycoreProvider as SkycoreSettings
+from bridge.core.message import Lifecycle, Message
+from bridge.logging import get_logger, mask_number
+from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.http import HttpAnswer, HttpClient, refused_by_status
+from bridge.smpp.constants import MessageState, Status
+from bridge.smpp.text import gsm_septets
+
+ACTION = "sendsms"
+SUCCESS = "success"
+FAILURE = "failure"
+SMS_MT = "SMS_MT"
+# A sender mask: letters, digits, space, `_` and `-`, not only digits (Skycore cuts it at 11).
+MASK = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 _-]+$")
+SENDER_NUMBER = re.compile(r"^\d{3,15}$")
+DEDUP_ENTRIES = 100_000  # (tracking-id, code) pairs remembered against replayed postbacks
+SWEEP_BATCH = 500
+
+
+class Rule(NamedTuple):
+    """What one of Skycore's error codes means for the message and the operator."""
+
+    status: Status
+    outcome: Outcome
+    alert: bool = False  # the operator must act (key, account, IP list, billing)
+
+
+# `error-code` of a Failure answer -> what the ESME is told. Errors about our account,
+# our request or Skycore itself are NOT_SENT (another provider may send the message);
+# errors about the message are REJECTED (no failover).
+ERRORS: dict[str, Rule] = {
+    "E100": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # invalid request
+    "E101": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # 'action' required / invalid
+    "E102": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # API key required
+    "E103": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # API access blocked
+    "E104": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # authentication failed
+    "E105": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # account has no API rights
+    "E106": Rule(Status.ESME_RTHROTTLED, Outcome.NOT_SENT),  # API called too often
+    "E107": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # action not allowed to this account
+    "E108": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # parse error
+    "E109": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # API not activated
+    "E110": Rule(Status.ESME_RINVDSTADR, Outcome.REJECTED),  # invalid receiver number
+    "E111": Rule(Status.ESME_RINVSRCADR, Outcome.REJECTED),  # invalid sender / short code
+    "E112": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True),  # IP not allow-listed
+    "E113": Rule(Status.ESME_RTHROTTLED, Outcome.NOT_SENT),  # throughput exceeded
+    "E114": Rule(Status.ESME_RINVDSTADR, Outcome.REJECTED),  # number blacklisted
+    "E115": Rule(Status.ESME_RINVSRCADR, Outcome.REJECTED),  # sender mask too long (AU)
+    "E120": Rule(Status.ESME_RTHROTTLED, Outcome.NOT_SENT),  # API request limit reached
+    "E201": Rule(Status.ESME_RINVDSTADR, Outcome.REJECTED),  # receiver number required
+    "E503": Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT),  # internal error
+    "E712": Rule(Status.ESME_RINVMSGLEN, Outcome.REJECTED),  # text required
+    "E713": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED, alert=True),  # billing problem
+    "E714": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED, alert=True),  # campaign missing / invalid
+    "E715": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # number not subscribed to the campaign
+}
+UNKNOWN_ERROR = Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED)
+CREDENTIALS_REFUSED = Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True)  # HTTP 401/403, no Failure body
+
+
+class Postback(NamedTuple):
+    state: MessageState
+    error: int  # the receipt's err: field
+
+
+# SMS_MT postback `code` -> message_state and err.
+POSTBACK_STATES: dict[str, Postback] = {
+    "N201": Postback(MessageState.ENROUTE, 0),  # Sent: handed to the carrier
+    "N202": Postback(MessageState.DELIVERED, 0),  # Delivered: positive carrier DLR
+    "E201": Postback(MessageState.REJECTED, 201),  # Failed: the carrier did not take it
+    "E202": Postback(MessageState.UNDELIVERABLE, 202),  # Rejected: negative carrier DLR
+}
+# An E202 whose status says "Expired" (v1: "Message Sent/Expired").
+EXPIRED = Postback(MessageState.EXPIRED, 202)
+# `status` words -> code, for a postback that lacks its code.
+STATUS_CODES = {"sent": "N201", "delivered": "N202", "failed": "E201", "rejected": "E202", "expired": "E202"}
+NO_FINAL_POSTBACK = "no final postback within final_timeout"
+
+
+# -- request -------------------------------------------------------------------------
+
+
+def render_to(number: str, plus_prefix: bool) -> str | None:
+    """International digits (country code, no `+`, no 00), or None when the number
+    cannot be one (E.164 has at most 15 digits)."""
+    if not 7 <= len(number) <= 15 or number.startswith("0"):
+        return None
+    return "+" + number if plus_prefix else number
+
+
+def sms_parts(text: str) -> int:
+    """SMS parts the text costs: GSM-7 160 / 153 septets, else UCS-2 70 / 67 units."""
+    septets = gsm_septets(text)
+    if septets is not None:
+        return 1 if septets <= 160 else -(-septets // 153)
+    units = len(text.encode("utf-16-be")) // 2
+    return 1 if units <= 70 else -(-units // 67)
+
+
+def senders(source_addr: str, settings: SkycoreSettings) -> tuple[str, str]:
+    """(from, from-mask). An allowed source_addr of digits is the `from` number; one with
+    letters is the mask on the configured number. Otherwise the configured pair."""
+    allowed = settings.allowed_senders
+    if source_addr and (source_addr in allowed or "*" in allowed):
+        if SENDER_NUMBER.match(source_addr):
+            return source_addr, settings.from_mask
+        if MASK.match(source_addr):
+            return settings.from_, source_addr
+    return settings.from_, settings.from_mask
+
+
+def build_body(settings: SkycoreSettings, message: Message) -> dict[str, Any] | SendResult:
+    """The documented JSON body, or the refusal when Skycore could not take the message."""
+    to = render_to(message.destination.addr, settings.plus_prefix)
+    if to is None:
+        return SendResult.rejected(Status.ESME_RINVDSTADR, "skycore: destination not renderable")
+    if not message.text:
+        return SendResult.rejected(Status.ESME_RINVMSGLEN, "skycore: empty text")
+    if settings.max_parts and sms_parts(message.text) > settings.max_parts:
+        return SendResult.rejected(Status.ESME_RINVMSGLEN, f"skycore: text longer than {settings.max_parts} parts")
+    sender, mask = senders(message.source.addr, settings)
+    body: dict[str, Any] = {"action": ACTION, "message-text": message.text, "to": to, "from": sender}
+    if mask:
+        body["from-mask"] = mask
+    if settings.campaign_ref:
+        body["campaign-ref"] = settings.campaign_ref
+    if settings.click_tracking:
+        body["click-tracking"] = True
+    return body
+
+
+# -- answer --------------------------------------------------------------------------
+
+
+def _result(rule: Rule, reason: str) -> SendResult:
+    if rule.outcome is Outcome.NOT_SENT:
+        metric = "throttled" if rule.status is Status.ESME_RTHROTTLED else "rejected"
+        return SendResult.not_sent(rule.status, reason, metric=metric)
+    return SendResult.rejected(rule.status, reason)
+
+
+def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
+    """(result, alert): what Skycore's answer means, and whether the operator must act.
+
+    Success and Failure both come with HTTP 200 as far as anyone knows, so `status`
+    decides; `reference` (our message id) stands in for a missing tracking-id."""
+    if answer.status == 429:
+        refused = refused_by_status(answer)
+        assert refused is not None
+        return refused, False
+    body = answer.json()
+    status = body.get("status") if isinstance(body, dict) else None
+    if isinstance(status, str) and status.strip().lower() == SUCCESS:
+        tracking_id = body.get("tracking-id")
+        if isinstance(tracking_id, (str, int)) and not isinstance(tracking_id, bool) and str(tracking_id).strip():
+            return SendResult.accepted(str(tracking_id).strip()), False
+        # Taken, but its postbacks cannot be matched: the operator should know.
+        reason = "skycore: Success without tracking-id"
+        return SendResult(Outcome.ACCEPTED, Status.ESME_ROK, (reference,), reason=reason), True
+    if isinstance(status, str) and status.strip().lower() == FAILURE:
+        code = str(body.get("error-code", "")).strip().upper()
+        rule = ERRORS.get(code, UNKNOWN_ERROR)
+        return _result(rule, f"skycore {code or 'failure without error-code'}"), rule.alert
+    refused = refused_by_status(answer)
+    if refused is not None:
+        return refused, False
+    if answer.status in (401, 403):
+        return _result(CREDENTIALS_REFUSED, f"skycore: HTTP {answer.status}"), True
+    if 200 <= answer.status < 300:
+        # It answered, so it read the request; whether it took the message is unknown.
+        return SendResult.unknown(f"skycore: unreadable answer (HTTP {answer.status})", metric="error"), False
+    return _result(UNKNOWN_ERROR, f"skycore: HTTP {answer.status}"), False
+
+
+# -- postbacks -----------------------------------------------------------------------
+
+
+def postback_state(payload: dict[str, Any]) -> tuple[str, Postback] | None:
+    """(code, state) of an SMS_MT postback; None for other origins and unknown codes."""
+    origin = str(payload.get("origin", SMS_MT)).strip().upper()
+    if origin != SMS_MT:
+        return None
+    status = str(payload.get("status", "")).strip().lower()
+    code = str(payload.get("code", "")).strip().upper() or STATUS_CODES.get(status, "")
+    mapped = POSTBACK_STATES.get(code)
+    if mapped is None:
+        return None
+    if code == "E202" and "expired" in status:
+        return code, EXPIRED
+    return code, mapped
+
+
+def postback_time(payload: dict[str, Any], default: float) -> float:
+    """`timestamp` (ISO-8601 with microseconds and offset) as epoch seconds."""
+    value = payload.get("timestamp")
+    if not isinstance(value, str):
+        return default
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return default
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+# -- the connector -------------------------------------------------------------------
+
+
+class Skycore(Provider):
+    kind: ClassVar[str] = "skycore"
+    supports_flash: ClassVar[bool] = False
+    settings: SkycoreSettings
+
+    def __init__(self, name: str, settings: SkycoreSettings, context: ProviderContext) -> None:
+        super().__init__(name, settings, context)
+        self._log = (context.log or get_logger("provider")).bind(provider=name)
+        self._http = HttpClient(
+            settings.timeout,
+            settings.connect_timeout,
+            settings.max_connections,
+            headers={"x-api-key": settings.api_key.get_secret_value(), "Accept": "application/json"},
+        )
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._http.start()
+        if self.settings.final_timeout > 0 and self.context.find_messages is not None:
+            self._sweeper = asyncio.ensure_future(self._sweep_forever())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        await self._http.close()
+
+    def callback_token(self) -> str | None:
+        return self.settings.callback_token.get_secret_value()
+
+    async def send(self, message: Message) -> SendResult:
+        body = build_body(self.settings, message)
+        if isinstance(body, SendResult):
+            return body
+        self._log.debug("skycore_send", message_id=message.id, to=mask_number(body["to"]))
+        answer = await self._http.request("POST", self.settings.url, json=body)
+        if isinstance(answer, SendResult):
+            return answer
+        result, alert = parse_answer(answer, str(message.id))
+        if alert:
+            self._log.error("skycore_operator_attention", reason=result.reason, http_status=answer.status)
+        return result
+
+    async def resume(self, messages: Sequence[Message]) -> None:
+        """Nothing to re-arm: postbacks come by themselves (Skycore retries them for
+        25 minutes), and the final_timeout sweep reads the store, restarts included."""
+
+    # -- postbacks ---------------------------------------------------------------------
+
+    async def handle_callback(self, request: web.Request) -> web.StreamResponse:
+        """One postback. Cheap on purpose (one store lookup and write) so Skycore gets
+        its 200 well within its 10 seconds; a failure to record answers 503 so that
+        Skycore sends the postback again later."""
+        if request.method != "POST":
+            self._count("bad_method")
+            raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+        try:
+            payload = await request.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self._count("bad_request")
+            raise web.HTTPBadRequest(text="expected a JSON object")
+        mapped = postback_state(payload)
+        tracking_id = payload.get("tracking-id")
+        tracking_id = str(tracking_id).strip() if isinstance(tracking_id, (str, int)) else ""
+        if mapped is None or not tracking_id:
+            # Other origins (SMS_MO, MMS_*) share the URL: they are not ours to handle.
+            self._count("ignored")
+            self._log.info("skycore_postback_ignored", origin=str(payload.get("origin")), code=str(payload.get("code")))
+            return web.Response(text="OK")
+        code, postback = mapped
+        key = (tracking_id, code)
+        if key in self._seen:
+            self._count("duplicate")
+            return web.Response(text="OK")
+        report = StatusReport(
+            self.name,
+            tracking_id,
+            postback.state,
+            postback.error,
+            postback_time(payload, self.context.clock()),
+            str(payload.get("status", code)),
+        )
+        try:
+            known = await self.context.report(report)
+        except Exception:
+            self._count("error")
+            self._log.exception("skycore_postback_failed", code=code)
+            raise web.HTTPServiceUnavailable() from None
+        self._remember(key)
+        self._count("ok" if known else "unknown_id")
+        return web.Response(text="OK")
+
+    def _remember(self, key: tuple[str, str]) -> None:
+        self._seen[key] = None
+        if len(self._seen) > DEDUP_ENTRIES:
+            self._seen.popitem(last=False)
+
+    def _count(self, result: str) -> None:
+        self.context.metrics.callbacks.labels(self.name, result).inc()
+
+    # -- messages that never get a final postback ------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        """Every interval (not at once: start() runs before the bridge has loaded its
+        stored receipts, and a receipt made meanwhile would be queued twice)."""
+        interval = min(300.0, self.settings.final_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.expire_silent()
+            except Exception:  # the store may be briefly away; the next sweep retries
+                self._log.exception("skycore_sweep_failed")
+
+    async def expire_silent(self) -> int:
+        """End UNKNOWN every message accepted more than final_timeout ago that is still
+        waiting for its final postback. Oldest first; stops at the first young one."""
+        assert self.context.find_messages is not None
+        cutoff = self.context.clock() - self.settings.final_timeout
+        expired = 0
+        after = 0
+        while True:
+            batch = await self.context.find_messages(
+                [Lifecycle.ACCEPTED], provider=self.name, limit=SWEEP_BATCH, after_id=after
+            )
+            for message in batch:
+                if message.created_at > cutoff:
+                    return expired
+                if message.provider_ids:
+                    report = StatusReport(
+                        self.name,
+                        message.provider_ids[0],
+                        MessageState.UNKNOWN,
+                        0,
+                        self.context.clock(),
+                        NO_FINAL_POSTBACK,
+                    )
+                    await self.context.report(report)
+                    expired += 1
+            if len(batch) < SWEEP_BATCH:
+                return expired
+            after = batch[-1].id

@@ -1,0 +1,499 @@
+"""A faithful HTTP double of the FlashSMS API (Ghana), as its documentation describes it.
+
+Under `/api/v1`: `POST /sms/send`, `GET /sms/status/:id`, `GET /sms/:id/recipients`,
+`GET /sms` (history), `GET /balance`, `POST /sms/estimate`, `GET /sender-ids`.
+Auth by `Authorization: Bearer <key>` or `X-API-Key: <key>`, with scopes (403 when one
+is missing); a token bucket of `rate_limit` requests per minute per key (429 beyond);
+Ghana numbers only (0XXXXXXXXX, 233XXXXXXXXX, +233XXXXXXXXX); messages up to 918
+characters; at most 1,000 recipients; errors as `{"success": false, "error": "<text>"}`.
+
+Recipients go PENDING -> SENT (after `sent_after` s) -> DELIVERED or FAILED (after
+`final_after` s), or stay PENDING with `progress="manual"` until
+`POST /_sim/messages/{id}/status` sets them. Magic numbers (`SEND_ERRORS`, `OUTCOMES`)
+trigger every documented error and outcome; `POST /_sim/fail-next` makes the next
+requests fail. Every API request is recorded in `app["received"]`.
+
+Defaults for `smpp-bridge simulate flashsms`: key `bms_live_sim_key`, all scopes,
+approved sender ids `FlashSMS` and `MyBrand`, 1,000 credits, 100 requests/minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+DEFAULT_API_KEY = "bms_live_sim_key"
+ALL_SCOPES = frozenset(
+    {
+        "sms:send",
+        "sms:read",
+        "balance:read",
+        "contacts:read",
+        "contacts:write",
+        "senders:read",
+        "templates:read",
+        "templates:write",
+        "transactions:read",
+    }
+)
+MAX_CHARS = 918
+MAX_RECIPIENTS = 1000
+GSM_CHARS = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€\f"
+)
+
+# Magic recipient (233 form) -> (HTTP status, error text); 200 = accepted but listed invalid.
+SEND_ERRORS: dict[str, tuple[int, str]] = {
+    "233200000401": (401, "Invalid or expired API key"),
+    "233200000402": (402, "Insufficient SMS credits"),
+    "233200000403": (403, "API key lacks the required permission: sms:send"),
+    "233200000410": (400, "Invalid phone number: 233200000410"),
+    "233200000411": (400, "Sender ID is not approved for this account"),
+    "233200000412": (400, "Message contains blocked content"),
+    "233200000413": (200, ""),
+    "233200000414": (400, "Invalid request parameters"),
+    "233200000429": (429, "Rate limit exceeded. Please retry later."),
+    "233200000500": (500, "Internal server error"),
+}
+HANG_NUMBER = "233200000408"  # answers only when the client has given up (a read timeout)
+# Recipient prefix (233 form) -> final status; None = never leaves the previous state.
+OUTCOMES: dict[str, tuple[str, str | None]] = {
+    "2332000009": ("SENT", "FAILED"),
+    "2332000008": ("PENDING", None),  # stays PENDING
+    "2332000007": ("SENT", None),  # stays SENT
+}
+_GHANA = re.compile(r"^233[25]\d{8}$")  # mobile ranges start with 2 or 5
+_counter = itertools.count()
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def ghana_number(value: Any) -> str | None:
+    """0XXXXXXXXX / 233XXXXXXXXX / +233XXXXXXXXX -> 233XXXXXXXXX; None if not a Ghana mobile."""
+    text = str(value).strip().replace(" ", "")
+    if text.startswith("+"):
+        text = text[1:]
+    if re.fullmatch(r"0\d{9}", text):
+        text = "233" + text[1:]
+    return text if _GHANA.match(text) else None
+
+
+def cuid() -> str:
+    """A cuid-like id: c + time + counter + fingerprint + random, lowercase base36."""
+
+    def base36(number: int, width: int) -> str:
+        out = ""
+        while number:
+            number, digit = divmod(number, 36)
+            out = _BASE36[digit] + out
+        return out.rjust(width, "0")[-width:]
+
+    random = int.from_bytes(os.urandom(6), "big")
+    return (
+        "c"
+        + base36(int(time.time() * 1000), 8)
+        + base36(next(_counter), 4)
+        + base36(os.getpid(), 4)
+        + base36(random, 8)
+    )
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(moment * 1000) % 1000:03d}Z"
+
+
+def _estimate(message: str) -> dict[str, Any]:
+    gsm = all(char in GSM_CHARS for char in message)
+    length = len(message)
+    single, part = (160, 153) if gsm else (70, 67)
+    parts = 1 if length <= single else math.ceil(length / part)
+    return {"length": length, "parts": parts, "encoding": "GSM-7" if gsm else "UCS-2"}
+
+
+def make_app(
+    *,
+    api_key: str = DEFAULT_API_KEY,
+    scopes: Iterable[str] = ALL_SCOPES,
+    senders: Iterable[str] = ("FlashSMS", "MyBrand"),
+    balance: int = 1000,
+    rate_limit: int = 100,
+    sent_after: float = 0.5,
+    final_after: float = 1.5,
+    progress: str = "time",
+    all_invalid: str = "400",
+    retry_after: int | None = None,
+    account_name: str = "Simulated Account",
+) -> web.Application:
+    """Options: `api_key`, its `scopes`, approved `senders`, starting `balance` (credits),
+    `rate_limit` requests per minute per key, `sent_after`/`final_after` seconds from
+    PENDING to SENT and to the final status, `progress` "time" or "manual" (statuses
+    change only through /_sim/), `all_invalid` "400" (no valid recipient -> HTTP 400) or
+    "200" (accepted with recipientsSent 0), `retry_after` header on 429 (None = none)."""
+    app = web.Application(middlewares=[_record])
+    with warnings.catch_warnings():  # plain string keys: tests read app["received"]
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["received"] = []
+        app["messages"] = {}
+        app["fail_next"] = []
+        app["account"] = {"balance": balance}
+        app["release"] = asyncio.Event()
+    granted = frozenset(scopes)
+    approved = list(senders)
+    bucket = {"tokens": float(rate_limit), "at": time.monotonic()}
+
+    def fail(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+        return web.json_response({"success": False, "error": text}, status=status, headers=headers)
+
+    def ok(data: Any) -> web.Response:
+        return web.json_response({"success": True, "data": data})
+
+    def throttled() -> bool:
+        now = time.monotonic()
+        bucket["tokens"] = min(rate_limit, bucket["tokens"] + (now - bucket["at"]) * rate_limit / 60.0)
+        bucket["at"] = now
+        if bucket["tokens"] < 1:
+            return True
+        bucket["tokens"] -= 1
+        return False
+
+    def guard(scope: str) -> Callable[[Callable[[web.Request], Awaitable[web.Response]]], Any]:
+        """Key, rate limit, scope, injected failures: in the order the API applies them."""
+
+        def wrap(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Any:
+            async def guarded(request: web.Request) -> web.Response:
+                header = request.headers.get("Authorization", "")
+                key = header[7:].strip() if header.startswith("Bearer ") else request.headers.get("X-API-Key")
+                if not key:
+                    return fail(401, "Missing API key")
+                if key != api_key:
+                    return fail(401, "Invalid or expired API key")
+                if throttled():
+                    headers = {"Retry-After": str(retry_after)} if retry_after else None
+                    return fail(429, "Rate limit exceeded. Please retry later.", headers)
+                if scope not in granted:
+                    return fail(403, f"API key lacks the required permission: {scope}")
+                if app["fail_next"]:
+                    status, text = app["fail_next"].pop(0)
+                    return fail(status, text)
+                return await handler(request)
+
+            return guarded
+
+        return wrap
+
+    def state_of(message: dict[str, Any], phone: str) -> str:
+        entry = message["recipients"][phone]
+        if entry["override"]:
+            return str(entry["override"])
+        if progress == "manual":
+            return "PENDING"
+        elapsed = time.monotonic() - message["started"]
+        hold, final = entry["outcome"]
+        if elapsed < sent_after or (hold == "PENDING" and final is None):
+            return "PENDING"
+        if elapsed < final_after or final is None:
+            return "SENT"
+        return final
+
+    def overall(message: dict[str, Any]) -> str:
+        states = [state_of(message, phone) for phone in message["recipients"]]
+        if any(s == "PENDING" for s in states):
+            return "PENDING"
+        if any(s == "SENT" for s in states):
+            return "SENT"
+        return "FAILED" if all(s == "FAILED" for s in states) else "DELIVERED"
+
+    def sent_at(message: dict[str, Any], state: str) -> str | None:
+        return None if state in ("PENDING", "FAILED") else _iso(message["created"] + sent_after)
+
+    @guard("sms:send")
+    async def send(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return fail(400, "Invalid JSON body")
+        if not isinstance(body, dict):
+            return fail(400, "Invalid JSON body")
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            return fail(400, "message is required")
+        if len(message) > MAX_CHARS:
+            return fail(400, f"Message exceeds maximum length of {MAX_CHARS} characters")
+        recipients = body.get("recipients")
+        sources = ("groupId", "groupIds", "contactIds", "sendToAllContacts")  # contacts are not simulated
+        if recipients is None and not any(body.get(k) for k in sources):
+            return fail(
+                400, "At least one of recipients, groupId, groupIds, contactIds or sendToAllContacts is required"
+            )
+        if recipients is not None and (
+            not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients)
+        ):
+            return fail(400, "recipients must be an array of phone numbers")
+        recipients = list(dict.fromkeys(recipients or []))
+        if len(recipients) > MAX_RECIPIENTS:
+            return fail(400, f"Maximum {MAX_RECIPIENTS} recipients per request")
+        sender = body.get("senderId") or (approved[0] if approved else None)
+        if sender is None or sender not in approved:
+            return fail(400, f"Sender ID '{sender}' is not approved")
+        valid: list[str] = []
+        invalid: list[str] = []
+        for raw in recipients:
+            number = ghana_number(raw)
+            if number is None:
+                invalid.append(raw)
+            elif number not in valid:
+                valid.append(number)
+        for number in valid:
+            if number == HANG_NUMBER:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(app["release"].wait(), 60)
+                return fail(500, "Internal server error")
+            magic = SEND_ERRORS.get(number)
+            if magic is not None and magic[0] != 200:
+                status, text = magic
+                headers = {"Retry-After": str(retry_after)} if status == 429 and retry_after else None
+                return fail(status, text, headers)
+            if magic is not None:
+                invalid.append(number)
+        valid = [n for n in valid if n not in invalid]
+        if not valid and all_invalid == "400":
+            return fail(400, "No valid recipients. Use Ghana phone numbers (0XXXXXXXXX or 233XXXXXXXXX)")
+        cost = len(valid)  # "Each message costs 1 credit per recipient."
+        if cost > app["account"]["balance"]:
+            return fail(402, "Insufficient SMS credits")
+        app["account"]["balance"] -= cost
+        message_id = cuid()
+        now = time.time()
+        app["messages"][message_id] = {
+            "id": message_id,
+            "message": message,
+            "senderId": sender,
+            "campaignName": body.get("campaignName"),
+            "created": now,
+            "started": time.monotonic(),
+            "creditsUsed": cost,
+            "recipients": {
+                number: {"outcome": _outcome(number), "override": None, "order": i} for i, number in enumerate(valid)
+            },
+        }
+        return ok(
+            {
+                "messageId": message_id,
+                "recipientsSent": len(valid),
+                "invalidRecipients": invalid,
+                "creditsUsed": cost,
+                "remainingCredits": app["account"]["balance"],
+                "scheduled": False,
+                "scheduleDate": None,
+            }
+        )
+
+    def find(request: web.Request) -> dict[str, Any]:
+        message = app["messages"].get(request.match_info["message_id"])
+        if message is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"success": False, "error": "Message not found"}), content_type="application/json"
+            )
+        return dict(message)
+
+    def summary(message: dict[str, Any]) -> dict[str, Any]:
+        status = overall(message)
+        return {
+            "id": message["id"],
+            "status": status,
+            "recipientCount": len(message["recipients"]),
+            "message": message["message"],
+            "senderId": message["senderId"],
+            "creditsUsed": message["creditsUsed"],
+            "scheduledAt": None,
+            "sentAt": sent_at(message, status),
+            "createdAt": _iso(message["created"]),
+        }
+
+    @guard("sms:read")
+    async def status(request: web.Request) -> web.Response:
+        return ok(summary(find(request)))
+
+    @guard("sms:read")
+    async def recipients(request: web.Request) -> web.Response:
+        message = find(request)
+        rows = []
+        for phone in message["recipients"]:
+            state = state_of(message, phone)
+            rows.append({"phone": phone, "status": state, "sentAt": sent_at(message, state)})
+        delivered = sum(r["status"] == "DELIVERED" for r in rows)
+        failed = sum(r["status"] == "FAILED" for r in rows)
+        stats = {
+            "delivered": delivered,
+            "failed": failed,
+            "pending": len(rows) - delivered - failed,
+            "deliveryRate": round(100.0 * delivered / len(rows), 1) if rows else 0.0,
+        }
+        return ok(
+            {
+                "messageId": message["id"],
+                "status": overall(message),
+                "recipientCount": len(rows),
+                "recipients": rows,
+                "stats": stats,
+            }
+        )
+
+    @guard("sms:read")
+    async def history(request: web.Request) -> web.Response:
+        try:
+            page = max(1, int(request.query.get("page", 1)))
+            limit = min(100, max(1, int(request.query.get("limit", 20))))
+        except ValueError:
+            return fail(400, "page and limit must be numbers")
+        wanted = request.query.get("status")
+        rows = [summary(m) for m in reversed(list(app["messages"].values()))]
+        rows = [r for r in rows if not wanted or r["status"] == wanted]
+        for row in rows:
+            row["message"] = row["message"][:160]
+        total = len(rows)
+        pages = max(1, math.ceil(total / limit))
+        chunk = rows[(page - 1) * limit : page * limit]
+        return ok(
+            {
+                "messages": chunk,
+                "pagination": {
+                    "page": page,
+                    "limit": limit,
+                    "total": total,
+                    "totalPages": pages,
+                    "hasMore": page < pages,
+                },
+            }
+        )
+
+    @guard("balance:read")
+    async def get_balance(request: web.Request) -> web.Response:
+        return ok(
+            {
+                "balance": app["account"]["balance"],
+                "currency": "credits",
+                "accountName": account_name,
+                "accountPhone": "0201234567",
+            }
+        )
+
+    @guard("sms:send")
+    async def estimate(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return fail(400, "Invalid JSON body")
+        message = body.get("message") if isinstance(body, dict) else None
+        count = body.get("recipientCount") if isinstance(body, dict) else None
+        if not isinstance(message, str) or not message:
+            return fail(400, "message is required")
+        if not isinstance(count, int) or not 1 <= count <= 10000:
+            return fail(400, "recipientCount must be between 1 and 10000")
+        info = _estimate(message)
+        required = count  # one credit per recipient, as the document says
+        return ok(
+            {
+                "message": info,
+                "recipientCount": count,
+                "creditsRequired": required,
+                "currentBalance": app["account"]["balance"],
+                "canAfford": required <= app["account"]["balance"],
+            }
+        )
+
+    @guard("senders:read")
+    async def sender_ids(request: web.Request) -> web.Response:
+        return ok(
+            {
+                "senderIds": [
+                    {"id": f"sid_{i:06d}", "name": name, "status": "APPROVED", "createdAt": None, "approvedAt": None}
+                    for i, name in enumerate(approved)
+                ]
+            }
+        )
+
+    async def sim_status(request: web.Request) -> web.Response:
+        """Set a recipient's (or every recipient's) status: {"status": "DELIVERED", "phone"?}."""
+        message = app["messages"].get(request.match_info["message_id"])
+        if message is None:
+            raise web.HTTPNotFound()
+        body = await request.json()
+        phone = ghana_number(body["phone"]) if body.get("phone") else None
+        for number, entry in message["recipients"].items():
+            if phone is None or number == phone:
+                entry["override"] = str(body["status"]).upper()
+        return web.json_response({"ok": True})
+
+    async def sim_fail_next(request: web.Request) -> web.Response:
+        body = await request.json()
+        for _ in range(int(body.get("count", 1))):
+            app["fail_next"].append((int(body["status"]), str(body.get("error", "Injected failure"))))
+        return web.json_response({"queued": len(app["fail_next"])})
+
+    async def sim_messages(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                mid: {"campaignName": m["campaignName"], "recipients": list(m["recipients"])}
+                for mid, m in app["messages"].items()
+            }
+        )
+
+    api = "/api/v1"
+    app.router.add_post(f"{api}/sms/send", send)
+    app.router.add_get(f"{api}/sms/status/{{message_id}}", status)
+    app.router.add_get(f"{api}/sms/{{message_id}}/recipients", recipients)
+    app.router.add_get(f"{api}/sms", history)
+    app.router.add_get(f"{api}/balance", get_balance)
+    app.router.add_post(f"{api}/sms/estimate", estimate)
+    app.router.add_get(f"{api}/sender-ids", sender_ids)
+    app.router.add_post("/_sim/messages/{message_id}/status", sim_status)
+    app.router.add_post("/_sim/fail-next", sim_fail_next)
+    app.router.add_get("/_sim/messages", sim_messages)
+    app.on_shutdown.append(_release)
+    return app
+
+
+def _outcome(number: str) -> tuple[str, str | None]:
+    for prefix, outcome in OUTCOMES.items():
+        if number.startswith(prefix):
+            return outcome
+    return ("SENT", "DELIVERED")
+
+
+@web.middleware
+async def _record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    if not request.path.startswith("/_sim/"):
+        raw = await request.text() if request.can_read_body else ""
+        entry: dict[str, Any] = {
+            "method": request.method,
+            "path": request.path,
+            "headers": dict(request.headers),
+            "query": dict(request.query),
+            "at": time.time(),
+        }
+        if raw:
+            try:
+                entry["json"] = json.loads(raw)
+            except ValueError:
+                entry["body"] = raw
+        request.app["received"].append(entry)
+    return await handler(request)
+
+
+async def _release(app: web.Application) -> None:
+    app["release"].set()

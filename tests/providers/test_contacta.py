@@ -1,0 +1,436 @@
+"""Contacta connector, unit level: request builder, number rendering, text checks,
+the answer parser and its error table row by row, synthetic receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from bridge.config import ConfigError, ContactaProvider, parse_config
+from bridge.core.message import Address, Message, Part
+from bridge.metrics import Metrics
+from bridge.providers.base import Outcome, ProviderContext, StatusReport
+from bridge.providers.contacta import (
+    ERRORS,
+    RECEIPT_STATES,
+    Contacta,
+    Request,
+    basic_auth,
+    build_request,
+    choose_sender,
+    error_rule,
+    parse_answer,
+    render_phone,
+    text_refusal,
+)
+from bridge.providers.http import HttpAnswer
+from bridge.simulators.contacta import make_app
+from bridge.smpp.constants import MessageState, Status
+from tests.support.servers import AppThread
+
+# The error answers of document 000, verbatim, and the ERRORS row each must hit.
+DOCUMENT_ERRORS = {
+    "Missing params, please verify or contact to support": "missing params",
+    "Your key auth is not valid, please check with your administrator to get the new key": (
+        "your key auth is not valid"
+    ),
+    "Your account dont have credits availables for send this, please contact your administrator": (
+        "your account dont have credits availables"
+    ),
+    "Country or carrier not reachable or assigned to your account, please contact an administrator or support": (
+        "country or carrier not reachable"
+    ),
+    "Failed to append to the queue, no need to resend": "failed to append to the queue",
+    "Your account don't have enabled for send multi messages, please contact your administrator": (
+        "your account dont have enabled for send multi messages"
+    ),
+    # The same text as the heading writes it, with a typographic apostrophe.
+    "Your account don\u2019t have enabled for send multi messages": (
+        "your account dont have enabled for send multi messages"
+    ),
+}
+
+# The success example of document 000.
+DESCRIPTION: dict[str, Any] = {
+    "added_on": "2023-09-20 16:47:15",
+    "charge": 0.99,
+    "country": {"country": "MEXICO", "iso_code": "MX", "type": "MOVIL"},
+    "encoding": "gsm",
+    "id": 199999,
+    "job_id": 199999,
+    "length": 12,
+    "message": "Hello World!",
+    "number": "8100001234",
+    "segments": 1,
+    "sender": "AWESOMEINC",
+}
+SUCCESS = {"status": True, "error": False, "description": DESCRIPTION}
+
+
+def settings(**overrides: Any) -> ContactaProvider:
+    raw = {"type": "contacta", "base_url": "https://api.example.com/", "username": "user", "password": "key"}
+    raw.update(overrides)
+    config = parse_config({"providers": {"contacta": raw}})
+    provider = config.providers["contacta"]
+    assert isinstance(provider, ContactaProvider)
+    return provider
+
+
+def message(
+    text: str = "Hello World!",
+    destination: str = "528100001234",
+    ton: int = 1,
+    source: str = "AWESOMEINC",
+    flash: bool = False,
+    created_at: float = 0.0,
+) -> Message:
+    return Message(
+        id=4242,
+        system_id="esme1",
+        source=Address(5, 0, source),
+        destination=Address(ton, 1, destination),
+        text=text,
+        flash=flash,
+        parts=[Part(4242, 1, created_at, text[:20])],
+        route=["contacta"],
+        ack="upstream",
+        created_at=created_at,
+    )
+
+
+def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpAnswer:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return HttpAnswer(status, headers or {}, text)
+
+
+# -- numbers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("number", "ton", "number_format", "expected"),
+    [
+        ("528100001234", 1, "national", "8100001234"),  # E.164: 52 + 10 digits
+        ("5218100001234", 1, "national", "8100001234"),  # the obsolete mobile 1
+        ("8100001234", 0, "national", "8100001234"),  # national, not marked international
+        ("8100001234", 1, "national", None),  # 10 digits marked international: not Mexican
+        ("4917012345678", 1, "national", None),  # another country
+        ("52810000123", 1, "national", None),  # one digit short
+        ("528100001234", 1, "international", "528100001234"),
+        ("5218100001234", 1, "international", "528100001234"),
+        ("8100001234", 0, "international", "528100001234"),
+        ("4917012345678", 1, "international", "4917012345678"),  # SMS Global: any E.164
+        ("1234567", 1, "international", None),  # too short for E.164
+        ("0123456789012", 2, "international", None),  # a trunk prefix, not international
+    ],
+)
+def test_render_phone(number: str, ton: int, number_format: str, expected: str | None) -> None:
+    assert render_phone(number, ton, number_format) == expected
+
+
+# -- text ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "refused"),
+    [
+        ("Hey", "septets", False),
+        ("Hi", "septets", True),  # minLength 3
+        ("x" * 160, "septets", False),
+        ("x" * 161, "septets", True),
+        ("x" * 159 + "€", "septets", True),  # € costs two septets: 161
+        ("x" * 159 + "€", "characters", False),  # ... but it is 160 characters
+        ("Привет", "septets", True),  # not GSM 03.38
+        ("¡Hola señor! ¿Qué tal? àèìòù ÄÖÑÜ", "septets", False),  # all in GSM 03.38
+    ],
+)
+def test_text_refusal(text: str, unit: str, refused: bool) -> None:
+    result = text_refusal(text, unit)
+    if refused:
+        assert result is not None
+        assert result.outcome is Outcome.REJECTED
+        assert result.status is Status.ESME_RINVMSGLEN
+    else:
+        assert result is None
+
+
+# -- sender and request --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "allowed", "expected"),
+    [
+        ("AWESOMEINC", [], "DEFAULT"),  # nothing allowed: the configured sender
+        ("AWESOMEINC", ["*"], "AWESOMEINC"),
+        ("AWESOMEINC", ["OTHER"], "DEFAULT"),
+        ("AWESOMEINC", ["AWESOMEINC"], "AWESOMEINC"),
+        ("TOO LONG SENDER", ["*"], "DEFAULT"),  # not a sender ID
+        ("12345", ["*"], "12345"),
+        ("", ["*"], "DEFAULT"),
+    ],
+)
+def test_choose_sender(source: str, allowed: list[str], expected: str) -> None:
+    assert choose_sender(source, allowed, "DEFAULT") == expected
+
+
+def test_post_request_is_json_with_the_documented_fields() -> None:
+    request = build_request(settings(allowed_senders=["*"]), message())
+    assert request == Request(
+        "POST",
+        "/v2/sms/send",
+        {"msg": "Hello World!", "phone": "8100001234", "sender": "AWESOMEINC", "id": "4242"},
+    )
+    assert request.http_kwargs() == {"json": request.fields}
+
+
+def test_get_request_uses_the_query_string_and_flash_its_own_path() -> None:
+    request = build_request(settings(method="GET"), message(flash=True))
+    assert isinstance(request, Request)
+    assert (request.method, request.path) == ("GET", "/v2/flash/send")
+    assert request.http_kwargs() == {"params": {"msg": "Hello World!", "phone": "8100001234", "id": "4242"}}
+
+
+def test_request_takes_the_configured_sender_and_sms_global_numbers() -> None:
+    request = build_request(settings(sender="BRIDGE", number_format="international"), message())
+    assert isinstance(request, Request)
+    assert request.fields == {"msg": "Hello World!", "phone": "528100001234", "sender": "BRIDGE", "id": "4242"}
+
+
+def test_request_refused_before_any_call() -> None:
+    bad_number = build_request(settings(), message(destination="4917012345678"))
+    assert not isinstance(bad_number, Request)
+    assert (bad_number.outcome, bad_number.status) == (Outcome.REJECTED, Status.ESME_RINVDSTADR)
+    too_long = build_request(settings(), message(text="x" * 161))
+    assert not isinstance(too_long, Request)
+    assert too_long.status is Status.ESME_RINVMSGLEN
+
+
+def test_basic_auth_header() -> None:
+    assert basic_auth("user", "key") == "Basic dXNlcjprZXk="
+
+
+# -- answers -------------------------------------------------------------------------
+
+
+def test_success_gives_job_id_and_id_as_provider_ids() -> None:
+    result, alert = parse_answer(answer(200, SUCCESS), "4242")
+    assert (result.outcome, result.status, result.provider_ids, alert) == (
+        Outcome.ACCEPTED,
+        Status.ESME_ROK,
+        ("199999",),
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        ({"id": 199999, "job_id": "199999"}, ("199999",)),  # the schema's string job_id
+        ({"id": 7, "job_id": 8}, ("8", "7")),
+        ({"id": "abc"}, ("abc",)),
+        ({}, ("4242",)),  # neither: our own reference, the `id` we sent
+        ({"id": True, "job_id": None}, ("4242",)),
+    ],
+)
+def test_success_ids_as_int_or_string(ids: dict[str, Any], expected: tuple[str, ...]) -> None:
+    description = {k: v for k, v in DESCRIPTION.items() if k not in ("id", "job_id")} | ids
+    result, _ = parse_answer(answer(200, {"status": True, "error": False, "description": description}), "4242")
+    assert result.provider_ids == expected
+
+
+@pytest.mark.parametrize("text", sorted(DOCUMENT_ERRORS))
+def test_every_documented_error_text_hits_its_row(text: str) -> None:
+    matched = error_rule(text)
+    assert matched is not None
+    assert matched[0] == DOCUMENT_ERRORS[text]
+
+
+@pytest.mark.parametrize("prefix", list(ERRORS))
+@pytest.mark.parametrize("field", ["description", "message"])
+@pytest.mark.parametrize("http_status", [200, 400, 401, 402, 500])
+def test_error_table_row_by_row(prefix: str, field: str, http_status: int) -> None:
+    """Each row, whichever field carries the text and whatever the HTTP status (not
+    documented): the documented text decides."""
+    text = next(t for t, row in DOCUMENT_ERRORS.items() if row == prefix)
+    result, alert = parse_answer(answer(http_status, {"status": False, "error": True, field: text}), "1")
+    rule = ERRORS[prefix]
+    assert (result.outcome, result.status, alert) == (rule.outcome, rule.status, rule.alert)
+    assert result.provider_ids == ()
+    assert text not in result.reason
+
+
+def test_error_table_choices() -> None:
+    """The proposals of PROVIDERS.md 2.2, and the failover consequences spelled out."""
+    assert ERRORS["country or carrier not reachable"].status is Status.ESME_RINVDSTADR
+    assert ERRORS["your account dont have enabled for send multi messages"].status is Status.ESME_RINVNUMDESTS
+    assert ERRORS["your key auth is not valid"].outcome is Outcome.NOT_SENT  # credentials: fail over
+    assert ERRORS["failed to append to the queue"].outcome is Outcome.REJECTED  # "no need to resend"
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "headers", "outcome", "status", "alert"),
+    [
+        (429, "", {"Retry-After": "7"}, Outcome.NOT_SENT, Status.ESME_RTHROTTLED, False),
+        (503, "<html>down</html>", {}, Outcome.NOT_SENT, Status.ESME_RSYSERR, False),
+        (500, {"status": False, "error": True, "description": "kaboom"}, {}, Outcome.NOT_SENT, Status.ESME_RSYSERR,
+         False),
+        (401, "Unauthorized", {}, Outcome.NOT_SENT, Status.ESME_RSYSERR, True),
+        (403, "", {}, Outcome.NOT_SENT, Status.ESME_RSYSERR, True),
+        (200, "not json", {}, Outcome.UNKNOWN, Status.ESME_RSYSERR, False),
+        (200, {"status": "ok"}, {}, Outcome.UNKNOWN, Status.ESME_RSYSERR, False),
+        (400, "bad", {}, Outcome.REJECTED, Status.ESME_RSUBMITFAIL, False),
+        (200, {"status": False, "error": True, "description": "Something new"}, {}, Outcome.REJECTED,
+         Status.ESME_RSUBMITFAIL, False),
+    ],
+)  # fmt: skip
+def test_answers_without_a_documented_shape(
+    http_status: int, body: Any, headers: dict[str, str], outcome: Outcome, status: Status, alert: bool
+) -> None:
+    result, alerted = parse_answer(answer(http_status, body, headers), "1")
+    assert (result.outcome, result.status, alerted) == (outcome, status, alert)
+
+
+def test_throttled_answer_honours_retry_after() -> None:
+    result, _ = parse_answer(answer(429, "", {"Retry-After": "7"}), "1")
+    assert result.retry_after == 7.0
+    assert result.metric == "throttled"
+
+
+# -- synthetic receipts --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(RECEIPT_STATES))
+def test_receipt_states_row_by_row(name: str) -> None:
+    assert RECEIPT_STATES[name].stat == name
+    assert settings(receipt_state=name).receipt_state == name
+
+
+class Reports:
+    """A report sink that lets a test wait for a number of reports."""
+
+    def __init__(self) -> None:
+        self.reports: list[StatusReport] = []
+        self.changed = asyncio.Condition()
+
+    async def __call__(self, report: StatusReport) -> bool:
+        async with self.changed:
+            self.reports.append(report)
+            self.changed.notify_all()
+        return True
+
+    async def wait(self, count: int) -> list[StatusReport]:
+        async with self.changed:
+            await asyncio.wait_for(self.changed.wait_for(lambda: len(self.reports) >= count), 5)
+        return self.reports
+
+
+async def test_resume_rearms_receipts_from_created_at() -> None:
+    """After a restart: receipts already due go out at once, in due order; a message
+    already in the receipt state is not reported again."""
+    sink = Reports()
+    provider = Contacta(
+        "contacta",
+        settings(receipt_timeout=600, receipt_state="DELIVRD"),
+        ProviderContext(report=sink, metrics=Metrics(), public_url="http://127.0.0.1"),
+    )
+    await provider.start()
+    try:
+        late, early, done = message(created_at=200.0), message(created_at=100.0), message(created_at=50.0)
+        late.provider_ids, early.provider_ids, done.provider_ids = ["late"], ["early"], ["done"]
+        done.state = MessageState.DELIVERED
+        await provider.resume([late, early, done])
+        reports = await sink.wait(2)
+    finally:
+        await provider.close()
+    assert [(r.provider_id, r.state, r.error) for r in reports] == [
+        ("early", MessageState.DELIVERED, 0),
+        ("late", MessageState.DELIVERED, 0),
+    ]
+    assert all(r.provider == "contacta" and r.detail.startswith("synthetic") for r in reports)
+
+
+async def test_no_receipts_when_receipt_timeout_is_zero() -> None:
+    sink = Reports()
+    provider = Contacta(
+        "contacta",
+        settings(receipt_timeout=0),
+        ProviderContext(report=sink, metrics=Metrics(), public_url="http://127.0.0.1"),
+    )
+    await provider.start()
+    stale = message(created_at=0.0)
+    stale.provider_ids = ["x"]
+    await provider.resume([stale])
+    await provider.close()
+    assert provider._receipt_task is None
+    assert sink.reports == []
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+def test_settings_defaults_and_validation() -> None:
+    s = settings()
+    assert (s.base_url, s.method, s.number_format, s.receipt_timeout, s.receipt_state) == (
+        "https://api.example.com",
+        "POST",
+        "national",
+        600,
+        "UNKNOWN",
+    )
+    assert s.allowed_senders == [] and s.length_unit == "septets"
+    with pytest.raises(ConfigError) as error:
+        settings(base_url="api.example.com", method="PUT", receipt_timeout=-1)
+    problems = "\n".join(error.value.problems)
+    assert "providers.contacta.base_url" in problems
+    assert "providers.contacta.method" in problems
+    assert "providers.contacta.receipt_timeout" in problems
+
+
+# -- the double, as Contacta validates ------------------------------------------------
+
+
+def call(url: str, body: dict[str, Any] | None = None, auth: tuple[str, str] = ("contacta", "contacta-key")) -> Any:
+    """(HTTP status, JSON body) of one request to the double: POST JSON, or GET without a body."""
+    headers = {"Authorization": basic_auth(*auth), "Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_double_checks_like_contacta() -> None:
+    with AppThread(make_app(credits=1.5, job_id_type="str")) as sim:
+        send = sim.url + "/v2/sms/send"
+        ok = {"msg": "Hello World!", "phone": "8100001234", "sender": "AWESOMEINC", "id": "ref-1"}
+        status, body = call(send, ok)
+        assert status == 200
+        assert body["status"] is True and body["error"] is False
+        assert set(body["description"]) == set(DESCRIPTION)
+        assert body["description"]["job_id"] == str(body["description"]["id"])
+        assert (body["description"]["number"], body["description"]["sender"]) == ("8100001234", "AWESOMEINC")
+        expectations = [
+            (ok, ("contacta", "wrong"), 401, "Your key auth is not valid"),
+            ({"phone": "8100001234"}, None, 400, "Missing params"),
+            (ok | {"phone": "+528100001234"}, None, 400, "Missing params"),  # not ^\d{10}$
+            (ok | {"msg": "Hi"}, None, 400, "Missing params"),
+            (ok | {"phone": "8100001234,8100001235"}, None, 403, "Your account don't have enabled for send multi"),
+            (ok, None, 402, "Your account dont have credits availables"),  # 1.5 credits: one SMS only
+        ]
+        for request_body, auth, http_status, text in expectations:
+            status, body = call(send, request_body, auth or ("contacta", "contacta-key"))
+            assert (status, body["status"], body["error"]) == (http_status, False, True)
+            assert body["description"].startswith(text)
+        status, body = call(sim.url + "/v2/flash/send?msg=Hello+World%21&phone=8100001234&id=x")
+        assert status == 402  # GET works alike (and the credits are still gone)
+        assert sim.app["received"][-1]["query"] == {"msg": "Hello World!", "phone": "8100001234", "id": "x"}
+        assert [s["flash"] for s in sim.app["sent"]] == [False]

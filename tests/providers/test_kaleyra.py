@@ -1,0 +1,602 @@
+"""Kaleyra connector, piece by piece: request builder, answer parser and report mapping
+(each table walked row by row), number rendering, the callback handler and the poller
+over real HTTP on 127.0.0.1 against the Kaleyra simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pydantic import ValidationError
+
+from bridge.config import KaleyraProvider as KaleyraSettings
+from bridge.core.message import Address, Message, Part
+from bridge.metrics import Metrics
+from bridge.providers.base import Outcome, ProviderContext, StatusReport
+from bridge.providers.http import HttpAnswer
+from bridge.providers.kaleyra import (
+    KALEYRA_DEFAULT_ERROR,
+    KALEYRA_E413_FIELDS,
+    KALEYRA_ERRORS,
+    KALEYRA_STATUSES,
+    KALEYRA_SUCCESS_CODES,
+    KALEYRA_TRACES,
+    KALEYRA_UNKNOWN_ERROR,
+    Kaleyra,
+    map_report,
+    normalise_status,
+    parse_send_answer,
+    parse_timestamp,
+    render_number,
+    sms_parts,
+)
+from bridge.simulators import build_simulator
+from bridge.smpp.constants import MessageState, Status
+
+SID = "HXAP16XXXXXX97IN"
+KEY = "kaleyra-test-key"
+TOKEN = "cb-token-0123456789"
+PUBLIC_URL = "http://127.0.0.1:9"  # the discard port: simulator callbacks in these tests go nowhere
+CALLBACK_URL = f"{PUBLIC_URL}/callbacks/kaleyra/{TOKEN}"
+
+
+# -- helpers (also used by test_kaleyra_e2e.py) -----------------------------------------
+
+
+def kaleyra_settings(**overrides: Any) -> KaleyraSettings:
+    values: dict[str, Any] = {
+        "type": "kaleyra",
+        "base_url": "http://127.0.0.1:9",
+        "sid": SID,
+        "api_key": KEY,
+        "sender": "KLRHXA",
+        "callback_token": TOKEN,
+        "poll_interval": 0,
+    }
+    values.update(overrides)
+    return KaleyraSettings.model_validate(values)
+
+
+def make_message(
+    text: str = "Hello", to: str = "919876543210", flash: bool = False, source: str = "", message_id: int = 4242
+) -> Message:
+    return Message(
+        id=message_id,
+        system_id="esme1",
+        source=Address(5, 0, source),
+        destination=Address(1, 1, to),
+        text=text,
+        flash=flash,
+        parts=[Part(message_id, 1, time.time(), text[:20])],
+        route=["kaleyra"],
+        ack="upstream",
+        created_at=time.time(),
+    )
+
+
+class Reports:
+    """The report sink of a ProviderContext: records reports and answers `known`."""
+
+    def __init__(self, known: bool = True) -> None:
+        self.known = known
+        self.items: list[StatusReport] = []
+        self._changed = asyncio.Event()
+
+    async def __call__(self, report: StatusReport) -> bool:
+        self.items.append(report)
+        self._changed.set()
+        return self.known
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[StatusReport]:
+        """Block until `count` reports came; woken by each report, never sleeping."""
+
+        async def until() -> None:
+            while len(self.items) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(until(), timeout)
+        return self.items
+
+    async def wait_final(self, timeout: float = 10.0) -> StatusReport:
+        """The first final report, waiting for it if need be."""
+
+        async def until() -> StatusReport:
+            while True:
+                final = [r for r in self.items if r.state.is_final]
+                if final:
+                    return final[0]
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(until(), timeout)
+
+    def context(self, public_url: str = PUBLIC_URL) -> ProviderContext:
+        return ProviderContext(report=self, metrics=Metrics(), public_url=public_url)
+
+
+def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpAnswer:
+    return HttpAnswer(status, headers or {}, json.dumps(body) if not isinstance(body, str) else body)
+
+
+def connector(reports: Reports | None = None, **overrides: Any) -> Kaleyra:
+    return Kaleyra("kaleyra", kaleyra_settings(**overrides), (reports or Reports()).context())
+
+
+# -- numbers and text ----------------------------------------------------------------------
+
+NUMBERS = [
+    ("919876543210", "+919876543210"),
+    ("14155550100", "+14155550100"),
+    ("2335551234", "+2335551234"),
+    ("4917012345", "+4917012345"),
+    ("683123", None),  # 6 digits: too short for E.164 with a country code
+    ("1234567890123456", None),  # 16 digits: longer than E.164 allows
+    ("09876543210", None),  # national (trunk prefix): no country code
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("digits", "rendered"), NUMBERS)
+def test_render_number(digits: str, rendered: str | None) -> None:
+    assert render_number(digits) == rendered
+
+
+def test_numbers_kaleyra_cannot_take_are_rejected_before_any_request() -> None:
+    result = connector().check(make_message(to="09876543210"))
+    assert result is not None
+    assert (result.outcome, result.status) == (Outcome.REJECTED, Status.ESME_RINVDSTADR)
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),  # escapes cost two septets
+        ("€" * 81, 2),
+        ("ж" * 70, 1),
+        ("ж" * 71, 2),
+        ("😀" * 35, 1),  # surrogate pairs: two UCS-2 units each
+    ],
+)
+def test_sms_parts(text: str, parts: int) -> None:
+    assert sms_parts(text) == parts
+
+
+def test_max_parts_refuses_long_text_before_sending() -> None:
+    kaleyra = connector(max_parts=2)
+    assert kaleyra.check(make_message(text="a" * 306)) is None
+    result = kaleyra.check(make_message(text="a" * 307))
+    assert result is not None and result.status is Status.ESME_RINVMSGLEN
+    assert connector().check(make_message(text="a" * 5000)) is None  # 0 = the account's own limit decides
+
+
+# -- the request ---------------------------------------------------------------------------
+
+
+def test_request_fields_for_a_gsm_message() -> None:
+    fields = connector().build_request(make_message(text="Hello [world]", message_id=987))
+    callback = CALLBACK_URL
+    assert fields == {
+        "to": "+919876543210",
+        "sender": "KLRHXA",
+        "type": "TXN",
+        "body": "Hello [world]",
+        "ref": "987",
+        "callback": json.dumps({"url": callback, "method": "POST"}, separators=(",", ":")),
+    }
+
+
+def test_unicode_and_flash_flags() -> None:
+    fields = connector().build_request(make_message(text="Привет", flash=True))
+    assert fields["unicode"] == "1"
+    assert fields["flash"] == "1"
+    plain = connector().build_request(make_message(text="Hi €"))
+    assert "unicode" not in plain and "flash" not in plain
+
+
+def test_json_body_carries_numbers_and_objects() -> None:
+    fields = connector(body_format="json", reference_field="ref_custom").build_request(
+        make_message(text="ж", flash=True, message_id=5)
+    )
+    assert fields["flash"] == 1 and fields["unicode"] == 1
+    assert fields["ref_custom"] == ["5"]
+    assert fields["callback"] == {"url": CALLBACK_URL, "method": "POST"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"callback_mode": "url"}, {"callback": CALLBACK_URL}),
+        ({"callback_mode": "profile", "callback_profile_id": "IN_09b3"}, {"callback_profile_id": "IN_09b3"}),
+        ({"callback_mode": "none"}, {}),
+        (
+            {"callback_method": "GET"},
+            {"callback": json.dumps({"url": CALLBACK_URL, "method": "GET"})},
+        ),
+    ],
+)
+def test_callback_parameter_forms(overrides: dict[str, Any], expected: dict[str, str]) -> None:
+    fields = connector(**overrides).build_request(make_message())
+    got = {k: v for k, v in fields.items() if k.startswith("callback")}
+    if "callback" in got and got["callback"].startswith("{"):
+        got["callback"] = json.loads(got["callback"])
+        expected = {"callback": json.loads(expected["callback"])}
+    assert got == expected
+
+
+def test_profile_mode_needs_a_profile_id() -> None:
+    with pytest.raises(ValidationError, match="callback_profile_id"):
+        kaleyra_settings(callback_mode="profile")
+
+
+@pytest.mark.parametrize(("field", "reference"), [("ref", {"ref": "77"}), ("none", {})])
+def test_reference_field(field: str, reference: dict[str, str]) -> None:
+    fields = connector(reference_field=field).build_request(make_message(message_id=77))
+    assert {k: v for k, v in fields.items() if k.startswith("ref")} == reference
+
+
+@pytest.mark.parametrize(
+    ("allowed", "source", "sender"),
+    [
+        ([], "MYBRAND", "KLRHXA"),
+        (["MYBRAND"], "MYBRAND", "MYBRAND"),
+        (["OTHER"], "MYBRAND", "KLRHXA"),
+        (["*"], "ANY", "ANY"),
+        (["*"], "", "KLRHXA"),
+    ],
+)
+def test_sender_is_source_addr_only_when_allowed(allowed: list[str], source: str, sender: str) -> None:
+    fields = connector(allowed_senders=allowed).build_request(make_message(source=source))
+    assert fields["sender"] == sender
+
+
+def test_sms_type_and_endpoint_come_from_the_settings() -> None:
+    kaleyra = connector(sms_type="OTP", endpoint="messages", base_url="https://api.in.kaleyra.io/")
+    assert kaleyra.build_request(make_message())["type"] == "OTP"
+    assert kaleyra.send_url == f"https://api.in.kaleyra.io/v1/{SID}/messages"
+    assert kaleyra.status_url == f"https://api.in.kaleyra.io/v1/{SID}/messages/status"
+
+
+# -- the answer ----------------------------------------------------------------------------
+
+SUCCESS = {
+    "id": "648a2c1e-0000-4000-80c5-3c2a8cb391aa",
+    "sender": "KLRHXA",
+    "type": "MKT",
+    "flash": 1,
+    "body": "Hello",
+    "createdDateTime": "2019-11-04 10:42:23+00:00",
+    "totalCount": 1,
+    "data": [{"message_id": "648a2c1e-0000-4000-80c5-3c2a8cb391aa:1", "recipient": "919876543210"}],
+    "dlrurl": None,
+    "error": {},
+}
+
+
+@pytest.mark.parametrize("status", [200, 201, 202])
+def test_success_gives_the_per_recipient_ids(status: int) -> None:
+    result = parse_send_answer(answer(status, SUCCESS))
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.provider_ids == ("648a2c1e-0000-4000-80c5-3c2a8cb391aa:1",)
+
+
+@pytest.mark.parametrize("code", sorted(KALEYRA_SUCCESS_CODES))
+def test_success_codes_next_to_data_are_success(code: str) -> None:
+    assert parse_send_answer(answer(200, {**SUCCESS, "code": code})).outcome is Outcome.ACCEPTED
+
+
+@pytest.mark.parametrize(("code", "mapped"), sorted(KALEYRA_ERRORS.items()))
+def test_every_error_code_maps_to_its_status(code: str, mapped: tuple[Status, Outcome]) -> None:
+    result = parse_send_answer(answer(400, {"code": code, "message": "text", "error": {"x": "text"}}))
+    assert (result.status, result.outcome) == mapped
+    assert result.reason == code
+
+
+@pytest.mark.parametrize(("field", "status"), [*sorted(KALEYRA_E413_FIELDS.items()), ("type", KALEYRA_UNKNOWN_ERROR)])
+def test_e413_maps_by_the_offending_field(field: str, status: Status) -> None:
+    result = parse_send_answer(answer(400, {"code": "E413", "message": "Validation error", "error": {field: "bad"}}))
+    assert (result.status, result.outcome) == (status, Outcome.REJECTED)
+
+
+def test_the_documented_e405_example() -> None:
+    text = "If Type is TXN then mobile numbers should not be more than 100."
+    result = parse_send_answer(answer(400, {"code": "E405", "message": text, "error": {"time": text}}))
+    assert (result.status, result.outcome) == (Status.ESME_RINVNUMDESTS, Outcome.REJECTED)
+
+
+@pytest.mark.parametrize(
+    ("http", "body", "status", "outcome"),
+    [
+        (401, {"message": "Unauthorized"}, Status.ESME_RSYSERR, Outcome.NOT_SENT),
+        (403, "", Status.ESME_RSYSERR, Outcome.NOT_SENT),
+        (404, "<html>", Status.ESME_RSYSERR, Outcome.NOT_SENT),
+        (429, "", Status.ESME_RTHROTTLED, Outcome.NOT_SENT),
+        (500, {"code": "E103"}, Status.ESME_RSYSERR, Outcome.NOT_SENT),
+        (503, "", Status.ESME_RSYSERR, Outcome.NOT_SENT),
+        (400, {"code": "E999", "message": "new"}, KALEYRA_UNKNOWN_ERROR, Outcome.REJECTED),
+        (422, "not json", KALEYRA_UNKNOWN_ERROR, Outcome.REJECTED),
+        (202, {"id": "x", "data": []}, Status.ESME_RSYSERR, Outcome.UNKNOWN),
+    ],
+)
+def test_http_level_answers(http: int, body: Any, status: Status, outcome: Outcome) -> None:
+    result = parse_send_answer(answer(http, body))
+    assert (result.status, result.outcome) == (status, outcome)
+
+
+def test_429_honours_retry_after() -> None:
+    result = parse_send_answer(answer(429, {}, {"Retry-After": "12"}))
+    assert result.retry_after == 12.0 and result.metric == "throttled"
+
+
+def test_reasons_never_carry_the_provider_text() -> None:
+    text = "Invalid number +919876543210"
+    result = parse_send_answer(answer(400, {"code": "E406", "message": text, "error": {"to": text}}))
+    assert "9876543210" not in result.reason
+
+
+# -- reports -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("word", "state"), sorted(KALEYRA_STATUSES.items()))
+def test_every_status_word_maps(word: str, state: MessageState) -> None:
+    mapped = map_report(word)
+    assert mapped is not None
+    expected_error = 0 if state in (MessageState.DELIVERED, MessageState.ENROUTE) else KALEYRA_DEFAULT_ERROR
+    assert mapped == (state, expected_error)
+
+
+@pytest.mark.parametrize(("trace", "row"), sorted(KALEYRA_TRACES.items()))
+def test_every_trace_gives_its_error_code_and_state(trace: str, row: tuple[int, MessageState | None]) -> None:
+    error, override = row
+    assert map_report("Undelivered", trace) == (override or MessageState.UNDELIVERABLE, error)
+    assert map_report("Failed", trace.lower()) == (override or MessageState.UNDELIVERABLE, error)
+    assert map_report("NotSent", trace) == (override or MessageState.REJECTED, error)
+    assert map_report("Delivered", trace) == (MessageState.DELIVERED, 0)  # a trace never spoils a delivery
+    assert map_report("Sent", trace) == (MessageState.ENROUTE, 0)
+
+
+@pytest.mark.parametrize(
+    ("word", "normalised"),
+    [
+        ("UnDelivered", "UNDELIVERED"),
+        ("not_sent", "NOT-SENT"),
+        (" Sent  - No DLR ", "SENT - NO DLR"),
+        ("Not Sent", "NOT SENT"),
+    ],
+)
+def test_status_words_are_normalised(word: str, normalised: str) -> None:
+    assert normalise_status(word) == normalised
+    assert map_report(word) is not None
+
+
+def test_unknown_status_words_map_to_nothing() -> None:
+    assert map_report("Queued somewhere") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "epoch"),
+    [
+        ("2024-07-13T12:58:00+04:30", 1720859280.0),
+        ("2019-11-04 10:42:23+00:00", 1572864143.0),
+        ("2019-11-04T10:42:23Z", 1572864143.0),
+        ("1572864143", 1572864143.0),
+        ("1572864143000", 1572864143.0),
+        ("2019-11-04 10:42:23", None),  # no zone: the arrival time is used instead
+        ("garbage", None),
+    ],
+)
+def test_callback_timestamps(value: str, epoch: float | None) -> None:
+    assert parse_timestamp(value) == epoch
+
+
+# -- callbacks over real HTTP -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def callback_server() -> AsyncIterator[tuple[Kaleyra, Reports, str]]:
+    reports = Reports()
+    kaleyra = Kaleyra(
+        "kaleyra", kaleyra_settings(callback_fields={"id": ["dlr_ref"]}), reports.context("http://127.0.0.1:1")
+    )
+    app = web.Application()
+    app.router.add_route("*", "/cb", kaleyra.handle_callback)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    await kaleyra.start()
+    yield kaleyra, reports, str(server.make_url("/cb"))
+    await kaleyra.close()
+    await server.close()
+
+
+async def test_callback_by_get_query(callback_server: tuple[Kaleyra, Reports, str]) -> None:
+    _, reports, url = callback_server
+    query = {"id": "abc:1", "status": "Undelivered", "status_trace": "ABSENT-SUB", "recipient": "919876543210"}
+    async with aiohttp.ClientSession() as http, http.get(url, params=query) as response:
+        assert response.status == 200
+    [report] = reports.items
+    assert (report.provider, report.provider_id, report.state, report.error) == (
+        "kaleyra",
+        "abc:1",
+        MessageState.UNDELIVERABLE,
+        205,
+    )
+    assert report.detail == "Undelivered"
+
+
+async def test_callback_by_post_json_and_form(callback_server: tuple[Kaleyra, Reports, str]) -> None:
+    _, reports, url = callback_server
+    async with aiohttp.ClientSession() as http:
+        payload = {"message_id": "j:1", "status": "Delivered", "timestamp": "2024-07-13T12:58:00+04:30"}
+        async with http.post(url, json=payload) as response:
+            assert response.status == 200
+        async with http.post(url, data={"id": "f:1", "status": "EXPIRED"}) as response:
+            assert response.status == 200
+        async with http.post(url, json=[{"id": "l:1", "status": "Sent"}, {"id": "l:2", "status": "Failed"}]) as resp:
+            assert resp.status == 200
+        async with http.put(url, data={"dlr_ref": "custom:1", "status": "Delivered"}) as response:
+            assert response.status == 200
+    by_id = {r.provider_id: r for r in reports.items}
+    assert by_id["j:1"].state is MessageState.DELIVERED and by_id["j:1"].at == 1720859280.0
+    assert by_id["f:1"].state is MessageState.EXPIRED
+    assert by_id["l:1"].state is MessageState.ENROUTE
+    assert (by_id["l:2"].state, by_id["l:2"].error) == (MessageState.UNDELIVERABLE, KALEYRA_DEFAULT_ERROR)
+    assert by_id["custom:1"].state is MessageState.DELIVERED  # a name added in callback_fields
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"params": {"status": "Delivered"}}, 400),  # no id
+        ({"params": {"id": "x:1"}}, 400),  # no status
+        ({"data": "{not json", "headers": {"Content-Type": "application/json"}}, 400),
+        ({"json": [1, 2]}, 400),
+        ({"params": {"id": "x:1", "status": "Teleported"}}, 200),  # unknown word: ignored, not retried forever
+    ],
+)
+async def test_bad_callbacks_change_nothing(
+    callback_server: tuple[Kaleyra, Reports, str], kwargs: dict[str, Any], status: int
+) -> None:
+    _, reports, url = callback_server
+    async with aiohttp.ClientSession() as http, http.post(url, **kwargs) as response:
+        assert response.status == status
+    assert reports.items == []
+
+
+async def test_a_callback_for_an_unknown_id_is_answered_200(callback_server: tuple[Kaleyra, Reports, str]) -> None:
+    _, reports, url = callback_server
+    reports.known = False
+    async with aiohttp.ClientSession() as http, http.get(url, params={"id": "nope:1", "status": "Delivered"}) as resp:
+        assert resp.status == 200
+    assert len(reports.items) == 1  # not ours, not one we just sent: not retried
+
+
+# -- send and poll against the simulator over real HTTP ---------------------------------------
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[tuple[web.Application, str]]:
+    app = build_simulator("kaleyra", sid=SID, api_key=KEY, sent_delay=0.0, final_delay=0.05)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield app, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def test_send_then_poll_until_final(simulator: tuple[web.Application, str]) -> None:
+    app, url = simulator
+    reports = Reports()
+    kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=0.05), reports.context())
+    await kaleyra.start()
+    try:
+        result = await kaleyra.send(make_message(to="999501234567"))  # this number never calls back
+        assert result.outcome is Outcome.ACCEPTED
+        [provider_id] = result.provider_ids
+        final = await reports.wait_final()
+        assert (final.provider_id, final.state, final.error) == (provider_id, MessageState.DELIVERED, 0)
+        polls = [r for r in app["received"] if r["method"] == "GET"]
+        assert polls[0]["path"] == f"/v1/{SID}/sms/status"
+        assert polls[0]["query"] == {"message_ids": provider_id}
+        assert polls[0]["headers"]["api-key"] == KEY
+    finally:
+        await kaleyra.close()
+
+
+async def test_poll_batches_ids_in_one_request(simulator: tuple[web.Application, str]) -> None:
+    app, url = simulator
+    reports = Reports()
+    kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=3600), reports.context())
+    await kaleyra.start()
+    try:
+        ids = []
+        for n in range(3):
+            result = await kaleyra.send(make_message(to=f"99950123456{n}", message_id=n + 1))
+            ids.extend(result.provider_ids)
+        await kaleyra.poll(ids)
+        polls = [r for r in app["received"] if r["method"] == "GET"]
+        assert [p["query"]["message_ids"].split(",") for p in polls] == [ids]
+    finally:
+        await kaleyra.close()
+
+
+async def test_resume_polls_what_a_previous_run_left(simulator: tuple[web.Application, str]) -> None:
+    _, url = simulator
+    first = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=3600), Reports().context())
+    await first.start()
+    sent = make_message(to="999601234567")  # stays Sent until told otherwise
+    result = await first.send(sent)
+    await first.close()
+    sent.provider_ids = list(result.provider_ids)
+    async with aiohttp.ClientSession() as http:  # delivered while the bridge was down
+        report = {"message_id": result.provider_ids[0], "status": "Delivered", "poll_status": "Delivered"}
+        async with http.post(f"{url}/_sim/report", json=report) as response:
+            assert response.status == 200
+    reports = Reports()
+    second = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=3600), reports.context())
+    await second.start()
+    try:
+        await second.resume([sent])
+        final = await reports.wait_final()
+        assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.DELIVERED)
+    finally:
+        await second.close()
+
+
+async def test_messages_without_a_final_state_give_up_after_max_age(simulator: tuple[web.Application, str]) -> None:
+    _, url = simulator
+    reports = Reports()
+    kaleyra = Kaleyra(
+        "kaleyra",
+        kaleyra_settings(base_url=url, poll_interval=0.05, pending_max_age=0.3, pending_final_state="EXPIRED"),
+        reports.context(),
+    )
+    await kaleyra.start()
+    try:
+        result = await kaleyra.send(make_message(to="999601234567"))  # stays Sent
+        final = await reports.wait_final()
+        assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.EXPIRED)
+    finally:
+        await kaleyra.close()
+
+
+async def test_a_callback_that_beats_the_store_write_is_retried(simulator: tuple[web.Application, str]) -> None:
+    _, url = simulator
+    reports = Reports(known=False)
+    kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url=url), reports.context())
+    callback_app = web.Application()
+    callback_app.router.add_route("*", "/cb", kaleyra.handle_callback)
+    server = TestServer(callback_app, host="127.0.0.1")
+    await server.start_server()
+    await kaleyra.start()
+    try:
+        result = await kaleyra.send(make_message(to="999501234567"))
+        async with aiohttp.ClientSession() as http:
+            query = {"id": result.provider_ids[0], "status": "Delivered"}
+            async with http.get(server.make_url("/cb"), params=query) as response:
+                assert response.status == 200
+        reports.known = True  # the store write has landed
+        await reports.wait_for(2)
+        assert [r.provider_id for r in reports.items] == [result.provider_ids[0]] * 2
+    finally:
+        await kaleyra.close()
+        await server.close()
+
+
+async def test_transport_failure_before_sending_is_not_sent() -> None:
+    kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url="http://127.0.0.1:1"), Reports().context())
+    await kaleyra.start()
+    try:
+        result = await kaleyra.send(make_message())
+        assert (result.outcome, result.status) == (Outcome.NOT_SENT, Status.ESME_RSYSERR)
+    finally:
+        await kaleyra.close()

@@ -1,0 +1,383 @@
+"""Kaleyra end to end over real sockets: smpplib -> bridge -> Kaleyra simulator (HTTP on
+127.0.0.1) -> callback (or poll) -> deliver_sm receipt back to smpplib."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+import smpplib.gsm
+
+from bridge.simulators import build_simulator
+from bridge.simulators.kaleyra import HANG_NUMBER
+from bridge.smpp.constants import Status
+from bridge.smpp.text import gsm_encode
+from tests.providers.test_kaleyra import KEY, SID, TOKEN
+from tests.support.esme import Esme
+from tests.support.running import RunningBridge
+from tests.support.servers import AppThread, free_port
+
+
+class Rig:
+    """One simulator, one bridge routing esme1 to it, one bound smpplib transceiver."""
+
+    def __init__(
+        self, sim: AppThread, bridge: RunningBridge, esme: Esme, http_port: int, overrides: dict[str, Any]
+    ) -> None:
+        self.sim = sim
+        self.bridge = bridge
+        self.esme = esme
+        self.http_port = http_port
+        self.overrides = overrides  # what start_bridge got: the same bridge can be started again
+
+    @property
+    def received(self) -> list[dict[str, Any]]:
+        return self.sim.app["received"]
+
+    def sends(self) -> list[dict[str, Any]]:
+        return [r for r in self.received if r["method"] == "POST"]
+
+    def polls(self) -> list[dict[str, Any]]:
+        return [r for r in self.received if r["method"] == "GET"]
+
+    def metric(self, line_start: str) -> float:
+        assert self.bridge.bridge is not None
+        for line in self.bridge.bridge.metrics.exposition().decode().splitlines():
+            if line.startswith(line_start):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def sim_post(self, path: str, body: dict[str, Any]) -> int:
+        async def post() -> int:
+            async with aiohttp.ClientSession() as http, http.post(f"{self.sim.url}{path}", json=body) as response:
+                return response.status
+
+        return self.bridge.call(post())
+
+
+@pytest.fixture
+def rig_factory(start_bridge: Callable[..., RunningBridge]) -> Iterator[Callable[..., Rig]]:
+    opened: list[tuple[AppThread, Esme]] = []
+
+    def make(sim_options: dict[str, Any] | None = None, bind: bool = True, **provider: Any) -> Rig:
+        options = {"sid": SID, "api_key": KEY, "senders": ["KLRHXA", "MYBRAND"], "sent_delay": 0.05}
+        options.update({"final_delay": 0.15, **(sim_options or {})})
+        sim = AppThread(build_simulator("kaleyra", **options)).start()
+        http_port = free_port()
+        settings = {
+            "type": "kaleyra",
+            "base_url": sim.url,
+            "sid": SID,
+            "api_key": KEY,
+            "sender": "KLRHXA",
+            "sms_type": "TXN",
+            "callback_token": TOKEN,
+            "poll_interval": 0,
+            "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
+        }
+        settings.update(provider)
+        overrides: dict[str, Any] = {
+            "http": {"port": http_port, "public_url": f"http://127.0.0.1:{http_port}"},
+            "accounts": [
+                {
+                    "system_id": "esme1",
+                    "password": "secret1",
+                    "allowed_networks": ["127.0.0.0/8"],
+                    "throughput": 0,
+                    "route": "kaleyra",
+                }
+            ],
+            "providers": {"kaleyra": settings},
+        }
+        bridge = start_bridge(**overrides)
+        esme = Esme(bridge.smpp_port)
+        opened.append((sim, esme))
+        if bind:
+            assert esme.bind().status == Status.ESME_ROK
+        return Rig(sim, bridge, esme, http_port, overrides)
+
+    yield make
+    for sim, esme in opened:
+        esme.close()
+        sim.stop()
+
+
+@pytest.fixture
+def rig(rig_factory: Callable[..., Rig]) -> Rig:
+    return rig_factory()
+
+
+def callback_object(rig: Rig) -> dict[str, str]:
+    return {"url": f"http://127.0.0.1:{rig.http_port}/callbacks/kaleyra/{TOKEN}", "method": "POST"}
+
+
+# -- the four kinds of text ------------------------------------------------------------------
+
+
+def test_gsm_text_goes_out_as_documented_and_comes_back_delivered(rig: Rig) -> None:
+    text = "Hello [world] 10€ @home"
+    resp = rig.esme.submit(destination="919876543210", text=gsm_encode(text), source="MYBRAND")
+    assert resp.status == Status.ESME_ROK
+    message_id = resp.message_id.decode()
+    [request] = rig.sends()
+    assert request["path"] == f"/v1/{SID}/sms"
+    assert request["headers"]["api-key"] == KEY
+    assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    form = dict(request["form"])
+    assert json.loads(form.pop("callback")) == callback_object(rig)
+    assert form == {"to": "+919876543210", "sender": "KLRHXA", "type": "TXN", "body": text, "ref": message_id}
+    [receipt] = rig.esme.wait_receipts(1)
+    assert receipt["id"] == message_id
+    assert receipt["receipted_message_id"].decode() == message_id
+    assert (receipt["stat"], receipt["err"], receipt["message_state"]) == ("DELIVRD", "000", 2)
+    assert receipt["source_addr"] == b"919876543210"
+
+
+def test_ucs2_text_is_sent_with_the_unicode_flag(rig: Rig) -> None:
+    text = "Привет, мир ✓ 你好"
+    resp = rig.esme.submit(destination="919876543210", text=text.encode("utf-16-be"), data_coding=8)
+    assert resp.status == Status.ESME_ROK
+    [request] = rig.sends()
+    assert request["form"]["body"] == text
+    assert request["form"]["unicode"] == "1"
+    assert "flash" not in request["form"]
+    [receipt] = rig.esme.wait_receipts(1)
+    assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
+
+
+@pytest.mark.parametrize("data_coding", [0x10, 0xF0, 0x18])
+def test_flash_message_class_0_sets_flash(rig: Rig, data_coding: int) -> None:
+    text = "Your code is 1234"
+    payload = text.encode("utf-16-be") if data_coding == 0x18 else gsm_encode(text)
+    resp = rig.esme.submit(destination="14155550100", text=payload, data_coding=data_coding)
+    assert resp.status == Status.ESME_ROK
+    [request] = rig.sends()
+    assert request["form"]["flash"] == "1"
+    assert request["form"]["body"] == text
+    assert request["form"]["to"] == "+14155550100"
+    [receipt] = rig.esme.wait_receipts(1)
+    assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
+
+
+def test_three_part_udh_message_is_one_request_with_the_whole_text(rig: Rig) -> None:
+    text = ("Part of a long message that needs three SMS parts to carry. " * 7)[:400]
+    parts, _, esm_class = smpplib.gsm.make_parts(text)
+    assert len(parts) == 3 and esm_class == 0x40
+    ids = []
+    for part in parts:
+        resp = rig.esme.submit(destination="919876543210", text=part, esm_class=esm_class)
+        assert resp.status == Status.ESME_ROK
+        ids.append(resp.message_id.decode())
+    [request] = rig.sends()
+    assert request["form"]["body"] == text
+    assert request["form"]["ref"] == ids[0]
+    receipts = rig.esme.wait_receipts(3)
+    assert sorted(r["id"] for r in receipts) == sorted(ids)
+    assert {r["stat"] for r in receipts} == {"DELIVRD"}
+
+
+# -- delivery reports ------------------------------------------------------------------------
+
+
+def test_intermediate_sent_then_delivered(rig: Rig) -> None:
+    resp = rig.esme.submit(destination="919876543210", registered_delivery=0x11)
+    assert resp.status == Status.ESME_ROK
+    receipts = rig.esme.wait_receipts(2)
+    assert [r["stat"] for r in receipts] == ["ENROUTE", "DELIVRD"]
+    assert {r["id"] for r in receipts} == {resp.message_id.decode()}
+
+
+@pytest.mark.parametrize(
+    ("number", "stat", "err", "state"),
+    [
+        ("999101234567", "UNDELIV", "205", 5),  # Undelivered / ABSENT-SUB
+        ("999111234567", "EXPIRED", "214", 3),  # Undelivered / EXPIRED
+        ("999121234567", "REJECTD", "116", 8),  # Failed / DND-NUMB (a NOT-SENT trace)
+        ("999131234567", "UNDELIV", "001", 5),  # Failed without a trace
+    ],
+)
+def test_failed_deliveries_map_status_and_trace(rig: Rig, number: str, stat: str, err: str, state: int) -> None:
+    resp = rig.esme.submit(destination=number)
+    assert resp.status == Status.ESME_ROK
+    [receipt] = rig.esme.wait_receipts(1)
+    assert (receipt["id"], receipt["stat"], receipt["err"], receipt["message_state"]) == (
+        resp.message_id.decode(),
+        stat,
+        err,
+        state,
+    )
+
+
+def test_without_callbacks_the_status_is_polled(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(sim_options={"callbacks": False}, poll_interval=0.2, callback_mode="none")
+    resp = rig.esme.submit(destination="919876543210")
+    assert resp.status == Status.ESME_ROK
+    [request] = rig.sends()
+    assert "callback" not in request["form"]
+    [receipt] = rig.esme.wait_receipts(1, timeout=15)
+    assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
+    poll = rig.polls()[-1]
+    assert poll["path"] == f"/v1/{SID}/sms/status"
+    assert poll["headers"]["api-key"] == KEY
+    assert poll["query"]["message_ids"].endswith(":1")
+
+
+def test_a_replayed_callback_changes_nothing(rig: Rig) -> None:
+    first = rig.esme.submit(destination="919876543210")
+    [receipt] = rig.esme.wait_receipts(1)
+    assert receipt["stat"] == "DELIVRD"
+    [provider_id] = list(rig.sim.app["messages"])
+    # Kaleyra sends the final callback again, then a contradicting one: both ignored.
+    assert rig.sim_post("/_sim/report", {"message_id": provider_id, "status": "Delivered"}) == 200
+    assert rig.sim_post("/_sim/report", {"message_id": provider_id, "status": "Undelivered"}) == 200
+    second = rig.esme.submit(destination="919876543211")  # a later receipt: anything owed comes before it
+    receipts = rig.esme.wait_receipts(2)
+    assert [(r["id"], r["stat"]) for r in receipts] == [
+        (first.message_id.decode(), "DELIVRD"),
+        (second.message_id.decode(), "DELIVRD"),
+    ]
+    assert rig.metric('smpp_bridge_provider_reports_total{provider="kaleyra",result="duplicate"}') == 2
+
+
+def test_callbacks_for_unknown_ids_and_wrong_tokens(rig: Rig) -> None:
+    async def call(path: str) -> int:
+        url = f"http://127.0.0.1:{rig.http_port}{path}"
+        async with aiohttp.ClientSession() as http, http.post(url, json={"id": "x:1", "status": "Delivered"}) as r:
+            return r.status
+
+    assert rig.bridge.call(call(f"/callbacks/kaleyra/{TOKEN}")) == 200
+    assert rig.bridge.call(call("/callbacks/kaleyra/wrong-token")) == 404
+    assert rig.metric('smpp_bridge_provider_reports_total{provider="kaleyra",result="unknown_id"}') == 1
+    assert rig.metric('smpp_bridge_callbacks_total{provider="kaleyra",result="unknown_id"}') == 1
+    resp = rig.esme.submit(destination="919876543210")  # the bridge carries on
+    [receipt] = rig.esme.wait_receipts(1)
+    assert receipt["id"] == resp.message_id.decode()
+
+
+def test_messages_waiting_at_a_restart_are_polled_by_the_next_run(
+    rig_factory: Callable[..., Rig], start_bridge: Callable[..., RunningBridge]
+) -> None:
+    rig = rig_factory(sim_options={"callbacks": False}, poll_interval=3600, callback_mode="none")
+    resp = rig.esme.submit(destination="999601234567")  # stays Sent for now
+    assert resp.status == Status.ESME_ROK
+    [provider_id] = list(rig.sim.app["messages"])
+    rig.esme.close()
+    rig.bridge.stop()
+    # delivered while the bridge was down (and no callback was asked for)
+    delivered = {"message_id": provider_id, "status": "Delivered", "poll_status": "Delivered"}
+    assert rig.sim.call(_post(f"{rig.sim.url}/_sim/report", delivered)) == 200
+    again = start_bridge(**rig.overrides)
+    esme = Esme(again.smpp_port)
+    try:
+        assert esme.bind().status == Status.ESME_ROK
+        [receipt] = esme.wait_receipts(1, timeout=15)
+        assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
+        assert len(rig.polls()) == 1  # polled at once by resume, not after poll_interval
+    finally:
+        esme.close()
+
+
+# -- every documented error, through the simulator ------------------------------------------------
+
+ERRORS = [
+    ("9990000400", Status.ESME_RSUBMITFAIL),  # E400
+    ("9990000401", Status.ESME_RINVMSGLEN),  # E401
+    ("9990000402", Status.ESME_RINVSCHED),  # E402
+    ("9990000403", Status.ESME_RX_T_APPN),  # E403 (not sent: would fail over)
+    ("9990000404", Status.ESME_RINVNUMDESTS),  # E404
+    ("9990000405", Status.ESME_RINVNUMDESTS),  # E405 (error keyed by "time", as documented)
+    ("9990000406", Status.ESME_RINVDSTADR),  # E406
+    ("9990000413", Status.ESME_RINVDSTADR),  # E413 to
+    ("9990000414", Status.ESME_RINVSRCADR),  # E413 sender
+    ("9990000415", Status.ESME_RINVMSGLEN),  # E413 body
+    ("9990000416", Status.ESME_RINVSCHED),  # E413 time
+    ("9990000417", Status.ESME_RSUBMITFAIL),  # E413 another field
+    ("9990000600", Status.ESME_RINVDSTADR),  # E600
+    ("9990000602", Status.ESME_RINVSRCADR),  # E602
+    ("9990000603", Status.ESME_RSYSERR),  # E603: a parameter we got wrong
+    ("9990000623", Status.ESME_RSUBMITFAIL),  # E623
+    ("9990000103", Status.ESME_RSYSERR),  # HTTP 500 with E103
+    ("9990000429", Status.ESME_RTHROTTLED),  # HTTP 429
+    ("9990000500", Status.ESME_RSYSERR),  # HTTP 500
+    ("9990000503", Status.ESME_RSYSERR),  # HTTP 503
+]
+
+
+def test_every_documented_error_maps_to_its_command_status(rig: Rig) -> None:
+    for number, status in ERRORS:
+        resp = rig.esme.submit(destination=number)
+        assert (number, resp.status) == (number, status)
+    assert len(rig.sends()) == len(ERRORS)
+    assert rig.esme.receipts() == []
+
+
+def test_errors_the_provider_finds_itself(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(sim_options={"max_length": 50}, allowed_senders=["*"])
+    too_long = rig.esme.submit(destination="919876543210", text=b"x" * 51, source="MYBRAND")
+    assert too_long.status == Status.ESME_RINVMSGLEN  # E401
+    assert rig.esme.submit(destination="919876543210", source="NOTAPPROVED").status == Status.ESME_RINVSRCADR  # E602
+    assert rig.esme.submit(destination="919876543210", source="MYBRAND").status == Status.ESME_ROK
+    assert [r["form"]["sender"] for r in rig.sends()] == ["MYBRAND", "NOTAPPROVED", "MYBRAND"]
+
+
+def test_a_bad_api_key_is_a_system_error(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(api_key="wrong-key")
+    assert rig.esme.submit(destination="919876543210").status == Status.ESME_RSYSERR
+    assert rig.sends()[0]["headers"]["api-key"] == "wrong-key"
+
+
+def test_numbers_and_lengths_refused_before_any_request(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(max_parts=2)
+    assert rig.esme.submit(destination="0987654321", dest_addr_ton=0).status == Status.ESME_RINVDSTADR
+    assert rig.esme.submit(destination="919876543210", text=b"a" * 200, data_coding=0).status == Status.ESME_ROK
+    long = "a" * 400
+    ids = []
+    for part in smpplib.gsm.make_parts(long)[0]:
+        resp = rig.esme.submit(destination="919876543210", text=part, esm_class=0x40)
+        ids.append(resp.status)
+    assert ids[-1] == Status.ESME_RINVMSGLEN  # three parts > max_parts=2: refused when the set completes
+    assert len(rig.sends()) == 1
+
+
+def test_a_read_timeout_after_sending_is_unknown_and_never_resent(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(timeout=0.5)
+    assert rig.esme.submit(destination=HANG_NUMBER).status == Status.ESME_RSYSERR
+    assert len(rig.sends()) == 1
+    assert rig.metric('smpp_bridge_upstream_requests_total{outcome="timeout",provider="kaleyra"}') == 1
+
+
+def test_a_refused_connection_fails_over_to_the_next_provider(start_bridge: Callable[..., RunningBridge]) -> None:
+    port = free_port()  # nothing listens there
+    bridge = start_bridge(
+        accounts=[{"system_id": "esme1", "password": "secret1", "throughput": 0, "route": "both"}],
+        providers={
+            "kaleyra": {
+                "type": "kaleyra",
+                "base_url": f"http://127.0.0.1:{port}",
+                "sid": SID,
+                "api_key": KEY,
+                "sender": "KLRHXA",
+                "callback_token": TOKEN,
+                "poll_interval": 0,
+            },
+            "sim": {"type": "simulator", "delivery_delay": 0.05},
+        },
+        routes=[{"name": "both", "providers": ["kaleyra", "sim"]}],
+    )
+    esme = Esme(bridge.smpp_port)
+    try:
+        assert esme.bind().status == Status.ESME_ROK
+        resp = esme.submit(destination="919876543210")
+        assert resp.status == Status.ESME_ROK
+        [receipt] = esme.wait_receipts(1)
+        assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
+    finally:
+        esme.close()
+
+
+async def _post(url: str, body: dict[str, Any]) -> int:
+    async with aiohttp.ClientSession() as http, http.post(url, json=body) as response:
+        return response.status

@@ -1,0 +1,348 @@
+"""Skycore connector, unit level: request builder, number rendering, the answer
+parser and its error table row by row, the postback mapping row by row."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+
+from bridge.config import ConfigError, SkycoreProvider, parse_config
+from bridge.core.message import Address, Message, Part
+from bridge.providers.base import Outcome
+from bridge.providers.http import HttpAnswer
+from bridge.providers.skycore import (
+    ERRORS,
+    EXPIRED,
+    POSTBACK_STATES,
+    STATUS_CODES,
+    Skycore,
+    build_body,
+    parse_answer,
+    postback_state,
+    postback_time,
+    render_to,
+    senders,
+    sms_parts,
+)
+from bridge.simulators.skycore import ERROR_INFO, make_app
+from bridge.smpp.constants import MessageState, Status
+from tests.support.servers import AppThread
+
+
+def settings(**overrides: Any) -> SkycoreProvider:
+    raw = {
+        "type": "skycore",
+        "url": "https://api.skycore.example/API",
+        "api_key": "k3y",
+        "from": "60856",
+        "callback_token": "tok",
+    }
+    raw.update(overrides)
+    provider = parse_config({"providers": {"skycore": raw}}).providers["skycore"]
+    assert isinstance(provider, SkycoreProvider)
+    return provider
+
+
+def message(text: str = "Hello", destination: str = "17743199144", source: str = "12345") -> Message:
+    return Message(
+        id=99,
+        system_id="esme1",
+        source=Address(1, 1, source),
+        destination=Address(1, 1, destination),
+        text=text,
+        flash=False,
+        parts=[Part(99, 1, 0.0, text[:20])],
+        route=["skycore"],
+        ack="upstream",
+        created_at=0.0,
+    )
+
+
+def answer(status: int, body: Any) -> HttpAnswer:
+    return HttpAnswer(status, {}, body if isinstance(body, str) else json.dumps(body))
+
+
+# -- request -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("number", "plus", "expected"),
+    [
+        ("17743199144", False, "17743199144"),  # the v2 intro: digits, no +
+        ("17743199144", True, "+17743199144"),  # the document's examples
+        ("6831234", False, "6831234"),  # 7 digits: the shortest E.164 numbers
+        ("123456", False, None),
+        ("1234567890123456", False, None),  # E.164 stops at 15
+        ("0017743199144", False, None),  # a dialling prefix is not international format
+    ],
+)
+def test_render_to(number: str, plus: bool, expected: str | None) -> None:
+    assert render_to(number, plus) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("x" * 160, 1),
+        ("x" * 161, 2),
+        ("x" * 306, 2),
+        ("x" * 307, 3),
+        ("€" * 80, 1),  # 160 septets
+        ("€" * 81, 2),
+        ("ж" * 70, 1),
+        ("ж" * 71, 2),
+        ("😀" * 35, 1),  # surrogate pairs: two UCS-2 units each
+        ("😀" * 36, 2),
+    ],
+)
+def test_sms_parts(text: str, parts: int) -> None:
+    assert sms_parts(text) == parts
+
+
+def test_body_is_the_documented_json() -> None:
+    assert build_body(settings(), message("Hi there")) == {
+        "action": "sendsms",
+        "message-text": "Hi there",
+        "to": "17743199144",
+        "from": "60856",
+    }
+
+
+def test_body_with_every_optional_field() -> None:
+    s = settings(from_mask="Dunder", campaign_ref="campaign2345", click_tracking=True, plus_prefix=True)
+    assert build_body(s, message("Visit https://example.com")) == {
+        "action": "sendsms",
+        "message-text": "Visit https://example.com",
+        "to": "+17743199144",
+        "from": "60856",
+        "from-mask": "Dunder",
+        "campaign-ref": "campaign2345",
+        "click-tracking": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("source", "allowed", "expected"),
+    [
+        ("12345", [], ("60856", "MASK")),  # nothing allowed: the configured pair
+        ("12345", ["*"], ("12345", "MASK")),  # a number: the `from`
+        ("Dunder Mifflin", ["*"], ("60856", "Dunder Mifflin")),  # letters: the mask
+        ("12345", ["777"], ("60856", "MASK")),
+        ("777", ["777"], ("777", "MASK")),
+        ("no!good", ["*"], ("60856", "MASK")),
+        ("", ["*"], ("60856", "MASK")),
+    ],
+)
+def test_senders(source: str, allowed: list[str], expected: tuple[str, str]) -> None:
+    assert senders(source, settings(allowed_senders=allowed, from_mask="MASK")) == expected
+
+
+def test_refusals_before_any_call() -> None:
+    bad_number = build_body(settings(), message(destination="12345"))
+    assert not isinstance(bad_number, dict)
+    assert (bad_number.outcome, bad_number.status) == (Outcome.REJECTED, Status.ESME_RINVDSTADR)
+    too_long = build_body(settings(max_parts=2), message("x" * 307))
+    assert not isinstance(too_long, dict)
+    assert too_long.status is Status.ESME_RINVMSGLEN
+    assert isinstance(build_body(settings(max_parts=0), message("x" * 5000)), dict)  # 0: no limit
+
+
+def test_no_flash_flag() -> None:
+    assert Skycore.supports_flash is False
+
+
+# -- answers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("word", ["Success", "success", "SUCCESS"])
+def test_success_gives_the_tracking_id(word: str) -> None:
+    body = {
+        "status": word,
+        "tracking-id": "abc123def456",
+        "to": "+10000000001",
+        "from": "00000",
+        "status-details": "SMS request accepted and queued for delivery",
+    }
+    result, alert = parse_answer(answer(200, body), "99")
+    assert (result.outcome, result.status, result.provider_ids, alert) == (
+        Outcome.ACCEPTED,
+        Status.ESME_ROK,
+        ("abc123def456",),
+        False,
+    )
+
+
+def test_success_without_tracking_id_is_accepted_under_our_id() -> None:
+    result, alert = parse_answer(answer(200, {"status": "Success"}), "99")
+    assert (result.outcome, result.provider_ids, alert) == (Outcome.ACCEPTED, ("99",), True)
+
+
+@pytest.mark.parametrize("code", list(ERRORS))
+@pytest.mark.parametrize("word", ["Failure", "failure"])
+def test_error_table_row_by_row(code: str, word: str) -> None:
+    body = {"status": word, "error-code": code, "error-info": ERROR_INFO[code], "to": "10000000001"}
+    result, alert = parse_answer(answer(200, body), "99")
+    rule = ERRORS[code]
+    assert (result.outcome, result.status, alert) == (rule.outcome, rule.status, rule.alert)
+    assert result.metric == ("throttled" if rule.status is Status.ESME_RTHROTTLED else "rejected")
+    assert code in result.reason
+
+
+def test_the_double_knows_every_code_of_the_table() -> None:
+    assert set(ERRORS) == set(ERROR_INFO)
+
+
+def test_error_table_choices() -> None:
+    """PROVIDERS.md 5.2, with the failover consequence of each group."""
+    assert {c for c, r in ERRORS.items() if r.status is Status.ESME_RTHROTTLED} == {"E106", "E113", "E120"}
+    assert {c for c, r in ERRORS.items() if r.status is Status.ESME_RINVDSTADR} == {"E110", "E114", "E201"}
+    assert {c for c, r in ERRORS.items() if r.status is Status.ESME_RINVSRCADR} == {"E111", "E115"}
+    assert ERRORS["E712"].status is Status.ESME_RINVMSGLEN
+    assert all(r.outcome is Outcome.REJECTED for c, r in ERRORS.items() if c in ("E110", "E111", "E713", "E715"))
+    assert all(r.outcome is Outcome.NOT_SENT and r.alert for c, r in ERRORS.items() if c in ("E102", "E104", "E112"))
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "outcome", "status", "alert"),
+    [
+        (200, {"status": "Failure", "error-code": "E999", "error-info": "new"}, Outcome.REJECTED,
+         Status.ESME_RSUBMITFAIL, False),
+        (200, {"status": "Failure"}, Outcome.REJECTED, Status.ESME_RSUBMITFAIL, False),
+        (500, {"status": "Failure", "error-code": "E110"}, Outcome.REJECTED, Status.ESME_RINVDSTADR, False),
+        (429, "", Outcome.NOT_SENT, Status.ESME_RTHROTTLED, False),
+        (502, "Bad gateway", Outcome.NOT_SENT, Status.ESME_RSYSERR, False),
+        (401, "", Outcome.NOT_SENT, Status.ESME_RSYSERR, True),
+        (200, "<html></html>", Outcome.UNKNOWN, Status.ESME_RSYSERR, False),
+        (404, "not here", Outcome.REJECTED, Status.ESME_RSUBMITFAIL, False),
+    ],
+)  # fmt: skip
+def test_answers_off_the_documented_path(
+    http_status: int, body: Any, outcome: Outcome, status: Status, alert: bool
+) -> None:
+    result, alerted = parse_answer(answer(http_status, body), "99")
+    assert (result.outcome, result.status, alerted) == (outcome, status, alert)
+
+
+# -- postbacks -----------------------------------------------------------------------
+
+N201 = {
+    "origin": "SMS_MT",
+    "code": "N201",
+    "sent-as": "SMS",
+    "status": "Sent",
+    "from": "000000",
+    "to": "10000000000",
+    "tracking-id": "xxxxxxxxxxxx",
+    "operator-id": "0001470",
+    "operator-name": "AT&T",
+    "timestamp": "2021-01-26T18:00:07.990498+00:00",
+}
+STATUS_WORDS = {"N201": "Sent", "N202": "Delivered", "E201": "Failed", "E202": "Rejected"}
+
+
+@pytest.mark.parametrize("code", list(POSTBACK_STATES))
+def test_postback_states_row_by_row(code: str) -> None:
+    payload = N201 | {"code": code, "status": STATUS_WORDS[code]}
+    assert postback_state(payload) == (code, POSTBACK_STATES[code])
+
+
+def test_postback_mapping_choices() -> None:
+    assert POSTBACK_STATES["N201"].state is MessageState.ENROUTE  # intermediate only
+    assert POSTBACK_STATES["N202"] == (MessageState.DELIVERED, 0)
+    assert POSTBACK_STATES["E201"].state is MessageState.REJECTED
+    assert POSTBACK_STATES["E202"].state is MessageState.UNDELIVERABLE
+    assert EXPIRED.state is MessageState.EXPIRED
+
+
+@pytest.mark.parametrize("status", ["Expired", "Message Sent/Expired", "EXPIRED"])
+def test_rejected_postback_saying_expired_is_expired(status: str) -> None:
+    assert postback_state(N201 | {"code": "E202", "status": status}) == ("E202", EXPIRED)
+
+
+@pytest.mark.parametrize("word", list(STATUS_CODES))
+def test_postback_without_code_maps_its_status_word(word: str) -> None:
+    payload = {k: v for k, v in N201.items() if k != "code"} | {"status": word.capitalize()}
+    mapped = postback_state(payload)
+    assert mapped is not None
+    assert mapped[0] == STATUS_CODES[word]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"origin": "SMS_MO", "code": "N211", "from": "10000000000", "to": "00000", "tracking-id": "smsmo1"},
+        {"origin": "MMS_MT", "code": "N101", "tracking-id": "mms1"},
+        {"origin": "MMS_MT", "code": "E102", "tracking-id": "mms1"},  # an MMS code, not our E-table
+        {"origin": "SMS_MT", "code": "N299", "status": "Odd", "tracking-id": "x"},
+    ],
+)
+def test_other_postbacks_are_not_mapped(payload: dict[str, Any]) -> None:
+    assert postback_state(payload) is None
+
+
+def test_postback_time() -> None:
+    assert postback_time(N201, 0.0) == pytest.approx(1611684007.990498)
+    assert postback_time({"timestamp": "2021-02-01T23:35:54+00:00"}, 0.0) == 1612222554.0
+    assert postback_time({"timestamp": "2021-02-01T23:35:54"}, 0.0) == 1612222554.0  # naive: UTC
+    assert postback_time({"timestamp": "yesterday"}, 5.0) == 5.0
+    assert postback_time({}, 5.0) == 5.0
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+def test_settings_defaults_and_validation() -> None:
+    s = settings()
+    assert (s.from_, s.from_mask, s.plus_prefix, s.max_parts, s.final_timeout) == ("60856", "", False, 10, 172800)
+    assert s.allowed_senders == [] and s.flash_fallback == "normal"
+    with pytest.raises(ConfigError) as error:
+        settings(**{"from": "shortcode", "from_mask": "Far too long a mask", "url": "ftp://x"})
+    problems = "\n".join(error.value.problems)
+    for key in ("providers.skycore.from", "providers.skycore.from_mask", "providers.skycore.url"):
+        assert key in problems
+
+
+# -- the double, as Skycore validates -------------------------------------------------
+
+
+def call(url: str, body: Any, key: str | None = "skycore-test-key") -> tuple[int, dict[str, Any]]:
+    headers = {"content-type": "application/json"} | ({"x-api-key": key} if key is not None else {})
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_the_double_checks_like_skycore() -> None:
+    ok = {"action": "sendsms", "message-text": "Hi", "to": "+10000000001", "from": "60856"}
+    with AppThread(make_app()) as sim:
+        api = sim.url + "/API"
+        status, body = call(api, ok | {"action": "SendSMS"})  # action is case-insensitive
+        assert status == 200
+        assert set(body) == {"status", "tracking-id", "to", "from", "status-details"}
+        assert (body["status"], body["to"], body["from"]) == ("Success", "+10000000001", "60856")
+        assert body["status-details"] == "SMS request accepted and queued for delivery"
+        expectations: list[tuple[Any, str | None, str]] = [
+            (ok, None, "E102"),
+            (ok, "wrong-key", "E104"),
+            (b"{oops", "skycore-test-key", "E100"),
+            (ok | {"action": "sendmms"}, "skycore-test-key", "E101"),
+            ({k: v for k, v in ok.items() if k != "to"}, "skycore-test-key", "E201"),
+            (ok | {"to": "12-34"}, "skycore-test-key", "E110"),
+            (ok | {"from": "00000"}, "skycore-test-key", "E111"),
+            (ok | {"message-text": ""}, "skycore-test-key", "E712"),
+            (ok | {"to": "61412345678", "from-mask": "Dunder Mifflin"}, "skycore-test-key", "E115"),
+            (ok | {"to": "999000713"}, "skycore-test-key", "E713"),
+        ]
+        for request_body, key, code in expectations:
+            status, body = call(api, request_body, key)
+            assert (status, body["status"], body["error-code"]) == (200, "Failure", code)  # HTTP 200 all the same
+            assert body["error-info"] == ERROR_INFO[code]
+        # A mask is cut at 11 characters elsewhere, as the document says.
+        assert call(api, ok | {"from-mask": "Dunder Mifflin"})[1]["status"] == "Success"
+        assert [r["json"] for r in sim.app["received"]][:1] == [ok | {"action": "SendSMS"}]
+        assert call(sim.url + "/_sim/fail", {"error-code": "E503"}, key=None)[0] == 200
+        assert call(api, ok)[1]["error-code"] == "E503"
