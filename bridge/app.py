@@ -3,12 +3,14 @@
 Start: store -> recovery (receipts, outbox, unfinished messages) -> providers ->
 HTTP -> SMPP. Stop (SIGTERM/SIGINT): refuse new binds and submits, answer what was
 already read, unbind every session, let in-flight HTTP calls finish or stay stored,
-close the store; all within `shutdown_timeout`.
+close the store; all within `shutdown_timeout`. Reload (SIGHUP): accounts, routes,
+timers and provider settings change in place while sessions stay bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from pathlib import Path
@@ -16,10 +18,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.config import Config
+from bridge.config import Config, ConfigError
 from bridge.core.auth import Authenticator
 from bridge.core.ids import IdAllocator
-from bridge.core.message import Lifecycle
+from bridge.core.message import Lifecycle, Message
 from bridge.core.outbox import Outbox
 from bridge.core.pipeline import Pipeline
 from bridge.core.receipts import ReceiptEngine
@@ -29,13 +31,29 @@ from bridge.core.smsc import Smsc
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
 from bridge.providers import build_provider
-from bridge.providers.base import Provider, ProviderContext
+from bridge.providers.base import Provider, ProviderContext, SendResult
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
 from bridge.store.base import Store
 from bridge.web import make_app
 
 MAINTENANCE_INTERVAL = 30.0
+RETIRE_TIMEOUT = 120.0  # longest wait for a replaced provider's requests before closing it anyway
+READINESS_TIMEOUT = 5.0  # /readyz: a store write that takes longer counts as failed
+# Settings a reload cannot change in a running process (listeners, store, pool sizes).
+RESTART_KEYS = (
+    "smpp.host",
+    "smpp.port",
+    "smpp.tls_port",
+    "smpp.tls_cert",
+    "smpp.tls_key",
+    "smpp.tls_client_ca",
+    "http.host",
+    "http.port",
+    "store.url",
+    "store.synchronous",
+    "outbox.concurrency",
+)
 
 
 def open_store(config: Config) -> Store:
@@ -60,6 +78,65 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
     return context
 
 
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """The RESTART_KEYS whose value differs between two configs."""
+    changed = []
+    for key in RESTART_KEYS:
+        section, name = key.split(".")
+        if getattr(getattr(old, section), name) != getattr(getattr(new, section), name):
+            changed.append(key)
+    return changed
+
+
+class SendTracker:
+    """Sends in progress on each provider object, so that a provider replaced by a
+    reload is closed only after the requests it is serving have been answered."""
+
+    def __init__(self) -> None:
+        self._busy: dict[int, int] = {}
+        self._idle: dict[int, asyncio.Event] = {}
+
+    def track(self, provider: Provider) -> Provider:
+        key = id(provider)
+        send = provider.send
+        busy = self._busy
+        idle = self._idle[key] = asyncio.Event()
+        idle.set()
+        busy[key] = 0
+
+        async def tracked_send(message: Message) -> SendResult:
+            busy[key] += 1
+            idle.clear()
+            try:
+                return await send(message)
+            finally:
+                busy[key] -= 1
+                if not busy[key]:
+                    idle.set()
+
+        provider.send = tracked_send  # type: ignore[method-assign]
+        return provider
+
+    def busy(self, provider: Provider) -> int:
+        """Sends in progress on `provider`."""
+        return self._busy.get(id(provider), 0)
+
+    async def wait_idle(self, provider: Provider, timeout: float) -> bool:
+        """True once no send is in progress on `provider` (False: timed out)."""
+        idle = self._idle.get(id(provider))
+        if idle is None:
+            return True
+        try:
+            await asyncio.wait_for(idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def forget(self, provider: Provider) -> None:
+        self._busy.pop(id(provider), None)
+        self._idle.pop(id(provider), None)
+
+
 class Bridge:
     def __init__(self, config: Config, config_path: Path | None = None) -> None:
         self.config = config
@@ -82,7 +159,9 @@ class Bridge:
         )
         self.providers: dict[str, Provider] = {}
         self.sender = Sender(self.providers, self.metrics, get_logger("sender"))
-        self.outbox = outbox = Outbox(config.outbox, self.store, self.sender, self.receipts, self.metrics, get_logger("outbox"))
+        self.outbox = outbox = Outbox(
+            config.outbox, self.store, self.sender, self.receipts, self.metrics, get_logger("outbox")
+        )
         self.sender.on_circuit_closed = outbox.wake
         self.pipeline = Pipeline(
             config, self.store, self.ids, self.sender, self.receipts, self.outbox, self.metrics, get_logger("pipeline")
@@ -90,7 +169,9 @@ class Bridge:
         self.smsc = Smsc(
             config, self.authenticator, self.registry, self.pipeline, self.receipts, self.metrics, get_logger("smsc")
         )
-        self.server = SmppServer(config.smpp, self.smsc, self.counters, get_logger("smpp"))
+        self.server = SmppServer(
+            config.smpp, self.smsc, self.counters, get_logger("smpp"), config.security.write_stall_timeout
+        )
         self.metrics.attach_live(
             LiveCollector(
                 self.counters,
@@ -102,11 +183,19 @@ class Bridge:
                         self.receipts.waiting,
                     ),
                     "outbox_messages": ("Stored messages not yet accepted upstream", "provider", self.outbox.depth),
+                    "provider_usable": (
+                        "1 while a provider may be sent to, 0 while its circuit is open",
+                        "provider",
+                        self._provider_usable,
+                    ),
                 },
             )
         )
         self._web_runner: web.AppRunner | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self.sends = SendTracker()
+        self._reload_lock = asyncio.Lock()
+        self._retiring: dict[asyncio.Task[None], Provider] = {}
         self.ports: dict[str, int] = {}
         self.started_at = 0.0
 
@@ -115,20 +204,16 @@ class Bridge:
     async def start(self) -> None:
         self.started_at = time.time()
         await self.store.open()
-        context = ProviderContext(
-            report=self.receipts.on_report,
-            metrics=self.metrics,
-            public_url=self.config.http.public_url,
-            log=get_logger("provider"),
-            find_messages=self.store.messages_in,
-        )
+        context = self._provider_context(self.config)
         for name, settings in self.config.providers.items():
-            self.providers[name] = build_provider(name, settings, context)
+            self.providers[name] = self.sends.track(build_provider(name, settings, context))
         for provider in self.providers.values():
             await provider.start()
         waiting = await self.receipts.load_pending()
         queued = await self.outbox.recover()
-        resumed = await self._resume_providers()
+        resumed = 0
+        for name, provider in self.providers.items():
+            resumed += await self._resume(name, provider)
         await self._start_http()
         await self.server.start(tls_context(self.config))
         self.ports.update(self.server.ports)
@@ -142,18 +227,34 @@ class Bridge:
             awaiting_reports=resumed,
         )
 
-    async def _resume_providers(self) -> int:
+    def _provider_context(self, config: Config) -> ProviderContext:
+        return ProviderContext(
+            report=self.receipts.on_report,
+            metrics=self.metrics,
+            public_url=config.http.public_url,
+            log=get_logger("provider"),
+            find_messages=self.store.messages_in,
+        )
+
+    async def _resume(self, name: str, provider: Provider, created_before: float | None = None) -> int:
+        """Hand `provider` the messages accepted under `name` that still wait for a
+        final report (at start-up; after a reload replaced the provider)."""
         count = 0
-        for name, provider in self.providers.items():
-            after = 0
-            while True:
-                batch = await self.store.messages_in([Lifecycle.ACCEPTED], provider=name, limit=1000, after_id=after)
-                if not batch:
-                    break
+        after = 0
+        while True:
+            batch = await self.store.messages_in([Lifecycle.ACCEPTED], provider=name, limit=1000, after_id=after)
+            if not batch:
+                break
+            after = batch[-1].id
+            if created_before is not None:
+                batch = [message for message in batch if message.created_at <= created_before]
+            if batch:
                 await provider.resume(batch)
                 count += len(batch)
-                after = batch[-1].id
         return count
+
+    def _provider_usable(self) -> list[tuple[str, float]]:
+        return [(name, 1.0 if self.sender.usable(name) else 0.0) for name in sorted(self.providers)]
 
     async def _start_http(self) -> None:
         app = make_app(self.metrics, lambda: self.providers, self.readiness, get_logger("http"))
@@ -167,8 +268,11 @@ class Bridge:
             self.ports["http"] = sockets[0].getsockname()[1]
 
     async def readiness(self) -> dict[str, bool]:
+        """/readyz: the SMPP listener is up, the store takes a write, a provider is usable."""
         try:
-            await self.store.count_outbox()
+            # A real write through the path submits use: reserving zero ids rewrites
+            # the id counter unchanged (a read-only or full disk fails here).
+            await asyncio.wait_for(self.store.reserve_ids(0), READINESS_TIMEOUT)
             store_ok = True
         except Exception:
             store_ok = False
@@ -190,16 +294,107 @@ class Bridge:
 
     # -- reload ----------------------------------------------------------------------
 
-    def reload(self, config: Config) -> None:
-        """Accounts, passwords, routes and timers change in place; bound sessions stay."""
+    async def reload(self, config: Config) -> None:
+        """Accounts, passwords, routes, timers and provider settings change in place;
+        bound sessions stay. A provider whose settings changed is rebuilt: the new one
+        starts, takes over, and the old one is closed once the requests it is serving
+        are answered. Raises ConfigError, changing nothing, if a provider cannot start."""
+        async with self._reload_lock:
+            fresh = await self._start_changed_providers(config)
+            self._apply(config, fresh)
+
+    async def _start_changed_providers(self, config: Config) -> dict[str, Provider]:
+        """New providers for names that are new or whose settings changed, started."""
+        context = self._provider_context(config)
+        url_changed = config.http.public_url != self.config.http.public_url
+        fresh: dict[str, Provider] = {}
+        name = ""
+        try:
+            for name, settings in config.providers.items():
+                current = self.providers.get(name)
+                if current is not None and current.settings == settings and not url_changed:
+                    continue
+                provider = fresh[name] = self.sends.track(build_provider(name, settings, context))
+                await provider.start()
+        except Exception as exc:
+            for provider in fresh.values():
+                with contextlib.suppress(Exception):
+                    await provider.close()
+                self.sends.forget(provider)
+            raise ConfigError([f"providers.{name}: cannot start ({type(exc).__name__}: {exc})"]) from exc
+        return fresh
+
+    def _apply(self, config: Config, fresh: dict[str, Provider]) -> None:
+        """Swap everything at once (no await): routes and providers change together."""
+        restart = restart_needed(self.config, config)
+        swapped_at = time.time()
+        retired = {
+            name: self.providers.pop(name)
+            for name in list(self.providers)
+            if name in fresh or name not in config.providers
+        }
+        self.providers.update(fresh)
         self.config = config
         self.authenticator.reload(config)
         self.receipts.max_attempts = config.smpp.receipt_max_attempts
         self.receipts.retry_base = config.smpp.receipt_retry_base
+        self.outbox.settings = config.outbox
         self.pipeline.reload(config)
         self.smsc.reload(config)
         self.server.reload(config.smpp)
-        self.log.info("reloaded", accounts=len(config.accounts), routes=len(config.routes))
+        self.server.write_stall_timeout = config.security.write_stall_timeout
+        unbound = self._rebind_sessions()
+        for name, old in retired.items():
+            task = asyncio.ensure_future(self._retire(name, old, fresh.get(name), swapped_at))
+            self._retiring[task] = old
+            task.add_done_callback(lambda done: self._retiring.pop(done, None))
+        self.log.info(
+            "reloaded",
+            accounts=len(config.accounts),
+            routes=len(config.routes),
+            providers=len(config.providers),
+            providers_added=sorted(set(fresh) - set(retired)),
+            providers_replaced=sorted(set(fresh) & set(retired)),
+            providers_removed=sorted(set(retired) - set(fresh)),
+            sessions_unbound=unbound,
+        )
+        if restart:
+            self.log.warning("reload_needs_restart", keys=restart)
+
+    def _rebind_sessions(self) -> int:
+        """Bound sessions take their account's new settings (route, throughput, ack);
+        sessions of an account that is gone are unbound. Returns how many were."""
+        now = time.monotonic()
+        unbound = 0
+        for conn in list(self.registry.all()):
+            account = self.authenticator.account(conn.session.system_id or "")
+            if account is not None:
+                conn.account = account
+                continue
+            conn.log.warning("unbinding", reason="account removed from the config")
+            conn.session.unbind(now)
+            conn.flush()
+            unbound += 1
+        return unbound
+
+    async def _retire(self, name: str, old: Provider, new: Provider | None, swapped_at: float) -> None:
+        """Close a replaced or removed provider after its in-flight sends; its successor
+        takes over the messages still waiting for a report."""
+        if not await self.sends.wait_idle(old, RETIRE_TIMEOUT):
+            self.log.warning("provider_retire_timeout", provider=name, timeout=RETIRE_TIMEOUT)
+        try:
+            await old.close()
+        except Exception:
+            self.log.exception("provider_close_failed", provider=name)
+        self.sends.forget(old)
+        self._retiring.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        if new is None:
+            self.log.info("provider_removed", provider=name)
+            return
+        # messages_in runs after every store write queued before it, so what the old
+        # provider accepted up to its last send is found here.
+        resumed = await self._resume(name, new, created_before=swapped_at)
+        self.log.info("provider_replaced", provider=name, awaiting_reports=resumed)
 
     # -- stop ------------------------------------------------------------------------
 
@@ -215,9 +410,12 @@ class Bridge:
         await self.outbox.stop(max(0.0, deadline - time.monotonic()))
         if self._maintenance is not None:
             self._maintenance.cancel()
+        for task, provider in list(self._retiring.items()):
+            task.cancel()
+            await provider.close()
         for provider in self.providers.values():
             await provider.close()
-        await self.receipts.drain()
+        self.receipts.stop()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
         await self.store.close()

@@ -143,10 +143,15 @@ async def _serve(path: Path, config: object) -> None:
     notifier = Notifier()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    serving = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload() -> None:
-        """SIGHUP: the new file replaces the old one, or is rejected and changes nothing."""
+        """SIGHUP: the new file replaces the old one, or is rejected and changes nothing.
+        A SIGHUP during start-up waits for it; one during shutdown is ignored."""
+        await serving.wait()
+        if stop.is_set():
+            return
         notifier.reloading()
         try:
             new = load_config(path)
@@ -174,10 +179,12 @@ async def _serve(path: Path, config: object) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await bridge.start()
+    serving.set()
     notifier.ready(f"serving SMPP on port {bridge.ports.get('smpp')}")
     await stop.wait()
     notifier.stopping()
     try:
+        await asyncio.gather(*reloads, return_exceptions=True)  # a reload under way finishes first
         await bridge.stop()
     finally:
         notifier.stop_watchdog()

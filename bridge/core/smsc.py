@@ -120,7 +120,10 @@ class Smsc:
             decision_status, account, reason = Status.ESME_RBINDFAIL, None, "shutting down"
         else:
             decision = await self.authenticator.check(
-                system_id, pdu.params.get("password", ""), conn.peer_host, self.registry.count(system_id),
+                system_id,
+                pdu.params.get("password", ""),
+                conn.peer_host,
+                self.registry.count(system_id),
                 time.monotonic(),
             )
             decision_status, account, reason = decision.status, decision.account, decision.reason

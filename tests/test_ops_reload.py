@@ -1,0 +1,190 @@
+"""Bridge.reload inside the process: how a provider whose settings changed is swapped.
+
+The new provider starts and takes the next sends at once; the old one is closed only
+after the send it was serving has been answered; a provider that cannot start makes
+the whole reload fail and leaves the running config in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.config import ConfigError
+from bridge.core.message import Message
+from bridge.providers.base import SendResult
+from bridge.providers.simulator import Simulator
+from bridge.smpp.constants import Command, Status
+from bridge.smpp.pdu import Pdu, encode_pdu
+from tests.support.esme import Esme
+from tests.support.running import RunningBridge, make_config
+from tests.support.waiting import wait_for
+
+GATED_PREFIX = "4918"
+
+
+class Gate:
+    """Holds the simulator's sends to GATED_PREFIX until the test opens it; records closes."""
+
+    def __init__(self) -> None:
+        self.event: asyncio.Event | None = None
+        self.closed: list[Simulator] = []
+        self.fail_start_when: Callable[[Simulator], bool] = lambda provider: False
+
+    def open(self, bridge: RunningBridge) -> None:
+        bridge.loop.call_soon_threadsafe(self._event().set)
+
+    def _event(self) -> asyncio.Event:
+        if self.event is None:
+            self.event = asyncio.Event()
+        return self.event
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
+    gate = Gate()
+    send, close, start = Simulator.send, Simulator.close, Simulator.start
+
+    async def gated_send(self: Simulator, message: Message) -> SendResult:
+        if message.destination.addr.startswith(GATED_PREFIX):
+            await gate._event().wait()
+        return await send(self, message)
+
+    async def recorded_close(self: Simulator) -> None:
+        gate.closed.append(self)
+        await close(self)
+
+    async def failing_start(self: Simulator) -> None:
+        if gate.fail_start_when(self):
+            raise OSError("cannot open the connection pool")
+        await start(self)
+
+    monkeypatch.setattr(Simulator, "send", gated_send)
+    monkeypatch.setattr(Simulator, "close", recorded_close)
+    monkeypatch.setattr(Simulator, "start", failing_start)
+    yield gate
+
+
+def _config(tmp_path: Path, **sim: Any) -> Any:
+    return make_config(
+        tmp_path,
+        providers={"sim": {"type": "simulator", "delivery_delay": 0.05, **sim}},
+        smpp={"enquire_link_interval": 3600},
+    )
+
+
+def test_replaced_provider_is_closed_only_after_its_in_flight_send(
+    tmp_path: Path, gate: Gate, start_bridge: Callable[..., RunningBridge]
+) -> None:
+    # The old provider would report after an hour: a receipt can only come from the new one.
+    bridge = start_bridge(providers={"sim": {"type": "simulator", "delivery_delay": 3600}})
+    assert bridge.bridge is not None
+    inner = bridge.bridge
+    old = inner.providers["sim"]
+    client = Esme(bridge.smpp_port)
+    try:
+        assert client.bind().status == Status.ESME_ROK
+        held = Pdu(
+            Command.SUBMIT_SM,
+            77,
+            0,
+            {
+                "source_addr": "1",
+                "dest_addr_ton": 1,
+                "destination_addr": GATED_PREFIX + "000001",
+                "short_message": b"x",
+                "registered_delivery": 1,
+            },
+        )
+        client.send_raw(encode_pdu(held))
+        wait_for(lambda: bridge.run(inner.sends.busy, old) == 1)
+
+        bridge.call(inner.reload(_config(tmp_path, reject_prefixes=["4915"])))
+        new = inner.providers["sim"]
+        assert new is not old and new.settings.reject_prefixes == ["4915"]
+        # The new provider serves at once; the old one keeps its request and stays open.
+        assert client.submit(destination="4915000001").status == Status.ESME_RINVDSTADR
+        assert client.submit(destination="4917000001").status == Status.ESME_ROK
+        assert old not in gate.closed and bridge.run(inner.sends.busy, old) == 1
+
+        gate.open(bridge)
+        answer = client.read_raw_until(77)
+        assert answer.status == Status.ESME_ROK  # answered by the old provider, not cut off
+        wait_for(lambda: old in gate.closed)
+        assert new not in gate.closed
+        # The message the old provider accepted gets its receipt through the new one.
+        client.wait_until(lambda: answer.params["message_id"] in [r["id"] for r in client.receipts()])
+    finally:
+        client.close()
+
+
+def test_unchanged_providers_are_kept_across_a_reload(
+    tmp_path: Path, gate: Gate, start_bridge: Callable[..., RunningBridge]
+) -> None:
+    bridge = start_bridge(providers={"sim": {"type": "simulator", "delivery_delay": 0.05}})
+    assert bridge.bridge is not None
+    old = bridge.bridge.providers["sim"]
+    bridge.call(bridge.bridge.reload(_config(tmp_path)))
+    assert bridge.bridge.providers["sim"] is old and gate.closed == []
+
+
+def test_a_provider_that_cannot_start_rejects_the_whole_reload(
+    tmp_path: Path, gate: Gate, start_bridge: Callable[..., RunningBridge]
+) -> None:
+    bridge = start_bridge(providers={"sim": {"type": "simulator", "delivery_delay": 0.05}})
+    assert bridge.bridge is not None
+    inner = bridge.bridge
+    old = inner.providers["sim"]
+    gate.fail_start_when = lambda provider: provider.settings.reject_prefixes == ["4915"]
+    new_config = _config(tmp_path, reject_prefixes=["4915"])
+    changed_password = new_config.model_copy(
+        update={"accounts": [new_config.accounts[0].model_copy(update={"password": "other"})]}
+    )
+    with pytest.raises(ConfigError, match=r"providers\.sim: cannot start \(OSError"):
+        bridge.call(inner.reload(changed_password))
+    assert inner.providers["sim"] is old and old not in gate.closed
+    assert len(gate.closed) == 1  # the new one, which failed to start, was closed again
+    client = Esme(bridge.smpp_port)
+    try:
+        assert client.bind(password="secret1").status == Status.ESME_ROK  # the old password still holds
+        assert client.submit(destination="4915000001").status == Status.ESME_ROK  # the old settings too
+    finally:
+        client.close()
+
+
+def test_bound_session_follows_its_account_s_new_route(
+    tmp_path: Path, start_bridge: Callable[..., RunningBridge]
+) -> None:
+    providers = {
+        "a": {"type": "simulator", "delivery_delay": 0.05, "reject_prefixes": ["4917"]},
+        "b": {"type": "simulator", "delivery_delay": 0.05, "reject_prefixes": []},
+    }
+    account = {"system_id": "esme1", "password": "secret1", "throughput": 0}
+    bridge = start_bridge(providers=providers, accounts=[{**account, "route": "a"}])
+    assert bridge.bridge is not None
+    second = make_config(tmp_path, providers=providers, accounts=[{**account, "route": "b"}])
+    client = Esme(bridge.smpp_port)
+    try:
+        assert client.bind().status == Status.ESME_ROK
+        assert client.submit(destination="4917000001").status == Status.ESME_RINVDSTADR  # a refuses 4917
+        bridge.call(bridge.bridge.reload(second))
+        assert client.submit(destination="4917000002").status == Status.ESME_ROK  # same session, now via b
+    finally:
+        client.close()
+
+
+def test_sessions_of_a_removed_account_are_unbound(tmp_path: Path, start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge()
+    assert bridge.bridge is not None
+    client = Esme(bridge.smpp_port)
+    try:
+        assert client.bind().status == Status.ESME_ROK
+        config = make_config(tmp_path)
+        bridge.call(bridge.bridge.reload(config.model_copy(update={"accounts": []})))
+        client.wait_until(lambda: client.unbinds == 1)
+    finally:
+        client.close()
