@@ -191,6 +191,7 @@ class Bridge:
                 },
             )
         )
+        self._tls: ssl.SSLContext | None = None
         self._web_runner: web.AppRunner | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.sends = SendTracker()
@@ -207,15 +208,18 @@ class Bridge:
         context = self._provider_context(self.config)
         for name, settings in self.config.providers.items():
             self.providers[name] = self.sends.track(build_provider(name, settings, context))
+        # Stored receipts first: a report a provider makes while starting must not be
+        # queued twice (once from its own report, once from the store).
+        waiting = await self.receipts.load_pending()
         for provider in self.providers.values():
             await provider.start()
-        waiting = await self.receipts.load_pending()
         queued = await self.outbox.recover()
         resumed = 0
         for name, provider in self.providers.items():
             resumed += await self._resume(name, provider)
         await self._start_http()
-        await self.server.start(tls_context(self.config))
+        self._tls = tls_context(self.config)
+        await self.server.start(self._tls)
         self.ports.update(self.server.ports)
         self._maintenance = asyncio.ensure_future(self._maintain())
         self.log.info(
@@ -334,7 +338,10 @@ class Bridge:
             if name in fresh or name not in config.providers
         }
         self.providers.update(fresh)
+        for name in fresh:
+            self.sender.forget(name)  # new settings, new breaker
         self.config = config
+        self._reload_certificate(config)
         self.authenticator.reload(config)
         self.receipts.max_attempts = config.smpp.receipt_max_attempts
         self.receipts.retry_base = config.smpp.receipt_retry_base
@@ -360,6 +367,17 @@ class Bridge:
         )
         if restart:
             self.log.warning("reload_needs_restart", keys=restart)
+
+    def _reload_certificate(self, config: Config) -> None:
+        """A renewed certificate at the same paths applies to new TLS connections."""
+        s = config.smpp
+        if self._tls is None or s.tls_cert is None or s.tls_key is None:
+            return
+        try:
+            self._tls.load_cert_chain(s.tls_cert, s.tls_key)
+            self.log.info("tls_certificate_reloaded")
+        except (OSError, ssl.SSLError) as exc:
+            self.log.error("tls_certificate_reload_failed", error=str(exc))
 
     def _rebind_sessions(self) -> int:
         """Bound sessions take their account's new settings (route, throughput, ack);

@@ -125,7 +125,7 @@ def _run(path: Path) -> int:
 def _log_format(config: Config) -> str:
     """An unset `[log] format` means "auto" (console on a terminal, JSON otherwise);
     SMPP_BRIDGE_LOG_FORMAT overrides the file."""
-    fmt: str = config.log.format if "format" in config.log.model_fields_set else "auto"
+    fmt: str = config.log.format
     if os.environ.get("SMPP_BRIDGE_LOG_FORMAT") in ("auto", "json", "console"):
         fmt = os.environ["SMPP_BRIDGE_LOG_FORMAT"]
     return fmt

@@ -150,7 +150,9 @@ class OutboxSettings(Section):
 
 class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
-    format: Literal["json", "console"] = "json"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console text on a terminal, JSON lines otherwise (systemd, Docker)"
+    )
 
 
 class Account(Section):
@@ -165,6 +167,11 @@ class Account(Section):
     ack: Literal["upstream", "stored"] = "upstream"
     message_id_format: Literal["decimal", "hex"] = "decimal"
     default_charset: Literal["gsm0338", "latin1", "ascii"] = "gsm0338"
+    ia5_charset: Literal["auto", "ascii", "gsm0338"] = Field(
+        "auto",
+        description="meaning of data_coding 1 (IA5): auto = GSM 03.38 when the octets hold GSM-only codes "
+        "(node-smpp sends GSM under 1), ASCII otherwise",
+    )
     route: str | None = None
 
     @model_validator(mode="after")

@@ -145,6 +145,9 @@ class SmppConnection(asyncio.Protocol):
         if transport.get_write_buffer_size() > WRITE_HARD_LIMIT:
             self.log.warning("session_aborted", reason="peer does not read")
             transport.abort()
+            return
+        # What was written may change the timers (a bind accepted, an unbind answered).
+        self._arm()
 
     def _arm(self) -> None:
         deadline = self.session.next_deadline()

@@ -36,7 +36,7 @@ from bridge.smpp.constants import (
 )
 from bridge.smpp.pdu import Pdu
 from bridge.smpp.receipt import ascii_safe
-from bridge.smpp.text import Charset, TextError, coding_of, decode_text
+from bridge.smpp.text import Charset, TextError, coding_of, decode_text, ia5_charset
 from bridge.smpp.times import format_smpp_time, parse_smpp_time
 from bridge.smpp.udh import Segment, split_payload
 from bridge.store.base import Store, StoreUnavailable
@@ -190,7 +190,7 @@ class Pipeline:
         message_id = await self._ids.next_id()
         now = self._clock()
         if parsed.segment is None:
-            text = decode_text(parsed.data, parsed.charset)
+            text = self._decode(account, parsed.data, parsed.charset)
             part = Part(message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS))
             message = self._message(
                 account, message_id, parsed.source, destination, text, parsed.flash, [part], route, now
@@ -224,6 +224,13 @@ class Pipeline:
             flash=flash,
             registered_delivery=p.get("registered_delivery", 0),
         )
+
+    @staticmethod
+    def _decode(account: Account, data: bytes, charset: Charset) -> str:
+        """The text of a whole message (segments already joined)."""
+        if charset is Charset.ASCII:
+            charset = ia5_charset(data, account.ia5_charset)
+        return decode_text(data, charset)
 
     def _check_times(self, params: dict[str, Any]) -> None:
         now = self._clock()
@@ -345,7 +352,7 @@ class Pipeline:
             now,
         )
         try:
-            text = decode_text(data, parsed.charset)
+            text = self._decode(account, data, parsed.charset)
         except TextError:
             others = [p for p in parts if p is not this_part]
             await self._receipts.fail_parts(message, others, MessageState.REJECTED, Status.ESME_RINVDCS)
@@ -403,7 +410,11 @@ class Pipeline:
             return Answer(Status.ESME_ROK, part.message_id, message.route[0], message.flash, part_ids)
         result, provider = await self._sender.send(message)
         if result.outcome is not Outcome.ACCEPTED:
-            conn.log.info(
+            if result.status == Status.ESME_RTHROTTLED:
+                self._metrics.throttled.labels(account.system_id, "upstream").inc()
+            # A definitive rejection is the ESME's business; anything else is ours to watch.
+            log = conn.log.info if result.outcome is Outcome.REJECTED else conn.log.warning
+            log(
                 "submit_not_accepted",
                 message_id=message.id,
                 provider=provider,
@@ -435,8 +446,9 @@ class Pipeline:
         parsed = self._parse(account, pdu)
         if parsed.segment is not None:
             raise Refused(Status.ESME_RINVESMCLASS, "concatenated submit_multi is not supported")
-        text = decode_text(parsed.data, parsed.charset)
+        text = self._decode(account, parsed.data, parsed.charset)
         if account.ack == "stored" and self._outbox.full():
+            self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
             raise Refused(Status.ESME_RMSGQFUL, "outbox full")
         message_id = await self._ids.next_id()
         now = self._clock()

@@ -47,6 +47,11 @@ class Sender:
             self._breakers[name] = breaker
         return breaker
 
+    def forget(self, name: str) -> None:
+        """Drop a provider's breaker (it was rebuilt with new settings)."""
+        if self._breakers.pop(name, None) is not None:
+            self._metrics.circuit_open.labels(name).set(0)
+
     def usable(self, name: str) -> bool:
         """False while the provider's circuit is open (and not yet due a trial)."""
         breaker = self._breakers.get(name)

@@ -12,6 +12,7 @@ silently drops a dangling escape. The tests check our tables against it.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from bridge.smpp.constants import Status
@@ -184,6 +185,19 @@ _DECODERS = {
     Charset.CYRILLIC: lambda data: data.decode("iso8859_5"),
     Charset.HEBREW: lambda data: data.decode("iso8859_8"),
 }
+
+
+# Octets that are control characters in ASCII but letters in GSM 03.38 (@ £ $ ¥ è …,
+# the escape): IA5 text (data_coding 1) holding them was really written in GSM 03.38.
+_GSM_ONLY_OCTETS = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x1f]")
+
+
+def ia5_charset(data: bytes, mode: str) -> Charset:
+    """The charset of data_coding 1 octets: "ascii", "gsm0338", or "auto" (GSM 03.38
+    when GSM-only codes appear, ASCII otherwise; both agree on letters and digits)."""
+    if mode == "gsm0338" or (mode == "auto" and _GSM_ONLY_OCTETS.search(data)):
+        return Charset.GSM0338
+    return Charset.ASCII
 
 
 def decode_text(data: bytes, charset: Charset) -> str:

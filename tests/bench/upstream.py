@@ -121,13 +121,14 @@ class PostbackSender(asyncio.Protocol):
 async def serve(port: int, postback: str | None, connections: int) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str] | None = asyncio.Queue() if postback else None
+    senders: list[asyncio.Task[None]] = []
     if postback and queue is not None:
         url = urlsplit(postback)
         for _ in range(connections):
             _, sender = await loop.create_connection(
                 lambda: PostbackSender(url.netloc, url.path, queue), url.hostname, url.port or 80
             )
-            loop.create_task(sender.run())
+            senders.append(loop.create_task(sender.run()))
     server = await loop.create_server(lambda: Upstream(queue), "127.0.0.1", port, backlog=1024)
     async with server:
         await server.serve_forever()

@@ -25,17 +25,6 @@ SYSTEM_ID = "esme1"
 PASSWORD = "secret1"
 SENDER = "12345"
 GSM_TEXT = "Price 5€ @home $1 _x"
-DCS_0X01_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bridge decodes node-smpp's default DCS 0x01 as ASCII although the octets are GSM 03.38 "
-    "(@ = 00, € = 1B 65, $ = 02, _ = 11): the provider gets control characters instead of the text",
-)
-TIMERS_AFTER_BIND_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="bridge/server.py arms the session timer in data_received before the (asynchronous) bind has "
-    "completed, and nothing re-arms it when the bind_resp goes out: enquire_link and inactivity_timeout "
-    "start only when the bind_timeout deadline fires (30 s after connect)",
-)
 
 
 def run_driver(
@@ -146,12 +135,9 @@ def test_automatic_codings_reach_the_provider(node_smpp: list[str], bridge: Runn
     assert records["4917000004"]["text"] == GSM_TEXT
 
 
-def test_default_dcs_0x01_with_gsm_octets(
-    node_smpp: list[str], bridge: RunningBridge, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_default_dcs_0x01_with_gsm_octets(node_smpp: list[str], bridge: RunningBridge, tmp_path: Path) -> None:
     """Without data_coding, node-smpp sends GSM-encodable text as DCS 0x01 ("IA5/ASCII")
     but encodes it with its GSM 03.38 table."""
-    request.node.add_marker(DCS_0X01_BUG)  # here, not as a decorator: a missing node must still fail in CI
     report = run_driver(node_smpp, bridge, [{"destination_addr": "4917000005", "short_message": GSM_TEXT}])
     assert report["submits"][0]["command_status"] == 0
     assert records_by_destination(tmp_path)["4917000005"]["text"] == GSM_TEXT
@@ -183,12 +169,9 @@ def test_answering_enquire_link_keeps_the_session(node_smpp: list[str], start: C
     assert report["unbind_resp"]["command_status"] == 0
 
 
-def test_enquire_link_starts_right_after_bind(
-    node_smpp: list[str], start: Callable[..., RunningBridge], request: pytest.FixtureRequest
-) -> None:
+def test_enquire_link_starts_right_after_bind(node_smpp: list[str], start: Callable[..., RunningBridge]) -> None:
     """A session that binds and then only listens gets the bridge's enquire_link after
     enquire_link_interval (0.3 s here), not only once bind_timeout (30 s) has passed."""
-    request.node.add_marker(TIMERS_AFTER_BIND_BUG)
     bridge = start()  # bind_timeout stays 30
     report = run_driver(node_smpp, bridge, [], server_enquire_links=1, timeout_ms=3000, allow_errors=True)
     assert report["bind"]["command_status"] == 0
