@@ -169,9 +169,7 @@ class Bridge:
         self.smsc = Smsc(
             config, self.authenticator, self.registry, self.pipeline, self.receipts, self.metrics, get_logger("smsc")
         )
-        self.server = SmppServer(
-            config.smpp, self.smsc, self.counters, get_logger("smpp"), config.security.write_stall_timeout
-        )
+        self.server = SmppServer(config.smpp, config.security, self.smsc, self.counters, get_logger("smpp"))
         self.metrics.attach_live(
             LiveCollector(
                 self.counters,
@@ -348,8 +346,7 @@ class Bridge:
         self.outbox.settings = config.outbox
         self.pipeline.reload(config)
         self.smsc.reload(config)
-        self.server.reload(config.smpp)
-        self.server.write_stall_timeout = config.security.write_stall_timeout
+        self.server.reload(config.smpp, config.security)
         unbound = self._rebind_sessions()
         for name, old in retired.items():
             task = asyncio.ensure_future(self._retire(name, old, fresh.get(name), swapped_at))

@@ -13,7 +13,7 @@ import ssl
 import time
 from typing import Any, cast
 
-from bridge.config import Account, SmppSettings
+from bridge.config import Account, SecuritySettings, SmppSettings
 from bridge.core.smsc import Smsc
 from bridge.smpp.session import PduCounters, Session, SessionConfig
 
@@ -26,7 +26,7 @@ WRITE_HARD_LIMIT = 4 * 1024 * 1024
 _connection_ids = itertools.count(1)
 
 
-def session_config(settings: SmppSettings) -> SessionConfig:
+def session_config(settings: SmppSettings, pdu_timeout: float = 30.0) -> SessionConfig:
     return SessionConfig(
         window=settings.window,
         enquire_link_interval=settings.enquire_link_interval,
@@ -34,6 +34,7 @@ def session_config(settings: SmppSettings) -> SessionConfig:
         bind_timeout=settings.bind_timeout,
         response_timeout=settings.response_timeout,
         max_command_length=settings.max_command_length,
+        pdu_timeout=pdu_timeout,
     )
 
 
@@ -180,11 +181,9 @@ class SmppConnection(asyncio.Protocol):
 
 class SmppServer:
     def __init__(
-        self, settings: SmppSettings, smsc: Smsc, counters: PduCounters, log: Any, write_stall_timeout: float = 60.0
+        self, settings: SmppSettings, security: SecuritySettings, smsc: Smsc, counters: PduCounters, log: Any
     ) -> None:
-        self.settings = settings
-        self.write_stall_timeout = write_stall_timeout
-        self.session_config = session_config(settings)
+        self.reload(settings, security)
         self.smsc = smsc
         self.counters = counters
         self.log = log
@@ -193,10 +192,11 @@ class SmppServer:
         self._all_closed = asyncio.Event()
         self.ports: dict[str, int] = {}
 
-    def reload(self, settings: SmppSettings) -> None:
-        """Timers and window apply to new sessions; listeners stay as they are."""
+    def reload(self, settings: SmppSettings, security: SecuritySettings) -> None:
+        """Timers, window and limits apply to new sessions; listeners stay as they are."""
         self.settings = settings
-        self.session_config = session_config(settings)
+        self.write_stall_timeout = security.write_stall_timeout
+        self.session_config = session_config(settings, security.pdu_timeout)
 
     async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()

@@ -3,8 +3,11 @@ its outcome asserted, while a well-behaved session on the same daemon keeps work
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +130,83 @@ def test_a_peer_that_never_reads_is_cut_off_others_keep_working(
     finally:
         hostile.close()
         good.close()
+
+
+def test_a_pdu_trickled_slower_than_pdu_timeout_is_cut_off(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(security={"pdu_timeout": 0.5})
+    good = bound(bridge)
+    slow = socket.create_connection(("127.0.0.1", bridge.smpp_port), timeout=10)
+    try:
+        frame = encode_pdu(Pdu(Command.BIND_TRANSCEIVER, 1, 0, {"system_id": "esme1", "password": "secret1"}))
+        slow.sendall(frame[:10])  # a header begun, never finished
+        assert slow.recv(100) == b""  # closed by the bridge
+        assert good.send("enquire_link").status == Status.ESME_ROK
+    finally:
+        slow.close()
+        good.close()
+
+
+SKYCORE = {
+    "type": "skycore",
+    "url": "http://127.0.0.1:9/API",
+    "api_key": "k",
+    "from": "60856",
+    "callback_token": "a-long-random-token",
+}
+
+
+def post(url: str, body: bytes = b"{}") -> int:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_callbacks_need_the_right_token_and_provider(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(providers={"sim": {"type": "simulator"}, "sky": SKYCORE})
+    base = f"{bridge.http_url}/callbacks"
+    assert post(f"{base}/sky/a-long-random-tokeN") == 404
+    assert post(f"{base}/sky/") == 404
+    assert post(f"{base}/nobody/a-long-random-token") == 404
+    assert post(f"{base}/sim/anything") == 404  # a provider without callbacks
+    assert post(f"{base}/sky/a-long-random-token", b'{"origin": "SMS_MO"}') == 200
+    assert bridge.bridge is not None
+    text = bridge.bridge.metrics.exposition().decode()
+    assert 'smpp_bridge_callbacks_total{provider="sky",result="not_found"} 1.0' in text
+    assert 'smpp_bridge_callbacks_total{provider="unknown",result="not_found"} 1.0' in text
+    assert "a-long-random-token" not in text
+
+
+def test_callback_source_allowlist(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(
+        providers={"sim": {"type": "simulator"}, "sky": {**SKYCORE, "callback_allowed_networks": ["10.0.0.0/8"]}}
+    )
+    assert post(f"{bridge.http_url}/callbacks/sky/a-long-random-token") == 403
+
+
+def test_callback_body_size_is_limited(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(providers={"sim": {"type": "simulator"}, "sky": SKYCORE})
+    assert post(f"{bridge.http_url}/callbacks/sky/a-long-random-token", b"x" * (1 << 20)) == 413
+
+
+def test_a_callback_cannot_touch_another_providers_message(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(
+        providers={"sim": {"type": "simulator", "silent_prefixes": ["49"]}, "sky": SKYCORE},
+        accounts=[{"system_id": "esme1", "password": "secret1", "route": "sim"}],
+    )
+    client = bound(bridge)
+    try:
+        message_id = client.submit().message_id.decode()  # silent: the simulator never reports
+        postback = {"origin": "SMS_MT", "code": "N202", "status": "Delivered", "tracking-id": f"sim-{message_id}"}
+        assert post(f"{bridge.http_url}/callbacks/sky/a-long-random-token", json.dumps(postback).encode()) == 200
+
+        async def state() -> object:
+            assert bridge.bridge is not None
+            message = await bridge.bridge.store.get_message(int(message_id))
+            return message.state if message else None
+
+        assert bridge.call(state()) is None  # still waiting for its own provider
+    finally:
+        client.close()

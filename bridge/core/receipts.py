@@ -40,6 +40,10 @@ from bridge.smpp.receipt import receipt_deliver_sm
 from bridge.store.base import Store
 
 RETRY_DELAY_MAX = 600.0
+# A report may beat the store write of its own send (a provider calling back before
+# it answered): unknown ids are looked up again after these delays before giving up.
+EARLY_REPORT_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0)
+MAX_EARLY_REPORTS = 10_000
 
 
 def retry_delay(attempts: int, base: float) -> float:
@@ -101,6 +105,7 @@ class ReceiptEngine:
         self._held: set[int] = set()
         self._parked: dict[int, list[Receipt]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
+        self._early: set[asyncio.Future[None]] = set()
         self._receipt_children: dict[tuple[str, ...], Any] = {}
         self._report_children: dict[tuple[str, ...], Any] = {}
         self._latency_children: dict[tuple[str, ...], Any] = {}
@@ -111,12 +116,32 @@ class ReceiptEngine:
         """A provider's status for one of its ids. False when we do not know the id."""
         message = await self._store.find_by_provider_id(report.provider, report.provider_id)
         if message is None:
-            self._count_report(report.provider, "unknown_id")
-            self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
+            if len(self._early) < MAX_EARLY_REPORTS:
+                task = asyncio.ensure_future(self._report_again(report))
+                self._early.add(task)
+                task.add_done_callback(self._early.discard)
+            else:
+                self._unknown(report)
             return False
+        self._take(message, report)
+        return True
+
+    def _take(self, message: Message, report: StatusReport) -> None:
         applied = self.apply_to(message, report.state, report.error, report.at)
         self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
-        return True
+
+    async def _report_again(self, report: StatusReport) -> None:
+        for delay in EARLY_REPORT_RETRIES:
+            await asyncio.sleep(delay)
+            message = await self._store.find_by_provider_id(report.provider, report.provider_id)
+            if message is not None:
+                self._take(message, report)
+                return
+        self._unknown(report)
+
+    def _unknown(self, report: StatusReport) -> None:
+        self._count_report(report.provider, "unknown_id")
+        self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
 
     async def apply(self, message_id: int, state: MessageState, error: int, at: float) -> bool:
         """`apply_to` for a message known by id."""
@@ -291,3 +316,5 @@ class ReceiptEngine:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        for task in self._early:
+            task.cancel()

@@ -24,7 +24,6 @@ import heapq
 import json
 import math
 import re
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,8 +151,6 @@ CALLBACK_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 GSM_SINGLE, GSM_PART, UCS2_SINGLE, UCS2_PART = 160, 153, 70, 67
-EARLY_REPORT_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0)  # a callback may beat our own store write
-EARLY_WINDOW = 60.0  # seconds after a send during which an unknown id is retried
 MAX_UNKNOWN_POLLS = 3  # polled ids the bridge keeps not knowing are dropped
 _E164 = re.compile(r"^[1-9]\d{6,14}$")
 
@@ -297,8 +294,6 @@ class Kaleyra(Provider):
         self._heap: list[tuple[float, str]] = []
         self._wake = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
-        self._recent: dict[str, float] = {}  # provider id -> when sent, for the last EARLY_WINDOW seconds
-        self._recent_order: deque[tuple[float, str]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -394,13 +389,7 @@ class Kaleyra(Provider):
 
     def _track(self, provider_ids: Sequence[str], since: float) -> None:
         now = self.context.clock()
-        while self._recent_order and self._recent_order[0][0] < now - EARLY_WINDOW:
-            at, stale = self._recent_order.popleft()
-            if self._recent.get(stale) == at:
-                del self._recent[stale]
         for provider_id in provider_ids:
-            self._recent[provider_id] = now
-            self._recent_order.append((now, provider_id))
             if self.settings.poll_interval > 0:
                 self._watch(provider_id, since, now + self.settings.poll_interval)
 
@@ -446,20 +435,11 @@ class Kaleyra(Provider):
         known = await self.context.report(report)
         if state.is_final:
             self._forget(provider_id)
-        if not known and provider_id in self._recent:
-            self._spawn(self._report_again(report))
         return "accepted" if known else "unknown_id"
 
     def _callback_answer(self, result: str, status: int) -> web.Response:
         self.context.metrics.callbacks.labels(self.name, result).inc()
         return web.Response(status=status, text="OK" if status == 200 else "ERROR")
-
-    async def _report_again(self, report: StatusReport) -> None:
-        """A callback that came before the send's own store write: try again shortly."""
-        for delay in EARLY_REPORT_RETRIES:
-            await asyncio.sleep(delay)
-            if await self.context.report(report):
-                return
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

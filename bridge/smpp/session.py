@@ -174,6 +174,7 @@ class SessionConfig:
     bind_timeout: float = 30.0
     response_timeout: float = 30.0
     max_command_length: int = 65536 + HEADER_SIZE
+    pdu_timeout: float = 30.0  # a PDU that has begun must be complete within this time
 
 
 @dataclass(slots=True)
@@ -205,6 +206,7 @@ class Session:
         self._closing = False
         self._unbind_deadline: float | None = None
         self._unbind_reason = "unbind not answered"
+        self._partial_since: float | None = None
         self._enquire_link_sequence: int | None = None
         self._bind_pending = False
         # Sequences of the peer's unbinds waiting for the answers to earlier requests.
@@ -235,6 +237,11 @@ class Session:
             self._handle_frame(frame, now, events)
         if offset:
             del buffer[:offset]
+        # Slowloris: a PDU trickling in never completes; time it from its first byte.
+        if not buffer:
+            self._partial_since = None
+        elif offset or self._partial_since is None:
+            self._partial_since = now
         return events
 
     def _framing_error(self, buffer: bytearray, offset: int, length: int, events: list[Event]) -> None:
@@ -432,6 +439,9 @@ class Session:
         if self.state is State.OPEN and now - self.opened_at >= config.bind_timeout:
             self._close("bind timeout", events)
             return events
+        if self._partial_since is not None and now - self._partial_since >= config.pdu_timeout:
+            self._close("PDU not completed in time", events)
+            return events
         if self._unbind_deadline is not None and now >= self._unbind_deadline:
             self._answer_peer_unbinds()
             self._leave_bound(self._unbind_reason, events)
@@ -462,9 +472,11 @@ class Session:
         if self._closing:
             return None
         config = self.config
-        if self.state is State.OPEN:
-            return self.opened_at + config.bind_timeout
         candidates: list[float] = []
+        if self._partial_since is not None:
+            candidates.append(self._partial_since + config.pdu_timeout)
+        if self.state is State.OPEN:
+            return min([self.opened_at + config.bind_timeout, *candidates])
         if self.outstanding:
             candidates.append(next(iter(self.outstanding.values())).deadline)
         if self._unbind_deadline is not None:

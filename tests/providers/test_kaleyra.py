@@ -569,29 +569,6 @@ async def test_messages_without_a_final_state_give_up_after_max_age(simulator: t
         await kaleyra.close()
 
 
-async def test_a_callback_that_beats_the_store_write_is_retried(simulator: tuple[web.Application, str]) -> None:
-    _, url = simulator
-    reports = Reports(known=False)
-    kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url=url), reports.context())
-    callback_app = web.Application()
-    callback_app.router.add_route("*", "/cb", kaleyra.handle_callback)
-    server = TestServer(callback_app, host="127.0.0.1")
-    await server.start_server()
-    await kaleyra.start()
-    try:
-        result = await kaleyra.send(make_message(to="999501234567"))
-        async with aiohttp.ClientSession() as http:
-            query = {"id": result.provider_ids[0], "status": "Delivered"}
-            async with http.get(server.make_url("/cb"), params=query) as response:
-                assert response.status == 200
-        reports.known = True  # the store write has landed
-        await reports.wait_for(2)
-        assert [r.provider_id for r in reports.items] == [result.provider_ids[0]] * 2
-    finally:
-        await kaleyra.close()
-        await server.close()
-
-
 async def test_transport_failure_before_sending_is_not_sent() -> None:
     kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url="http://127.0.0.1:1"), Reports().context())
     await kaleyra.start()

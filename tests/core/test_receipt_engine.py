@@ -1,0 +1,59 @@
+"""ReceiptEngine with a real SQLite store: report intake edge cases."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bridge.core.message import Address, Lifecycle, Message, Part
+from bridge.core.receipts import ReceiptEngine
+from bridge.core.registry import SessionRegistry
+from bridge.logging import get_logger
+from bridge.metrics import Metrics
+from bridge.providers.base import StatusReport
+from bridge.smpp.constants import MessageState
+from bridge.store.sqlite import SqliteStore
+
+
+def accepted(message_id: int, provider_id: str) -> Message:
+    return Message(
+        id=message_id, system_id="esme1", source=Address(1, 1, "123"), destination=Address(1, 1, "4917012345"),
+        text="", flash=False, parts=[Part(message_id, 1, 1.0, "hi")], route=["p"], ack="upstream", created_at=1.0,
+        lifecycle=Lifecycle.ACCEPTED, provider="p", provider_ids=[provider_id],
+    )
+
+
+async def test_a_report_that_beats_its_store_write_is_applied_when_the_write_lands(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    engine = ReceiptEngine(store, SessionRegistry(), lambda _: None, Metrics(), get_logger("test"))
+    try:
+        known = await engine.on_report(StatusReport("p", "early-1", MessageState.DELIVERED))
+        assert known is False
+        await store.insert_messages([accepted(42, "early-1")])  # the send's own write, late
+        for _ in range(200):
+            message = await store.get_message(42)
+            if message is not None and message.lifecycle is Lifecycle.FINAL:
+                break
+            await asyncio.sleep(0.05)
+        assert message is not None and message.state is MessageState.DELIVERED
+        assert [r.message_id for r in await store.pending_receipts()] == [42]
+    finally:
+        engine.stop()
+        await store.close()
+
+
+async def test_a_replayed_final_report_changes_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    engine = ReceiptEngine(store, SessionRegistry(), lambda _: None, Metrics(), get_logger("test"))
+    try:
+        await store.insert_messages([accepted(7, "x")])
+        assert await engine.on_report(StatusReport("p", "x", MessageState.DELIVERED))
+        assert await engine.on_report(StatusReport("p", "x", MessageState.UNDELIVERABLE))
+        message = await store.get_message(7)
+        assert message is not None and message.state is MessageState.DELIVERED
+        assert len(await store.pending_receipts()) == 1
+    finally:
+        engine.stop()
+        await store.close()
