@@ -10,23 +10,33 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from bridge.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, MessageState, Tag
 from bridge.smpp.pdu import Params
 
 TEXT_CHARS = 20
 _UNSAFE = set("@$_[]{}\\^~|`")
-_ASCII_SAFE = {code: (chr(code) if 0x20 <= code < 0x7F and chr(code) not in _UNSAFE else "?") for code in range(0x80)}
+_SAFE = frozenset(chr(code) for code in range(0x20, 0x7F) if chr(code) not in _UNSAFE)
+_UNSAFE_ASCII = str.maketrans({chr(code): "?" for code in range(0x80) if chr(code) not in _SAFE})
+
+
+@lru_cache(maxsize=4)
+def _minute(minute: int) -> str:
+    return datetime.fromtimestamp(minute * 60, UTC).strftime("%y%m%d%H%M")
 
 
 def receipt_date(timestamp: float) -> str:
-    """YYMMDDhhmm in UTC."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%y%m%d%H%M")
+    """YYMMDDhhmm in UTC (cached per minute: every receipt formats two)."""
+    return _minute(int(timestamp // 60))
 
 
 def ascii_safe(text: str, limit: int = TEXT_CHARS) -> str:
     """The first `limit` characters, with anything outside the safe ASCII set as `?`."""
-    return "".join(_ASCII_SAFE.get(ord(char), "?") for char in text[:limit])
+    head = text[:limit]
+    if not head.isascii():
+        head = "".join(char if char.isascii() else "?" for char in head)
+    return head.translate(_UNSAFE_ASCII)
 
 
 def format_receipt(
