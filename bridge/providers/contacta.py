@@ -20,14 +20,22 @@ import heapq
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 from bridge.config import ContactaProvider as ContactaSettings
 from bridge.core.message import Message
 from bridge.core.numbers import TON_INTERNATIONAL
 from bridge.logging import get_logger, mask_number
 from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
-from bridge.providers.http import HttpAnswer, HttpClient, refused_by_status
+from bridge.providers.http import (
+    CREDENTIALS_REFUSED,
+    HttpAnswer,
+    HttpClient,
+    Rule,
+    refusal,
+    refused_by_status,
+    undocumented_answer,
+)
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import gsm_septets
 
@@ -38,14 +46,6 @@ MAX_LENGTH = 160  # the schema's maxLength of `msg`, counted per `length_unit`
 # What `sender` may hold when any source_addr is allowed ("*"): Contacta gives no rule,
 # so the usual alphanumeric sender ID (11) or a number (15).
 SENDER_ID = re.compile(r"^(?:[A-Za-z0-9]{1,11}|\d{12,15})$")
-
-
-class Rule(NamedTuple):
-    """What one of Contacta's error answers means for the message and the operator."""
-
-    status: Status
-    outcome: Outcome
-    alert: bool = False  # the operator must act (credentials), not the ESME
 
 
 # Document 000's error texts, matched on the start of the normalised text: lower case,
@@ -62,8 +62,7 @@ ERRORS: dict[str, Rule] = {
     "failed to append to the queue": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
     "your account dont have enabled for send multi messages": Rule(Status.ESME_RINVNUMDESTS, Outcome.REJECTED),
 }
-UNKNOWN_ERROR = Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED)
-CREDENTIALS_REFUSED = Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True)  # HTTP 401/403 without a known text
+UNKNOWN_ERROR = Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED)  # any other error text
 
 # `receipt_state` -> the synthetic receipt's message_state.
 RECEIPT_STATES: dict[str, MessageState] = {
@@ -190,20 +189,12 @@ def provider_ids(description: dict[str, Any], reference: str) -> list[str]:
     return ids or [reference]
 
 
-def _result(rule: Rule, reason: str) -> SendResult:
-    if rule.outcome is Outcome.NOT_SENT:
-        return SendResult.not_sent(rule.status, reason, metric="rejected")
-    return SendResult.rejected(rule.status, reason)
-
-
 def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     """(result, alert): what Contacta's answer means, and whether the operator must act.
 
     `reference` is our message id, the `id` we sent."""
-    if answer.status == 429:
-        refused = refused_by_status(answer)
-        assert refused is not None
-        return refused, False
+    if answer.status == 429:  # throttled, whatever the body says
+        return undocumented_answer(answer, "contacta"), False
     body = answer.json()
     if isinstance(body, dict):
         description = body.get("description")
@@ -213,20 +204,13 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
             matched = error_rule(error_text(body))
             if matched is not None:
                 prefix, rule = matched
-                return _result(rule, f"contacta error: {prefix}"), rule.alert
+                return refusal(rule.status, rule.outcome, f"contacta error: {prefix}"), rule.alert
             refused = refused_by_status(answer)  # a 5xx without a documented text
             if refused is not None:
                 return refused, False
-            return _result(UNKNOWN_ERROR, f"contacta error not documented (HTTP {answer.status})"), False
-    refused = refused_by_status(answer)
-    if refused is not None:
-        return refused, False
-    if answer.status in (401, 403):
-        return _result(CREDENTIALS_REFUSED, f"contacta: HTTP {answer.status}"), True
-    if 200 <= answer.status < 300:
-        # It answered, so it read the request; whether it took the message is unknown.
-        return SendResult.unknown(f"contacta: unreadable answer (HTTP {answer.status})", metric="error"), False
-    return _result(UNKNOWN_ERROR, f"contacta: HTTP {answer.status}"), False
+            reason = f"contacta error not documented (HTTP {answer.status})"
+            return refusal(UNKNOWN_ERROR.status, UNKNOWN_ERROR.outcome, reason), False
+    return undocumented_answer(answer, "contacta"), answer.status in CREDENTIALS_REFUSED
 
 
 # -- the connector -------------------------------------------------------------------

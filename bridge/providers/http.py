@@ -6,6 +6,11 @@ What is known about an attempt decides what may happen next (DESIGN.md):
 - HTTP 429 or 5xx: the provider says it did not take it -> NOT_SENT (429: throttled);
 - the request was written and then the read timed out or the peer reset -> UNKNOWN:
   the provider may have taken it, so it is never blindly sent again.
+
+What an answer means is each connector's business (its documented shapes and error
+tables); `refusal` and `undocumented_answer` are the rules all four share: how a table
+row becomes a SendResult, and what an answer none of the documented shapes matched
+means by its HTTP status alone.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ import json
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
-from bridge.providers.base import SendResult
+from bridge.providers.base import Outcome, SendResult
 from bridge.smpp.constants import Status
 
 
@@ -63,6 +68,47 @@ def refused_by_status(answer: HttpAnswer) -> SendResult | None:
             Status.ESME_RSYSERR, f"HTTP {answer.status}", retry_after=retry_after(answer.headers), metric="error"
         )
     return None
+
+
+# HTTP statuses that say our credentials (key, account, scope) were refused: not the message's fault.
+CREDENTIALS_REFUSED = frozenset({401, 403})
+
+
+class Rule(NamedTuple):
+    """One row of a provider's error table: what the answer means for the message."""
+
+    status: Status
+    outcome: Outcome
+    alert: bool = False  # the operator must act (credentials, account, billing), not the ESME
+
+
+def refusal(status: Status, outcome: Outcome, reason: str) -> SendResult:
+    """The SendResult of a provider's refusal mapped by its error table: REJECTED, or
+    NOT_SENT (counted as `throttled` for ESME_RTHROTTLED, else as `rejected`: the
+    provider answered, so it is neither a transport error nor a timeout)."""
+    if outcome is Outcome.NOT_SENT:
+        metric = "throttled" if status is Status.ESME_RTHROTTLED else "rejected"
+        return SendResult.not_sent(status, reason, metric=metric)
+    return SendResult.rejected(status, reason)
+
+
+def undocumented_answer(answer: HttpAnswer, provider: str) -> SendResult:
+    """What an answer none of the provider's documented shapes matched means, by its
+    HTTP status alone (`provider` starts the reason):
+    - 429, 5xx: `refused_by_status`, NOT_SENT;
+    - 401, 403: our credentials were refused, not the message: NOT_SENT, so another
+      provider may send it (the connector tells the operator, `CREDENTIALS_REFUSED`);
+    - any other 2xx: the provider read the request, whether it took the message is
+      unknown: UNKNOWN, never sent again;
+    - anything else: REJECTED with ESME_RSUBMITFAIL."""
+    refused = refused_by_status(answer)
+    if refused is not None:
+        return refused
+    if answer.status in CREDENTIALS_REFUSED:
+        return refusal(Status.ESME_RSYSERR, Outcome.NOT_SENT, f"{provider}: HTTP {answer.status}, credentials refused")
+    if 200 <= answer.status < 300:
+        return SendResult.unknown(f"{provider}: unreadable answer (HTTP {answer.status})", metric="error")
+    return refusal(Status.ESME_RSUBMITFAIL, Outcome.REJECTED, f"{provider}: HTTP {answer.status}")
 
 
 class HttpClient:

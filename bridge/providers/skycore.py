@@ -27,9 +27,9 @@ from bridge.config import SkycoreProvider as SkycoreSettings
 from bridge.core.message import Lifecycle, Message
 from bridge.logging import get_logger, mask_number
 from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
-from bridge.providers.http import HttpAnswer, HttpClient, refused_by_status
+from bridge.providers.http import CREDENTIALS_REFUSED, HttpAnswer, HttpClient, Rule, refusal, undocumented_answer
 from bridge.smpp.constants import MessageState, Status
-from bridge.smpp.text import gsm_septets
+from bridge.smpp.text import sms_parts
 
 ACTION = "sendsms"
 SUCCESS = "success"
@@ -40,14 +40,6 @@ MASK = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 _-]+$")
 SENDER_NUMBER = re.compile(r"^\d{3,15}$")
 DEDUP_ENTRIES = 100_000  # (tracking-id, code) pairs remembered against replayed postbacks
 SWEEP_BATCH = 500
-
-
-class Rule(NamedTuple):
-    """What one of Skycore's error codes means for the message and the operator."""
-
-    status: Status
-    outcome: Outcome
-    alert: bool = False  # the operator must act (key, account, IP list, billing)
 
 
 # `error-code` of a Failure answer -> what the ESME is told. Errors about our account,
@@ -78,8 +70,7 @@ ERRORS: dict[str, Rule] = {
     "E714": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED, alert=True),  # campaign missing / invalid
     "E715": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # number not subscribed to the campaign
 }
-UNKNOWN_ERROR = Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED)
-CREDENTIALS_REFUSED = Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT, alert=True)  # HTTP 401/403, no Failure body
+UNKNOWN_ERROR = Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED)  # any other code, or none
 
 
 class Postback(NamedTuple):
@@ -110,15 +101,6 @@ def render_to(number: str, plus_prefix: bool) -> str | None:
     if not 7 <= len(number) <= 15 or number.startswith("0"):
         return None
     return "+" + number if plus_prefix else number
-
-
-def sms_parts(text: str) -> int:
-    """SMS parts the text costs: GSM-7 160 / 153 septets, else UCS-2 70 / 67 units."""
-    septets = gsm_septets(text)
-    if septets is not None:
-        return 1 if septets <= 160 else -(-septets // 153)
-    units = len(text.encode("utf-16-be")) // 2
-    return 1 if units <= 70 else -(-units // 67)
 
 
 def senders(source_addr: str, settings: SkycoreSettings) -> tuple[str, str]:
@@ -156,22 +138,13 @@ def build_body(settings: SkycoreSettings, message: Message) -> dict[str, Any] | 
 # -- answer --------------------------------------------------------------------------
 
 
-def _result(rule: Rule, reason: str) -> SendResult:
-    if rule.outcome is Outcome.NOT_SENT:
-        metric = "throttled" if rule.status is Status.ESME_RTHROTTLED else "rejected"
-        return SendResult.not_sent(rule.status, reason, metric=metric)
-    return SendResult.rejected(rule.status, reason)
-
-
 def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     """(result, alert): what Skycore's answer means, and whether the operator must act.
 
     Success and Failure both come with HTTP 200 as far as anyone knows, so `status`
     decides; `reference` (our message id) stands in for a missing tracking-id."""
-    if answer.status == 429:
-        refused = refused_by_status(answer)
-        assert refused is not None
-        return refused, False
+    if answer.status == 429:  # throttled, whatever the body says
+        return undocumented_answer(answer, "skycore"), False
     body = answer.json()
     status = body.get("status") if isinstance(body, dict) else None
     if isinstance(status, str) and status.strip().lower() == SUCCESS:
@@ -184,16 +157,8 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     if isinstance(status, str) and status.strip().lower() == FAILURE:
         code = str(body.get("error-code", "")).strip().upper()
         rule = ERRORS.get(code, UNKNOWN_ERROR)
-        return _result(rule, f"skycore {code or 'failure without error-code'}"), rule.alert
-    refused = refused_by_status(answer)
-    if refused is not None:
-        return refused, False
-    if answer.status in (401, 403):
-        return _result(CREDENTIALS_REFUSED, f"skycore: HTTP {answer.status}"), True
-    if 200 <= answer.status < 300:
-        # It answered, so it read the request; whether it took the message is unknown.
-        return SendResult.unknown(f"skycore: unreadable answer (HTTP {answer.status})", metric="error"), False
-    return _result(UNKNOWN_ERROR, f"skycore: HTTP {answer.status}"), False
+        return refusal(rule.status, rule.outcome, f"skycore {code or 'failure without error-code'}"), rule.alert
+    return undocumented_answer(answer, "skycore"), answer.status in CREDENTIALS_REFUSED
 
 
 # -- postbacks -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ faults injected through the control endpoint:
 `status` answers with that HTTP status (429, 5xx ...), `delay` holds the answer that
 many seconds first (to make a client time out), `error` answers with one of the
 documented error texts (a key of ERROR_TEXTS). Requests to the API are recorded in
-`app["received"]`; accepted messages in `app["sent"]`.
+`app["received"]` (bridge.simulators.common); accepted messages in `app["sent"]`.
 
 Standalone defaults (`smpp-bridge simulate contacta`): user `contacta`, password
 `contacta-key`, 10-digit national numbers.
@@ -22,23 +22,18 @@ Standalone defaults (`smpp-bridge simulate contacta`): user `contacta`, password
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import hmac
-import json
 import re
 import time
-import warnings
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from bridge.smpp.text import gsm_septets
+from bridge.simulators.common import fault_control, hold, injected, make_double, next_fault, notify
+from bridge.smpp.text import is_gsm, sms_parts
 
 DEFAULT_USERNAME = "contacta"
 DEFAULT_PASSWORD = "contacta-key"
@@ -72,7 +67,7 @@ INTERNATIONAL = re.compile(r"^[1-9]\d{7,14}$")
 
 @dataclass
 class State:
-    """Everything the double holds; `received` and `sent` are what tests look at."""
+    """Everything the double holds of Contacta's own; `sent` is what tests look at."""
 
     username: str
     password: str
@@ -83,11 +78,7 @@ class State:
     credits: float | None
     delay: float
     next_id: int
-    received: list[dict[str, Any]] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 STATE = web.AppKey("contacta_state", State)
@@ -110,59 +101,13 @@ def make_app(
     examples) or "message" (the schema); `job_id_type`: "int" (the example) or "str"
     (the schema); `credits`: None = unlimited; `delay`: seconds before every answer."""
     state = State(username, password, number_format, error_field, error_status, job_id_type, credits, delay, first_id)
-    app = web.Application(middlewares=[_record])
+    app = make_double(records={"sent": state.sent})
     app[STATE] = state
-    with warnings.catch_warnings():  # plain keys: the names tests use, app["received"]
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["received"] = state.received
-        app["sent"] = state.sent
     for path in ("/v2/sms/send", "/v2/flash/send"):
         app.router.add_get(path, _send)
         app.router.add_post(path, _send)
-    app.router.add_post("/_sim/fail", _fail)
-    app.router.add_post("/_sim/reset", _reset)
-    app.on_shutdown.append(_release)
+    app.router.add_post("/_sim/fail", fault_control(error_key="error", errors=ERROR_TEXTS))
     return app
-
-
-async def wait_for(app: web.Application, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Block until `condition()` holds (checked whenever the double records something).
-    Runs on the double's loop (AppThread.call)."""
-    changed = app[STATE].changed
-    async with changed:
-        await asyncio.wait_for(changed.wait_for(condition), timeout)
-
-
-# -- recording -----------------------------------------------------------------------
-
-
-@web.middleware
-async def _record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
-    """Every API request into app["received"] (method, path, headers, query, json, form)."""
-    if not request.path.startswith("/_sim/"):
-        raw = await request.read()
-        entry: dict[str, Any] = {
-            "method": request.method,
-            "path": request.path,
-            "headers": dict(request.headers),
-            "query": dict(request.query),
-            "json": None,
-            "form": None,
-        }
-        if raw and request.content_type == "application/json":
-            with contextlib.suppress(ValueError):
-                entry["json"] = json.loads(raw)
-        elif raw and request.content_type == "application/x-www-form-urlencoded":
-            entry["form"] = dict(parse_qsl(raw.decode("utf-8", "replace")))
-        state = request.app[STATE]
-        state.received.append(entry)
-        await _notify(state)
-    return await handler(request)
-
-
-async def _notify(state: State) -> None:
-    async with state.changed:
-        state.changed.notify_all()
 
 
 # -- the API -------------------------------------------------------------------------
@@ -170,16 +115,12 @@ async def _notify(state: State) -> None:
 
 async def _send(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    fault = state.faults.pop(0) if state.faults else {}
-    delay = fault.get("delay") or state.delay
-    if delay:
-        await _hold(state, delay)
-    if fault.get("status"):
-        retry_after = fault.get("retry_after")
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        return web.json_response({"message": "injected failure"}, status=fault["status"], headers=headers)
-    if fault.get("error"):
-        return _error(state, fault["error"])
+    fault = next_fault(request.app)
+    await hold(request.app, fault.delay or state.delay)
+    if fault.status:
+        return injected(fault, {"message": "injected failure"})
+    if fault.error:
+        return _error(state, fault.error)
     if not _authorised(request, state.username, state.password):
         return _error(state, "auth")
     fields = await _fields(request)
@@ -195,8 +136,7 @@ async def _send(request: web.Request) -> web.Response:
         return _error(state, "missing")
     if number in MAGIC_PHONES:
         return _error(state, MAGIC_PHONES[number])
-    septets = gsm_septets(msg)
-    segments = _segments(septets, len(msg))
+    segments = sms_parts(msg)
     charge = round(CHARGE_PER_SEGMENT * segments, 2)
     if state.credits is not None:
         if state.credits < charge:
@@ -208,12 +148,12 @@ async def _send(request: web.Request) -> web.Response:
     state.sent.append(
         {"id": record_id, "msg": msg, "phone": phone, "sender": sender, "reference": fields.get("id"), "flash": flash}
     )
-    await _notify(state)
+    await notify(request.app)
     description = {
         "added_on": time.strftime("%Y-%m-%d %H:%M:%S"),
         "charge": charge,
         "country": _country(phone, state.number_format),
-        "encoding": "gsm" if septets is not None else "unicode",
+        "encoding": "gsm" if is_gsm(msg) else "unicode",
         "id": record_id,
         "job_id": record_id if state.job_id_type == "int" else str(record_id),
         "length": len(msg),
@@ -262,43 +202,6 @@ def _country(phone: str, number_format: str) -> dict[str, str]:
     return {"country": "INTERNATIONAL", "iso_code": "", "type": "MOVIL"}
 
 
-def _segments(septets: int | None, chars: int) -> int:
-    if septets is not None:
-        return 1 if septets <= 160 else -(-septets // 153)
-    return 1 if chars <= 70 else -(-chars // 67)
-
-
 def _error(state: State, kind: str) -> web.Response:
     status = state.error_status or ERROR_HTTP_STATUS[kind]
     return web.json_response({"status": False, "error": True, state.error_field: ERROR_TEXTS[kind]}, status=status)
-
-
-async def _hold(state: State, seconds: float) -> None:
-    """Wait `seconds`, or less if the double shuts down meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(state.released.wait(), seconds)
-
-
-# -- control -------------------------------------------------------------------------
-
-
-async def _fail(request: web.Request) -> web.Response:
-    """Queue faults for the next API requests: {"status", "times", "delay", "retry_after", "error"}."""
-    spec = await request.json()
-    if spec.get("error") is not None and spec["error"] not in ERROR_TEXTS:
-        raise web.HTTPBadRequest(text=f"error must be one of {sorted(ERROR_TEXTS)}")
-    fault = {key: spec.get(key) for key in ("status", "delay", "retry_after", "error")}
-    state = request.app[STATE]
-    state.faults.extend([fault] * int(spec.get("times", 1)))
-    return web.json_response({"queued": len(state.faults)})
-
-
-async def _reset(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    for records in (state.received, state.sent, state.faults):
-        records.clear()
-    return web.json_response({"reset": True})
-
-
-async def _release(app: web.Application) -> None:
-    app[STATE].released.set()

@@ -11,7 +11,7 @@ Recipients go PENDING -> SENT (after `sent_after` s) -> DELIVERED or FAILED (aft
 `final_after` s), or stay PENDING with `progress="manual"` until
 `POST /_sim/messages/{id}/status` sets them. Magic numbers (`SEND_ERRORS`, `OUTCOMES`)
 trigger every documented error and outcome; `POST /_sim/fail-next` makes the next
-requests fail. Every API request is recorded in `app["received"]`.
+requests fail. Every API request is recorded in `app["received"]` (bridge.simulators.common).
 
 Defaults for `smpp-bridge simulate flashsms`: key `bms_live_sim_key`, all scopes,
 approved sender ids `FlashSMS` and `MyBrand`, 1,000 credits, 100 requests/minute.
@@ -19,20 +19,20 @@ approved sender ids `FlashSMS` and `MyBrand`, 1,000 credits, 100 requests/minute
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import json
 import math
 import os
 import re
 import time
-import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+
+from bridge.simulators.common import by_prefix, fault_control, hold, injected, make_double, next_fault
+from bridge.smpp.text import GSM_PART, GSM_SINGLE, UCS2_PART, UCS2_SINGLE, is_gsm
 
 DEFAULT_API_KEY = "bms_live_sim_key"
 ALL_SCOPES = frozenset(
@@ -50,10 +50,6 @@ ALL_SCOPES = frozenset(
 )
 MAX_CHARS = 918
 MAX_RECIPIENTS = 1000
-GSM_CHARS = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§"
-    "¿abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€\f"
-)
 
 # Magic recipient (233 form) -> (HTTP status, error text); 200 = accepted but listed invalid.
 SEND_ERRORS: dict[str, tuple[int, str]] = {
@@ -117,9 +113,11 @@ def _iso(moment: float | None) -> str | None:
 
 
 def _estimate(message: str) -> dict[str, Any]:
-    gsm = all(char in GSM_CHARS for char in message)
+    """Parts counted in characters, as FlashSMS states its limits (not in septets or UCS-2
+    units, as `sms_parts` counts what an SMSC sends)."""
+    gsm = is_gsm(message)
     length = len(message)
-    single, part = (160, 153) if gsm else (70, 67)
+    single, part = (GSM_SINGLE, GSM_PART) if gsm else (UCS2_SINGLE, UCS2_PART)
     parts = 1 if length <= single else math.ceil(length / part)
     return {"length": length, "parts": parts, "encoding": "GSM-7" if gsm else "UCS-2"}
 
@@ -143,19 +141,13 @@ def make_app(
     PENDING to SENT and to the final status, `progress` "time" or "manual" (statuses
     change only through /_sim/), `all_invalid` "400" (no valid recipient -> HTTP 400) or
     "200" (accepted with recipientsSent 0), `retry_after` header on 429 (None = none)."""
-    app = web.Application(middlewares=[_record])
-    with warnings.catch_warnings():  # plain string keys: tests read app["received"]
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["received"] = []
-        app["messages"] = {}
-        app["fail_next"] = []
-        app["account"] = {"balance": balance}
-        app["release"] = asyncio.Event()
+    app = make_double(state={"messages": {}, "account": {"balance": balance}})
     granted = frozenset(scopes)
     approved = list(senders)
     bucket = {"tokens": float(rate_limit), "at": time.monotonic()}
 
-    def fail(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    def fail(status: int, text: str, retry: int | None = None) -> web.Response:
+        headers = {"Retry-After": str(retry)} if retry else None
         return web.json_response({"success": False, "error": text}, status=status, headers=headers)
 
     def ok(data: Any) -> web.Response:
@@ -182,13 +174,13 @@ def make_app(
                 if key != api_key:
                     return fail(401, "Invalid or expired API key")
                 if throttled():
-                    headers = {"Retry-After": str(retry_after)} if retry_after else None
-                    return fail(429, "Rate limit exceeded. Please retry later.", headers)
+                    return fail(429, "Rate limit exceeded. Please retry later.", retry_after)
                 if scope not in granted:
                     return fail(403, f"API key lacks the required permission: {scope}")
-                if app["fail_next"]:
-                    status, text = app["fail_next"].pop(0)
-                    return fail(status, text)
+                fault = next_fault(app)
+                await hold(app, fault.delay)
+                if fault.status:
+                    return injected(fault, {"success": False, "error": fault.error or "Injected failure"})
                 return await handler(request)
 
             return guarded
@@ -259,14 +251,12 @@ def make_app(
                 valid.append(number)
         for number in valid:
             if number == HANG_NUMBER:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(app["release"].wait(), 60)
+                await hold(app, 60)
                 return fail(500, "Internal server error")
             magic = SEND_ERRORS.get(number)
             if magic is not None and magic[0] != 200:
                 status, text = magic
-                headers = {"Retry-After": str(retry_after)} if status == 429 and retry_after else None
-                return fail(status, text, headers)
+                return fail(status, text, retry_after if status == 429 else None)
             if magic is not None:
                 invalid.append(number)
         valid = [n for n in valid if n not in invalid]
@@ -439,12 +429,6 @@ def make_app(
                 entry["override"] = str(body["status"]).upper()
         return web.json_response({"ok": True})
 
-    async def sim_fail_next(request: web.Request) -> web.Response:
-        body = await request.json()
-        for _ in range(int(body.get("count", 1))):
-            app["fail_next"].append((int(body["status"]), str(body.get("error", "Injected failure"))))
-        return web.json_response({"queued": len(app["fail_next"])})
-
     async def sim_messages(request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -462,38 +446,10 @@ def make_app(
     app.router.add_post(f"{api}/sms/estimate", estimate)
     app.router.add_get(f"{api}/sender-ids", sender_ids)
     app.router.add_post("/_sim/messages/{message_id}/status", sim_status)
-    app.router.add_post("/_sim/fail-next", sim_fail_next)
+    app.router.add_post("/_sim/fail-next", fault_control(error_key="error", count_key="count"))
     app.router.add_get("/_sim/messages", sim_messages)
-    app.on_shutdown.append(_release)
     return app
 
 
 def _outcome(number: str) -> tuple[str, str | None]:
-    for prefix, outcome in OUTCOMES.items():
-        if number.startswith(prefix):
-            return outcome
-    return ("SENT", "DELIVERED")
-
-
-@web.middleware
-async def _record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
-    if not request.path.startswith("/_sim/"):
-        raw = await request.text() if request.can_read_body else ""
-        entry: dict[str, Any] = {
-            "method": request.method,
-            "path": request.path,
-            "headers": dict(request.headers),
-            "query": dict(request.query),
-            "at": time.time(),
-        }
-        if raw:
-            try:
-                entry["json"] = json.loads(raw)
-            except ValueError:
-                entry["body"] = raw
-        request.app["received"].append(entry)
-    return await handler(request)
-
-
-async def _release(app: web.Application) -> None:
-    app["release"].set()
+    return by_prefix(OUTCOMES, number, ("SENT", "DELIVERED"))

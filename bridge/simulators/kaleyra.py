@@ -11,8 +11,8 @@ Errors are triggered the way Kaleyra would (wrong key -> HTTP 401, no sender -> 
 body over `max_length` -> E401, type OTP with two numbers -> E404, ...) and by magic
 destination numbers (`SEND_ERRORS`, `OUTCOMES`); `POST /_sim/fail-next` makes the next
 sends answer a given HTTP status, `POST /_sim/report` sets a message's status and fires
-its callback now. Every request is recorded in `app["received"]`, every callback
-fired in `app["callbacks"]`.
+its callback now. Every request is recorded in `app["received"]`
+(bridge.simulators.common), every callback fired in `app["callbacks"]`.
 
 Defaults for `smpp-bridge simulate kaleyra`: SID `HXAP16XXXXXX97IN`, api-key
 `kaleyra-sim-key`, any sender.
@@ -20,19 +20,28 @@ Defaults for `smpp-bridge simulate kaleyra`: SID `HXAP16XXXXXX97IN`, api-key
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
 import uuid
-import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
+
+from bridge.simulators.common import (
+    by_prefix,
+    client,
+    fault_control,
+    hold,
+    injected,
+    later,
+    make_double,
+    next_fault,
+    notify,
+)
 
 DEFAULT_SID = "HXAP16XXXXXX97IN"
 DEFAULT_API_KEY = "kaleyra-sim-key"
@@ -95,10 +104,7 @@ DELIVERED = ("Delivered", "DELIVERED", "Delivered", True)
 
 
 def _outcome(digits: str) -> tuple[str, str, str, bool]:
-    for prefix, outcome in OUTCOMES.items():
-        if digits.startswith(prefix):
-            return outcome
-    return DELIVERED
+    return by_prefix(OUTCOMES, digits, DELIVERED)
 
 
 def _now_text() -> str:
@@ -126,17 +132,7 @@ def make_app(
     for POST callbacks; `profiles` {callback_profile_id: {"url", "method"}};
     `error_status` the HTTP status of E-code answers; `retry_after` on HTTP 429."""
     approved = None if senders is None else frozenset(senders)
-    app = web.Application(middlewares=[_record])
-    with warnings.catch_warnings():  # plain string keys: tests read app["received"]
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["received"] = []
-        app["callbacks"] = []
-        app["messages"] = {}
-        app["fail_next"] = []
-        app["timers"] = set()
-        app["tasks"] = set()
-        app["release"] = asyncio.Event()
-        app["http"] = {}  # the callback ClientSession, opened on startup (app state is frozen by then)
+    app = make_double(records={"callbacks": []}, state={"messages": {}})
     profiles = profiles or {}
 
     def authorised(request: web.Request) -> bool:
@@ -150,9 +146,10 @@ def make_app(
     async def send(request: web.Request) -> web.StreamResponse:
         if not authorised(request):
             return web.json_response({"message": "Unauthorized: invalid api-key or SID.", "error": {}}, status=401)
-        if app["fail_next"]:
-            status, body = app["fail_next"].pop(0)
-            return web.json_response(body, status=status)
+        fault = next_fault(app)
+        await hold(app, fault.delay)
+        if fault.status:
+            return injected(fault, {"message": "injected"} if fault.error is None else fault.error)
         try:
             fields = await _fields(request)
         except ValueError:
@@ -162,8 +159,7 @@ def make_app(
             return error("E600", "to")
         digits = [n.lstrip("+") for n in to]
         if digits[0] == HANG_NUMBER:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(app["release"].wait(), 60)
+            await hold(app, 60)
             return error("E403", "to")
         magic = SEND_ERRORS.get(digits[0])
         if magic is not None:
@@ -248,12 +244,6 @@ def make_app(
             return web.json_response({"code": "E104", "message": "No records found.", "data": [], "error": {}})
         return web.json_response({"data": data, "error": {}})
 
-    async def fail_next(request: web.Request) -> web.Response:
-        body = await request.json()
-        for _ in range(int(body.get("count", 1))):
-            app["fail_next"].append((int(body["status"]), body.get("body", {"message": "injected"})))
-        return web.json_response({"queued": len(app["fail_next"])})
-
     async def report(request: web.Request) -> web.Response:
         """Set a message's status and fire its callback now (also to replay one)."""
         body = await request.json()
@@ -275,12 +265,9 @@ def make_app(
     for endpoint in ("sms", "messages"):
         app.router.add_post(f"/v1/{{sid}}/{endpoint}", send)
         app.router.add_get(f"/v1/{{sid}}/{endpoint}/status", status)
-    app.router.add_post("/_sim/fail-next", fail_next)
+    app.router.add_post("/_sim/fail-next", fault_control(error_key="body", count_key="count"))
     app.router.add_post("/_sim/report", report)
     app.router.add_get("/_sim/messages", messages)
-    app.on_startup.append(_open_client)
-    app.on_shutdown.append(_release)
-    app.on_cleanup.append(_close_client)
     return app
 
 
@@ -310,18 +297,7 @@ def _callback_target(fields: dict[str, Any], profiles: dict[str, dict[str, str]]
 
 
 def _schedule(app: web.Application, message_id: str, sent_delay: float, final_delay: float, body: str) -> None:
-    loop = asyncio.get_running_loop()
     message = app["messages"][message_id]
-
-    def later(delay: float, step: Callable[[], Awaitable[None]]) -> None:
-        def fire() -> None:
-            app["timers"].discard(handle)
-            task = asyncio.ensure_future(step())
-            app["tasks"].add(task)
-            task.add_done_callback(app["tasks"].discard)
-
-        handle = loop.call_later(delay, fire)
-        app["timers"].add(handle)
 
     async def sent() -> None:
         if message["callback"] is not None:
@@ -335,8 +311,8 @@ def _schedule(app: web.Application, message_id: str, sent_delay: float, final_de
         if message["callback"] is not None:
             await _fire(app, message_id, message, message["callback"], body)
 
-    later(sent_delay, sent)
-    later(final_delay, final)
+    later(app, sent_delay, sent)
+    later(app, final_delay, final)
 
 
 async def _fire(
@@ -352,7 +328,6 @@ async def _fire(
         "timestamp": _now_text(),
     }
     record: dict[str, Any] = {"url": target["url"], "method": target["method"], "payload": payload}
-    session: aiohttp.ClientSession = app["http"]["client"]
     kwargs: dict[str, Any]
     if target["method"] == "GET":
         kwargs = {"params": payload}
@@ -361,12 +336,13 @@ async def _fire(
     else:
         kwargs = {"json": payload}
     try:
-        async with session.request(target["method"], target["url"], **kwargs) as response:
+        async with client(app).request(target["method"], target["url"], **kwargs) as response:
             record["status"] = response.status
     except (aiohttp.ClientError, TimeoutError) as exc:
         record["status"] = None
         record["error"] = type(exc).__name__
     app["callbacks"].append(record)
+    await notify(app)
 
 
 async def _fields(request: web.Request) -> dict[str, Any]:
@@ -381,41 +357,3 @@ async def _fields(request: web.Request) -> dict[str, Any]:
             raise ValueError("not an object")
         return body
     return dict(parse_qsl(raw, keep_blank_values=True))
-
-
-@web.middleware
-async def _record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
-    if not request.path.startswith("/_sim/"):
-        raw = await request.text() if request.can_read_body else ""
-        entry: dict[str, Any] = {
-            "method": request.method,
-            "path": request.path,
-            "headers": dict(request.headers),
-            "query": dict(request.query),
-            "at": time.time(),
-        }
-        if request.content_type == "application/json":
-            with contextlib.suppress(ValueError):
-                entry["json"] = json.loads(raw)
-        elif raw:
-            entry["form"] = dict(parse_qsl(raw, keep_blank_values=True))
-        request.app["received"].append(entry)
-    return await handler(request)
-
-
-async def _open_client(app: web.Application) -> None:
-    app["http"]["client"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-
-
-async def _release(app: web.Application) -> None:
-    app["release"].set()
-    for handle in app["timers"]:
-        handle.cancel()
-    app["timers"].clear()
-
-
-async def _close_client(app: web.Application) -> None:
-    for task in list(app["tasks"]):
-        task.cancel()
-    await asyncio.gather(*app["tasks"], return_exceptions=True)
-    await app["http"]["client"].close()

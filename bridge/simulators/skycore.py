@@ -24,8 +24,8 @@ Control endpoints:
     POST /_sim/settings  {"postback_url": "http://..."}   (the account's API Settings page)
     POST /_sim/reset
 
-Requests to the API are recorded in `app["received"]`, postback attempts in
-`app["postbacks"]` (payload, url, attempt, HTTP status or error).
+Requests to the API are recorded in `app["received"]` (bridge.simulators.common),
+postback attempts in `app["postbacks"]` (payload, url, attempt, HTTP status or error).
 
 Standalone defaults (`smpp-bridge simulate skycore`): API key `skycore-test-key`,
 sender 60856, endpoint `/API`, no postback URL until one is set in /_sim/settings.
@@ -33,21 +33,29 @@ sender 60856, endpoint `/API`, no postback URL until one is set in /_sim/setting
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import itertools
-import json
 import re
-import warnings
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
+
+from bridge.simulators.common import (
+    by_prefix,
+    client,
+    fault_control,
+    hold,
+    injected,
+    make_double,
+    next_fault,
+    notify,
+    spawn,
+    stopping,
+)
 
 DEFAULT_API_KEY = "skycore-test-key"
 DEFAULT_SENDERS = ("60856",)
@@ -98,7 +106,7 @@ OPERATOR = {"operator-id": "0001470", "operator-name": "AT&T"}
 
 @dataclass
 class State:
-    """Everything the double holds; `received` and `postbacks` are what tests look at."""
+    """Everything the double holds of Skycore's own; `postbacks` is what tests look at."""
 
     api_key: str
     senders: Collection[str]
@@ -110,14 +118,8 @@ class State:
     max_retries: int
     enforce_campaign_check: bool
     campaigns: Mapping[str, Collection[str]]
-    received: list[dict[str, Any]] = field(default_factory=list)
     postbacks: list[dict[str, Any]] = field(default_factory=list)
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
-    released: asyncio.Event = field(default_factory=asyncio.Event)
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    client: aiohttp.ClientSession | None = None
 
 
 STATE = web.AppKey("skycore_state", State)
@@ -151,59 +153,12 @@ def make_app(
         enforce_campaign_check,
         dict(campaigns or {}),
     )
-    app = web.Application(middlewares=[_record])
+    app = make_double(records={"postbacks": state.postbacks})
     app[STATE] = state
-    with warnings.catch_warnings():  # plain keys: the names tests use, app["received"]
-        warnings.simplefilter("ignore", web.NotAppKeyWarning)
-        app["received"] = state.received
-        app["postbacks"] = state.postbacks
     app.router.add_route("*", path, _api)
-    app.router.add_post("/_sim/fail", _fail)
+    app.router.add_post("/_sim/fail", fault_control(error_key="error-code", errors=ERROR_INFO))
     app.router.add_post("/_sim/settings", _settings)
-    app.router.add_post("/_sim/reset", _reset)
-    app.on_startup.append(_open_client)
-    app.on_shutdown.append(_stop)
     return app
-
-
-async def wait_for(app: web.Application, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Block until `condition()` holds (checked whenever the double records something).
-    Runs on the double's loop (AppThread.call)."""
-    changed = app[STATE].changed
-    async with changed:
-        await asyncio.wait_for(changed.wait_for(condition), timeout)
-
-
-# -- recording -----------------------------------------------------------------------
-
-
-@web.middleware
-async def _record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
-    """Every API request into app["received"] (method, path, headers, query, json, form)."""
-    if not request.path.startswith("/_sim/"):
-        raw = await request.read()
-        entry: dict[str, Any] = {
-            "method": request.method,
-            "path": request.path,
-            "headers": dict(request.headers),
-            "query": dict(request.query),
-            "json": None,
-            "form": None,
-        }
-        if raw and request.content_type == "application/json":
-            with contextlib.suppress(ValueError):
-                entry["json"] = json.loads(raw)
-        elif raw and request.content_type == "application/x-www-form-urlencoded":
-            entry["form"] = dict(parse_qsl(raw.decode("utf-8", "replace")))
-        state = request.app[STATE]
-        state.received.append(entry)
-        await _notify(state)
-    return await handler(request)
-
-
-async def _notify(state: State) -> None:
-    async with state.changed:
-        state.changed.notify_all()
 
 
 # -- the API -------------------------------------------------------------------------
@@ -218,13 +173,10 @@ def _failure(code: str, to: str = "") -> web.Response:
 
 async def _api(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    fault = state.faults.pop(0) if state.faults else {}
-    if fault.get("delay"):
-        await _hold(state, fault["delay"])
-    if fault.get("status"):
-        retry_after = fault.get("retry_after")
-        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        return web.json_response({"message": "injected failure"}, status=fault["status"], headers=headers)
+    fault = next_fault(request.app)
+    await hold(request.app, fault.delay)
+    if fault.status:
+        return injected(fault, {"message": "injected failure"})
     given_key = request.headers.get("x-api-key", "")
     if not given_key:
         return _failure("E102")
@@ -238,18 +190,18 @@ async def _api(request: web.Request) -> web.Response:
         return _failure("E100")
     if str(body.get("action", "")).strip().lower() != "sendsms":
         return _failure("E101")
-    return await _sendsms(request.app, state, body, fault.get("error-code"))
+    return await _sendsms(request.app, state, body, fault.error)
 
 
-async def _sendsms(app: web.Application, state: State, body: dict[str, Any], injected: str | None) -> web.Response:
+async def _sendsms(app: web.Application, state: State, body: dict[str, Any], error_code: str | None) -> web.Response:
     to = body.get("to")
     if not isinstance(to, str) or not to.strip():
         return _failure("E201")
     digits = to.strip().removeprefix("+")
     if not RECEIVER.match(to.strip()):
         return _failure("E110", digits)
-    if injected:
-        return _failure(injected, digits)
+    if error_code:
+        return _failure(error_code, digits)
     if digits.startswith(MAGIC_ERROR_PREFIX) and f"E{digits[len(MAGIC_ERROR_PREFIX) :]}" in ERROR_INFO:
         return _failure(f"E{digits[len(MAGIC_ERROR_PREFIX) :]}", digits)
     sender = body.get("from")
@@ -277,7 +229,7 @@ async def _sendsms(app: web.Application, state: State, body: dict[str, Any], inj
         postback["campaign-ref"] = campaign
     if mask:
         postback["from-mask"] = mask
-    _spawn(state, _report(state, postback, _outcome(digits)))
+    spawn(app, _report(app, postback, _outcome(digits)))
     return web.json_response(
         {
             "status": "Success",
@@ -290,51 +242,51 @@ async def _sendsms(app: web.Application, state: State, body: dict[str, Any], inj
 
 
 def _outcome(digits: str) -> tuple[tuple[str, str], ...]:
-    for prefix, events in OUTCOMES.items():
-        if digits.startswith(prefix):
-            return events
-    return NORMAL
+    return by_prefix(OUTCOMES, digits, NORMAL)
 
 
 # -- postbacks -----------------------------------------------------------------------
 
 
-async def _report(state: State, postback: dict[str, str], events: tuple[tuple[str, str], ...]) -> None:
+async def _report(app: web.Application, postback: dict[str, str], events: tuple[tuple[str, str], ...]) -> None:
     """The postbacks of one message, in order: each is first sent `sent_delay` /
     `final_delay` after the previous one was answered; retries go on on their own."""
+    state = app[STATE]
     for index, (code, status) in enumerate(events):
-        await _hold(state, state.sent_delay if index == 0 else state.final_delay)
-        if state.released.is_set():
+        await hold(app, state.sent_delay if index == 0 else state.final_delay)
+        if stopping(app):
             return
         payload = {**postback, "code": code, "status": status, **OPERATOR, "timestamp": _now()}
-        if not await _post(state, payload, 0):
-            _spawn(state, _retry(state, payload))
+        if not await _post(app, payload, 0):
+            spawn(app, _retry(app, payload))
 
 
-async def _retry(state: State, payload: dict[str, str]) -> None:
+async def _retry(app: web.Application, payload: dict[str, str]) -> None:
     """Skycore's rule: again `retry_interval` later, at most `max_retries` times."""
+    state = app[STATE]
     for attempt in range(1, state.max_retries + 1):
-        await _hold(state, state.retry_interval)
-        if state.released.is_set() or await _post(state, payload, attempt):
+        await hold(app, state.retry_interval)
+        if stopping(app) or await _post(app, payload, attempt):
             return
 
 
-async def _post(state: State, payload: dict[str, str], attempt: int) -> bool:
+async def _post(app: web.Application, payload: dict[str, str], attempt: int) -> bool:
     """One attempt, recorded in app["postbacks"]; True when answered 200 in time."""
+    state = app[STATE]
     url = state.postback_url
     record: dict[str, Any] = {"payload": payload, "url": url, "attempt": attempt, "status": None, "error": None}
-    if url is None or state.client is None:
+    if url is None:
         record["error"] = "no postback URL"
     else:
         try:
             timeout = aiohttp.ClientTimeout(total=state.postback_timeout)
-            async with state.client.post(url, json=payload, timeout=timeout) as response:
+            async with client(app).post(url, json=payload, timeout=timeout) as response:
                 record["status"] = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             record["error"] = type(exc).__name__
     record["gave_up"] = record["status"] != 200 and attempt == state.max_retries
     state.postbacks.append(record)
-    await _notify(state)
+    await notify(app)
     return bool(record["status"] == 200)
 
 
@@ -342,44 +294,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _spawn(state: State, work: Awaitable[None]) -> None:
-    task = asyncio.ensure_future(work)
-    state.tasks.add(task)
-    task.add_done_callback(state.tasks.discard)
-
-
-async def _hold(state: State, seconds: float) -> None:
-    """Wait `seconds`, or less if the double shuts down meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(state.released.wait(), seconds)
-
-
-# -- lifecycle and control -----------------------------------------------------------
-
-
-async def _open_client(app: web.Application) -> None:
-    app[STATE].client = aiohttp.ClientSession()
-
-
-async def _stop(app: web.Application) -> None:
-    state = app[STATE]
-    state.released.set()
-    if state.tasks:
-        await asyncio.gather(*state.tasks, return_exceptions=True)
-    if state.client is not None:
-        await state.client.close()
-
-
-async def _fail(request: web.Request) -> web.Response:
-    """Queue faults for the next API requests: {"status", "times", "delay", "retry_after", "error-code"}."""
-    spec = await request.json()
-    code = spec.get("error-code")
-    if code is not None and code not in ERROR_INFO:
-        raise web.HTTPBadRequest(text=f"error-code must be one of {sorted(ERROR_INFO)}")
-    fault = {key: spec.get(key) for key in ("status", "delay", "retry_after", "error-code")}
-    state = request.app[STATE]
-    state.faults.extend([fault] * int(spec.get("times", 1)))
-    return web.json_response({"queued": len(state.faults)})
+# -- control -------------------------------------------------------------------------
 
 
 async def _settings(request: web.Request) -> web.Response:
@@ -389,10 +304,3 @@ async def _settings(request: web.Request) -> web.Response:
     if "postback_url" in spec:
         state.postback_url = spec["postback_url"] or None
     return web.json_response({"postback_url": state.postback_url})
-
-
-async def _reset(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    for records in (state.received, state.postbacks, state.faults):
-        records.clear()
-    return web.json_response({"reset": True})

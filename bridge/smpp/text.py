@@ -168,6 +168,24 @@ def is_gsm(text: str) -> bool:
     return gsm_septets(text) is not None
 
 
+# -- SMS parts (3GPP TS 23.040 9.2.3.24.1): what a text costs ------------------------
+
+# One SMS carries 140 octets: 160 GSM septets or 70 UCS-2 units; a part of a longer
+# text loses 6 octets to its concatenation UDH (7 septets, 3 units).
+GSM_SINGLE, GSM_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+
+
+def sms_parts(text: str) -> int:
+    """SMS parts `text` needs: GSM 03.38 septets (escapes count 2) when it can be GSM,
+    otherwise UCS-2 units (a character outside the BMP counts 2)."""
+    septets = gsm_septets(text)
+    if septets is not None:
+        return 1 if septets <= GSM_SINGLE else -(-septets // GSM_PART)
+    units = len(text.encode("utf-16-be")) // 2
+    return 1 if units <= UCS2_SINGLE else -(-units // UCS2_PART)
+
+
 # -- decoding by charset -------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@ the answer parser and its error table row by row, synthetic receipts."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -11,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from bridge.config import ConfigError, ContactaProvider, parse_config
-from bridge.core.message import Address, Message, Part
-from bridge.metrics import Metrics
-from bridge.providers.base import Outcome, ProviderContext, StatusReport
+from bridge.config import ConfigError, ContactaProvider
+from bridge.core.message import Message
+from bridge.providers.base import Outcome
 from bridge.providers.contacta import (
     ERRORS,
     RECEIPT_STATES,
@@ -28,9 +26,9 @@ from bridge.providers.contacta import (
     render_phone,
     text_refusal,
 )
-from bridge.providers.http import HttpAnswer
 from bridge.simulators.contacta import make_app
 from bridge.smpp.constants import MessageState, Status
+from tests.support.providers import Reports, answer, make_message, provider_settings
 from tests.support.servers import AppThread
 
 # The error answers of document 000, verbatim, and the ERRORS row each must hit.
@@ -74,38 +72,12 @@ SUCCESS = {"status": True, "error": False, "description": DESCRIPTION}
 
 def settings(**overrides: Any) -> ContactaProvider:
     raw = {"type": "contacta", "base_url": "https://api.example.com/", "username": "user", "password": "key"}
-    raw.update(overrides)
-    config = parse_config({"providers": {"contacta": raw}})
-    provider = config.providers["contacta"]
-    assert isinstance(provider, ContactaProvider)
+    provider: ContactaProvider = provider_settings("contacta", raw | overrides)
     return provider
 
 
-def message(
-    text: str = "Hello World!",
-    destination: str = "528100001234",
-    ton: int = 1,
-    source: str = "AWESOMEINC",
-    flash: bool = False,
-    created_at: float = 0.0,
-) -> Message:
-    return Message(
-        id=4242,
-        system_id="esme1",
-        source=Address(5, 0, source),
-        destination=Address(ton, 1, destination),
-        text=text,
-        flash=flash,
-        parts=[Part(4242, 1, created_at, text[:20])],
-        route=["contacta"],
-        ack="upstream",
-        created_at=created_at,
-    )
-
-
-def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpAnswer:
-    text = body if isinstance(body, str) else json.dumps(body)
-    return HttpAnswer(status, headers or {}, text)
+def message(text: str = "Hello World!", destination: str = "528100001234", **fields: Any) -> Message:
+    return make_message(text, destination, **({"source": "AWESOMEINC"} | fields))
 
 
 # -- numbers -------------------------------------------------------------------------
@@ -309,41 +281,18 @@ def test_receipt_states_row_by_row(name: str) -> None:
     assert settings(receipt_state=name).receipt_state == name
 
 
-class Reports:
-    """A report sink that lets a test wait for a number of reports."""
-
-    def __init__(self) -> None:
-        self.reports: list[StatusReport] = []
-        self.changed = asyncio.Condition()
-
-    async def __call__(self, report: StatusReport) -> bool:
-        async with self.changed:
-            self.reports.append(report)
-            self.changed.notify_all()
-        return True
-
-    async def wait(self, count: int) -> list[StatusReport]:
-        async with self.changed:
-            await asyncio.wait_for(self.changed.wait_for(lambda: len(self.reports) >= count), 5)
-        return self.reports
-
-
 async def test_resume_rearms_receipts_from_created_at() -> None:
     """After a restart: receipts already due go out at once, in due order; a message
     already in the receipt state is not reported again."""
     sink = Reports()
-    provider = Contacta(
-        "contacta",
-        settings(receipt_timeout=600, receipt_state="DELIVRD"),
-        ProviderContext(report=sink, metrics=Metrics(), public_url="http://127.0.0.1"),
-    )
+    provider = Contacta("contacta", settings(receipt_timeout=600, receipt_state="DELIVRD"), sink.context())
     await provider.start()
     try:
         late, early, done = message(created_at=200.0), message(created_at=100.0), message(created_at=50.0)
         late.provider_ids, early.provider_ids, done.provider_ids = ["late"], ["early"], ["done"]
         done.state = MessageState.DELIVERED
         await provider.resume([late, early, done])
-        reports = await sink.wait(2)
+        reports = await sink.wait_for(2)
     finally:
         await provider.close()
     assert [(r.provider_id, r.state, r.error) for r in reports] == [
@@ -355,18 +304,14 @@ async def test_resume_rearms_receipts_from_created_at() -> None:
 
 async def test_no_receipts_when_receipt_timeout_is_zero() -> None:
     sink = Reports()
-    provider = Contacta(
-        "contacta",
-        settings(receipt_timeout=0),
-        ProviderContext(report=sink, metrics=Metrics(), public_url="http://127.0.0.1"),
-    )
+    provider = Contacta("contacta", settings(receipt_timeout=0), sink.context())
     await provider.start()
     stale = message(created_at=0.0)
     stale.provider_ids = ["x"]
     await provider.resume([stale])
     await provider.close()
     assert provider._receipt_task is None
-    assert sink.reports == []
+    assert sink.items == []
 
 
 # -- settings ------------------------------------------------------------------------

@@ -4,35 +4,24 @@ synthetic receipt comes back as a deliver_sm."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bridge.providers.contacta import basic_auth
 from bridge.simulators.contacta import make_app
 from bridge.smpp.constants import Status
 from bridge.smpp.text import gsm_encode
 from tests.support.esme import Esme
-from tests.support.running import RunningBridge, make_config
+from tests.support.providers import account, post_json, received, udh_parts
+from tests.support.running import RunningBridge
 from tests.support.servers import AppThread
 
 USER, PASSWORD = "bridge-user", "s3cret-key"
 DESTINATION = "5218100001234"  # E.164 with the obsolete mobile 1
 PHONE = "8100001234"
-
-
-def account(**overrides: Any) -> dict[str, Any]:
-    return {
-        "system_id": "esme1",
-        "password": "secret1",
-        "allowed_networks": ["127.0.0.0/8"],
-        "throughput": 0,
-        "route": "contacta",
-    } | overrides
 
 
 def provider(url: str, **settings: Any) -> dict[str, Any]:
@@ -47,41 +36,8 @@ def provider(url: str, **settings: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def contacta() -> Iterator[AppThread]:
-    with AppThread(make_app(username=USER, password=PASSWORD)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[[RunningBridge], Esme]]:
-    clients: list[Esme] = []
-
-    def bind(bridge: RunningBridge) -> Esme:
-        client = Esme(bridge.smpp_port)
-        clients.append(client)
-        assert client.bind("transceiver").status == 0
-        return client
-
-    yield bind
-    for client in clients:
-        client.close()
-
-
-def received(sim: AppThread) -> list[dict[str, Any]]:
-    return list(sim.app["received"])
-
-
-def control(sim: AppThread, path: str, spec: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        sim.url + path, data=json.dumps(spec).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
-
-
-def udh_parts(chunks: list[bytes], reference: int) -> list[bytes]:
-    total = len(chunks)
-    return [bytes((5, 0, 3, reference, total, i + 1)) + chunk for i, chunk in enumerate(chunks)]
+def contacta(serve: Callable[[web.Application], AppThread]) -> AppThread:
+    return serve(make_app(username=USER, password=PASSWORD))
 
 
 # -- the documented request and the receipt ------------------------------------------
@@ -100,7 +56,7 @@ def test_gsm_text_goes_out_as_documented_and_the_synthetic_receipt_returns(
     message_state: int,
 ) -> None:
     bridge = start_bridge(
-        accounts=[account()], providers={"contacta": provider(contacta.url, receipt_state=receipt_state)}
+        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_state=receipt_state)}
     )
     esme = connect(bridge)
     text = "Hola {mundo} ¿qué tal? @ 100€"
@@ -127,7 +83,7 @@ def test_gsm_text_goes_out_as_documented_and_the_synthetic_receipt_returns(
 def test_ucs2_text_in_gsm_characters_is_sent_and_other_scripts_are_refused(
     start_bridge: Callable[..., RunningBridge], contacta: AppThread, connect: Callable[[RunningBridge], Esme]
 ) -> None:
-    bridge = start_bridge(accounts=[account()], providers={"contacta": provider(contacta.url)})
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": provider(contacta.url)})
     esme = connect(bridge)
     text = "¡Hola, señor Müller! ¿Qué tal?"
     resp = esme.submit(destination=DESTINATION, text=text.encode("utf-16-be"), data_coding=8)
@@ -149,7 +105,7 @@ def test_flash_goes_to_the_flash_endpoint(
     connect: Callable[[RunningBridge], Esme],
     data_coding: int,
 ) -> None:
-    bridge = start_bridge(accounts=[account()], providers={"contacta": provider(contacta.url)})
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": provider(contacta.url)})
     esme = connect(bridge)
     resp = esme.submit(destination=DESTINATION, text=gsm_encode("Flash: su codigo es 1234"), data_coding=data_coding)
     assert resp.status == Status.ESME_ROK
@@ -163,7 +119,7 @@ def test_flash_goes_to_the_flash_endpoint(
 def test_three_part_udh_message_is_sent_whole_with_a_receipt_per_part(
     start_bridge: Callable[..., RunningBridge], contacta: AppThread, connect: Callable[[RunningBridge], Esme]
 ) -> None:
-    bridge = start_bridge(accounts=[account()], providers={"contacta": provider(contacta.url)})
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": provider(contacta.url)})
     esme = connect(bridge)
     chunks = ["Primera parte del mensaje, ", "segunda parte del mensaje, ", "y la tercera y ultima parte."]
     ids = []
@@ -182,7 +138,7 @@ def test_three_part_udh_message_is_sent_whole_with_a_receipt_per_part(
 def test_three_part_message_longer_than_160_is_refused_with_receipts_for_the_parts(
     start_bridge: Callable[..., RunningBridge], contacta: AppThread, connect: Callable[[RunningBridge], Esme]
 ) -> None:
-    bridge = start_bridge(accounts=[account()], providers={"contacta": provider(contacta.url)})
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": provider(contacta.url)})
     esme = connect(bridge)
     parts = udh_parts([gsm_encode(letter * 100) for letter in "abc"], reference=7)
     first, second, last = (esme.submit(destination=DESTINATION, text=part, esm_class=0x40) for part in parts)
@@ -195,31 +151,33 @@ def test_three_part_message_longer_than_160_is_refused_with_receipts_for_the_par
 
 
 def test_get_with_sms_global_numbers_and_the_sender_from_source_addr(
-    start_bridge: Callable[..., RunningBridge], connect: Callable[[RunningBridge], Esme]
+    start_bridge: Callable[..., RunningBridge],
+    serve: Callable[[web.Application], AppThread],
+    connect: Callable[[RunningBridge], Esme],
 ) -> None:
-    with AppThread(make_app(username=USER, password=PASSWORD, number_format="international")) as sim:
-        settings = provider(sim.url, method="GET", number_format="international", allowed_senders=["*"])
-        bridge = start_bridge(accounts=[account()], providers={"contacta": settings})
-        esme = connect(bridge)
-        resp = esme.submit(destination=DESTINATION, text=gsm_encode("Hola & adios"), source="AWESOMEINC",
-                           source_addr_ton=5, source_addr_npi=0)  # fmt: skip
-        assert resp.status == Status.ESME_ROK
-        [request] = received(sim)
-        assert (request["method"], request["path"], request["json"]) == ("GET", "/v2/sms/send", None)
-        assert request["query"] == {
-            "msg": "Hola & adios",
-            "phone": "528100001234",
-            "sender": "AWESOMEINC",
-            "id": resp.message_id.decode(),
-        }
-        assert esme.wait_receipts(1)[0]["id"] == resp.message_id.decode()
+    sim = serve(make_app(username=USER, password=PASSWORD, number_format="international"))
+    settings = provider(sim.url, method="GET", number_format="international", allowed_senders=["*"])
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": settings})
+    esme = connect(bridge)
+    resp = esme.submit(destination=DESTINATION, text=gsm_encode("Hola & adios"), source="AWESOMEINC",
+                       source_addr_ton=5, source_addr_npi=0)  # fmt: skip
+    assert resp.status == Status.ESME_ROK
+    [request] = received(sim)
+    assert (request["method"], request["path"], request["json"]) == ("GET", "/v2/sms/send", None)
+    assert request["query"] == {
+        "msg": "Hola & adios",
+        "phone": "528100001234",
+        "sender": "AWESOMEINC",
+        "id": resp.message_id.decode(),
+    }
+    assert esme.wait_receipts(1)[0]["id"] == resp.message_id.decode()
 
 
 def test_configured_sender_when_source_addr_is_not_allowed(
     start_bridge: Callable[..., RunningBridge], contacta: AppThread, connect: Callable[[RunningBridge], Esme]
 ) -> None:
     settings = provider(contacta.url, sender="BRIDGE", allowed_senders=["BANCO"])
-    bridge = start_bridge(accounts=[account()], providers={"contacta": settings})
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": settings})
     esme = connect(bridge)
     assert esme.submit(destination=DESTINATION, text=b"Uno dos tres", source="OTRO").status == Status.ESME_ROK
     assert esme.submit(destination=DESTINATION, text=b"Uno dos tres", source="BANCO").status == Status.ESME_ROK
@@ -246,6 +204,7 @@ ERROR_CASES: list[tuple[dict[str, Any] | None, str, Status, bool]] = [
 @pytest.mark.parametrize(("error_status", "error_field"), [(None, "description"), (200, "message")])
 def test_every_documented_error_gives_its_command_status(
     start_bridge: Callable[..., RunningBridge],
+    serve: Callable[[web.Application], AppThread],
     connect: Callable[[RunningBridge], Esme],
     error_status: int | None,
     error_field: str,
@@ -254,24 +213,24 @@ def test_every_documented_error_gives_its_command_status(
     in the schema's `message` field: the text decides either way. A good message
     after each case shows the bridge carries on (and keeps the circuit closed)."""
     app = make_app(username=USER, password=PASSWORD, error_status=error_status, error_field=error_field)
-    with AppThread(app) as sim:
-        bridge = start_bridge(accounts=[account()], providers={"contacta": provider(sim.url)})
-        esme = connect(bridge)
-        for fault, destination, status, reaches in ERROR_CASES:
-            if fault is not None:
-                control(sim, "/_sim/fail", fault)
-            before = len(received(sim))
-            resp = esme.submit(destination=destination, text=b"Codigo 1234")
-            assert (fault, destination, Status(resp.status)) == (fault, destination, status)
-            assert len(received(sim)) == before + int(reaches)
-            assert esme.submit(destination=DESTINATION, text=b"Todo bien").status == Status.ESME_ROK
+    sim = serve(app)
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": provider(sim.url)})
+    esme = connect(bridge)
+    for fault, destination, status, reaches in ERROR_CASES:
+        if fault is not None:
+            assert post_json(sim.url + "/_sim/fail", fault) == 200
+        before = len(received(sim))
+        resp = esme.submit(destination=destination, text=b"Codigo 1234")
+        assert (fault, destination, Status(resp.status)) == (fault, destination, status)
+        assert len(received(sim)) == before + int(reaches)
+        assert esme.submit(destination=DESTINATION, text=b"Todo bien").status == Status.ESME_ROK
 
 
 def test_wrong_credentials_are_refused_by_the_double(
     start_bridge: Callable[..., RunningBridge], contacta: AppThread, connect: Callable[[RunningBridge], Esme]
 ) -> None:
     settings = provider(contacta.url, password="wrong-key")
-    bridge = start_bridge(accounts=[account()], providers={"contacta": settings})
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": settings})
     esme = connect(bridge)
     assert esme.submit(destination=DESTINATION, text=b"Codigo 1234").status == Status.ESME_RSYSERR
     [request] = received(contacta)
@@ -281,7 +240,7 @@ def test_wrong_credentials_are_refused_by_the_double(
 def test_short_text_is_refused_before_calling(
     start_bridge: Callable[..., RunningBridge], contacta: AppThread, connect: Callable[[RunningBridge], Esme]
 ) -> None:
-    bridge = start_bridge(accounts=[account()], providers={"contacta": provider(contacta.url)})
+    bridge = start_bridge(accounts=[account("contacta")], providers={"contacta": provider(contacta.url)})
     esme = connect(bridge)
     assert esme.submit(destination=DESTINATION, text=b"Ok").status == Status.ESME_RINVMSGLEN
     assert esme.submit(destination=DESTINATION, text=b"x" * 161).status == Status.ESME_RINVMSGLEN
@@ -292,7 +251,6 @@ def test_short_text_is_refused_before_calling(
 
 
 def test_synthetic_receipt_is_rearmed_after_a_restart(
-    tmp_path: Path,
     start_bridge: Callable[..., RunningBridge],
     contacta: AppThread,
     connect: Callable[[RunningBridge], Esme],
@@ -300,20 +258,18 @@ def test_synthetic_receipt_is_rearmed_after_a_restart(
     """Accepted with a receipt an hour away; the bridge restarts with a shorter
     receipt_timeout, counted from when the message was taken: the receipt is due at
     once and reaches the ESME on its next bind."""
-    first = RunningBridge(
-        make_config(
-            tmp_path, accounts=[account()], providers={"contacta": provider(contacta.url, receipt_timeout=3600)}
-        )
-    ).start()
-    try:
-        esme = connect(first)
-        resp = esme.submit(destination=DESTINATION, text=b"Antes del reinicio")
-        assert resp.status == Status.ESME_ROK
-        esme.unbind()
-    finally:
-        first.stop()
+    first = start_bridge(
+        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=3600)}
+    )
+    esme = connect(first)
+    resp = esme.submit(destination=DESTINATION, text=b"Antes del reinicio")
+    assert resp.status == Status.ESME_ROK
+    esme.unbind()
+    first.stop()
 
-    second = start_bridge(accounts=[account()], providers={"contacta": provider(contacta.url, receipt_timeout=0.5)})
+    second = start_bridge(
+        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=0.5)}
+    )
     [receipt] = connect(second).wait_receipts(1)
     assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
     assert len(received(contacta)) == 1  # resumed, not sent again

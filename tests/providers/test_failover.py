@@ -10,17 +10,17 @@ both doubles: what is known about the primary's attempt decides (DESIGN.md).
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bridge.simulators import contacta as contacta_double
 from bridge.simulators import skycore as skycore_double
 from bridge.smpp.constants import Status
 from tests.support.esme import Esme
+from tests.support.providers import account, post_json, received
 from tests.support.running import RunningBridge
 from tests.support.servers import AppThread, free_port
 
@@ -29,26 +29,19 @@ DESTINATION = "528100001234"  # Mexico: Contacta takes 8100001234, Skycore 52810
 
 
 @pytest.fixture
-def http_port() -> int:
-    return free_port()
+def contacta(serve: Callable[[web.Application], AppThread]) -> AppThread:
+    return serve(contacta_double.make_app(username=USER, password=PASSWORD))
 
 
 @pytest.fixture
-def contacta() -> Iterator[AppThread]:
-    with AppThread(contacta_double.make_app(username=USER, password=PASSWORD)) as sim:
-        yield sim
-
-
-@pytest.fixture
-def skycore(http_port: int) -> Iterator[AppThread]:
+def skycore(serve: Callable[[web.Application], AppThread], http_port: int) -> AppThread:
     app = skycore_double.make_app(
         api_key=KEY,
         postback_url=f"http://127.0.0.1:{http_port}/callbacks/skycore/{TOKEN}",
         sent_delay=0.05,
         final_delay=0.05,
     )
-    with AppThread(app) as sim:
-        yield sim
+    return serve(app)
 
 
 @pytest.fixture
@@ -59,16 +52,7 @@ def start(
 
     def run(contacta_url: str, **contacta_settings: Any) -> RunningBridge:
         return start_bridge(
-            accounts=[
-                {
-                    "system_id": "esme1",
-                    "password": "secret1",
-                    "allowed_networks": ["127.0.0.1/32"],
-                    "throughput": 0,
-                    "ack": "upstream",
-                    "route": "mexico",
-                }
-            ],
+            accounts=[account("mexico", ack="upstream")],
             providers={
                 "contacta": {
                     "type": "contacta",
@@ -94,31 +78,8 @@ def start(
     return run
 
 
-@pytest.fixture
-def connect() -> Iterator[Callable[[RunningBridge], Esme]]:
-    clients: list[Esme] = []
-
-    def bind(bridge: RunningBridge) -> Esme:
-        client = Esme(bridge.smpp_port)
-        clients.append(client)
-        assert client.bind("transceiver").status == 0
-        return client
-
-    yield bind
-    for client in clients:
-        client.close()
-
-
 def inject(sim: AppThread, fault: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        sim.url + "/_sim/fail", data=json.dumps(fault).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert response.status == 200
-
-
-def received(sim: AppThread) -> list[dict[str, Any]]:
-    return list(sim.app["received"])
+    assert post_json(sim.url + "/_sim/fail", fault) == 200
 
 
 def test_both_doubles_take_the_route_normally(

@@ -4,21 +4,16 @@ the 429 pause over real HTTP on 127.0.0.1 against the FlashSMS simulator."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bridge.config import FlashSmsProvider as FlashSmsSettings
-from bridge.core.message import Address, Message, Part
-from bridge.metrics import Metrics
-from bridge.providers.base import Outcome, ProviderContext, StatusReport
+from bridge.core.message import Message
+from bridge.providers.base import Outcome
 from bridge.providers.flashsms import (
     FLASHSMS_400_WORDS,
     FLASHSMS_HTTP_ERRORS,
@@ -34,71 +29,24 @@ from bridge.providers.flashsms import (
 from bridge.simulators import build_simulator
 from bridge.simulators.flashsms import cuid, ghana_number
 from bridge.smpp.constants import MessageState, Status
+from tests.support import providers as support
+from tests.support.providers import Reports, answer, provider_settings
 
 KEY = "bms_live_test_key"
 PHONE = "233201234567"
 
 
-# -- helpers (also used by test_flashsms_e2e.py) ------------------------------------------
+# -- helpers ------------------------------------------------------------------------------
 
 
 def flashsms_settings(**overrides: Any) -> FlashSmsSettings:
     values: dict[str, Any] = {"type": "flashsms", "base_url": "http://127.0.0.1:9/api/v1", "api_key": KEY}
-    values.update(overrides)
-    return FlashSmsSettings.model_validate(values)
+    settings: FlashSmsSettings = provider_settings("flashsms", values | overrides)
+    return settings
 
 
-def make_message(
-    text: str = "Hello", to: str = PHONE, flash: bool = False, source: str = "", message_id: int = 4242
-) -> Message:
-    return Message(
-        id=message_id,
-        system_id="esme1",
-        source=Address(5, 0, source),
-        destination=Address(1, 1, to),
-        text=text,
-        flash=flash,
-        parts=[Part(message_id, 1, time.time(), text[:20])],
-        route=["flashsms"],
-        ack="upstream",
-        created_at=time.time(),
-    )
-
-
-class Reports:
-    """The report sink of a ProviderContext: records reports and answers `known`."""
-
-    def __init__(self, known: bool = True) -> None:
-        self.known = known
-        self.items: list[StatusReport] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, report: StatusReport) -> bool:
-        self.items.append(report)
-        self._changed.set()
-        return self.known
-
-    async def wait_final(self, count: int = 1, timeout: float = 10.0) -> list[StatusReport]:
-        """The first `count` final reports, waiting for them (woken by each report)."""
-
-        async def until() -> list[StatusReport]:
-            while True:
-                final = [r for r in self.items if r.state.is_final]
-                if len(final) >= count:
-                    return final
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(until(), timeout)
-
-    def context(self) -> ProviderContext:
-        return ProviderContext(report=self, metrics=Metrics(), public_url="http://127.0.0.1:8080")
-
-
-def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
-    from bridge.providers.http import HttpAnswer
-
-    return HttpAnswer(status, headers or {}, json.dumps(body) if not isinstance(body, str) else body)
+def make_message(text: str = "Hello", to: str = PHONE, **fields: Any) -> Message:
+    return support.make_message(text, to, **fields)
 
 
 def connector(**overrides: Any) -> FlashSms:
@@ -262,6 +210,8 @@ def test_400_texts_the_simulator_uses(text: str, status: Status) -> None:
 @pytest.mark.parametrize(
     ("http", "body", "status", "outcome"),
     [
+        (401, {"success": False, "error": "Invalid or expired API key"}, Status.ESME_RSYSERR, Outcome.NOT_SENT),
+        (403, {"success": False, "error": "API key lacks sms:send"}, Status.ESME_RSYSERR, Outcome.NOT_SENT),
         (429, {"success": False, "error": "Rate limit"}, Status.ESME_RTHROTTLED, Outcome.NOT_SENT),
         (500, {"success": False, "error": "Internal"}, Status.ESME_RSYSERR, Outcome.NOT_SENT),
         (502, "<html>", Status.ESME_RSYSERR, Outcome.NOT_SENT),
@@ -331,12 +281,9 @@ def test_simulator_validates_ghana_numbers(written: str, number: str | None) -> 
 
 
 @pytest.fixture
-async def simulator() -> AsyncIterator[tuple[web.Application, str]]:
+async def simulator(serve_here: Callable[[web.Application], Awaitable[str]]) -> tuple[web.Application, str]:
     app = build_simulator("flashsms", api_key=KEY, sent_after=0.05, final_after=0.1)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield app, str(server.make_url("/api/v1"))
-    await server.close()
+    return app, await serve_here(app) + "/api/v1"
 
 
 async def sim_call(url: str, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
@@ -382,23 +329,18 @@ async def test_simulator_endpoints_answer_the_documented_shapes(simulator: tuple
             assert response.status == 401
 
 
-async def test_simulator_scopes_and_rate_limit() -> None:
+async def test_simulator_scopes_and_rate_limit(serve_here: Callable[[web.Application], Awaitable[str]]) -> None:
     app = build_simulator("flashsms", api_key=KEY, scopes=["sms:send"], rate_limit=2, retry_after=9)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    url = str(server.make_url("/api/v1"))
-    try:
-        status, body = await sim_call(url, "GET", "/balance")
-        assert (status, body["error"]) == (403, "API key lacks the required permission: balance:read")
-        await sim_call(url, "GET", "/balance")
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(url + "/balance", headers={"Authorization": f"Bearer {KEY}"}) as response,
-        ):
-            assert response.status == 429
-            assert response.headers["Retry-After"] == "9"
-    finally:
-        await server.close()
+    url = await serve_here(app) + "/api/v1"
+    status, body = await sim_call(url, "GET", "/balance")
+    assert (status, body["error"]) == (403, "API key lacks the required permission: balance:read")
+    await sim_call(url, "GET", "/balance")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url + "/balance", headers={"Authorization": f"Bearer {KEY}"}) as response,
+    ):
+        assert response.status == 429
+        assert response.headers["Retry-After"] == "9"
 
 
 async def test_polls_until_delivered_with_an_intermediate_first(simulator: tuple[web.Application, str]) -> None:
@@ -499,13 +441,12 @@ async def test_local_rate_limit_answers_throttled_without_a_request(simulator: t
         await flashsms.close()
 
 
-async def test_a_429_pauses_every_request_and_honours_retry_after() -> None:
+async def test_a_429_pauses_every_request_and_honours_retry_after(
+    serve_here: Callable[[web.Application], Awaitable[str]],
+) -> None:
     app = build_simulator("flashsms", api_key=KEY, rate_limit=1, retry_after=30)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    flashsms = FlashSms(
-        "flashsms", flashsms_settings(base_url=str(server.make_url("/api/v1")), poll_interval=3600), Reports().context()
-    )
+    url = await serve_here(app) + "/api/v1"
+    flashsms = FlashSms("flashsms", flashsms_settings(base_url=url, poll_interval=3600), Reports().context())
     await flashsms.start()
     try:
         assert (await flashsms.send(make_message())).outcome is Outcome.ACCEPTED
@@ -518,4 +459,3 @@ async def test_a_429_pauses_every_request_and_honours_retry_after() -> None:
         assert len(app["received"]) == 2
     finally:
         await flashsms.close()
-        await server.close()

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 import smpplib.gsm
+from aiohttp import web
 
 from bridge.simulators import build_simulator
 from bridge.simulators.flashsms import HANG_NUMBER
@@ -16,44 +16,18 @@ from bridge.smpp.constants import Status
 from bridge.smpp.text import gsm_encode
 from tests.providers.test_flashsms import KEY, PHONE
 from tests.support.esme import Esme
+from tests.support.providers import Rig
 from tests.support.running import RunningBridge
 from tests.support.servers import AppThread
 
 
-class Rig:
-    """One simulator, one bridge routing esme1 to it, one bound smpplib transceiver."""
-
-    def __init__(self, sim: AppThread, bridge: RunningBridge, esme: Esme, overrides: dict[str, Any]) -> None:
-        self.sim = sim
-        self.bridge = bridge
-        self.esme = esme
-        self.overrides = overrides  # what start_bridge got: the same bridge can be started again
-
-    @property
-    def received(self) -> list[dict[str, Any]]:
-        return self.sim.app["received"]
-
-    def sends(self) -> list[dict[str, Any]]:
-        return [r for r in self.received if r["method"] == "POST"]
-
-    def polls(self) -> list[dict[str, Any]]:
-        return [r for r in self.received if r["method"] == "GET"]
-
-    def sim_post(self, path: str, body: dict[str, Any]) -> int:
-        async def post() -> int:
-            async with aiohttp.ClientSession() as http, http.post(f"{self.sim.url}{path}", json=body) as response:
-                return response.status
-
-        return self.sim.call(post())
-
-
 @pytest.fixture
-def rig_factory(start_bridge: Callable[..., RunningBridge]) -> Iterator[Callable[..., Rig]]:
-    opened: list[tuple[AppThread, Esme]] = []
+def rig_factory(serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]) -> Callable[..., Rig]:
+    """rig_factory(sim_options, **provider settings) -> the FlashSMS double and a bridge using it."""
 
     def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
-        options = {"api_key": KEY, "sent_after": 0.1, "final_after": 0.3, **(sim_options or {})}
-        sim = AppThread(build_simulator("flashsms", **options)).start()
+        options = {"api_key": KEY, "sent_after": 0.1, "final_after": 0.3}
+        sim = serve(build_simulator("flashsms", **(options | (sim_options or {}))))
         settings = {
             "type": "flashsms",
             "base_url": f"{sim.url}/api/v1",
@@ -62,29 +36,9 @@ def rig_factory(start_bridge: Callable[..., RunningBridge]) -> Iterator[Callable
             "poll_interval": 0.2,
             "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
         }
-        settings.update(provider)
-        overrides: dict[str, Any] = {
-            "accounts": [
-                {
-                    "system_id": "esme1",
-                    "password": "secret1",
-                    "allowed_networks": ["127.0.0.0/8"],
-                    "throughput": 0,
-                    "route": "flashsms",
-                }
-            ],
-            "providers": {"flashsms": settings},
-        }
-        bridge = start_bridge(**overrides)
-        esme = Esme(bridge.smpp_port)
-        opened.append((sim, esme))
-        assert esme.bind().status == Status.ESME_ROK
-        return Rig(sim, bridge, esme, overrides)
+        return start_rig(sim, "flashsms", settings | provider)
 
-    yield make
-    for sim, esme in opened:
-        esme.close()
-        sim.stop()
+    return make
 
 
 @pytest.fixture
@@ -197,7 +151,9 @@ def test_set_by_the_control_hook(rig_factory: Callable[..., Rig]) -> None:
 
 
 def test_messages_waiting_at_a_restart_are_polled_by_the_next_run(
-    rig_factory: Callable[..., Rig], start_bridge: Callable[..., RunningBridge]
+    rig_factory: Callable[..., Rig],
+    start_bridge: Callable[..., RunningBridge],
+    connect: Callable[[RunningBridge], Esme],
 ) -> None:
     rig = rig_factory(sim_options={"progress": "manual"}, poll_interval=3600)
     resp = rig.esme.submit(destination=PHONE)
@@ -206,14 +162,8 @@ def test_messages_waiting_at_a_restart_are_polled_by_the_next_run(
     rig.esme.close()
     rig.bridge.stop()
     assert rig.sim_post(f"/_sim/messages/{flashsms_id}/status", {"status": "DELIVERED"}) == 200
-    again = start_bridge(**rig.overrides)
-    esme = Esme(again.smpp_port)
-    try:
-        assert esme.bind().status == Status.ESME_ROK
-        [receipt] = esme.wait_receipts(1, timeout=15)  # polled at once by resume, not after an hour
-        assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
-    finally:
-        esme.close()
+    [receipt] = connect(start_bridge(**rig.overrides)).wait_receipts(1, timeout=15)  # polled at once by resume
+    assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
 
 
 # -- every documented error, through the simulator ------------------------------------------------

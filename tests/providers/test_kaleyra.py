@@ -4,23 +4,17 @@ over real HTTP on 127.0.0.1 against the Kaleyra simulator."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
-from pydantic import ValidationError
 
+from bridge.config import ConfigError
 from bridge.config import KaleyraProvider as KaleyraSettings
-from bridge.core.message import Address, Message, Part
-from bridge.metrics import Metrics
-from bridge.providers.base import Outcome, ProviderContext, StatusReport
-from bridge.providers.http import HttpAnswer
+from bridge.providers.base import Outcome
 from bridge.providers.kaleyra import (
     KALEYRA_DEFAULT_ERROR,
     KALEYRA_E413_FIELDS,
@@ -35,10 +29,10 @@ from bridge.providers.kaleyra import (
     parse_send_answer,
     parse_timestamp,
     render_number,
-    sms_parts,
 )
 from bridge.simulators import build_simulator
 from bridge.smpp.constants import MessageState, Status
+from tests.support.providers import Reports, answer, make_message, provider_settings
 
 SID = "HXAP16XXXXXX97IN"
 KEY = "kaleyra-test-key"
@@ -47,7 +41,7 @@ PUBLIC_URL = "http://127.0.0.1:9"  # the discard port: simulator callbacks in th
 CALLBACK_URL = f"{PUBLIC_URL}/callbacks/kaleyra/{TOKEN}"
 
 
-# -- helpers (also used by test_kaleyra_e2e.py) -----------------------------------------
+# -- helpers ------------------------------------------------------------------------------
 
 
 def kaleyra_settings(**overrides: Any) -> KaleyraSettings:
@@ -60,74 +54,12 @@ def kaleyra_settings(**overrides: Any) -> KaleyraSettings:
         "callback_token": TOKEN,
         "poll_interval": 0,
     }
-    values.update(overrides)
-    return KaleyraSettings.model_validate(values)
-
-
-def make_message(
-    text: str = "Hello", to: str = "919876543210", flash: bool = False, source: str = "", message_id: int = 4242
-) -> Message:
-    return Message(
-        id=message_id,
-        system_id="esme1",
-        source=Address(5, 0, source),
-        destination=Address(1, 1, to),
-        text=text,
-        flash=flash,
-        parts=[Part(message_id, 1, time.time(), text[:20])],
-        route=["kaleyra"],
-        ack="upstream",
-        created_at=time.time(),
-    )
-
-
-class Reports:
-    """The report sink of a ProviderContext: records reports and answers `known`."""
-
-    def __init__(self, known: bool = True) -> None:
-        self.known = known
-        self.items: list[StatusReport] = []
-        self._changed = asyncio.Event()
-
-    async def __call__(self, report: StatusReport) -> bool:
-        self.items.append(report)
-        self._changed.set()
-        return self.known
-
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[StatusReport]:
-        """Block until `count` reports came; woken by each report, never sleeping."""
-
-        async def until() -> None:
-            while len(self.items) < count:
-                self._changed.clear()
-                await self._changed.wait()
-
-        await asyncio.wait_for(until(), timeout)
-        return self.items
-
-    async def wait_final(self, timeout: float = 10.0) -> StatusReport:
-        """The first final report, waiting for it if need be."""
-
-        async def until() -> StatusReport:
-            while True:
-                final = [r for r in self.items if r.state.is_final]
-                if final:
-                    return final[0]
-                self._changed.clear()
-                await self._changed.wait()
-
-        return await asyncio.wait_for(until(), timeout)
-
-    def context(self, public_url: str = PUBLIC_URL) -> ProviderContext:
-        return ProviderContext(report=self, metrics=Metrics(), public_url=public_url)
-
-
-def answer(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpAnswer:
-    return HttpAnswer(status, headers or {}, json.dumps(body) if not isinstance(body, str) else body)
+    settings: KaleyraSettings = provider_settings("kaleyra", values | overrides)
+    return settings
 
 
 def connector(reports: Reports | None = None, **overrides: Any) -> Kaleyra:
-    return Kaleyra("kaleyra", kaleyra_settings(**overrides), (reports or Reports()).context())
+    return Kaleyra("kaleyra", kaleyra_settings(**overrides), (reports or Reports()).context(PUBLIC_URL))
 
 
 # -- numbers and text ----------------------------------------------------------------------
@@ -153,24 +85,6 @@ def test_numbers_kaleyra_cannot_take_are_rejected_before_any_request() -> None:
     result = connector().check(make_message(to="09876543210"))
     assert result is not None
     assert (result.outcome, result.status) == (Outcome.REJECTED, Status.ESME_RINVDSTADR)
-
-
-@pytest.mark.parametrize(
-    ("text", "parts"),
-    [
-        ("a" * 160, 1),
-        ("a" * 161, 2),
-        ("a" * 306, 2),
-        ("a" * 307, 3),
-        ("€" * 80, 1),  # escapes cost two septets
-        ("€" * 81, 2),
-        ("ж" * 70, 1),
-        ("ж" * 71, 2),
-        ("😀" * 35, 1),  # surrogate pairs: two UCS-2 units each
-    ],
-)
-def test_sms_parts(text: str, parts: int) -> None:
-    assert sms_parts(text) == parts
 
 
 def test_max_parts_refuses_long_text_before_sending() -> None:
@@ -236,7 +150,7 @@ def test_callback_parameter_forms(overrides: dict[str, Any], expected: dict[str,
 
 
 def test_profile_mode_needs_a_profile_id() -> None:
-    with pytest.raises(ValidationError, match="callback_profile_id"):
+    with pytest.raises(ConfigError, match="callback_profile_id"):
         kaleyra_settings(callback_mode="profile")
 
 
@@ -404,19 +318,19 @@ def test_callback_timestamps(value: str, epoch: float | None) -> None:
 
 
 @pytest.fixture
-async def callback_server() -> AsyncIterator[tuple[Kaleyra, Reports, str]]:
+async def callback_server(
+    serve_here: Callable[[web.Application], Awaitable[str]],
+) -> AsyncIterator[tuple[Kaleyra, Reports, str]]:
     reports = Reports()
     kaleyra = Kaleyra(
         "kaleyra", kaleyra_settings(callback_fields={"id": ["dlr_ref"]}), reports.context("http://127.0.0.1:1")
     )
     app = web.Application()
     app.router.add_route("*", "/cb", kaleyra.handle_callback)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    url = await serve_here(app)
     await kaleyra.start()
-    yield kaleyra, reports, str(server.make_url("/cb"))
+    yield kaleyra, reports, url + "/cb"
     await kaleyra.close()
-    await server.close()
 
 
 async def test_callback_by_get_query(callback_server: tuple[Kaleyra, Reports, str]) -> None:
@@ -485,12 +399,9 @@ async def test_a_callback_for_an_unknown_id_is_answered_200(callback_server: tup
 
 
 @pytest.fixture
-async def simulator() -> AsyncIterator[tuple[web.Application, str]]:
+async def simulator(serve_here: Callable[[web.Application], Awaitable[str]]) -> tuple[web.Application, str]:
     app = build_simulator("kaleyra", sid=SID, api_key=KEY, sent_delay=0.0, final_delay=0.05)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield app, str(server.make_url("")).rstrip("/")
-    await server.close()
+    return app, await serve_here(app)
 
 
 async def test_send_then_poll_until_final(simulator: tuple[web.Application, str]) -> None:
@@ -502,7 +413,7 @@ async def test_send_then_poll_until_final(simulator: tuple[web.Application, str]
         result = await kaleyra.send(make_message(to="999501234567"))  # this number never calls back
         assert result.outcome is Outcome.ACCEPTED
         [provider_id] = result.provider_ids
-        final = await reports.wait_final()
+        final = (await reports.wait_final())[0]
         assert (final.provider_id, final.state, final.error) == (provider_id, MessageState.DELIVERED, 0)
         polls = [r for r in app["received"] if r["method"] == "GET"]
         assert polls[0]["path"] == f"/v1/{SID}/sms/status"
@@ -546,7 +457,7 @@ async def test_resume_polls_what_a_previous_run_left(simulator: tuple[web.Applic
     await second.start()
     try:
         await second.resume([sent])
-        final = await reports.wait_final()
+        final = (await reports.wait_final())[0]
         assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.DELIVERED)
     finally:
         await second.close()
@@ -563,7 +474,7 @@ async def test_messages_without_a_final_state_give_up_after_max_age(simulator: t
     await kaleyra.start()
     try:
         result = await kaleyra.send(make_message(to="999601234567"))  # stays Sent
-        final = await reports.wait_final()
+        final = (await reports.wait_final())[0]
         assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.EXPIRED)
     finally:
         await kaleyra.close()

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from bridge.config import ConfigError, SkycoreProvider, parse_config
-from bridge.core.message import Address, Message, Part
+from bridge.config import ConfigError, SkycoreProvider
+from bridge.core.message import Message
 from bridge.providers.base import Outcome
-from bridge.providers.http import HttpAnswer
 from bridge.providers.skycore import (
     ERRORS,
     EXPIRED,
@@ -25,10 +24,10 @@ from bridge.providers.skycore import (
     postback_time,
     render_to,
     senders,
-    sms_parts,
 )
 from bridge.simulators.skycore import ERROR_INFO, make_app
 from bridge.smpp.constants import MessageState, Status
+from tests.support.providers import answer, make_message, provider_settings
 from tests.support.servers import AppThread
 
 
@@ -40,29 +39,12 @@ def settings(**overrides: Any) -> SkycoreProvider:
         "from": "60856",
         "callback_token": "tok",
     }
-    raw.update(overrides)
-    provider = parse_config({"providers": {"skycore": raw}}).providers["skycore"]
-    assert isinstance(provider, SkycoreProvider)
+    provider: SkycoreProvider = provider_settings("skycore", raw | overrides)
     return provider
 
 
 def message(text: str = "Hello", destination: str = "17743199144", source: str = "12345") -> Message:
-    return Message(
-        id=99,
-        system_id="esme1",
-        source=Address(1, 1, source),
-        destination=Address(1, 1, destination),
-        text=text,
-        flash=False,
-        parts=[Part(99, 1, 0.0, text[:20])],
-        route=["skycore"],
-        ack="upstream",
-        created_at=0.0,
-    )
-
-
-def answer(status: int, body: Any) -> HttpAnswer:
-    return HttpAnswer(status, {}, body if isinstance(body, str) else json.dumps(body))
+    return make_message(text, destination, source=source, message_id=99)
 
 
 # -- request -------------------------------------------------------------------------
@@ -81,25 +63,6 @@ def answer(status: int, body: Any) -> HttpAnswer:
 )
 def test_render_to(number: str, plus: bool, expected: str | None) -> None:
     assert render_to(number, plus) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "parts"),
-    [
-        ("x" * 160, 1),
-        ("x" * 161, 2),
-        ("x" * 306, 2),
-        ("x" * 307, 3),
-        ("€" * 80, 1),  # 160 septets
-        ("€" * 81, 2),
-        ("ж" * 70, 1),
-        ("ж" * 71, 2),
-        ("😀" * 35, 1),  # surrogate pairs: two UCS-2 units each
-        ("😀" * 36, 2),
-    ],
-)
-def test_sms_parts(text: str, parts: int) -> None:
-    assert sms_parts(text) == parts
 
 
 def test_body_is_the_documented_json() -> None:

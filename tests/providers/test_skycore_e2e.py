@@ -4,21 +4,20 @@ and they come out as deliver_sm receipts."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from bridge.providers.skycore import ERRORS
-from bridge.simulators.skycore import make_app, wait_for
+from bridge.simulators.common import wait_for
+from bridge.simulators.skycore import make_app
 from bridge.smpp.constants import Status
 from bridge.smpp.text import gsm_encode
 from tests.support.esme import Esme
-from tests.support.running import RunningBridge, make_config
+from tests.support.providers import account, metric, post_json, received, udh_parts
+from tests.support.running import RunningBridge
 from tests.support.servers import AppThread, free_port
 
 KEY = "sky-KEY-0123456789"
@@ -26,31 +25,15 @@ TOKEN = "postback-secret-token"
 DESTINATION = "17743199144"
 
 
-def account(**overrides: Any) -> dict[str, Any]:
-    return {
-        "system_id": "esme1",
-        "password": "secret1",
-        "allowed_networks": ["127.0.0.1/32"],
-        "throughput": 0,
-        "route": "skycore",
-    } | overrides
-
-
 def provider(url: str, **settings: Any) -> dict[str, Any]:
     return {"type": "skycore", "url": url, "api_key": KEY, "from": "60856", "callback_token": TOKEN} | settings
-
-
-@pytest.fixture
-def http_port() -> int:
-    """The bridge's HTTP port, chosen first: the double must know the postback URL."""
-    return free_port()
 
 
 def postback_url(http_port: int, token: str = TOKEN) -> str:
     return f"http://127.0.0.1:{http_port}/callbacks/skycore/{token}"
 
 
-def double(http_port: int, **options: Any) -> AppThread:
+def double(http_port: int, **options: Any) -> web.Application:
     defaults: dict[str, Any] = {
         "api_key": KEY,
         "senders": ("60856", "12345"),
@@ -61,13 +44,12 @@ def double(http_port: int, **options: Any) -> AppThread:
         "retry_interval": 0.1,
         "postback_timeout": 5,
     }
-    return AppThread(make_app(**(defaults | options)))
+    return make_app(**(defaults | options))
 
 
 @pytest.fixture
-def skycore(http_port: int) -> Iterator[AppThread]:
-    with double(http_port) as sim:
-        yield sim
+def skycore(serve: Callable[[web.Application], AppThread], http_port: int) -> AppThread:
+    return serve(double(http_port))
 
 
 def api_url(sim: AppThread) -> str:
@@ -80,31 +62,12 @@ def start(start_bridge: Callable[..., RunningBridge], http_port: int) -> Callabl
 
     def run(sim: AppThread, **settings: Any) -> RunningBridge:
         return start_bridge(
-            accounts=[account()],
+            accounts=[account("skycore")],
             providers={"skycore": provider(api_url(sim), **settings)},
             http={"port": http_port, "public_url": f"http://127.0.0.1:{http_port}"},
         )
 
     return run
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[[RunningBridge], Esme]]:
-    clients: list[Esme] = []
-
-    def bind(bridge: RunningBridge) -> Esme:
-        client = Esme(bridge.smpp_port)
-        clients.append(client)
-        assert client.bind("transceiver").status == 0
-        return client
-
-    yield bind
-    for client in clients:
-        client.close()
-
-
-def received(sim: AppThread) -> list[dict[str, Any]]:
-    return list(sim.app["received"])
 
 
 def postbacks(sim: AppThread, count: int = 0) -> list[dict[str, Any]]:
@@ -114,27 +77,8 @@ def postbacks(sim: AppThread, count: int = 0) -> list[dict[str, Any]]:
     return list(sim.app["postbacks"])
 
 
-def post_json(url: str, payload: Any, method: str = "POST") -> int:
-    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-
-
 def callbacks(bridge: RunningBridge, result: str) -> float:
-    assert bridge.bridge is not None
-    value = bridge.bridge.metrics.registry.get_sample_value(
-        "smpp_bridge_callbacks_total", {"provider": "skycore", "result": result}
-    )
-    return value or 0.0
-
-
-def udh_parts(chunks: list[bytes], reference: int) -> list[bytes]:
-    total = len(chunks)
-    return [bytes((5, 0, 3, reference, total, i + 1)) + chunk for i, chunk in enumerate(chunks)]
+    return metric(bridge, "smpp_bridge_callbacks_total", provider="skycore", result=result)
 
 
 # -- the documented request, postbacks, receipts -------------------------------------
@@ -303,33 +247,34 @@ def test_every_error_code_gives_its_command_status(
 
 def test_errors_the_double_finds_itself(
     start: Callable[..., RunningBridge],
+    serve: Callable[[web.Application], AppThread],
     http_port: int,
     connect: Callable[[RunningBridge], Esme],
 ) -> None:
     """A sender not on the account (E111), a long mask to Australia (E115), a number
     not subscribed to the campaign (E715), HTTP 429 and 5xx, and what the bridge
     refuses before calling."""
-    with double(http_port, enforce_campaign_check=True, campaigns={"camp1": ["17743199144", "61412345678"]}) as sim:
-        esme = connect(start(sim, allowed_senders=["*"], campaign_ref="camp1"))
-        cases: list[tuple[dict[str, Any], Status, bool]] = [
-            ({"source": "55555"}, Status.ESME_RINVSRCADR, True),  # E111
-            ({"destination": "61412345678", "source": "Dunder Mifflin", "source_addr_ton": 5}, Status.ESME_RINVSRCADR,
-             True),  # E115
-            ({"destination": "447700900123"}, Status.ESME_RSUBMITFAIL, True),  # E715 not subscribed
-            ({"destination": "123456"}, Status.ESME_RINVDSTADR, False),  # not an international number
-        ]  # fmt: skip
-        for submit, status, reaches in cases:
-            before = len(received(sim))
-            resp = esme.submit(**({"destination": DESTINATION, "text": b"Hello there"} | submit))
-            assert (submit, Status(resp.status)) == (submit, status)
-            assert len(received(sim)) == before + int(reaches)
-        for fault, status in (
-            ({"status": 429, "retry_after": 2}, Status.ESME_RTHROTTLED),
-            ({"status": 500}, Status.ESME_RSYSERR),
-        ):
-            assert post_json(sim.url + "/_sim/fail", fault) == 200
-            assert Status(esme.submit(destination=DESTINATION, text=b"Hello there").status) == status
-        assert esme.submit(destination=DESTINATION, text=b"Hello there").status == Status.ESME_ROK
+    sim = serve(double(http_port, enforce_campaign_check=True, campaigns={"camp1": ["17743199144", "61412345678"]}))
+    esme = connect(start(sim, allowed_senders=["*"], campaign_ref="camp1"))
+    cases: list[tuple[dict[str, Any], Status, bool]] = [
+        ({"source": "55555"}, Status.ESME_RINVSRCADR, True),  # E111
+        ({"destination": "61412345678", "source": "Dunder Mifflin", "source_addr_ton": 5}, Status.ESME_RINVSRCADR,
+         True),  # E115
+        ({"destination": "447700900123"}, Status.ESME_RSUBMITFAIL, True),  # E715 not subscribed
+        ({"destination": "123456"}, Status.ESME_RINVDSTADR, False),  # not an international number
+    ]  # fmt: skip
+    for submit, status, reaches in cases:
+        before = len(received(sim))
+        resp = esme.submit(**({"destination": DESTINATION, "text": b"Hello there"} | submit))
+        assert (submit, Status(resp.status)) == (submit, status)
+        assert len(received(sim)) == before + int(reaches)
+    for fault, status in (
+        ({"status": 429, "retry_after": 2}, Status.ESME_RTHROTTLED),
+        ({"status": 500}, Status.ESME_RSYSERR),
+    ):
+        assert post_json(sim.url + "/_sim/fail", fault) == 200
+        assert Status(esme.submit(destination=DESTINATION, text=b"Hello there").status) == status
+    assert esme.submit(destination=DESTINATION, text=b"Hello there").status == Status.ESME_ROK
 
 
 def test_wrong_api_key(
@@ -342,12 +287,15 @@ def test_wrong_api_key(
 
 
 def test_campaign_missing(
-    start: Callable[..., RunningBridge], http_port: int, connect: Callable[[RunningBridge], Esme]
+    start: Callable[..., RunningBridge],
+    serve: Callable[[web.Application], AppThread],
+    http_port: int,
+    connect: Callable[[RunningBridge], Esme],
 ) -> None:
-    with double(http_port, enforce_campaign_check=True, campaigns={"camp1": []}) as sim:
-        esme = connect(start(sim))
-        assert esme.submit(destination=DESTINATION, text=b"Hello").status == Status.ESME_RSUBMITFAIL  # E714
-        assert received(sim)[0]["json"].get("campaign-ref") is None
+    sim = serve(double(http_port, enforce_campaign_check=True, campaigns={"camp1": []}))
+    esme = connect(start(sim))
+    assert esme.submit(destination=DESTINATION, text=b"Hello").status == Status.ESME_RSUBMITFAIL  # E714
+    assert received(sim)[0]["json"].get("campaign-ref") is None
 
 
 # -- the postback endpoint -----------------------------------------------------------
@@ -391,62 +339,63 @@ def test_replayed_and_foreign_postbacks_change_nothing(
 
 
 def test_double_retries_postbacks_not_answered_200(
-    start: Callable[..., RunningBridge], http_port: int, connect: Callable[[RunningBridge], Esme]
+    start: Callable[..., RunningBridge],
+    serve: Callable[[web.Application], AppThread],
+    http_port: int,
+    connect: Callable[[RunningBridge], Esme],
 ) -> None:
     """Skycore's rule: no 200 -> again later, at most 5 retries. A wrong token gets
     the bridge's 404 every time."""
-    with double(http_port, postback_url=postback_url(http_port, "stale-token"), retry_interval=0.05) as sim:
-        esme = connect(start(sim))
-        assert esme.submit(destination=DESTINATION, text=b"Lost postbacks").status == Status.ESME_ROK
-        sim.call(wait_for(sim.app, lambda: sum(p["gave_up"] for p in sim.app["postbacks"]) == 2))
-        by_code: dict[str, list[dict[str, Any]]] = {}
-        for record in postbacks(sim):
-            by_code.setdefault(record["payload"]["code"], []).append(record)
-        assert sorted(by_code) == ["N201", "N202"]
-        for records in by_code.values():
-            assert [(r["attempt"], r["status"]) for r in records] == [(n, 404) for n in range(6)]
+    sim = serve(double(http_port, postback_url=postback_url(http_port, "stale-token"), retry_interval=0.05))
+    esme = connect(start(sim))
+    assert esme.submit(destination=DESTINATION, text=b"Lost postbacks").status == Status.ESME_ROK
+    sim.call(wait_for(sim.app, lambda: sum(p["gave_up"] for p in sim.app["postbacks"]) == 2))
+    by_code: dict[str, list[dict[str, Any]]] = {}
+    for record in postbacks(sim):
+        by_code.setdefault(record["payload"]["code"], []).append(record)
+    assert sorted(by_code) == ["N201", "N202"]
+    for records in by_code.values():
+        assert [(r["attempt"], r["status"]) for r in records] == [(n, 404) for n in range(6)]
 
 
 def test_a_retried_postback_gets_through_once_the_url_is_right(
-    start: Callable[..., RunningBridge], http_port: int, connect: Callable[[RunningBridge], Esme]
+    start: Callable[..., RunningBridge],
+    serve: Callable[[web.Application], AppThread],
+    http_port: int,
+    connect: Callable[[RunningBridge], Esme],
 ) -> None:
-    with double(http_port, postback_url=postback_url(http_port, "stale-token"), retry_interval=0.3) as sim:
-        esme = connect(start(sim))
-        resp = esme.submit(destination=DESTINATION, text=b"Late postbacks")
-        postbacks(sim, 2)  # N201 and N202 refused once
-        assert post_json(sim.url + "/_sim/settings", {"postback_url": postback_url(http_port)}) == 200
-        [receipt] = esme.wait_receipts(1)
-        assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
-        attempts = [(p["payload"]["code"], p["attempt"], p["status"]) for p in postbacks(sim, 4)]
-        assert attempts[:2] == [("N201", 0, 404), ("N202", 0, 404)]
-        assert sorted(attempts[2:]) == [("N201", 1, 200), ("N202", 1, 200)]
+    sim = serve(double(http_port, postback_url=postback_url(http_port, "stale-token"), retry_interval=0.3))
+    esme = connect(start(sim))
+    resp = esme.submit(destination=DESTINATION, text=b"Late postbacks")
+    postbacks(sim, 2)  # N201 and N202 refused once
+    assert post_json(sim.url + "/_sim/settings", {"postback_url": postback_url(http_port)}) == 200
+    [receipt] = esme.wait_receipts(1)
+    assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
+    attempts = [(p["payload"]["code"], p["attempt"], p["status"]) for p in postbacks(sim, 4)]
+    assert attempts[:2] == [("N201", 0, 404), ("N202", 0, 404)]
+    assert sorted(attempts[2:]) == [("N201", 1, 200), ("N202", 1, 200)]
 
 
 # -- restart -------------------------------------------------------------------------
 
 
 def test_after_a_restart_the_sweep_ends_silent_messages_unknown(
-    tmp_path: Path,
+    start_bridge: Callable[..., RunningBridge],
     start: Callable[..., RunningBridge],
     skycore: AppThread,
     http_port: int,
     connect: Callable[[RunningBridge], Esme],
 ) -> None:
-    first = RunningBridge(
-        make_config(
-            tmp_path,
-            accounts=[account()],
-            providers={"skycore": provider(api_url(skycore))},
-            http={"port": free_port(), "public_url": f"http://127.0.0.1:{http_port}"},
-        )
-    ).start()
-    try:
-        esme = connect(first)
-        resp = esme.submit(destination="19990040001", text=b"No DLR from this carrier")
-        assert resp.status == Status.ESME_ROK
-        esme.unbind()
-    finally:
-        first.stop()
+    first = start_bridge(  # postbacks come while it runs: to a port where nobody listens
+        accounts=[account("skycore")],
+        providers={"skycore": provider(api_url(skycore))},
+        http={"port": free_port(), "public_url": f"http://127.0.0.1:{http_port}"},
+    )
+    esme = connect(first)
+    resp = esme.submit(destination="19990040001", text=b"No DLR from this carrier")
+    assert resp.status == Status.ESME_ROK
+    esme.unbind()
+    first.stop()
     [receipt] = connect(start(skycore, final_timeout=0.3)).wait_receipts(1)
     assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "UNKNOWN")
     assert len(received(skycore)) == 1

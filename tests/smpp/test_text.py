@@ -26,6 +26,7 @@ from bridge.smpp.text import (
     gsm_encode,
     gsm_septets,
     is_gsm,
+    sms_parts,
 )
 
 # SMPP v3.4 5.2.19: data_coding 0x00-0x0F.
@@ -196,6 +197,33 @@ def test_gsm_septets_counts_escapes_twice() -> None:
     assert gsm_septets("[a]") == 5
     assert gsm_septets("a" * 160) == 160
     assert is_gsm("Grüße")
+
+
+# -- SMS parts -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("", 1),
+        ("a" * 160, 1),
+        ("a" * 161, 2),
+        ("a" * 306, 2),
+        ("a" * 307, 3),
+        ("€" * 80, 1),  # escapes cost two septets: 160
+        ("€" * 81, 2),
+        ("ж" * 70, 1),  # not GSM: UCS-2
+        ("ж" * 71, 2),
+        ("ж" * 134, 2),
+        ("ж" * 135, 3),
+        ("a" * 69 + "ж", 1),  # one character outside GSM makes the whole text UCS-2
+        ("a" * 70 + "ж", 2),
+        ("😀" * 35, 1),  # surrogate pairs: two UCS-2 units each
+        ("😀" * 36, 2),
+    ],
+)
+def test_sms_parts(text: str, parts: int) -> None:
+    assert sms_parts(text) == parts
 
 
 # -- other charsets ------------------------------------------------------------------

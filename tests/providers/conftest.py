@@ -1,0 +1,92 @@
+"""Fixtures of the provider tests: a provider double served over HTTP, a bound ESME,
+and the two together with a bridge routing to the double (`start_rig`). Plain
+helpers are in tests/support/providers.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tests.support.esme import Esme
+from tests.support.providers import Rig, account
+from tests.support.running import RunningBridge
+from tests.support.servers import AppThread, free_port
+
+
+@pytest.fixture
+def http_port() -> int:
+    """A port for the bridge's HTTP server, chosen first: a double must know the callback URL."""
+    return free_port()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[web.Application], AppThread]]:
+    """serve(app) -> the app on 127.0.0.1 from its own thread, stopped after the test."""
+    threads: list[AppThread] = []
+
+    def start(app: web.Application) -> AppThread:
+        thread = AppThread(app).start()
+        threads.append(thread)
+        return thread
+
+    yield start
+    for thread in reversed(threads):
+        thread.stop()
+
+
+@pytest.fixture
+async def serve_here() -> AsyncIterator[Callable[[web.Application], Awaitable[str]]]:
+    """await serve_here(app) -> the app's URL, served on the test's own loop (for async
+    tests), closed after the test."""
+    servers: list[TestServer] = []
+
+    async def start(app: web.Application) -> str:
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield start
+    for server in reversed(servers):
+        await server.close()
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[[RunningBridge], Esme]]:
+    """connect(bridge) -> an Esme bound as transceiver (esme1), closed after the test."""
+    clients: list[Esme] = []
+
+    def bind(bridge: RunningBridge) -> Esme:
+        client = Esme(bridge.smpp_port)
+        clients.append(client)
+        assert client.bind("transceiver").status == 0
+        return client
+
+    yield bind
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def start_rig(
+    start_bridge: Callable[..., RunningBridge], connect: Callable[[RunningBridge], Esme]
+) -> Callable[..., Rig]:
+    """start_rig(sim, name, settings) -> a bridge with the one provider `name` (its
+    config `settings`), esme1 routed to it and bound; the bridge's HTTP port is its
+    own (callbacks reach http://127.0.0.1:<rig.http_port>)."""
+
+    def start(sim: AppThread, name: str, settings: dict[str, Any]) -> Rig:
+        http_port = free_port()
+        overrides: dict[str, Any] = {
+            "http": {"port": http_port, "public_url": f"http://127.0.0.1:{http_port}"},
+            "accounts": [account(name)],
+            "providers": {name: settings},
+        }
+        bridge = start_bridge(**overrides)
+        return Rig(sim, bridge, connect(bridge), http_port, overrides)
+
+    return start
