@@ -66,6 +66,7 @@ class Tally:
     receipts: int = 0
     submit_started: float = 0.0
     submit_ended: float = 0.0
+    last_receipt: float = 0.0
     id_sent_at: dict[bytes, float] = field(default_factory=dict)
 
 
@@ -154,6 +155,7 @@ class BenchClient(asyncio.Protocol):
                 receipted = _receipted_message_id(bytes(buffer[offset : offset + length]))
                 sent_at = self.id_sent_at.pop(receipted, None) if receipted is not None else None
                 tally.receipts += 1
+                tally.last_receipt = now
                 if sent_at is not None:
                     tally.receipt_latencies.append(now - sent_at)
             elif command_id == _ENQUIRE_LINK:
@@ -374,6 +376,7 @@ def run(options: Options) -> dict[str, Any]:
         "throughput_per_s": round(acked / submit_seconds, 1) if submit_seconds > 0 else 0.0,
         "submit_latency": percentiles([x for t in tallies for x in t.latencies]),
         "receipts": sum(t.receipts for t in tallies),
+        "receipts_per_s": _receipt_rate(tallies),
         "receipt_latency": percentiles([x for t in tallies for x in t.receipt_latencies]),
         "wall_seconds": round(wall, 3),
     }
@@ -382,6 +385,14 @@ def run(options: Options) -> dict[str, Any]:
         report["target_cpu_seconds"] = round(cpu_after - cpu_before, 3)
         report["target_cpu_us_per_message"] = round((cpu_after - cpu_before) / acked * 1e6, 1) if acked else None
     return report
+
+
+def _receipt_rate(tallies: list[Tally]) -> float:
+    """Receipts per second from the first submit to the last receipt."""
+    receipts = sum(t.receipts for t in tallies)
+    last = max((t.last_receipt for t in tallies), default=0.0)
+    first = min(t.submit_started for t in tallies)
+    return round(receipts / (last - first), 1) if receipts and last > first else 0.0
 
 
 def _split(options: Options) -> list[Options]:
@@ -408,7 +419,7 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     if lat:
         lines.append("submit_sm->resp  " + _latency_line(lat, 2))
-    lines.append(f"receipts {report['receipts']}")
+    lines.append(f"receipts {report['receipts']} ({report['receipts_per_s']:.0f}/s)")
     if rlat:
         lines.append("submit->receipt  " + _latency_line(rlat, 1))
     if "target_cpu_seconds" in report:

@@ -1,5 +1,5 @@
-"""HTTP plumbing shared by the connectors: one pooled aiohttp session per provider,
-explicit timeouts, and the classification of transport failures.
+"""HTTP plumbing shared by the connectors: one pool of keep-alive connections per
+provider, explicit timeouts, and the classification of transport failures.
 
 What is known about an attempt decides what may happen next (DESIGN.md):
 - the connection failed (refused, DNS, connect timeout): nothing was sent -> NOT_SENT;
@@ -16,16 +16,20 @@ means by its HTTP status alone.
 from __future__ import annotations
 
 import asyncio
-import json
+import json as _json
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
+from urllib.parse import urlencode
+from urllib.parse import urlencode
 
-import aiohttp
-
+from bridge import __version__
 from bridge.providers.base import Outcome, SendResult
+from bridge.providers.wire import AnswerLost, ConnectFailed, WireClient
 from bridge.smpp.constants import Status
+
+USER_AGENT = f"smpp-bridge/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,7 @@ class HttpAnswer:
     def json(self) -> Any:
         """The body as JSON, or None when it is not JSON."""
         try:
-            return json.loads(self.text)
+            return _json.loads(self.text)
         except ValueError:
             return None
 
@@ -112,7 +116,10 @@ def undocumented_answer(answer: HttpAnswer, provider: str) -> SendResult:
 
 
 class HttpClient:
-    """One keep-alive connection pool to one provider."""
+    """One keep-alive connection pool to one provider (see bridge/providers/wire.py for
+    why it is not aiohttp's client). Takes aiohttp-style keywords: `json=` (a JSON
+    body), `data=` (a dict as a form body), `params=` (a dict as the query string),
+    `headers=`."""
 
     def __init__(
         self,
@@ -121,43 +128,41 @@ class HttpClient:
         max_connections: int,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=timeout)
-        self._max_connections = max_connections
-        self._headers = headers or {}
-        self._session: aiohttp.ClientSession | None = None
+        self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+        self._wire = WireClient(timeout, connect_timeout, max_connections, self._headers)
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=30, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, headers=self._headers, raise_for_status=False
-        )
+        """Nothing to open: connections are made on first use and kept alive."""
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._wire.close()
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> HttpAnswer | SendResult:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        data: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpAnswer | SendResult:
         """The answer, or the SendResult a transport failure means."""
-        if self._session is None:
-            await self.start()
-        assert self._session is not None
+        body, content_type = b"", None
+        if json is not None:
+            body, content_type = _json.dumps(json, separators=(",", ":")).encode(), "application/json"
+        elif data is not None:
+            body, content_type = urlencode(data).encode(), "application/x-www-form-urlencoded"
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
         try:
-            async with self._session.request(method, url, **kwargs) as response:
-                text = await response.text(errors="replace")
-                return HttpAnswer(response.status, dict(response.headers), text)
-        except aiohttp.ConnectionTimeoutError:
-            return SendResult.not_sent(Status.ESME_RSYSERR, "connect timeout", metric="error")
-        except aiohttp.ClientConnectorError as exc:
-            return SendResult.not_sent(
-                Status.ESME_RSYSERR, f"connect failed: {exc.strerror or 'error'}", metric="error"
-            )
-        except (TimeoutError, aiohttp.SocketTimeoutError):
-            return SendResult.unknown("read timeout after the request was sent", metric="timeout")
-        except aiohttp.ClientError as exc:
-            return SendResult.unknown(
-                f"connection lost after the request was sent ({type(exc).__name__})", metric="error"
-            )
+            status, answer_headers, raw = await self._wire.request(method, url, body, content_type, headers)
+        except ConnectFailed as exc:
+            return SendResult.not_sent(Status.ESME_RSYSERR, str(exc), metric="error")
+        except AnswerLost as exc:
+            reason = str(exc)
+            return SendResult.unknown(reason, metric="timeout" if "timeout" in reason else "error")
+        return HttpAnswer(status, answer_headers, raw.decode("utf-8", "replace"))
 
 
 class RateLimiter:

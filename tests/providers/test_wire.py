@@ -1,0 +1,174 @@
+"""The lean HTTP client against real servers on 127.0.0.1: keep-alive, chunked and
+closing answers, HTTPS, and every way a request can fail, classified."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bridge.providers.base import Outcome
+from bridge.providers.http import HttpAnswer, HttpClient
+from bridge.providers.wire import AnswerLost, ConnectFailed, WireClient
+from tests.support.certs import make_certificate
+
+
+async def raw_server(handler: object) -> tuple[asyncio.Server, int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_keep_alive_reuses_one_connection_for_many_requests() -> None:
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while await reader.readuntil(b"\r\n\r\n"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, port = await raw_server(handle)
+    client = WireClient(5, 5, 4)
+    try:
+        for _ in range(20):
+            status, _, body = await client.request("POST", f"http://127.0.0.1:{port}/x", b"{}", "application/json")
+            assert (status, body) == (200, b"ok")
+        assert connections == 1
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_chunked_and_connection_close_answers() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        )
+        await writer.drain()
+        writer.close()
+
+    server, port = await raw_server(handle)
+    client = WireClient(5, 5, 4)
+    try:
+        for _ in range(3):  # each answer closes: a new connection every time
+            status, headers, body = await client.request("GET", f"http://127.0.0.1:{port}/")
+            assert (status, body) == (201, b"abcde")
+            assert headers["Transfer-Encoding"] == "chunked"
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_refused_connection_is_connect_failed() -> None:
+    server, port = await raw_server(lambda r, w: None)
+    server.close()
+    await server.wait_closed()
+    client = WireClient(5, 5, 4)
+    with pytest.raises(ConnectFailed):
+        await client.request("GET", f"http://127.0.0.1:{port}/")
+
+
+async def test_no_answer_in_time_is_answer_lost() -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        await asyncio.sleep(5)
+
+    server, port = await raw_server(handle)
+    client = WireClient(0.2, 5, 4)
+    try:
+        with pytest.raises(AnswerLost, match="timeout"):
+            await client.request("POST", f"http://127.0.0.1:{port}/", b"x")
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", b""],
+    ids=["not-http", "cut-short", "closed"],
+)
+async def test_broken_answers_are_answer_lost(answer: bytes) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server, port = await raw_server(handle)
+    client = WireClient(5, 5, 4)
+    try:
+        with pytest.raises(AnswerLost):
+            await client.request("GET", f"http://127.0.0.1:{port}/")
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_at_most_max_connections_at_once() -> None:
+    in_flight = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if most >= 3:
+            release.set()
+        await release.wait()
+        in_flight -= 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    client = WireClient(5, 5, 3)
+    try:
+        results = await asyncio.gather(*(client.request("GET", str(server.make_url("/"))) for _ in range(10)))
+        assert [status for status, _, _ in results] == [200] * 10
+        assert most == 3
+    finally:
+        client.close()
+        await server.close()
+
+
+async def test_https(tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async def api(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/api", api)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    client = HttpClient(5, 5, 2)
+    client._wire._ssl = ssl.create_default_context(cafile=str(cert))  # trust the test certificate
+    try:
+        answer = await client.request("POST", f"https://127.0.0.1:{port}/api", json={"a": 1})
+        assert isinstance(answer, HttpAnswer) and answer.json() == {"ok": True}
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+async def test_http_client_classifies_transport_failures() -> None:
+    server, port = await raw_server(lambda r, w: None)
+    server.close()
+    await server.wait_closed()
+    client = HttpClient(5, 5, 2)
+    refused = await client.request("POST", f"http://127.0.0.1:{port}/", json={})
+    assert not isinstance(refused, HttpAnswer) and refused.outcome is Outcome.NOT_SENT
