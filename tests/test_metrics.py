@@ -74,12 +74,12 @@ TRAFFIC_CONFIG: dict[str, Any] = {
 # -- helpers shared with the other operations tests ----------------------------------
 
 
-def require_tool(name: str, required_in_ci: bool = True) -> str:
+def require_tool(name: str) -> str:
     """Path of an external validator. Missing: the test fails under CI (which installs
-    it, see .ci/run) and skips elsewhere; tools CI does not install always skip."""
+    it, see .ci/run) and skips elsewhere."""
     path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
-        if required_in_ci and os.environ.get("CI"):
+        if os.environ.get("CI"):
             pytest.fail(f"{name} is required in CI (see .ci/run) but is not installed")
         pytest.skip(f"{name} is not installed")
     return path

@@ -48,7 +48,7 @@ def unit_value(key: str, section: str = "Service") -> str:
 def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     """Verified as installed, except that ExecStart points at this venv's console script
     (verify checks that the binary exists)."""
-    analyze = require_tool("systemd-analyze", required_in_ci=False)  # from the systemd package, not installed by CI
+    analyze = require_tool("systemd-analyze")  # Debian package systemd, installed by .ci/run
     script = Path(sys.executable).parent / "smpp-bridge"
     assert script.exists()
     unit = tmp_path / "smpp-bridge.service"
@@ -83,7 +83,7 @@ def test_unit_runs_as_a_dedicated_user_with_state_and_config_directories() -> No
 
 
 def test_sysusers_file_is_accepted_by_systemd_sysusers(tmp_path: Path) -> None:
-    sysusers = require_tool("systemd-sysusers", required_in_ci=False)  # from the systemd package, not installed by CI
+    sysusers = require_tool("systemd-sysusers")  # Debian package systemd, installed by .ci/run
     (tmp_path / "etc").mkdir()
     result = subprocess.run([sysusers, f"--root={tmp_path}", str(SYSUSERS)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
