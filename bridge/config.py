@@ -81,6 +81,14 @@ class SmppSettings(Section):
     reassembly_timeout: float = Field(300, gt=0, description="seconds a concatenated set may take to complete")
     receipt_retry_base: float = Field(2.0, gt=0, description="first delay after a refused or unanswered receipt")
     receipt_max_attempts: int = Field(20, ge=1)
+    proxy_protocol: bool = Field(
+        False, description="expect a PROXY protocol v1/v2 header (HAProxy send-proxy) on the plain SMPP port"
+    )
+    proxy_trusted_networks: Networks = Field(
+        default_factory=list,
+        description="peers that must send a PROXY header (empty: every peer); others connect directly",
+    )
+    proxy_header_timeout: float = Field(5, gt=0, description="seconds a PROXY header may take to arrive")
 
     @model_validator(mode="after")
     def _tls_pair(self) -> SmppSettings:
@@ -118,6 +126,16 @@ class StoreSettings(Section):
     url: str = "sqlite:///state/bridge.db"
     retention: float = Field(7 * 86400, gt=0, description="seconds a finished message is kept")
     synchronous: Literal["full", "normal"] = "full"
+    prefix: str = Field(
+        "smpp-bridge", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$", description="Redis: prefix of every key"
+    )
+    instance_ttl: float = Field(
+        10,
+        ge=0.5,
+        description="Redis: seconds without a heartbeat before an instance counts as gone and the others take "
+        "over its outbox, receipts, binds and poll leases",
+    )
+    redis_timeout: float = Field(5, gt=0, description="Redis: seconds one command may take before it counts as failed")
 
     @field_validator("url")
     @classmethod
@@ -190,6 +208,10 @@ class ProviderBase(Section):
     flash_fallback: Literal["normal", "reject"] = "normal"
     circuit_failures: int = Field(5, ge=1, description="failures in a row that open the circuit")
     circuit_reset: float = Field(30, gt=0, description="seconds the circuit stays open before a trial")
+    coalesce_window: float = Field(
+        0, ge=0, le=60, description="seconds identical texts from one account wait to share one request (0 = off)"
+    )
+    coalesce_max: int = Field(0, ge=0, description="recipients per coalesced request (0 = the API's maximum)")
     callback_allowed_networks: Networks = Field(
         default_factory=list, description="source addresses allowed to call this provider's callback URL (empty: any)"
     )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bridge.core.circuit import CircuitBreaker, CircuitState
+from bridge.core.coalesce import Coalescer
 from bridge.core.message import Message
 from bridge.metrics import Metrics, labels
 from bridge.providers.base import Outcome, Provider, SendResult
@@ -31,6 +32,7 @@ class Sender:
         self._log = log
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._coalescers: dict[str, Coalescer] = {}
         self.on_circuit_closed: Callable[[str], None] | None = None
         self._request_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
@@ -101,10 +103,22 @@ class Sender:
             )
         return last or NO_PROVIDER, None
 
+    def _coalescer(self, provider: Provider) -> Coalescer | None:
+        """The provider's coalescer, when coalescing is on and its API takes batches."""
+        settings = provider.settings
+        if not settings.coalesce_window or provider.max_batch <= 1:
+            return None
+        coalescer = self._coalescers.get(provider.name)
+        if coalescer is None or coalescer.provider is not provider:
+            coalescer = Coalescer(provider, settings.coalesce_window, settings.coalesce_max, provider.send_batch)
+            self._coalescers[provider.name] = coalescer
+        return coalescer
+
     async def _attempt(self, provider: Provider, message: Message) -> SendResult:
         started = time.perf_counter()
+        coalescer = self._coalescer(provider)
         try:
-            result = await provider.send(message)
+            result = await (coalescer.send(message) if coalescer is not None else provider.send(message))
         except Exception as exc:  # a connector bug must not become a bridge fault
             self._log.error(
                 "provider_exception", provider=provider.name, message_id=message.id, error=type(exc).__name__

@@ -8,6 +8,7 @@ bytes; it speaks in `command_status` and `message_state` values only.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import time
 from abc import ABC, abstractmethod
@@ -72,6 +73,14 @@ class StatusReport:
 
 
 ReportSink = Callable[[StatusReport], Awaitable[bool]]
+# lease(provider name, ttl seconds) -> may this instance poll now? (one poller per cluster)
+PollLease = Callable[[str, float], Awaitable[bool]]
+POLL_LEASE_TTL = 15.0  # a dead poller's lease lapses after this; a live one keeps renewing it
+
+
+async def always_lease(name: str, ttl: float) -> bool:
+    """One instance: it is always the poller."""
+    return True
 
 
 @dataclass
@@ -84,6 +93,10 @@ class ProviderContext:
     clock: Callable[[], float] = time.time
     log: Any = None
     find_messages: Callable[..., Awaitable[list[Message]]] | None = None
+    # Status polling runs on one instance of a cluster: a poller asks before each poll,
+    # and drops what falls due while another instance holds the lease (that one polls
+    # every accepted message, sent by whichever instance).
+    lease: PollLease = always_lease
 
 
 class Provider(ABC):
@@ -91,6 +104,7 @@ class Provider(ABC):
 
     kind: ClassVar[str]
     supports_flash: ClassVar[bool] = False
+    max_batch: int = 1  # recipients one request can carry (bulk coalescing)
 
     def __init__(self, name: str, settings: Any, context: ProviderContext) -> None:
         self.name = name
@@ -106,6 +120,12 @@ class Provider(ABC):
     @abstractmethod
     async def send(self, message: Message) -> SendResult: ...
 
+    async def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """The same text to several destinations, one result per message, in order.
+        Providers whose API takes several recipients in one request override this
+        (and `max_batch`); the default sends them one by one, concurrently."""
+        return list(await asyncio.gather(*(self.send(message) for message in messages)))
+
     async def resume(self, messages: Sequence[Message]) -> None:
         """After a restart: messages this provider accepted that have no final state
         yet, so pollers and timers can pick them up again."""
@@ -117,3 +137,18 @@ class Provider(ABC):
     def callback_token(self) -> str | None:
         """The secret path segment of this provider's callback URL, if it has one."""
         return None
+
+
+async def send_checked(
+    messages: Sequence[Message],
+    check: Callable[[Message], SendResult | None],
+    send_together: Callable[[list[Message]], Awaitable[list[SendResult]]],
+) -> list[SendResult]:
+    """Results in order: what `check` refuses is refused, the rest share one request."""
+    results: list[SendResult | None] = [check(message) for message in messages]
+    positions = [i for i, refused in enumerate(results) if refused is None]
+    if positions:
+        sent = await send_together([messages[i] for i in positions])
+        for i, result in zip(positions, sent, strict=True):
+            results[i] = result
+    return [result for result in results if result is not None]

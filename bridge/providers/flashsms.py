@@ -28,20 +28,37 @@ from typing import Any, ClassVar
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
 from bridge.logging import get_logger, mask_number
-from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
-from bridge.providers.http import HttpAnswer, HttpClient, RateLimiter, refused_by_status, retry_after
+from bridge.providers.base import (
+    POLL_LEASE_TTL,
+    Outcome,
+    Provider,
+    ProviderContext,
+    SendResult,
+    StatusReport,
+    send_checked,
+)
+from bridge.providers.http import (
+    CREDENTIALS_REFUSED,
+    HttpAnswer,
+    HttpClient,
+    RateLimiter,
+    refusal,
+    refused_by_status,
+    retry_after,
+    undocumented_answer,
+)
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import is_gsm
 
 # -- mapping tables (PROVIDERS.md 4.2 and 4.3; the SMPP side is a proposal) ---------------
 
-# HTTP status of a refused send -> (command_status, outcome). 401/403/404 are our
-# configuration (key, scope, base_url), not the message's fault: NOT_SENT lets another
-# provider or a later attempt take it. 402 is replaced by settings.credits_status.
+# HTTP status of a refused send -> (command_status, outcome). 404 is our configuration
+# (base_url), not the message's fault: NOT_SENT lets another provider or a later attempt
+# take it. 402 is replaced by settings.credits_status. 401 (key missing, invalid or
+# expired) and 403 (key lacks the sms:send scope) are `undocumented_answer`'s
+# credentials rule: NOT_SENT, ESME_RSYSERR.
 FLASHSMS_HTTP_ERRORS: dict[int, tuple[Status, Outcome]] = {
-    401: (Status.ESME_RSYSERR, Outcome.NOT_SENT),  # missing, invalid or expired key
     402: (Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # insufficient credits
-    403: (Status.ESME_RSYSERR, Outcome.NOT_SENT),  # key lacks the sms:send scope
     404: (Status.ESME_RSYSERR, Outcome.NOT_SENT),  # wrong base_url
 }
 # HTTP 400 (and a 200 with success false): the first word found in the error text, in
@@ -56,7 +73,7 @@ FLASHSMS_400_WORDS: dict[str, Status] = {
     "characters": Status.ESME_RINVMSGLEN,
 }
 FLASHSMS_UNKNOWN_ERROR = Status.ESME_RSUBMITFAIL
-FLASHSMS_AUTH_STATUSES = frozenset({401, 403})
+FLASHSMS_AUTH_STATUSES = CREDENTIALS_REFUSED  # the poller's name for it
 
 # Recipient status -> (message_state, err). PENDING and SENT are intermediate.
 FLASHSMS_STATUSES: dict[str, tuple[MessageState, int]] = {
@@ -108,29 +125,25 @@ def status_for_400(text: str) -> Status:
 
 
 def parse_send_answer(answer: HttpAnswer, phone: str, credits_status: Status = Status.ESME_RSUBMITFAIL) -> SendResult:
-    """A send answer -> SendResult for our one recipient `phone` (233 form)."""
+    """A send answer -> SendResult for our one recipient `phone` (233 form). HTTP 429
+    and 5xx go by the status whatever the body says."""
     refused = refused_by_status(answer)
     if refused is not None:
         return refused
     body = answer.json()
-    text = str(body.get("error", "")) if isinstance(body, dict) else ""
     if answer.status in FLASHSMS_HTTP_ERRORS:
         status, outcome = FLASHSMS_HTTP_ERRORS[answer.status]
         if answer.status == 402:
             status = credits_status
-        reason = f"HTTP {answer.status}"
-        return (
-            SendResult.not_sent(status, reason) if outcome is Outcome.NOT_SENT else SendResult.rejected(status, reason)
-        )
-    if answer.status == 400 or (200 <= answer.status < 300 and isinstance(body, dict) and body.get("success") is False):
-        status = status_for_400(text)
-        return SendResult.rejected(status, f"HTTP {answer.status}: {status.name}")
-    if not 200 <= answer.status < 300:
-        return SendResult.rejected(FLASHSMS_UNKNOWN_ERROR, f"HTTP {answer.status}")
-    data = body.get("data") if isinstance(body, dict) else None
+        return refusal(status, outcome, f"flashsms: HTTP {answer.status}")
+    taken = 200 <= answer.status < 300
+    if answer.status == 400 or (taken and isinstance(body, dict) and body.get("success") is False):
+        status = status_for_400(str(body.get("error", "")) if isinstance(body, dict) else "")
+        return SendResult.rejected(status, f"flashsms: HTTP {answer.status}: {status.name}")
+    data = body.get("data") if taken and isinstance(body, dict) else None
     message_id = data.get("messageId") if isinstance(data, dict) else None
     if not isinstance(data, dict) or not message_id:
-        return SendResult.unknown(f"HTTP {answer.status} without messageId", metric="error")
+        return undocumented_answer(answer, "flashsms")
     invalid = {phone_key(p) for p in data.get("invalidRecipients") or []}
     if phone in invalid or data.get("recipientsSent") == 0:
         return SendResult.rejected(Status.ESME_RINVDSTADR, "FlashSMS listed the recipient as invalid")
@@ -173,6 +186,7 @@ class _Watch:
 class FlashSms(Provider):
     kind: ClassVar[str] = "flashsms"
     supports_flash: ClassVar[bool] = False
+    max_batch = 1000  # recipients per request (document 002)
     settings: FlashSmsSettings
 
     def __init__(self, name: str, settings: FlashSmsSettings, context: ProviderContext) -> None:
@@ -243,39 +257,54 @@ class FlashSms(Provider):
         return body
 
     async def send(self, message: Message) -> SendResult:
-        refused = self.check(message)
-        if refused is not None:
-            return refused
+        return (await self.send_batch([message]))[0]
+
+    async def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """One request for the same text to every destination (`recipients` takes up
+        to 1,000); FlashSMS answers with one messageId, and each recipient's own
+        status is keyed by (messageId, phone), so each message keeps its own id."""
+        return await send_checked(messages, self.check, self._send_together)
+
+    async def _send_together(self, batch: list[Message]) -> list[SendResult]:
         blocked = self._blocked_for()
         if blocked > 0:
-            return SendResult.not_sent(
-                Status.ESME_RTHROTTLED, "FlashSMS rate limit (429), pausing", retry_after=blocked, metric="throttled"
-            )
+            return [
+                SendResult.not_sent(
+                    Status.ESME_RTHROTTLED,
+                    "FlashSMS rate limit (429), pausing",
+                    retry_after=blocked,
+                    metric="throttled",
+                )
+            ] * len(batch)
         try:
             await asyncio.wait_for(self._rate.acquire(), max(self.settings.rate_limit_wait, 0.01))
         except TimeoutError:
-            return SendResult.not_sent(
+            throttled = SendResult.not_sent(
                 Status.ESME_RTHROTTLED,
                 "requests_per_minute reached",
                 retry_after=60.0 / self.settings.requests_per_minute,
                 metric="throttled",
             )
-        body = self.build_request(message)
-        phone = body["recipients"][0]
-        self.log.debug("flashsms_send", message_id=message.id, to=mask_number(phone))
+            return [throttled] * len(batch)
+        first = batch[0]
+        body = self.build_request(first)
+        phones = [render_number(message.destination.addr) or "" for message in batch]
+        body["recipients"] = phones
+        self.log.debug("flashsms_send", message_id=first.id, recipients=len(phones), to=mask_number(phones[0]))
         answer = await self._http.request("POST", f"{self.base_url}/sms/send", json=body)
         if isinstance(answer, SendResult):
-            return answer
+            return [answer] * len(batch)
         self._note_throttle(answer)
         credits = Status[self.settings.credits_status]
-        result = parse_send_answer(answer, phone, credits)
-        if answer.status in FLASHSMS_AUTH_STATUSES:
-            self.log.error("flashsms_credentials_refused", http_status=answer.status, message_id=message.id)
+        results = [parse_send_answer(answer, phone, credits) for phone in phones]
+        if answer.status in CREDENTIALS_REFUSED:
+            self.log.error("flashsms_credentials_refused", http_status=answer.status, message_id=first.id)
         elif answer.status == 404:
-            self.log.error("flashsms_not_found", http_status=404, message_id=message.id, hint="check base_url")
-        if result.outcome is Outcome.ACCEPTED:
-            self._track(result.provider_ids, message.created_at, self.context.clock() + self.settings.poll_interval)
-        return result
+            self.log.error("flashsms_not_found", http_status=404, message_id=first.id, hint="check base_url")
+        for message, result in zip(batch, results, strict=True):
+            if result.outcome is Outcome.ACCEPTED:
+                self._track(result.provider_ids, message.created_at, self.context.clock() + self.settings.poll_interval)
+        return results
 
     def _blocked_for(self) -> float:
         return max(0.0, self._blocked_until - time.monotonic())
@@ -334,6 +363,9 @@ class FlashSms(Provider):
                 timeout = None if next_due is None else max(0.0, next_due - now)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            if not await self.context.lease(self.name, POLL_LEASE_TTL):
+                self._watches.pop(message_id, None)  # another instance polls every accepted message
                 continue
             try:
                 await self.poll(message_id)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
-from urllib.parse import urlencode
 
 from bridge import __version__
 from bridge.providers.base import Outcome, SendResult

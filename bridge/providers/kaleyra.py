@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import heapq
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,10 +33,27 @@ from aiohttp import web
 from bridge.config import KaleyraProvider as KaleyraSettings
 from bridge.core.message import Message
 from bridge.logging import get_logger, mask_number
-from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
-from bridge.providers.http import HttpAnswer, HttpClient, RateLimiter, refused_by_status, retry_after
+from bridge.providers.base import (
+    POLL_LEASE_TTL,
+    Outcome,
+    Provider,
+    ProviderContext,
+    SendResult,
+    StatusReport,
+    send_checked,
+)
+from bridge.providers.http import (
+    CREDENTIALS_REFUSED,
+    HttpAnswer,
+    HttpClient,
+    RateLimiter,
+    refusal,
+    refused_by_status,
+    retry_after,
+    undocumented_answer,
+)
 from bridge.smpp.constants import MessageState, Status
-from bridge.smpp.text import gsm_septets
+from bridge.smpp.text import is_gsm, sms_parts
 from bridge.store.base import StoreUnavailable
 
 # -- mapping tables (PROVIDERS.md 3.2 and 3.3; the SMPP side is a proposal) ------------
@@ -150,7 +166,6 @@ CALLBACK_FIELDS: dict[str, tuple[str, ...]] = {
     "timestamp": ("timestamp", "delivered_at", "updated_at", "datetime"),
 }
 
-GSM_SINGLE, GSM_PART, UCS2_SINGLE, UCS2_PART = 160, 153, 70, 67
 MAX_UNKNOWN_POLLS = 3  # polled ids the bridge keeps not knowing are dropped
 _E164 = re.compile(r"^[1-9]\d{6,14}$")
 
@@ -163,20 +178,22 @@ def render_number(destination: str) -> str | None:
     return f"+{destination}" if _E164.match(destination) else None
 
 
-def sms_parts(text: str) -> int:
-    """SMS parts the text needs: GSM 03.38 160/153, otherwise UCS-2 70/67."""
-    septets = gsm_septets(text)
-    if septets is not None:
-        return 1 if septets <= GSM_SINGLE else math.ceil(septets / GSM_PART)
-    units = len(text.encode("utf-16-be")) // 2
-    return 1 if units <= UCS2_SINGLE else math.ceil(units / UCS2_PART)
-
-
 def message_ids(body: Any) -> list[str]:
     """`data[].message_id` of a success answer."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         return []
     return [str(item["message_id"]) for item in body["data"] if isinstance(item, dict) and item.get("message_id")]
+
+
+def recipient_ids(body: Any) -> dict[str, str]:
+    """Recipient digits (Kaleyra writes them without `+`) -> `data[].message_id`."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return {}
+    return {
+        str(item["recipient"]).lstrip("+"): str(item["message_id"])
+        for item in body["data"]
+        if isinstance(item, dict) and item.get("message_id") and item.get("recipient")
+    }
 
 
 def error_status(body: Any) -> tuple[Status, Outcome, str] | None:
@@ -195,28 +212,23 @@ def error_status(body: Any) -> tuple[Status, Outcome, str] | None:
 
 
 def parse_send_answer(answer: HttpAnswer) -> SendResult:
-    """A send answer -> SendResult (accepted with the per-recipient ids, or the mapped error)."""
-    refused = refused_by_status(answer)
-    if refused is not None:
-        return refused
-    if answer.status in (401, 403):
-        return SendResult.not_sent(Status.ESME_RSYSERR, f"HTTP {answer.status}: api-key or SID refused")
+    """A send answer -> SendResult (accepted with the per-recipient ids, or the mapped error).
+
+    HTTP 429, 5xx and a refused api-key or SID (401/403) go by the status whatever the
+    body says; a 404 without an E-code means a wrong base_url or sid, not a bad message.
+    A 2xx without ids was taken, but no report could ever find it: UNKNOWN."""
+    if refused_by_status(answer) is not None or answer.status in CREDENTIALS_REFUSED:
+        return undocumented_answer(answer, "kaleyra")
     body = answer.json()
     ids = message_ids(body) if 200 <= answer.status < 300 else []
     if ids:
         return SendResult.accepted(*ids)
     mapped = error_status(body)
     if mapped is not None:
-        status, outcome, reason = mapped
-        if outcome is Outcome.NOT_SENT:
-            return SendResult.not_sent(status, reason)
-        return SendResult.rejected(status, reason)
-    if 200 <= answer.status < 300:
-        # Taken, but without ids no report can ever find it: say so rather than guess.
-        return SendResult.unknown(f"HTTP {answer.status} without message ids", metric="error")
+        return refusal(*mapped)
     if answer.status == 404:
-        return SendResult.not_sent(Status.ESME_RSYSERR, "HTTP 404: check base_url and sid")
-    return SendResult.rejected(KALEYRA_UNKNOWN_ERROR, f"HTTP {answer.status} without an error code")
+        return refusal(Status.ESME_RSYSERR, Outcome.NOT_SENT, "kaleyra: HTTP 404, check base_url and sid")
+    return undocumented_answer(answer, "kaleyra")
 
 
 def normalise_status(word: str) -> str:
@@ -277,6 +289,8 @@ class Kaleyra(Provider):
 
     def __init__(self, name: str, settings: KaleyraSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
+        # `to` takes up to 100 numbers; with type OTP exactly one (E404, E405).
+        self.max_batch = 1 if settings.sms_type.upper() == "OTP" else 100
         self.log = (context.log or get_logger("provider")).bind(provider=name)
         self._http = HttpClient(
             settings.timeout,
@@ -351,7 +365,7 @@ class Kaleyra(Provider):
         fields["body"] = message.text
         if message.flash:
             fields["flash"] = 1 if as_json else "1"
-        if gsm_septets(message.text) is None:
+        if not is_gsm(message.text):
             fields["unicode"] = 1 if as_json else "1"
         reference = str(message.id)
         if s.reference_field == "ref":
@@ -369,23 +383,45 @@ class Kaleyra(Provider):
         return fields
 
     async def send(self, message: Message) -> SendResult:
-        refused = self.check(message)
-        if refused is not None:
-            return refused
-        fields = self.build_request(message)
+        return (await self.send_batch([message]))[0]
+
+    async def send_batch(self, messages: Sequence[Message]) -> list[SendResult]:
+        """One request with the numbers comma-separated in `to`; each recipient's
+        `data[].message_id` goes to its own message. `ref` carries the first
+        message's id (one reference per request)."""
+        return await send_checked(messages, self.check, self._send_together)
+
+    async def _send_together(self, batch: list[Message]) -> list[SendResult]:
+        first = batch[0]
+        fields = self.build_request(first)
+        if len(batch) > 1:
+            fields["to"] = ",".join(render_number(message.destination.addr) or "" for message in batch)
         body = {"json": fields} if self.settings.body_format == "json" else {"data": fields}
-        self.log.debug("kaleyra_send", message_id=message.id, to=mask_number(fields["to"]), flash=message.flash)
+        self.log.debug("kaleyra_send", message_id=first.id, recipients=len(batch), to=mask_number(fields["to"]))
         answer = await self._http.request("POST", self.send_url, **body)
         if isinstance(answer, SendResult):
-            return answer
+            return [answer] * len(batch)
         result = parse_send_answer(answer)
-        if answer.status in (401, 403):
-            self.log.error("kaleyra_credentials_refused", http_status=answer.status, message_id=message.id)
+        if answer.status in CREDENTIALS_REFUSED:
+            self.log.error("kaleyra_credentials_refused", http_status=answer.status, message_id=first.id)
         elif answer.status == 404 and result.outcome is Outcome.NOT_SENT:
-            self.log.error("kaleyra_not_found", http_status=404, message_id=message.id, hint="check base_url and sid")
-        elif result.outcome is Outcome.ACCEPTED:
-            self._track(result.provider_ids, message.created_at)
-        return result
+            self.log.error("kaleyra_not_found", http_status=404, message_id=first.id, hint="check base_url and sid")
+        if result.outcome is not Outcome.ACCEPTED:
+            return [result] * len(batch)
+        if len(batch) == 1:
+            results = [result]
+        else:
+            ids = recipient_ids(answer.json())
+            results = [
+                SendResult.accepted(ids[message.destination.addr])
+                if message.destination.addr in ids
+                else SendResult.rejected(Status.ESME_RINVDSTADR, "kaleyra: recipient missing from the answer")
+                for message in batch
+            ]
+        for message, sent in zip(batch, results, strict=True):
+            if sent.outcome is Outcome.ACCEPTED:
+                self._track(sent.provider_ids, message.created_at)
+        return results
 
     def _track(self, provider_ids: Sequence[str], since: float) -> None:
         now = self.context.clock()
@@ -490,6 +526,10 @@ class Kaleyra(Provider):
                 timeout = None if next_due is None else max(0.0, next_due - now)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            if not await self.context.lease(self.name, POLL_LEASE_TTL):
+                for provider_id in batch:  # another instance polls every accepted message
+                    self._forget(provider_id)
                 continue
             try:
                 await self.poll(batch)

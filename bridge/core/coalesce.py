@@ -1,0 +1,81 @@
+"""Bulk coalescing: the same text from one account to many destinations, sent within
+a short window, goes out as one multi-recipient request where the API allows it
+(FlashSMS `recipients`, Kaleyra's comma-separated `to`). Each message still gets its
+own result, provider id and receipt; only the HTTP request is shared.
+
+A batch leaves when it is full (`coalesce_max`, at most the provider's `max_batch`)
+or when its first message has waited `coalesce_window` seconds. A destination
+already in the batch starts a new one, so every recipient of a request is distinct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bridge.core.message import Message
+from bridge.providers.base import Provider, SendResult
+
+Key = tuple[str, str, str, bool]
+
+
+@dataclass
+class _Batch:
+    messages: list[Message] = field(default_factory=list)
+    waiters: list[asyncio.Future[SendResult]] = field(default_factory=list)
+    destinations: set[str] = field(default_factory=set)
+    timer: asyncio.TimerHandle | None = None
+
+
+class Coalescer:
+    def __init__(self, provider: Provider, window: float, limit: int,
+                 send_batch: Callable[[list[Message]], Awaitable[list[SendResult]]]) -> None:  # fmt: skip
+        self.provider = provider
+        self.window = window
+        self.limit = max(1, min(limit or provider.max_batch, provider.max_batch))
+        self._send_batch = send_batch
+        self._open: dict[Key, _Batch] = {}
+        self._flights: set[asyncio.Task[None]] = set()
+
+    async def send(self, message: Message) -> SendResult:
+        key: Key = (message.system_id, message.source.addr, message.text, message.flash)
+        batch = self._open.get(key)
+        if batch is not None and message.destination.addr in batch.destinations:
+            self._flush(key)
+            batch = None
+        if batch is None:
+            batch = self._open[key] = _Batch()
+            batch.timer = asyncio.get_running_loop().call_later(self.window, self._flush, key)
+        waiter: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        batch.messages.append(message)
+        batch.waiters.append(waiter)
+        batch.destinations.add(message.destination.addr)
+        if len(batch.messages) >= self.limit:
+            self._flush(key)
+        return await waiter
+
+    def _flush(self, key: Key) -> None:
+        batch = self._open.pop(key, None)
+        if batch is None:
+            return
+        if batch.timer is not None:
+            batch.timer.cancel()
+        flight = asyncio.ensure_future(self._fly(batch))
+        self._flights.add(flight)
+        flight.add_done_callback(self._flights.discard)
+
+    async def _fly(self, batch: _Batch) -> None:
+        try:
+            results = await self._send_batch(batch.messages)
+        except Exception as exc:  # a connector bug must not strand the waiters
+            results = [SendResult.unknown(f"batch send raised {type(exc).__name__}", metric="error")] * len(
+                batch.messages
+            )
+        for waiter, result in zip(batch.waiters, results, strict=True):
+            if not waiter.done():
+                waiter.set_result(result)
+
+    def flush_all(self) -> None:
+        for key in list(self._open):
+            self._flush(key)
