@@ -13,7 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bridge ./bridge
 # The project and every dependency as wheels, so the runtime stage needs no compiler.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[fast]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[fast,redis]"
 
 FROM python:3.11-slim
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import ssl
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from bridge.config import Config, ConfigError
 from bridge.core.auth import Authenticator
+from bridge.core.cluster import Cluster, Lease, LocalCluster, LocalReceiptQueue, ReceiptQueue
 from bridge.core.ids import IdAllocator
 from bridge.core.message import Lifecycle, Message
 from bridge.core.outbox import Outbox
@@ -52,8 +54,16 @@ RESTART_KEYS = (
     "http.port",
     "store.url",
     "store.synchronous",
+    "store.prefix",
+    "store.instance_ttl",
+    "store.redis_timeout",
     "outbox.concurrency",
 )
+
+
+# Connectors whose status polling runs once per cluster (ProviderContext.lease).
+POLLING_TYPES = ("kaleyra", "flashsms")
+FOLLOW_WAIT = 5.0  # longest wait for the feed of accepted messages in one read
 
 
 def open_store(config: Config) -> Store:
@@ -62,7 +72,34 @@ def open_store(config: Config) -> Store:
         from bridge.store.sqlite import SqliteStore
 
         return SqliteStore(path, synchronous=config.store.synchronous.upper())
-    raise NotImplementedError("the Redis store is not built yet")
+    try:
+        from bridge.store.redis import RedisStore  # redis-py only when it is used
+    except ImportError as exc:
+        raise ConfigError(
+            [f"store.url: the Redis store needs redis-py: pip install 'smpp-bridge[redis]' ({exc})"]
+        ) from exc
+    s = config.store
+    return RedisStore(s.url, prefix=s.prefix, timeout=s.redis_timeout, followed=polled_providers(config))
+
+
+def open_cluster(config: Config, store: Store) -> tuple[Cluster, ReceiptQueue]:
+    """The single-instance pieces for SQLite; the shared ones for Redis."""
+    if config.store.sqlite_path is not None:
+        return LocalCluster(), LocalReceiptQueue(store)
+    from bridge.store.redis import RedisCluster, RedisReceiptQueue, RedisStore
+
+    assert isinstance(store, RedisStore)
+    return RedisCluster(store, config.store.instance_ttl), RedisReceiptQueue(store)
+
+
+def polled_providers(config: Config) -> list[str]:
+    """Providers whose status polling must run on one instance (Kaleyra polls only
+    with a poll_interval; FlashSMS always)."""
+    return [
+        name
+        for name, settings in config.providers.items()
+        if settings.type in POLLING_TYPES and getattr(settings, "poll_interval", 0) > 0
+    ]
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -145,6 +182,7 @@ class Bridge:
         self.metrics = Metrics()
         self.counters = PduCounters()
         self.store = open_store(config)
+        self.cluster, self.receipt_queue = open_cluster(config, self.store)
         self.registry = SessionRegistry()
         self.ids = IdAllocator(self.store)
         self.authenticator = Authenticator(config)
@@ -156,6 +194,7 @@ class Bridge:
             get_logger("receipts"),
             max_attempts=config.smpp.receipt_max_attempts,
             retry_base=config.smpp.receipt_retry_base,
+            queue=self.receipt_queue,
         )
         self.providers: dict[str, Provider] = {}
         self.sender = Sender(self.providers, self.metrics, get_logger("sender"))
@@ -164,10 +203,25 @@ class Bridge:
         )
         self.sender.on_circuit_closed = outbox.wake
         self.pipeline = Pipeline(
-            config, self.store, self.ids, self.sender, self.receipts, self.outbox, self.metrics, get_logger("pipeline")
+            config,
+            self.store,
+            self.ids,
+            self.sender,
+            self.receipts,
+            self.outbox,
+            self.metrics,
+            get_logger("pipeline"),
+            cluster=self.cluster,
         )
         self.smsc = Smsc(
-            config, self.authenticator, self.registry, self.pipeline, self.receipts, self.metrics, get_logger("smsc")
+            config,
+            self.authenticator,
+            self.registry,
+            self.pipeline,
+            self.receipts,
+            self.metrics,
+            get_logger("smsc"),
+            cluster=self.cluster,
         )
         self.server = SmppServer(config.smpp, config.security, self.smsc, self.counters, get_logger("smpp"))
         self.metrics.attach_live(
@@ -195,6 +249,8 @@ class Bridge:
         self.sends = SendTracker()
         self._reload_lock = asyncio.Lock()
         self._retiring: dict[asyncio.Task[None], Provider] = {}
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._lease_keeper: asyncio.Task[None] | None = None
         self.ports: dict[str, int] = {}
         self.started_at = 0.0
 
@@ -211,7 +267,10 @@ class Bridge:
         waiting = await self.receipts.load_pending()
         for provider in self.providers.values():
             await provider.start()
-        queued = await self.outbox.recover()
+        await self.cluster.start(self.outbox.adopt)
+        # One instance re-queues its whole outbox; in a cluster each instance's outbox
+        # is its own, and that of a gone instance is adopted by the others.
+        queued = 0 if self.cluster.shared else await self.outbox.recover()
         resumed = 0
         for name, provider in self.providers.items():
             resumed += await self._resume(name, provider)
@@ -220,6 +279,8 @@ class Bridge:
         await self.server.start(self._tls)
         self.ports.update(self.server.ports)
         self._maintenance = asyncio.ensure_future(self._maintain())
+        if self.cluster.shared:
+            self._lease_keeper = asyncio.ensure_future(self._keep_poll_leases())
         self.log.info(
             "started",
             smpp_port=self.ports.get("smpp"),
@@ -236,7 +297,74 @@ class Bridge:
             public_url=config.http.public_url,
             log=get_logger("provider"),
             find_messages=self.store.messages_in,
+            lease=self._poll_lease,
         )
+
+    # -- status polling, once per cluster ----------------------------------------------
+
+    async def _poll_lease(self, name: str, ttl: float) -> bool:
+        """ProviderContext.lease: may this instance poll provider `name` now? The one
+        that gains the lease polls for the whole cluster from then on: every message
+        accepted under `name`, and those the others send later (the feed). Like all
+        of an instance's roles, it moves on instance_ttl after the holder is gone."""
+        if self.cluster.shared:
+            ttl = self.config.store.instance_ttl
+        state = await self.cluster.lease(f"poll:{name}", ttl)
+        if state is Lease.GAINED:
+            provider = self.providers.get(name)
+            if provider is not None:
+                self.log.info("poll_lease_gained", provider=name)
+                try:
+                    cursor = await self.cluster.feed_position(name)
+                    await self._resume(name, provider)
+                except Exception as exc:  # Redis away: let the lease lapse, catch up when it is gained again
+                    self.log.warning("poll_lease_catch_up_failed", provider=name, error=str(exc))
+                    await self.cluster.release(f"poll:{name}")
+                    return False
+                old = self._followers.get(name)
+                if old is None or old.done():
+                    self._followers[name] = asyncio.ensure_future(self._follow(name, cursor))
+        return state is not Lease.NO
+
+    async def _keep_poll_leases(self) -> None:
+        """Ask for the poll leases now and then, so that when their holder is gone
+        another instance takes polling over even if nothing falls due on it."""
+        while True:
+            for name in polled_providers(self.config):
+                if name in self.providers and not self.cluster.holds(f"poll:{name}"):
+                    try:
+                        await self._poll_lease(name, self.config.store.instance_ttl)
+                    except Exception as exc:
+                        self.log.warning("poll_lease_failed", provider=name, error=str(exc))
+            await asyncio.sleep(self.config.store.instance_ttl / 2)
+
+    async def _follow(self, name: str, cursor: str) -> None:
+        """While this instance polls `name`: messages another instance had it accept
+        are handed to it when their first poll is due (poll_interval after acceptance)."""
+        due: list[tuple[float, int]] = []
+        while self.cluster.holds(f"poll:{name}"):
+            provider = self.providers.get(name)
+            if provider is None:
+                return
+            now = time.time()
+            wait = min(FOLLOW_WAIT, max(0.05, due[0][0] - now)) if due else FOLLOW_WAIT
+            try:
+                ids, cursor = await self.cluster.accepted_since(name, cursor, wait)
+                now = time.time()
+                delay = float(getattr(provider.settings, "poll_interval", 0.0))
+                for message_id in ids:
+                    heapq.heappush(due, (now + delay, message_id))
+                ready = []
+                while due and due[0][0] <= now:
+                    ready.append(heapq.heappop(due)[1])
+                if ready:
+                    found = await asyncio.gather(*(self.store.get_message(i) for i in ready))
+                    waiting = [m for m in found if m is not None and m.lifecycle is Lifecycle.ACCEPTED]
+                    if waiting:
+                        await provider.resume(waiting)
+            except Exception as exc:  # Redis away: the feed keeps its entries
+                self.log.warning("poll_follow_failed", provider=name, error=str(exc))
+                await asyncio.sleep(1.0)
 
     async def _resume(self, name: str, provider: Provider, created_before: float | None = None) -> int:
         """Hand `provider` the messages accepted under `name` that still wait for a
@@ -344,6 +472,8 @@ class Bridge:
         self.receipts.max_attempts = config.smpp.receipt_max_attempts
         self.receipts.retry_base = config.smpp.receipt_retry_base
         self.outbox.settings = config.outbox
+        if hasattr(self.store, "followed"):
+            self.store.followed = set(polled_providers(config))
         self.pipeline.reload(config)
         self.smsc.reload(config)
         self.server.reload(config.smpp, config.security)
@@ -430,9 +560,13 @@ class Bridge:
             await provider.close()
         for provider in self.providers.values():
             await provider.close()
+        for task in [*self._followers.values(), *([self._lease_keeper] if self._lease_keeper else [])]:
+            task.cancel()
         self.receipts.stop()
+        await self.receipt_queue.close()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
+        await self.cluster.stop()
         await self.store.close()
         self.log.info("stopped")
 

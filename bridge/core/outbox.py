@@ -6,6 +6,10 @@ already: those are sent again and counted as possible duplicates. Failed attempt
 are retried with exponential backoff and jitter (at least the provider's
 Retry-After); a definitive rejection, too many attempts or too much age end the
 message with a failure receipt.
+
+With several instances on one store each message belongs to the instance that
+stored it; the outbox of an instance that went away is `adopt`ed by another, and
+an instance that finds its message taken over (`OwnershipLost`) lets it go.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bridge.config import OutboxSettings
+from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Lifecycle, Message
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.sender import Sender
@@ -102,6 +107,24 @@ class Outbox:
                 count += 1
             after = batch[-1].id
 
+    async def adopt(self, message_ids: Sequence[int]) -> int:
+        """Take over the outbox of an instance that went away. SENDING ones may already
+        have reached their provider: counted and logged as possible duplicates."""
+        count = 0
+        for start in range(0, len(message_ids), 500):
+            chunk = message_ids[start : start + 500]
+            found = await asyncio.gather(*(self._store.get_message(i) for i in chunk))
+            for message in found:
+                if message is None or message.lifecycle not in (Lifecycle.QUEUED, Lifecycle.SENDING):
+                    continue
+                if message.lifecycle is Lifecycle.SENDING:
+                    self._possible_duplicate(message, "in flight on an instance that went away")
+                self.submit(message)
+                count += 1
+        if count:
+            self._log.warning("outbox_adopted", messages=count)
+        return count
+
     def _start(self, message: Message) -> None:
         task = asyncio.ensure_future(self._deliver(message))
         self._tasks.add(task)
@@ -113,6 +136,9 @@ class Outbox:
                 return
             try:
                 await self._attempt(message)
+            except OwnershipLost:
+                self._log.warning("outbox_taken_over", message_id=message.id)
+                self._done(message)
             except StoreUnavailable as exc:
                 self._log.error("outbox_store_error", message_id=message.id, error=str(exc))
                 self._later(message, self.settings.backoff_max)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import Account, Config
+from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
 from bridge.core.ids import IdAllocator, parse_id, render_id
-from bridge.core.limits import TokenBucket
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment
 from bridge.core.numbers import canonical_number
 from bridge.core.outbox import Outbox
@@ -90,8 +90,10 @@ class Pipeline:
         metrics: Metrics,
         log: Any,
         clock: Callable[[], float] = time.time,
+        cluster: Cluster | None = None,
     ) -> None:
         self._store = store
+        self._cluster = cluster or LocalCluster()
         self._ids = ids
         self._sender = sender
         self._receipts = receipts
@@ -99,7 +101,6 @@ class Pipeline:
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._buckets: dict[str, TokenBucket] = {}
         self._open_sets: dict[str, set[str]] = {}  # incomplete concatenated sets per account
         self._submit_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
@@ -117,14 +118,6 @@ class Pipeline:
         self.config = config
         self._security = config.security
         self.router = Router(config)
-        now = time.monotonic()
-        buckets: dict[str, TokenBucket] = {}
-        for account in config.accounts:
-            old = self._buckets.get(account.system_id)
-            buckets[account.system_id] = (
-                old if old is not None and old.rate == account.throughput else TokenBucket(account.throughput, now)
-            )
-        self._buckets = buckets
 
     # -- entry point -----------------------------------------------------------------
 
@@ -175,7 +168,7 @@ class Pipeline:
     # -- submit_sm / data_sm ---------------------------------------------------------
 
     async def _submit_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
-        self._throttle(account)
+        await self._throttle(account)
         parsed = self._parse(account, pdu)
         self._check_receipt_room(account, parsed.registered_delivery)
         p = pdu.params
@@ -252,9 +245,10 @@ class Pipeline:
             self._metrics.throttled.labels(account.system_id, "receipts_queued").inc()
             raise Refused(Status.ESME_RMSGQFUL, "too many receipts waiting for this account")
 
-    def _throttle(self, account: Account) -> None:
-        bucket = self._buckets.get(account.system_id)
-        if bucket is not None and not bucket.allow(time.monotonic()):
+    async def _throttle(self, account: Account) -> None:
+        """`throughput` per account, across every instance of a cluster (the Cluster's
+        bucket); it also refuses early, before any HTTP call, while a shared store is down."""
+        if not await self._cluster.admit(account.system_id, account.throughput):
             self._metrics.throttled.labels(account.system_id, "throughput").inc()
             raise Refused(Status.ESME_RTHROTTLED, "account throughput exceeded")
 
@@ -441,7 +435,7 @@ class Pipeline:
     # -- submit_multi ----------------------------------------------------------------
 
     async def _submit_multi(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
-        self._throttle(account)
+        await self._throttle(account)
         p = pdu.params
         parsed = self._parse(account, pdu)
         if parsed.segment is not None:

@@ -10,6 +10,11 @@ TRX session of that system_id is bound; each deliver_sm is deleted from the stor
 on an ESME_ROK deliver_sm_resp and retried with backoff otherwise. A receipt is
 held back while its Part's submit_sm_resp has not been written (Kannel drops a
 receipt that overtakes its response).
+
+Which instance a receipt goes out from is the `ReceiptQueue`'s business
+(`bridge.core.cluster`): with one instance every receipt is queued here; with
+several, a shared queue hands each receipt to one instance that has a receiver of
+its account bound, and takes back what an instance without receivers holds.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bridge.config import Account
+from bridge.core.cluster import LocalReceiptQueue, ReceiptQueue
 from bridge.core.connection import Connection
 from bridge.core.ids import render_id
 from bridge.core.message import Lifecycle, Message, Part, Receipt
@@ -42,7 +48,7 @@ from bridge.store.base import Store
 RETRY_DELAY_MAX = 600.0
 # A report may beat the store write of its own send (a provider calling back before
 # it answered): unknown ids are looked up again after these delays before giving up.
-EARLY_REPORT_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0)
+EARLY_REPORT_RETRIES = (0.1, 0.4, 1.5)
 MAX_EARLY_REPORTS = 10_000
 
 
@@ -90,6 +96,7 @@ class ReceiptEngine:
         clock: Callable[[], float] = time.time,
         max_attempts: int = 20,
         retry_base: float = 2.0,
+        queue: ReceiptQueue | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -109,6 +116,8 @@ class ReceiptEngine:
         self._receipt_children: dict[tuple[str, ...], Any] = {}
         self._report_children: dict[tuple[str, ...], Any] = {}
         self._latency_children: dict[tuple[str, ...], Any] = {}
+        self._shared = queue or LocalReceiptQueue(store)
+        self._shared.attach(self._take_shared, self.room)
 
     # -- intake ----------------------------------------------------------------------
 
@@ -162,7 +171,7 @@ class ReceiptEngine:
             message.done_at = at
         receipts = receipts_for(message, message.parts, state, error, at)
         self._store.update_messages([message], receipts)  # queued now: before any deliver_sm_resp's delete
-        self.enqueue(receipts)
+        self.enqueue(self._shared.added(receipts))
         return True
 
     async def fail_parts(self, message: Message, parts: Sequence[Part], state: MessageState, error: int) -> None:
@@ -171,7 +180,7 @@ class ReceiptEngine:
         receipts = receipts_for(message, parts, state, error, self._clock())
         if receipts:
             await self._store.add_receipts(receipts)
-            self.enqueue(receipts)
+            self.enqueue(self._shared.added(receipts))
 
     def _count_report(self, provider: str, result: str) -> None:
         labels(self._metrics.provider_reports, self._report_children, provider, result).inc()
@@ -191,11 +200,30 @@ class ReceiptEngine:
     # -- delivery --------------------------------------------------------------------
 
     async def load_pending(self) -> int:
-        """Queue every stored receipt (at start-up)."""
-        pending = await self._store.pending_receipts(limit=10_000_000)
+        """Queue every stored receipt that is this instance's to send (at start-up)."""
+        pending = await self._shared.load()
         for receipt in pending:
             self._queues.setdefault(receipt.system_id, deque()).append(receipt)
         return len(pending)
+
+    def _take_shared(self, receipts: list[Receipt]) -> None:
+        """Receipts the shared queue handed to this instance; one refused before (by
+        any instance) waits here until its next attempt is due."""
+        now = self._clock()
+        due = []
+        for receipt in receipts:
+            if receipt.next_attempt_at > now:
+                self._later(receipt, receipt.next_attempt_at - now)
+            else:
+                due.append(receipt)
+        self.enqueue(due)
+
+    def room(self, system_id: str) -> int:
+        """Receipts the receivers of `system_id` here could take now beyond those queued."""
+        free = 0
+        for conn in self._registry.receivers(system_id):
+            free += max(0, conn.session.config.window - len(conn.session.outstanding))
+        return free - len(self._queues.get(system_id, ()))
 
     def enqueue(self, receipts: Iterable[Receipt]) -> None:
         touched: set[str] = set()
@@ -209,21 +237,29 @@ class ReceiptEngine:
             self.pump(system_id)
 
     def pump(self, system_id: str) -> None:
-        """Send queued receipts of `system_id` to its receivers, within their windows."""
+        """Send queued receipts of `system_id` to its receivers, within their windows;
+        with room left, ask the shared queue for more; without a receiver here, offer
+        what is queued back to it."""
         queue = self._queues.get(system_id)
-        if not queue:
+        receivers = self._registry.receivers(system_id)
+        if not receivers:
+            if queue and self._shared.give_back(system_id, list(queue)):
+                queue.clear()
             return
-        for conn in self._registry.receivers(system_id):
-            session = conn.session
-            room = session.config.window - len(session.outstanding)
-            if room <= 0:
-                continue
-            while queue and room > 0:
-                self._send(conn, queue.popleft())
-                room -= 1
-            conn.flush()
-            if not queue:
-                break
+        if queue:
+            for conn in receivers:
+                session = conn.session
+                room = session.config.window - len(session.outstanding)
+                if room <= 0:
+                    continue
+                while queue and room > 0:
+                    self._send(conn, queue.popleft())
+                    room -= 1
+                conn.flush()
+                if not queue:
+                    break
+        if not queue:
+            self._shared.want(system_id)
 
     def _send(self, conn: Connection, receipt: Receipt) -> None:
         account = self._account_of(receipt.system_id)
@@ -270,7 +306,10 @@ class ReceiptEngine:
         for receipt in reversed(returned):
             self._in_flight[receipt.system_id] -= 1
             self._queues.setdefault(receipt.system_id, deque()).appendleft(receipt)
-        for system_id in {r.system_id for r in returned}:
+        touched = {r.system_id for r in returned}
+        if conn.session.system_id:
+            touched.add(conn.session.system_id)  # its last receiver here may be gone: see pump
+        for system_id in touched:
             self.pump(system_id)
 
     def _retry(self, receipt: Receipt) -> None:
@@ -284,6 +323,10 @@ class ReceiptEngine:
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
         self._store.update_receipt(receipt)
+        self._later(receipt, delay)
+
+    def _later(self, receipt: Receipt, delay: float) -> None:
+        """Queue `receipt` again after `delay` seconds."""
         self._delayed[receipt.system_id] = self._delayed.get(receipt.system_id, 0) + 1
 
         def due() -> None:
@@ -298,18 +341,17 @@ class ReceiptEngine:
     # -- observation and shutdown ------------------------------------------------------
 
     def waiting_for(self, system_id: str) -> int:
-        """Receipts of one account not yet acknowledged (queued, in flight, delayed, parked)."""
-        return (
+        """Receipts of one account not yet acknowledged (queued, in flight, delayed;
+        with a shared queue, across the cluster)."""
+        local = (
             len(self._queues.get(system_id, ())) + self._in_flight.get(system_id, 0) + self._delayed.get(system_id, 0)
         )
+        return self._shared.waiting(system_id, local)
 
     def waiting(self) -> list[tuple[str, float]]:
         """Receipts not yet acknowledged, by system_id (queued, in flight, delayed)."""
-        names = set(self._queues) | set(self._in_flight) | set(self._delayed)
-        return sorted(
-            (name, float(len(self._queues.get(name, ())) + self._in_flight.get(name, 0) + self._delayed.get(name, 0)))
-            for name in names
-        )
+        names = set(self._queues) | set(self._in_flight) | set(self._delayed) | set(self._shared.accounts())
+        return sorted((name, float(self.waiting_for(name))) for name in names)
 
     def stop(self) -> None:
         """Cancel retry timers (the receipts stay stored; the store finishes queued writes)."""

@@ -17,15 +17,18 @@ class SessionRegistry:
         assert conn.session.system_id is not None
         self._bound.setdefault(conn.session.system_id, []).append(conn)
 
-    def remove(self, conn: Connection) -> None:
+    def remove(self, conn: Connection) -> bool:
+        """False when `conn` was not bound here."""
         system_id = conn.session.system_id
         if system_id is None:
-            return
+            return False
         conns = self._bound.get(system_id)
         if conns and conn in conns:
             conns.remove(conn)
             if not conns:
                 del self._bound[system_id]
+            return True
+        return False
 
     def count(self, system_id: str) -> int:
         return len(self._bound.get(system_id, ()))

@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge.config import Config
 from bridge.core.auth import Authenticator
+from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
 from bridge.core.message import Receipt
 from bridge.core.pipeline import Pipeline
@@ -43,8 +44,10 @@ class Smsc:
         receipts: ReceiptEngine,
         metrics: Metrics,
         log: Any,
+        cluster: Cluster | None = None,
     ) -> None:
         self.config = config
+        self.cluster = cluster or LocalCluster()
         self.authenticator = authenticator
         self.registry = registry
         self.pipeline = pipeline
@@ -94,7 +97,8 @@ class Smsc:
             self.receipts.on_timeout(conn, context)
 
     def _on_unbound(self, conn: Connection, event: Unbound, now: float) -> None:
-        self.registry.remove(conn)
+        if self.registry.remove(conn) and conn.session.system_id:
+            self.cluster.unbind(conn.session.system_id, self._member(conn))
         self.receipts.on_session_closed(conn)
         conn.log.info("unbound", reason=event.reason)
 
@@ -133,8 +137,14 @@ class Smsc:
             # The password check may have yielded: count the binds again.
             if account is not None and self.registry.count(system_id) >= account.max_binds:
                 decision_status, account, reason = Status.ESME_RBINDFAIL, None, "max_binds reached"
+            if account is not None:
+                decision_status, reason = await self._count_bind(conn, system_id, account.max_binds)
+                if decision_status is not Status.ESME_ROK:
+                    account = None
         known = self.authenticator.account(system_id) is not None
         label = system_id if known else "unknown"
+        if account is not None and conn.session.is_closing:
+            self.cluster.unbind(system_id, self._member(conn))  # gone while we counted it
         if account is None or conn.session.is_closing:
             conn.session.reject_bind(pdu, decision_status, our_id)
             conn.flush()
@@ -158,6 +168,19 @@ class Smsc:
         )
         if event.bind_type.can_receive:
             self.receipts.pump(system_id)
+
+    async def _count_bind(self, conn: Connection, system_id: str, max_binds: int) -> tuple[Status, str]:
+        """`max_binds` across every instance of a cluster (the registry counted this one's)."""
+        try:
+            if await self.cluster.try_bind(system_id, self._member(conn), max_binds):
+                return Status.ESME_ROK, "ok"
+        except Exception as exc:  # the shared store is away: refuse rather than overshoot
+            conn.log.error("bind_count_failed", error=str(exc))
+            return Status.ESME_RSYSERR, "cluster state unavailable"
+        return Status.ESME_RBINDFAIL, "max_binds reached across the cluster"
+
+    def _member(self, conn: Connection) -> str:
+        return f"{self.cluster.instance_id}/{conn.connection_id}"
 
     # -- tasks and shutdown ----------------------------------------------------------
 

@@ -17,9 +17,19 @@ from bridge.store.sqlite import SqliteStore
 
 def accepted(message_id: int, provider_id: str) -> Message:
     return Message(
-        id=message_id, system_id="esme1", source=Address(1, 1, "123"), destination=Address(1, 1, "4917012345"),
-        text="", flash=False, parts=[Part(message_id, 1, 1.0, "hi")], route=["p"], ack="upstream", created_at=1.0,
-        lifecycle=Lifecycle.ACCEPTED, provider="p", provider_ids=[provider_id],
+        id=message_id,
+        system_id="esme1",
+        source=Address(1, 1, "123"),
+        destination=Address(1, 1, "4917012345"),
+        text="",
+        flash=False,
+        parts=[Part(message_id, 1, 1.0, "hi")],
+        route=["p"],
+        ack="upstream",
+        created_at=1.0,
+        lifecycle=Lifecycle.ACCEPTED,
+        provider="p",
+        provider_ids=[provider_id],
     )
 
 

@@ -11,6 +11,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from bridge.simulators import build_simulator
+from tests.providers.test_flashsms import KEY as FLASHSMS_KEY
+from tests.providers.test_kaleyra import KEY as KALEYRA_KEY
+from tests.providers.test_kaleyra import SID as KALEYRA_SID
+from tests.providers.test_kaleyra import TOKEN as KALEYRA_TOKEN
 from tests.support.esme import Esme
 from tests.support.providers import Rig, account
 from tests.support.running import RunningBridge
@@ -90,3 +95,50 @@ def start_rig(
         return Rig(sim, bridge, connect(bridge), http_port, overrides)
 
     return start
+
+
+@pytest.fixture
+def kaleyra_rig_factory(
+    serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]
+) -> Callable[..., Rig]:
+    """rig_factory(sim_options, **provider settings) -> the Kaleyra double and a bridge using it."""
+
+    def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
+        options = {"sid": KALEYRA_SID, "api_key": KALEYRA_KEY, "senders": ["KLRHXA", "MYBRAND"], "sent_delay": 0.05}
+        sim = serve(build_simulator("kaleyra", **(options | {"final_delay": 0.15} | (sim_options or {}))))
+        settings = {
+            "type": "kaleyra",
+            "base_url": sim.url,
+            "sid": KALEYRA_SID,
+            "api_key": KALEYRA_KEY,
+            "sender": "KLRHXA",
+            "sms_type": "TXN",
+            "callback_token": KALEYRA_TOKEN,
+            "poll_interval": 0,
+            "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
+        }
+        return start_rig(sim, "kaleyra", settings | provider)
+
+    return make
+
+
+@pytest.fixture
+def flashsms_rig_factory(
+    serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]
+) -> Callable[..., Rig]:
+    """rig_factory(sim_options, **provider settings) -> the FlashSMS double and a bridge using it."""
+
+    def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
+        options = {"api_key": FLASHSMS_KEY, "sent_after": 0.1, "final_after": 0.3}
+        sim = serve(build_simulator("flashsms", **(options | (sim_options or {}))))
+        settings = {
+            "type": "flashsms",
+            "base_url": f"{sim.url}/api/v1",
+            "api_key": FLASHSMS_KEY,
+            "sender": "MyBrand",
+            "poll_interval": 0.2,
+            "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
+        }
+        return start_rig(sim, "flashsms", settings | provider)
+
+    return make

@@ -8,8 +8,6 @@ from collections.abc import Callable
 
 from bridge.smpp.constants import Command, Status
 from bridge.smpp.pdu import Pdu, encode_pdu
-from tests.providers.test_flashsms_e2e import rig_factory as flashsms_rig_factory  # noqa: F401
-from tests.providers.test_kaleyra_e2e import rig_factory as kaleyra_rig_factory  # noqa: F401
 from tests.support.esme import Esme
 from tests.support.providers import Rig
 

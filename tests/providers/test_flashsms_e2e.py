@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import smpplib.gsm
-from aiohttp import web
 
-from bridge.simulators import build_simulator
 from bridge.simulators.flashsms import HANG_NUMBER
 from bridge.smpp.constants import Status
 from bridge.smpp.text import gsm_encode
@@ -18,27 +15,11 @@ from tests.providers.test_flashsms import KEY, PHONE
 from tests.support.esme import Esme
 from tests.support.providers import Rig
 from tests.support.running import RunningBridge
-from tests.support.servers import AppThread
 
 
 @pytest.fixture
-def rig_factory(serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]) -> Callable[..., Rig]:
-    """rig_factory(sim_options, **provider settings) -> the FlashSMS double and a bridge using it."""
-
-    def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
-        options = {"api_key": KEY, "sent_after": 0.1, "final_after": 0.3}
-        sim = serve(build_simulator("flashsms", **(options | (sim_options or {}))))
-        settings = {
-            "type": "flashsms",
-            "base_url": f"{sim.url}/api/v1",
-            "api_key": KEY,
-            "sender": "MyBrand",
-            "poll_interval": 0.2,
-            "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
-        }
-        return start_rig(sim, "flashsms", settings | provider)
-
-    return make
+def rig_factory(flashsms_rig_factory: Callable[..., Rig]) -> Callable[..., Rig]:
+    return flashsms_rig_factory
 
 
 @pytest.fixture

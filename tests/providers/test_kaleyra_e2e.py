@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import smpplib.gsm
-from aiohttp import web
 
-from bridge.simulators import build_simulator
 from bridge.simulators.kaleyra import HANG_NUMBER
 from bridge.smpp.constants import Status
 from bridge.smpp.text import gsm_encode
@@ -19,31 +16,13 @@ from tests.providers.test_kaleyra import KEY, SID, TOKEN
 from tests.support.esme import Esme
 from tests.support.providers import Rig, account, metric, post_json
 from tests.support.running import RunningBridge
-from tests.support.servers import AppThread, free_port
+from tests.support.servers import free_port
 from tests.support.waiting import wait_for
 
 
 @pytest.fixture
-def rig_factory(serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]) -> Callable[..., Rig]:
-    """rig_factory(sim_options, **provider settings) -> the Kaleyra double and a bridge using it."""
-
-    def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
-        options = {"sid": SID, "api_key": KEY, "senders": ["KLRHXA", "MYBRAND"], "sent_delay": 0.05}
-        sim = serve(build_simulator("kaleyra", **(options | {"final_delay": 0.15} | (sim_options or {}))))
-        settings = {
-            "type": "kaleyra",
-            "base_url": sim.url,
-            "sid": SID,
-            "api_key": KEY,
-            "sender": "KLRHXA",
-            "sms_type": "TXN",
-            "callback_token": TOKEN,
-            "poll_interval": 0,
-            "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
-        }
-        return start_rig(sim, "kaleyra", settings | provider)
-
-    return make
+def rig_factory(kaleyra_rig_factory: Callable[..., Rig]) -> Callable[..., Rig]:
+    return kaleyra_rig_factory
 
 
 @pytest.fixture

@@ -145,6 +145,7 @@ async def test_https(tmp_path: Path) -> None:
     cert, key = make_certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+
     async def api(request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 

@@ -1,0 +1,229 @@
+"""RedisStore against a real redis-server: every promise of the Store interface
+(bridge/store/base.py) that the SQLite store keeps, plus what sharing adds (a final
+state is final for every instance, an outbox message has one owner)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.core.cluster import OwnershipLost
+from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment, Receipt
+from bridge.smpp.constants import MessageState
+from bridge.store.base import StoreUnavailable
+from bridge.store.redis import RedisCluster, RedisStore
+from tests.redis.support import RedisServer
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisStore]:
+    opened = RedisStore(redis_server.url, prefix=prefix)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+def message(
+    message_id: int, lifecycle: Lifecycle = Lifecycle.ACCEPTED, provider_id: str = "", parts: int = 1
+) -> Message:
+    return Message(
+        id=message_id,
+        system_id="esme1",
+        source=Address(1, 1, "123"),
+        destination=Address(1, 1, "4917012345"),
+        text="hello",
+        flash=False,
+        parts=[Part(message_id + i, 1, 1.0, "hello") for i in range(parts)],
+        route=["p"],
+        ack="upstream",
+        created_at=1.0,
+        lifecycle=lifecycle,
+        provider="p" if provider_id else None,
+        provider_ids=[provider_id] if provider_id else [],
+    )
+
+
+def receipt(m: Message, state: MessageState, part: int = 0) -> Receipt:
+    return Receipt(
+        id=f"{m.id}:{m.parts[part].message_id}:{int(state)}",
+        system_id=m.system_id,
+        message_id=m.parts[part].message_id,
+        state=state,
+        error=0,
+        submitted_at=1.0,
+        done_at=2.0,
+        preview="hello",
+        source=m.destination,
+        destination=m.source,
+        provider="p",
+    )
+
+
+def finish(m: Message, state: MessageState, at: float = 2.0) -> Message:
+    m.lifecycle, m.state, m.done_at = Lifecycle.FINAL, state, at
+    return m
+
+
+async def test_writes_are_queued_in_call_order_and_reads_see_them(store: RedisStore) -> None:
+    m = message(100, Lifecycle.ACCEPTED, "pid-100")
+    store.insert_messages([m])  # neither awaited: their order is the call order
+    store.update_messages([finish(message(100, provider_id="pid-100"), MessageState.DELIVERED)])
+    found = await store.find_by_provider_id("p", "pid-100")
+    assert found is not None and found.lifecycle is Lifecycle.FINAL
+
+
+async def test_a_final_state_lands_with_its_receipts_and_never_changes(store: RedisStore) -> None:
+    m = message(200, Lifecycle.ACCEPTED, "pid-200")
+    await store.insert_messages([m])
+    delivered = finish(message(200, provider_id="pid-200"), MessageState.DELIVERED)
+    await store.update_messages([delivered], [receipt(delivered, MessageState.DELIVERED)])
+    # A late report on another instance read the message before it was final.
+    late = finish(message(200, provider_id="pid-200"), MessageState.UNDELIVERABLE)
+    await store.update_messages([late], [receipt(late, MessageState.UNDELIVERABLE)])
+    stored = await store.get_message(200)
+    assert stored is not None and stored.state is MessageState.DELIVERED
+    assert [r.state for r in await store.pending_receipts("esme1")] == [MessageState.DELIVERED]
+
+
+async def test_a_receipt_id_already_stored_is_left_as_it_is(store: RedisStore) -> None:
+    m = message(300)
+    first = receipt(m, MessageState.DELIVERED)
+    await store.add_receipts([first])
+    again = receipt(m, MessageState.DELIVERED)
+    again.attempts = 7
+    await store.add_receipts([again])
+    assert [r.attempts for r in await store.pending_receipts()] == [0]
+    first.attempts = 3
+    await store.update_receipt(first)
+    assert [r.attempts for r in await store.pending_receipts()] == [3]
+    await store.delete_receipt(first.id)
+    assert await store.pending_receipts() == []
+
+
+async def test_get_message_by_part_id_and_messages_in_by_lifecycle(store: RedisStore) -> None:
+    await store.insert_messages([message(400, Lifecycle.QUEUED, parts=3), message(410, Lifecycle.ACCEPTED, "pid-410")])
+    await store.insert_messages([message(420, Lifecycle.ACCEPTED, "pid-420"), message(430, Lifecycle.QUEUED)])
+    by_part = await store.get_message(402)
+    assert by_part is not None and by_part.id == 400
+    queued = await store.messages_in([Lifecycle.QUEUED, Lifecycle.SENDING])
+    assert [m.id for m in queued] == [400, 430]
+    page = await store.messages_in([Lifecycle.ACCEPTED], provider="p", limit=1)
+    assert [m.id for m in page] == [410]
+    assert [m.id for m in await store.messages_in([Lifecycle.ACCEPTED], provider="p", after_id=410)] == [420]
+    assert await store.messages_in([Lifecycle.ACCEPTED], provider="other") == []
+    assert await store.count_outbox() == {"p": 2}
+
+
+async def test_purge_removes_final_messages_and_their_indexes(store: RedisStore) -> None:
+    await store.insert_messages([message(500, Lifecycle.ACCEPTED, "pid-500", parts=2), message(510)])
+    await store.update_messages([finish(message(500, provider_id="pid-500", parts=2), MessageState.DELIVERED, 10.0)])
+    assert await store.purge(finished_before=5.0) == 0
+    assert await store.purge(finished_before=20.0) == 1
+    assert await store.get_message(500) is None
+    assert await store.get_message(501) is None
+    assert await store.find_by_provider_id("p", "pid-500") is None
+    assert await store.get_message(510) is not None
+
+
+def segment(set_key: str, index: int, total: int, at: float) -> PendingSegment:
+    return PendingSegment(
+        set_key=set_key,
+        system_id="esme1",
+        index=index,
+        total=total,
+        message_id=600 + index,
+        data=bytes([index]) * 3 + b"\x00\xff",
+        data_coding=0,
+        registered_delivery=1,
+        submitted_at=at,
+        flash=False,
+        source=Address(1, 1, "123"),
+        destination=Address(1, 1, "4917012345"),
+    )
+
+
+async def test_a_concatenated_set_completes_once_and_an_old_one_expires(store: RedisStore) -> None:
+    assert await store.add_segment(segment("set-a", 2, 2, 1.0)) is None
+    complete = await store.add_segment(segment("set-a", 1, 2, 2.0))
+    assert complete is not None and [s.index for s in complete] == [1, 2]
+    assert complete[0].data == b"\x01\x01\x01\x00\xff"
+    assert await store.add_segment(segment("set-b", 1, 3, 5.0)) is None
+    assert await store.add_segment(segment("set-b", 2, 3, 9.0)) is None
+    assert await store.take_expired_segments(created_before=5.0) == []  # began at 5.0, not before
+    expired = await store.take_expired_segments(created_before=6.0)
+    assert sorted(s.index for s in expired) == [1, 2]
+    assert await store.take_expired_segments(created_before=100.0) == []
+
+
+async def test_id_blocks_never_overlap_between_instances(redis_server: RedisServer, prefix: str) -> None:
+    stores = [RedisStore(redis_server.url, prefix=prefix) for _ in range(3)]
+    for s in stores:
+        await s.open()
+    try:
+        firsts = await asyncio.gather(*(s.reserve_ids(1000) for s in stores for _ in range(20)))
+        ranges = sorted((first, first + 1000) for first in firsts)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(ranges))
+        assert await stores[0].reserve_ids(0) == ranges[-1][1]  # 0: checks writes, takes none
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_an_outbox_message_taken_over_is_refused_to_its_old_owner(redis_server: RedisServer, prefix: str) -> None:
+    old, new = RedisStore(redis_server.url, prefix=prefix), RedisStore(redis_server.url, prefix=prefix)
+    await old.open()
+    await new.open()
+    adopted: list[int] = []
+
+    async def adopt(ids: object) -> None:
+        adopted.extend(ids)  # type: ignore[call-overload]
+
+    cluster = RedisCluster(new, ttl=1.0)
+    try:
+        await old.insert_messages([message(700, Lifecycle.QUEUED)])  # old's; old has no heartbeat
+        await old._submit([("SADD", old.key("instances"), old.instance_id)])
+        await cluster.start(adopt)
+        cluster._connected_since = -1e9  # as if in contact for long: claim now
+        await cluster._take_over()
+        await cluster._adopt()
+        assert adopted == [700]
+        sending = message(700, Lifecycle.SENDING)
+        with pytest.raises(OwnershipLost):
+            await old.update_messages([sending])
+        await new.update_messages([sending])  # the new owner may
+    finally:
+        await cluster.stop()
+        await old.close()
+        await new.close()
+
+
+async def test_redis_away_is_store_unavailable_and_recovers(tmp_path: Path, prefix: str) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    s = RedisStore(server.url, prefix=prefix, timeout=1.0)
+    await s.open()
+    try:
+        await s.insert_messages([message(800)])
+        server.kill()
+        with pytest.raises(StoreUnavailable):
+            await s.insert_messages([message(810)])
+        with pytest.raises(StoreUnavailable):
+            await s.get_message(800)
+        assert not s.healthy
+        server.restart()
+        assert await s.probe()
+        assert s.healthy
+        assert (await s.get_message(800)) is not None  # acknowledged before the kill: on disk
+    finally:
+        await s.close()
+        server.stop()
+
+
+async def test_opening_without_redis_is_store_unavailable(prefix: str) -> None:
+    from tests.support.servers import free_port
+
+    with pytest.raises(StoreUnavailable):
+        await RedisStore(f"redis://127.0.0.1:{free_port()}/0", prefix=prefix, timeout=1.0).open()
