@@ -4,8 +4,11 @@ its outcome asserted, while a well-behaved session on the same daemon keeps work
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -19,6 +22,8 @@ from bridge.smpp.pdu import Pdu, encode_pdu
 from tests.support.certs import make_certificate
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
+from tests.support.servers import free_port
+from tests.support.waiting import wait_for
 
 
 def bound(bridge: RunningBridge, **kwargs: object) -> Esme:
@@ -210,3 +215,114 @@ def test_a_callback_cannot_touch_another_providers_message(start_bridge: Callabl
         assert bridge.call(state()) is None  # still waiting for its own provider
     finally:
         client.close()
+
+
+def test_a_connection_that_never_binds_is_closed(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(smpp={"bind_timeout": 0.3})
+    good = bound(bridge)
+    idle = socket.create_connection(("127.0.0.1", bridge.smpp_port), timeout=10)
+    try:
+        assert idle.recv(100) == b""  # closed by the bridge after bind_timeout
+        assert good.send("enquire_link").status == Status.ESME_ROK
+    finally:
+        idle.close()
+        good.close()
+
+
+def test_too_many_incomplete_concatenated_sets_are_refused(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(security={"max_pending_sets": 2})
+    client = bound(bridge)
+    try:
+        for reference in (1, 2):
+            udh = bytes((5, 0, 3, reference, 2, 1))
+            assert client.submit(text=udh + b"part one", esm_class=0x40).status == Status.ESME_ROK
+        udh = bytes((5, 0, 3, 3, 2, 1))
+        assert client.submit(text=udh + b"part one", esm_class=0x40).status == Status.ESME_RMSGQFUL
+        udh = bytes((5, 0, 3, 1, 2, 2))  # completing a set frees its place
+        assert client.submit(text=udh + b"part two", esm_class=0x40).status == Status.ESME_ROK
+        assert client.submit(text=bytes((5, 0, 3, 3, 2, 1)) + b"x", esm_class=0x40).status == Status.ESME_ROK
+    finally:
+        client.close()
+
+
+def test_receipts_piling_up_for_an_account_give_backpressure(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(security={"max_queued_receipts": 3})
+    tx = bound(bridge, kind="transmitter")  # no receiver: receipts wait
+    try:
+        for _ in range(3):
+            assert tx.submit().status == Status.ESME_ROK
+
+        async def waiting() -> float:
+            assert bridge.bridge is not None
+            return sum(n for _, n in bridge.bridge.receipts.waiting())
+
+        wait_for(lambda: bridge.call(waiting()) >= 3)
+        assert tx.submit().status == Status.ESME_RMSGQFUL
+        assert tx.submit(registered_delivery=0).status == Status.ESME_ROK  # no receipt asked: still taken
+    finally:
+        tx.close()
+
+
+def test_renewed_tls_certificate_is_used_after_a_reload(
+    start_bridge: Callable[..., RunningBridge], tmp_path: Path
+) -> None:
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir()
+    new_dir.mkdir()
+    cert, key = make_certificate(old_dir)
+    bridge = start_bridge(smpp={"tls_port": 0, "tls_cert": str(cert), "tls_key": str(key)})
+    assert bridge.bridge is not None
+    port = bridge.bridge.ports["smpps"]
+    renewed_cert, renewed_key = make_certificate(new_dir)
+    cert.write_bytes(renewed_cert.read_bytes())  # renewal in place, as certbot & co. do
+    key.write_bytes(renewed_key.read_bytes())
+    with pytest.raises((ssl.SSLError, smpplib.exceptions.ConnectionError)):
+        Esme(port, ssl_context=client_context(renewed_cert)).close()  # still the old certificate
+    bridge.call(bridge.bridge.reload(bridge.config))
+    client = Esme(port, ssl_context=client_context(renewed_cert))
+    try:
+        assert client.bind().status == Status.ESME_ROK
+    finally:
+        client.close()
+
+
+def test_secrets_never_reach_logs_metrics_or_problems(tmp_path: Path) -> None:
+    secrets = {"KEY": "kk-SECRET-api-key-42", "TOKEN": "tok-SECRET-callback-77", "PW": "pw7SECR"}
+    config = tmp_path / "bridge.toml"
+    smpp_port, http_port = free_port(), free_port()
+    config.write_text(
+        f'[smpp]\nhost = "127.0.0.1"\nport = {smpp_port}\n[http]\nport = {http_port}\n'
+        f'[store]\nurl = "sqlite:///{tmp_path}/b.db"\n[log]\nlevel = "debug"\nformat = "json"\n'
+        '[[accounts]]\nsystem_id = "esme1"\npassword = "${PW}"\nroute = "kal"\n'
+        '[providers.kal]\ntype = "kaleyra"\nbase_url = "http://127.0.0.1:9"\nsid = "S"\n'
+        'api_key = "${KEY}"\nsender = "KLRHXA"\ncallback_token = "${TOKEN}"\n'
+    )
+    config.chmod(0o600)
+    env = {**os.environ, **secrets}
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        daemon = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)], stdout=log,
+                                  stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        try:
+            wait_for(lambda: b'"started"' in log_path.read_bytes(), timeout=30)
+            client = Esme(smpp_port)
+            assert client.bind(password="Zq9xWv").status == Status.ESME_RINVPASWD
+            client.close()
+            client = Esme(smpp_port)
+            assert client.bind(password=secrets["PW"]).status == Status.ESME_ROK
+            assert client.submit().status == Status.ESME_RSYSERR  # the provider is unreachable
+            client.close()
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5) as response:
+                metrics = response.read().decode()
+        finally:
+            daemon.terminate()
+            daemon.wait(30)
+    bad = config.read_text().replace('sender = "KLRHXA"', 'sender = "KLRHXA"\nbogus = 1')
+    config.write_text(bad)
+    problems = subprocess.run([sys.executable, "-m", "bridge", "check-config", str(config)], capture_output=True,
+                              text=True, env=env, timeout=60)  # fmt: skip
+    assert problems.returncode == 2
+    for secret in secrets.values():
+        for where, text in (("log", log_path.read_text()), ("metrics", metrics), ("check-config", problems.stderr)):
+            assert secret not in text, f"secret in {where}"
+    assert "Zq9xWv" not in log_path.read_text()  # a refused password is not logged either
