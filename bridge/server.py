@@ -30,6 +30,7 @@ from bridge.smpp.session import PduCounters, Session, SessionConfig
 WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
 WRITE_HARD_LIMIT = 4 * 1024 * 1024
+PDUS_PER_TURN = 64
 
 _connection_ids = itertools.count(1)
 
@@ -138,6 +139,7 @@ class SmppConnection(asyncio.Protocol):
         self._flush_scheduled = False
         self._closed = False
         self._stall: asyncio.TimerHandle | None = None
+        self._input_paused = False
         self._proxy: bytearray | None = None  # PROXY header bytes while it is expected
         self._proxy_timer: asyncio.TimerHandle | None = None
 
@@ -171,11 +173,26 @@ class SmppConnection(asyncio.Protocol):
             if not rest:
                 return
             data = rest
+        self._take_input(data)
+
+    def _take_input(self, data: bytes = b"") -> None:
+        """At most PDUS_PER_TURN PDUs per event-loop turn: a peer flooding us waits for
+        the others (reading from it pauses until its backlog is worked off)."""
         now = time.monotonic()
-        events = self.session.receive_data(data, now)
+        session = self.session
+        events = session.receive_data(data, now, PDUS_PER_TURN)
         if events:
             self._server.smsc.handle_events(self, events, now)
         self._write_now()
+        if session.has_buffered_pdu and not self._closed:
+            if not self._input_paused and self._transport is not None:
+                self._input_paused = True
+                self._transport.pause_reading()
+            self._loop.call_soon(self._take_input)
+        elif self._input_paused:
+            self._input_paused = False
+            if self._transport is not None and not self._closed and self._stall is None:
+                self._transport.resume_reading()
         self._arm()
 
     def _read_proxy_header(self, data: bytes) -> bytes:
@@ -237,7 +254,7 @@ class SmppConnection(asyncio.Protocol):
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
-        if self._transport is not None and not self._closed:
+        if self._transport is not None and not self._closed and not self._input_paused:
             self._transport.resume_reading()
 
     def _stalled(self) -> None:

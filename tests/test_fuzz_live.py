@@ -61,3 +61,62 @@ def test_fuzzing_a_live_daemon_crashes_nothing(tmp_path: Path) -> None:
         log.close()
     text = (tmp_path / "daemon.log").read_text()
     assert "Traceback" not in text
+
+
+def test_memory_stays_bounded_under_partial_pdus_and_stalled_readers(tmp_path: Path) -> None:
+    """300 connections each holding a half-sent 60 KB PDU, plus 50 that flood
+    enquire_links and never read: the daemon's memory grows by what its limits allow
+    (max_command_length per connection, the write buffer cap), then the pdu_timeout
+    and the write-stall cut-off free it; a control session works throughout."""
+    import socket
+    import struct
+
+    smpp_port, http_port = free_port(), free_port()
+    config = tmp_path / "bridge.toml"
+    text = CONFIG.format(smpp_port=smpp_port, http_port=http_port, db=tmp_path / "b.db")
+    config.write_text(text.replace("lockout = 0", "lockout = 0\npdu_timeout = 2\nwrite_stall_timeout = 2"))
+    config.chmod(0o600)
+    daemon = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    sockets: list[socket.socket] = []
+    try:
+        wait_for(lambda: fuzz_live.control("127.0.0.1", smpp_port, "demo", "demo123"), timeout=30)
+        before = fuzz_live.rss_kib(daemon.pid)
+        half = struct.pack(">IIII", 60_016, 4, 0, 1) + b"\x00" * 30_000
+        for _ in range(300):
+            sock = socket.create_connection(("127.0.0.1", smpp_port))
+            sock.sendall(half)
+            sockets.append(sock)
+        flood = struct.pack(">IIII", 16, 0x15, 0, 2) * 4000
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", smpp_port))
+            sock.setblocking(False)
+            try:
+                for _ in range(20):
+                    sock.send(flood)
+            except BlockingIOError:
+                pass
+            sockets.append(sock)
+        assert fuzz_live.control("127.0.0.1", smpp_port, "demo", "demo123")
+        peak = fuzz_live.rss_kib(daemon.pid)
+        assert peak - before < 300 * 64 + 50 * 4 * 1024 + 64 * 1024  # KiB: the limits' worst case
+        wait_for(lambda: all(_closed(sock) for sock in sockets[:300]), timeout=30)
+        assert fuzz_live.control("127.0.0.1", smpp_port, "demo", "demo123")
+    finally:
+        for sock in sockets:
+            sock.close()
+        daemon.terminate()
+        assert daemon.wait(30) == 0
+
+
+def _closed(sock: object) -> bool:
+    import socket
+
+    assert isinstance(sock, socket.socket)
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True

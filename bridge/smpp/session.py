@@ -214,8 +214,10 @@ class Session:
 
     # -- bytes in --------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> list[Event]:
-        """Feed bytes from the socket; returns what happened, in order."""
+    def receive_data(self, data: bytes, now: float, max_pdus: int = 0) -> list[Event]:
+        """Feed bytes from the socket; returns what happened, in order. With `max_pdus`,
+        at most that many PDUs are taken now; the rest waits for the next call (see
+        `has_buffered_pdu`), so one flooding peer cannot hold the event loop."""
         if self._closing:
             return []
         buffer = self._buffer
@@ -224,7 +226,9 @@ class Session:
         offset = 0
         available = len(buffer)
         max_length = self.config.max_command_length
-        while available - offset >= 4 and not self._closing:
+        budget = max_pdus or -1
+        while available - offset >= 4 and not self._closing and budget != 0:
+            budget -= 1
             length = int.from_bytes(buffer[offset : offset + 4], "big")
             if length < HEADER_SIZE or length > max_length:
                 self._framing_error(buffer, offset, length, events)
@@ -243,6 +247,15 @@ class Session:
         elif offset or self._partial_since is None:
             self._partial_since = now
         return events
+
+    @property
+    def has_buffered_pdu(self) -> bool:
+        """A complete PDU (or a framing error) is waiting in the input buffer."""
+        buffer = self._buffer
+        if len(buffer) < 4 or self._closing:
+            return False
+        length = int.from_bytes(buffer[:4], "big")
+        return length < HEADER_SIZE or length > self.config.max_command_length or len(buffer) >= length
 
     def _framing_error(self, buffer: bytearray, offset: int, length: int, events: list[Event]) -> None:
         sequence = 0

@@ -863,3 +863,15 @@ def test_tick_before_any_deadline_is_harmless() -> None:
 
 def test_bind_commands_table_constant() -> None:
     assert set(BIND_COMMANDS) == BINDS
+
+
+def test_max_pdus_takes_a_bounded_share_and_keeps_the_rest() -> None:
+    session = Session(SessionConfig(), 0.0)
+    frames = b"".join(encode_pdu(Pdu(Command.ENQUIRE_LINK, i, 0)) for i in range(1, 11))
+    session.receive_data(frames, 0.0, max_pdus=4)
+    assert session.has_buffered_pdu
+    assert len(split_frames(session.data_to_send())) == 4
+    session.receive_data(b"", 0.0, max_pdus=4)
+    session.receive_data(b"", 0.0, max_pdus=4)
+    assert not session.has_buffered_pdu
+    assert [decode_pdu(f).sequence for f in split_frames(session.data_to_send())] == list(range(5, 11))
