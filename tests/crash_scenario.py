@@ -25,21 +25,17 @@ import argparse
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.smpp.constants import Status
+from tests.support.daemon import Daemon as BridgeProcess
 from tests.support.esme import Esme
-from tests.support.servers import free_port
-from tests.support.waiting import wait_for
+from tests.support.records import simulator_texts
 
 ACCOUNTS = {"up": "upstream", "st": "stored"}
 
@@ -92,68 +88,15 @@ class Outcome:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class Daemon:
+class Daemon(BridgeProcess):
+    """The daemon under test, and what it logged and sent."""
+
     def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.smpp_port, self.http_port = free_port(), free_port()
+        super().__init__(workdir, CONFIG, db=workdir / "bridge.db", record=workdir / "provider.jsonl")
         self.record = workdir / "provider.jsonl"
-        self.log_path = workdir / "daemon.log"
-        config = CONFIG.format(
-            smpp_port=self.smpp_port, http_port=self.http_port, db=workdir / "bridge.db", record=self.record
-        )
-        self.config = workdir / "bridge.toml"
-        self.config.write_text(config)
-        self.config.chmod(0o600)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "--config", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.workdir,
-        )
-        log.close()
-        wait_for(self.healthy, timeout=30)
-
-    def healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"daemon exited with {self.process.returncode}; see {self.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> int:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
 
     def logged(self, event: str) -> int:
-        count = 0
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            if f'"event": "{event}"' in line or f'"event":"{event}"' in line:
-                count += 1
-        return count
-
-    def provider_texts(self) -> list[str]:
-        texts = []
-        if self.record.exists():
-            for line in self.record.read_text(encoding="utf-8").splitlines():
-                try:
-                    texts.append(json.loads(line)["text"])
-                except ValueError:
-                    continue
-        return texts
+        return len(self.events(event))
 
 
 def esme_worker(daemon: Daemon, account: str, worker: int, outcome: Outcome, stop: threading.Event) -> None:
@@ -245,7 +188,7 @@ def run(workdir: Path, kills: int, seconds: float, seed: int, workers: int = 2) 
         reader.join()
     exit_code = daemon.stop()
 
-    provider = Counter(daemon.provider_texts())
+    provider = Counter(simulator_texts(daemon.record))
     acked = {text for per_account in outcome.acked.values() for text in per_account.values()}
     lost = sorted(acked - set(provider))
     duplicates = {text: n for text, n in provider.items() if n > 1}

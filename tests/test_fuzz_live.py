@@ -3,12 +3,10 @@ well-behaved session keeps working, memory stays bounded."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from tests import fuzz_live
-from tests.support.servers import free_port
+from tests.support.daemon import Daemon
 from tests.support.waiting import wait_for
 
 CONFIG = """
@@ -21,7 +19,7 @@ lockout = 0            # the fuzzer's mangled binds must not lock out the contro
 host = "127.0.0.1"
 port = {http_port}
 [store]
-url = "sqlite:///{db}"
+url = "sqlite:///{workdir}/b.db"
 [log]
 level = "warning"
 format = "json"
@@ -38,29 +36,17 @@ delivery_delay = 0.01
 
 
 def test_fuzzing_a_live_daemon_crashes_nothing(tmp_path: Path) -> None:
-    smpp_port, http_port = free_port(), free_port()
-    config = tmp_path / "bridge.toml"
-    config.write_text(CONFIG.format(smpp_port=smpp_port, http_port=http_port, db=tmp_path / "b.db"))
-    config.chmod(0o600)
-    log = (tmp_path / "daemon.log").open("wb")
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "run", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
-    )
+    daemon = Daemon(tmp_path, CONFIG).start()
     try:
-        wait_for(lambda: fuzz_live.control("127.0.0.1", smpp_port, "demo", "demo123"), timeout=30)
-        report = fuzz_live.run(
-            "127.0.0.1", smpp_port, seconds=4, seed=7, pid=daemon.pid, system_id="demo", password="demo123"
-        )
+        report = fuzz_live.run("127.0.0.1", daemon.smpp_port, seconds=4, seed=7, pid=daemon.pid, system_id="demo",
+                               password="demo123")  # fmt: skip
         assert report.rounds > 20
         assert report.control_failures == 0
-        assert daemon.poll() is None
+        assert daemon.alive
         assert report.rss_max_kib - report.rss_before_kib < 64 * 1024
     finally:
-        daemon.terminate()
-        assert daemon.wait(30) == 0
-        log.close()
-    text = (tmp_path / "daemon.log").read_text()
-    assert "Traceback" not in text
+        assert daemon.stop() == 0
+    assert "Traceback" not in daemon.log_path.read_text()
 
 
 def test_memory_stays_bounded_under_partial_pdus_and_stalled_readers(tmp_path: Path) -> None:
@@ -71,16 +57,11 @@ def test_memory_stays_bounded_under_partial_pdus_and_stalled_readers(tmp_path: P
     import socket
     import struct
 
-    smpp_port, http_port = free_port(), free_port()
-    config = tmp_path / "bridge.toml"
-    text = CONFIG.format(smpp_port=smpp_port, http_port=http_port, db=tmp_path / "b.db")
-    config.write_text(text.replace("lockout = 0", "lockout = 0\npdu_timeout = 2\nwrite_stall_timeout = 2"))
-    config.chmod(0o600)
-    daemon = subprocess.Popen([sys.executable, "-m", "bridge", "run", "--config", str(config)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    config = CONFIG.replace("lockout = 0", "lockout = 0\npdu_timeout = 2\nwrite_stall_timeout = 2")
+    daemon = Daemon(tmp_path, config).start()
+    smpp_port = daemon.smpp_port
     sockets: list[socket.socket] = []
     try:
-        wait_for(lambda: fuzz_live.control("127.0.0.1", smpp_port, "demo", "demo123"), timeout=30)
         before = fuzz_live.rss_kib(daemon.pid)
         half = struct.pack(">IIII", 60_016, 4, 0, 1) + b"\x00" * 30_000
         for _ in range(300):
@@ -105,8 +86,7 @@ def test_memory_stays_bounded_under_partial_pdus_and_stalled_readers(tmp_path: P
     finally:
         for sock in sockets:
             sock.close()
-        daemon.terminate()
-        assert daemon.wait(30) == 0
+        assert daemon.stop() == 0
 
 
 def _closed(sock: object) -> bool:

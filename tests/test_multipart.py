@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from bridge.smpp.constants import Status
 from tests.support.esme import Esme
+from tests.support.records import simulator_texts
 from tests.support.running import RunningBridge
 
 
@@ -24,12 +24,6 @@ def setup(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> tuple[E
     assert client.bind().status == Status.ESME_ROK
     yield client, record
     client.close()
-
-
-def texts(record: Path) -> list[str]:
-    if not record.exists():
-        return []
-    return [json.loads(line)["text"] for line in record.read_text(encoding="utf-8").splitlines()]
 
 
 def udh8(ref: int, total: int, index: int) -> bytes:
@@ -49,7 +43,7 @@ def test_three_part_udh_message_is_sent_once_whole(setup: tuple[Esme, Path]) -> 
         assert resp.status == Status.ESME_ROK
         ids.append(resp.message_id.decode())
     assert len(set(ids)) == 3
-    assert texts(record) == ["A" * 153 + "B" * 153 + "C" * 10]
+    assert simulator_texts(record) == ["A" * 153 + "B" * 153 + "C" * 10]
     receipts = client.wait_receipts(3)
     assert sorted(r["id"] for r in receipts) == sorted(ids)
     assert {r["stat"] for r in receipts} == {"DELIVRD"}
@@ -59,7 +53,7 @@ def test_segments_may_arrive_out_of_order_with_16bit_reference(setup: tuple[Esme
     client, record = setup
     for i in (2, 3, 1):
         assert client.submit(text=udh16(0x1234, 3, i) + f"<{i}>".encode(), esm_class=0x40).status == 0
-    assert texts(record) == ["<1><2><3>"]
+    assert simulator_texts(record) == ["<1><2><3>"]
 
 
 def test_sar_segments(setup: tuple[Esme, Path]) -> None:
@@ -67,7 +61,7 @@ def test_sar_segments(setup: tuple[Esme, Path]) -> None:
     for i, chunk in enumerate([b"first ", b"second"], 1):
         resp = client.submit(text=chunk, sar_msg_ref_num=7, sar_total_segments=2, sar_segment_seqnum=i)
         assert resp.status == Status.ESME_ROK
-    assert texts(record) == ["first second"]
+    assert simulator_texts(record) == ["first second"]
     assert len(client.wait_receipts(2)) == 2
 
 
@@ -77,14 +71,14 @@ def test_ucs2_emoji_split_between_segments_is_rejoined(setup: tuple[Esme, Path])
     cut = 6
     client.submit(text=udh8(9, 2, 1) + data[:cut], esm_class=0x40, data_coding=8)
     client.submit(text=udh8(9, 2, 2) + data[cut:], esm_class=0x40, data_coding=8)
-    assert texts(record) == ["ab😀cd"]
+    assert simulator_texts(record) == ["ab😀cd"]
 
 
 def test_gsm_escape_split_between_segments_is_rejoined(setup: tuple[Esme, Path]) -> None:
     client, record = setup
     client.submit(text=udh8(3, 2, 1) + b"price 5\x1b", esm_class=0x40)
     client.submit(text=udh8(3, 2, 2) + b"e", esm_class=0x40)
-    assert texts(record) == ["price 5€"]
+    assert simulator_texts(record) == ["price 5€"]
 
 
 def test_message_payload_carries_a_long_text(setup: tuple[Esme, Path]) -> None:
@@ -92,7 +86,7 @@ def test_message_payload_carries_a_long_text(setup: tuple[Esme, Path]) -> None:
     long_text = b"x" * 500
     resp = client.submit(text=b"", message_payload=long_text)
     assert resp.status == Status.ESME_ROK
-    assert texts(record) == ["x" * 500]
+    assert simulator_texts(record) == ["x" * 500]
 
 
 def test_incomplete_set_times_out_with_a_failure_receipt(setup: tuple[Esme, Path]) -> None:
@@ -102,7 +96,7 @@ def test_incomplete_set_times_out_with_a_failure_receipt(setup: tuple[Esme, Path
     [receipt] = client.wait_receipts(1)
     assert receipt["id"] == resp.message_id.decode()
     assert receipt["stat"] == "UNDELIV"
-    assert texts(record) == []
+    assert simulator_texts(record) == []
 
 
 def test_malformed_udh_is_refused(setup: tuple[Esme, Path]) -> None:

@@ -28,6 +28,7 @@ import pytest
 from bridge.notify import Notifier, notify, watchdog_interval
 from bridge.smpp.constants import Status
 from tests.support.esme import Esme
+from tests.support.records import simulator_records
 from tests.test_metrics import http_get, scrape
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -475,9 +476,7 @@ providers = ["b"]
 
 def recorded(path: Path) -> list[str]:
     """Destinations a simulator provider accepted (its record_path lines)."""
-    if not path.exists():
-        return []
-    return [json.loads(line)["to"] for line in path.read_text().splitlines()]
+    return [record["to"] for record in simulator_records(path)]
 
 
 def test_sighup_reload_keeps_sessions_and_applies_passwords_routes_and_providers(

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bridge.smpp.constants import Command, Status
 from bridge.smpp.pdu import Pdu, encode_pdu
+from tests.support.daemon import Daemon
 from tests.support.esme import Esme
-from tests.support.servers import free_port
-from tests.support.waiting import wait_for
 
 CONFIG = """
 [smpp]
@@ -25,7 +22,7 @@ shutdown_timeout = 8
 host = "127.0.0.1"
 port = {http_port}
 [store]
-url = "sqlite:///{db}"
+url = "sqlite:///{workdir}/b.db"
 [log]
 format = "json"
 [[accounts]]
@@ -40,32 +37,23 @@ latency = 1.0
 
 
 def test_sigterm_answers_in_flight_submits_unbinds_and_exits_0(tmp_path: Path) -> None:
-    smpp_port, http_port = free_port(), free_port()
-    path = tmp_path / "bridge.toml"
-    path.write_text(CONFIG.format(smpp_port=smpp_port, http_port=http_port, db=tmp_path / "b.db"))
-    log = (tmp_path / "daemon.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "run", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT
-    )
+    daemon = Daemon(tmp_path, CONFIG).start()
     try:
-        wait_for(lambda: b'"started"' in (tmp_path / "daemon.log").read_bytes(), timeout=30)
-        client = Esme(smpp_port)
+        client = Esme(daemon.smpp_port)
         assert client.bind().status == Status.ESME_ROK
         params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "4917012345", "short_message": b"x"}
         client.send_raw(b"".join(encode_pdu(Pdu(Command.SUBMIT_SM, 100 + i, 0, params)) for i in range(20)))
         assert client.send("enquire_link").status == 0  # answered after the 20 submits: all were read
-        process.send_signal(signal.SIGTERM)
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGTERM)
         statuses = [client.read_raw_until(100 + i, timeout=15).status for i in range(20)]
         assert statuses == [Status.ESME_ROK] * 20
         client.wait_until(lambda: client.unbinds == 1, timeout=15)
-        assert process.wait(timeout=30) == 0
+        assert daemon.process.wait(timeout=30) == 0
         with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", smpp_port), timeout=2)
+            socket.create_connection(("127.0.0.1", daemon.smpp_port), timeout=2)
         client.close()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
-    text = (tmp_path / "daemon.log").read_text()
-    assert '"stopped"' in text
+        if daemon.alive:
+            daemon.kill()
+    assert daemon.events("stopped")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,11 +11,8 @@ import smpplib.gsm
 from bridge.smpp.constants import Command, Status
 from bridge.smpp.pdu import Pdu
 from tests.support.esme import Esme
+from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
-
-
-def recorded(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 @pytest.fixture
@@ -51,7 +47,7 @@ def test_text_reaches_the_provider_decoded(
     try:
         resp = client.submit(text=short_message, data_coding=data_coding)
         assert resp.status == Status.ESME_ROK
-        [row] = recorded(record)
+        [row] = simulator_records(record)
         assert row["text"] == text
         assert row["flash"] is False
         assert row["to"] == "4917012345"
@@ -66,7 +62,7 @@ def test_message_class_0_is_flash(recording: tuple[RunningBridge, Path], data_co
     try:
         text = "Flash!".encode("utf-16-be") if data_coding == 0x18 else b"Flash!"
         assert client.submit(text=text, data_coding=data_coding).status == Status.ESME_ROK
-        [row] = recorded(record)
+        [row] = simulator_records(record)
         assert row["flash"] is True
         assert row["text"] == "Flash!"
     finally:
@@ -83,7 +79,7 @@ def test_dest_addr_subunit_1_is_flash(recording: tuple[RunningBridge, Path]) -> 
     client = bound(bridge)
     try:
         assert client.submit(dest_addr_subunit=1).status == Status.ESME_ROK
-        assert recorded(record)[0]["flash"] is True
+        assert simulator_records(record)[0]["flash"] is True
     finally:
         client.close()
 
@@ -252,7 +248,7 @@ def test_submit_multi_sends_each_destination_and_lists_failures(recording: tuple
         message_id = resp.params["message_id"]
         failures = {u["destination_addr"]: u["error_status_code"] for u in resp.params["unsuccess_smes"]}
         assert failures == {"9990000000": Status.ESME_RINVDSTADR, "friends": Status.ESME_RINVDLNAME}
-        assert sorted(row["to"] for row in recorded(record)) == ["4917011111", "4917022222"]
+        assert sorted(row["to"] for row in simulator_records(record)) == ["4917011111", "4917022222"]
         receipts = client.wait_receipts(2)
         assert {r["id"] for r in receipts} == {message_id}
     finally:
@@ -273,7 +269,7 @@ def test_data_sm_is_sent_like_submit_sm(recording: tuple[RunningBridge, Path]) -
             message_payload=b"payload text",
         )
         assert resp.status == Status.ESME_ROK
-        assert recorded(record)[0]["text"] == "payload text"
+        assert simulator_records(record)[0]["text"] == "payload text"
         [receipt] = client.wait_receipts(1)
         assert receipt["id"] == resp.message_id.decode()
     finally:
@@ -288,7 +284,7 @@ def test_long_gsm_text_split_by_smpplib_arrives_whole(recording: tuple[RunningBr
     try:
         ids = [client.submit(text=part, data_coding=data_coding, esm_class=esm_class).message_id for part in parts]
         assert len(parts) >= 2 and len(set(ids)) == len(parts)
-        [row] = recorded(record)
+        [row] = simulator_records(record)
         assert row["text"] == text
         receipts = client.wait_receipts(len(parts))
         assert sorted(r["id"] for r in receipts) == sorted(i.decode() for i in ids)

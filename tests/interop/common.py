@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
-from typing import Any
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The simulator's record_path file: one JSON object per accepted message."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def seed_next_id(database: Path, first: int) -> None:

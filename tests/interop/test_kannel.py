@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.interop.common import read_records, seed_next_id
+from tests.interop.common import seed_next_id
 from tests.interop.kannel import DlrCall, DlrServer, Kannel, KannelLog, KannelSettings, wait_until
+from tests.support.records import simulator_records
 from tests.support.running import RunningBridge, make_config
 
 pytestmark = pytest.mark.interop
@@ -166,7 +167,7 @@ def run(request: pytest.FixtureRequest, kannel_installed: dict[str, str], tmp_pa
     finally:
         kannel.stop()
         bridge.stop()
-    yield KannelRun(scenario, online, calls, read_records(directory / "records.jsonl"), KannelLog(kannel.log()))
+    yield KannelRun(scenario, online, calls, simulator_records(directory / "records.jsonl"), KannelLog(kannel.log()))
 
 
 # -- binding ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.common import read_records
+from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
 
 pytestmark = pytest.mark.interop
@@ -79,7 +79,7 @@ def bridge(start: Callable[..., RunningBridge]) -> RunningBridge:
 
 
 def records_by_destination(tmp_path: Path) -> dict[str, dict[str, Any]]:
-    return {r["to"]: r for r in read_records(tmp_path / "records.jsonl")}
+    return {r["to"]: r for r in simulator_records(tmp_path / "records.jsonl")}
 
 
 def test_bind_submit_receipt_silent_enquire_links_unbind(

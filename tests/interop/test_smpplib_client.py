@@ -20,7 +20,7 @@ import smpplib.consts
 import smpplib.gsm
 import smpplib.smpp
 
-from tests.interop.common import read_records
+from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
 
 pytestmark = pytest.mark.interop
@@ -175,7 +175,7 @@ def test_bind_submit_receipt_enquire_link_unbind(
     assert receipt.short_message.startswith(f"id:{message_id} sub:001 dlvrd:001 ".encode())
     assert b" stat:DELIVRD err:000 text:" in receipt.short_message
 
-    [record] = read_records(tmp_path / "records.jsonl")
+    [record] = simulator_records(tmp_path / "records.jsonl")
     assert (record["text"], record["flash"], record["to"]) == (text, False, "4917000001")
 
     # Idle past enquire_link_interval: smpplib answers the bridge's enquire_link itself.
@@ -212,7 +212,7 @@ def test_make_parts_message_is_reassembled(
     ids = [r.message_id for r in app.sent]
     assert len(set(ids)) == 2  # every segment has its own message_id ...
     assert sorted(r.receipted_message_id for r in app.receipts()) == sorted(ids)  # ... and its own receipt
-    [record] = read_records(tmp_path / "records.jsonl")
+    [record] = simulator_records(tmp_path / "records.jsonl")
     assert record["text"] == text
 
 
@@ -224,7 +224,7 @@ def test_flash_by_data_coding(
     app.bind()
     app.send_text("4917000003", "Flash code 9876", data_coding=0x10)  # GSM 7-bit, message class 0
     app.pump(lambda: len(app.receipts()) == 1)
-    [record] = read_records(tmp_path / "records.jsonl")
+    [record] = simulator_records(tmp_path / "records.jsonl")
     assert (record["text"], record["flash"]) == ("Flash code 9876", True)
 
 

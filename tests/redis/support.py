@@ -9,19 +9,16 @@ instance. Tests wait for conditions with deadlines, never for fixed times.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
+from tests.support.daemon import Daemon as BridgeProcess
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for
 
@@ -152,7 +149,7 @@ record_path = "{record}"
 """
 
 
-class Daemon:
+class Daemon(BridgeProcess):
     """One bridge process on the shared Redis (SIGKILL-able)."""
 
     def __init__(
@@ -166,85 +163,14 @@ class Daemon:
         latency: float = 0.0,
         delay: float = 0.2,
     ) -> None:
-        self.workdir = workdir
-        self.name = name
-        self.smpp_port, self.http_port = free_port(), free_port()
-        self.log_path = workdir / f"{name}.log"
-        self.config = workdir / f"{name}.toml"
-        self.config.write_text(
-            DAEMON_CONFIG.format(
-                smpp_port=self.smpp_port,
-                http_port=self.http_port,
-                redis_url=redis_url,
-                prefix=prefix,
-                ttl=ttl,
-                delay=delay,
-                latency=latency,
-                record=record,
-            )
+        super().__init__(
+            workdir,
+            DAEMON_CONFIG,
+            name,
+            redis_url=redis_url,
+            prefix=prefix,
+            ttl=ttl,
+            delay=delay,
+            latency=latency,
+            record=record,
         )
-        self.config.chmod(0o600)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Daemon:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bridge", "run", "--config", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-            )
-        wait_for(lambda: self.ready() == 200, timeout=30)
-        return self
-
-    def ready(self) -> int:
-        """/readyz status (0: no answer)."""
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=2) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except OSError:
-            return 0
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> int:
-        if self.process is None:
-            return 0
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
-
-    def events(self, event: str) -> list[dict[str, Any]]:
-        out = []
-        if self.log_path.exists():
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if entry.get("event") == event:
-                    out.append(entry)
-        return out
-
-
-def provider_texts(record: Path) -> list[str]:
-    texts = []
-    if record.exists():
-        for line in record.read_text(encoding="utf-8").splitlines():
-            try:
-                texts.append(json.loads(line)["text"])
-            except ValueError:
-                continue  # a line cut short by a SIGKILL
-    return texts

@@ -23,8 +23,9 @@ import pytest
 
 from bridge.smpp.constants import Status
 from tests.redis.conftest import TTL
-from tests.redis.support import Daemon, RedisServer, provider_texts
+from tests.redis.support import Daemon, RedisServer
 from tests.support.esme import Esme
+from tests.support.records import simulator_texts
 from tests.support.waiting import wait_for
 
 
@@ -76,7 +77,7 @@ def test_a_killed_instance_outbox_is_finished_by_another(
     try:
         receipts = rx.wait_receipts(5, timeout=30)
         assert {r["id"]: r["stat"] for r in receipts} == dict.fromkeys(acked, "DELIVRD")
-        assert set(acked.values()) <= set(provider_texts(record))
+        assert set(acked.values()) <= set(simulator_texts(record))
         assert len(b.events("possible_duplicate")) == 5  # in flight on a when it died
         assert sum(e["messages"] for e in b.events("outbox_adopted")) == 5
     finally:
@@ -207,7 +208,7 @@ def test_no_acknowledged_message_is_lost_when_an_instance_is_killed_under_load(
         for reader in readers:
             reader.close()
 
-    provider = Counter(provider_texts(record))
+    provider = Counter(simulator_texts(record))
     acked_texts = {text for per_account in load.acked.values() for text in per_account.values()}
     assert all(acked_texts), "no load"
     assert sorted(acked_texts - set(provider)) == []  # every acknowledged message reached the provider
