@@ -4,29 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.core.message import Address, Lifecycle, Message, Part
-from bridge.smpp.constants import MessageState
+from bridge.core.message import Lifecycle, Message
 from bridge.store.sqlite import SqliteStore
+from tests.support.providers import stored_message
 
 
 def message(message_id: int, lifecycle: Lifecycle, done_at: float | None) -> Message:
-    return Message(
-        id=message_id,
-        system_id="esme1",
-        source=Address(1, 1, "1"),
-        destination=Address(1, 1, "4917012345"),
-        text="",
-        flash=False,
-        parts=[Part(message_id, 1, 1.0, "")],
-        route=["p"],
-        ack="upstream",
-        created_at=1.0,
-        lifecycle=lifecycle,
-        provider="p",
-        provider_ids=[f"p-{message_id}"],
-        state=MessageState.DELIVERED if lifecycle is Lifecycle.FINAL else None,
-        done_at=done_at,
-    )
+    return stored_message(message_id, lifecycle, done_at=done_at)
 
 
 async def test_purge_deletes_only_finished_messages_older_than_the_cutoff(tmp_path: Path) -> None:

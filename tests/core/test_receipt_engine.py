@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bridge.core.message import Address, Lifecycle, Message, Part
+from bridge.core.message import Lifecycle, Message
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
 from bridge.logging import get_logger
@@ -13,24 +13,11 @@ from bridge.metrics import Metrics
 from bridge.providers.base import StatusReport
 from bridge.smpp.constants import MessageState
 from bridge.store.sqlite import SqliteStore
+from tests.support.providers import stored_message
 
 
 def accepted(message_id: int, provider_id: str) -> Message:
-    return Message(
-        id=message_id,
-        system_id="esme1",
-        source=Address(1, 1, "123"),
-        destination=Address(1, 1, "4917012345"),
-        text="",
-        flash=False,
-        parts=[Part(message_id, 1, 1.0, "hi")],
-        route=["p"],
-        ack="upstream",
-        created_at=1.0,
-        lifecycle=Lifecycle.ACCEPTED,
-        provider="p",
-        provider_ids=[provider_id],
-    )
+    return stored_message(message_id, Lifecycle.ACCEPTED, provider_id)
 
 
 async def test_a_report_that_beats_its_store_write_is_applied_when_the_write_lands(tmp_path: Path) -> None:

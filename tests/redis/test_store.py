@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from bridge.core.cluster import OwnershipLost
-from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment, Receipt
+from bridge.core.message import Address, Lifecycle, Message, PendingSegment, Receipt
 from bridge.smpp.constants import MessageState
 from bridge.store.base import StoreUnavailable
 from bridge.store.redis import RedisCluster, RedisStore
 from tests.redis.support import RedisServer
+from tests.support.providers import stored_message
 
 
 @pytest.fixture
@@ -30,21 +31,7 @@ async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisSt
 def message(
     message_id: int, lifecycle: Lifecycle = Lifecycle.ACCEPTED, provider_id: str = "", parts: int = 1
 ) -> Message:
-    return Message(
-        id=message_id,
-        system_id="esme1",
-        source=Address(1, 1, "123"),
-        destination=Address(1, 1, "4917012345"),
-        text="hello",
-        flash=False,
-        parts=[Part(message_id + i, 1, 1.0, "hello") for i in range(parts)],
-        route=["p"],
-        ack="upstream",
-        created_at=1.0,
-        lifecycle=lifecycle,
-        provider="p" if provider_id else None,
-        provider_ids=[provider_id] if provider_id else [],
-    )
+    return stored_message(message_id, lifecycle, provider_id, parts=parts)
 
 
 def receipt(m: Message, state: MessageState, part: int = 0) -> Receipt:

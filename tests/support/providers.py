@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.config import parse_config
-from bridge.core.message import Address, Message, Part
+from bridge.core.message import Address, Lifecycle, Message, Part
 from bridge.metrics import Metrics
 from bridge.providers.base import ProviderContext, StatusReport
 from bridge.providers.http import HttpAnswer
+from bridge.smpp.constants import MessageState
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
 from tests.support.servers import AppThread
@@ -66,6 +67,39 @@ def make_message(
         route=["provider"],
         ack="upstream",
         created_at=taken,
+    )
+
+
+def stored_message(
+    message_id: int,
+    lifecycle: Lifecycle = Lifecycle.ACCEPTED,
+    provider_id: str | None = None,
+    *,
+    parts: int = 1,
+    done_at: float | None = None,
+    system_id: str = "esme1",
+) -> Message:
+    """A message as the store keeps it: a part per id from `message_id` on, accepted by
+    provider "p" under `provider_id` (default "p-<id>"; "" for none), final states
+    DELIVRD at `done_at`."""
+    provider_id = f"p-{message_id}" if provider_id is None else provider_id
+    final = lifecycle is Lifecycle.FINAL
+    return Message(
+        id=message_id,
+        system_id=system_id,
+        source=Address(1, 1, "123"),
+        destination=Address(1, 1, "4917012345"),
+        text="",
+        flash=False,
+        parts=[Part(message_id + i, 1, 1.0, "hello") for i in range(parts)],
+        route=["p"],
+        ack="upstream",
+        created_at=1.0,
+        lifecycle=lifecycle,
+        provider="p" if provider_id else None,
+        provider_ids=[provider_id] if provider_id else [],
+        state=MessageState.DELIVERED if final else None,
+        done_at=done_at if final else None,
     )
 
 
