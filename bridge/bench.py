@@ -51,6 +51,7 @@ class Options:
     receipts: bool = True
     receipt_timeout: float = 30.0
     destination: str = "4917012345"
+    destinations: int = 1  # distinct numbers, counting up from `destination`
     text: str = "Your verification code is 123456"
     pid: int = 0
     processes: int = 1
@@ -86,26 +87,31 @@ class BenchClient(asyncio.Protocol):
         self.id_sent_at = tally.id_sent_at  # shared: a receipt may come back on another bind
         self.room = asyncio.Event()
         self.closed = asyncio.Event()
-        body = encode_pdu(
-            Pdu(
-                Command.SUBMIT_SM,
-                0,
-                0,
-                {
-                    "source_addr_ton": 1,
-                    "source_addr_npi": 1,
-                    "source_addr": "BENCH",
-                    "dest_addr_ton": 1,
-                    "dest_addr_npi": 1,
-                    "destination_addr": options.destination,
-                    "registered_delivery": 1 if options.receipts else 0,
-                    "data_coding": 0,
-                    "short_message": options.text.encode("ascii"),
-                },
-            )
-        )[16:]
-        self.submit_body = body
-        self.submit_length = 16 + len(body)
+        first = int(options.destination)
+        self.submit_bodies = [
+            encode_pdu(
+                Pdu(
+                    Command.SUBMIT_SM,
+                    0,
+                    0,
+                    {
+                        "source_addr_ton": 1,
+                        "source_addr_npi": 1,
+                        "source_addr": "BENCH",
+                        "dest_addr_ton": 1,
+                        "dest_addr_npi": 1,
+                        "destination_addr": str(first + i),
+                        "registered_delivery": 1 if options.receipts else 0,
+                        "data_coding": 0,
+                        "short_message": options.text.encode("ascii"),
+                    },
+                )
+            )[16:]
+            for i in range(max(1, options.destinations))
+        ]
+        # Each bind starts at its own place in the numbers, so binds do not send to
+        # the same number at the same moment.
+        self.next_body = index * len(self.submit_bodies) // max(1, options.binds) % len(self.submit_bodies)
 
     # -- protocol --------------------------------------------------------------------
 
@@ -180,8 +186,7 @@ class BenchClient(asyncio.Protocol):
     async def run(self, stop_at: float, budget: Budget) -> None:
         window = self.o.window
         pack = _HEADER.pack
-        length = self.submit_length
-        body = self.submit_body
+        bodies = self.submit_bodies
         tally = self.tally
         while time.perf_counter() < stop_at and not self.closed.is_set():
             room = window - len(self.in_flight)
@@ -200,7 +205,9 @@ class BenchClient(asyncio.Protocol):
             for _ in range(room):
                 sequence = self._next_sequence()
                 self.in_flight[sequence] = now
-                chunks.append(pack(length, Command.SUBMIT_SM, 0, sequence))
+                body = bodies[self.next_body]
+                self.next_body = (self.next_body + 1) % len(bodies)
+                chunks.append(pack(16 + len(body), Command.SUBMIT_SM, 0, sequence))
                 chunks.append(body)
             tally.sent += room
             assert self.transport is not None
@@ -445,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-receipts", action="store_true", help="registered_delivery 0; do not wait")
     parser.add_argument("--receipt-timeout", type=float, default=defaults.receipt_timeout)
     parser.add_argument("--destination", default=defaults.destination)
+    parser.add_argument("--destinations", type=int, default=1, help="distinct numbers, counting up from --destination")
     parser.add_argument("--text", default=defaults.text)
     parser.add_argument("--pid", type=int, default=0, help="report this process's CPU seconds per message")
     parser.add_argument("--processes", type=int, default=1, help="load generator processes")
@@ -466,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         text=args.text,
         pid=args.pid,
         processes=args.processes,
+        destinations=args.destinations,
     )
     try:
         report = run(options)

@@ -38,7 +38,7 @@ SMS_MT = "SMS_MT"
 # A sender mask: letters, digits, space, `_` and `-`, not only digits (Skycore cuts it at 11).
 MASK = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 _-]+$")
 SENDER_NUMBER = re.compile(r"^\d{3,15}$")
-DEDUP_ENTRIES = 100_000  # (tracking-id, code) pairs remembered against replayed postbacks
+DEDUP_ENTRIES = 20_000  # recent (tracking-id, code) pairs: replays skip the store (final states ignore them anyway)
 SWEEP_BATCH = 500
 
 
