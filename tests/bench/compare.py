@@ -367,7 +367,9 @@ def scenario_soak(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         bridge(tmp, "upstream", upstream_port) as b,
         upstream(upstream_port, f"http://127.0.0.1:{b['http_port']}/callbacks/sky/tok"),
     ):
-        bench(b["smpp_port"], b["pid"], "--rate", "1000", "--duration", "60")
+        # Warm-up until bounded caches are full (e.g. recent postback keys), so what
+        # follows is growth, not filling.
+        bench(b["smpp_port"], b["pid"], "--rate", "1000", "--duration", "180")
         rss_start = rss_mb(b["pid"])
         report = bench(b["smpp_port"], b["pid"], "--rate", "1000", "--duration", str(args.soak_minutes * 60))
         rss_end = rss_mb(b["pid"])
