@@ -32,7 +32,7 @@ from bridge.core.sender import Sender
 from bridge.core.smsc import Smsc
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
-from bridge.providers import build_provider
+from bridge.providers import build_provider, connector_class
 from bridge.providers.base import Provider, ProviderContext, SendResult
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
@@ -61,8 +61,6 @@ RESTART_KEYS = (
 )
 
 
-# Connectors whose status polling runs once per cluster (ProviderContext.lease).
-POLLING_TYPES = ("kaleyra", "flashsms")
 FOLLOW_WAIT = 5.0  # longest wait for the feed of accepted messages in one read
 
 
@@ -93,12 +91,9 @@ def open_cluster(config: Config, store: Store) -> tuple[Cluster, ReceiptQueue]:
 
 
 def polled_providers(config: Config) -> list[str]:
-    """Providers whose status polling must run on one instance (Kaleyra polls only
-    with a poll_interval; FlashSMS always)."""
+    """Providers whose status polling must run on one instance of a cluster."""
     return [
-        name
-        for name, settings in config.providers.items()
-        if settings.type in POLLING_TYPES and getattr(settings, "poll_interval", 0) > 0
+        name for name, settings in config.providers.items() if connector_class(settings.type).polls_status(settings)
     ]
 
 

@@ -106,6 +106,12 @@ class Provider(ABC):
     supports_flash: ClassVar[bool] = False
     max_batch: int = 1  # recipients one request can carry (bulk coalescing)
 
+    @classmethod
+    def polls_status(cls, settings: Any) -> bool:
+        """Does this connector poll for delivery status with these settings? (Polling
+        runs on one instance of a cluster.)"""
+        return False
+
     def __init__(self, name: str, settings: Any, context: ProviderContext) -> None:
         self.name = name
         self.settings = settings

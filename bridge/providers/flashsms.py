@@ -189,6 +189,10 @@ class FlashSms(Provider):
     max_batch = 1000  # recipients per request (document 002)
     settings: FlashSmsSettings
 
+    @classmethod
+    def polls_status(cls, settings: Any) -> bool:
+        return True  # FlashSMS has no webhooks: polling is the only report channel
+
     def __init__(self, name: str, settings: FlashSmsSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
         self.log = (context.log or get_logger("provider")).bind(provider=name)

@@ -287,6 +287,10 @@ class Kaleyra(Provider):
     supports_flash: ClassVar[bool] = True
     settings: KaleyraSettings
 
+    @classmethod
+    def polls_status(cls, settings: Any) -> bool:
+        return bool(settings.poll_interval > 0)  # a fallback for callbacks that never came
+
     def __init__(self, name: str, settings: KaleyraSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
         # `to` takes up to 100 numbers; with type OTP exactly one (E404, E405).
