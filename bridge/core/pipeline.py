@@ -133,7 +133,7 @@ class Pipeline:
                 "submit_refused",
                 sequence=pdu.sequence,
                 command=pdu.command.label,
-                command_status=Status(exc.status).name,
+                command_status=status_name(exc.status),
                 reason=exc.reason,
             )
         except StoreUnavailable as exc:
@@ -178,8 +178,7 @@ class Pipeline:
         destination = Address(p["dest_addr_ton"], p["dest_addr_npi"], number)
         route = self._route(account, number, parsed.flash)
         if account.ack == "stored" and self._outbox.full():
-            self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
-            raise Refused(Status.ESME_RMSGQFUL, "outbox full")
+            raise self._outbox_full(account)
         message_id = await self._ids.next_id()
         now = self._clock()
         if parsed.segment is None:
@@ -237,6 +236,10 @@ class Pipeline:
             parse_smpp_time(params.get("validity_period", ""), now)
         except ValueError:
             raise Refused(Status.ESME_RINVEXPIRY, "validity_period malformed") from None
+
+    def _outbox_full(self, account: Account) -> Refused:
+        self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
+        return Refused(Status.ESME_RMSGQFUL, "outbox full")
 
     def _check_receipt_room(self, account: Account, registered_delivery: int) -> None:
         """An account whose receipts pile up (no receiver bound, or one that refuses
@@ -389,10 +392,9 @@ class Pipeline:
         part_ids = [p.message_id for p in message.parts]
         if account.ack == "stored":
             if not self._outbox.reserve():
-                self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
                 others = [p for p in message.parts if p is not part]
                 await self._receipts.fail_parts(message, others, MessageState.REJECTED, Status.ESME_RMSGQFUL)
-                raise Refused(Status.ESME_RMSGQFUL, "outbox full")
+                raise self._outbox_full(account)
             self._receipts.hold(part_ids)
             try:
                 await self._store.insert_messages([message])
@@ -442,8 +444,7 @@ class Pipeline:
             raise Refused(Status.ESME_RINVESMCLASS, "concatenated submit_multi is not supported")
         text = self._decode(account, parsed.data, parsed.charset)
         if account.ack == "stored" and self._outbox.full():
-            self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
-            raise Refused(Status.ESME_RMSGQFUL, "outbox full")
+            raise self._outbox_full(account)
         message_id = await self._ids.next_id()
         now = self._clock()
         unsuccess: list[dict[str, Any]] = []
