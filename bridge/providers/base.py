@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from aiohttp import web
 
 from bridge.core.message import Message
+from bridge.logging import get_logger
 from bridge.metrics import Metrics
 from bridge.smpp.constants import MessageState, Status
 
@@ -116,6 +117,7 @@ class Provider(ABC):
         self.name = name
         self.settings = settings
         self.context = context
+        self.log: Any = (context.log or get_logger("provider")).bind(provider=name)
 
     async def start(self) -> None:
         """Open pools, start pollers."""

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from bridge.config import ContactaProvider as ContactaSettings
 from bridge.core.message import Message
 from bridge.core.numbers import TON_INTERNATIONAL
-from bridge.logging import get_logger, mask_number
+from bridge.logging import mask_number
 from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
@@ -223,15 +223,8 @@ class Contacta(Provider):
 
     def __init__(self, name: str, settings: ContactaSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
-        self._log = (context.log or get_logger("provider")).bind(provider=name)
-        self._http = HttpClient(
-            settings.timeout,
-            settings.connect_timeout,
-            settings.max_connections,
-            headers={
-                "Authorization": basic_auth(settings.username, settings.password.get_secret_value()),
-                "Accept": "application/json",
-            },
+        self._http = HttpClient.for_provider(
+            settings, {"Authorization": basic_auth(settings.username, settings.password.get_secret_value())}
         )
         # Synthetic receipts: (due time, provider id) in a heap, issued by one task.
         self._due: list[tuple[float, str]] = []
@@ -255,7 +248,7 @@ class Contacta(Provider):
         request = build_request(self.settings, message)
         if isinstance(request, SendResult):
             return request
-        self._log.debug(
+        self.log.debug(
             "contacta_send", message_id=message.id, phone=mask_number(request.fields["phone"]), flash=message.flash
         )
         answer = await self._http.request(
@@ -265,7 +258,7 @@ class Contacta(Provider):
             return answer
         result, alert = parse_answer(answer, str(message.id))
         if alert:
-            self._log.error("contacta_account_problem", reason=result.reason, http_status=answer.status)
+            self.log.error("contacta_account_problem", reason=result.reason, http_status=answer.status)
         if result.outcome is Outcome.ACCEPTED and self.settings.receipt_timeout > 0:
             self._arm(result.provider_ids[0], self.context.clock() + self.settings.receipt_timeout)
         return result
@@ -301,4 +294,4 @@ class Contacta(Provider):
             try:
                 await self.context.report(report)
             except Exception:  # a store hiccup must not stop the receipts that follow
-                self._log.exception("contacta_receipt_failed")
+                self.log.exception("contacta_receipt_failed")

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
-from bridge.logging import get_logger, mask_number
+from bridge.logging import mask_number
 from bridge.providers.base import (
     POLL_LEASE_TTL,
     Outcome,
@@ -195,12 +195,9 @@ class FlashSms(Provider):
 
     def __init__(self, name: str, settings: FlashSmsSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
-        self.log = (context.log or get_logger("provider")).bind(provider=name)
         key = settings.api_key.get_secret_value()
         auth = {"Authorization": f"Bearer {key}"} if settings.auth_header == "bearer" else {"X-API-Key": key}
-        self._http = HttpClient(
-            settings.timeout, settings.connect_timeout, settings.max_connections, headers={**auth, "Accept": "*/*"}
-        )
+        self._http = HttpClient.for_provider(settings, {**auth, "Accept": "*/*"})
         self.base_url = settings.base_url.rstrip("/")
         self._rate = RateLimiter(settings.requests_per_minute, 60.0)
         self._poll_rate = RateLimiter(min(settings.poll_requests_per_minute, settings.requests_per_minute), 60.0)

@@ -130,6 +130,11 @@ class HttpClient:
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         self._wire = WireClient(timeout, connect_timeout, max_connections, self._headers)
 
+    @classmethod
+    def for_provider(cls, settings: Any, headers: dict[str, str]) -> HttpClient:
+        """A pool with the provider's `timeout`, `connect_timeout` and `max_connections`."""
+        return cls(settings.timeout, settings.connect_timeout, settings.max_connections, headers)
+
     async def start(self) -> None:
         """Nothing to open: connections are made on first use and kept alive."""
 

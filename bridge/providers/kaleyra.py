@@ -32,7 +32,7 @@ from aiohttp import web
 
 from bridge.config import KaleyraProvider as KaleyraSettings
 from bridge.core.message import Message
-from bridge.logging import get_logger, mask_number
+from bridge.logging import mask_number
 from bridge.providers.base import (
     POLL_LEASE_TTL,
     Outcome,
@@ -295,13 +295,7 @@ class Kaleyra(Provider):
         super().__init__(name, settings, context)
         # `to` takes up to 100 numbers; with type OTP exactly one (E404, E405).
         self.max_batch = 1 if settings.sms_type.upper() == "OTP" else 100
-        self.log = (context.log or get_logger("provider")).bind(provider=name)
-        self._http = HttpClient(
-            settings.timeout,
-            settings.connect_timeout,
-            settings.max_connections,
-            headers={"api-key": settings.api_key.get_secret_value(), "Accept": "application/json"},
-        )
+        self._http = HttpClient.for_provider(settings, {"api-key": settings.api_key.get_secret_value()})
         base = f"{settings.base_url.rstrip('/')}/v1/{settings.sid}/{settings.endpoint}"
         self.send_url = base
         self.status_url = f"{base}/status"

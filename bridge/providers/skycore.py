@@ -25,7 +25,7 @@ from aiohttp import web
 
 from bridge.config import SkycoreProvider as SkycoreSettings
 from bridge.core.message import Lifecycle, Message
-from bridge.logging import get_logger, mask_number
+from bridge.logging import mask_number
 from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
 from bridge.providers.http import CREDENTIALS_REFUSED, HttpAnswer, HttpClient, Rule, refusal, undocumented_answer
 from bridge.smpp.constants import MessageState, Status
@@ -203,13 +203,7 @@ class Skycore(Provider):
 
     def __init__(self, name: str, settings: SkycoreSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
-        self._log = (context.log or get_logger("provider")).bind(provider=name)
-        self._http = HttpClient(
-            settings.timeout,
-            settings.connect_timeout,
-            settings.max_connections,
-            headers={"x-api-key": settings.api_key.get_secret_value(), "Accept": "application/json"},
-        )
+        self._http = HttpClient.for_provider(settings, {"x-api-key": settings.api_key.get_secret_value()})
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -233,13 +227,13 @@ class Skycore(Provider):
         body = build_body(self.settings, message)
         if isinstance(body, SendResult):
             return body
-        self._log.debug("skycore_send", message_id=message.id, to=mask_number(body["to"]))
+        self.log.debug("skycore_send", message_id=message.id, to=mask_number(body["to"]))
         answer = await self._http.request("POST", self.settings.url, json=body)
         if isinstance(answer, SendResult):
             return answer
         result, alert = parse_answer(answer, str(message.id))
         if alert:
-            self._log.error("skycore_operator_attention", reason=result.reason, http_status=answer.status)
+            self.log.error("skycore_operator_attention", reason=result.reason, http_status=answer.status)
         return result
 
     async def resume(self, messages: Sequence[Message]) -> None:
@@ -268,7 +262,7 @@ class Skycore(Provider):
         if mapped is None or not tracking_id:
             # Other origins (SMS_MO, MMS_*) share the URL: they are not ours to handle.
             self._count("ignored")
-            self._log.info("skycore_postback_ignored", origin=str(payload.get("origin")), code=str(payload.get("code")))
+            self.log.info("skycore_postback_ignored", origin=str(payload.get("origin")), code=str(payload.get("code")))
             return web.Response(text="OK")
         code, postback = mapped
         key = (tracking_id, code)
@@ -287,7 +281,7 @@ class Skycore(Provider):
             known = await self.context.report(report)
         except Exception:
             self._count("error")
-            self._log.exception("skycore_postback_failed", code=code)
+            self.log.exception("skycore_postback_failed", code=code)
             raise web.HTTPServiceUnavailable() from None
         self._remember(key)
         self._count("ok" if known else "unknown_id")
@@ -312,7 +306,7 @@ class Skycore(Provider):
             try:
                 await self.expire_silent()
             except Exception:  # the store may be briefly away; the next sweep retries
-                self._log.exception("skycore_sweep_failed")
+                self.log.exception("skycore_sweep_failed")
 
     async def expire_silent(self) -> int:
         """End UNKNOWN every message accepted more than final_timeout ago that is still
