@@ -80,7 +80,7 @@ class Metrics:
         )
         self.upstream_requests = Counter(
             f"{NAMESPACE}_upstream_requests",
-            "HTTP requests to providers by outcome",
+            "Messages offered to providers by outcome (a coalesced request counts once per message in it)",
             ["provider", "outcome"],
             registry=r,
         )
