@@ -17,19 +17,15 @@ provider. `FLASHSMS_STATUSES` maps PENDING/SENT/DELIVERED/FAILED.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
 from bridge.logging import mask_number
 from bridge.providers.base import (
-    POLL_LEASE_TTL,
     Outcome,
     Provider,
     ProviderContext,
@@ -47,6 +43,7 @@ from bridge.providers.http import (
     retry_after,
     undocumented_answer,
 )
+from bridge.providers.polling import PollSchedule, Watch
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import is_gsm
 
@@ -172,17 +169,6 @@ def recipient_statuses(body: Any, phones: Sequence[str]) -> dict[str, str]:
 # -- the connector -------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Watch:
-    """One FlashSMS messageId with its phones still waiting for a final state."""
-
-    since: float
-    due: float
-    phones: dict[str, str] = field(default_factory=dict)  # phone -> last status seen ("" = none)
-    polls: int = 0
-    unknown: int = 0
-
-
 class FlashSms(Provider):
     kind: ClassVar[str] = "flashsms"
     supports_flash: ClassVar[bool] = False
@@ -203,22 +189,17 @@ class FlashSms(Provider):
         self._poll_rate = RateLimiter(min(settings.poll_requests_per_minute, settings.requests_per_minute), 60.0)
         self._blocked_until = 0.0  # time.monotonic() before which FlashSMS said 429
         self._throttles = 0
-        self._watches: dict[str, _Watch] = {}
-        self._heap: list[tuple[float, str]] = []
-        self._wake = asyncio.Event()
-        self._poller: asyncio.Task[None] | None = None
+        # Keys are messageIds; each watch's items are its phones with their last status.
+        self._schedule = PollSchedule(context.clock, settings.poll_interval, settings.poll_interval_max)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._http.start()
-        self._poller = asyncio.ensure_future(self._poll_loop())
+        self._schedule.start(self.name, self.context.lease, self._poll_each, 1, self.log)
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
-            self._poller = None
+        await self._schedule.stop()
         await self._http.close()
 
     # -- send --------------------------------------------------------------------------
@@ -328,12 +309,7 @@ class FlashSms(Provider):
     def _track(self, provider_ids: Sequence[str], since: float, due: float) -> None:
         for value in provider_ids:
             message_id, phone = split_provider_id(value)
-            watch = self._watches.get(message_id)
-            if watch is None:
-                watch = self._watches[message_id] = _Watch(since, due)
-                heapq.heappush(self._heap, (due, message_id))
-            watch.phones.setdefault(phone, "")
-        self._wake.set()
+            self._schedule.watch(message_id, since, due).items.setdefault(phone, "")
 
     async def resume(self, messages: Sequence[Message]) -> None:
         """After a restart: poll every unfinished message again, soonest first."""
@@ -341,42 +317,13 @@ class FlashSms(Provider):
         for message in messages:
             self._track(message.provider_ids, message.created_at, now)
 
-    def _next(self, now: float) -> tuple[str | None, float | None]:
-        """(messageId due now, None) or (None, when the next one is due)."""
-        while self._heap:
-            due, message_id = self._heap[0]
-            watch = self._watches.get(message_id)
-            if watch is None or watch.due != due:
-                heapq.heappop(self._heap)
-                continue
-            if due > now:
-                return None, due
-            heapq.heappop(self._heap)
-            return message_id, None
-        return None, None
-
-    async def _poll_loop(self) -> None:
-        while True:
-            now = self.context.clock()
-            message_id, next_due = self._next(now)
-            if message_id is None:
-                self._wake.clear()
-                timeout = None if next_due is None else max(0.0, next_due - now)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                continue
-            if not await self.context.lease(self.name, POLL_LEASE_TTL):
-                self._watches.pop(message_id, None)  # another instance polls every accepted message
-                continue
-            try:
-                await self.poll(message_id)
-            except Exception:  # a poller that dies silently would leave messages without receipts
-                self.log.exception("flashsms_poll_failed")
-                self._reschedule(message_id, None)
+    async def _poll_each(self, message_ids: list[str]) -> None:
+        for message_id in message_ids:
+            await self.poll(message_id)
 
     async def poll(self, message_id: str) -> None:
         """Ask FlashSMS about one messageId and report each phone whose status changed."""
-        watch = self._watches.get(message_id)
+        watch = self._schedule.watches.get(message_id)
         if watch is None:
             return
         if self.context.clock() - watch.since >= self.settings.pending_max_age:
@@ -394,7 +341,7 @@ class FlashSms(Provider):
         answer = await self._http.request("GET", url)
         if isinstance(answer, SendResult):
             self.log.warning("flashsms_poll_transport", reason=answer.reason)
-            self._reschedule(message_id, None)
+            self._schedule.reschedule([message_id])
             return
         self._note_throttle(answer)
         if answer.status != 200:
@@ -402,19 +349,19 @@ class FlashSms(Provider):
                 self.log.error("flashsms_credentials_refused", http_status=answer.status, during="poll")
             else:
                 self.log.warning("flashsms_poll_refused", http_status=answer.status, message=message_id)
-            self._reschedule(message_id, retry_after(answer.headers))
+            self._schedule.reschedule([message_id], retry_after(answer.headers))
             return
-        for phone, word in recipient_statuses(answer.json(), list(watch.phones)).items():
-            if word != watch.phones.get(phone):
+        for phone, word in recipient_statuses(answer.json(), list(watch.items)).items():
+            if word != watch.items.get(phone):
                 await self._report(message_id, watch, phone, word)
-        if not watch.phones or watch.unknown >= MAX_UNKNOWN_POLLS:
-            if watch.phones:
+        if not watch.items or watch.unknown >= MAX_UNKNOWN_POLLS:
+            if watch.items:
                 self.log.warning("flashsms_poll_dropped", message=message_id)
-            self._watches.pop(message_id, None)
+            self._schedule.forget(message_id)
             return
-        self._reschedule(message_id, None)
+        self._schedule.reschedule([message_id])
 
-    async def _report(self, message_id: str, watch: _Watch, phone: str, word: str) -> None:
+    async def _report(self, message_id: str, watch: Watch, phone: str, word: str) -> None:
         mapped = FLASHSMS_STATUSES.get(word)
         if mapped is None:
             self.log.warning("flashsms_status_unknown", status=word[:32], message=message_id)
@@ -423,26 +370,16 @@ class FlashSms(Provider):
         known = await self.context.report(
             StatusReport(self.name, provider_id(message_id, phone), state, error, self.context.clock(), word)
         )
-        watch.phones[phone] = word
+        watch.items[phone] = word
         watch.unknown = 0 if known else watch.unknown + 1
         if state.is_final:
-            del watch.phones[phone]
+            del watch.items[phone]
 
-    def _reschedule(self, message_id: str, at_least: float | None) -> None:
-        """Next poll: poll_interval doubled per poll so far, capped at poll_interval_max."""
-        watch = self._watches.get(message_id)
-        if watch is None:
-            return
-        watch.polls += 1
-        delay = min(self.settings.poll_interval * 2**watch.polls, self.settings.poll_interval_max)
-        watch.due = self.context.clock() + max(delay, at_least or 0.0)
-        heapq.heappush(self._heap, (watch.due, message_id))
-
-    async def _give_up(self, message_id: str, watch: _Watch) -> None:
+    async def _give_up(self, message_id: str, watch: Watch) -> None:
         state = MessageState[self.settings.pending_final_state]
-        self.log.info("flashsms_no_final_state", message=message_id, phones=len(watch.phones), state=state.stat)
-        self._watches.pop(message_id, None)
-        for phone in list(watch.phones):
+        self.log.info("flashsms_no_final_state", message=message_id, phones=len(watch.items), state=state.stat)
+        self._schedule.forget(message_id)
+        for phone in list(watch.items):
             await self.context.report(
                 StatusReport(self.name, provider_id(message_id, phone), state, 0, self.context.clock(), "max age")
             )
@@ -450,4 +387,4 @@ class FlashSms(Provider):
     @property
     def watching(self) -> Mapping[str, Sequence[str]]:
         """messageId -> phones still polled (for tests and debugging)."""
-        return {message_id: list(watch.phones) for message_id, watch in self._watches.items()}
+        return {message_id: list(watch.items) for message_id, watch in self._schedule.watches.items()}

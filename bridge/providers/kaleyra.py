@@ -19,12 +19,9 @@ It never sees SMPP bytes and never touches the store: reports go through
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -34,7 +31,6 @@ from bridge.config import KaleyraProvider as KaleyraSettings
 from bridge.core.message import Message
 from bridge.logging import mask_number
 from bridge.providers.base import (
-    POLL_LEASE_TTL,
     Outcome,
     Provider,
     ProviderContext,
@@ -52,6 +48,7 @@ from bridge.providers.http import (
     retry_after,
     undocumented_answer,
 )
+from bridge.providers.polling import PollSchedule
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import is_gsm, sms_parts
 from bridge.store.base import StoreUnavailable
@@ -272,16 +269,6 @@ def pick(fields: Mapping[str, Any], names: Sequence[str]) -> str:
 # -- the connector -----------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Watch:
-    """A provider id waiting for its final state, and when to ask Kaleyra next."""
-
-    since: float
-    due: float
-    polls: int = 0
-    unknown: int = 0
-
-
 class Kaleyra(Provider):
     kind: ClassVar[str] = "kaleyra"
     supports_flash: ClassVar[bool] = True
@@ -302,10 +289,7 @@ class Kaleyra(Provider):
         extra = {str(key): names for key, names in settings.callback_fields.items()}
         self._callback_names = {key: (*extra.get(key, ()), *names) for key, names in CALLBACK_FIELDS.items()}
         self._poll_rate = RateLimiter(settings.poll_requests_per_minute, 60.0)
-        self._watches: dict[str, _Watch] = {}
-        self._heap: list[tuple[float, str]] = []
-        self._wake = asyncio.Event()
-        self._poller: asyncio.Task[None] | None = None
+        self._schedule = PollSchedule(context.clock, settings.poll_interval, settings.poll_interval_max)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -313,13 +297,10 @@ class Kaleyra(Provider):
     async def start(self) -> None:
         await self._http.start()
         if self.settings.poll_interval > 0:
-            self._poller = asyncio.ensure_future(self._poll_loop())
+            self._schedule.start(self.name, self.context.lease, self.poll, self.settings.poll_batch, self.log)
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
-            self._poller = None
+        await self._schedule.stop()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -425,7 +406,7 @@ class Kaleyra(Provider):
         now = self.context.clock()
         for provider_id in provider_ids:
             if self.settings.poll_interval > 0:
-                self._watch(provider_id, since, now + self.settings.poll_interval)
+                self._schedule.watch(provider_id, since, now + self.settings.poll_interval)
 
     async def resume(self, messages: Sequence[Message]) -> None:
         """After a restart: callbacks may have come while we were down, so ask soon."""
@@ -434,7 +415,7 @@ class Kaleyra(Provider):
         now = self.context.clock()
         for message in messages:
             for provider_id in message.provider_ids:
-                self._watch(provider_id, message.created_at, now)
+                self._schedule.watch(provider_id, message.created_at, now)
 
     # -- callbacks -----------------------------------------------------------------------
 
@@ -468,7 +449,7 @@ class Kaleyra(Provider):
         report = StatusReport(self.name, provider_id, state, error, at, status[:32])
         known = await self.context.report(report)
         if state.is_final:
-            self._forget(provider_id)
+            self._schedule.forget(provider_id)
         return "accepted" if known else "unknown_id"
 
     def _callback_answer(self, result: str, status: int) -> web.Response:
@@ -482,65 +463,12 @@ class Kaleyra(Provider):
 
     # -- polling -------------------------------------------------------------------------
 
-    def _watch(self, provider_id: str, since: float, due: float) -> None:
-        self._watches[provider_id] = _Watch(since, due)
-        heapq.heappush(self._heap, (due, provider_id))
-        self._wake.set()
-
-    def _forget(self, provider_id: str) -> None:
-        self._watches.pop(provider_id, None)
-
-    def _due(self, now: float) -> list[str]:
-        """Watched ids whose poll time has come, oldest first, at most one batch."""
-        batch: list[str] = []
-        while self._heap and len(batch) < self.settings.poll_batch:
-            due, provider_id = self._heap[0]
-            watch = self._watches.get(provider_id)
-            if watch is None or watch.due != due or provider_id in batch:
-                heapq.heappop(self._heap)
-                continue
-            if due > now:
-                break
-            heapq.heappop(self._heap)
-            batch.append(provider_id)
-        return batch
-
-    def _next_due(self) -> float | None:
-        while self._heap:
-            due, provider_id = self._heap[0]
-            watch = self._watches.get(provider_id)
-            if watch is not None and watch.due == due:
-                return due
-            heapq.heappop(self._heap)
-        return None
-
-    async def _poll_loop(self) -> None:
-        while True:
-            now = self.context.clock()
-            batch = self._due(now)
-            if not batch:
-                next_due = self._next_due()
-                self._wake.clear()
-                timeout = None if next_due is None else max(0.0, next_due - now)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                continue
-            if not await self.context.lease(self.name, POLL_LEASE_TTL):
-                for provider_id in batch:  # another instance polls every accepted message
-                    self._forget(provider_id)
-                continue
-            try:
-                await self.poll(batch)
-            except Exception:  # a poller that dies silently would leave messages without receipts
-                self.log.exception("kaleyra_poll_failed")
-                self._reschedule(batch, None)
-
     async def poll(self, provider_ids: Sequence[str]) -> None:
         """One status request for a batch of watched ids; report what changed."""
         now = self.context.clock()
         live: list[str] = []
         for provider_id in provider_ids:
-            watch = self._watches.get(provider_id)
+            watch = self._schedule.watches.get(provider_id)
             if watch is None:
                 continue
             if now - watch.since >= self.settings.pending_max_age:
@@ -553,11 +481,11 @@ class Kaleyra(Provider):
         answer = await self._http.request("GET", self.status_url, params={"message_ids": ",".join(live)})
         if isinstance(answer, SendResult):
             self.log.warning("kaleyra_poll_transport", reason=answer.reason, ids=len(live))
-            self._reschedule(live, None)
+            self._schedule.reschedule(live)
             return
         if answer.status == 429 or answer.status >= 500:
             self.log.warning("kaleyra_poll_refused", http_status=answer.status)
-            self._reschedule(live, retry_after(answer.headers))
+            self._schedule.reschedule(live, retry_after(answer.headers))
             return
         if answer.status in (401, 403):
             self.log.error("kaleyra_credentials_refused", http_status=answer.status, during="poll")
@@ -571,46 +499,34 @@ class Kaleyra(Provider):
             if provider_id in live and provider_id not in seen:
                 seen.add(provider_id)
                 await self._polled(provider_id, item)
-        self._reschedule([pid for pid in live if pid not in seen], None)
+        self._schedule.reschedule([pid for pid in live if pid not in seen])
 
     async def _polled(self, provider_id: str, item: Mapping[str, Any]) -> None:
         status = pick(item, ("status",))
         mapped = map_report(status, pick(item, ("status_details", "status_trace")))
         if mapped is None:
             self.log.warning("kaleyra_status_unknown", status=status[:32], provider_id=provider_id)
-            self._reschedule([provider_id], None)
+            self._schedule.reschedule([provider_id])
             return
         state, error = mapped
         known = await self.context.report(
             StatusReport(self.name, provider_id, state, error, self.context.clock(), status[:32])
         )
-        watch = self._watches.get(provider_id)
+        watch = self._schedule.watches.get(provider_id)
         if state.is_final or watch is None:
-            self._forget(provider_id)
+            self._schedule.forget(provider_id)
             return
         watch.unknown = 0 if known else watch.unknown + 1
         if watch.unknown >= MAX_UNKNOWN_POLLS:
             self.log.warning("kaleyra_poll_dropped", provider_id=provider_id)
-            self._forget(provider_id)
+            self._schedule.forget(provider_id)
             return
-        self._reschedule([provider_id], None)
-
-    def _reschedule(self, provider_ids: Sequence[str], at_least: float | None) -> None:
-        """Next poll: poll_interval doubled per poll so far, capped at poll_interval_max."""
-        now = self.context.clock()
-        for provider_id in provider_ids:
-            watch = self._watches.get(provider_id)
-            if watch is None:
-                continue
-            watch.polls += 1
-            delay = min(self.settings.poll_interval * 2**watch.polls, self.settings.poll_interval_max)
-            watch.due = now + max(delay, at_least or 0.0)
-            heapq.heappush(self._heap, (watch.due, provider_id))
+        self._schedule.reschedule([provider_id])
 
     async def _give_up(self, provider_id: str) -> None:
         state = MessageState[self.settings.pending_final_state]
         self.log.info("kaleyra_no_final_state", provider_id=provider_id, state=state.stat)
-        self._forget(provider_id)
+        self._schedule.forget(provider_id)
         await self.context.report(StatusReport(self.name, provider_id, state, 0, self.context.clock(), "max age"))
 
 
