@@ -59,12 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     return bench_main(args.bench_args)
 
 
-def _check_config(path: Path) -> int:
+def _load(path: Path) -> Config | None:
+    """The config, or None after printing one line per problem to stderr."""
     try:
-        config = load_config(path)
+        return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return None
+
+
+def _check_config(path: Path) -> int:
+    config = _load(path)
+    if config is None:
         return EXIT_CONFIG
     for warning in permission_warnings(path):
         print(f"warning: {warning}", file=sys.stderr)
@@ -100,11 +107,8 @@ def _simulate(provider: str, host: str, port: int) -> int:
 def _run(path: Path) -> int:
     from bridge.logging import configure_logging, get_logger
 
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    config = _load(path)
+    if config is None:
         return EXIT_CONFIG
     configure_logging(config.log.level, _log_format(config))
     log = get_logger("cli")
