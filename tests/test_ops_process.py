@@ -354,22 +354,7 @@ def test_healthcheck_fails_when_nothing_listens() -> None:
 def test_info_logs_are_json_without_numbers_or_text_and_bind_events_correlate(
     tmp_path: Path, daemons: list[Daemon]
 ) -> None:
-    path = write_config(
-        tmp_path / "bridge.toml",
-        BASE.format(db=tmp_path / "b.db")
-        + """
-[[accounts]]
-system_id = "esme1"
-password = "secret1"
-throughput = 0
-route = "sim"
-[providers.sim]
-type = "simulator"
-delivery_delay = 0
-reject_prefixes = ["999"]
-fail_prefixes = ["998"]
-""",
-    )
+    path = simple_config(tmp_path)  # the simulator's defaults refuse 999… and fail 998…
     daemon = Daemon.run(path)
     daemons.append(daemon)
     numbers = ["4917012398765", "9981234598765", "9991234598765"]

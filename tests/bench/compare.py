@@ -214,32 +214,31 @@ def saturation(report: dict[str, Any], cpu: dict[str, float]) -> dict[str, float
     return {name: round(seconds / wall, 2) for name, seconds in cpu.items()}
 
 
+def measured_run(port: int, pid: int, upstream_pid: int, args: argparse.Namespace, *extra: str) -> dict[str, Any]:
+    """A warm-up, then the measured run, with each process's share of a core."""
+    bench(port, pid, "--count", "2000", "--binds", "2", *extra)
+    up_cpu = cpu_seconds(upstream_pid)
+    report = bench(
+        port, pid, "--binds", str(args.binds), "--window", str(args.window), "--duration", str(args.duration), *extra
+    )
+    report["processes_cpu"] = saturation(
+        report,
+        {
+            "bridge": report["target_cpu_seconds"],
+            "upstream": cpu_seconds(upstream_pid) - up_cpu,
+            "bench": report["bench_cpu_seconds"],
+        },
+    )
+    return report
+
+
 def ours_upstream(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     upstream_port = free_port()
     with (
         bridge(tmp, "upstream", upstream_port) as b,
         upstream(upstream_port, f"http://127.0.0.1:{b['http_port']}/callbacks/sky/tok") as up,
     ):
-        bench(b["smpp_port"], b["pid"], "--count", "2000", "--binds", "2")  # warm-up
-        up_cpu = cpu_seconds(up)
-        report = bench(
-            b["smpp_port"],
-            b["pid"],
-            "--binds",
-            str(args.binds),
-            "--window",
-            str(args.window),
-            "--duration",
-            str(args.duration),
-        )
-        report["processes_cpu"] = saturation(
-            report,
-            {
-                "bridge": report["target_cpu_seconds"],
-                "upstream": cpu_seconds(up) - up_cpu,
-                "bench": report["bench_cpu_seconds"],
-            },
-        )
+        report = measured_run(b["smpp_port"], b["pid"], up, args)
     return report
 
 
@@ -258,27 +257,7 @@ def node_upstream(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             ready_port=port,
         ) as pid,
     ):
-        bench(port, pid, "--count", "2000", "--binds", "2", "--no-receipts")
-        up_cpu = cpu_seconds(up)
-        report = bench(
-            port,
-            pid,
-            "--binds",
-            str(args.binds),
-            "--window",
-            str(args.window),
-            "--duration",
-            str(args.duration),
-            "--no-receipts",
-        )
-        report["processes_cpu"] = saturation(
-            report,
-            {
-                "bridge": report["target_cpu_seconds"],
-                "upstream": cpu_seconds(up) - up_cpu,
-                "bench": report["bench_cpu_seconds"],
-            },
-        )
+        report = measured_run(port, pid, up, args, "--no-receipts")
     return report
 
 
