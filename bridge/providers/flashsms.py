@@ -70,7 +70,6 @@ FLASHSMS_400_WORDS: dict[str, Status] = {
     "characters": Status.ESME_RINVMSGLEN,
 }
 FLASHSMS_UNKNOWN_ERROR = Status.ESME_RSUBMITFAIL
-FLASHSMS_AUTH_STATUSES = CREDENTIALS_REFUSED  # the poller's name for it
 
 # Recipient status -> (message_state, err). PENDING and SENT are intermediate.
 FLASHSMS_STATUSES: dict[str, tuple[MessageState, int]] = {
@@ -345,7 +344,7 @@ class FlashSms(Provider):
             return
         self._note_throttle(answer)
         if answer.status != 200:
-            if answer.status in FLASHSMS_AUTH_STATUSES:
+            if answer.status in CREDENTIALS_REFUSED:
                 self.log.error("flashsms_credentials_refused", http_status=answer.status, during="poll")
             else:
                 self.log.warning("flashsms_poll_refused", http_status=answer.status, message=message_id)

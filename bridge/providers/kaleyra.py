@@ -483,11 +483,11 @@ class Kaleyra(Provider):
             self.log.warning("kaleyra_poll_transport", reason=answer.reason, ids=len(live))
             self._schedule.reschedule(live)
             return
-        if answer.status == 429 or answer.status >= 500:
+        if refused_by_status(answer) is not None:  # 429 or 5xx: ask again later
             self.log.warning("kaleyra_poll_refused", http_status=answer.status)
             self._schedule.reschedule(live, retry_after(answer.headers))
             return
-        if answer.status in (401, 403):
+        if answer.status in CREDENTIALS_REFUSED:
             self.log.error("kaleyra_credentials_refused", http_status=answer.status, during="poll")
         body = answer.json()
         items = body.get("data") if isinstance(body, dict) else None
