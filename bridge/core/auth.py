@@ -1,4 +1,4 @@
-"""Bind authentication against `[[accounts]]`: system_id, network, password, max_binds.
+"""Bind authentication against `[[accounts]]`: system_id, network, password, lockout.
 
 Passwords in the config are compared in constant time; `password_hash` values are
 argon2 hashes (argon2-cffi), verified off the event loop since the KDF is meant to
@@ -55,8 +55,9 @@ class Authenticator:
     def account(self, system_id: str) -> Account | None:
         return self._accounts.get(system_id)
 
-    async def check(self, system_id: str, password: str, peer_host: str, bound: int, now: float) -> BindDecision:
-        """`bound` is how many sessions this system_id holds now; `now` is monotonic."""
+    async def check(self, system_id: str, password: str, peer_host: str, now: float) -> BindDecision:
+        """Lockout, account, network and password (`now` is monotonic). `max_binds` is
+        the caller's to count, after this await."""
         keys = guard_keys(peer_host, system_id)
         if self.guard.locked(keys, now) is not None:
             return BindDecision(Status.ESME_RBINDFAIL, None, "locked out after repeated bind failures")
@@ -65,9 +66,6 @@ class Authenticator:
             newly = self.guard.failed(keys, now)
             return BindDecision(decision.status, None, decision.reason, tuple(k.split(":")[0] for k in newly))
         self.guard.succeeded(keys)
-        assert decision.account is not None
-        if bound >= decision.account.max_binds:
-            return BindDecision(Status.ESME_RBINDFAIL, None, "max_binds reached")
         return decision
 
     async def _verify(self, system_id: str, password: str, peer_host: str) -> BindDecision:

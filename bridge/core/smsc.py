@@ -127,14 +127,13 @@ class Smsc:
                 system_id,
                 pdu.params.get("password", ""),
                 conn.peer_host,
-                self.registry.count(system_id),
                 time.monotonic(),
             )
             decision_status, account, reason = decision.status, decision.account, decision.reason
             for kind in decision.locked_now:
                 self._metrics.bind_lockouts.labels(kind).inc()
                 conn.log.warning("bind_lockout", kind=kind, system_id=system_id if kind == "system_id" else None)
-            # The password check may have yielded: count the binds again.
+            # Counted after the password check, which may have yielded to other binds.
             if account is not None and self.registry.count(system_id) >= account.max_binds:
                 decision_status, account, reason = Status.ESME_RBINDFAIL, None, "max_binds reached"
             if account is not None:
