@@ -75,7 +75,3 @@ class Coalescer:
         for waiter, result in zip(batch.waiters, results, strict=True):
             if not waiter.done():
                 waiter.set_result(result)
-
-    def flush_all(self) -> None:
-        for key in list(self._open):
-            self._flush(key)

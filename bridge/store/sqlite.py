@@ -118,7 +118,6 @@ class SqliteStore(Store):
         self._live: dict[int, Message] = {}
         self._by_provider: dict[tuple[str, str], int] = {}
         self._receipt_seq = 0
-        self.commits = 0  # transactions committed (for the benchmark notes)
 
     # -- the writer thread -----------------------------------------------------------
 
@@ -171,7 +170,6 @@ class SqliteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
             results = self._run_items(conn, items)
             conn.execute("COMMIT")
-            self.commits += 1
             return results
         except Exception:
             if conn.in_transaction:
