@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import phonenumbers
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -190,7 +191,22 @@ class Account(Section):
         description="meaning of data_coding 1 (IA5): auto = GSM 03.38 when the octets hold GSM-only codes "
         "(node-smpp sends GSM under 1), ASCII otherwise",
     )
+    default_country: str | None = Field(
+        None,
+        description="ISO 3166-1 alpha-2 country of this account's national numbers (TON 2, or TON 0 valid only as "
+        "national); without it a national number is never given a guessed country",
+    )
     route: str | None = None
+
+    @field_validator("default_country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f'{value!r} is not an ISO 3166-1 alpha-2 country code with a numbering plan (e.g. "MX")')
+        return code
 
     @model_validator(mode="after")
     def _one_password(self) -> Account:
@@ -375,7 +391,9 @@ class SkycoreProvider(ProviderBase):
         default_factory=list,
         description='source_addr values passed on ("*" = any): digits as `from`, letters as `from-mask`',
     )
-    plus_prefix: bool = Field(False, description="`to` as +digits (the document's examples) instead of digits only")
+    plus_prefix: bool = Field(
+        True, description="`to` as +digits (the document's examples); false: digits only (the v2 introduction)"
+    )
     max_parts: int = Field(
         10, ge=0, description="longest text in SMS parts (153 GSM / 67 UCS-2 chars each) sent; 0 = no bridge-side limit"
     )
@@ -398,9 +416,24 @@ ProviderSettings = Annotated[
 
 
 class RouteMatch(Section):
-    destination_prefix: str | list[str] | None = None
+    destination_prefix: str | list[str] | None = Field(
+        None, description="E.164 digits the destination starts with (country code first; a leading + is dropped)"
+    )
     system_id: str | list[str] | None = None
     flash: bool | None = None
+
+    @field_validator("destination_prefix")
+    @classmethod
+    def _digits(cls, value: str | list[str] | None) -> str | list[str] | None:
+        def prefix(text: str) -> str:
+            digits = text.removeprefix("+")
+            if not (digits.isascii() and digits.isdigit()):
+                raise ValueError(f'{text!r} is not E.164 digits (country code first, e.g. "52")')
+            return digits
+
+        if value is None:
+            return None
+        return prefix(value) if isinstance(value, str) else [prefix(v) for v in value]
 
     @property
     def prefixes(self) -> tuple[str, ...]:

@@ -4,6 +4,12 @@ Positional JSON arrays rather than `dataclasses.asdict` + dicts: asdict walks ev
 field reflectively and was a quarter of the bridge's CPU per message in profiles;
 building a list by hand and handing it to the C JSON encoder costs a few
 microseconds. The first element is a format version.
+
+Version 2 (messages and segments) appends the normalised destination number
+(`[digits, international]`). Version 1 records, written before numbers were
+normalised, stored the destination's digits after `+`/`00` were stripped; they load
+with the number those digits make without a default country (`legacy_number`), so a
+restart after an upgrade loses nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import json
 from typing import Any
 
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment, Receipt
+from bridge.core.numbers import Number, normalise
 from bridge.smpp.constants import MessageState
 
-_VERSION = 1
+_VERSION = 1  # receipts
+_NUMBERED_VERSION = 2  # messages and segments: the normalised number at the end
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 
@@ -23,10 +31,22 @@ def _address(a: Address) -> list[Any]:
     return [a.ton, a.npi, a.addr]
 
 
+def legacy_number(destination: Address) -> Number:
+    """The number of a version 1 record: its digits normalised without a default
+    country; what cannot be normalised stays national (a provider decides)."""
+    number = normalise(destination.addr, destination.ton)
+    return number if isinstance(number, Number) else Number(destination.addr, international=False)
+
+
+def _number(record: list[Any], destination: Address) -> Number:
+    """The trailing number of a version 2 record, or the legacy one of version 1."""
+    return Number(*record[0]) if record else legacy_number(destination)
+
+
 def dump_message(m: Message) -> str:
     return _dumps(
         [
-            _VERSION,
+            _NUMBERED_VERSION,
             m.id,
             m.system_id,
             [m.source.ton, m.source.npi, m.source.addr],
@@ -45,18 +65,21 @@ def dump_message(m: Message) -> str:
             m.attempts,
             m.next_attempt_at,
             m.done_at,
+            [m.number.digits, m.number.international],
         ]
     )
 
 
 def load_message(text: str | bytes) -> Message:
     (_, id_, system_id, source, destination, body, flash, parts, route, ack, created_at, lifecycle, provider,
-     provider_ids, state, error, attempts, next_attempt_at, done_at) = _loads(text)  # fmt: skip
+     provider_ids, state, error, attempts, next_attempt_at, done_at, *number) = _loads(text)  # fmt: skip
+    sent_to = Address(*destination)
     return Message(
         id=id_,
         system_id=system_id,
         source=Address(*source),
-        destination=Address(*destination),
+        destination=sent_to,
+        number=_number(number, sent_to),
         text=body,
         flash=flash,
         parts=[Part(*p) for p in parts],
@@ -119,7 +142,7 @@ def dump_segment(s: PendingSegment) -> str:
     """Everything but the user data (stored beside it as bytes)."""
     return _dumps(
         [
-            _VERSION,
+            _NUMBERED_VERSION,
             s.set_key,
             s.system_id,
             s.index,
@@ -131,13 +154,15 @@ def dump_segment(s: PendingSegment) -> str:
             s.flash,
             _address(s.source),
             _address(s.destination),
+            [s.number.digits, s.number.international],
         ]
     )
 
 
 def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
     (_, set_key, system_id, index, total, message_id, data_coding, registered_delivery, submitted_at, flash, source,
-     destination) = _loads(text)  # fmt: skip
+     destination, *number) = _loads(text)  # fmt: skip
+    sent_to = Address(*destination)
     return PendingSegment(
         set_key=set_key,
         system_id=system_id,
@@ -150,5 +175,6 @@ def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
         submitted_at=submitted_at,
         flash=flash,
         source=Address(*source),
-        destination=Address(*destination),
+        destination=sent_to,
+        number=_number(number, sent_to),
     )

@@ -25,7 +25,7 @@ from tests.support.running import RunningBridge
 from tests.support.servers import AppThread, free_port
 
 USER, PASSWORD, KEY, TOKEN = "bridge", "contacta-pw", "skycore-key", "postback-token"
-DESTINATION = "528100001234"  # Mexico: Contacta takes 8100001234, Skycore 528100001234
+DESTINATION = "528100001234"  # Mexico: Contacta takes 8100001234, Skycore +528100001234
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_primary_not_sent_fails_over_to_the_secondary(
     assert request["json"] == {
         "action": "sendsms",
         "message-text": "Via the secondary",
-        "to": DESTINATION,
+        "to": "+528100001234",
         "from": "60856",
     }
     [receipt] = esme.wait_receipts(1)

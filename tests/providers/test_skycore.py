@@ -11,6 +11,7 @@ import pytest
 
 from bridge.config import ConfigError, SkycoreProvider
 from bridge.core.message import Message
+from bridge.core.numbers import Number
 from bridge.providers.base import Outcome
 from bridge.providers.skycore import (
     ERRORS,
@@ -43,8 +44,8 @@ def settings(**overrides: Any) -> SkycoreProvider:
     return provider
 
 
-def message(text: str = "Hello", destination: str = "17743199144", source: str = "12345") -> Message:
-    return make_message(text, destination, source=source, message_id=99)
+def message(text: str = "Hello", destination: str = "17743199144", source: str = "12345", ton: int = 1) -> Message:
+    return make_message(text, destination, source=source, message_id=99, ton=ton)
 
 
 # -- request -------------------------------------------------------------------------
@@ -53,15 +54,14 @@ def message(text: str = "Hello", destination: str = "17743199144", source: str =
 @pytest.mark.parametrize(
     ("number", "plus", "expected"),
     [
-        ("17743199144", False, "17743199144"),  # the v2 intro: digits, no +
-        ("17743199144", True, "+17743199144"),  # the document's examples
-        ("6831234", False, "6831234"),  # 7 digits: the shortest E.164 numbers
-        ("123456", False, None),
-        ("1234567890123456", False, None),  # E.164 stops at 15
-        ("0017743199144", False, None),  # a dialling prefix is not international format
+        (Number("10000000001"), True, "+10000000001"),  # the document's examples
+        (Number("17743199144"), True, "+17743199144"),
+        (Number("6831234"), True, "+6831234"),  # 7 digits: the shortest E.164 numbers
+        (Number("17743199144"), False, "17743199144"),  # plus_prefix = false: the v2 intro's digits
+        (Number("7743199144", international=False), True, None),  # national, country unknown
     ],
 )
-def test_render_to(number: str, plus: bool, expected: str | None) -> None:
+def test_render_to(number: Number, plus: bool, expected: str | None) -> None:
     assert render_to(number, plus) == expected
 
 
@@ -69,13 +69,13 @@ def test_body_is_the_documented_json() -> None:
     assert build_body(settings(), message("Hi there")) == {
         "action": "sendsms",
         "message-text": "Hi there",
-        "to": "17743199144",
+        "to": "+17743199144",
         "from": "60856",
     }
 
 
 def test_body_with_every_optional_field() -> None:
-    s = settings(from_mask="Dunder", campaign_ref="campaign2345", click_tracking=True, plus_prefix=True)
+    s = settings(from_mask="Dunder", campaign_ref="campaign2345", click_tracking=True)
     assert build_body(s, message("Visit https://example.com")) == {
         "action": "sendsms",
         "message-text": "Visit https://example.com",
@@ -104,7 +104,7 @@ def test_senders(source: str, allowed: list[str], expected: tuple[str, str]) -> 
 
 
 def test_refusals_before_any_call() -> None:
-    bad_number = build_body(settings(), message(destination="12345"))
+    bad_number = build_body(settings(), message(destination="7743199144", ton=2))
     assert not isinstance(bad_number, dict)
     assert (bad_number.outcome, bad_number.status) == (Outcome.REJECTED, Status.ESME_RINVDSTADR)
     too_long = build_body(settings(max_parts=2), message("x" * 307))
@@ -259,7 +259,7 @@ def test_postback_time() -> None:
 
 def test_settings_defaults_and_validation() -> None:
     s = settings()
-    assert (s.from_, s.from_mask, s.plus_prefix, s.max_parts, s.final_timeout) == ("60856", "", False, 10, 172800)
+    assert (s.from_, s.from_mask, s.plus_prefix, s.max_parts, s.final_timeout) == ("60856", "", True, 10, 172800)
     assert s.allowed_senders == [] and s.flash_fallback == "normal"
     with pytest.raises(ConfigError) as error:
         settings(**{"from": "shortcode", "from_mask": "Far too long a mask", "url": "ftp://x"})

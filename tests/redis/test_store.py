@@ -13,6 +13,7 @@ import pytest
 
 from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Address, Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.numbers import Number
 from bridge.smpp.constants import MessageState
 from bridge.store.base import StoreUnavailable
 from bridge.store.redis import RedisCluster, RedisStore
@@ -130,6 +131,7 @@ def segment(set_key: str, index: int, total: int, at: float) -> PendingSegment:
         flash=False,
         source=Address(1, 1, "123"),
         destination=Address(1, 1, "4917012345"),
+        number=Number("4917012345"),
     )
 
 
