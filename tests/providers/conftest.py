@@ -80,15 +80,18 @@ def connect() -> Iterator[Callable[[RunningBridge], Esme]]:
 def start_rig(
     start_bridge: Callable[..., RunningBridge], connect: Callable[[RunningBridge], Esme]
 ) -> Callable[..., Rig]:
-    """start_rig(sim, name, settings) -> a bridge with the one provider `name` (its
-    config `settings`), esme1 routed to it and bound; the bridge's HTTP port is its
-    own (callbacks reach http://127.0.0.1:<rig.http_port>)."""
+    """start_rig(sim, name, settings, account_settings) -> a bridge with the one provider
+    `name` (its config `settings`), esme1 (plus `account_settings`) routed to it and
+    bound; the bridge's HTTP port is its own (callbacks reach
+    http://127.0.0.1:<rig.http_port>)."""
 
-    def start(sim: AppThread, name: str, settings: dict[str, Any]) -> Rig:
+    def start(
+        sim: AppThread, name: str, settings: dict[str, Any], account_settings: dict[str, Any] | None = None
+    ) -> Rig:
         http_port = free_port()
         overrides: dict[str, Any] = {
             "http": {"port": http_port, "public_url": f"http://127.0.0.1:{http_port}"},
-            "accounts": [account(name)],
+            "accounts": [account(name, **(account_settings or {}))],
             "providers": {name: settings},
         }
         bridge = start_bridge(**overrides)
@@ -101,9 +104,12 @@ def start_rig(
 def kaleyra_rig_factory(
     serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]
 ) -> Callable[..., Rig]:
-    """rig_factory(sim_options, **provider settings) -> the Kaleyra double and a bridge using it."""
+    """rig_factory(sim_options, account_settings, **provider settings) -> the Kaleyra double
+    and a bridge using it."""
 
-    def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
+    def make(
+        sim_options: dict[str, Any] | None = None, account_settings: dict[str, Any] | None = None, **provider: Any
+    ) -> Rig:
         options = {"sid": KALEYRA_SID, "api_key": KALEYRA_KEY, "senders": ["KLRHXA", "MYBRAND"], "sent_delay": 0.05}
         sim = serve(build_simulator("kaleyra", **(options | {"final_delay": 0.15} | (sim_options or {}))))
         settings = {
@@ -117,7 +123,7 @@ def kaleyra_rig_factory(
             "poll_interval": 0,
             "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
         }
-        return start_rig(sim, "kaleyra", settings | provider)
+        return start_rig(sim, "kaleyra", settings | provider, account_settings)
 
     return make
 
@@ -126,9 +132,12 @@ def kaleyra_rig_factory(
 def flashsms_rig_factory(
     serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]
 ) -> Callable[..., Rig]:
-    """rig_factory(sim_options, **provider settings) -> the FlashSMS double and a bridge using it."""
+    """rig_factory(sim_options, account_settings, **provider settings) -> the FlashSMS double
+    and a bridge using it."""
 
-    def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
+    def make(
+        sim_options: dict[str, Any] | None = None, account_settings: dict[str, Any] | None = None, **provider: Any
+    ) -> Rig:
         options = {"api_key": FLASHSMS_KEY, "sent_after": 0.1, "final_after": 0.3}
         sim = serve(build_simulator("flashsms", **(options | (sim_options or {}))))
         settings = {
@@ -139,6 +148,6 @@ def flashsms_rig_factory(
             "poll_interval": 0.2,
             "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
         }
-        return start_rig(sim, "flashsms", settings | provider)
+        return start_rig(sim, "flashsms", settings | provider, account_settings)
 
     return make
