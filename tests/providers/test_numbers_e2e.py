@@ -213,3 +213,25 @@ def test_skycore_gets_plus_and_e164(
     )
     resp = submit(connect(bridge), addr, ton)
     check(resp, [r for r in received(sim) if r["method"] == "POST"], expected, lambda r: r["json"]["to"])
+
+
+def test_one_number_written_two_ways_is_not_coalesced_into_one_request(
+    flashsms_rig_factory: Callable[..., Rig],
+) -> None:
+    """The coalescer keys recipients by the normalised number: `0241234567` (national,
+    GH) and `+233241234567` are one phone, so the second starts a request of its own."""
+    rig = flashsms_rig_factory(coalesce_window=0.3, account_settings={"default_country": "GH"})
+    pdus = [
+        Pdu(Command.SUBMIT_SM, 7100 + i, 0, {
+            "source_addr": "MyBrand", "source_addr_ton": 5, "dest_addr_ton": ton, "dest_addr_npi": 1,
+            "destination_addr": addr, "registered_delivery": 1, "short_message": b"Market closes at 5pm",
+        })
+        for i, (addr, ton) in enumerate([("0241234567", 2), ("+233241234567", 0), ("0201234567", 2)])
+    ]  # fmt: skip
+    rig.esme.send_raw(b"".join(encode_pdu(pdu) for pdu in pdus))
+    answers = [rig.esme.read_raw_until(pdu.sequence) for pdu in pdus]
+    assert [answer.status for answer in answers] == [Status.ESME_ROK] * 3
+    assert sorted(request["json"]["recipients"] for request in rig.sends()) == [
+        ["233241234567"],
+        ["233241234567", "233201234567"],
+    ]
