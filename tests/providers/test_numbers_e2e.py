@@ -28,7 +28,6 @@ from tests.support.running import RunningBridge
 from tests.support.servers import AppThread
 
 REFUSED = None
-Row = tuple[str, int, str | None, str | None]  # destination_addr, dest_addr_ton, default_country, what the API gets
 
 
 def country(code: str | None) -> dict[str, Any]:
@@ -51,60 +50,40 @@ def check(resp: Any, sends: list[dict[str, Any]], expected: str | None, field: C
         assert field(request) == expected
 
 
-# -- Contacta: 10 national digits, Mexico only ----------------------------------------------
+# -- Contacta: 10 national digits, Mexico only (SMS Global: E.164 without +) --------------
 
-CONTACTA: list[Row] = [
-    ("5512345678", 2, "MX", "5512345678"),
-    ("5512345678", 2, None, "5512345678"),  # national, country unknown: SMS México's own format
-    ("5512345678", 0, None, "5512345678"),
-    ("+52 55 1234 5678", 0, None, "5512345678"),
-    ("00525512345678", 0, "GB", "5512345678"),
-    ("525512345678", 1, None, "5512345678"),
-    ("5215512345678", 1, None, "5512345678"),  # the obsolete mobile 1
-    ("447911123456", 1, None, REFUSED),  # Britain: not SMS México's
-    ("07911123456", 2, "GB", REFUSED),
-    ("551234567", 2, None, REFUSED),  # 9 digits: no Mexican number
+CONTACTA: list[tuple[str, str, int, str | None, str | None]] = [
+    ("national", "5512345678", 2, "MX", "5512345678"),
+    ("national", "5512345678", 2, None, "5512345678"),  # national, country unknown: SMS México's own format
+    ("national", "5512345678", 0, None, "5512345678"),
+    ("national", "+52 55 1234 5678", 0, None, "5512345678"),
+    ("national", "00525512345678", 0, "GB", "5512345678"),
+    ("national", "525512345678", 1, None, "5512345678"),
+    ("national", "5215512345678", 1, None, "5512345678"),  # the obsolete mobile 1
+    ("national", "447911123456", 1, None, REFUSED),  # Britain: not SMS México's
+    ("national", "07911123456", 2, "GB", REFUSED),
+    ("national", "551234567", 2, None, REFUSED),  # 9 digits: no Mexican number
+    ("international", "5512345678", 2, "MX", "525512345678"),
+    ("international", "5512345678", 2, None, "525512345678"),  # taken as Mexican, the home country
+    ("international", "447911123456", 1, None, "447911123456"),  # SMS Global: any E.164 number
+    ("international", "07911123456", 2, "GB", "447911123456"),
+    ("international", "07911123456", 2, None, REFUSED),  # 11 national digits of no known country
 ]
 
 
-@pytest.mark.parametrize(("addr", "ton", "code", "expected"), CONTACTA)
-def test_contacta_gets_ten_mexican_digits(
+@pytest.mark.parametrize(("number_format", "addr", "ton", "code", "expected"), CONTACTA)
+def test_contacta_gets_its_phone_format(
     start_bridge: Callable[..., RunningBridge],
     serve: Callable[[web.Application], AppThread],
     connect: Callable[[RunningBridge], Esme],
+    number_format: str,
     addr: str,
     ton: int,
     code: str | None,
     expected: str | None,
 ) -> None:
-    sim = serve(contacta_double(username=USER, password=PASSWORD))
-    bridge = start_bridge(
-        accounts=[account("contacta", **country(code))], providers={"contacta": contacta_provider(sim.url)}
-    )
-    check(submit(connect(bridge), addr, ton), received(sim), expected, lambda r: r["json"]["phone"])
-
-
-@pytest.mark.parametrize(
-    ("addr", "ton", "code", "expected"),
-    [
-        ("5512345678", 2, "MX", "525512345678"),
-        ("5512345678", 2, None, "525512345678"),  # taken as Mexican, the home country
-        ("447911123456", 1, None, "447911123456"),  # SMS Global: any E.164 number
-        ("07911123456", 2, "GB", "447911123456"),
-        ("07911123456", 2, None, REFUSED),  # 11 national digits of no known country
-    ],
-)
-def test_contacta_sms_global_gets_e164_without_plus(
-    start_bridge: Callable[..., RunningBridge],
-    serve: Callable[[web.Application], AppThread],
-    connect: Callable[[RunningBridge], Esme],
-    addr: str,
-    ton: int,
-    code: str | None,
-    expected: str | None,
-) -> None:
-    sim = serve(contacta_double(username=USER, password=PASSWORD, number_format="international"))
-    settings = contacta_provider(sim.url, number_format="international")
+    sim = serve(contacta_double(username=USER, password=PASSWORD, number_format=number_format))
+    settings = contacta_provider(sim.url, number_format=number_format)
     bridge = start_bridge(accounts=[account("contacta", **country(code))], providers={"contacta": settings})
     check(submit(connect(bridge), addr, ton), received(sim), expected, lambda r: r["json"]["phone"])
 
