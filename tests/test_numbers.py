@@ -110,6 +110,7 @@ def shown(result: Number | Unusable) -> str | None:
         ("5512345678", 5, "MX", REFUSED),
         ("1234", 6, "MX", REFUSED),  # abbreviated (short code)
         ("5512345678", 6, None, REFUSED),
+        ("+525512345678", 6, None, REFUSED),  # a + does not make a short code international
         ("525512345678", 7, None, REFUSED),  # reserved
     ],
 )

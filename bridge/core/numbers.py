@@ -18,7 +18,7 @@ and validity are its business, not hand-written rules of ours.
 - TON 3-6 (network specific, subscriber, alphanumeric, abbreviated) and reserved
   values: a short code or a name cannot be written in E.164, so they are refused.
 
-A `+` in front is international whatever the TON says: it cannot mean anything else.
+With TON 0, 1 or 2 a `+` in front is international: it cannot mean anything else.
 Refused numbers are answered ESME_RINVDSTADR by the pipeline. NPI is not looked at.
 """
 
@@ -59,6 +59,8 @@ class Unusable:
 
 def normalise(addr: str, ton: int, default_country: str | None = None) -> Number | Unusable:
     """The destination as E.164 (or national of unknown country), by the rules above."""
+    if ton not in (TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL):
+        return Unusable(f"dest_addr_ton {ton} has no E.164 form")
     text = addr.translate(_SEPARATORS)
     marked = text.startswith("+")
     if marked:
@@ -73,8 +75,6 @@ def normalise(addr: str, ton: int, default_country: str | None = None) -> Number
         valid = _valid(_parse("+" + text))
         if valid is not None:
             return valid
-    elif ton != TON_NATIONAL:
-        return Unusable(f"dest_addr_ton {ton} is no number that can be made E.164")
     if default_country is None:
         if len(text) not in NATIONAL_DIGITS:
             return Unusable("national destination_addr of impossible length")
