@@ -409,7 +409,7 @@ def encode_pdu(pdu: Pdu) -> bytes:
         if command in NO_BODY_ON_ERROR or (command in BODY_IF_GIVEN_ON_ERROR and not params):
             params = None
         elif command in ERROR_BODY_DEFAULTS:
-            params = {**ERROR_BODY_DEFAULTS[command], **params}
+            params = {**ERROR_BODY_DEFAULTS[command], **pdu.params}
     if params is not None:
         _encode_fields(BODIES[command], params, parts)
     for tag, value in pdu.tlvs.items():
