@@ -55,7 +55,7 @@ def test_text_reaches_the_provider_decoded(
         client.close()
 
 
-@pytest.mark.parametrize("data_coding", [0x10, 0x18, 0xF0, 0x14])
+@pytest.mark.parametrize("data_coding", [0x10, 0x18, 0xF0])
 def test_message_class_0_is_flash(recording: tuple[RunningBridge, Path], data_coding: int) -> None:
     bridge, record = recording
     client = bound(bridge)
