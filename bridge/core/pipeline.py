@@ -505,9 +505,11 @@ class Pipeline:
         if message is None or message.system_id != account.system_id:
             raise Refused(Status.ESME_RQUERYFAIL, "unknown message_id")
         state = message.state if message.state is not None else MessageState.ENROUTE
-        if message.lifecycle is not Lifecycle.FINAL and state.is_final:
-            state = MessageState.ENROUTE
-        final_date = format_smpp_time(message.done_at) if message.done_at else ""
+        done_at = message.done_at if message.lifecycle is Lifecycle.FINAL else None
+        if done_at is None or not state.is_final:
+            # A final state always comes with its final_date, and only then (5.2.28).
+            state, done_at = MessageState.ENROUTE, None
+        final_date = format_smpp_time(done_at) if done_at is not None else ""
         return Answer(
             Status.ESME_ROK,
             extra={

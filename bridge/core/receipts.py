@@ -36,6 +36,7 @@ from bridge.core.registry import SessionRegistry
 from bridge.metrics import Metrics, labels
 from bridge.providers.base import StatusReport
 from bridge.smpp.constants import (
+    ESM_CLASS_DELIVERY_RECEIPT,
     RECEIPT_ALWAYS,
     RECEIPT_ON_FAILURE,
     REGISTERED_DELIVERY_INTERMEDIATE,
@@ -278,6 +279,9 @@ class ReceiptEngine:
     def _send(self, conn: Connection, receipt: Receipt) -> None:
         account = self._account_of(receipt.system_id)
         rendered = render_id(receipt.message_id, account.message_id_format if account else "decimal")
+        esm_class = ESM_CLASS_DELIVERY_RECEIPT
+        if account is not None and not receipt.state.is_final:
+            esm_class = account.intermediate_esm_class
         params, tlvs = receipt_deliver_sm(
             rendered,
             receipt.state,
@@ -287,6 +291,7 @@ class ReceiptEngine:
             receipt.preview,
             (receipt.source.ton, receipt.source.npi, receipt.source.addr),
             (receipt.destination.ton, receipt.destination.npi, receipt.destination.addr),
+            esm_class,
         )
         conn.session.send_request(Command.DELIVER_SM, params, time.monotonic(), tlvs, context=receipt)
         self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1
