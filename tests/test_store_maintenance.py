@@ -66,7 +66,7 @@ async def test_ids_are_at_most_10_decimal_and_8_hex_digits(tmp_path: Path) -> No
     await store.open()
     try:
         first = await store.reserve_ids(1000)
-        assert 1 <= first and first + 999 <= ID_MAX
+        assert first >= 1 and first + 999 <= ID_MAX
         assert len(str(first + 999)) <= 10 and len(format(first + 999, "x")) <= 8
     finally:
         await store.close()
@@ -83,7 +83,7 @@ async def test_a_counter_from_before_the_bounded_range_restarts_inside_it(tmp_pa
     await store.open()
     try:
         first = await store.reserve_ids(1000)
-        assert 1 <= first and first + 999 <= ID_MAX
+        assert first >= 1 and first + 999 <= ID_MAX
         assert (await store.get_message(old)) is not None  # the old message stays queryable
     finally:
         await store.close()

@@ -94,6 +94,7 @@ def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, e
             source=message.destination,
             destination=message.source,
             provider=message.provider or "",
+            id_format=part.id_format,
         )
         for part in parts
         if wants_receipt(part.registered_delivery, state)
@@ -278,7 +279,9 @@ class ReceiptEngine:
 
     def _send(self, conn: Connection, receipt: Receipt) -> None:
         account = self._account_of(receipt.system_id)
-        rendered = render_id(receipt.message_id, account.message_id_format if account else "decimal")
+        rendered = render_id(
+            receipt.message_id, receipt.id_format or (account.message_id_format if account else "decimal")
+        )
         esm_class = ESM_CLASS_DELIVERY_RECEIPT
         if account is not None and not receipt.state.is_final:
             esm_class = account.intermediate_esm_class

@@ -225,7 +225,7 @@ async def test_a_counter_from_before_the_bounded_range_restarts_inside_it(store:
     assert store.client is not None
     await store.client.set(store.key("next_id"), 1733500000000)  # clock x 1000, as ids were made before
     first = await store.reserve_ids(1000)
-    assert 1 <= first and first + 999 <= ID_MAX
+    assert first >= 1 and first + 999 <= ID_MAX
 
 
 async def test_the_counter_wraps_past_ids_still_stored(store: RedisStore) -> None:
