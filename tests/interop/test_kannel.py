@@ -329,3 +329,31 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
     assert letters[1]["fid"] == str(0x1234567A)
     [lost] = KannelLog(kannel.log()).lost_dlrs()
     assert "id<12345679>" in lost  # read as decimal: not the 305419897 it stored
+
+
+# -- a refused bind ------------------------------------------------------------------------
+
+
+def test_refused_bind_is_read_and_the_link_stays_offline(kannel_installed: dict[str, str], tmp_path: Path) -> None:
+    """Issue 14: our refused bind_resp keeps its system_id (v3.4 4.1 says no body on
+    error). Kannel decodes it (status and system_id in its PDU log) and keeps the
+    link offline, retrying, instead of failing on the body."""
+    scenario = Scenario("trx-refused", "transceiver", "decimal", None)
+    bridge = RunningBridge(bridge_config(tmp_path, scenario)).start()
+    settings = KannelSettings(system_id=SYSTEM_ID, password="wrong")
+    kannel = Kannel(tmp_path / "kannel", bridge.smpp_port, settings)
+
+    def refusals() -> list[Any]:
+        return [p for p in KannelLog(kannel.log()).of_type("bind_transceiver_resp", "in")]
+
+    try:
+        kannel.start()
+        wait_until(refusals, 15, "Kannel logging the refused bind_transceiver_resp")
+        lines = kannel.smsc_lines()
+    finally:
+        kannel.stop()
+        bridge.stop()
+    answer = refusals()[0]
+    assert answer.integer("command_status") == 0x0E  # ESME_RINVPASWD
+    assert answer.text("system_id") == "SMPPBRIDGE"
+    assert lines and not any("(online " in line for line in lines)
