@@ -23,7 +23,7 @@ from bridge.core.numbers import Number, Unusable, national_in, normalise
 from bridge.core.router import Router
 from bridge.smpp.constants import Command, Status
 from bridge.smpp.pdu import Pdu
-from bridge.store.records import dump_message, load_message, load_segment
+from bridge.store.records import dump_message, dump_segment, load_message, load_segment
 from bridge.store.sqlite import SCHEMA
 from tests.support.esme import Esme
 from tests.support.providers import account
@@ -326,11 +326,12 @@ def test_data_sm_is_normalised_like_submit_sm(start_bridge: Callable[..., Runnin
         client.close()
 
 
-# -- store records written before numbers were normalised (format version 1) ---------------
+# -- store records written before numbers were normalised ----------------------------------
 
 
-def v1_message(message_id: int, destination: list[Any], lifecycle: int = 0, ack: str = "stored") -> str:
-    """A message record exactly as version 1 wrote it (no number at the end)."""
+def old_message(message_id: int, destination: list[Any], lifecycle: int = 0, ack: str = "stored") -> str:
+    """A message record exactly as the bridge wrote it before numbers were normalised
+    (no number at the end)."""
     part = [message_id, 1, 1700000000.0, "Your code is 4321"]
     return json.dumps([1, message_id, "esme1", [1, 1, "12345"], destination, "Your code is 4321", False, [part],
                        ["sim"], ack, 1700000000.0, lifecycle, None, [], None, 0, 0, 0.0, None])  # fmt: skip
@@ -340,15 +341,15 @@ def v1_message(message_id: int, destination: list[Any], lifecycle: int = 0, ack:
     ("destination", "expected"),
     [
         ([1, 1, "525512345678"], "+525512345678"),
-        ([0, 1, "525512345678"], "+525512345678"),  # version 1 stored "+52…" without its +
+        ([0, 1, "525512345678"], "+525512345678"),  # the old format stored "+52…" without its +
         ([0, 1, "5512345678"], "5512345678"),  # national, country unknown: Contacta still takes it
         ([0, 0, "0201234567"], "0201234567"),  # and FlashSMS this one
         ([2, 1, "9876543210"], "9876543210"),
         ([5, 0, "BANK"], "BANK"),  # nothing normalises it: kept, a provider refuses it
     ],
 )
-def test_version_1_message_records_load_with_a_number(destination: list[Any], expected: str) -> None:
-    message = load_message(v1_message(5001, destination))
+def test_older_message_records_load_with_a_number(destination: list[Any], expected: str) -> None:
+    message = load_message(old_message(5001, destination))
     assert message.destination == Address(*destination)
     number = message.number
     assert (number.e164 or number.digits) == expected
@@ -356,15 +357,19 @@ def test_version_1_message_records_load_with_a_number(destination: list[Any], ex
     assert (again.destination, again.number) == (message.destination, message.number)
 
 
-def test_version_1_segment_records_load_with_a_number() -> None:
+@pytest.mark.parametrize("later_fields", [[], ["hex"]], ids=["first-format", "with-id-format"])
+def test_older_segment_records_load_with_a_number(later_fields: list[Any]) -> None:
     record = json.dumps([1, "set", "esme1", 2, 3, 6001, 0, 1, 1700000000.0, False, [1, 1, "12345"],
-                         [0, 1, "+525512345678"]])  # fmt: skip
+                         [0, 1, "+525512345678"], *later_fields])  # fmt: skip
     segment = load_segment(record, b"abc")
     assert segment.destination == Address(0, 1, "+525512345678")
     assert segment.number.e164 == "+525512345678"
+    again = load_segment(dump_segment(segment), b"abc")
+    assert (again.destination, again.number) == (segment.destination, segment.number)
+    assert again.id_format == segment.id_format == "".join(later_fields)
 
 
-def test_a_queued_version_1_message_is_sent_after_the_upgrade(
+def test_a_queued_message_of_the_old_format_is_sent_after_the_upgrade(
     start_bridge: Callable[..., RunningBridge], tmp_path: Path
 ) -> None:
     """A message the old version stored (ack = "stored", still in the outbox) goes out
@@ -374,7 +379,7 @@ def test_a_queued_version_1_message_is_sent_after_the_upgrade(
     database.execute(
         "INSERT INTO messages (id, lifecycle, first_provider, provider, done_at, record) VALUES (?, 0, 'mexico',"
         " NULL, NULL, ?)",
-        (5001, v1_message(5001, [0, 1, "525512345678"]).replace('["sim"]', '["mexico"]')),
+        (5001, old_message(5001, [0, 1, "525512345678"]).replace('["sim"]', '["mexico"]')),
     )
     database.commit()
     database.close()

@@ -39,6 +39,7 @@ class Part:
     registered_delivery: int
     submitted_at: float
     preview: str  # the first characters of the text, for the receipt's `text:`
+    id_format: str = ""  # how its submit_sm_resp rendered the id ("" = the account's format)
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ class Receipt:
     id: str = ""  # "<Message id>:<Part message_id>:<state>": one receipt per part and state
     attempts: int = 0
     next_attempt_at: float = 0.0
+    id_format: str = ""  # its Part's id_format: the receipt repeats the submit_sm_resp id
 
 
 @dataclass(slots=True)
@@ -100,3 +102,4 @@ class PendingSegment:
     source: Address
     destination: Address  # as sent
     number: Number  # normalised
+    id_format: str = ""

@@ -5,11 +5,12 @@ field reflectively and was a quarter of the bridge's CPU per message in profiles
 building a list by hand and handing it to the C JSON encoder costs a few
 microseconds. The first element is a format version.
 
-Version 2 (messages and segments) appends the normalised destination number
-(`[digits, international]`). Version 1 records, written before numbers were
-normalised, stored the destination's digits after `+`/`00` were stripped; they load
-with the number those digits make without a default country (`legacy_number`), so a
-restart after an upgrade loses nothing.
+Fields added later go at the end and may be missing from older records: the load
+gives them a sensible value, so a restart after an upgrade loses nothing. Messages
+and segments end with the normalised destination number (`[digits, international]`);
+records written before numbers were normalised stored the destination's digits with
+`+`/`00` stripped, and load with the number those digits make without a default
+country (`legacy_number`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegmen
 from bridge.core.numbers import Number, normalise
 from bridge.smpp.constants import MessageState
 
-_VERSION = 1  # receipts
-_NUMBERED_VERSION = 2  # messages and segments: the normalised number at the end
+_VERSION = 1
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 
@@ -32,28 +32,29 @@ def _address(a: Address) -> list[Any]:
 
 
 def legacy_number(destination: Address) -> Number:
-    """The number of a version 1 record: its digits normalised without a default
-    country; what cannot be normalised stays national (a provider decides)."""
+    """The number of a record from before numbers were normalised: its digits
+    normalised without a default country; what cannot be normalised stays national
+    (a provider decides)."""
     number = normalise(destination.addr, destination.ton)
     return number if isinstance(number, Number) else Number(destination.addr, international=False)
 
 
-def _number(record: list[Any], destination: Address) -> Number:
-    """The trailing number of a version 2 record, or the legacy one of version 1."""
-    return Number(*record[0]) if record else legacy_number(destination)
+def _number(stored: list[Any] | None, destination: Address) -> Number:
+    """The stored number, or the legacy one of an older record."""
+    return Number(*stored) if stored else legacy_number(destination)
 
 
 def dump_message(m: Message) -> str:
     return _dumps(
         [
-            _NUMBERED_VERSION,
+            _VERSION,
             m.id,
             m.system_id,
             [m.source.ton, m.source.npi, m.source.addr],
             [m.destination.ton, m.destination.npi, m.destination.addr],
             m.text,
             m.flash,
-            [[p.message_id, p.registered_delivery, p.submitted_at, p.preview] for p in m.parts],
+            [[p.message_id, p.registered_delivery, p.submitted_at, p.preview, p.id_format] for p in m.parts],
             m.route,
             m.ack,
             m.created_at,
@@ -72,14 +73,14 @@ def dump_message(m: Message) -> str:
 
 def load_message(text: str | bytes) -> Message:
     (_, id_, system_id, source, destination, body, flash, parts, route, ack, created_at, lifecycle, provider,
-     provider_ids, state, error, attempts, next_attempt_at, done_at, *number) = _loads(text)  # fmt: skip
+     provider_ids, state, error, attempts, next_attempt_at, done_at, *rest) = _loads(text)  # fmt: skip
     sent_to = Address(*destination)
     return Message(
         id=id_,
         system_id=system_id,
         source=Address(*source),
         destination=sent_to,
-        number=_number(number, sent_to),
+        number=_number(rest[0] if rest else None, sent_to),
         text=body,
         flash=flash,
         parts=[Part(*p) for p in parts],
@@ -114,13 +115,14 @@ def dump_receipt(r: Receipt) -> str:
             r.provider,
             r.attempts,
             r.next_attempt_at,
+            r.id_format,
         ]
     )
 
 
 def load_receipt(text: str | bytes) -> Receipt:
     (_, id_, system_id, message_id, state, error, submitted_at, done_at, preview, source, destination, provider,
-     attempts, next_attempt_at) = _loads(text)  # fmt: skip
+     attempts, next_attempt_at, *rest) = _loads(text)  # fmt: skip
     return Receipt(
         system_id=system_id,
         message_id=message_id,
@@ -135,6 +137,7 @@ def load_receipt(text: str | bytes) -> Receipt:
         id=id_,
         attempts=attempts,
         next_attempt_at=next_attempt_at,
+        id_format=rest[0] if rest else "",  # records from before id formats were per bind
     )
 
 
@@ -142,7 +145,7 @@ def dump_segment(s: PendingSegment) -> str:
     """Everything but the user data (stored beside it as bytes)."""
     return _dumps(
         [
-            _NUMBERED_VERSION,
+            _VERSION,
             s.set_key,
             s.system_id,
             s.index,
@@ -154,6 +157,7 @@ def dump_segment(s: PendingSegment) -> str:
             s.flash,
             _address(s.source),
             _address(s.destination),
+            s.id_format,
             [s.number.digits, s.number.international],
         ]
     )
@@ -161,7 +165,7 @@ def dump_segment(s: PendingSegment) -> str:
 
 def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
     (_, set_key, system_id, index, total, message_id, data_coding, registered_delivery, submitted_at, flash, source,
-     destination, *number) = _loads(text)  # fmt: skip
+     destination, *rest) = _loads(text)  # fmt: skip
     sent_to = Address(*destination)
     return PendingSegment(
         set_key=set_key,
@@ -176,5 +180,6 @@ def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
         flash=flash,
         source=Address(*source),
         destination=sent_to,
-        number=_number(number, sent_to),
+        number=_number(rest[1] if len(rest) > 1 else None, sent_to),
+        id_format=rest[0] if rest else "",  # records from before id formats were per bind
     )
