@@ -28,6 +28,9 @@ from bridge.metrics import Metrics, labels
 from bridge.providers.base import Outcome
 from bridge.smpp.constants import (
     ESM_CLASS_MESSAGE_TYPE_MASK,
+    NPI_VALUES,
+    PLAIN_PROTOCOL_IDS,
+    TON_VALUES,
     Command,
     MessageState,
     Status,
@@ -39,6 +42,7 @@ from bridge.smpp.receipt import ascii_safe
 from bridge.smpp.text import Charset, TextError, coding_of, decode_text, ia5_charset
 from bridge.smpp.times import format_smpp_time, parse_smpp_time
 from bridge.smpp.udh import Segment, split_payload
+from bridge.smpp.versions import receipt_kind_allowed
 from bridge.store.base import Store, StoreUnavailable
 
 PREVIEW_CHARS = 20
@@ -169,7 +173,7 @@ class Pipeline:
 
     async def _submit_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         await self._throttle(account)
-        parsed = self._parse(account, pdu)
+        parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
         p = pdu.params
         number = canonical_number(p["destination_addr"], p["dest_addr_ton"])
@@ -190,14 +194,26 @@ class Pipeline:
             return await self._dispatch(conn, account, message, part)
         return await self._add_segment(account, parsed, destination, route, message_id, now, conn)
 
-    def _parse(self, account: Account, pdu: Pdu) -> Parsed:
+    def _parse(self, account: Account, pdu: Pdu, interface_version: int) -> Parsed:
         p = pdu.params
+        _check_addresses(p)
         if p.get("esm_class", 0) & ESM_CLASS_MESSAGE_TYPE_MASK:
             raise Refused(Status.ESME_RINVESMCLASS, "esm_class message type must be default")
+        if p.get("protocol_id", 0) not in PLAIN_PROTOCOL_IDS:
+            raise Refused(
+                Status.ESME_RSUBMITFAIL,
+                f"protocol_id 0x{p['protocol_id']:02X} is not an ordinary SMS (Type 0, replace, data download ...)",
+            )
         if p.get("priority_flag", 0) > 4:
             raise Refused(Status.ESME_RINVPRTFLG, "priority_flag above 4")
-        if p.get("replace_if_present_flag", 0) > 1:
+        replace_if_present = p.get("replace_if_present_flag", 0)
+        if replace_if_present == 1:
+            raise Refused(Status.ESME_RINVSUBREP, "replace_if_present: an HTTP API cannot replace a message")
+        if replace_if_present > 1:
             raise Refused(Status.ESME_RINVREPFLAG, "replace_if_present_flag above 1")
+        registered_delivery = p.get("registered_delivery", 0)
+        if not receipt_kind_allowed(registered_delivery, interface_version):
+            raise Refused(Status.ESME_RINVREGDLVFLG, "registered_delivery 3 (receipt on success) is v5.0 only")
         self._check_times(p)
         coding = coding_of(p["data_coding"])
         charset = _CHARSETS[account.default_charset] if coding.charset is Charset.DEFAULT else coding.charset
@@ -214,7 +230,7 @@ class Pipeline:
             data_coding=p["data_coding"],
             charset=charset,
             flash=flash,
-            registered_delivery=p.get("registered_delivery", 0),
+            registered_delivery=registered_delivery,
         )
 
     @staticmethod
@@ -439,7 +455,7 @@ class Pipeline:
     async def _submit_multi(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         await self._throttle(account)
         p = pdu.params
-        parsed = self._parse(account, pdu)
+        parsed = self._parse(account, pdu, conn.session.interface_version)
         if parsed.segment is not None:
             raise Refused(Status.ESME_RINVESMCLASS, "concatenated submit_multi is not supported")
         text = self._decode(account, parsed.data, parsed.charset)
@@ -509,8 +525,27 @@ class Pipeline:
         raise Refused(Status.ESME_RREPLACEFAIL, "messages handed to an HTTP API cannot be replaced")
 
 
+def _check_addresses(params: dict[str, Any]) -> None:
+    """Reserved TON / NPI values (spec 5.2.5, 5.2.6) are refused with their own status."""
+    status = _address_status(params, "source_addr", Status.ESME_RINVSRCTON, Status.ESME_RINVSRCNPI)
+    if status is None and "dest_addr_ton" in params:  # submit_multi: per destination, see _unsuccess
+        status = _address_status(params, "dest_addr", Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI)
+    if status is not None:
+        raise Refused(status, f"reserved TON/NPI ({status_name(status)})")
+
+
+def _address_status(params: dict[str, Any], prefix: str, bad_ton: Status, bad_npi: Status) -> Status | None:
+    if params.get(f"{prefix}_ton", 0) not in TON_VALUES:
+        return bad_ton
+    if params.get(f"{prefix}_npi", 0) not in NPI_VALUES:
+        return bad_npi
+    return None
+
+
 def _unsuccess(dest: dict[str, Any]) -> Status | None:
-    return Status.ESME_RINVDLNAME if dest.get("dest_flag") == 2 else None
+    if dest.get("dest_flag") == 2:
+        return Status.ESME_RINVDLNAME
+    return _address_status(dest, "dest_addr", Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI)
 
 
 def _unsuccess_entry(dest: dict[str, Any], status: int) -> dict[str, Any]:
