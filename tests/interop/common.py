@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sqlite3
 import subprocess
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import pytest
 
 # The account every client binds with (tests/interop/conftest.py: interop_bridge).
 SYSTEM_ID = "esme1"
@@ -50,3 +55,22 @@ def run_json_driver(command: list[str], spec: dict[str, Any], timeout: float = 3
     result = subprocess.run(command, input=json.dumps(spec), capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(result.stdout)
+
+
+def require(available: bool, what: str, how: str) -> None:
+    """Skip (outside CI) or fail (CI set) unless `available`."""
+    if available:
+        return
+    message = f"{what} is missing: {how}"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set, so the interop tests must run)", pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+def python_client(module: str, requirement: str) -> ModuleType:
+    """Import a client library of the `test` extra (skip/fail as `require` does)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        require(False, requirement, "pip install -e '.[test]'")
+        raise

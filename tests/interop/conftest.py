@@ -10,34 +10,21 @@ them, so an interop run can never pass by testing nothing.
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.interop.common import PASSWORD, SYSTEM_ID
+from tests.interop.common import PASSWORD, SYSTEM_ID, require
 from tests.interop.kannel import kannel_binaries
 from tests.support.running import RunningBridge
 
 INTEROP_DIR = Path(__file__).resolve().parent
 NODE_DIR = INTEROP_DIR / "node"
-
-
-def require(available: bool, what: str, how: str) -> None:
-    """Skip (outside CI) or fail (CI set) unless `available`."""
-    if available:
-        return
-    message = f"{what} is missing: {how}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set, so the interop tests must run)", pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -61,15 +48,6 @@ def node_smpp() -> list[str]:
     require(version == wanted, f"smpp {wanted} (found {version})", "npm ci --prefix tests/interop/node")
     assert node is not None
     return [node, str(NODE_DIR / "esme.js")]
-
-
-def python_client(module: str, requirement: str) -> ModuleType:
-    """Import a client library of the `test` extra (skip/fail as `require` does)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        require(False, requirement, "pip install -e '.[test]'")
-        raise
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,9 @@ class Run:
         assert [e["command_status"] for e in self.responses("UNBIND_RESP")] == [0]
 
 
-def run(esme: str, bridge: RunningBridge, *steps: str, bind: str = "trx", password: str = PASSWORD, receipts: int = 0) -> Run:
+def run(
+    esme: str, bridge: RunningBridge, *steps: str, bind: str = "trx", password: str = PASSWORD, receipts: int = 0
+) -> Run:
     command = [esme, str(bridge.smpp_port), SYSTEM_ID, password, bind, SENDER, str(receipts), "15", *steps]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -99,10 +101,20 @@ def test_submit_with_receipt(libsmpp34_esme: str, interop_bridge: Callable[..., 
     assert (receipt["source_addr"], receipt["destination_addr"]) == (destination(1), SENDER)
     assert (receipt["receipted_message_id"], receipt["message_state"]) == (message_id, 2)  # DELIVERED
     fields = receipt_fields(receipt["short_message"])
-    assert (fields["id"], fields["stat"], fields["err"], fields["text"]) == (message_id, "DELIVRD", "000", "Hello from C")
+    assert (fields["id"], fields["stat"], fields["err"], fields["text"]) == (
+        message_id,
+        "DELIVRD",
+        "000",
+        "Hello from C",
+    )
 
     [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["to"], record["from"], record["text"], record["flash"]) == (destination(1), SENDER, "Hello from C", False)
+    assert (record["to"], record["from"], record["text"], record["flash"]) == (
+        destination(1),
+        SENDER,
+        "Hello from C",
+        False,
+    )
 
 
 def test_refused_submit(libsmpp34_esme: str, interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
@@ -126,7 +138,9 @@ def test_query_of_an_unknown_id(libsmpp34_esme: str, interop_bridge: Callable[..
     assert {"message_id", "final_date", "message_state", "error_code"} <= resp.keys()
 
 
-def test_flash_by_data_coding(libsmpp34_esme: str, interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
+def test_flash_by_data_coding(
+    libsmpp34_esme: str, interop_bridge: Callable[..., RunningBridge], tmp_path: Path
+) -> None:
     """data_coding 0xF0: GSM 7-bit default alphabet, message class 0 (flash)."""
     result = run(libsmpp34_esme, interop_bridge(), f"submit:{destination(2)}:0xF0:1:Code 4711", receipts=1)
     result.assert_clean()
@@ -137,7 +151,9 @@ def test_flash_by_data_coding(libsmpp34_esme: str, interop_bridge: Callable[...,
     assert (record["text"], record["flash"]) == ("Code 4711", True)
 
 
-def test_long_message_with_udh(libsmpp34_esme: str, interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
+def test_long_message_with_udh(
+    libsmpp34_esme: str, interop_bridge: Callable[..., RunningBridge], tmp_path: Path
+) -> None:
     result = run(libsmpp34_esme, interop_bridge(), f"long:{destination(3)}:1:{LONG_TEXT}", receipts=2)
     result.assert_clean()
     assert [(s["esm_class"], s["data_coding"]) for s in result.of("submit_sm")] == [(0x40, 0x00)] * 2

@@ -81,9 +81,7 @@ def test_wrong_password_is_refused(net_smpp: list[str], interop_bridge: Callable
     assert bind["system_id"] == "SMPPBRIDGE"
 
 
-def test_submit_with_receipt(
-    net_smpp: list[str], interop_bridge: Callable[..., RunningBridge], tmp_path: Path
-) -> None:
+def test_submit_with_receipt(net_smpp: list[str], interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
     message = {"destination_addr": destination(1), "text": "Hello from Perl", "registered_delivery": 1}
     report = run(net_smpp, interop_bridge(), messages=[message], receipts=1)
     assert_bound_and_unbound(report, "transceiver")
@@ -99,7 +97,12 @@ def test_submit_with_receipt(
     assert receipt_id(receipt) == message_id
     assert receipt["message_state"] == 2  # DELIVERED
     fields = receipt_fields(receipt["short_message"])
-    assert (fields["id"], fields["stat"], fields["err"], fields["text"]) == (message_id, "DELIVRD", "000", "Hello from Perl")
+    assert (fields["id"], fields["stat"], fields["err"], fields["text"]) == (
+        message_id,
+        "DELIVRD",
+        "000",
+        "Hello from Perl",
+    )
 
     [record] = simulator_records(tmp_path / "records.jsonl")
     assert (record["to"], record["from"], record["text"], record["flash"]) == (
@@ -135,7 +138,9 @@ def test_query_of_an_unknown_id(net_smpp: list[str], interop_bridge: Callable[..
     assert report["unbind_resp"]["command_status"] == 0
 
 
-def test_flash_by_data_coding(net_smpp: list[str], interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
+def test_flash_by_data_coding(
+    net_smpp: list[str], interop_bridge: Callable[..., RunningBridge], tmp_path: Path
+) -> None:
     """data_coding 0xF0: GSM 7-bit default alphabet, message class 0 (flash)."""
     message = {"destination_addr": destination(2), "text": "Code 4711", "data_coding": 0xF0, "registered_delivery": 1}
     report = run(net_smpp, interop_bridge(), messages=[message], receipts=1)
