@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.common import seed_next_id
+from tests.interop.common import WRONG_PASSWORD, seed_next_id
 from tests.interop.kannel import DlrCall, DlrServer, Kannel, KannelLog, KannelSettings, wait_until
 from tests.support.records import simulator_records
 from tests.support.running import RunningBridge, make_config
@@ -329,3 +329,26 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
     assert letters[1]["fid"] == str(0x123456789A)
     [lost] = KannelLog(kannel.log()).lost_dlrs()
     assert "id<1234567899>" in lost  # read as decimal: not the 78187493529 it stored
+
+
+# -- a refused bind ----------------------------------------------------------------------
+
+
+def test_wrong_password_is_refused(kannel_installed: dict[str, str], tmp_path: Path) -> None:
+    """Kannel decodes the refusal (its status and our system_id), logs it with the
+    SMPP error name, and marks the link dead instead of retrying."""
+    scenario = Scenario("trx-refused", "transceiver", "decimal", None)
+    bridge = RunningBridge(bridge_config(tmp_path, scenario)).start()
+    settings = KannelSettings(system_id=SYSTEM_ID, password=WRONG_PASSWORD)
+    kannel = Kannel(tmp_path / "kannel", bridge.smpp_port, settings)
+    try:
+        kannel.start()
+        wait_until(lambda: any("(dead" in line for line in kannel.smsc_lines()), 15, "Kannel marking the link dead")
+    finally:
+        kannel.stop()
+        bridge.stop()
+    log = KannelLog(kannel.log())
+    [answer] = log.of_type("bind_transceiver_resp", "in")
+    assert (answer.integer("command_status"), answer.text("system_id")) == (0x0E, "SMPPBRIDGE")  # ESME_RINVPASWD
+    assert "SMSC rejected login to transmit, code 0x0000000e (Invalid Password)" in log.text
+    assert log.of_type("submit_sm", "out") == []
