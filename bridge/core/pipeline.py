@@ -42,7 +42,7 @@ from bridge.smpp.receipt import ascii_safe
 from bridge.smpp.text import Charset, TextError, coding_of, decode_text, ia5_charset
 from bridge.smpp.times import format_smpp_time, parse_smpp_time
 from bridge.smpp.udh import Segment, split_payload
-from bridge.smpp.versions import receipt_kind_allowed
+from bridge.smpp.versions import id_format_for, receipt_kind_allowed
 from bridge.store.base import Store, StoreUnavailable
 
 PREVIEW_CHARS = 20
@@ -151,7 +151,7 @@ class Pipeline:
     def _respond(self, conn: Connection, account: Account, pdu: Pdu, answer: Answer, started: float) -> None:
         params = dict(answer.extra)
         if answer.message_id is not None and pdu.command is not Command.QUERY_SM:
-            params["message_id"] = render_id(answer.message_id, account.message_id_format)
+            params["message_id"] = render_id(answer.message_id, _id_format(conn, account))
         conn.session.respond(pdu, answer.status, params if (params or answer.status == 0) else None)
         conn.flush()
         if answer.release:
@@ -187,7 +187,9 @@ class Pipeline:
         now = self._clock()
         if parsed.segment is None:
             text = self._decode(account, parsed.data, parsed.charset)
-            part = Part(message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS))
+            part = Part(
+                message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
+            )
             message = self._message(
                 account, message_id, parsed.source, destination, text, parsed.flash, [part], route, now
             )
@@ -339,6 +341,7 @@ class Pipeline:
             flash=parsed.flash,
             source=parsed.source,
             destination=destination,
+            id_format=_id_format(conn, account),
         )
         open_sets = self._open_sets.setdefault(account.system_id, set())
         if set_key not in open_sets and len(open_sets) >= self._security.max_pending_sets:
@@ -350,7 +353,7 @@ class Pipeline:
             return Answer(Status.ESME_ROK, message_id, flash=parsed.flash)
         open_sets.discard(set_key)
         data = b"".join(s.data for s in complete)
-        parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "") for s in complete]
+        parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "", s.id_format) for s in complete]
         this_part = next(p for p in parts if p.message_id == message_id)
         first = complete[0]
         message = self._message(
@@ -385,7 +388,7 @@ class Pipeline:
         for set_key, segments in by_set.items():
             first = segments[0]
             self._open_sets.get(first.system_id, set()).discard(set_key)
-            parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "") for s in segments]
+            parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "", s.id_format) for s in segments]
             message = Message(
                 id=first.message_id,
                 system_id=first.system_id,
@@ -478,7 +481,9 @@ class Pipeline:
             assert route is not None and number is not None
             own_id = message_id if first else await self._ids.next_id()
             first = False
-            part = Part(message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS))
+            part = Part(
+                message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
+            )
             destination = Address(dest["dest_addr_ton"], dest["dest_addr_npi"], number)
             message = self._message(account, own_id, parsed.source, destination, text, parsed.flash, [part], route, now)
             jobs.append((dest, self._dispatch(conn, account, message, part)))
@@ -500,14 +505,16 @@ class Pipeline:
 
     async def _query_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         rendered = pdu.params["message_id"]
-        message_id = parse_id(rendered, account.message_id_format)
+        message_id = parse_id(rendered, _id_format(conn, account))
         message = await self._store.get_message(message_id) if message_id else None
         if message is None or message.system_id != account.system_id:
             raise Refused(Status.ESME_RQUERYFAIL, "unknown message_id")
         state = message.state if message.state is not None else MessageState.ENROUTE
-        if message.lifecycle is not Lifecycle.FINAL and state.is_final:
-            state = MessageState.ENROUTE
-        final_date = format_smpp_time(message.done_at) if message.done_at else ""
+        done_at = message.done_at if message.lifecycle is Lifecycle.FINAL else None
+        if done_at is None or not state.is_final:
+            # A final state always comes with its final_date, and only then (5.2.28).
+            state, done_at = MessageState.ENROUTE, None
+        final_date = format_smpp_time(done_at) if done_at is not None else ""
         return Answer(
             Status.ESME_ROK,
             extra={
@@ -523,6 +530,12 @@ class Pipeline:
 
     async def _replace_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         raise Refused(Status.ESME_RREPLACEFAIL, "messages handed to an HTTP API cannot be replaced")
+
+
+def _id_format(conn: Connection, account: Account) -> str:
+    """How this bind is given message_ids (submit_sm_resp, query_sm; its receipts
+    repeat it): the account's format, hex to a v3.3 bind."""
+    return id_format_for(account.message_id_format, conn.session.interface_version)
 
 
 def _check_addresses(params: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ from bridge.core.registry import SessionRegistry
 from bridge.metrics import Metrics, labels
 from bridge.providers.base import StatusReport
 from bridge.smpp.constants import (
+    ESM_CLASS_DELIVERY_RECEIPT,
     RECEIPT_ALWAYS,
     RECEIPT_ON_FAILURE,
     REGISTERED_DELIVERY_INTERMEDIATE,
@@ -93,6 +94,7 @@ def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, e
             source=message.destination,
             destination=message.source,
             provider=message.provider or "",
+            id_format=part.id_format,
         )
         for part in parts
         if wants_receipt(part.registered_delivery, state)
@@ -277,7 +279,12 @@ class ReceiptEngine:
 
     def _send(self, conn: Connection, receipt: Receipt) -> None:
         account = self._account_of(receipt.system_id)
-        rendered = render_id(receipt.message_id, account.message_id_format if account else "decimal")
+        rendered = render_id(
+            receipt.message_id, receipt.id_format or (account.message_id_format if account else "decimal")
+        )
+        esm_class = ESM_CLASS_DELIVERY_RECEIPT
+        if account is not None and not receipt.state.is_final:
+            esm_class = account.intermediate_esm_class
         params, tlvs = receipt_deliver_sm(
             rendered,
             receipt.state,
@@ -287,6 +294,7 @@ class ReceiptEngine:
             receipt.preview,
             (receipt.source.ton, receipt.source.npi, receipt.source.addr),
             (receipt.destination.ton, receipt.destination.npi, receipt.destination.addr),
+            esm_class,
         )
         conn.session.send_request(Command.DELIVER_SM, params, time.monotonic(), tlvs, context=receipt)
         self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1

@@ -199,7 +199,9 @@ class MessageState(IntEnum):
 
     @property
     def is_final(self) -> bool:
-        return self is not MessageState.ENROUTE and self is not MessageState.ACCEPTED
+        """Every state but ENROUTE: Appendix B lists ACCEPTD among the final states
+        (a provider's "accepted" is ENROUTE)."""
+        return self is not MessageState.ENROUTE
 
     @property
     def is_failure(self) -> bool:

@@ -20,7 +20,7 @@ redis-py reconnects by itself when Redis is back. Durability is Redis's: run it 
 Standalone Redis (or Sentinel): scripts name keys they compute, so not Redis Cluster.
 
 Keys, all under `<prefix>:`
-  next_id                    counter behind reserve_ids (INCRBY blocks)
+  next_id                    counter behind reserve_ids (blocks in [1, 2**32), wrapping)
   m:<id>                     hash: r = record, l = lifecycle, o = owning instance (outbox)
   lc:<0|1|2>, lc:2:<prov>    sets of unfinished message ids by lifecycle (score = id)
   done                       finished message ids by done_at (purge)
@@ -56,7 +56,7 @@ from redis.retry import Retry
 from bridge.core.cluster import Cluster, Lease, OrphanSink, OwnershipLost, ReceiptQueue, new_instance_id
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
-from bridge.store.base import Store, StoreUnavailable
+from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, Store, StoreUnavailable, id_seed
 from bridge.store.records import dump_message, dump_receipt, dump_segment, load_message, load_receipt, load_segment
 
 GROUP = "receipts"
@@ -363,6 +363,31 @@ return 0
 """
 
 
+# reserve_ids: a block of ARGV[2] ids in [1, max] from the counter, wrapping, past any
+# id a stored message or part holds (m:<id>, the parts hash). ARGV: prefix, count,
+# seed, max, probes. One block in a few thousand commands, once per `count` submits.
+_RESERVE_IDS = """
+local P, count, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local first = tonumber(redis.call('GET', P .. 'next_id') or '0')
+if first == nil or first < 1 or first > max + 1 then first = tonumber(ARGV[3]) end
+for _ = 1, tonumber(ARGV[5]) do
+  if first + count - 1 > max then first = 1 end
+  local taken = 0
+  for id = first, first + count - 1 do
+    if redis.call('EXISTS', P .. 'm:' .. id) == 1 or redis.call('HEXISTS', P .. 'parts', id) == 1 then
+      taken = id
+    end
+  end
+  if taken == 0 then
+    redis.call('SET', P .. 'next_id', string.format('%d', first + count))
+    return first
+  end
+  first = taken + 1
+end
+return redis.error_reply('no free message ids: the store holds too many messages')
+"""
+
+
 def _eval(script: str, *args: Any) -> tuple[Any, ...]:
     return ("EVAL", script, 0, *args)
 
@@ -563,11 +588,10 @@ class RedisStore(Store):
     # -- ids ------------------------------------------------------------------------------
 
     async def reserve_ids(self, count: int) -> int:
-        key = self.key("next_id")
-        # A fresh Redis starts from the clock, so ids stay new even after it was wiped.
-        start = int(time.time()) * 1000
+        # A fresh Redis (or a counter from before ids were bounded) starts from the clock.
         first: int = await self._submit(
-            [("SET", key, start, "NX"), ("INCRBY", key, count)], lambda r: int(r[1]) - count
+            [_eval(_RESERVE_IDS, self.p, count, id_seed(time.time()), MAX_MESSAGE_ID, MAX_ID_PROBES)],
+            lambda r: int(r[0]),
         )
         return first
 

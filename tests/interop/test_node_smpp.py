@@ -105,11 +105,13 @@ def test_bind_submit_receipt_silent_enquire_links_unbind(
 
 
 def test_wrong_password_is_refused(node_smpp: list[str], bridge: RunningBridge) -> None:
-    """node-smpp decodes the refusal: its status and our system_id."""
+    """Our refused bind_resp keeps its system_id; node-smpp parses it, status and
+    all, and the socket stays healthy."""
     report = run_driver(node_smpp, bridge, [], allow_errors=True, password=WRONG_PASSWORD)
     assert report["errors"] == ["bind refused"]
     bind = report["bind"]
     assert (bind["command"], bind["command_status"], bind["system_id"]) == ("bind_transceiver_resp", 0x0E, "SMPPBRIDGE")
+    assert report["closed_early"] is False
 
 
 def test_automatic_codings_reach_the_provider(node_smpp: list[str], bridge: RunningBridge, tmp_path: Path) -> None:
@@ -171,3 +173,11 @@ def test_enquire_link_starts_right_after_bind(node_smpp: list[str], start: Calla
     assert report["bind"]["command_status"] == 0
     assert report["errors"] == []
     assert report["server_enquire_links"] >= 1
+
+
+def test_v50_bind_is_told_rinvdcs(node_smpp: list[str], bridge: RunningBridge) -> None:
+    """node-smpp binds as v5.0, so an unsendable data_coding is ESME_RINVDCS (0x104)
+    for it (v3.3/v3.4 binds get ESME_RSUBMITFAIL) and it decodes that."""
+    messages = [{"destination_addr": "4917000001", "short_message": "x", "data_coding": 2}]
+    report = run_driver(node_smpp, bridge, messages, receipts=0)
+    assert [s["command_status"] for s in report["submits"]] == [0x104]

@@ -177,7 +177,8 @@ def test_bind_submit_receipt_enquire_link_unbind(
 
 
 def test_wrong_password_is_refused(start: Callable[..., RunningBridge], apps: Callable[[int], SmpplibApp]) -> None:
-    """smpplib raises PDUError with the status it read; the answer carries our system_id."""
+    """smpplib raises PDUError with the status it read; the answer carries our
+    system_id, and the connection stays usable for a bind with the right password."""
     app = apps(start().smpp_port)
     with pytest.raises(smpplib.exceptions.PDUError) as refused:
         app.bind(password=WRONG_PASSWORD)
@@ -185,6 +186,7 @@ def test_wrong_password_is_refused(start: Callable[..., RunningBridge], apps: Ca
     [answer] = app.client.read
     assert (answer.command, answer.status, answer.system_id) == ("bind_transceiver_resp", 0x0E, b"SMPPBRIDGE")
     assert app.client.state == smpplib.consts.SMPP_CLIENT_STATE_OPEN
+    assert app.bind().status == 0
 
 
 @pytest.mark.parametrize(

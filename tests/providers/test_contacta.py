@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.config import ConfigError, ContactaProvider
-from bridge.core.message import Message
+from bridge.core.message import Lifecycle, Message
 from bridge.providers.base import Outcome
 from bridge.providers.contacta import (
     ERRORS,
@@ -283,14 +283,14 @@ def test_receipt_states_row_by_row(name: str) -> None:
 
 async def test_resume_rearms_receipts_from_created_at() -> None:
     """After a restart: receipts already due go out at once, in due order; a message
-    already in the receipt state is not reported again."""
+    already final is not reported again."""
     sink = Reports()
     provider = Contacta("contacta", settings(receipt_timeout=600, receipt_state="DELIVRD"), sink.context())
     await provider.start()
     try:
         late, early, done = message(created_at=200.0), message(created_at=100.0), message(created_at=50.0)
         late.provider_ids, early.provider_ids, done.provider_ids = ["late"], ["early"], ["done"]
-        done.state = MessageState.DELIVERED
+        done.state, done.lifecycle = MessageState.DELIVERED, Lifecycle.FINAL
         await provider.resume([late, early, done])
         reports = await sink.wait_for(2)
     finally:
