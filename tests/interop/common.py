@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.records import simulator_records
+
 # The account every client binds with (tests/interop/conftest.py: interop_bridge).
 SYSTEM_ID = "esme1"
 PASSWORD = "secret1"
@@ -47,6 +49,29 @@ def seed_next_id(database: Path, first: int) -> None:
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (first,))
     db.close()
+
+
+def account(system_id: str = SYSTEM_ID, password: str = PASSWORD, message_id_format: str = "decimal") -> dict[str, Any]:
+    """An [[accounts]] entry for local clients, routed to the simulator `sim`, unthrottled."""
+    return {
+        "system_id": system_id,
+        "password": password,
+        "allowed_networks": ["127.0.0.0/8"],
+        "throughput": 0,
+        "route": "sim",
+        "message_id_format": message_id_format,
+    }
+
+
+def provider_records(tmp_path: Path) -> list[dict[str, Any]]:
+    """What the simulator of `interop_bridge` accepted (tests/interop/conftest.py)."""
+    return simulator_records(tmp_path / "records.jsonl")
+
+
+def assert_provider_got(tmp_path: Path, to: str, text: str, flash: bool = False) -> None:
+    """The simulator accepted exactly one message: this one, from SENDER, whole."""
+    [record] = provider_records(tmp_path)
+    assert (record["to"], record["from"], record["text"], record["flash"]) == (to, SENDER, text, flash)
 
 
 def run_json_driver(command: list[str], spec: dict[str, Any], timeout: float = 30) -> Any:

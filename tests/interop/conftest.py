@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.common import PASSWORD, SYSTEM_ID, require
+from tests.interop.common import account, require
 from tests.interop.kannel import kannel_binaries
 from tests.support.running import RunningBridge
 
@@ -84,15 +84,8 @@ def interop_bridge(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -
     tests.support.records)."""
 
     def start(message_id_format: str = "decimal", **smpp: Any) -> RunningBridge:
-        account = {
-            "system_id": SYSTEM_ID,
-            "password": PASSWORD,
-            "allowed_networks": ["127.0.0.0/8"],
-            "throughput": 0,
-            "route": "sim",
-            "message_id_format": message_id_format,
-        }
         simulator = {"type": "simulator", "delivery_delay": 0.05, "record_path": str(tmp_path / "records.jsonl")}
-        return start_bridge(accounts=[account], providers={"sim": simulator}, smpp=smpp)
+        accounts = [account(message_id_format=message_id_format)]
+        return start_bridge(accounts=accounts, providers={"sim": simulator}, smpp=smpp)
 
     return start

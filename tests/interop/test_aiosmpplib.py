@@ -33,11 +33,12 @@ from tests.interop.common import (
     SENDER,
     SYSTEM_ID,
     WRONG_PASSWORD,
+    assert_provider_got,
     destination,
+    provider_records,
     python_client,
     receipt_fields,
 )
-from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
 
 pytestmark = pytest.mark.interop
@@ -183,8 +184,7 @@ async def test_submit_with_receipt(interop_bridge: Callable[..., RunningBridge],
     assert receipt.parse_receipt()["stat"] == "DELIVRD"
     assert (receipt.source.number, receipt.destination.number) == (destination(1), SENDER)
     assert receipt_fields(receipt.short_message)["text"] == "Price 5? ?home"  # ASCII-safe: no € and no @ (0x00 in GSM)
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["to"], record["from"], record["text"], record["flash"]) == (destination(1), SENDER, text, False)
+    assert_provider_got(tmp_path, destination(1), text)
 
 
 async def test_refused_submit(interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ async def test_refused_submit(interop_bridge: Callable[..., RunningBridge], tmp_
         await hook.wait(lambda: "refused" in hook.responses())
     resp = hook.responses()["refused"]
     assert (resp.command_status, resp.message_id) == (SmppCommandStatus.ESME_RINVDSTADR, "")
-    assert simulator_records(tmp_path / "records.jsonl") == []
+    assert provider_records(tmp_path) == []
 
 
 async def test_query_sm_answer_is_left_alone(interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
@@ -215,8 +215,7 @@ async def test_flash_by_dest_addr_subunit(interop_bridge: Callable[..., RunningB
         await esme.broker.enqueue(submit(destination(2), "Code 4711", "flash", optional_params=flash))
         await hook.wait(lambda: hook.receipts())
     assert hook.receipts()[0].log_id == "flash"
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["text"], record["flash"]) == ("Code 4711", True)
+    assert_provider_got(tmp_path, destination(2), "Code 4711", flash=True)
 
 
 @pytest.mark.parametrize(
@@ -237,8 +236,7 @@ async def test_long_message(
     assert hook.responses()["long"].command_status is SmppCommandStatus.ESME_ROK
     [receipt] = hook.receipts()  # after the receipts of every part, if it was split
     assert receipt.log_id == "long"
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert record["text"] == text
+    assert_provider_got(tmp_path, destination(3), text)
 
 
 async def test_transmitter_and_receiver_pair(interop_bridge: Callable[..., RunningBridge]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.common import WRONG_PASSWORD, seed_next_id
+from tests.interop.common import WRONG_PASSWORD, account, seed_next_id
 from tests.interop.kannel import DlrCall, DlrServer, Kannel, KannelLog, KannelSettings, wait_until
 from tests.support.records import simulator_records
 from tests.support.running import RunningBridge, make_config
@@ -124,17 +124,10 @@ class KannelRun:
 
 
 def bridge_config(directory: Path, scenario: Scenario) -> Any:
-    account = {
-        "system_id": SYSTEM_ID,
-        "password": PASSWORD,
-        "allowed_networks": ["127.0.0.0/8"],
-        "throughput": 0,
-        "route": "sim",
-        "message_id_format": scenario.id_format,
-    }
+    kannel_account = account(SYSTEM_ID, PASSWORD, scenario.id_format)
     # delivery_delay keeps the final report clearly after the SMSC ack (type 8).
     simulator = {"type": "simulator", "delivery_delay": 0.5, "record_path": str(directory / "records.jsonl")}
-    return make_config(directory, accounts=[account], providers={"sim": simulator})
+    return make_config(directory, accounts=[kannel_account], providers={"sim": simulator})
 
 
 def send(kannel: Kannel, dlr: DlrServer, tag: str, message: Outgoing) -> None:

@@ -26,10 +26,11 @@ from tests.interop.common import (
     SENDER,
     SYSTEM_ID,
     WRONG_PASSWORD,
+    assert_provider_got,
     destination,
+    provider_records,
     receipt_fields,
 )
-from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
 
 pytestmark = pytest.mark.interop
@@ -108,13 +109,7 @@ def test_submit_with_receipt(libsmpp34_esme: str, interop_bridge: Callable[..., 
         "Hello from C",
     )
 
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["to"], record["from"], record["text"], record["flash"]) == (
-        destination(1),
-        SENDER,
-        "Hello from C",
-        False,
-    )
+    assert_provider_got(tmp_path, destination(1), "Hello from C")
 
 
 def test_refused_submit(libsmpp34_esme: str, interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
@@ -124,7 +119,7 @@ def test_refused_submit(libsmpp34_esme: str, interop_bridge: Callable[..., Runni
     [resp] = result.responses("SUBMIT_SM_RESP")
     assert (resp["command_status"], resp["message_id"]) == (0x0B, "")  # ESME_RINVDSTADR
     assert result.of("deliver_sm") == []
-    assert simulator_records(tmp_path / "records.jsonl") == []
+    assert provider_records(tmp_path) == []
 
 
 def test_query_of_an_unknown_id(libsmpp34_esme: str, interop_bridge: Callable[..., RunningBridge]) -> None:
@@ -147,8 +142,7 @@ def test_flash_by_data_coding(
     [resp] = result.responses("SUBMIT_SM_RESP")
     [receipt] = result.of("deliver_sm")
     assert receipt["receipted_message_id"] == resp["message_id"]
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["text"], record["flash"]) == ("Code 4711", True)
+    assert_provider_got(tmp_path, destination(2), "Code 4711", flash=True)
 
 
 def test_long_message_with_udh(
@@ -162,8 +156,7 @@ def test_long_message_with_udh(
     ids = sorted(r["message_id"] for r in responses)
     assert len(set(ids)) == 2
     assert sorted(d["receipted_message_id"] for d in result.of("deliver_sm")) == ids
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert record["text"] == LONG_TEXT
+    assert_provider_got(tmp_path, destination(3), LONG_TEXT)
 
 
 def test_transmitter_and_receiver_pair(libsmpp34_esme: str, interop_bridge: Callable[..., RunningBridge]) -> None:

@@ -23,11 +23,12 @@ from tests.interop.common import (
     SENDER,
     SYSTEM_ID,
     WRONG_PASSWORD,
+    assert_provider_got,
     destination,
+    provider_records,
     receipt_fields,
     run_json_driver,
 )
-from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
 
 pytestmark = pytest.mark.interop
@@ -104,13 +105,7 @@ def test_submit_with_receipt(net_smpp: list[str], interop_bridge: Callable[..., 
         "Hello from Perl",
     )
 
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["to"], record["from"], record["text"], record["flash"]) == (
-        destination(1),
-        SENDER,
-        "Hello from Perl",
-        False,
-    )
+    assert_provider_got(tmp_path, destination(1), "Hello from Perl")
 
 
 def test_refused_submit(net_smpp: list[str], interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
@@ -124,7 +119,7 @@ def test_refused_submit(net_smpp: list[str], interop_bridge: Callable[..., Runni
     )
     assert report["deliver_sms"] == []
     assert report["unbind_resp"]["command_status"] == 0
-    assert simulator_records(tmp_path / "records.jsonl") == []
+    assert provider_records(tmp_path) == []
 
 
 def test_query_of_an_unknown_id(net_smpp: list[str], interop_bridge: Callable[..., RunningBridge]) -> None:
@@ -146,8 +141,7 @@ def test_flash_by_data_coding(
     report = run(net_smpp, interop_bridge(), messages=[message], receipts=1)
     assert report["submits"][0]["command_status"] == 0
     assert receipt_id(report["deliver_sms"][0]) == report["submits"][0]["message_id"]
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["text"], record["flash"]) == ("Code 4711", True)
+    assert_provider_got(tmp_path, destination(2), "Code 4711", flash=True)
 
 
 def test_long_message_with_udh(
@@ -159,8 +153,7 @@ def test_long_message_with_udh(
     ids = [r["message_id"] for r in report["submits"]]
     assert len(set(ids)) == 2  # each part has its own message_id and, asked for, its own receipt
     assert sorted(receipt_id(d) for d in report["deliver_sms"]) == sorted(ids)
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert record["text"] == LONG_TEXT
+    assert_provider_got(tmp_path, destination(3), LONG_TEXT)
 
 
 def test_transmitter_and_receiver_pair(net_smpp: list[str], interop_bridge: Callable[..., RunningBridge]) -> None:

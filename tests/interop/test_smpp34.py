@@ -27,12 +27,13 @@ from tests.interop.common import (
     SENDER,
     SYSTEM_ID,
     WRONG_PASSWORD,
+    assert_provider_got,
     destination,
+    provider_records,
     python_client,
     receipt_fields,
     run_json_driver,
 )
-from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
 
 pytestmark = pytest.mark.interop
@@ -131,13 +132,7 @@ def test_submit_with_receipt(
         "Hello from smpp34",
     )
     assert report["unbound"] is True
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["to"], record["from"], record["text"], record["flash"]) == (
-        destination(1),
-        SENDER,
-        "Hello from smpp34",
-        False,
-    )
+    assert_provider_got(tmp_path, destination(1), "Hello from smpp34")
 
 
 def test_refused_submit(smpp34_esme: list[str], interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
@@ -145,7 +140,7 @@ def test_refused_submit(smpp34_esme: list[str], interop_bridge: Callable[..., Ru
     report = run(smpp34_esme, interop_bridge().smpp_port, messages=[message])
     assert report["submits"] == [{"message_id": None, "command_status": 0x0B, "is_success": False}]  # ESME_RINVDSTADR
     assert report["unbound"] is True
-    assert simulator_records(tmp_path / "records.jsonl") == []
+    assert provider_records(tmp_path) == []
 
 
 def test_flash_by_data_coding(
@@ -155,8 +150,7 @@ def test_flash_by_data_coding(
     message = {"destination_addr": destination(2), "text": "Code 4711", "data_coding": 0xF0, "registered_delivery": 1}
     report = run(smpp34_esme, interop_bridge().smpp_port, messages=[message], receipts=1)
     assert receipt_id(report["deliver_sms"][0]) == report["submits"][0]["message_id"]
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert (record["text"], record["flash"]) == ("Code 4711", True)
+    assert_provider_got(tmp_path, destination(2), "Code 4711", flash=True)
 
 
 def test_long_message_with_sar(
@@ -171,8 +165,7 @@ def test_long_message_with_sar(
     ids = sorted(s["message_id"] for s in report["submits"])
     assert len(set(ids)) == 2
     assert sorted(receipt_id(d) for d in report["deliver_sms"]) == ids
-    [record] = simulator_records(tmp_path / "records.jsonl")
-    assert record["text"] == "".join(LONG_PARTS)
+    assert_provider_got(tmp_path, destination(3), "".join(LONG_PARTS))
 
 
 def test_transmitter_and_receiver_pair(smpp34_esme: list[str], interop_bridge: Callable[..., RunningBridge]) -> None:
