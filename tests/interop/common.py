@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -83,17 +82,13 @@ def run_json_driver(command: list[str], spec: dict[str, Any], timeout: float = 3
 
 
 def require(available: bool, what: str, how: str) -> None:
-    """Skip (outside CI) or fail (CI set) unless `available`."""
-    if available:
-        return
-    message = f"{what} is missing: {how}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set, so the interop tests must run)", pytrace=False)
-    pytest.skip(message, allow_module_level=True)
+    """Skip unless `available` (under CI a skip fails: tests/conftest.py)."""
+    if not available:
+        pytest.skip(f"{what} is missing: {how}", allow_module_level=True)
 
 
 def python_client(module: str, requirement: str) -> ModuleType:
-    """Import a client library of the `test` extra (skip/fail as `require` does)."""
+    """Import a client library of the `test` extra (skip as `require` does)."""
     try:
         return importlib.import_module(module)
     except ImportError:

@@ -4,8 +4,8 @@ The clients come from the environment: Debian's `kannel` (bearerbox, smsbox),
 `libnet-smpp-perl` (Net::SMPP) and `libsmpp34-dev` (built into a small C driver with
 the system's gcc), node with `npm ci --prefix tests/interop/node` (node-smpp 0.5.1),
 and the `test` extra's smpplib, aiosmpplib and smpp34; .ci/run installs them all.
-Outside CI a missing one skips its tests with the reason; with CI set it fails
-them, so an interop run can never pass by testing nothing.
+A missing one skips its tests with the reason, and under CI a skip fails
+(tests/conftest.py), so an interop run can never pass by testing nothing.
 """
 
 from __future__ import annotations
