@@ -38,6 +38,21 @@ def submit_sm(sequence: int, **overrides: Any) -> Pdu:
     return Pdu(Command.SUBMIT_SM, sequence, 0, params, tlvs)
 
 
+def submit_multi(sequence: int, destinations: list[tuple[int, int, str]], **overrides: Any) -> Pdu:
+    params: dict[str, Any] = {
+        "source_addr_ton": 1,
+        "source_addr_npi": 1,
+        "source_addr": "12345",
+        "dest_addresses": [
+            {"dest_flag": 1, "dest_addr_ton": ton, "dest_addr_npi": npi, "destination_addr": addr}
+            for ton, npi, addr in destinations
+        ],
+        "short_message": b"Hello",
+        **overrides,
+    }
+    return Pdu(Command.SUBMIT_MULTI, sequence, 0, params)
+
+
 def header(length: int, command_id: int, status: int, sequence: int) -> bytes:
     return b"".join(value.to_bytes(4, "big") for value in (length, command_id, status, sequence))
 
@@ -65,19 +80,7 @@ def test_query_sm_for_an_unknown_id(esme: Esme) -> None:
 
 
 def test_submit_multi_resp_with_an_error_keeps_message_id_and_no_unsuccess(esme: Esme) -> None:
-    multi = Pdu(
-        Command.SUBMIT_MULTI,
-        502,
-        0,
-        {
-            "source_addr_ton": 1,
-            "source_addr_npi": 1,
-            "source_addr": "12345",
-            "dest_addresses": [{"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "49170"}],
-            "protocol_id": 0x40,
-            "short_message": b"Hello",
-        },
-    )
+    multi = submit_multi(502, [(1, 1, "49170")], protocol_id=0x40)
     assert esme.exchange_bytes(multi) == header(18, 0x80000021, 0x45, 502) + b"\x00\x00"
 
 
@@ -138,21 +141,7 @@ def test_reserved_ton_and_npi(esme: Esme, overrides: dict[str, int], status: int
 
 
 def test_reserved_ton_of_one_submit_multi_destination(esme: Esme) -> None:
-    multi = Pdu(
-        Command.SUBMIT_MULTI,
-        521,
-        0,
-        {
-            "source_addr_ton": 1,
-            "source_addr_npi": 1,
-            "source_addr": "12345",
-            "dest_addresses": [
-                {"dest_flag": 1, "dest_addr_ton": 9, "dest_addr_npi": 1, "destination_addr": "4917000001"},
-                {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": DESTINATION},
-            ],
-            "short_message": b"Hello",
-        },
-    )
+    multi = submit_multi(521, [(9, 1, "4917000001"), (1, 1, DESTINATION)])
     frame = esme.exchange_bytes(multi)
     assert frame[4:16] == bytes.fromhex("80000021 00000000 00000209")
     end = frame.index(b"\x00", 16)
@@ -351,3 +340,24 @@ def test_query_sm_reports_a_final_state_with_its_final_date(esme: Esme) -> None:
     answer = esme.exchange(query)
     assert answer.params["message_state"] == 2
     assert re.fullmatch(r"\d{13}00\+", answer.params["final_date"])  # YYMMDDhhmmss t 00 +
+
+
+# -- 13. our unbind while answers are owed ------------------------------------------------
+
+
+def test_answers_owed_when_we_unbind_still_arrive(start_bridge: Callable[..., RunningBridge]) -> None:
+    bridge = start_bridge(providers={"sim": {"type": "simulator", "delivery_delay": 0.05, "latency": 1.0}})
+    assert bridge.bridge is not None
+    smsc, server = bridge.bridge.smsc, bridge.bridge.server
+    client = bound(bridge)
+    try:
+        client.send_raw(encode_pdu(submit_sm(590)))
+        wait_for(lambda: bridge.run(lambda: smsc.in_flight) == 1)  # the HTTP call is under way
+        bridge.run(server.unbind_all)  # what shutdown does
+        # The client answers our unbind while it waits; the submit_sm_resp still comes.
+        answer = client.read_raw_until(590)
+        assert client.unbinds == 1
+        assert (answer.command, answer.status) == (Command.SUBMIT_SM_RESP, Status.ESME_ROK)
+        assert client.closed_by_peer()
+    finally:
+        client.close()

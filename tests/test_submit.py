@@ -160,6 +160,11 @@ def test_data_coding_refusal_depends_on_the_bind_version(
         )
     finally:
         client.close()
+    # the metric counts what the ESME was told
+    told, other = ("ESME_RSUBMITFAIL", "ESME_RINVDCS") if status == 0x45 else ("ESME_RINVDCS", "ESME_RSUBMITFAIL")
+    exposition = bridge.call(_scrape(bridge))
+    assert f'command_status="{told}"' in exposition
+    assert f'command_status="{other}"' not in exposition
 
 
 def test_validity_period_is_accepted_and_ignored(esme: Esme) -> None:

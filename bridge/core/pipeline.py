@@ -42,7 +42,7 @@ from bridge.smpp.receipt import ascii_safe
 from bridge.smpp.text import Charset, TextError, coding_of, decode_text, ia5_charset
 from bridge.smpp.times import format_smpp_time, parse_smpp_time
 from bridge.smpp.udh import Segment, split_payload
-from bridge.smpp.versions import id_format_for, receipt_kind_allowed
+from bridge.smpp.versions import id_format_for, receipt_kind_allowed, status_for
 from bridge.store.base import Store, StoreUnavailable
 
 PREVIEW_CHARS = 20
@@ -162,7 +162,7 @@ class Pipeline:
                 self._submit_children,
                 account.system_id,
                 answer.provider,
-                status_name(answer.status),
+                status_name(status_for(answer.status, conn.session.interface_version)),  # what was sent
                 "true" if answer.flash else "false",
             ).inc()
             labels(self._metrics.submit_duration, self._duration_children, account.system_id).observe(

@@ -893,29 +893,29 @@ def test_max_pdus_takes_a_bounded_share_and_keeps_the_rest() -> None:
     ("version", "expected"),
     [
         # 0x104 ESME_RINVDCS is v5.0 only; v3.3/v3.4 binds are told 0x45 ESME_RSUBMITFAIL.
-        (0x33, "00000010 80000004 00000045 000003e9"),
-        (0x34, "00000010 80000004 00000045 000003e9"),
-        (0x49, "00000010 80000004 00000045 000003e9"),
-        (0x50, "00000010 80000004 00000104 000003e9"),
+        (0x33, "00000010 80000004 00000045"),
+        (0x34, "00000010 80000004 00000045"),
+        (0x49, "00000010 80000004 00000045"),
+        (0x50, "00000010 80000004 00000104"),
     ],
 )
 def test_rinvdcs_only_to_v50_binds(version: int, expected: str) -> None:
     peer = Peer()
     peer.bind(State.BOUND_TRX, interface_version=version)
-    peer._sequence = 1000
-    _, (event,) = peer.request(Command.SUBMIT_SM)
+    sequence, (event,) = peer.request(Command.SUBMIT_SM)
     assert isinstance(event, RequestReceived)
     peer.session.respond(event.pdu, Status.ESME_RINVDCS)
-    assert peer.session.data_to_send() == bytes.fromhex(expected)
+    assert peer.session.data_to_send() == bytes.fromhex(expected) + sequence.to_bytes(4, "big")
 
 
 def test_refused_bind_carries_our_system_id() -> None:
     # Kept on purpose (README): some decoders need it to report the refusal cleanly.
     peer = Peer()
-    _, (event,) = peer.request(Command.BIND_TRANSCEIVER)
+    sequence, (event,) = peer.request(Command.BIND_TRANSCEIVER)
     assert isinstance(event, BindRequested)
     peer.session.reject_bind(event.pdu, Status.ESME_RINVPASWD, "SMSC")
-    assert peer.session.data_to_send() == bytes.fromhex("00000015 80000009 0000000e 000003e9") + b"SMSC\x00"
+    expected = bytes.fromhex("00000015 80000009 0000000e") + sequence.to_bytes(4, "big") + b"SMSC\x00"
+    assert peer.session.data_to_send() == expected
 
 
 @pytest.mark.parametrize(
