@@ -321,7 +321,12 @@ class FlashSmsProvider(ProviderBase):
     api_key: SecretStr
     sender: str = Field("", description="senderId when source_addr is not allowed; empty = the first approved one")
     poll_interval: float = Field(30, gt=0, description="seconds from send to the first status poll")
-    requests_per_minute: int = Field(100, ge=1, description="API requests per minute (sends and polls together)")
+    requests_per_minute: int = Field(
+        100, ge=1, description="API requests (sends and polls together) in any rate_window seconds, at most"
+    )
+    rate_window: float = Field(
+        60, gt=0, description="seconds requests_per_minute counts over (60: document 002's minute; tests shorten it)"
+    )
     max_recipients: int = Field(
         1000, ge=1, le=1000, description="FlashSMS's per-request cap; each message is sent to its one destination"
     )

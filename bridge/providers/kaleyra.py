@@ -42,7 +42,7 @@ from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
     HttpClient,
-    RateLimiter,
+    RequestWindow,
     refusal,
     refused_by_status,
     retry_after,
@@ -288,7 +288,7 @@ class Kaleyra(Provider):
         self.status_url = f"{base}/status"
         extra = {str(key): names for key, names in settings.callback_fields.items()}
         self._callback_names = {key: (*extra.get(key, ()), *names) for key, names in CALLBACK_FIELDS.items()}
-        self._poll_rate = RateLimiter(settings.poll_requests_per_minute, 60.0)
+        self._poll_rate = RequestWindow(settings.poll_requests_per_minute, 60.0)
         self._schedule = PollSchedule(context.clock, settings.poll_interval, settings.poll_interval_max)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -477,8 +477,8 @@ class Kaleyra(Provider):
                 live.append(provider_id)
         if not live:
             return
-        await self._poll_rate.acquire()
-        answer = await self._http.request("GET", self.status_url, params={"message_ids": ",".join(live)})
+        async with self._poll_rate.slot():
+            answer = await self._http.request("GET", self.status_url, params={"message_ids": ",".join(live)})
         if isinstance(answer, SendResult):
             self.log.warning("kaleyra_poll_transport", reason=answer.reason, ids=len(live))
             self._schedule.reschedule(live)

@@ -3,18 +3,22 @@
 Under `/api/v1`: `POST /sms/send`, `GET /sms/status/:id`, `GET /sms/:id/recipients`,
 `GET /sms` (history), `GET /balance`, `POST /sms/estimate`, `GET /sender-ids`.
 Auth by `Authorization: Bearer <key>` or `X-API-Key: <key>`, with scopes (403 when one
-is missing); a token bucket of `rate_limit` requests per minute per key (429 beyond);
-Ghana numbers only (0XXXXXXXXX, 233XXXXXXXXX, +233XXXXXXXXX); messages up to 918
-characters; at most 1,000 recipients; errors as `{"success": false, "error": "<text>"}`.
+is missing); at most `rate_limit` requests in any `rate_window` seconds (60: "100
+requests per minute per API key"), counted exactly over a sliding window, every
+endpoint together (429 beyond); POST bodies as `application/json` with only the
+documented fields; Ghana numbers only (0XXXXXXXXX, 233XXXXXXXXX, +233XXXXXXXXX);
+messages up to 918 characters; at most 1,000 recipients; errors as
+`{"success": false, "error": "<text>"}`.
 
 Recipients go PENDING -> SENT (after `sent_after` s) -> DELIVERED or FAILED (after
 `final_after` s), or stay PENDING with `progress="manual"` until
 `POST /_sim/messages/{id}/status` sets them. Magic numbers (`SEND_ERRORS`, `OUTCOMES`)
 trigger every documented error and outcome; `POST /_sim/fail-next` makes the next
-requests fail. Every API request is recorded in `app["received"]` (bridge.simulators.common).
+requests fail. Every API request is recorded in `app["received"]`
+(bridge.simulators.common), every request refused by the rate limit in `app["throttled"]`.
 
 Defaults for `smpp-bridge simulate flashsms`: key `bms_live_sim_key`, all scopes,
-approved sender ids `FlashSMS` and `MyBrand`, 1,000 credits, 100 requests/minute.
+approved sender ids `FlashSMS` and `MyBrand`, 1,000 credits, 100 requests in any 60 s.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import math
 import os
 import re
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +55,22 @@ ALL_SCOPES = frozenset(
 )
 MAX_CHARS = 918
 MAX_RECIPIENTS = 1000
+# The body parameters document 002 lists for POST /sms/send; anything else is refused.
+SEND_FIELDS = frozenset(
+    {
+        "recipients",
+        "groupId",
+        "groupIds",
+        "contactIds",
+        "sendToAllContacts",
+        "message",
+        "senderId",
+        "campaignName",
+        "isScheduled",
+        "scheduleDate",
+    }
+)
+RATE_LIMITED = "Rate limit exceeded. Please retry later."
 
 # Magic recipient (233 form) -> (HTTP status, error text); 200 = accepted but listed invalid.
 SEND_ERRORS: dict[str, tuple[int, str]] = {
@@ -61,7 +82,7 @@ SEND_ERRORS: dict[str, tuple[int, str]] = {
     "233200000412": (400, "Message contains blocked content"),
     "233200000413": (200, ""),
     "233200000414": (400, "Invalid request parameters"),
-    "233200000429": (429, "Rate limit exceeded. Please retry later."),
+    "233200000429": (429, RATE_LIMITED),
     "233200000500": (500, "Internal server error"),
 }
 HANG_NUMBER = "233200000408"  # answers only when the client has given up (a read timeout)
@@ -129,6 +150,7 @@ def make_app(
     senders: Iterable[str] = ("FlashSMS", "MyBrand"),
     balance: int = 1000,
     rate_limit: int = 100,
+    rate_window: float = 60.0,
     sent_after: float = 0.5,
     final_after: float = 1.5,
     progress: str = "time",
@@ -137,14 +159,14 @@ def make_app(
     account_name: str = "Simulated Account",
 ) -> web.Application:
     """Options: `api_key`, its `scopes`, approved `senders`, starting `balance` (credits),
-    `rate_limit` requests per minute per key, `sent_after`/`final_after` seconds from
+    `rate_limit` requests in any `rate_window` seconds per key, `sent_after`/`final_after` seconds from
     PENDING to SENT and to the final status, `progress` "time" or "manual" (statuses
     change only through /_sim/), `all_invalid` "400" (no valid recipient -> HTTP 400) or
     "200" (accepted with recipientsSent 0), `retry_after` header on 429 (None = none)."""
-    app = make_double(state={"messages": {}, "account": {"balance": balance}})
+    app = make_double(records={"throttled": []}, state={"messages": {}, "account": {"balance": balance}})
     granted = frozenset(scopes)
     approved = list(senders)
-    bucket = {"tokens": float(rate_limit), "at": time.monotonic()}
+    arrivals: dict[str, deque[float]] = {}  # per API key: when its recent requests came
 
     def fail(status: int, text: str, retry: int | None = None) -> web.Response:
         headers = {"Retry-After": str(retry)} if retry else None
@@ -153,13 +175,16 @@ def make_app(
     def ok(data: Any) -> web.Response:
         return web.json_response({"success": True, "data": data})
 
-    def throttled() -> bool:
+    def throttled(key: str) -> bool:
+        """True when `key` already made `rate_limit` requests in the last `rate_window`
+        seconds (an exact sliding window); a refused request does not count."""
         now = time.monotonic()
-        bucket["tokens"] = min(rate_limit, bucket["tokens"] + (now - bucket["at"]) * rate_limit / 60.0)
-        bucket["at"] = now
-        if bucket["tokens"] < 1:
+        recent = arrivals.setdefault(key, deque())
+        while recent and recent[0] <= now - rate_window:
+            recent.popleft()
+        if len(recent) >= rate_limit:
             return True
-        bucket["tokens"] -= 1
+        recent.append(now)
         return False
 
     def guard(scope: str) -> Callable[[Callable[[web.Request], Awaitable[web.Response]]], Any]:
@@ -173,10 +198,13 @@ def make_app(
                     return fail(401, "Missing API key")
                 if key != api_key:
                     return fail(401, "Invalid or expired API key")
-                if throttled():
-                    return fail(429, "Rate limit exceeded. Please retry later.", retry_after)
+                if throttled(key):
+                    app["throttled"].append({"path": request.path, "at": time.time()})
+                    return fail(429, RATE_LIMITED, retry_after)
                 if scope not in granted:
                     return fail(403, f"API key lacks the required permission: {scope}")
+                if request.method == "POST" and request.content_type != "application/json":
+                    return fail(400, "Content-Type must be application/json")
                 fault = next_fault(app)
                 await hold(app, fault.delay)
                 if fault.status:
@@ -220,6 +248,9 @@ def make_app(
             return fail(400, "Invalid JSON body")
         if not isinstance(body, dict):
             return fail(400, "Invalid JSON body")
+        unknown = sorted(set(body) - SEND_FIELDS)
+        if unknown:
+            return fail(400, f"Unknown parameter: {unknown[0]}")
         message = body.get("message")
         if not isinstance(message, str) or not message.strip():
             return fail(400, "message is required")
