@@ -4,7 +4,7 @@ over real HTTP on 127.0.0.1 against the Kaleyra simulator."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -24,6 +24,7 @@ from bridge.providers.kaleyra import (
     KALEYRA_TRACES,
     KALEYRA_UNKNOWN_ERROR,
     Kaleyra,
+    form_fields,
     map_report,
     normalise_status,
     parse_send_answer,
@@ -39,6 +40,7 @@ KEY = "kaleyra-test-key"
 TOKEN = "cb-token-0123456789"
 PUBLIC_URL = "http://127.0.0.1:9"  # the discard port: simulator callbacks in these tests go nowhere
 CALLBACK_URL = f"{PUBLIC_URL}/callbacks/kaleyra/{TOKEN}"
+PROFILE = "IN_09b3"
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -51,7 +53,9 @@ def kaleyra_settings(**overrides: Any) -> KaleyraSettings:
         "sid": SID,
         "api_key": KEY,
         "sender": "KLRHXA",
+        "sms_type": "TXN",
         "callback_token": TOKEN,
+        "callback_profile_id": PROFILE,
         "poll_interval": 0,
     }
     settings: KaleyraSettings = provider_settings("kaleyra", values | overrides)
@@ -99,64 +103,126 @@ def test_max_parts_refuses_long_text_before_sending() -> None:
 
 
 def test_request_fields_for_a_gsm_message() -> None:
+    """/sms takes ref_custom (a list) and callback_profile_id (PROVIDERS.md 3.1)."""
     fields = connector().build_request(make_message(text="Hello [world]", message_id=987))
-    callback = CALLBACK_URL
     assert fields == {
         "to": "+919876543210",
         "sender": "KLRHXA",
         "type": "TXN",
         "body": "Hello [world]",
-        "ref": "987",
-        "callback": json.dumps({"url": callback, "method": "POST"}, separators=(",", ":")),
+        "ref_custom": ["987"],
+        "callback_profile_id": "IN_09b3",
     }
 
 
-def test_unicode_and_flash_flags() -> None:
+def test_unicode_and_flash_flags_are_json_integers() -> None:
     fields = connector().build_request(make_message(text="Привет", flash=True))
-    assert fields["unicode"] == "1"
-    assert fields["flash"] == "1"
+    assert (fields["unicode"], fields["flash"]) == (1, 1)
     plain = connector().build_request(make_message(text="Hi €"))
     assert "unicode" not in plain and "flash" not in plain
 
 
-def test_json_body_carries_numbers_and_objects() -> None:
-    fields = connector(body_format="json", reference_field="ref_custom").build_request(
-        make_message(text="ж", flash=True, message_id=5)
-    )
-    assert fields["flash"] == 1 and fields["unicode"] == 1
-    assert fields["ref_custom"] == ["5"]
-    assert fields["callback"] == {"url": CALLBACK_URL, "method": "POST"}
+def test_the_form_body_flattens_the_same_parameters() -> None:
+    kaleyra = connector(endpoint="messages", callback_profile_id="", body_format="form")
+    fields = form_fields(kaleyra.build_request(make_message(text="ж", flash=True, message_id=5)))
+    assert fields == {
+        "to": "+919876543210",
+        "sender": "KLRHXA",
+        "type": "TXN",
+        "body": "ж",
+        "flash": "1",
+        "unicode": "1",
+        "ref": "5",
+        "callback": '{"url":"http://127.0.0.1:9/callbacks/kaleyra/cb-token-0123456789","method":"POST"}',
+    }
+    assert form_fields({"ref_custom": ["5", "6"]}) == {"ref_custom": "5,6"}
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"callback_mode": "url"}, {"callback": CALLBACK_URL}),
-        ({"callback_mode": "profile", "callback_profile_id": "IN_09b3"}, {"callback_profile_id": "IN_09b3"}),
-        ({"callback_mode": "none"}, {}),
+        ({}, {"callback_profile_id": "IN_09b3"}),
+        ({"callback_profile_id": "", "poll_interval": 60}, {}),
+        ({"endpoint": "messages", "callback_profile_id": ""}, {"callback": {"url": CALLBACK_URL, "method": "POST"}}),
         (
-            {"callback_method": "GET"},
-            {"callback": json.dumps({"url": CALLBACK_URL, "method": "GET"})},
+            {"endpoint": "messages", "callback_profile_id": "", "callback_method": "GET"},
+            {"callback": {"url": CALLBACK_URL, "method": "GET"}},
         ),
+        ({"endpoint": "messages", "callback_mode": "profile"}, {"callback_profile_id": "IN_09b3"}),
     ],
 )
-def test_callback_parameter_forms(overrides: dict[str, Any], expected: dict[str, str]) -> None:
+def test_callback_parameters_per_endpoint(overrides: dict[str, Any], expected: dict[str, Any]) -> None:
     fields = connector(**overrides).build_request(make_message())
-    got = {k: v for k, v in fields.items() if k.startswith("callback")}
-    if "callback" in got and got["callback"].startswith("{"):
-        got["callback"] = json.loads(got["callback"])
-        expected = {"callback": json.loads(expected["callback"])}
-    assert got == expected
+    assert {k: v for k, v in fields.items() if k.startswith("callback")} == expected
 
 
-def test_profile_mode_needs_a_profile_id() -> None:
-    with pytest.raises(ConfigError, match="callback_profile_id"):
-        kaleyra_settings(callback_mode="profile")
+def test_without_callbacks_there_is_no_callback_route() -> None:
+    assert connector(callback_profile_id="", poll_interval=60).callback_token() is None
+    assert connector().callback_token() == TOKEN
 
 
-@pytest.mark.parametrize(("field", "reference"), [("ref", {"ref": "77"}), ("none", {})])
-def test_reference_field(field: str, reference: dict[str, str]) -> None:
-    fields = connector(reference_field=field).build_request(make_message(message_id=77))
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"callback_mode": "profile", "callback_profile_id": ""}, "callback_profile_id"),
+        ({"callback_mode": "object"}, "callback_mode: the inline callback object is a /messages parameter"),
+        ({"callback_mode": "url"}, "callback_mode"),
+        ({"reference_field": "ref"}, "reference_field: 'ref' is not a parameter of /sms"),
+        ({"endpoint": "messages", "reference_field": "ref_custom"}, "reference_field: 'ref_custom'"),
+        ({"callback_profile_id": "", "poll_interval": 0}, "poll_interval: without callbacks"),
+        ({"callback_token": None}, "callback_token: needed"),
+        ({"sms_type": "TNX"}, "misspells"),
+        ({"sms_type": "DEFAULT", "base_url": "https://api.in.kaleyra.io"}, "sms_type: 'DEFAULT' is not a route type"),
+        ({"sms_type": "MKT", "base_url": "https://api.eu.kaleyra.io"}, "sms_type: 'MKT' is not a route type"),
+        ({"sms_type": "TXN", "base_url": "https://api.na.kaleyra.ai"}, "sms_type: 'TXN'"),
+        ({"sms_type": "PROMO"}, "sms_type: 'PROMO'"),
+        ({"sms_type": None}, "sms_type"),
+    ],
+)
+def test_combinations_the_document_does_not_allow_are_refused_at_load(overrides: dict[str, Any], problem: str) -> None:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    removed = {k: None for k, v in overrides.items() if v is None}
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        kaleyra_settings_without(removed, **values)
+
+
+def kaleyra_settings_without(removed: dict[str, None], **overrides: Any) -> KaleyraSettings:
+    values: dict[str, Any] = {
+        "type": "kaleyra",
+        "base_url": "http://127.0.0.1:9",
+        "sid": SID,
+        "api_key": KEY,
+        "sender": "KLRHXA",
+        "sms_type": "TXN",
+        "callback_token": TOKEN,
+        "callback_profile_id": PROFILE,
+        "poll_interval": 0,
+    } | overrides
+    settings: KaleyraSettings = provider_settings("kaleyra", {k: v for k, v in values.items() if k not in removed})
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("base_url", "sms_type"),
+    [
+        ("https://api.in.kaleyra.io", "TXN"),
+        ("https://api.in.kaleyra.io", "txnd"),
+        ("https://api.ap.kaleyra.io", "DEFAULT"),
+        ("https://api.eu.kaleyra.io/", "OTP"),
+        ("https://api.na.kaleyra.ai", "DEFAULT"),
+        ("http://127.0.0.1:8099", "DEFAULT"),  # not a known pod: any documented type
+    ],
+)
+def test_route_types_of_each_pod(base_url: str, sms_type: str) -> None:
+    assert kaleyra_settings(base_url=base_url, sms_type=sms_type).sms_type == sms_type.upper()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reference"),
+    [({}, {"ref_custom": ["77"]}), ({"endpoint": "messages"}, {"ref": "77"}), ({"reference_field": "none"}, {})],
+)
+def test_reference_field_per_endpoint(overrides: dict[str, Any], reference: dict[str, Any]) -> None:
+    fields = connector(**overrides).build_request(make_message(message_id=77))
     assert {k: v for k, v in fields.items() if k.startswith("ref")} == reference
 
 
@@ -178,6 +244,8 @@ def test_sender_is_source_addr_only_when_allowed(allowed: list[str], source: str
 def test_sms_type_and_endpoint_come_from_the_settings() -> None:
     kaleyra = connector(sms_type="OTP", endpoint="messages", base_url="https://api.in.kaleyra.io/")
     assert kaleyra.build_request(make_message())["type"] == "OTP"
+    assert kaleyra.max_batch == 1  # E404: OTP takes exactly one number
+    assert connector().max_batch == 100  # document 001: not more than 100 numbers in a single API call
     assert kaleyra.send_url == f"https://api.in.kaleyra.io/v1/{SID}/messages"
     assert kaleyra.status_url == f"https://api.in.kaleyra.io/v1/{SID}/messages/status"
 
@@ -400,7 +468,8 @@ async def test_a_callback_for_an_unknown_id_is_answered_200(callback_server: tup
 
 @pytest.fixture
 async def simulator(serve_here: Callable[[web.Application], Awaitable[str]]) -> tuple[web.Application, str]:
-    app = build_simulator("kaleyra", sid=SID, api_key=KEY, sent_delay=0.0, final_delay=0.05)
+    profiles = {PROFILE: {"url": CALLBACK_URL, "method": "POST"}}  # the discard port: callbacks go nowhere
+    app = build_simulator("kaleyra", sid=SID, api_key=KEY, sent_delay=0.0, final_delay=0.05, profiles=profiles)
     return app, await serve_here(app)
 
 
