@@ -468,7 +468,9 @@ class SkycoreProvider(ProviderBase):
         default_factory=list,
         description='source_addr values passed on ("*" = any): digits as `from`, letters as `from-mask`',
     )
-    plus_prefix: bool = Field(False, description="`to` as +digits (the document's examples) instead of digits only")
+    plus_prefix: bool = Field(
+        True, description="`to` as + and the country code (every request example of document 003); false = digits only"
+    )
     max_parts: int = Field(
         10, ge=0, description="longest text in SMS parts (153 GSM / 67 UCS-2 chars each) sent; 0 = no bridge-side limit"
     )

@@ -367,7 +367,10 @@ def test_the_double_checks_like_contacta() -> None:
             (ok, ("contacta", "wrong"), 401, "Your key auth is not valid"),
             ({"phone": "8100001234"}, None, 400, "Missing params"),
             (ok | {"phone": "+528100001234"}, None, 400, "Missing params"),  # not ^\d{10}$
-            (ok | {"msg": "Hi"}, None, 400, "Missing params"),
+            (ok | {"msg": "Hi"}, None, 400, "Missing params"),  # minLength 3
+            (ok | {"msg": "x" * 161}, None, 400, "Missing params"),  # max 160 characters
+            (ok | {"msg": "Привет мир"}, None, 400, "Missing params"),  # "GSM-encoded message"
+            (ok | {"phone": "81000012345"}, None, 400, "Missing params"),  # 11 digits
             (ok | {"phone": "8100001234,8100001235"}, None, 403, "Your account don't have enabled for send multi"),
             (ok, None, 402, "Your account dont have credits availables"),  # 1.5 credits: one SMS only
         ]
@@ -375,6 +378,14 @@ def test_the_double_checks_like_contacta() -> None:
             status, body = call(send, request_body, auth or ("contacta", "contacta-key"))
             assert (status, body["status"], body["error"]) == (http_status, False, True)
             assert body["description"].startswith(text)
+        form = urllib.request.Request(
+            send,
+            data=b"msg=Hello&phone=8100001234",
+            headers={"Authorization": basic_auth("contacta", "contacta-key"), "Content-Type": "text/plain"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:  # POST takes a JSON body only
+            urllib.request.urlopen(form, timeout=5)
+        assert json.loads(refused.value.read())["description"].startswith("Missing params")
         status, body = call(sim.url + "/v2/flash/send?msg=Hello+World%21&phone=8100001234&id=x")
         assert status == 402  # GET works alike (and the credits are still gone)
         assert sim.app["received"][-1]["query"] == {"msg": "Hello World!", "phone": "8100001234", "id": "x"}

@@ -329,6 +329,29 @@ async def test_simulator_endpoints_answer_the_documented_shapes(simulator: tuple
             assert response.status == 401
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"data": '{"recipients": ["0201234567"], "message": "Hi"}'}, "Content-Type must be application/json"),
+        ({"json": {"recipients": ["0201234567"], "message": "Hi", "flash": True}}, "Unknown parameter: flash"),
+        ({"json": {"recipients": ["0201234567"], "message": "a" * 919}}, "Message exceeds maximum length of 918"),
+        ({"json": {"recipients": ["0201234567"] * 1001, "message": "Hi"}}, None),  # duplicates are removed first
+        ({"json": {"recipients": [f"02012{n:05d}" for n in range(1001)], "message": "Hi"}}, "Maximum 1000 recipients"),
+        ({"json": {"recipients": ["4917012345"], "message": "Hi"}}, "No valid recipients"),
+        ({"json": {"recipients": ["0201234567"]}}, "message is required"),
+    ],
+)
+async def test_the_double_refuses_what_document_002_does_not_allow(
+    simulator: tuple[web.Application, str], kwargs: dict[str, Any], error: str | None
+) -> None:
+    _, url = simulator
+    status, body = await sim_call(url, "POST", "/sms/send", **kwargs)
+    if error is None:
+        assert (status, body["data"]["recipientsSent"]) == (200, 1)
+    else:
+        assert (status, body["success"]) == (400, False) and body["error"].startswith(error)
+
+
 async def test_simulator_scopes_and_rate_limit(serve_here: Callable[[web.Application], Awaitable[str]]) -> None:
     app = build_simulator("flashsms", api_key=KEY, scopes=["sms:send"], rate_limit=2, retry_after=9)
     url = await serve_here(app) + "/api/v1"

@@ -69,13 +69,13 @@ def test_body_is_the_documented_json() -> None:
     assert build_body(settings(), message("Hi there")) == {
         "action": "sendsms",
         "message-text": "Hi there",
-        "to": "17743199144",
+        "to": "+17743199144",  # document 003: every request example is "to": "+10000000001"
         "from": "60856",
     }
 
 
 def test_body_with_every_optional_field() -> None:
-    s = settings(from_mask="Dunder", campaign_ref="campaign2345", click_tracking=True, plus_prefix=True)
+    s = settings(from_mask="Dunder", campaign_ref="campaign2345", click_tracking=True)
     assert build_body(s, message("Visit https://example.com")) == {
         "action": "sendsms",
         "message-text": "Visit https://example.com",
@@ -259,7 +259,7 @@ def test_postback_time() -> None:
 
 def test_settings_defaults_and_validation() -> None:
     s = settings()
-    assert (s.from_, s.from_mask, s.plus_prefix, s.max_parts, s.final_timeout) == ("60856", "", False, 10, 172800)
+    assert (s.from_, s.from_mask, s.plus_prefix, s.max_parts, s.final_timeout) == ("60856", "", True, 10, 172800)
     assert s.allowed_senders == [] and s.flash_fallback == "normal"
     with pytest.raises(ConfigError) as error:
         settings(**{"from": "shortcode", "from_mask": "Far too long a mask", "url": "ftp://x"})
@@ -295,10 +295,13 @@ def test_the_double_checks_like_skycore() -> None:
             (ok | {"action": "sendmms"}, "skycore-test-key", "E101"),
             ({k: v for k, v in ok.items() if k != "to"}, "skycore-test-key", "E201"),
             (ok | {"to": "12-34"}, "skycore-test-key", "E110"),
+            (ok | {"to": "10000000001"}, "skycore-test-key", "E110"),  # without the + of every example
+            (ok | {"flash": 1}, "skycore-test-key", "E100"),  # not a parameter of the document
+            (ok | {"click-tracking": "yes"}, "skycore-test-key", "E100"),
             (ok | {"from": "00000"}, "skycore-test-key", "E111"),
             (ok | {"message-text": ""}, "skycore-test-key", "E712"),
-            (ok | {"to": "61412345678", "from-mask": "Dunder Mifflin"}, "skycore-test-key", "E115"),
-            (ok | {"to": "999000713"}, "skycore-test-key", "E713"),
+            (ok | {"to": "+61412345678", "from-mask": "Dunder Mifflin"}, "skycore-test-key", "E115"),
+            (ok | {"to": "+999000713"}, "skycore-test-key", "E713"),
         ]
         for request_body, key, code in expectations:
             status, body = call(api, request_body, key)

@@ -97,7 +97,7 @@ def test_gsm_text_request_postbacks_and_receipts(
     assert (request["method"], request["path"]) == ("POST", "/API/v2")
     assert request["headers"]["x-api-key"] == KEY
     assert request["headers"]["Content-Type"].startswith("application/json")
-    assert request["json"] == {"action": "sendsms", "message-text": text, "to": DESTINATION, "from": "60856"}
+    assert request["json"] == {"action": "sendsms", "message-text": text, "to": "+" + DESTINATION, "from": "60856"}
 
     receipts = esme.wait_receipts(2)
     assert [(r["id"], r["stat"], r["message_state"]) for r in receipts] == [
@@ -137,7 +137,7 @@ def test_flash_goes_out_as_a_normal_sms(
     assert request["json"] == {
         "action": "sendsms",
         "message-text": "Flash code 1234",
-        "to": DESTINATION,
+        "to": "+" + DESTINATION,
         "from": "60856",
     }
     assert esme.wait_receipts(1)[0]["id"] == resp.message_id.decode()
