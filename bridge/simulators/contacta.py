@@ -1,4 +1,4 @@
-"""A strict HTTP double of Contacta "SMS México" (provider document 000).
+r"""A strict HTTP double of Contacta "SMS México" (provider document 000).
 
 `GET` (query) and `POST` (JSON, `Content-Type: application/json`) on `/v2/sms/send`
 and `/v2/flash/send`, HTTP Basic auth, the documented success shape and every
