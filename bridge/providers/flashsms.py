@@ -146,6 +146,11 @@ def parse_send_answer(answer: HttpAnswer, phone: str, credits_status: Status = S
     return SendResult.accepted(provider_id(str(message_id), phone))
 
 
+def map_status(word: str) -> tuple[MessageState, int] | None:
+    """(message_state, err) of a recipient status word; None for a word we do not know."""
+    return FLASHSMS_STATUSES.get(word.strip().upper())
+
+
 def recipient_statuses(body: Any, phones: Sequence[str]) -> dict[str, str]:
     """Status word per phone from a /recipients or /status answer; the request's overall
     status stands in for a phone the answer does not list (we send one phone per request)."""
@@ -368,7 +373,7 @@ class FlashSms(Provider):
         self._schedule.reschedule([message_id])
 
     async def _report(self, message_id: str, watch: Watch, phone: str, word: str) -> None:
-        mapped = FLASHSMS_STATUSES.get(word)
+        mapped = map_status(word)
         if mapped is None:
             self.log.warning("flashsms_status_unknown", status=word[:32], message=message_id)
             return

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from bridge.simulators import build_simulator
 from tests.providers.test_flashsms import KEY as FLASHSMS_KEY
 from tests.providers.test_kaleyra import KEY as KALEYRA_KEY
+from tests.providers.test_kaleyra import PROFILE as KALEYRA_PROFILE
 from tests.providers.test_kaleyra import SID as KALEYRA_SID
 from tests.providers.test_kaleyra import TOKEN as KALEYRA_TOKEN
 from tests.support.esme import Esme
@@ -95,9 +96,6 @@ def start_rig(
         return Rig(sim, bridge, connect(bridge), http_port, overrides)
 
     return start
-
-
-KALEYRA_PROFILE = "IN_bridge_test_profile"
 
 
 @pytest.fixture

@@ -16,13 +16,6 @@ from bridge.config import ConfigError
 from bridge.config import KaleyraProvider as KaleyraSettings
 from bridge.providers.base import Outcome
 from bridge.providers.kaleyra import (
-    KALEYRA_DEFAULT_ERROR,
-    KALEYRA_E413_FIELDS,
-    KALEYRA_ERRORS,
-    KALEYRA_STATUSES,
-    KALEYRA_SUCCESS_CODES,
-    KALEYRA_TRACES,
-    KALEYRA_UNKNOWN_ERROR,
     Kaleyra,
     form_fields,
     map_report,
@@ -273,19 +266,62 @@ def test_success_gives_the_per_recipient_ids(status: int) -> None:
     assert result.provider_ids == ("648a2c1e-0000-4000-80c5-3c2a8cb391aa:1",)
 
 
-@pytest.mark.parametrize("code", sorted(KALEYRA_SUCCESS_CODES))
+@pytest.mark.parametrize("code", ["E100", "E101", "E620", "E626"])  # PROVIDERS.md 3.2: success/accepted/validated
 def test_success_codes_next_to_data_are_success(code: str) -> None:
     assert parse_send_answer(answer(200, {**SUCCESS, "code": code})).outcome is Outcome.ACCEPTED
 
 
-@pytest.mark.parametrize(("code", "mapped"), sorted(KALEYRA_ERRORS.items()))
-def test_every_error_code_maps_to_its_status(code: str, mapped: tuple[Status, Outcome]) -> None:
+# PROVIDERS.md 3.2, "Proposed status" column; the outcome (may another provider or a
+# later attempt send it?) from docs/providers/kaleyra.md's "failover / outbox retry?".
+SYSERR, NOT_SENT, REJECTED = Status.ESME_RSYSERR, Outcome.NOT_SENT, Outcome.REJECTED
+DOCUMENTED_ERRORS: list[tuple[str, Status, Outcome]] = [
+    ("E102", SYSERR, NOT_SENT),  # no queue medium
+    ("E103", SYSERR, NOT_SENT),  # internal error
+    ("E403", Status.ESME_RX_T_APPN, NOT_SENT),  # "try again later": 0x64
+    ("E400", Status.ESME_RSUBMITFAIL, REJECTED),  # bulk needs type MKT: 0x45
+    ("E401", Status.ESME_RINVMSGLEN, REJECTED),  # length exceeds max: 0x01
+    ("E402", Status.ESME_RINVSCHED, REJECTED),  # schedule window: 0x61
+    ("E404", Status.ESME_RINVNUMDESTS, REJECTED),  # OTP 1 number: 0x33
+    ("E405", Status.ESME_RINVNUMDESTS, REJECTED),  # TXN <= 100: 0x33
+    ("E406", Status.ESME_RINVDSTADR, REJECTED),  # no valid mobile numbers: 0x0B
+    ("E407", SYSERR, REJECTED),  # JSON-API node errors: 0x08 (bridge bug)
+    ("E408", SYSERR, REJECTED),
+    ("E409", SYSERR, REJECTED),
+    ("E410", Status.ESME_RINVDSTADR, REJECTED),  # `to` missing/commas: 0x0B
+    ("E411", Status.ESME_RINVDSTADR, REJECTED),
+    ("E412", SYSERR, REJECTED),
+    ("E600", Status.ESME_RINVDSTADR, REJECTED),
+    ("E601", Status.ESME_RINVMSGLEN, REJECTED),  # body empty: 0x01
+    ("E618", Status.ESME_RINVMSGLEN, REJECTED),
+    ("E602", Status.ESME_RINVSRCADR, REJECTED),  # sender missing/invalid: 0x0A
+    ("E616", Status.ESME_RINVSRCADR, REJECTED),
+    ("E619", Status.ESME_RINVSRCADR, REJECTED),
+    ("E621", Status.ESME_RINVSRCADR, REJECTED),
+    ("E622", Status.ESME_RINVSRCADR, REJECTED),
+    *[(f"E{n}", SYSERR, REJECTED) for n in (*range(603, 616), 617)],  # E603-E615, E617: bad params, 0x08
+    ("E623", Status.ESME_RSUBMITFAIL, REJECTED),  # TXN/DEFAULT/MKT route not enabled: 0x45
+    ("E624", Status.ESME_RSUBMITFAIL, REJECTED),
+    ("E625", Status.ESME_RSUBMITFAIL, REJECTED),
+]
+
+
+@pytest.mark.parametrize(("code", "status", "outcome"), DOCUMENTED_ERRORS)
+def test_every_error_code_maps_to_its_status(code: str, status: Status, outcome: Outcome) -> None:
     result = parse_send_answer(answer(400, {"code": code, "message": "text", "error": {"x": "text"}}))
-    assert (result.status, result.outcome) == mapped
+    assert (result.status, result.outcome) == (status, outcome)
     assert result.reason == code
 
 
-@pytest.mark.parametrize(("field", "status"), [*sorted(KALEYRA_E413_FIELDS.items()), ("type", KALEYRA_UNKNOWN_ERROR)])
+@pytest.mark.parametrize(
+    ("field", "status"),  # PROVIDERS.md 3.2, E413: by `error` key
+    [
+        ("to", Status.ESME_RINVDSTADR),
+        ("sender", Status.ESME_RINVSRCADR),
+        ("body", Status.ESME_RINVMSGLEN),
+        ("time", Status.ESME_RINVSCHED),
+        ("type", Status.ESME_RSUBMITFAIL),  # "else 0x45"
+    ],
+)
 def test_e413_maps_by_the_offending_field(field: str, status: Status) -> None:
     result = parse_send_answer(answer(400, {"code": "E413", "message": "Validation error", "error": {field: "bad"}}))
     assert (result.status, result.outcome) == (status, Outcome.REJECTED)
@@ -306,8 +342,8 @@ def test_the_documented_e405_example() -> None:
         (429, "", Status.ESME_RTHROTTLED, Outcome.NOT_SENT),
         (500, {"code": "E103"}, Status.ESME_RSYSERR, Outcome.NOT_SENT),
         (503, "", Status.ESME_RSYSERR, Outcome.NOT_SENT),
-        (400, {"code": "E999", "message": "new"}, KALEYRA_UNKNOWN_ERROR, Outcome.REJECTED),
-        (422, "not json", KALEYRA_UNKNOWN_ERROR, Outcome.REJECTED),
+        (400, {"code": "E999", "message": "new"}, Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
+        (422, "not json", Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
         (202, {"id": "x", "data": []}, Status.ESME_RSYSERR, Outcome.UNKNOWN),
     ],
 )
@@ -330,21 +366,93 @@ def test_reasons_never_carry_the_provider_text() -> None:
 # -- reports -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("word", "state"), sorted(KALEYRA_STATUSES.items()))
-def test_every_status_word_maps(word: str, state: MessageState) -> None:
-    mapped = map_report(word)
-    assert mapped is not None
-    expected_error = 0 if state in (MessageState.DELIVERED, MessageState.ENROUTE) else KALEYRA_DEFAULT_ERROR
-    assert mapped == (state, expected_error)
+NO_TRACE = 1  # err of a failure without a known trace (docs/providers/kaleyra.md: "none or another: 001")
 
 
-@pytest.mark.parametrize(("trace", "row"), sorted(KALEYRA_TRACES.items()))
-def test_every_trace_gives_its_error_code_and_state(trace: str, row: tuple[int, MessageState | None]) -> None:
-    error, override = row
-    assert map_report("Undelivered", trace) == (override or MessageState.UNDELIVERABLE, error)
-    assert map_report("Failed", trace.lower()) == (override or MessageState.UNDELIVERABLE, error)
-    assert map_report("NotSent", trace) == (override or MessageState.REJECTED, error)
+@pytest.mark.parametrize(
+    ("word", "state", "error"),
+    [  # PROVIDERS.md 3.3, "Mapping" (the words as Kaleyra writes them, callbacks and polling)
+        ("Delivered", MessageState.DELIVERED, 0),
+        ("DELIVRD", MessageState.DELIVERED, 0),
+        ("DELIVERED", MessageState.DELIVERED, 0),
+        ("Sent", MessageState.ENROUTE, 0),  # intermediate only
+        ("SENT", MessageState.ENROUTE, 0),
+        ("SUBMITTED", MessageState.ENROUTE, 0),
+        ("ENROUTE", MessageState.ENROUTE, 0),
+        ("SENT - NO DLR", MessageState.UNKNOWN, NO_TRACE),
+        ("NotSent", MessageState.REJECTED, NO_TRACE),
+        ("NOT-SENT", MessageState.REJECTED, NO_TRACE),
+        ("Not Sent", MessageState.REJECTED, NO_TRACE),  # docs/providers/kaleyra.md
+        ("UnDelivered", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("UNDELIVERED", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("Undelivered", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("Failed", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("UNDELIV", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("FAILED", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("EXPIRED", MessageState.EXPIRED, NO_TRACE),
+        ("Rejected", MessageState.REJECTED, NO_TRACE),  # docs/providers/kaleyra.md
+        ("REJECTD", MessageState.REJECTED, NO_TRACE),
+    ],
+)
+def test_every_status_word_maps(word: str, state: MessageState, error: int) -> None:
+    assert map_report(word) == (state, error)
+
+
+# PROVIDERS.md 3.3 lists the traces under their status (NOT-SENT: never handed on, so
+# REJECTD whatever the word; UNDELIVERED); trace EXPIRED -> EXPIRED, REJECTED -> REJECTD.
+# The err codes are the bridge's, published in docs/providers/kaleyra.md.
+NOT_SENT_TRACES = [
+    ("NOT-ALLOWED", 101),
+    ("NO-CREDITS", 102),
+    ("SERIES-BLOCK", 103),
+    ("KLR-INV-NUMBER", 104),
+    ("SPAM", 105),
+    ("BLACKLIST", 106),
+    ("CON-DND", 107),
+    ("INV-MOB-PATTRN", 108),
+    ("TEMPLATE-NOT-FOUND", 109),
+    ("INV-TEMPLATE-MATCH", 110),
+    ("SENDER-ID-NOT-FOUND", 111),
+    ("NOT-OPTIN", 112),
+    ("OUTPUT-REJ", 113),
+    ("OPT-OUT", 114),
+    ("REJECTED-MULTIPART", 115),
+    ("DND-NUMB", 116),
+]
+UNDELIVERED_TRACES = [
+    ("INV-NUMBER", 201, None),
+    ("SERVER-ERR", 202, None),
+    ("SNDRID-NOT-ALLOTED", 203, None),
+    ("INVALID-SUB", 204, None),
+    ("ABSENT-SUB", 205, None),
+    ("HANDSET-ERR", 206, None),
+    ("BARRED", 207, None),
+    ("NET-ERR", 208, None),
+    ("MEM-EXEC", 209, None),
+    ("FAILED", 210, None),
+    ("MOB-OFF", 211, None),
+    ("HANDSET-BUSY", 212, None),
+    ("SERIES-BLK", 213, None),
+    ("EXPIRED", 214, MessageState.EXPIRED),
+    ("REJECTED", 215, MessageState.REJECTED),
+]
+
+
+@pytest.mark.parametrize(("trace", "error"), NOT_SENT_TRACES)
+def test_not_sent_traces_are_rejected_whatever_the_word(trace: str, error: int) -> None:
+    for word in ("Undelivered", "Failed", "NotSent"):
+        assert map_report(word, trace) == (MessageState.REJECTED, error)
+    assert map_report("Failed", trace.lower()) == (MessageState.REJECTED, error)
     assert map_report("Delivered", trace) == (MessageState.DELIVERED, 0)  # a trace never spoils a delivery
+    assert map_report("Sent", trace) == (MessageState.ENROUTE, 0)
+
+
+@pytest.mark.parametrize(("trace", "error", "state"), UNDELIVERED_TRACES)
+def test_undelivered_traces_give_their_error_code(trace: str, error: int, state: MessageState | None) -> None:
+    assert map_report("Undelivered", trace) == (state or MessageState.UNDELIVERABLE, error)
+    assert map_report("Failed", trace.lower()) == (state or MessageState.UNDELIVERABLE, error)
+    assert map_report("NotSent", trace) == (state or MessageState.REJECTED, error)
+    assert map_report("Delivered", trace) == (MessageState.DELIVERED, 0)
     assert map_report("Sent", trace) == (MessageState.ENROUTE, 0)
 
 
@@ -432,7 +540,7 @@ async def test_callback_by_post_json_and_form(callback_server: tuple[Kaleyra, Re
     assert by_id["j:1"].state is MessageState.DELIVERED and by_id["j:1"].at == 1720859280.0
     assert by_id["f:1"].state is MessageState.EXPIRED
     assert by_id["l:1"].state is MessageState.ENROUTE
-    assert (by_id["l:2"].state, by_id["l:2"].error) == (MessageState.UNDELIVERABLE, KALEYRA_DEFAULT_ERROR)
+    assert (by_id["l:2"].state, by_id["l:2"].error) == (MessageState.UNDELIVERABLE, NO_TRACE)
     assert by_id["custom:1"].state is MessageState.DELIVERED  # a name added in callback_fields
 
 

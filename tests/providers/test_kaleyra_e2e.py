@@ -11,8 +11,8 @@ import smpplib.gsm
 from bridge.simulators.kaleyra import HANG_NUMBER
 from bridge.smpp.constants import Status
 from bridge.smpp.text import gsm_encode
-from tests.providers.conftest import KALEYRA_PROFILE
 from tests.providers.test_kaleyra import KEY, SID, TOKEN
+from tests.providers.test_kaleyra import PROFILE as KALEYRA_PROFILE
 from tests.support.esme import Esme
 from tests.support.providers import Rig, account, metric, post_json
 from tests.support.running import RunningBridge
