@@ -547,6 +547,15 @@ class Config(Section):
         for i, account in enumerate(self.accounts):
             if account.route is not None and account.route not in route_names and account.route not in self.providers:
                 problems.append(f"accounts[{i}].route: no route or provider named {account.route!r}")
+        flashsms_keys: dict[str, str] = {}
+        for name, provider in self.providers.items():
+            if isinstance(provider, FlashSmsProvider):
+                first = flashsms_keys.setdefault(provider.api_key.get_secret_value(), name)
+                if first != name:  # its rate limit is per key, and each entry counts its own requests
+                    problems.append(
+                        f"providers.{name}.api_key: the same key as providers.{first}; FlashSMS allows "
+                        "100 requests a minute per key and each provider entry counts only its own"
+                    )
         if problems:
             raise ConfigError(problems)
         return self

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bridge.config import ConfigError, parse_config
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
 from bridge.providers.base import Outcome
@@ -477,6 +478,18 @@ async def test_resume_polls_what_a_previous_run_left(simulator: tuple[web.Applic
         assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.DELIVERED)
     finally:
         await second.close()
+
+
+def test_two_entries_cannot_share_one_key() -> None:
+    """Document 002 limits requests per API key; the window is kept per provider entry."""
+    raw = {"type": "flashsms", "base_url": "http://127.0.0.1:9/api/v1", "api_key": KEY}
+    with pytest.raises(ConfigError) as error:
+        parse_config({"providers": {"gh1": raw, "gh2": raw | {"sender": "Other"}}})
+    assert error.value.problems == [
+        "providers.gh2.api_key: the same key as providers.gh1; FlashSMS allows 100 requests a minute per key "
+        "and each provider entry counts only its own"
+    ]
+    parse_config({"providers": {"gh1": raw, "gh2": raw | {"api_key": "bms_live_other"}}})
 
 
 async def test_local_rate_limit_answers_throttled_without_a_request(simulator: tuple[web.Application, str]) -> None:
