@@ -191,23 +191,25 @@ class RequestWindow:
         self._released = asyncio.Event()
         self._lock = asyncio.Lock()  # waiters get their turn in order
 
-    def _prune(self, now: float) -> None:
+    def delay(self) -> float | None:
+        """0 when a request may start now; else the seconds until the oldest place
+        frees, or None when every place is held by a request still waiting for its
+        answer."""
+        now = self._clock()
         while self._ended and self._ended[0] <= now - self.window:
             self._ended.popleft()
+        if self._open + len(self._ended) < self.limit:
+            return 0.0
+        return self._ended[0] + self.window - now if self._ended else None
 
     async def acquire(self) -> None:
         """Wait for a place and take it; `release` gives it back when the answer came."""
         async with self._lock:
-            while True:
-                now = self._clock()
-                self._prune(now)
-                if self._open + len(self._ended) < self.limit:
-                    self._open += 1
-                    return
-                wait = self._ended[0] + self.window - now if self._ended else None
+            while (wait := self.delay()) != 0.0:
                 self._released.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._released.wait(), wait)
+            self._open += 1
 
     def release(self) -> None:
         self._open -= 1
