@@ -285,6 +285,7 @@ KALEYRA_SMS_TYPES: dict[str, frozenset[str]] = {
 # `callback_profile_id` to both.
 KALEYRA_REFERENCE_FIELDS = {"sms": "ref_custom", "messages": "ref"}
 KALEYRA_CALLBACK_MODES = {"sms": ("profile", "none"), "messages": ("object", "profile", "none")}
+KALEYRA_POLL_WITHOUT_CALLBACKS = 30  # default poll_interval when no callback will come
 
 
 def kaleyra_region(base_url: str) -> str | None:
@@ -306,7 +307,10 @@ class KaleyraProvider(ProviderBase):
         None, description="secret part of our callback URL; needed unless callback_mode = none"
     )
     poll_interval: float = Field(
-        300, ge=0, description="seconds without a final callback before status polling starts; 0 = no polling"
+        300,
+        ge=0,
+        description="seconds without a final callback before status polling starts (default 30 without "
+        "callbacks); 0 = no polling",
     )
     endpoint: Literal["sms", "messages"] = Field(
         "sms", description="send path: /v1/{sid}/sms (current) or /v1/{sid}/messages (older, still documented)"
@@ -361,6 +365,8 @@ class KaleyraProvider(ProviderBase):
         if "callback_mode" not in filled:
             profile = filled.get("callback_profile_id")
             filled["callback_mode"] = "object" if endpoint == "messages" else ("profile" if profile else "none")
+        if filled["callback_mode"] == "none":  # polling is the only way: start it sooner
+            filled.setdefault("poll_interval", KALEYRA_POLL_WITHOUT_CALLBACKS)
         return filled
 
     @field_validator("sms_type")

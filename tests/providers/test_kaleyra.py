@@ -158,6 +158,19 @@ def test_without_callbacks_there_is_no_callback_route() -> None:
 
 
 @pytest.mark.parametrize(
+    ("overrides", "poll_interval"),
+    [
+        ({"callback_profile_id": ""}, 30.0),  # no callback will come: poll soon
+        ({}, 300.0),  # a profile calls back; polling is the fallback
+        ({"endpoint": "messages", "callback_profile_id": ""}, 300.0),
+        ({"callback_profile_id": "", "poll_interval": 120}, 120.0),
+    ],
+)
+def test_poll_interval_default_depends_on_callbacks(overrides: dict[str, Any], poll_interval: float) -> None:
+    assert kaleyra_settings(**({"poll_interval": None} | overrides)).poll_interval == poll_interval
+
+
+@pytest.mark.parametrize(
     ("overrides", "problem"),
     [
         ({"callback_mode": "profile", "callback_profile_id": ""}, "callback_profile_id"),
