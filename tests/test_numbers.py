@@ -96,6 +96,8 @@ def shown(result: Number | Unusable) -> str | None:
         ("5512345678", 0, "MX", "+525512345678"),  # +55 12345678 is no Brazilian number: national
         ("0241234567", 0, "GH", "+233241234567"),
         ("9876543210", 0, "IN", "+919876543210"),  # +98 76543210 is no Iranian number
+        ("6621234567", 0, "MX", "+6621234567"),  # Hermosillo's 662 also reads as Bangkok, +66 2123 4567:
+        ("6621234567", 2, "MX", "+526621234567"),  # valid international wins with TON 0; TON 2 says national
         ("12345", 0, "MX", REFUSED),  # neither
         ("5512345678", 0, None, "5512345678"),  # national, country unknown
         ("0201234567", 0, None, "0201234567"),
