@@ -101,7 +101,7 @@ def test_replaced_provider_is_closed_only_after_its_in_flight_send(
             },
         )
         client.send_raw(encode_pdu(held))
-        wait_for(lambda: bridge.run(inner.sends.busy, old) == 1)
+        wait_for(lambda: bridge.run(inner.sender.in_flight.busy, old) == 1)
 
         bridge.call(inner.reload(_config(tmp_path, reject_prefixes=["4915"])))
         new = inner.providers["sim"]
@@ -109,7 +109,7 @@ def test_replaced_provider_is_closed_only_after_its_in_flight_send(
         # The new provider serves at once; the old one keeps its request and stays open.
         assert client.submit(destination="4915000001").status == Status.ESME_RINVDSTADR
         assert client.submit(destination="4917000001").status == Status.ESME_ROK
-        assert old not in gate.closed and bridge.run(inner.sends.busy, old) == 1
+        assert old not in gate.closed and bridge.run(inner.sender.in_flight.busy, old) == 1
 
         gate.open(bridge)
         answer = client.read_raw_until(77)

@@ -420,7 +420,9 @@ class Kaleyra(Provider):
     # -- callbacks -----------------------------------------------------------------------
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
-        """GET with query parameters, or POST/PUT with a JSON object (or list) or form fields."""
+        """GET with query parameters, or POST/PUT with a JSON object (or list) or form
+        fields. Answered 200 only once every report in it is committed to the store;
+        503 when the store failed, so that Kaleyra calls again."""
         try:
             reports = await _callback_fields(request)
         except ValueError:
@@ -447,7 +449,7 @@ class Kaleyra(Provider):
         state, error = mapped
         at = parse_timestamp(pick(fields, self._callback_names["timestamp"])) or self.context.clock()
         report = StatusReport(self.name, provider_id, state, error, at, status[:32])
-        known = await self.context.report(report)
+        known = await self.context.report(report)  # returns once committed; raises if not
         if state.is_final:
             self._schedule.forget(provider_id)
         return "accepted" if known else "unknown_id"
@@ -526,8 +528,8 @@ class Kaleyra(Provider):
     async def _give_up(self, provider_id: str) -> None:
         state = MessageState[self.settings.pending_final_state]
         self.log.info("kaleyra_no_final_state", provider_id=provider_id, state=state.stat)
-        self._schedule.forget(provider_id)
         await self.context.report(StatusReport(self.name, provider_id, state, 0, self.context.clock(), "max age"))
+        self._schedule.forget(provider_id)  # only once the report is committed
 
 
 async def _callback_fields(request: web.Request) -> list[dict[str, Any]]:

@@ -20,19 +20,17 @@ def accepted(message_id: int, provider_id: str) -> Message:
     return stored_message(message_id, Lifecycle.ACCEPTED, provider_id)
 
 
-async def test_a_report_that_beats_its_store_write_is_applied_when_the_write_lands(tmp_path: Path) -> None:
+async def test_a_report_that_beats_its_store_write_waits_for_it_within_the_request(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     await store.open()
     engine = ReceiptEngine(store, SessionRegistry(), lambda _: None, Metrics(), get_logger("test"))
     try:
-        known = await engine.on_report(StatusReport("p", "early-1", MessageState.DELIVERED))
-        assert known is False
+        report = asyncio.ensure_future(engine.on_report(StatusReport("p", "early-1", MessageState.DELIVERED)))
+        await asyncio.sleep(0)  # the report's first lookup misses
+        assert not report.done()
         await store.insert_messages([accepted(42, "early-1")])  # the send's own write, late
-        for _ in range(200):
-            message = await store.get_message(42)
-            if message is not None and message.lifecycle is Lifecycle.FINAL:
-                break
-            await asyncio.sleep(0.05)
+        assert await asyncio.wait_for(report, 10) is True  # answered only once applied and committed
+        message = await store.get_message(42)
         assert message is not None and message.state is MessageState.DELIVERED
         assert [r.message_id for r in await store.pending_receipts()] == [42]
     finally:
