@@ -311,6 +311,11 @@ class Kaleyra(Provider):
         return self.settings.callback_token.get_secret_value()
 
     @property
+    def watching(self) -> list[str]:
+        """Provider ids still polled for their final state (for tests and debugging)."""
+        return sorted(self._schedule.watches)
+
+    @property
     def callback_url(self) -> str:
         token = self.settings.callback_token.get_secret_value()
         return f"{self.context.public_url.rstrip('/')}/callbacks/{self.name}/{token}"
