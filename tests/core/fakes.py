@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from bridge.config import parse_config
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
+from bridge.metrics import Metrics
 from bridge.providers.base import Provider, ProviderContext, SendResult
 from bridge.smpp.session import Session, SessionConfig
 from bridge.store.base import Store, StoreUnavailable
@@ -238,7 +239,6 @@ class FakeProvider(Provider):
         context: ProviderContext | None = None,
         **settings: Any,
     ) -> None:
-        from bridge.metrics import Metrics
 
         async def no_report(report: Any) -> bool:
             return False
