@@ -436,12 +436,16 @@ class Bridge:
             self.log.error("not_ready", check=check, error=error, exc_info=exc)
 
     async def _maintain(self) -> None:
-        """Expire incomplete concatenated sets and purge old finished messages."""
+        """Expire incomplete concatenated sets and purge old finished messages: every
+        quarter of the shorter timeout (at most every 30 s), until nothing is due."""
         while True:
-            await asyncio.sleep(min(MAINTENANCE_INTERVAL, self.config.smpp.reassembly_timeout / 4))
+            timeouts = (self.config.smpp.reassembly_timeout, self.config.store.retention)
+            await asyncio.sleep(min(MAINTENANCE_INTERVAL, *(t / 4 for t in timeouts)))
             try:
                 await self.pipeline.expire_segments(self.config.smpp.reassembly_timeout)
-                await self.store.purge(time.time() - self.config.store.retention)
+                purged = await self.store.purge_due(time.time() - self.config.store.retention)
+                if purged:
+                    self.log.debug("purged", messages=purged)
             except Exception:
                 self.log.exception("maintenance_failed")
 

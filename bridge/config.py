@@ -209,6 +209,11 @@ class Account(Section):
         description="meaning of data_coding 1 (IA5): auto = GSM 03.38 when the octets hold GSM-only codes "
         "(node-smpp sends GSM under 1), ASCII otherwise",
     )
+    intermediate_esm_class: Literal[0x04, 0x20] = Field(
+        0x04,
+        description="esm_class of intermediate notifications (ENROUTE, registered_delivery bit 4): "
+        "0x04 as a delivery receipt (what most clients parse) or 0x20 intermediate delivery notification (v3.4 5.2.12)",
+    )
     route: str | None = None
 
     @model_validator(mode="after")
@@ -258,7 +263,7 @@ class ContactaProvider(ProviderBase):
         600, ge=0, description="no DLR API: seconds after acceptance until the synthetic receipt; 0 = none"
     )
     receipt_state: Literal["UNKNOWN", "ACCEPTD", "DELIVRD"] = Field(
-        "UNKNOWN", description="state of the synthetic receipt; ACCEPTD is intermediate (registered_delivery bit 4)"
+        "UNKNOWN", description="state of the synthetic receipt (final, like every one of the three)"
     )
     method: Literal["POST", "GET"] = Field(
         "POST", description="POST with a JSON body (recommended by Contacta) or GET with query parameters"

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import smpplib.gsm
 
+from bridge.core.cluster import LocalCluster
 from bridge.smpp.constants import Command, Status
 from bridge.smpp.pdu import Pdu
+from tests.support.clock import Clock
 from tests.support.esme import Esme
 from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
@@ -55,7 +57,7 @@ def test_text_reaches_the_provider_decoded(
         client.close()
 
 
-@pytest.mark.parametrize("data_coding", [0x10, 0x18, 0xF0, 0x14])
+@pytest.mark.parametrize("data_coding", [0x10, 0x18, 0xF0])
 def test_message_class_0_is_flash(recording: tuple[RunningBridge, Path], data_coding: int) -> None:
     bridge, record = recording
     client = bound(bridge)
@@ -92,12 +94,12 @@ async def _scrape(bridge: RunningBridge) -> str:
 @pytest.mark.parametrize(
     ("kwargs", "status"),
     [
-        ({"data_coding": 0x04, "text": b"\x01\x02"}, Status.ESME_RINVDCS),
-        ({"data_coding": 0x02, "text": b"\x01\x02"}, Status.ESME_RINVDCS),
-        ({"data_coding": 0x20, "text": b"x"}, Status.ESME_RINVDCS),
+        ({"data_coding": 0x04, "text": b"\x01\x02"}, Status.ESME_RSUBMITFAIL),
+        ({"data_coding": 0x02, "text": b"\x01\x02"}, Status.ESME_RSUBMITFAIL),
+        ({"data_coding": 0x20, "text": b"x"}, Status.ESME_RSUBMITFAIL),
         ({"data_coding": 8, "text": b"\x00A\x00"}, Status.ESME_RINVMSGLEN),
-        ({"data_coding": 8, "text": b"\xd8\x3d\x00A"}, Status.ESME_RINVDCS),
-        ({"data_coding": 0, "text": b"\xc3\xa9"}, Status.ESME_RINVDCS),
+        ({"data_coding": 8, "text": b"\xd8\x3d\x00A"}, Status.ESME_RSUBMITFAIL),
+        ({"data_coding": 0, "text": b"\xc3\xa9"}, Status.ESME_RSUBMITFAIL),
         ({"destination": "not-a-number"}, Status.ESME_RINVDSTADR),
         ({"destination": "9991234567"}, Status.ESME_RINVDSTADR),
         ({"text": b""}, Status.ESME_RINVMSGLEN),
@@ -123,8 +125,46 @@ async def _scrape(bridge: RunningBridge) -> str:
     ],
 )
 def test_refusals_carry_a_precise_status(esme: Esme, kwargs: dict[str, object], status: Status) -> None:
+    # smpplib binds as v3.4: a data_coding refusal is ESME_RSUBMITFAIL (0x45), not the
+    # v5.0-only ESME_RINVDCS (0x104) that v3.4 decoders cannot name.
     assert esme.submit(**kwargs).status == status
     assert esme.submit().status == Status.ESME_ROK  # the session stays healthy
+
+
+@pytest.mark.parametrize(("interface_version", "status"), [(0x33, 0x45), (0x34, 0x45), (0x50, 0x104)])
+def test_data_coding_refusal_depends_on_the_bind_version(
+    bridge: RunningBridge, interface_version: int, status: int
+) -> None:
+    client = Esme(bridge.smpp_port)
+    try:
+        assert client.bind("transceiver", interface_version=interface_version).status == Status.ESME_ROK
+        answer = client.exchange(
+            Pdu(
+                Command.SUBMIT_SM,
+                77,
+                0,
+                {
+                    "destination_addr": "4917012345",
+                    "dest_addr_ton": 1,
+                    "dest_addr_npi": 1,
+                    "data_coding": 0x02,
+                    "short_message": b"\x01\x02",
+                },
+            )
+        )
+        assert (answer.command, answer.status, answer.sequence, answer.params) == (
+            Command.SUBMIT_SM_RESP,
+            status,
+            77,
+            {},
+        )
+    finally:
+        client.close()
+    # the metric counts what the ESME was told
+    told, other = ("ESME_RSUBMITFAIL", "ESME_RINVDCS") if status == 0x45 else ("ESME_RINVDCS", "ESME_RSUBMITFAIL")
+    exposition = bridge.call(_scrape(bridge))
+    assert f'command_status="{told}"' in exposition
+    assert f'command_status="{other}"' not in exposition
 
 
 def test_validity_period_is_accepted_and_ignored(esme: Esme) -> None:
@@ -178,12 +218,22 @@ def test_message_ids_are_unique_across_restarts(start_bridge: Callable[..., Runn
 
 def test_account_throughput_limit_throttles_and_recovers(start_bridge: Callable[..., RunningBridge]) -> None:
     bridge = start_bridge(accounts=[{"system_id": "esme1", "password": "secret1", "route": "sim", "throughput": 2}])
+    assert bridge.bridge is not None and isinstance(bridge.bridge.cluster, LocalCluster)
+    clock = Clock()
+    bridge.bridge.cluster.clock = clock  # the bucket's time moves only when the test moves it
     client = bound(bridge)
+
+    def statuses(count: int) -> list[int]:
+        return [client.submit(registered_delivery=0).status for _ in range(count)]
+
     try:
-        statuses = [client.submit(registered_delivery=0).status for _ in range(5)]
-        assert statuses[:2] == [Status.ESME_ROK, Status.ESME_ROK]
-        assert Status.ESME_RTHROTTLED in statuses[2:]
-        assert client.send("enquire_link").status == Status.ESME_ROK
+        # 2/s: a burst of one second's worth, then throttled while no time passes.
+        assert statuses(5) == [Status.ESME_ROK] * 2 + [Status.ESME_RTHROTTLED] * 3
+        assert client.send("enquire_link").status == Status.ESME_ROK  # the session itself is not slowed
+        clock.now += 0.5  # one token back
+        assert statuses(2) == [Status.ESME_ROK, Status.ESME_RTHROTTLED]
+        clock.now += 60  # a long pause refills only the burst
+        assert statuses(3) == [Status.ESME_ROK] * 2 + [Status.ESME_RTHROTTLED]
     finally:
         client.close()
 

@@ -2,15 +2,17 @@
 
 Intake: a `StatusReport` finds its Message by provider id; a final state finishes
 the Message and, in the same store transaction, queues one Receipt per Part whose
-registered_delivery asks for it. Intermediate states (ENROUTE, ACCEPTD) make
-receipts only for parts that asked for intermediate notifications. `on_report`
-returns only once that transaction is committed (or raises StoreUnavailable), so a
-connector answers its provider's callback, or stops polling, only for a report that
-a crash can no longer lose.
+registered_delivery asks for it. The intermediate state (ENROUTE) makes receipts
+only for parts that asked for intermediate notifications; they go out with the
+account's `intermediate_esm_class` (0x04 or 0x20). `on_report` returns only once
+that transaction is committed (or raises StoreUnavailable), so a connector answers
+its provider's callback, or stops polling, only for a report that a crash can no
+longer lose.
 
 Delivery: receipts wait in the store and in a per-system_id queue until an RX or
 TRX session of that system_id is bound; each deliver_sm is deleted from the store
-on an ESME_ROK deliver_sm_resp and retried with backoff otherwise. A receipt is
+on an ESME_ROK deliver_sm_resp, dropped on a permanent refusal (ESME_RX_P_APPN,
+ESME_RX_R_APPN), and retried with backoff otherwise (a generic_nack too). A receipt is
 held back while its Part's submit_sm_resp has not been written (Kannel drops a
 receipt that overtakes its response).
 
@@ -37,6 +39,7 @@ from bridge.core.registry import SessionRegistry
 from bridge.metrics import Metrics, labels
 from bridge.providers.base import StatusReport
 from bridge.smpp.constants import (
+    ESM_CLASS_DELIVERY_RECEIPT,
     RECEIPT_ALWAYS,
     RECEIPT_ON_FAILURE,
     REGISTERED_DELIVERY_INTERMEDIATE,
@@ -44,8 +47,10 @@ from bridge.smpp.constants import (
     Command,
     MessageState,
     Status,
+    status_name,
 )
 from bridge.smpp.receipt import receipt_deliver_sm
+from bridge.smpp.versions import RECEIPT_SUCCESS_ONLY
 from bridge.store.base import Store
 
 RETRY_DELAY_MAX = 600.0
@@ -56,17 +61,27 @@ EARLY_REPORT_RETRIES = (0.1, 0.4, 1.5)
 MAX_EARLY_REPORTS = 10_000
 
 
+# A deliver_sm_resp status that says "never send this again" (v3.4 5.1.3: permanent
+# and reject-message application errors); anything else is retried with backoff.
+PERMANENT_REFUSALS = frozenset({Status.ESME_RX_P_APPN, Status.ESME_RX_R_APPN})
+
+
 def retry_delay(attempts: int, base: float) -> float:
     """base, 3x base, 9x base ... capped at ten minutes."""
     return float(min(RETRY_DELAY_MAX, base * 3 ** max(0, attempts - 1)))
 
 
 def wants_receipt(registered_delivery: int, state: MessageState) -> bool:
-    """registered_delivery bits 0-1 (final: always / on failure) and bit 4 (intermediate)."""
+    """registered_delivery bits 0-1 (final: always / on failure / on success, the last
+    one v5.0 only and refused at submit to older binds) and bit 4 (intermediate)."""
     if not state.is_final:
         return bool(registered_delivery & REGISTERED_DELIVERY_INTERMEDIATE)
     kind = registered_delivery & REGISTERED_DELIVERY_RECEIPT_MASK
-    return kind == RECEIPT_ALWAYS or (kind == RECEIPT_ON_FAILURE and state.is_failure)
+    return (
+        kind == RECEIPT_ALWAYS
+        or (kind == RECEIPT_ON_FAILURE and state.is_failure)
+        or (kind == RECEIPT_SUCCESS_ONLY and not state.is_failure)
+    )
 
 
 def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, error: int, at: float) -> list[Receipt]:
@@ -83,6 +98,7 @@ def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, e
             source=message.destination,
             destination=message.source,
             provider=message.provider or "",
+            id_format=part.id_format,
         )
         for part in parts
         if wants_receipt(part.registered_delivery, state)
@@ -293,7 +309,12 @@ class ReceiptEngine:
 
     def _send(self, conn: Connection, receipt: Receipt) -> None:
         account = self._account_of(receipt.system_id)
-        rendered = render_id(receipt.message_id, account.message_id_format if account else "decimal")
+        rendered = render_id(
+            receipt.message_id, receipt.id_format or (account.message_id_format if account else "decimal")
+        )
+        esm_class = ESM_CLASS_DELIVERY_RECEIPT
+        if account is not None and not receipt.state.is_final:
+            esm_class = account.intermediate_esm_class
         params, tlvs = receipt_deliver_sm(
             rendered,
             receipt.state,
@@ -303,14 +324,23 @@ class ReceiptEngine:
             receipt.preview,
             (receipt.source.ton, receipt.source.npi, receipt.source.addr),
             (receipt.destination.ton, receipt.destination.npi, receipt.destination.addr),
+            esm_class,
         )
         conn.session.send_request(Command.DELIVER_SM, params, time.monotonic(), tlvs, context=receipt)
         self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1
 
-    def on_response(self, conn: Connection, receipt: Receipt, status: int) -> None:
-        """The ESME answered a receipt (None status: no answer in time)."""
+    def on_response(self, conn: Connection, receipt: Receipt, command: Command, status: int) -> None:
+        """The ESME answered a receipt with `command` (its deliver_sm_resp or a
+        generic_nack; the session passes nothing else) and `status`."""
         self._in_flight[receipt.system_id] -= 1
-        if status == Status.ESME_ROK:
+        if command is not Command.DELIVER_SM_RESP:
+            conn.log.warning(
+                "receipt_refused", message_id=receipt.message_id, command=command.label, command_status=status
+            )
+            self._retry(receipt)
+        elif status in PERMANENT_REFUSALS:
+            self._drop(receipt, f"refused permanently ({status_name(status)})")
+        elif status == Status.ESME_ROK:
             self._store.delete_receipt(receipt.id)
             stat = receipt.state.stat
             labels(self._metrics.receipts, self._receipt_children, receipt.system_id, stat).inc()
@@ -345,15 +375,22 @@ class ReceiptEngine:
     def _retry(self, receipt: Receipt) -> None:
         receipt.attempts += 1
         if receipt.attempts >= self.max_attempts:
-            self._log.error(
-                "receipt_dropped", system_id=receipt.system_id, message_id=receipt.message_id, attempts=receipt.attempts
-            )
-            self._store.delete_receipt(receipt.id)
+            self._drop(receipt, "too many attempts")
             return
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
         self._store.update_receipt(receipt)
         self._later(receipt, delay)
+
+    def _drop(self, receipt: Receipt, reason: str) -> None:
+        self._log.error(
+            "receipt_dropped",
+            system_id=receipt.system_id,
+            message_id=receipt.message_id,
+            attempts=receipt.attempts,
+            reason=reason,
+        )
+        self._store.delete_receipt(receipt.id)
 
     def _later(self, receipt: Receipt, delay: float) -> None:
         """Queue `receipt` again after `delay` seconds."""

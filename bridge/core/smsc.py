@@ -90,7 +90,7 @@ class Smsc:
     def _on_response(self, conn: Connection, event: ResponseReceived, now: float) -> None:
         context = event.request.context
         if isinstance(context, Receipt):
-            self.receipts.on_response(conn, context, event.pdu.status)
+            self.receipts.on_response(conn, context, event.pdu.command, event.pdu.status)
 
     def _on_timeout(self, conn: Connection, event: ResponseTimedOut, now: float) -> None:
         context = event.request.context

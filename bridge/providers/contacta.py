@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bridge.config import ContactaProvider as ContactaSettings
-from bridge.core.message import Message
+from bridge.core.message import Lifecycle, Message
 from bridge.core.numbers import TON_INTERNATIONAL
 from bridge.logging import mask_number
 from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
@@ -193,21 +193,19 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     """(result, alert): what Contacta's answer means, and whether the operator must act.
 
     `reference` is our message id, the `id` we sent."""
-    if answer.status == 429:  # throttled, whatever the body says
-        return undocumented_answer(answer, "contacta"), False
+    refused = refused_by_status(answer)  # 429 and 5xx go by the status, whatever the body says
+    if refused is not None:
+        return refused, False
     body = answer.json()
     if isinstance(body, dict):
         description = body.get("description")
-        if body.get("status") is True and isinstance(description, dict):
+        if body.get("status") is True and isinstance(description, dict) and 200 <= answer.status < 300:
             return SendResult.accepted(*provider_ids(description, reference)), False
         if body.get("status") is False or body.get("error") is True:
             matched = error_rule(error_text(body))
             if matched is not None:
                 prefix, rule = matched
                 return refusal(rule.status, rule.outcome, f"contacta error: {prefix}"), rule.alert
-            refused = refused_by_status(answer)  # a 5xx without a documented text
-            if refused is not None:
-                return refused, False
             reason = f"contacta error not documented (HTTP {answer.status})"
             return refusal(UNKNOWN_ERROR.status, UNKNOWN_ERROR.outcome, reason), False
     return undocumented_answer(answer, "contacta"), answer.status in CREDENTIALS_REFUSED
@@ -268,9 +266,9 @@ class Contacta(Provider):
         counting from when the bridge took them."""
         if self.settings.receipt_timeout <= 0:
             return
-        state = RECEIPT_STATES[self.settings.receipt_state]
         for message in messages:
-            if message.provider_ids and message.state is not state:
+            # Not final yet: that includes one that got ACCEPTD when it was intermediate.
+            if message.provider_ids and message.lifecycle is not Lifecycle.FINAL:
                 self._arm(message.provider_ids[0], message.created_at + self.settings.receipt_timeout)
 
     # -- synthetic receipts ------------------------------------------------------------

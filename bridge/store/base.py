@@ -11,10 +11,33 @@ may leave it running: failures are logged by the store.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 
 from bridge.core.message import Message, PendingSegment, Receipt
+
+PURGE_BATCH = 1000  # messages one purge step deletes: a few ms of the store's time
+
+# message_ids are in [1, MAX_MESSAGE_ID]: at most 10 decimal digits (SMPP v3.4 Appendix
+# B's receipt id) or 8 hex digits (a v3.3 bind's message_id), and they fit the
+# unsigned 32-bit integer some clients keep them in. The counter wraps; ids still
+# held by a stored message are skipped.
+MAX_MESSAGE_ID = 2**32 - 1
+# Blocks looked at before a store gives up finding free ids (it would have to be full).
+MAX_ID_PROBES = 10_000
+
+
+def id_seed(now: float) -> int:
+    """Where a new counter starts (a fresh store, or one whose counter is outside the
+    range, from before ids were bounded): the clock in milliseconds folded into the
+    range, so ids of a deleted store stay unused unless it averaged over 1000/s."""
+    return int(now * 1000) % MAX_MESSAGE_ID + 1
+
+
+def wrapped(first: int, count: int) -> int:
+    """`first`, or 1 when a block of `count` from there would leave the range."""
+    return first if first >= 1 and first + count - 1 <= MAX_MESSAGE_ID else 1
 
 
 class StoreUnavailable(Exception):
@@ -32,8 +55,9 @@ class Store(ABC):
     # ids
     @abstractmethod
     async def reserve_ids(self, count: int) -> int:
-        """First id of a block of `count` ids nobody (no restart, no other instance)
-        will get again. `count` 0 checks that the store takes writes."""
+        """First id of a block of `count` ids in [1, MAX_MESSAGE_ID] that nobody (no
+        restart, no other instance) gets while a message or part holding one of them
+        is stored; the counter wraps. `count` 0 checks that the store takes writes."""
 
     # messages
     @abstractmethod
@@ -63,8 +87,20 @@ class Store(ABC):
         """Queued or sending messages by first provider of their route."""
 
     @abstractmethod
-    async def purge(self, finished_before: float) -> int:
-        """Delete final messages done before the cutoff; returns how many."""
+    async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
+        """Delete up to `limit` final messages done before the cutoff, with their
+        indexes; returns how many. One short step: submits wait for it."""
+
+    async def purge_due(self, finished_before: float, batch: int = PURGE_BATCH) -> int:
+        """Delete every final message done before the cutoff, `batch` at a time,
+        letting the event loop run between batches; returns how many."""
+        total = 0
+        while True:
+            deleted = await self.purge(finished_before, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+            await asyncio.sleep(0)
 
     # segments of concatenated messages
     @abstractmethod

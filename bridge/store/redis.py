@@ -20,7 +20,7 @@ redis-py reconnects by itself when Redis is back. Durability is Redis's: run it 
 Standalone Redis (or Sentinel): scripts name keys they compute, so not Redis Cluster.
 
 Keys, all under `<prefix>:`
-  next_id                    counter behind reserve_ids (INCRBY blocks)
+  next_id                    counter behind reserve_ids (blocks in [1, 2**32), wrapping)
   m:<id>                     hash: r = record, l = lifecycle, o = owning instance (outbox)
   lc:<0|1|2>, lc:2:<prov>    sets of unfinished message ids by lifecycle (score = id)
   done                       finished message ids by done_at (purge)
@@ -56,7 +56,7 @@ from redis.retry import Retry
 from bridge.core.cluster import Cluster, Lease, OrphanSink, OwnershipLost, ReceiptQueue, new_instance_id
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
-from bridge.store.base import Store, StoreUnavailable
+from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable, id_seed
 from bridge.store.records import dump_message, dump_receipt, dump_segment, load_message, load_receipt, load_segment
 
 GROUP = "receipts"
@@ -129,9 +129,13 @@ if l == 3 and done ~= '' then redis.call('ZADD', P .. 'done', done, id) end
 local i = 11
 local n = tonumber(ARGV[i])
 for j = 1, n do redis.call('HSET', P .. 'pid:' .. prov, ARGV[i + j], id) end
+if n > 0 then  -- what purge deletes, so that it need not decode the record
+  redis.call('HSET', key, 'p', prov, 'k', cjson.encode({unpack(ARGV, i + 1, i + n)}))
+end
 i = i + n + 1
 n = tonumber(ARGV[i])
 for j = 1, n do redis.call('HSET', P .. 'parts', ARGV[i + j], id) end
+if n > 0 then redis.call('HSET', key, 'q', table.concat({unpack(ARGV, i + 1, i + n)}, ' ')) end
 i = i + n + 1
 n = tonumber(ARGV[i])
 for j = 0, n - 1 do
@@ -151,6 +155,34 @@ for b = 2, #ARGV, 3 do added = added + add_receipt(ARGV[1], ARGV[b], ARGV[b + 1]
 return added
 """
 )
+
+# Up to `limit` finished messages done before the cutoff, with their provider-id and
+# part-id entries (named in the fields p, k, q that _SAVE writes; a record stored before
+# those fields existed is decoded instead). ARGV: prefix, cutoff, limit -> how many
+_PURGE = """
+local P = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', P .. 'done', '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  local key = P .. 'm:' .. id
+  local v = redis.call('HMGET', key, 'p', 'k', 'q', 'r')
+  local prov, pids, parts = v[1], {}, {}
+  if v[2] then pids = cjson.decode(v[2]) end
+  if v[3] then for part in string.gmatch(v[3], '%S+') do parts[#parts + 1] = part end end
+  if not v[2] and not v[3] and v[4] then
+    local r = cjson.decode(v[4])
+    if type(r[13]) == 'string' and r[13] ~= '' then prov, pids = r[13], r[14] end
+    for _, part in ipairs(r[8]) do
+      local pid = string.format('%d', part[1])
+      if pid ~= id then parts[#parts + 1] = pid end
+    end
+  end
+  if prov and #pids > 0 then redis.call('HDEL', P .. 'pid:' .. prov, unpack(pids)) end
+  if #parts > 0 then redis.call('HDEL', P .. 'parts', unpack(parts)) end
+  redis.call('DEL', key)
+end
+if #ids > 0 then redis.call('ZREM', P .. 'done', unpack(ids)) end
+return #ids
+"""
 
 # ARGV: prefix, receipt id
 _DELETE_RECEIPT = """
@@ -366,6 +398,31 @@ return 0
 """
 
 
+# reserve_ids: a block of ARGV[2] ids in [1, max] from the counter, wrapping, past any
+# id a stored message or part holds (m:<id>, the parts hash). ARGV: prefix, count,
+# seed, max, probes. One block in a few thousand commands, once per `count` submits.
+_RESERVE_IDS = """
+local P, count, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local first = tonumber(redis.call('GET', P .. 'next_id') or '0')
+if first == nil or first < 1 or first > max + 1 then first = tonumber(ARGV[3]) end
+for _ = 1, tonumber(ARGV[5]) do
+  if first + count - 1 > max then first = 1 end
+  local taken = 0
+  for id = first, first + count - 1 do
+    if redis.call('EXISTS', P .. 'm:' .. id) == 1 or redis.call('HEXISTS', P .. 'parts', id) == 1 then
+      taken = id
+    end
+  end
+  if taken == 0 then
+    redis.call('SET', P .. 'next_id', string.format('%d', first + count))
+    return first
+  end
+  first = taken + 1
+end
+return redis.error_reply('no free message ids: the store holds too many messages')
+"""
+
+
 def _eval(script: str, *args: Any) -> tuple[Any, ...]:
     return ("EVAL", script, 0, *args)
 
@@ -570,11 +627,10 @@ class RedisStore(Store):
     # -- ids ------------------------------------------------------------------------------
 
     async def reserve_ids(self, count: int) -> int:
-        key = self.key("next_id")
-        # A fresh Redis starts from the clock, so ids stay new even after it was wiped.
-        start = int(time.time()) * 1000
+        # A fresh Redis (or a counter from before ids were bounded) starts from the clock.
         first: int = await self._submit(
-            [("SET", key, start, "NX"), ("INCRBY", key, count)], lambda r: int(r[1]) - count
+            [_eval(_RESERVE_IDS, self.p, count, id_seed(time.time()), MAX_MESSAGE_ID, MAX_ID_PROBES)],
+            lambda r: int(r[0]),
         )
         return first
 
@@ -663,27 +719,10 @@ class RedisStore(Store):
         counts = await self._submit([("ZCARD", self.key("ob:", name)) for name in names], write=False, parse=list)
         return {name: int(n) for name, n in zip(names, counts, strict=True) if int(n)}
 
-    async def purge(self, finished_before: float) -> int:
-        ids = await self._submit(
-            [("ZRANGEBYSCORE", self.key("done"), "-inf", f"({finished_before!r}", "LIMIT", 0, 5000)], _first, False
-        )
-        if not ids:
-            return 0
-        ids = [int(i) for i in ids]
-        records = await self._submit([("HGET", self.key("m:", i), "r") for i in ids], list, write=False)
-        commands: list[tuple[Any, ...]] = []
-        for message_id, record in zip(ids, records, strict=True):
-            if record is not None:
-                message = load_message(record)
-                if message.provider and message.provider_ids:
-                    commands.append(("HDEL", self.key("pid:", message.provider), *message.provider_ids))
-                parts = [p.message_id for p in message.parts if p.message_id != message_id]
-                if parts:
-                    commands.append(("HDEL", self.key("parts"), *parts))
-            commands.append(("DEL", self.key("m:", message_id)))
-        commands.append(("ZREM", self.key("done"), *ids))
-        await self._submit(commands)
-        return len(ids)
+    async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
+        # One script per batch: one round trip, a few ms of Redis's time, no record decoded.
+        deleted = await self._submit([_eval(_PURGE, self.p, repr(finished_before), limit)], _first)
+        return int(deleted)
 
     # -- segments -------------------------------------------------------------------------
 

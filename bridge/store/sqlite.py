@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
-from bridge.store.base import Store, StoreUnavailable
+from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable, id_seed, wrapped
 from bridge.store.records import dump_message, dump_receipt, dump_segment, load_message, load_receipt, load_segment
 
 T = TypeVar("T")
@@ -46,12 +46,14 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_lifecycle ON messages (lifecycle, id);
 CREATE INDEX IF NOT EXISTS messages_by_done_at ON messages (done_at) WHERE done_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS part_ids (part_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS part_ids_by_message ON part_ids (message_id);
 CREATE TABLE IF NOT EXISTS provider_ids (
     provider TEXT NOT NULL,
     provider_id TEXT NOT NULL,
     message_id INTEGER NOT NULL,
     PRIMARY KEY (provider, provider_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS provider_ids_by_message ON provider_ids (message_id);
 CREATE TABLE IF NOT EXISTS segments (
     set_key TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -86,6 +88,11 @@ WRITES: tuple[tuple[str, str], ...] = (
     ("delete_receipt", "DELETE FROM receipts WHERE id = ?"),
 )
 WRITE_SQL = dict(WRITES)
+# The highest Message or Part id stored in a range (reserve_ids skips past it).
+_HIGHEST_TAKEN = (
+    "SELECT MAX(id) FROM (SELECT MAX(id) AS id FROM messages WHERE id BETWEEN ? AND ?"
+    " UNION ALL SELECT MAX(part_id) FROM part_ids WHERE part_id BETWEEN ? AND ?)"
+)
 _STOP = object()
 _MAX_ITEMS = 5000
 _LIVE_LIMIT = 500_000  # messages kept in memory for report lookups; beyond, the disk answers
@@ -228,11 +235,18 @@ class SqliteStore(Store):
     async def reserve_ids(self, count: int) -> int:
         def reserve(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
-            # A fresh database starts from the clock, so ids stay new even after
-            # the database was deleted (unless the last one averaged >1000/s).
-            first = row[0] if row else int(time.time()) * 1000
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (first + count,))
-            return int(first)
+            # A fresh database, or one whose counter is from before ids were bounded
+            # (clock x 1000: its ids are all above the range), starts from the clock.
+            first = row[0] if row and 1 <= row[0] <= MAX_MESSAGE_ID + 1 else id_seed(time.time())
+            for _ in range(MAX_ID_PROBES):
+                first = wrapped(first, count)
+                last = first + count - 1
+                taken = conn.execute(_HIGHEST_TAKEN, (first, last, first, last)).fetchone()[0]
+                if taken is None:
+                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (first + count,))
+                    return int(first)
+                first = taken + 1  # after the stored ids (after a wrap: still in retention)
+            raise StoreUnavailable("no free message ids: the store holds too many messages")
 
         return await self._read(reserve)
 
@@ -347,25 +361,18 @@ class SqliteStore(Store):
 
         return await self._read(count)
 
-    async def purge(self, finished_before: float) -> int:
+    async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
+        # By id, through the indexes on message_id: no record is decoded. One batch is
+        # one short step of the writer thread, between the group commits of submits.
         def purge(conn: sqlite3.Connection) -> int:
-            rows = conn.execute(
-                "SELECT id, record FROM messages WHERE done_at IS NOT NULL AND done_at < ? AND lifecycle = ?"
-                " LIMIT 5000",
-                (finished_before, int(Lifecycle.FINAL)),
+            ids = conn.execute(
+                "SELECT id FROM messages WHERE done_at IS NOT NULL AND done_at < ? AND lifecycle = ? LIMIT ?",
+                (finished_before, int(Lifecycle.FINAL), limit),
             ).fetchall()
-            for message_id, record in rows:
-                message = load_message(record)
-                conn.executemany(
-                    "DELETE FROM provider_ids WHERE provider = ? AND provider_id = ?",
-                    [(message.provider, pid) for pid in message.provider_ids],
-                )
-                conn.executemany(
-                    "DELETE FROM part_ids WHERE part_id = ? AND message_id = ?",
-                    [(p.message_id, message_id) for p in message.parts],
-                )
-            conn.executemany("DELETE FROM messages WHERE id = ?", [(row[0],) for row in rows])
-            return len(rows)
+            conn.executemany("DELETE FROM provider_ids WHERE message_id = ?", ids)
+            conn.executemany("DELETE FROM part_ids WHERE message_id = ?", ids)
+            conn.executemany("DELETE FROM messages WHERE id = ?", ids)
+            return len(ids)
 
         return await self._read(purge)
 

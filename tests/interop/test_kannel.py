@@ -32,7 +32,7 @@ PASSWORD = "secret"
 SENDER = "12345"
 # Hex ids from 0x1234567890 on are digits only: the case where Kannel has to be told
 # the base (msg-id-type) or must compare ids as plain strings (msg-id-type unset).
-DIGITS_ONLY_HEX = 0x1234567890
+DIGITS_ONLY_HEX = 0x12345670
 
 
 @dataclass(frozen=True)
@@ -303,10 +303,10 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
 ) -> None:
     """msg-id-type 0x01 means "submit_sm_resp hex, receipt decimal": Kannel reads the
     receipt's id as decimal whenever it is all digits. Our receipts repeat the hex
-    string of submit_sm_resp, so an id like 1234567899 gets lost while 123456789a
+    string of submit_sm_resp, so an id like 12345679 gets lost while 1234567a
     works. Hence docs/interop.md: with message_id_format = "hex" use 0x03 or unset."""
     scenario = Scenario("trx-hex-0x01", "transceiver", "hex", 0x01)
-    seed_next_id(tmp_path / "bridge.db", 0x1234567899)
+    seed_next_id(tmp_path / "bridge.db", 0x12345679)
     bridge = RunningBridge(bridge_config(tmp_path, scenario)).start()
     settings = KannelSettings(msg_id_type=0x01, system_id=SYSTEM_ID, password=PASSWORD)
     kannel = Kannel(tmp_path / "kannel", bridge.smpp_port, settings)
@@ -315,7 +315,7 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
             kannel.start()
             kannel.wait_online()
             send(kannel, dlr, "digits", Outgoing("4917000011", "first"))
-            dlr.wait("digits", lambda calls: len(calls) >= 1)  # acked: the next id is 0x123456789a
+            dlr.wait("digits", lambda calls: len(calls) >= 1)  # acked: the next id is 0x1234567a
             send(kannel, dlr, "letters", Outgoing("4917000012", "second"))
             letters = dlr.wait_final("letters")
             wait_until(lambda: KannelLog(kannel.log()).lost_dlrs(), 10, "Kannel logging the lost receipt")
@@ -324,8 +324,36 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
         kannel.stop()
         bridge.stop()
     assert [c.type for c in digits] == [8]
-    assert digits[0]["fid"] == str(0x1234567899)
+    assert digits[0]["fid"] == str(0x12345679)
     assert [c.type for c in letters] == [8, 1]
-    assert letters[1]["fid"] == str(0x123456789A)
+    assert letters[1]["fid"] == str(0x1234567A)
     [lost] = KannelLog(kannel.log()).lost_dlrs()
-    assert "id<1234567899>" in lost  # read as decimal: not the 78187493529 it stored
+    assert "id<12345679>" in lost  # read as decimal: not the 305419897 it stored
+
+
+# -- a refused bind ------------------------------------------------------------------------
+
+
+def test_refused_bind_is_read_and_the_link_stays_offline(kannel_installed: dict[str, str], tmp_path: Path) -> None:
+    """Issue 14: our refused bind_resp keeps its system_id (v3.4 4.1 says no body on
+    error). Kannel decodes it (status and system_id in its PDU log) and keeps the
+    link offline, retrying, instead of failing on the body."""
+    scenario = Scenario("trx-refused", "transceiver", "decimal", None)
+    bridge = RunningBridge(bridge_config(tmp_path, scenario)).start()
+    settings = KannelSettings(system_id=SYSTEM_ID, password="wrong")
+    kannel = Kannel(tmp_path / "kannel", bridge.smpp_port, settings)
+
+    def refusals() -> list[Any]:
+        return [p for p in KannelLog(kannel.log()).of_type("bind_transceiver_resp", "in")]
+
+    try:
+        kannel.start()
+        wait_until(refusals, 15, "Kannel logging the refused bind_transceiver_resp")
+        lines = kannel.smsc_lines()
+    finally:
+        kannel.stop()
+        bridge.stop()
+    answer = refusals()[0]
+    assert answer.integer("command_status") == 0x0E  # ESME_RINVPASWD
+    assert answer.text("system_id") == "SMPPBRIDGE"
+    assert lines and not any("(online " in line for line in lines)

@@ -177,3 +177,22 @@ def test_enquire_link_starts_right_after_bind(node_smpp: list[str], start: Calla
     assert report["bind"]["command_status"] == 0
     assert report["errors"] == []
     assert report["server_enquire_links"] >= 1
+
+
+def test_refused_bind_is_reported_cleanly(node_smpp: list[str], bridge: RunningBridge) -> None:
+    """Issue 14: our refused bind_resp keeps its system_id (v3.4 4.1 says no body on
+    error); node-smpp parses it, status and all, and the socket stays healthy."""
+    report = run_driver(node_smpp, bridge, [], allow_errors=True, password="wrong")
+    assert report["errors"] == ["bind refused"]
+    assert report["bind"]["command"] == "bind_transceiver_resp"
+    assert report["bind"]["command_status"] == 0x0E  # ESME_RINVPASWD
+    assert report["bind"]["system_id"] == "SMPPBRIDGE"
+    assert report["closed_early"] is False
+
+
+def test_v50_bind_is_told_rinvdcs(node_smpp: list[str], bridge: RunningBridge) -> None:
+    """node-smpp binds as v5.0, so an unsendable data_coding is ESME_RINVDCS (0x104)
+    for it (v3.3/v3.4 binds get ESME_RSUBMITFAIL) and it decodes that."""
+    messages = [{"destination_addr": "4917000001", "short_message": "x", "data_coding": 2}]
+    report = run_driver(node_smpp, bridge, messages, receipts=0)
+    assert [s["command_status"] for s in report["submits"]] == [0x104]

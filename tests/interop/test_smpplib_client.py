@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import smpplib.client
 import smpplib.consts
+import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
 
@@ -243,3 +244,19 @@ def test_transmitter_and_receiver_pair(
     assert tx.request("unbind").status == 0
     assert "deliver_sm" not in tx.commands_read()
     assert rx.request("unbind").status == 0
+
+
+def test_refused_bind_is_reported_cleanly(
+    start: Callable[..., RunningBridge], apps: Callable[[int], SmpplibApp]
+) -> None:
+    """Issue 14: our refused bind_resp keeps its system_id (v3.4 4.1 says no body on
+    error); smpplib reads it and raises its PDUError with the status, and the
+    connection stays usable for a bind with the right password."""
+    bridge = start()
+    app = apps(bridge.smpp_port)
+    with pytest.raises(smpplib.exceptions.PDUError) as refused:
+        app.client.bind_transceiver(system_id=SYSTEM_ID, password="wrong")
+    assert refused.value.args[1] == 0x0E  # ESME_RINVPASWD
+    [resp] = app.client.read
+    assert (resp.command, resp.status, resp.system_id) == ("bind_transceiver_resp", 0x0E, b"SMPPBRIDGE")
+    assert app.bind("transceiver").status == 0
