@@ -280,30 +280,73 @@ class ContactaProvider(ProviderBase):
     )
 
 
+# Kaleyra's pods by API host, and the route types each takes (document 001: "For
+# customers in the Indian region, the available SMS Types are OTP, Transactional (TNX),
+# Transactional DND (TXND), and Marketing (MKT). For Europe, America, and Singapore
+# regions, only OTP and Default ..."; the API value is TXN, PROVIDERS.md 3.1).
+KALEYRA_PODS: dict[str, str] = {
+    "api.in.kaleyra.io": "IN",
+    "api.ap.kaleyra.io": "SG",
+    "api.kaleyra.io": "SG",
+    "api.eu.kaleyra.io": "EU",
+    "api.na.kaleyra.ai": "NA",
+}
+KALEYRA_SMS_TYPES: dict[str, frozenset[str]] = {
+    "IN": frozenset({"OTP", "TXN", "TXND", "MKT"}),
+    "SG": frozenset({"OTP", "DEFAULT"}),
+    "EU": frozenset({"OTP", "DEFAULT"}),
+    "NA": frozenset({"OTP", "DEFAULT"}),
+}
+# Which endpoint takes which parameter (PROVIDERS.md 3.1, from Kaleyra's pages): `ref`
+# and the inline `callback` object belong to /messages, `ref_custom` to /sms;
+# `callback_profile_id` to both.
+KALEYRA_REFERENCE_FIELDS = {"sms": "ref_custom", "messages": "ref"}
+KALEYRA_CALLBACK_MODES = {"sms": ("profile", "none"), "messages": ("object", "profile", "none")}
+KALEYRA_POLL_WITHOUT_CALLBACKS = 30  # default poll_interval when no callback will come
+
+
+def kaleyra_region(base_url: str) -> str | None:
+    """The pod of a Kaleyra base URL (IN, SG, EU, NA); None for any other host."""
+    host = re.sub(r"^https?://", "", base_url).split("/")[0].split(":")[0].lower()
+    return KALEYRA_PODS.get(host)
+
+
 class KaleyraProvider(ProviderBase):
     type: Literal["kaleyra"]
     base_url: BaseUrl
     sid: str
     api_key: SecretStr
     sender: str
-    sms_type: str = "TXN"
-    callback_token: SecretStr
+    sms_type: str = Field(
+        description="route type, required: IN pod OTP | TXN | TXND | MKT; SG/EU/NA pods OTP | DEFAULT"
+    )
+    callback_token: SecretStr | None = Field(
+        None, description="secret part of our callback URL; needed unless callback_mode = none"
+    )
     poll_interval: float = Field(
-        300, ge=0, description="seconds without a final callback before status polling starts; 0 = no polling"
+        300,
+        ge=0,
+        description="seconds without a final callback before status polling starts (default 30 without "
+        "callbacks); 0 = no polling",
     )
     endpoint: Literal["sms", "messages"] = Field(
         "sms", description="send path: /v1/{sid}/sms (current) or /v1/{sid}/messages (older, still documented)"
     )
-    body_format: Literal["form", "json"] = Field(
-        "form", description="send body: form fields (what every sample posts) or JSON (what the table claims)"
+    body_format: Literal["json", "form"] = Field(
+        "json",
+        description="send body: JSON (document 001: content-type 'The only allowed value is application/json') "
+        "or form fields (what the curl samples post; not what the document allows)",
     )
     reference_field: Literal["ref", "ref_custom", "none"] = Field(
-        "ref", description="parameter carrying our message id: ref (/messages), ref_custom (/sms) or none"
+        "ref_custom",  # /sms's; _endpoint_defaults puts in the endpoint's own
+        description="parameter carrying our message id: ref_custom (/sms, the default there), "
+        "ref (/messages, the default there) or none",
     )
-    callback_mode: Literal["object", "url", "profile", "none"] = Field(
-        "object",
-        description='how the send asks for a callback: callback={"url","method"} (object), callback=<url> (url), '
-        "callback_profile_id (profile, URL registered in the Kaleyra console) or none (polling only)",
+    callback_mode: Literal["object", "profile", "none"] = Field(
+        "none",  # _endpoint_defaults puts in the endpoint's own
+        description='how the send asks for a callback: callback={"url","method"} (object, /messages only), '
+        "callback_profile_id (profile, URL registered in the Kaleyra console) or none (polling only); "
+        "default: object on /messages, profile on /sms when callback_profile_id is set, else none",
     )
     callback_method: Literal["GET", "POST"] = Field("POST", description="method Kaleyra calls our callback URL with")
     callback_profile_id: str = Field("", description="the callback profile id when callback_mode = profile")
@@ -325,10 +368,61 @@ class KaleyraProvider(ProviderBase):
         "UNKNOWN", description="state reported for a message still without a final state after pending_max_age"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_defaults(cls, raw: Any) -> Any:
+        """reference_field and callback_mode default to what the endpoint takes."""
+        if not isinstance(raw, dict):
+            return raw
+        endpoint = raw.get("endpoint", "sms")
+        if endpoint not in KALEYRA_REFERENCE_FIELDS:
+            return raw  # the Literal reports it
+        filled = dict(raw)
+        filled.setdefault("reference_field", KALEYRA_REFERENCE_FIELDS[endpoint])
+        if "callback_mode" not in filled:
+            profile = filled.get("callback_profile_id")
+            filled["callback_mode"] = "object" if endpoint == "messages" else ("profile" if profile else "none")
+        if filled["callback_mode"] == "none":  # polling is the only way: start it sooner
+            filled.setdefault("poll_interval", KALEYRA_POLL_WITHOUT_CALLBACKS)
+        return filled
+
+    @field_validator("sms_type")
+    @classmethod
+    def _sms_type(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value == "TNX":
+            raise ValueError('"TNX" is how document 001 misspells it: the route type is "TXN"')
+        return value
+
     @model_validator(mode="after")
-    def _profile(self) -> KaleyraProvider:
+    def _documented_combinations(self) -> KaleyraProvider:
+        region = kaleyra_region(self.base_url)
+        allowed = KALEYRA_SMS_TYPES[region] if region else frozenset().union(*KALEYRA_SMS_TYPES.values())
+        if self.sms_type not in allowed:
+            where = f"the {region} pod ({self.base_url})" if region else "any Kaleyra pod"
+            raise ValueError(
+                f"sms_type: {self.sms_type!r} is not a route type of {where}; use one of {sorted(allowed)}"
+            )
+        documented_reference = KALEYRA_REFERENCE_FIELDS[self.endpoint]
+        if self.reference_field not in (documented_reference, "none"):
+            raise ValueError(
+                f"reference_field: {self.reference_field!r} is not a parameter of /{self.endpoint} "
+                f"(it takes {documented_reference!r}); set endpoint or reference_field accordingly"
+            )
+        if self.callback_mode not in KALEYRA_CALLBACK_MODES[self.endpoint]:
+            raise ValueError(
+                f"callback_mode: the inline callback object is a /messages parameter, not one of /{self.endpoint}; "
+                "use a callback profile (callback_profile_id) or polling (callback_mode = none)"
+            )
         if self.callback_mode == "profile" and not self.callback_profile_id:
             raise ValueError('callback_mode = "profile" needs callback_profile_id')
+        if self.callback_mode != "none" and self.callback_token is None:
+            raise ValueError(f"callback_token: needed for callbacks (callback_mode = {self.callback_mode!r})")
+        if self.callback_mode == "none" and self.poll_interval <= 0:
+            raise ValueError(
+                "poll_interval: without callbacks (callback_mode = none) polling is the only way to "
+                "receipts; it must be above 0"
+            )
         return self
 
 
@@ -338,7 +432,12 @@ class FlashSmsProvider(ProviderBase):
     api_key: SecretStr
     sender: str = Field("", description="senderId when source_addr is not allowed; empty = the first approved one")
     poll_interval: float = Field(30, gt=0, description="seconds from send to the first status poll")
-    requests_per_minute: int = Field(100, ge=1, description="API requests per minute (sends and polls together)")
+    requests_per_minute: int = Field(
+        100, ge=1, description="API requests (sends and polls together) in any rate_window seconds, at most"
+    )
+    rate_window: float = Field(
+        60, gt=0, description="seconds requests_per_minute counts over (60: document 002's minute; tests shorten it)"
+    )
     max_recipients: int = Field(
         1000, ge=1, le=1000, description="FlashSMS's per-request cap; each message is sent to its one destination"
     )
@@ -392,7 +491,9 @@ class SkycoreProvider(ProviderBase):
         default_factory=list,
         description='source_addr values passed on ("*" = any): digits as `from`, letters as `from-mask`',
     )
-    plus_prefix: bool = Field(False, description="`to` as +digits (the document's examples) instead of digits only")
+    plus_prefix: bool = Field(
+        True, description="`to` as + and the country code (every request example of document 003); false = digits only"
+    )
     max_parts: int = Field(
         10, ge=0, description="longest text in SMS parts (153 GSM / 67 UCS-2 chars each) sent; 0 = no bridge-side limit"
     )
@@ -469,6 +570,15 @@ class Config(Section):
         for i, account in enumerate(self.accounts):
             if account.route is not None and account.route not in route_names and account.route not in self.providers:
                 problems.append(f"accounts[{i}].route: no route or provider named {account.route!r}")
+        flashsms_keys: dict[str, str] = {}
+        for name, provider in self.providers.items():
+            if isinstance(provider, FlashSmsProvider):
+                first = flashsms_keys.setdefault(provider.api_key.get_secret_value(), name)
+                if first != name:  # its rate limit is per key, and each entry counts its own requests
+                    problems.append(
+                        f"providers.{name}.api_key: the same key as providers.{first}; FlashSMS allows "
+                        "100 requests a minute per key and each provider entry counts only its own"
+                    )
         if problems:
             raise ConfigError(problems)
         return self

@@ -27,7 +27,15 @@ from typing import Any, TypeVar
 
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
-from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable, id_seed, wrapped
+from bridge.store.base import (
+    MAX_ID_PROBES,
+    MAX_MESSAGE_ID,
+    PURGE_BATCH,
+    Store,
+    StoreUnavailable,
+    id_seed,
+    wrapped,
+)
 from bridge.store.records import dump_message, dump_receipt, dump_segment, load_message, load_receipt, load_segment
 
 T = TypeVar("T")

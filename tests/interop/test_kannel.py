@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.common import seed_next_id
+from tests.interop.common import WRONG_PASSWORD, account, seed_next_id
 from tests.interop.kannel import DlrCall, DlrServer, Kannel, KannelLog, KannelSettings, wait_until
 from tests.support.records import simulator_records
 from tests.support.running import RunningBridge, make_config
@@ -124,17 +124,10 @@ class KannelRun:
 
 
 def bridge_config(directory: Path, scenario: Scenario) -> Any:
-    account = {
-        "system_id": SYSTEM_ID,
-        "password": PASSWORD,
-        "allowed_networks": ["127.0.0.0/8"],
-        "throughput": 0,
-        "route": "sim",
-        "message_id_format": scenario.id_format,
-    }
+    kannel_account = account(SYSTEM_ID, PASSWORD, scenario.id_format)
     # delivery_delay keeps the final report clearly after the SMSC ack (type 8).
     simulator = {"type": "simulator", "delivery_delay": 0.5, "record_path": str(directory / "records.jsonl")}
-    return make_config(directory, accounts=[account], providers={"sim": simulator})
+    return make_config(directory, accounts=[kannel_account], providers={"sim": simulator})
 
 
 def send(kannel: Kannel, dlr: DlrServer, tag: str, message: Outgoing) -> None:
@@ -331,29 +324,25 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
     assert "id<12345679>" in lost  # read as decimal: not the 305419897 it stored
 
 
-# -- a refused bind ------------------------------------------------------------------------
+# -- a refused bind ----------------------------------------------------------------------
 
 
-def test_refused_bind_is_read_and_the_link_stays_offline(kannel_installed: dict[str, str], tmp_path: Path) -> None:
-    """Issue 14: our refused bind_resp keeps its system_id (v3.4 4.1 says no body on
-    error). Kannel decodes it (status and system_id in its PDU log) and keeps the
-    link offline, retrying, instead of failing on the body."""
+def test_wrong_password_is_refused(kannel_installed: dict[str, str], tmp_path: Path) -> None:
+    """Our refused bind_resp keeps its system_id (v3.4 4.1 would allow no body on
+    error; strict decoders need it). Kannel decodes it (status and system_id in its
+    PDU log), logs the SMPP error name and marks the link dead."""
     scenario = Scenario("trx-refused", "transceiver", "decimal", None)
     bridge = RunningBridge(bridge_config(tmp_path, scenario)).start()
-    settings = KannelSettings(system_id=SYSTEM_ID, password="wrong")
+    settings = KannelSettings(system_id=SYSTEM_ID, password=WRONG_PASSWORD)
     kannel = Kannel(tmp_path / "kannel", bridge.smpp_port, settings)
-
-    def refusals() -> list[Any]:
-        return [p for p in KannelLog(kannel.log()).of_type("bind_transceiver_resp", "in")]
-
     try:
         kannel.start()
-        wait_until(refusals, 15, "Kannel logging the refused bind_transceiver_resp")
-        lines = kannel.smsc_lines()
+        wait_until(lambda: any("(dead" in line for line in kannel.smsc_lines()), 15, "Kannel marking the link dead")
     finally:
         kannel.stop()
         bridge.stop()
-    answer = refusals()[0]
-    assert answer.integer("command_status") == 0x0E  # ESME_RINVPASWD
-    assert answer.text("system_id") == "SMPPBRIDGE"
-    assert lines and not any("(online " in line for line in lines)
+    log = KannelLog(kannel.log())
+    [answer] = log.of_type("bind_transceiver_resp", "in")
+    assert (answer.integer("command_status"), answer.text("system_id")) == (0x0E, "SMPPBRIDGE")  # ESME_RINVPASWD
+    assert "SMSC rejected login to transmit, code 0x0000000e (Invalid Password)" in log.text
+    assert log.of_type("submit_sm", "out") == []
