@@ -130,7 +130,7 @@ def test_world_readable_config_is_warned(tmp_path: Path) -> None:
 
 PROVIDER_URLS = {
     "contacta": ("base_url", {"username": "u", "password": "p"}),
-    "kaleyra": ("base_url", {"sid": "s", "api_key": "k", "sender": "S", "callback_token": "t"}),
+    "kaleyra": ("base_url", {"sid": "s", "api_key": "k", "sender": "S", "sms_type": "TXN", "callback_token": "t"}),
     "flashsms": ("base_url", {"api_key": "k"}),
     "skycore": ("url", {"api_key": "k", "from": "60856", "callback_token": "t"}),
 }
@@ -154,11 +154,11 @@ def test_public_url_is_checked_the_same_way(url: str) -> None:
 
 def test_base_urls_lose_their_trailing_slash_and_endpoints_are_kept_as_written() -> None:
     raw = minimal(http={"public_url": "https://bridge.example.org/"})
-    raw["providers"]["k"] = {"type": "kaleyra", "base_url": "https://api.kaleyra.io/", **PROVIDER_URLS["kaleyra"][1]}
+    raw["providers"]["k"] = {"type": "kaleyra", "base_url": "https://api.in.kaleyra.io/", **PROVIDER_URLS["kaleyra"][1]}
     raw["providers"]["s"] = {"type": "skycore", "url": "https://api.skycore.com/API/v3/", **PROVIDER_URLS["skycore"][1]}
     config = parse_config(raw, {})
     assert config.http.public_url == "https://bridge.example.org"
-    assert config.providers["k"].base_url == "https://api.kaleyra.io"  # type: ignore[union-attr]
+    assert config.providers["k"].base_url == "https://api.in.kaleyra.io"  # type: ignore[union-attr]
     assert config.providers["s"].url == "https://api.skycore.com/API/v3/"  # type: ignore[union-attr]
 
 

@@ -28,6 +28,7 @@ POLLING = {
     "sid": "HXAP1",
     "api_key": "k",
     "sender": "KLRHXA",
+    "sms_type": "TXN",
     "callback_token": "t",
     "poll_interval": 30,
 }

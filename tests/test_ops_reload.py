@@ -227,16 +227,17 @@ class HeldKaleyra:
                             return
                         head += line
                     length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-                    form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                    body = self.rfile.read(length).decode()
+                    to = str(json.loads(body)["to"]) if body.startswith("{") else urllib.parse.parse_qs(body)["to"][0]
                     held.arrived.set()
                     held.answer.wait(30)
                     data = [
-                        {"message_id": f"648a2c1e-0000-4000-80c5-3c2a8cb391aa:{i + 1}", "recipient": to.lstrip("+")}
-                        for i, to in enumerate(form["to"][0].split(","))
+                        {"message_id": f"648a2c1e-0000-4000-80c5-3c2a8cb391aa:{i + 1}", "recipient": number.lstrip("+")}
+                        for i, number in enumerate(to.split(","))
                     ]
-                    body = json.dumps({"id": "648a2c1e-0000-4000-80c5-3c2a8cb391aa", "data": data}).encode()
+                    answer = json.dumps({"id": "648a2c1e-0000-4000-80c5-3c2a8cb391aa", "data": data}).encode()
                     self.wfile.write(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n")
-                    self.wfile.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                    self.wfile.write(b"Content-Length: %d\r\n\r\n" % len(answer) + answer)
                     self.wfile.flush()
 
         return Handler
@@ -257,9 +258,9 @@ def test_a_coalesced_request_in_flight_keeps_its_provider_open_across_a_reload(
         "sid": "HXAP1",
         "api_key": "k",
         "sender": "KLRHXA",
+        "sms_type": "TXN",
         "callback_token": "t",
-        "callback_mode": "none",
-        "poll_interval": 0,
+        "poll_interval": 3600,  # no poll during the test
         "coalesce_window": 0.05,
     }
     account = {"system_id": "esme1", "password": "secret1", "throughput": 0, "route": "k"}

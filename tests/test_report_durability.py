@@ -203,6 +203,7 @@ async def test_a_kaleyra_callback_whose_write_fails_is_503_and_its_id_stays_poll
             "sid": "HXAP1",
             "api_key": "k",
             "sender": "KLRHXA",
+            "sms_type": "TXN",
             "callback_token": TOKEN,
             "poll_interval": 3600,
         },
