@@ -15,15 +15,19 @@ import stat
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -46,6 +50,28 @@ def _parse_networks(value: Any) -> Any:
 
 
 Networks = Annotated[list[IpNetwork], BeforeValidator(_parse_networks)]
+
+_HTTP_URL = TypeAdapter(AnyHttpUrl)
+
+
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL with a host (pydantic's URL rules), kept as written:
+    "api.kaleyra.io" fails here, at load, with its key's path, instead of failing
+    every send later."""
+    try:
+        _HTTP_URL.validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors(include_url=False)[0]["msg"]
+        raise ValueError(f"must be an http:// or https:// URL with a host ({reason})") from None
+    if not urlsplit(value).hostname or any(c.isspace() for c in value):
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+# Every URL of the config is one of these: an endpoint used as written, or a base
+# that paths are appended to (kept without its trailing "/").
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+BaseUrl = Annotated[HttpUrl, AfterValidator(lambda value: value.rstrip("/"))]
 
 
 class ConfigError(Exception):
@@ -113,14 +139,7 @@ class SecuritySettings(Section):
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    public_url: str = "http://127.0.0.1:8080"
-
-    @field_validator("public_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+    public_url: BaseUrl = "http://127.0.0.1:8080"
 
 
 class StoreSettings(Section):
@@ -252,7 +271,7 @@ class SimulatorProvider(ProviderBase):
 
 class ContactaProvider(ProviderBase):
     type: Literal["contacta"]
-    base_url: str = Field(description="API base URL; the paths /v2/sms/send and /v2/flash/send are appended")
+    base_url: BaseUrl = Field(description="API base URL; the paths /v2/sms/send and /v2/flash/send are appended")
     username: str = Field(description="first half of the HTTP Basic pair")
     password: SecretStr = Field(description="second half of the HTTP Basic pair (the API key)")
     sender: str = Field("", description="`sender` when source_addr is not allowed; empty = none (account default)")
@@ -275,13 +294,6 @@ class ContactaProvider(ProviderBase):
     length_unit: Literal["septets", "characters"] = Field(
         "septets", description="what the 160 limit of `msg` counts: GSM septets (one SMS) or characters (the schema)"
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
 
 
 # Kaleyra's pods by API host, and the route types each takes (document 001: "For
@@ -317,7 +329,7 @@ def kaleyra_region(base_url: str) -> str | None:
 
 class KaleyraProvider(ProviderBase):
     type: Literal["kaleyra"]
-    base_url: str
+    base_url: BaseUrl
     sid: str
     api_key: SecretStr
     sender: str
@@ -432,7 +444,7 @@ class KaleyraProvider(ProviderBase):
 
 class FlashSmsProvider(ProviderBase):
     type: Literal["flashsms"]
-    base_url: str
+    base_url: BaseUrl
     api_key: SecretStr
     sender: str = Field("", description="senderId when source_addr is not allowed; empty = the first approved one")
     poll_interval: float = Field(30, gt=0, description="seconds from send to the first status poll")
@@ -482,7 +494,7 @@ class SkycoreProvider(ProviderBase):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     type: Literal["skycore"]
-    url: str = Field(description="the account's API endpoint URL (Skycore gives it; every action is a POST to it)")
+    url: HttpUrl = Field(description="the account's API endpoint URL (Skycore gives it; every action is a POST to it)")
     api_key: SecretStr = Field(description="the x-api-key header (case-sensitive)")
     from_: str = Field(
         alias="from", pattern=r"^\+?\d{3,15}$", description="short code, toll-free or 10DLC number (with country code)"
@@ -505,18 +517,18 @@ class SkycoreProvider(ProviderBase):
         48 * 3600, ge=0, description="seconds without a final postback before the message ends UNKNOWN; 0 = never"
     )
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
-
 
 ProviderSettings = Annotated[
     SimulatorProvider | ContactaProvider | KaleyraProvider | FlashSmsProvider | SkycoreProvider,
     Field(discriminator="type"),
 ]
+# The one list of provider types: the `type` of each member of the union above.
+# Connectors (bridge.providers) and HTTP doubles (bridge.simulators) are found by it.
+PROVIDER_TYPES: tuple[str, ...] = tuple(
+    get_args(model.model_fields["type"].annotation)[0] for model in get_args(get_args(ProviderSettings)[0])
+)
+BUILTIN_PROVIDER = "simulator"  # in-process, no HTTP API (and so no HTTP double)
+HTTP_PROVIDER_TYPES = tuple(kind for kind in PROVIDER_TYPES if kind != BUILTIN_PROVIDER)
 
 
 class RouteMatch(Section):
@@ -663,7 +675,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("simulator", "contacta", "kaleyra", "flashsms", "skycore") and out.startswith("providers."):
+        elif part in PROVIDER_TYPES and out.startswith("providers."):
             continue  # pydantic's discriminator step, not a key the user wrote
         else:
             out += f".{part}" if out else str(part)

@@ -4,7 +4,10 @@ Intake: a `StatusReport` finds its Message by provider id; a final state finishe
 the Message and, in the same store transaction, queues one Receipt per Part whose
 registered_delivery asks for it. The intermediate state (ENROUTE) makes receipts
 only for parts that asked for intermediate notifications; they go out with the
-account's `intermediate_esm_class` (0x04 or 0x20).
+account's `intermediate_esm_class` (0x04 or 0x20). `on_report` returns only once
+that transaction is committed (or raises StoreUnavailable), so a connector answers
+its provider's callback, or stops polling, only for a report that a crash can no
+longer lose.
 
 Delivery: receipts wait in the store and in a per-system_id queue until an RX or
 TRX session of that system_id is bound; each deliver_sm is deleted from the store
@@ -52,7 +55,8 @@ from bridge.store.base import Store
 
 RETRY_DELAY_MAX = 600.0
 # A report may beat the store write of its own send (a provider calling back before
-# it answered): unknown ids are looked up again after these delays before giving up.
+# it answered): an unknown id is looked up again after these delays, within the
+# request, before it counts as unknown; at most MAX_EARLY_REPORTS reports wait so.
 EARLY_REPORT_RETRIES = (0.1, 0.4, 1.5)
 MAX_EARLY_REPORTS = 10_000
 
@@ -128,7 +132,8 @@ class ReceiptEngine:
         self._held: set[int] = set()
         self._parked: dict[int, list[Receipt]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
-        self._early: set[asyncio.Future[None]] = set()
+        self._early = 0  # reports waiting for their message to be stored
+        self._committing: dict[int, asyncio.Future[None]] = {}
         self._receipt_children: dict[tuple[str, ...], Any] = {}
         self._report_children: dict[tuple[str, ...], Any] = {}
         self._latency_children: dict[tuple[str, ...], Any] = {}
@@ -138,55 +143,80 @@ class ReceiptEngine:
     # -- intake ----------------------------------------------------------------------
 
     async def on_report(self, report: StatusReport) -> bool:
-        """A provider's status for one of its ids. False when we do not know the id."""
-        message = await self._store.find_by_provider_id(report.provider, report.provider_id)
+        """A provider's status for one of its ids; returns once the new state and its
+        receipts are committed to the store, so the connector may answer the provider
+        (or stop polling) and a crash loses nothing the provider will not send again.
+        False when we do not know the id. Raises StoreUnavailable when the write
+        failed: the connector answers 5xx (or polls again) so the report comes back."""
+        message = await self._find(report)
         if message is None:
-            if len(self._early) < MAX_EARLY_REPORTS:
-                task = asyncio.ensure_future(self._report_again(report))
-                self._early.add(task)
-                task.add_done_callback(self._early.discard)
-            else:
-                self._unknown(report)
+            self._count_report(report.provider, "unknown_id")
+            self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
             return False
-        self._take(message, report)
+        applied = await self.apply_to(message, report.state, report.error, report.at)
+        self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
         return True
 
-    def _take(self, message: Message, report: StatusReport) -> None:
-        applied = self.apply_to(message, report.state, report.error, report.at)
-        self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
-
-    async def _report_again(self, report: StatusReport) -> None:
-        for delay in EARLY_REPORT_RETRIES:
-            await asyncio.sleep(delay)
-            message = await self._store.find_by_provider_id(report.provider, report.provider_id)
-            if message is not None:
-                self._take(message, report)
-                return
-        self._unknown(report)
-
-    def _unknown(self, report: StatusReport) -> None:
-        self._count_report(report.provider, "unknown_id")
-        self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
+    async def _find(self, report: StatusReport) -> Message | None:
+        """The report's message. A report may beat the store write of its own send (a
+        provider calling back before its HTTP answer was processed): an unknown id is
+        looked up again a few times within the request (EARLY_REPORT_RETRIES, about
+        two seconds) rather than answered and retried in the background, where a
+        crash would lose a report the provider was told we have."""
+        message = await self._store.find_by_provider_id(report.provider, report.provider_id)
+        if message is not None or self._early >= MAX_EARLY_REPORTS:
+            return message
+        self._early += 1
+        try:
+            for delay in EARLY_REPORT_RETRIES:
+                await asyncio.sleep(delay)
+                message = await self._store.find_by_provider_id(report.provider, report.provider_id)
+                if message is not None:
+                    return message
+        finally:
+            self._early -= 1
+        return None
 
     async def apply(self, message_id: int, state: MessageState, error: int, at: float) -> bool:
         """`apply_to` for a message known by id."""
         message = await self._store.get_message(message_id)
-        return message is not None and self.apply_to(message, state, error, at)
+        return message is not None and await self.apply_to(message, state, error, at)
 
-    def apply_to(self, message: Message, state: MessageState, error: int, at: float) -> bool:
+    async def apply_to(self, message: Message, state: MessageState, error: int, at: float) -> bool:
         """Move a Message to `state` and queue the receipts it owes; False if it was
-        already final (a replayed or late report changes nothing). Synchronous, so
-        two reports for one message cannot interleave; the store keeps one object
-        per unfinished message, so both see the same state."""
+        already there or final (a replayed or late report changes nothing). Returns
+        once the change is committed (a replay waits for the commit of the change it
+        repeats); raises StoreUnavailable, the change undone, when it failed.
+
+        The decision and the in-memory change happen before the first await, so two
+        reports for one message cannot interleave (the store keeps one object per
+        unfinished message, so both see the same state); the receipts are queued for
+        delivery only after the commit, and still wait for their submit_sm_resp."""
+        pending = self._committing.get(message.id)
         if message.lifecycle is Lifecycle.FINAL or (not state.is_final and message.state is state):
+            if pending is not None:
+                await asyncio.shield(pending)
             return False
+        before = (message.state, message.error, message.lifecycle, message.done_at)
         message.state = state
         message.error = error
         if state.is_final:
             message.lifecycle = Lifecycle.FINAL
             message.done_at = at
+        after = (message.state, message.error, message.lifecycle, message.done_at)
         receipts = receipts_for(message, message.parts, state, error, at)
-        self._store.update_messages([message], receipts)  # queued now: before any deliver_sm_resp's delete
+        # Queued now, before any deliver_sm_resp's delete of these receipts is.
+        write = asyncio.ensure_future(self._store.update_messages([message], receipts))
+        self._committing[message.id] = write
+        try:
+            await asyncio.shield(write)
+        except Exception:
+            if (message.state, message.error, message.lifecycle, message.done_at) == after:
+                message.state, message.error, message.lifecycle, message.done_at = before
+            raise
+        finally:
+            if self._committing.get(message.id) is write:
+                del self._committing[message.id]
         self.enqueue(self._shared.added(receipts))
         return True
 
@@ -395,5 +425,3 @@ class ReceiptEngine:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        for task in self._early:
-            task.cancel()

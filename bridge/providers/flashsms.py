@@ -391,11 +391,12 @@ class FlashSms(Provider):
     async def _give_up(self, message_id: str, watch: Watch) -> None:
         state = MessageState[self.settings.pending_final_state]
         self.log.info("flashsms_no_final_state", message=message_id, phones=len(watch.items), state=state.stat)
-        self._schedule.forget(message_id)
         for phone in list(watch.items):
             await self.context.report(
                 StatusReport(self.name, provider_id(message_id, phone), state, 0, self.context.clock(), "max age")
             )
+            del watch.items[phone]  # committed: a failure above leaves the rest watched
+        self._schedule.forget(message_id)
 
     @property
     def watching(self) -> Mapping[str, Sequence[str]]:

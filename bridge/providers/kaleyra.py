@@ -333,6 +333,11 @@ class Kaleyra(Provider):
         return None if token is None or self.settings.callback_mode == "none" else token.get_secret_value()
 
     @property
+    def watching(self) -> list[str]:
+        """Provider ids still polled for their final state (for tests and debugging)."""
+        return sorted(self._schedule.watches)
+
+    @property
     def callback_url(self) -> str:
         return f"{self.context.public_url.rstrip('/')}/callbacks/{self.name}/{self.callback_token()}"
 
@@ -437,7 +442,9 @@ class Kaleyra(Provider):
     # -- callbacks -----------------------------------------------------------------------
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
-        """GET with query parameters, or POST/PUT with a JSON object (or list) or form fields."""
+        """GET with query parameters, or POST/PUT with a JSON object (or list) or form
+        fields. Answered 200 only once every report in it is committed to the store;
+        503 when the store failed, so that Kaleyra calls again."""
         try:
             reports = await _callback_fields(request)
         except ValueError:
@@ -464,7 +471,7 @@ class Kaleyra(Provider):
         state, error = mapped
         at = parse_timestamp(pick(fields, self._callback_names["timestamp"])) or self.context.clock()
         report = StatusReport(self.name, provider_id, state, error, at, status[:32])
-        known = await self.context.report(report)
+        known = await self.context.report(report)  # returns once committed; raises if not
         if state.is_final:
             self._schedule.forget(provider_id)
         return "accepted" if known else "unknown_id"
@@ -543,8 +550,8 @@ class Kaleyra(Provider):
     async def _give_up(self, provider_id: str) -> None:
         state = MessageState[self.settings.pending_final_state]
         self.log.info("kaleyra_no_final_state", provider_id=provider_id, state=state.stat)
-        self._schedule.forget(provider_id)
         await self.context.report(StatusReport(self.name, provider_id, state, 0, self.context.clock(), "max age"))
+        self._schedule.forget(provider_id)  # only once the report is committed
 
 
 async def _callback_fields(request: web.Request) -> list[dict[str, Any]]:

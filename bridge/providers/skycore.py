@@ -261,8 +261,9 @@ class Skycore(Provider):
     # -- postbacks ---------------------------------------------------------------------
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
-        """One postback. Cheap on purpose (one store lookup and write) so Skycore gets
-        its 200 well within its 10 seconds; a failure to record answers 503 so that
+        """One postback. Cheap on purpose (one store lookup and one group-committed
+        write) so Skycore gets its 200 well within its 10 seconds. The 200 comes only
+        after the new state is committed; a failure to record answers 503 so that
         Skycore sends the postback again later."""
         if request.method != "POST":
             self._count("bad_method")

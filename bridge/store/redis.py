@@ -63,6 +63,9 @@ GROUP = "receipts"
 _MAX_OPS = 2000  # calls per MULTI/EXEC
 _FEED_LENGTH = 100_000  # accepted ids kept per followed provider (approximate trim)
 _ERROR_LOG_INTERVAL = 1.0  # at most one "store_write_failed" line per second while Redis is away
+# What "Redis is away" looks like; any other exception in a handler is a bug and is
+# logged with its traceback rather than reported as an outage.
+_AWAY = (StoreUnavailable, RedisError, OSError, TimeoutError)
 
 # -- Lua -------------------------------------------------------------------------------
 
@@ -547,6 +550,7 @@ class RedisStore(Store):
             try:
                 await self._run(batch)
             except Exception as exc:  # never let the writer die: the bridge would hang
+                self._log.exception("store_writer_failed", operations=len(batch))  # a bug, not Redis away
                 _fail(batch, StoreUnavailable(f"store writer: {exc}"))
 
     async def _run(self, batch: list[_Op]) -> None:
@@ -613,7 +617,10 @@ class RedisStore(Store):
     async def _ping(self) -> bool:
         try:
             await asyncio.wait_for(self._submit([("PING",)], write=False), self.timeout)
+        except _AWAY:
+            return False
         except Exception:
+            self._log.exception("store_probe_failed")
             return False
         return True
 
@@ -915,8 +922,9 @@ class RedisCluster(Cluster):
                 if self._orphans:
                     await self._adopt()
             except Exception as exc:
-                if self._connected_since is not None:
-                    self._log.error("cluster_heartbeat_failed", error=str(exc))
+                if self._connected_since is not None or not isinstance(exc, _AWAY):
+                    # Redis away is said once per outage; anything else is a bug, with its traceback.
+                    self._log.error("cluster_heartbeat_failed", error=str(exc), exc_info=not isinstance(exc, _AWAY))
                 self._connected_since = None
 
     async def _beat(self) -> None:
@@ -1072,8 +1080,10 @@ class RedisCluster(Cluster):
         try:
             command = _eval(_LEASE, s.key("lease:", name), self.instance_id, max(1, int(ttl * 1000)))
             state = int(await s._submit([command], _first))
-        except Exception:
+        except Exception as exc:
             # Redis away: whoever held the lease goes on (its work needs no Redis).
+            if not isinstance(exc, _AWAY):
+                self._log.exception("lease_failed", lease=name)
             return Lease.HELD if name in self._leases else Lease.NO
         if state == 0:
             self._leases.pop(name, None)
