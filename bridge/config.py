@@ -220,6 +220,11 @@ class Account(Section):
         description="ISO 3166-1 alpha-2 country of this account's national numbers (TON 2, or TON 0 valid only as "
         "national); without it a national number is never given a guessed country",
     )
+    ton0_reading: Literal["international", "national"] = Field(
+        "international",
+        description="a TON 0 destination valid both as international and as national in default_country is read as "
+        "this (national: `6621234567` on an MX account is Hermosillo, not Bangkok's +66 2123 4567)",
+    )
     route: str | None = None
 
     @field_validator("default_country")

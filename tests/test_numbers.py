@@ -120,6 +120,23 @@ def test_destination_rules(addr: str, ton: int, country: str | None, expected: s
     assert shown(normalise(addr, ton, country)) == expected
 
 
+@pytest.mark.parametrize(
+    ("addr", "ton", "country", "expected"),
+    [
+        ("6621234567", 0, "MX", "+526621234567"),  # Hermosillo, not Bangkok
+        ("4771234567", 0, "MX", "+524771234567"),  # León, not Norway
+        ("525512345678", 0, "MX", "+525512345678"),  # 12 digits: no Mexican national number, so international
+        ("233241234567", 0, "MX", "+233241234567"),
+        ("+6621234567", 0, "MX", "+6621234567"),  # marked international stays international
+        ("6621234567", 0, None, "+6621234567"),  # no default_country: nothing to prefer, valid international
+        ("6621234567", 1, "MX", "+6621234567"),  # TON 1 is international whatever the account prefers
+    ],
+)
+def test_ton0_read_national_first(addr: str, ton: int, country: str | None, expected: str | None) -> None:
+    """`ton0_reading = "national"`: a TON 0 number valid both ways is the account's own."""
+    assert shown(normalise(addr, ton, country, national_first=True)) == expected
+
+
 def test_a_refusal_says_why_without_the_number() -> None:
     refusal = normalise("12345", 2, "MX")
     assert isinstance(refusal, Unusable)
@@ -243,6 +260,30 @@ def test_a_national_number_is_routed_by_its_country_over_smpp(
         assert simulator_records(tmp_path / "brazil.jsonl") == []
     finally:
         client.close()
+
+
+def test_an_account_may_read_ambiguous_ton0_numbers_as_national(
+    start_bridge: Callable[..., RunningBridge], tmp_path: Path
+) -> None:
+    """Hermosillo's `6621234567` with TON 0 is also Bangkok's +66 2123 4567: an account
+    with `ton0_reading = "national"` sends it to Mexico, one without to Thailand."""
+    settings = routed_config(tmp_path, "MX")
+    settings["accounts"].append(account("fallback", system_id="thai", default_country="MX"))
+    settings["accounts"][0]["ton0_reading"] = "national"
+    bridge = start_bridge(**settings)
+    national, literal = bound(bridge), Esme(bridge.smpp_port)
+    try:
+        assert literal.bind("transceiver", system_id="thai").status == Status.ESME_ROK
+        for client, text in ((national, b"Hermosillo"), (literal, b"Bangkok")):
+            resp = client.submit(destination="6621234567", dest_addr_ton=0, dest_addr_npi=1, text=text)
+            assert resp.status == Status.ESME_ROK
+        [mexican] = simulator_records(tmp_path / "mexico.jsonl")
+        assert (mexican["to"], mexican["text"]) == ("526621234567", "Hermosillo")
+        [thai] = simulator_records(tmp_path / "fallback.jsonl")
+        assert (thai["to"], thai["text"]) == ("6621234567", "Bangkok")
+    finally:
+        national.close()
+        literal.close()
 
 
 def test_without_default_country_a_national_number_takes_no_prefix_route(

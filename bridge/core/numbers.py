@@ -14,7 +14,9 @@ and validity are its business, not hand-written rules of ours.
 - TON 0 (unknown): a leading `+` or `00` is international (as TON 1); otherwise a
   number valid as international is international; otherwise a number valid as
   national in `default_country` is national. Without `default_country` it stays
-  national, country unknown; with it, anything else is refused.
+  national, country unknown; with it, anything else is refused. An account may
+  turn the order round (`ton0_reading = "national"`): a TON 0 number valid both
+  ways is then national (many are: MX `6621234567` is also Bangkok's +66 2123 4567).
 - TON 3-6 (network specific, subscriber, alphanumeric, abbreviated) and reserved
   values: a short code or a name cannot be written in E.164, so they are refused.
 
@@ -57,8 +59,12 @@ class Unusable:
     reason: str
 
 
-def normalise(addr: str, ton: int, default_country: str | None = None) -> Number | Unusable:
-    """The destination as E.164 (or national of unknown country), by the rules above."""
+def normalise(
+    addr: str, ton: int, default_country: str | None = None, national_first: bool = False
+) -> Number | Unusable:
+    """The destination as E.164 (or national of unknown country), by the rules above.
+    `national_first`: a TON 0 number valid as national in `default_country` is read so
+    even when it is valid as international too."""
     if ton not in (TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL):
         return Unusable(f"dest_addr_ton {ton} has no E.164 form")
     text = addr.translate(_SEPARATORS)
@@ -71,6 +77,10 @@ def normalise(addr: str, ton: int, default_country: str | None = None) -> Number
         return Unusable("destination_addr is not digits")
     if marked or ton == TON_INTERNATIONAL:
         return _international(text)
+    if ton == TON_UNKNOWN and national_first and default_country is not None:
+        national = _valid(_parse(text, default_country))
+        if national is not None:
+            return national
     if ton == TON_UNKNOWN:
         valid = _valid(_parse("+" + text))
         if valid is not None:

@@ -272,7 +272,9 @@ class Pipeline:
         """The destination as sent (for the receipt), normalised once (for everything
         else, see `bridge.core.numbers`), and its route."""
         destination = Address(fields["dest_addr_ton"], fields["dest_addr_npi"], fields["destination_addr"])
-        number = normalise(destination.addr, destination.ton, account.default_country)
+        number = normalise(
+            destination.addr, destination.ton, account.default_country, account.ton0_reading == "national"
+        )
         if isinstance(number, Unusable):
             raise Refused(Status.ESME_RINVDSTADR, number.reason)
         route = self.router.resolve(account, number, flash)
