@@ -49,6 +49,11 @@ MAX_LENGTH = 160  # the schema's maxLength of `msg`, counted per `length_unit`
 SENDER_ID = re.compile(r"^(?:[A-Za-z0-9]{1,11}|\d{12,15})$")
 
 
+# The one documented text that says the message may already be on its way. With an
+# HTTP 5xx (which otherwise means "not sent": fail over, re-send) it makes the outcome
+# UNKNOWN: never re-sent blindly, and counted as a possible duplicate by the outbox.
+MAY_BE_QUEUED = "failed to append to the queue"
+
 # Document 000's error texts, matched on the start of the normalised text: lower case,
 # without apostrophes (the document writes "dont", "don't" and, in a heading, "don"
 # U+2019 "t"). HTTP statuses of these answers are not documented, so the text decides.
@@ -60,7 +65,7 @@ ERRORS: dict[str, Rule] = {
     "your account dont have credits availables": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED, alert=True),
     "country or carrier not reachable": Rule(Status.ESME_RINVDSTADR, Outcome.REJECTED),
     # "no need to resend": not re-sent, not failed over (it might go out twice).
-    "failed to append to the queue": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
+    MAY_BE_QUEUED: Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
     "your account dont have enabled for send multi messages": Rule(Status.ESME_RINVNUMDESTS, Outcome.REJECTED),
 }
 UNKNOWN_ERROR = Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED)  # any other error text
@@ -193,10 +198,14 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     """(result, alert): what Contacta's answer means, and whether the operator must act.
 
     `reference` is our message id, the `id` we sent."""
-    refused = refused_by_status(answer)  # 429 and 5xx go by the status, whatever the body says
+    body = answer.json()
+    if answer.status >= 500 and isinstance(body, dict):
+        matched = error_rule(error_text(body))
+        if matched is not None and matched[0] == MAY_BE_QUEUED:  # "no need to resend"
+            return SendResult.unknown(f"contacta: HTTP {answer.status}, {MAY_BE_QUEUED}", metric="error"), False
+    refused = refused_by_status(answer)  # other 429 and 5xx go by the status, whatever the body says
     if refused is not None:
         return refused, False
-    body = answer.json()
     if isinstance(body, dict):
         description = body.get("description")
         if body.get("status") is True and isinstance(description, dict) and 200 <= answer.status < 300:

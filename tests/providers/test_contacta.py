@@ -202,6 +202,23 @@ def test_the_headings_typographic_apostrophe_reads_the_same() -> None:
     assert error_rule(text) is not None
 
 
+# Document 000, "Failed to append to the queue, no need to resend > Example".
+QUEUE_FAILED = "Failed to append to the queue, no need to resend"
+QUEUE_FAILED_EXAMPLE = {"status": False, "error": True, "description": QUEUE_FAILED}
+
+
+@pytest.mark.parametrize("http_status", [500, 502, 503, 504])
+def test_queue_error_with_a_5xx_is_unknown_never_resent_blindly(http_status: int) -> None:
+    """ "No need to resend": Contacta may have queued the message after all. Other 5xx
+    answers say it was not sent (failover, re-send); this one must not be re-sent
+    blindly, so it is UNKNOWN (a possible duplicate if the outbox tries again)."""
+    result, alerted = parse_answer(answer(http_status, QUEUE_FAILED_EXAMPLE), "1")
+    assert (result.outcome, result.status, alerted) == (Outcome.UNKNOWN, Status.ESME_RSYSERR, False)
+    assert result.provider_ids == () and QUEUE_FAILED not in result.reason
+    other, _ = parse_answer(answer(http_status, {"status": False, "error": True, "description": "kaboom"}), "1")
+    assert other.outcome is Outcome.NOT_SENT
+
+
 # PROVIDERS.md 2.2, "Proposed command_status" (and "+ alert operator" for the key); the
 # outcome (may another provider send it?) from docs/providers/contacta.md.
 DOCUMENTED_ERROR_RULES = [
@@ -225,7 +242,7 @@ DOCUMENTED_ERROR_RULES = [
         False,
     ),
     # "no need to resend": 0x45, not re-sent, not failed over
-    ("Failed to append to the queue, no need to resend", Status.ESME_RSUBMITFAIL, Outcome.REJECTED, False),
+    (QUEUE_FAILED, Status.ESME_RSUBMITFAIL, Outcome.REJECTED, False),
     (
         "Your account don't have enabled for send multi messages, please contact your administrator",
         Status.ESME_RINVNUMDESTS,
@@ -243,9 +260,11 @@ def test_error_table_row_by_row(
 ) -> None:
     """Each documented error, whichever field carries the text and whatever the HTTP
     status below 500 (not documented): the documented text decides. A 5xx goes by its
-    status (DESIGN.md: not sent), whatever the text."""
+    status (DESIGN.md: not sent), whatever the text, but for the queue error."""
     result, alerted = parse_answer(answer(http_status, {"status": False, "error": True, field: text}), "1")
-    if http_status >= 500:
+    if http_status >= 500 and text == QUEUE_FAILED:
+        status, outcome, alert = Status.ESME_RSYSERR, Outcome.UNKNOWN, False  # see below
+    elif http_status >= 500:
         status, outcome, alert = Status.ESME_RSYSERR, Outcome.NOT_SENT, False
     assert (result.outcome, result.status, alerted) == (outcome, status, alert)
     assert result.provider_ids == ()
