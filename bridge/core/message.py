@@ -63,6 +63,12 @@ class Message:
     attempts: int = 0
     next_attempt_at: float = 0.0
     done_at: float | None = None
+    # While ACCEPTED: when its provider must next act on it without a report (a poll,
+    # a synthetic receipt, a give-up), and how many times it already did. Stored beside
+    # the record and indexed per provider (`Store.due_messages`), so the timer outlives
+    # the process; set with the acceptance, cleared when the message becomes final.
+    due_at: float | None = None
+    polls: int = 0
 
 
 @dataclass(slots=True)
