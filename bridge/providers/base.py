@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from bridge.core.message import Message
+from bridge.core.message import UPGRADE_DUE, Message
 from bridge.logging import get_logger
 from bridge.metrics import Metrics
 from bridge.smpp.constants import MessageState, Status
@@ -153,14 +153,14 @@ class Provider(ABC):
     ) -> list[float | None]:
         """`on_due` of a connector whose only due work is to end a message in `state`
         `timeout` seconds (> 0) after its acceptance (a synthetic receipt, a give-up).
-        A message given a due time at an upgrade (from before due times were stored)
-        waits for `timeout` from its creation."""
+        A message accepted before due times were stored (`UPGRADE_DUE`) waits for
+        `timeout` from its creation."""
         now = self.context.clock()
         due: list[float | None] = []
         reports: dict[int, StatusReport] = {}
         for message in messages:
             not_before = message.created_at + timeout
-            if timeout > 0 and not_before > now:
+            if timeout > 0 and message.due_at == UPGRADE_DUE and not_before > now:
                 due.append(not_before)
                 continue
             if timeout > 0 and message.provider_ids:

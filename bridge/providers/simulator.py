@@ -102,4 +102,3 @@ class Simulator(Provider):
         )
         with self._record.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
-

@@ -55,7 +55,7 @@ from redis.exceptions import ExecAbortError, RedisError, ResponseError
 from redis.retry import Retry
 
 from bridge.core.cluster import Cluster, Lease, OrphanSink, OwnershipLost, ReceiptQueue, new_instance_id
-from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
 from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable, id_seed
 from bridge.store.records import dump_message, dump_receipt, dump_segment, load_message, load_receipt, load_segment
@@ -225,7 +225,7 @@ return out
 """
 
 # Once per store: messages accepted before due times existed are due at once (their
-# connector decides what is left to do). ARGV: prefix -> how many
+# connector decides what is left to do). ARGV: prefix, UPGRADE_DUE -> how many
 _MIGRATE_DUE = """
 local P = ARGV[1]
 if redis.call('EXISTS', P .. 'schema:due') == 1 then return 0 end
@@ -236,8 +236,8 @@ for _, id in ipairs(redis.call('ZRANGE', P .. 'lc:2', 0, -1)) do
   if v[1] and not v[2] then
     local prov = cjson.decode(v[1])[13]
     if type(prov) == 'string' and prov ~= '' then
-      redis.call('ZADD', P .. 'due:' .. prov, 0, id)
-      redis.call('HSET', key, 'd', 0, 'n', 0)
+      redis.call('ZADD', P .. 'due:' .. prov, ARGV[2], id)
+      redis.call('HSET', key, 'd', ARGV[2], 'n', 0)
       n = n + 1
     end
   end
@@ -563,7 +563,7 @@ class RedisStore(Store):
             raise StoreUnavailable(f"cannot reach Redis at {_safe_url(self.url)}: {exc}") from exc
         self.healthy = True
         self._writer = asyncio.ensure_future(self._write_loop())
-        migrated = await self._submit([_eval(_MIGRATE_DUE, self.p)], _first)
+        migrated = await self._submit([_eval(_MIGRATE_DUE, self.p, repr(UPGRADE_DUE))], _first)
         if migrated:
             self._log.info("store_migrated", messages_given_a_due_time=int(migrated))
 

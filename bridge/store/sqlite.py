@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
 from bridge.store.base import (
     MAX_ID_PROBES,
@@ -87,7 +87,10 @@ DUE_INDEX = "CREATE INDEX IF NOT EXISTS messages_due ON messages (provider, due_
 # messages accepted before due times were stored are due at once (each connector
 # then decides, from the message, what is still to do and when).
 MIGRATE: dict[str, tuple[str, ...]] = {
-    "due_at": ("ALTER TABLE messages ADD COLUMN due_at REAL", "UPDATE messages SET due_at = 0 WHERE lifecycle = 2"),
+    "due_at": (
+        "ALTER TABLE messages ADD COLUMN due_at REAL",
+        f"UPDATE messages SET due_at = {UPGRADE_DUE} WHERE lifecycle = 2",
+    ),
     "polls": ("ALTER TABLE messages ADD COLUMN polls INTEGER NOT NULL DEFAULT 0",),
 }
 

@@ -283,16 +283,16 @@ def test_short_text_is_refused_before_calling(
 # -- restart -------------------------------------------------------------------------
 
 
-def test_synthetic_receipt_is_rearmed_after_a_restart(
+def test_synthetic_receipt_due_at_a_restart_comes_from_the_next_run_at_its_stored_time(
     start_bridge: Callable[..., RunningBridge],
     contacta: AppThread,
     connect: Callable[[RunningBridge], Esme],
 ) -> None:
-    """Accepted with a receipt an hour away; the bridge restarts with a shorter
-    receipt_timeout, counted from when the message was taken: the receipt is due at
-    once and reaches the ESME on its next bind."""
+    """Accepted with its receipt 1.5 s away, which is stored with the message; the
+    bridge restarts with a receipt_timeout of an hour: the receipt still comes at
+    its stored time and reaches the ESME on its next bind."""
     first = start_bridge(
-        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=3600)}
+        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=1.5)}
     )
     esme = connect(first)
     resp = esme.submit(destination=DESTINATION, text=b"Antes del reinicio")
@@ -301,7 +301,7 @@ def test_synthetic_receipt_is_rearmed_after_a_restart(
     first.stop()
 
     second = start_bridge(
-        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=0.5)}
+        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=3600)}
     )
     [receipt] = connect(second).wait_receipts(1)
     assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
