@@ -77,7 +77,9 @@ def open_store(config: Config) -> Store:
             [f"store.url: the Redis store needs redis-py: pip install 'smpp-bridge[redis]' ({exc})"]
         ) from exc
     s = config.store
-    return RedisStore(s.url, prefix=s.prefix, timeout=s.redis_timeout, followed=polled_providers(config))
+    return RedisStore(
+        s.url, prefix=s.prefix, timeout=s.redis_timeout, followed=polled_providers(config), retention=s.retention
+    )
 
 
 def open_cluster(config: Config, store: Store) -> tuple[Cluster, ReceiptQueue]:
@@ -192,7 +194,7 @@ class Bridge:
             queue=self.receipt_queue,
         )
         self.providers: dict[str, Provider] = {}
-        self.sender = Sender(self.providers, self.metrics, get_logger("sender"))
+        self.sender = Sender(self.providers, self.metrics, get_logger("sender"), journal=self.store.journal)
         self.outbox = outbox = Outbox(
             config.outbox, self.store, self.sender, self.receipts, self.metrics, get_logger("outbox")
         )
@@ -414,6 +416,7 @@ class Bridge:
             try:
                 await self.pipeline.expire_segments(self.config.smpp.reassembly_timeout)
                 await self.store.purge(time.time() - self.config.store.retention)
+                await self.store.purge_history(time.time() - self.config.store.retention)
             except Exception:
                 self.log.exception("maintenance_failed")
 

@@ -103,6 +103,7 @@ class Outbox:
             for message in batch:
                 if message.lifecycle is Lifecycle.SENDING:
                     self._possible_duplicate(message, "in flight at the last stop")
+                self._store.journal.recovered(message, "restart")
                 self.submit(message)
                 count += 1
             after = batch[-1].id
@@ -119,6 +120,7 @@ class Outbox:
                     continue
                 if message.lifecycle is Lifecycle.SENDING:
                     self._possible_duplicate(message, "in flight on an instance that went away")
+                self._store.journal.recovered(message, "adopted from an instance that went away")
                 self.submit(message)
                 count += 1
         if count:
@@ -147,6 +149,9 @@ class Outbox:
                 self._later(message, self.settings.backoff_max)
 
     async def _attempt(self, message: Message) -> None:
+        if message.lifecycle is Lifecycle.FINAL:  # an operator gave up on it meanwhile
+            self._done(message)
+            return
         message.lifecycle = Lifecycle.SENDING
         message.attempts += 1
         await self._store.update_messages([message])
@@ -178,6 +183,7 @@ class Outbox:
         )
         message.lifecycle = Lifecycle.QUEUED
         message.next_attempt_at = self._clock() + delay
+        self._store.journal.retry_scheduled(message, delay)
         await self._store.update_messages([message])
         self._log.info(
             "outbox_retry",
@@ -192,6 +198,7 @@ class Outbox:
         self._log.warning(
             "outbox_failed", message_id=message.id, attempts=message.attempts, reason=result.reason, state=state.stat
         )
+        self._store.journal.gave_up(message, state, result.reason)
         await self._store.update_messages([message])
         await self._receipts.apply(message.id, state, int(result.status), self._clock())
         self._done(message)

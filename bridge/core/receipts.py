@@ -136,7 +136,10 @@ class ReceiptEngine:
         return True
 
     def _take(self, message: Message, report: StatusReport) -> None:
+        self._store.journal.report(message, report)  # stored with the new state it brings
         applied = self.apply_to(message, report.state, report.error, report.at)
+        if not applied:
+            self._store.flush_history([message.id])  # a late or repeated report: no state change to ride with
         self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
 
     async def _report_again(self, report: StatusReport) -> None:
@@ -280,6 +283,7 @@ class ReceiptEngine:
     def on_response(self, conn: Connection, receipt: Receipt, status: int) -> None:
         """The ESME answered a receipt (None status: no answer in time)."""
         self._in_flight[receipt.system_id] -= 1
+        self._store.journal.receipt_answered(receipt, conn.connection_id, status)
         if status == Status.ESME_ROK:
             self._store.delete_receipt(receipt.id)
             stat = receipt.state.stat
@@ -296,6 +300,7 @@ class ReceiptEngine:
 
     def on_timeout(self, conn: Connection, receipt: Receipt) -> None:
         self._in_flight[receipt.system_id] -= 1
+        self._store.journal.receipt_answered(receipt, conn.connection_id, None)
         conn.log.warning("receipt_unanswered", message_id=receipt.message_id)
         self._retry(receipt)
 
@@ -318,10 +323,12 @@ class ReceiptEngine:
             self._log.error(
                 "receipt_dropped", system_id=receipt.system_id, message_id=receipt.message_id, attempts=receipt.attempts
             )
+            self._store.journal.receipt_dropped(receipt)
             self._store.delete_receipt(receipt.id)
             return
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
+        self._store.journal.receipt_retry(receipt)
         self._store.update_receipt(receipt)
         self._later(receipt, delay)
 

@@ -204,7 +204,8 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
             matched = error_rule(error_text(body))
             if matched is not None:
                 prefix, rule = matched
-                return refusal(rule.status, rule.outcome, f"contacta error: {prefix}"), rule.alert
+                result = refusal(rule.status, rule.outcome, f"contacta error: {prefix}")
+                return result.answered(answer.status, prefix), rule.alert
             refused = refused_by_status(answer)  # a 5xx without a documented text
             if refused is not None:
                 return refused, False
@@ -257,6 +258,7 @@ class Contacta(Provider):
         if isinstance(answer, SendResult):
             return answer
         result, alert = parse_answer(answer, str(message.id))
+        result = result.answered(answer.status)
         if alert:
             self.log.error("contacta_account_problem", reason=result.reason, http_status=answer.status)
         if result.outcome is Outcome.ACCEPTED and self.settings.receipt_timeout > 0:

@@ -277,7 +277,7 @@ class FlashSms(Provider):
             return [answer] * len(batch)
         self._note_throttle(answer)
         credits = Status[self.settings.credits_status]
-        results = [parse_send_answer(answer, phone, credits) for phone in phones]
+        results = [parse_send_answer(answer, phone, credits).answered(answer.status) for phone in phones]
         if answer.status in CREDENTIALS_REFUSED:
             self.log.error("flashsms_credentials_refused", http_status=answer.status, message_id=first.id)
         elif answer.status == 404:

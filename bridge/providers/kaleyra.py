@@ -222,7 +222,7 @@ def parse_send_answer(answer: HttpAnswer) -> SendResult:
         return SendResult.accepted(*ids)
     mapped = error_status(body)
     if mapped is not None:
-        return refusal(*mapped)
+        return refusal(*mapped).answered(answer.status, mapped[2])
     if answer.status == 404:
         return refusal(Status.ESME_RSYSERR, Outcome.NOT_SENT, "kaleyra: HTTP 404, check base_url and sid")
     return undocumented_answer(answer, "kaleyra")
@@ -386,7 +386,7 @@ class Kaleyra(Provider):
         elif answer.status == 404 and result.outcome is Outcome.NOT_SENT:
             self.log.error("kaleyra_not_found", http_status=404, message_id=first.id, hint="check base_url and sid")
         if result.outcome is not Outcome.ACCEPTED:
-            return [result] * len(batch)
+            return [result.answered(answer.status)] * len(batch)
         if len(batch) == 1:
             results = [result]
         else:
@@ -400,7 +400,7 @@ class Kaleyra(Provider):
         for message, sent in zip(batch, results, strict=True):
             if sent.outcome is Outcome.ACCEPTED:
                 self._track(sent.provider_ids, message.created_at)
-        return results
+        return [sent.answered(answer.status) for sent in results]
 
     def _track(self, provider_ids: Sequence[str], since: float) -> None:
         now = self.context.clock()

@@ -157,7 +157,8 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     if isinstance(status, str) and status.strip().lower() == FAILURE:
         code = str(body.get("error-code", "")).strip().upper()
         rule = ERRORS.get(code, UNKNOWN_ERROR)
-        return refusal(rule.status, rule.outcome, f"skycore {code or 'failure without error-code'}"), rule.alert
+        result = refusal(rule.status, rule.outcome, f"skycore {code or 'failure without error-code'}")
+        return result.answered(answer.status, code), rule.alert
     return undocumented_answer(answer, "skycore"), answer.status in CREDENTIALS_REFUSED
 
 
@@ -232,6 +233,7 @@ class Skycore(Provider):
         if isinstance(answer, SendResult):
             return answer
         result, alert = parse_answer(answer, str(message.id))
+        result = result.answered(answer.status)
         if alert:
             self.log.error("skycore_operator_attention", reason=result.reason, http_status=answer.status)
         return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bridge.core.history import HistoryEvent
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment, Receipt
 from bridge.smpp.constants import MessageState
 
@@ -152,3 +153,12 @@ def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
         source=Address(*source),
         destination=Address(*destination),
     )
+
+
+def dump_event(e: HistoryEvent) -> str:
+    return _dumps([_VERSION, e.message_id, e.at, e.kind, e.data])
+
+
+def load_event(text: str | bytes) -> HistoryEvent:
+    _, message_id, at, kind, data = _loads(text)
+    return HistoryEvent(message_id, at, kind, data)
