@@ -19,10 +19,13 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.admin import add_admin_routes
 from bridge.config import Config, ConfigError
+from bridge.core.actions import Actions
 from bridge.core.auth import Authenticator
 from bridge.core.cluster import Cluster, Lease, LocalCluster, LocalReceiptQueue, ReceiptQueue
 from bridge.core.ids import IdAllocator
+from bridge.core.lookup import Lookup
 from bridge.core.message import Lifecycle, Message
 from bridge.core.outbox import Outbox
 from bridge.core.pipeline import Pipeline
@@ -33,7 +36,7 @@ from bridge.core.smsc import Smsc
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
 from bridge.providers import build_provider, connector_class
-from bridge.providers.base import Provider, ProviderContext, SendResult
+from bridge.providers.base import Provider, ProviderContext, SendResult, check_access
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
 from bridge.store.base import Store
@@ -42,6 +45,7 @@ from bridge.web import make_app
 MAINTENANCE_INTERVAL = 30.0
 RETIRE_TIMEOUT = 120.0  # longest wait for a replaced provider's requests before closing it anyway
 READINESS_TIMEOUT = 5.0  # /readyz: a store write that takes longer counts as failed
+FIRST_CHECK_AFTER = 60.0  # the daemon's first provider access check, at most this long after start
 # Settings a reload cannot change in a running process (listeners, store, pool sizes).
 RESTART_KEYS = (
     "smpp.host",
@@ -221,6 +225,10 @@ class Bridge:
             cluster=self.cluster,
         )
         self.server = SmppServer(config.smpp, config.security, self.smsc, self.counters, get_logger("smpp"))
+        self.lookup = Lookup(self.store, config, receivers=lambda system_id: len(self.registry.receivers(system_id)))
+        self.actions = Actions(self.lookup, self.outbox, self.receipts, get_logger("admin"))
+        self.provider_checks: dict[str, dict[str, Any]] = {}
+        self._checkers: dict[str, tuple[Provider, asyncio.Task[None]]] = {}
         self.metrics.attach_live(
             LiveCollector(
                 self.counters,
@@ -276,6 +284,7 @@ class Bridge:
         await self.server.start(self._tls)
         self.ports.update(self.server.ports)
         self._maintenance = asyncio.ensure_future(self._maintain())
+        self._start_checkers()
         if self.cluster.shared:
             self._lease_keeper = asyncio.ensure_future(self._keep_poll_leases())
         self.log.info(
@@ -384,7 +393,14 @@ class Bridge:
         return [(name, 1.0 if self.sender.usable(name) else 0.0) for name in sorted(self.providers)]
 
     async def _start_http(self) -> None:
-        app = make_app(self.metrics, lambda: self.providers, self.readiness, get_logger("http"))
+        app = make_app(
+            self.metrics,
+            lambda: self.providers,
+            self.readiness,
+            get_logger("http"),
+            details=lambda: {"providers": self.provider_checks},
+        )
+        add_admin_routes(app, self._admin_token, self.actions, lambda: self.provider_checks, get_logger("admin"))
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, self.config.http.host, self.config.http.port)
@@ -408,6 +424,43 @@ class Bridge:
             "store": store_ok,
             "provider": any(self.sender.usable(name) for name in self.providers),
         }
+
+    def _admin_token(self) -> str | None:
+        token = self.config.http.admin_token
+        return token.get_secret_value() if token is not None else None
+
+    # -- provider access checks --------------------------------------------------------
+
+    def _start_checkers(self) -> None:
+        """One checker per provider with a check_interval (restarted when a reload
+        replaces the provider)."""
+        for name, (checked, task) in list(self._checkers.items()):
+            if self.providers.get(name) is not checked:
+                task.cancel()
+                del self._checkers[name]
+                self.provider_checks.pop(name, None)
+        for name, provider in self.providers.items():
+            if name not in self._checkers and provider.settings.check_interval > 0:
+                self._checkers[name] = (provider, asyncio.ensure_future(self._check_forever(name)))
+
+    async def _check_forever(self, name: str) -> None:
+        interval = self.providers[name].settings.check_interval
+        await asyncio.sleep(min(interval, FIRST_CHECK_AFTER))
+        while True:
+            await self.check_provider(name)
+            await asyncio.sleep(interval)
+
+    async def check_provider(self, name: str) -> dict[str, Any]:
+        check = self.provider_checks[name] = await check_access(self.providers[name])
+        if not check["ok"]:
+            self.log.warning(
+                "provider_check_failed",
+                provider=name,
+                reachable=check["reachable"],
+                credentials=check["credentials"],
+                detail=check["detail"],
+            )
+        return check
 
     async def _maintain(self) -> None:
         """Expire incomplete concatenated sets and purge old finished messages."""
@@ -473,6 +526,8 @@ class Bridge:
         if hasattr(self.store, "followed"):
             self.store.followed = set(polled_providers(config))
         self.pipeline.reload(config)
+        self.lookup.config = config
+        self._start_checkers()
         self.smsc.reload(config)
         self.server.reload(config.smpp, config.security)
         unbound = self._rebind_sessions()
@@ -553,6 +608,8 @@ class Bridge:
         await self.outbox.stop(max(0.0, deadline - time.monotonic()))
         if self._maintenance is not None:
             self._maintenance.cancel()
+        for _, checker in self._checkers.values():
+            checker.cancel()
         for task, provider in list(self._retiring.items()):
             task.cancel()
             await provider.close()

@@ -24,8 +24,13 @@ Check = Callable[[], Awaitable[dict[str, bool]]]
 
 
 def make_app(
-    metrics: Metrics, providers: Callable[[], Mapping[str, Provider]], readiness: Check, log: Any
+    metrics: Metrics,
+    providers: Callable[[], Mapping[str, Provider]],
+    readiness: Check,
+    log: Any,
+    details: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:
+    """`details`: more for /readyz to show (the provider access checks), not checked."""
     app = web.Application(client_max_size=MAX_CALLBACK_BODY)
 
     async def metrics_handler(request: web.Request) -> web.Response:
@@ -39,7 +44,10 @@ def make_app(
     async def readyz(request: web.Request) -> web.Response:
         checks = await readiness()
         ready = all(checks.values())
-        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready, "checks": checks}
+        if details is not None:
+            body.update(details())
+        return web.json_response(body, status=200 if ready else 503)
 
     async def callback(request: web.Request) -> web.StreamResponse:
         name = request.match_info["provider"]

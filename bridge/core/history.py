@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.core.message import Message, Receipt
@@ -46,6 +47,13 @@ def receipt_owner(receipt_id: str, default: int = 0) -> int:
     ("<Message id>:<Part message_id>:<state>"); `default` for an id without one."""
     head = receipt_id.split(":", 1)[0]
     return int(head) if head.isdigit() else default
+
+
+def iso(at: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds (None stays None)."""
+    if at is None:
+        return None
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _ms(seconds: float) -> float:

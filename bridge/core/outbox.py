@@ -223,6 +223,18 @@ class Outbox:
                 del self._delayed[message_id]
                 self._start(message)
 
+    def retry_now(self, wanted: Callable[[Message], bool]) -> list[int]:
+        """Messages waiting for their next attempt that `wanted` picks are tried now
+        (an operator's "retry"); returns their ids."""
+        woken = []
+        for message_id, (message, handle) in list(self._delayed.items()):
+            if wanted(message):
+                handle.cancel()
+                del self._delayed[message_id]
+                self._start(message)
+                woken.append(message_id)
+        return woken
+
     def _done(self, message: Message) -> None:
         first = message.route[0] if message.route else "none"
         self._waiting[first] -= 1

@@ -180,7 +180,11 @@ class ReceiptEngine:
     async def fail_parts(self, message: Message, parts: Sequence[Part], state: MessageState, error: int) -> None:
         """Receipts for parts that will never be sent (an incomplete concatenated
         set, a refused final segment), without a stored Message."""
-        receipts = receipts_for(message, parts, state, error, self._clock())
+        await self.queue_receipts(receipts_for(message, parts, state, error, self._clock()))
+
+    async def queue_receipts(self, receipts: Sequence[Receipt]) -> None:
+        """Store receipts made outside a state change (failed parts, an operator's
+        redelivery) and queue them for delivery."""
         if receipts:
             await self._store.add_receipts(receipts)
             self.enqueue(self._shared.added(receipts))

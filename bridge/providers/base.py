@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from bridge.core.history import iso
 from bridge.core.message import Message
 from bridge.logging import get_logger
 from bridge.metrics import Metrics
@@ -100,6 +101,19 @@ class ProviderCheck:
     def ok(self) -> bool:
         """Nothing wrong was found (an unchecked provider is not a failure)."""
         return not self.checked or (self.reachable is True and self.credentials != "refused")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON of /readyz, /admin/providers and `check-providers --json`."""
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "reachable": self.reachable,
+            "credentials": self.credentials,
+            "http_status": self.http_status,
+            "latency_ms": self.latency_ms,
+            "detail": self.detail,
+            "at": iso(self.at),
+        }
 
 
 NOT_CHECKABLE = "the API documents no call that checks credentials without sending a message"
@@ -183,6 +197,15 @@ class Provider(ABC):
         provider is reachable and takes our credentials. Connectors whose API has such
         a call override this; the others say honestly that nothing was checked."""
         return ProviderCheck(checked=False, detail=NOT_CHECKABLE)
+
+
+async def check_access(provider: Provider) -> dict[str, Any]:
+    """`provider.check_access()` as JSON (with the provider's type), never raising."""
+    try:
+        check = await asyncio.wait_for(provider.check_access(), provider.settings.timeout + 5)
+    except Exception as exc:
+        check = ProviderCheck(checked=True, reachable=False, detail=f"check failed: {type(exc).__name__}")
+    return {"type": provider.kind, **check.as_dict()}
 
 
 async def send_checked(

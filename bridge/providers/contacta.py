@@ -26,7 +26,7 @@ from bridge.config import ContactaProvider as ContactaSettings
 from bridge.core.message import Message
 from bridge.core.numbers import TON_INTERNATIONAL
 from bridge.logging import mask_number
-from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -264,6 +264,10 @@ class Contacta(Provider):
         if result.outcome is Outcome.ACCEPTED and self.settings.receipt_timeout > 0:
             self._arm(result.provider_ids[0], self.context.clock() + self.settings.receipt_timeout)
         return result
+
+    async def check_access(self) -> ProviderCheck:
+        """Document 000 has the send endpoints only: nothing to check without sending."""
+        return ProviderCheck(checked=False, detail="document 000 has no call but sending: not checkable")
 
     async def resume(self, messages: Sequence[Message]) -> None:
         """Re-arm the synthetic receipts of messages accepted before a restart,

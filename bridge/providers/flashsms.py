@@ -17,6 +17,7 @@ provider. `FLASHSMS_STATUSES` maps PENDING/SENT/DELIVERED/FAILED.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from bridge.logging import mask_number
 from bridge.providers.base import (
     Outcome,
     Provider,
+    ProviderCheck,
     ProviderContext,
     SendResult,
     StatusReport,
@@ -38,6 +40,7 @@ from bridge.providers.http import (
     HttpAnswer,
     HttpClient,
     RateLimiter,
+    access_check,
     refusal,
     refused_by_status,
     retry_after,
@@ -200,6 +203,15 @@ class FlashSms(Provider):
     async def close(self) -> None:
         await self._schedule.stop()
         await self._http.close()
+
+    async def check_access(self) -> ProviderCheck:
+        """`GET /balance` (document 002, "Check Balance"), within the key's request rate.
+        It needs the balance:read scope: a 403 says the key is valid without it."""
+        await self._rate.acquire()
+        check = await access_check(self._http, f"{self.base_url}/balance")
+        if check.http_status == 403:
+            return dataclasses.replace(check, credentials="ok", detail="key valid; it lacks the balance:read scope")
+        return check
 
     # -- send --------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from bridge.logging import mask_number
 from bridge.providers.base import (
     Outcome,
     Provider,
+    ProviderCheck,
     ProviderContext,
     SendResult,
     StatusReport,
@@ -43,6 +44,7 @@ from bridge.providers.http import (
     HttpAnswer,
     HttpClient,
     RateLimiter,
+    access_check,
     refusal,
     refused_by_status,
     retry_after,
@@ -164,6 +166,7 @@ CALLBACK_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 MAX_UNKNOWN_POLLS = 3  # polled ids the bridge keeps not knowing are dropped
+PROBE_ID = "00000000-0000-0000-0000-000000000000:0"  # a message id no send ever gets (check_access)
 _E164 = re.compile(r"^[1-9]\d{6,14}$")
 
 
@@ -309,6 +312,12 @@ class Kaleyra(Provider):
 
     def callback_token(self) -> str | None:
         return self.settings.callback_token.get_secret_value()
+
+    async def check_access(self) -> ProviderCheck:
+        """A status lookup of an id that cannot exist: nothing is sent, and Kaleyra
+        answers it ("no records") only to a valid api-key and SID."""
+        await self._poll_rate.acquire()
+        return await access_check(self._http, self.status_url, {"message_ids": PROBE_ID})
 
     @property
     def callback_url(self) -> str:

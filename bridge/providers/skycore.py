@@ -26,7 +26,7 @@ from aiohttp import web
 from bridge.config import SkycoreProvider as SkycoreSettings
 from bridge.core.message import Lifecycle, Message
 from bridge.logging import mask_number
-from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.providers.http import CREDENTIALS_REFUSED, HttpAnswer, HttpClient, Rule, refusal, undocumented_answer
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import sms_parts
@@ -237,6 +237,10 @@ class Skycore(Provider):
         if alert:
             self.log.error("skycore_operator_attention", reason=result.reason, http_status=answer.status)
         return result
+
+    async def check_access(self) -> ProviderCheck:
+        """Document 003 has `action=sendsms` only: nothing to check without sending."""
+        return ProviderCheck(checked=False, detail="document 003 has no action but sendsms: not checkable")
 
     async def resume(self, messages: Sequence[Message]) -> None:
         """Nothing to re-arm: postbacks come by themselves (Skycore retries them for
