@@ -126,7 +126,9 @@ def cli(*args: str, config: Path | None = None, check: bool = True) -> subproces
 
 
 def show(daemon: Daemon, message_id: str, *extra: str) -> dict[str, Any]:
-    view: dict[str, Any] = json.loads(cli("messages", "show", message_id, "--json", *extra, config=daemon.config).stdout)
+    view: dict[str, Any] = json.loads(
+        cli("messages", "show", message_id, "--json", *extra, config=daemon.config).stdout
+    )
     return view
 
 
