@@ -126,3 +126,20 @@ def test_giving_up_through_another_instance_stops_the_owners_outbox(start_cluste
         assert admin(b, "/admin/queues")[1]["outbox"] == []
     finally:
         esme.close()
+
+
+def test_history_expires_with_retention_in_redis(start_cluster_bridge: Start, redis_server: Any, prefix: str) -> None:
+    a = start_cluster_bridge(
+        http={"admin_token": TOKEN}, accounts=accounts(), providers=providers(), store={"retention": 3600}
+    )
+    esme = Esme(a.smpp_port)
+    try:
+        assert esme.bind("transceiver").status == Status.ESME_ROK
+        message_id = esme.submit(destination=NUMBER, text=b"ttl").message_id.decode()
+        esme.wait_receipts(1)
+    finally:
+        esme.close()
+    view_when(a, message_id, lambda v: "receipt_sent" in kinds(v))
+    client = redis_server.client()
+    for key in (f"{prefix}:h:{message_id}", f"{prefix}:to:{NUMBER}"):
+        assert 3500_000 < client.pttl(key) <= 3600_000
