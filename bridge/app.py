@@ -463,13 +463,18 @@ class Bridge:
         return check
 
     async def _maintain(self) -> None:
-        """Expire incomplete concatenated sets and purge old finished messages."""
+        """Expire incomplete concatenated sets and purge old finished messages: every
+        quarter of the shorter timeout (at most every 30 s), until nothing is due."""
         while True:
-            await asyncio.sleep(min(MAINTENANCE_INTERVAL, self.config.smpp.reassembly_timeout / 4))
+            timeouts = (self.config.smpp.reassembly_timeout, self.config.store.retention)
+            await asyncio.sleep(min(MAINTENANCE_INTERVAL, *(t / 4 for t in timeouts)))
             try:
                 await self.pipeline.expire_segments(self.config.smpp.reassembly_timeout)
-                await self.store.purge(time.time() - self.config.store.retention)
-                await self.store.purge_history(time.time() - self.config.store.retention)
+                cutoff = time.time() - self.config.store.retention
+                purged = await self.store.purge_due(cutoff)
+                if purged:
+                    self.log.debug("purged", messages=purged)
+                await self.store.purge_history(cutoff)
             except Exception:
                 self.log.exception("maintenance_failed")
 

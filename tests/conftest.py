@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,33 @@ from tests.support.esme import Esme
 from tests.support.running import RunningBridge, make_config
 
 configure_logging("debug", "console")
+
+
+# -- under CI, a skip is a failure ---------------------------------------------------
+# Helpers skip when a tool (Kannel, node, redis-server, haproxy, promtool, hadolint) is
+# missing, so that a developer's partial machine can run the rest. CI installs them
+# all (.ci/run): there, a skipped test would hide a missing install step, so any skip,
+# however it came about, fails here, in one place.
+
+
+def _fail_skips_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if not os.environ.get("CI") or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"skipped, and CI is set (every test must run there): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, None, None]:
+    outcome = yield
+    _fail_skips_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, None, None]:
+    outcome = yield
+    _fail_skips_under_ci(outcome.get_result())
 
 
 @pytest.fixture

@@ -36,14 +36,13 @@ class Report:
 
 
 def rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    """Resident memory of `pid`; raises when it cannot be read (a bound checked
+    against 0 would pass for nothing)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
 
 
 def valid_pdus(system_id: str, password: str) -> list[bytes]:
@@ -162,12 +161,22 @@ def control(host: str, port: int, system_id: str, password: str) -> bool:
         return False
 
 
-def run(host: str, port: int, seconds: float, seed: int, pid: int, system_id: str, password: str) -> Report:
+def run(
+    host: str,
+    port: int,
+    seconds: float | None,
+    seed: int,
+    pid: int,
+    system_id: str,
+    password: str,
+    rounds: int | None = None,
+) -> Report:
+    """Fuzz for `seconds`, or for `rounds` rounds (whichever ends first when both are given)."""
     rng = random.Random(seed)
     pdus = valid_pdus(system_id, password)
     report = Report(rss_before_kib=rss_kib(pid) if pid else 0)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + seconds if seconds is not None else None
+    while (deadline is None or time.monotonic() < deadline) and (rounds is None or report.rounds < rounds):
         one_round(host, port, rng, pdus, report)
         report.rounds += 1
         if report.rounds % 10 == 0:

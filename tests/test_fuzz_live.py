@@ -38,9 +38,11 @@ delivery_delay = 0.01
 def test_fuzzing_a_live_daemon_crashes_nothing(tmp_path: Path) -> None:
     daemon = Daemon(tmp_path, CONFIG).start()
     try:
-        report = fuzz_live.run("127.0.0.1", daemon.smpp_port, seconds=4, seed=7, pid=daemon.pid, system_id="demo",
-                               password="demo123")  # fmt: skip
-        assert report.rounds > 20
+        # A number of rounds, not of seconds: a slow machine fuzzes as much, only longer.
+        report = fuzz_live.run("127.0.0.1", daemon.smpp_port, seconds=None, seed=7, pid=daemon.pid, system_id="demo",
+                               password="demo123", rounds=30)  # fmt: skip
+        assert report.rounds == 30
+        assert report.answers + report.closed_by_daemon > 0  # the abuse reached the daemon
         assert report.control_failures == 0
         assert daemon.alive
         assert report.rss_max_kib - report.rss_before_kib < 64 * 1024

@@ -92,7 +92,7 @@ def test_transmitter_and_receiver_pair(bridge: RunningBridge) -> None:
         resp = tx.submit()
         [receipt] = rx.wait_receipts(1)
         assert receipt["id"] == resp.message_id.decode()
-        assert tx.delivered == []  # never a deliver_sm on a transmitter (smpplib would crash)
+        tx.assert_no_deliver_sm()  # never a deliver_sm on a transmitter (smpplib would crash)
     finally:
         tx.close()
         rx.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 from bridge.core.message import Lifecycle, Message
@@ -13,23 +15,56 @@ def message(message_id: int, lifecycle: Lifecycle, done_at: float | None) -> Mes
     return stored_message(message_id, lifecycle, done_at=done_at)
 
 
+def index_rows(path: Path) -> tuple[list[tuple[int, ...]], list[tuple[str, ...]]]:
+    """The part-id and provider-id index rows, read from the file itself."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        parts = conn.execute("SELECT part_id, message_id FROM part_ids ORDER BY part_id").fetchall()
+        provider_ids = conn.execute("SELECT provider_id FROM provider_ids ORDER BY provider_id").fetchall()
+    return parts, provider_ids
+
+
 async def test_purge_deletes_only_finished_messages_older_than_the_cutoff(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "s.db")
     await store.open()
     try:
         await store.insert_messages(
             [
-                message(1, Lifecycle.FINAL, done_at=100.0),
-                message(2, Lifecycle.FINAL, done_at=900.0),
-                message(3, Lifecycle.ACCEPTED, done_at=None),
+                stored_message(1, Lifecycle.FINAL, parts=3, done_at=100.0),
+                message(10, Lifecycle.FINAL, done_at=900.0),
+                message(20, Lifecycle.ACCEPTED, done_at=None),
             ]
         )
         assert await store.purge(finished_before=500.0) == 1
         assert await store.get_message(1) is None
+        assert await store.get_message(2) is None
         assert await store.find_by_provider_id("p", "p-1") is None
-        assert (await store.get_message(2)) is not None
-        assert (await store.get_message(3)) is not None
+        assert (await store.get_message(10)) is not None
+        assert (await store.get_message(20)) is not None
         assert await store.purge(finished_before=500.0) == 0
+    finally:
+        await store.close()
+    # Its index entries went with it; the others' stay.
+    assert index_rows(tmp_path / "s.db") == ([], [("p-10",), ("p-20",)])
+
+
+async def test_purge_due_deletes_in_bounded_steps_until_nothing_is_due(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        await store.insert_messages([message(i, Lifecycle.FINAL, done_at=float(i)) for i in range(1, 26)])
+        await store.insert_messages([message(100, Lifecycle.FINAL, done_at=900.0)])
+        steps: list[int] = []
+        purge = store.purge
+
+        async def counted(finished_before: float, limit: int) -> int:
+            steps.append(await purge(finished_before, limit))
+            return steps[-1]
+
+        store.purge = counted  # type: ignore[method-assign]
+        assert await store.purge_due(finished_before=500.0, batch=10) == 25
+        assert steps == [10, 10, 5]
+        assert await store.get_message(100) is not None
+        assert await store.purge_due(finished_before=500.0, batch=10) == 0
     finally:
         await store.close()
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import smpplib.gsm
 
+from bridge.core.cluster import LocalCluster
 from bridge.smpp.constants import Command, Status
 from bridge.smpp.pdu import Pdu
+from tests.support.clock import Clock
 from tests.support.esme import Esme
 from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
@@ -178,12 +180,22 @@ def test_message_ids_are_unique_across_restarts(start_bridge: Callable[..., Runn
 
 def test_account_throughput_limit_throttles_and_recovers(start_bridge: Callable[..., RunningBridge]) -> None:
     bridge = start_bridge(accounts=[{"system_id": "esme1", "password": "secret1", "route": "sim", "throughput": 2}])
+    assert bridge.bridge is not None and isinstance(bridge.bridge.cluster, LocalCluster)
+    clock = Clock()
+    bridge.bridge.cluster.clock = clock  # the bucket's time moves only when the test moves it
     client = bound(bridge)
+
+    def statuses(count: int) -> list[int]:
+        return [client.submit(registered_delivery=0).status for _ in range(count)]
+
     try:
-        statuses = [client.submit(registered_delivery=0).status for _ in range(5)]
-        assert statuses[:2] == [Status.ESME_ROK, Status.ESME_ROK]
-        assert Status.ESME_RTHROTTLED in statuses[2:]
-        assert client.send("enquire_link").status == Status.ESME_ROK
+        # 2/s: a burst of one second's worth, then throttled while no time passes.
+        assert statuses(5) == [Status.ESME_ROK] * 2 + [Status.ESME_RTHROTTLED] * 3
+        assert client.send("enquire_link").status == Status.ESME_ROK  # the session itself is not slowed
+        clock.now += 0.5  # one token back
+        assert statuses(2) == [Status.ESME_ROK, Status.ESME_RTHROTTLED]
+        clock.now += 60  # a long pause refills only the burst
+        assert statuses(3) == [Status.ESME_ROK] * 2 + [Status.ESME_RTHROTTLED]
     finally:
         client.close()
 

@@ -101,7 +101,7 @@ class LocalCluster(Cluster):
     def __init__(self, instance_id: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(instance_id)
         self._buckets: dict[str, TokenBucket] = {}
-        self._clock = clock
+        self.clock = clock  # what the throughput buckets count time by (tests set a fake one)
 
     async def try_bind(self, system_id: str, member: str, max_binds: int) -> bool:
         return True
@@ -114,7 +114,7 @@ class LocalCluster(Cluster):
 
     def allow(self, system_id: str, rate: float) -> bool:
         """The token bucket of one account; a new rate (a reload) starts a new bucket."""
-        now = self._clock()
+        now = self.clock()
         bucket = self._buckets.get(system_id)
         if bucket is None or bucket.rate != rate:
             bucket = self._buckets[system_id] = TokenBucket(rate, now)

@@ -193,12 +193,13 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     """(result, alert): what Contacta's answer means, and whether the operator must act.
 
     `reference` is our message id, the `id` we sent."""
-    if answer.status == 429:  # throttled, whatever the body says
-        return undocumented_answer(answer, "contacta"), False
+    refused = refused_by_status(answer)  # 429 and 5xx go by the status, whatever the body says
+    if refused is not None:
+        return refused, False
     body = answer.json()
     if isinstance(body, dict):
         description = body.get("description")
-        if body.get("status") is True and isinstance(description, dict):
+        if body.get("status") is True and isinstance(description, dict) and 200 <= answer.status < 300:
             return SendResult.accepted(*provider_ids(description, reference)), False
         if body.get("status") is False or body.get("error") is True:
             matched = error_rule(error_text(body))
@@ -206,9 +207,6 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
                 prefix, rule = matched
                 result = refusal(rule.status, rule.outcome, f"contacta error: {prefix}")
                 return result.answered(answer.status, prefix), rule.alert
-            refused = refused_by_status(answer)  # a 5xx without a documented text
-            if refused is not None:
-                return refused, False
             reason = f"contacta error not documented (HTTP {answer.status})"
             return refusal(UNKNOWN_ERROR.status, UNKNOWN_ERROR.outcome, reason), False
     return undocumented_answer(answer, "contacta"), answer.status in CREDENTIALS_REFUSED

@@ -27,7 +27,15 @@ from bridge.config import SkycoreProvider as SkycoreSettings
 from bridge.core.message import Lifecycle, Message
 from bridge.logging import mask_number
 from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
-from bridge.providers.http import CREDENTIALS_REFUSED, HttpAnswer, HttpClient, Rule, refusal, undocumented_answer
+from bridge.providers.http import (
+    CREDENTIALS_REFUSED,
+    HttpAnswer,
+    HttpClient,
+    Rule,
+    refusal,
+    refused_by_status,
+    undocumented_answer,
+)
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import sms_parts
 
@@ -143,11 +151,13 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
 
     Success and Failure both come with HTTP 200 as far as anyone knows, so `status`
     decides; `reference` (our message id) stands in for a missing tracking-id."""
-    if answer.status == 429:  # throttled, whatever the body says
-        return undocumented_answer(answer, "skycore"), False
+    refused = refused_by_status(answer)  # 429 and 5xx go by the status, whatever the body says
+    if refused is not None:
+        return refused, False
     body = answer.json()
     status = body.get("status") if isinstance(body, dict) else None
-    if isinstance(status, str) and status.strip().lower() == SUCCESS:
+    taken = 200 <= answer.status < 300
+    if taken and isinstance(status, str) and status.strip().lower() == SUCCESS:
         tracking_id = body.get("tracking-id")
         if isinstance(tracking_id, (str, int)) and not isinstance(tracking_id, bool) and str(tracking_id).strip():
             return SendResult.accepted(str(tracking_id).strip()), False

@@ -11,11 +11,14 @@ may leave it running: failures are logged by the store.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 
 from bridge.core.history import HistoryEvent, Journal
 from bridge.core.message import Message, PendingSegment, Receipt
+
+PURGE_BATCH = 1000  # messages one purge step deletes: a few ms of the store's time
 
 
 class StoreUnavailable(Exception):
@@ -69,8 +72,20 @@ class Store(ABC):
         """Queued or sending messages by first provider of their route."""
 
     @abstractmethod
-    async def purge(self, finished_before: float) -> int:
-        """Delete final messages done before the cutoff; returns how many."""
+    async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
+        """Delete up to `limit` final messages done before the cutoff, with their
+        indexes; returns how many. One short step: submits wait for it."""
+
+    async def purge_due(self, finished_before: float, batch: int = PURGE_BATCH) -> int:
+        """Delete every final message done before the cutoff, `batch` at a time,
+        letting the event loop run between batches; returns how many."""
+        total = 0
+        while True:
+            deleted = await self.purge(finished_before, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+            await asyncio.sleep(0)
 
     # segments of concatenated messages
     @abstractmethod

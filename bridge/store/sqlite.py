@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from bridge.core.history import HistoryEvent, receipt_owner
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
-from bridge.store.base import Store, StoreUnavailable
+from bridge.store.base import PURGE_BATCH, Store, StoreUnavailable
 from bridge.store.records import (
     dump_event,
     dump_message,
@@ -60,12 +60,14 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_lifecycle ON messages (lifecycle, id);
 CREATE INDEX IF NOT EXISTS messages_by_done_at ON messages (done_at) WHERE done_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS part_ids (part_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS part_ids_by_message ON part_ids (message_id);
 CREATE TABLE IF NOT EXISTS provider_ids (
     provider TEXT NOT NULL,
     provider_id TEXT NOT NULL,
     message_id INTEGER NOT NULL,
     PRIMARY KEY (provider, provider_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS provider_ids_by_message ON provider_ids (message_id);
 CREATE TABLE IF NOT EXISTS segments (
     set_key TEXT NOT NULL,
     idx INTEGER NOT NULL,
@@ -413,25 +415,18 @@ class SqliteStore(Store):
 
         return await self._read(count)
 
-    async def purge(self, finished_before: float) -> int:
+    async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
+        # By id, through the indexes on message_id: no record is decoded. One batch is
+        # one short step of the writer thread, between the group commits of submits.
         def purge(conn: sqlite3.Connection) -> int:
-            rows = conn.execute(
-                "SELECT id, record FROM messages WHERE done_at IS NOT NULL AND done_at < ? AND lifecycle = ?"
-                " LIMIT 5000",
-                (finished_before, int(Lifecycle.FINAL)),
+            ids = conn.execute(
+                "SELECT id FROM messages WHERE done_at IS NOT NULL AND done_at < ? AND lifecycle = ? LIMIT ?",
+                (finished_before, int(Lifecycle.FINAL), limit),
             ).fetchall()
-            for message_id, record in rows:
-                message = load_message(record)
-                conn.executemany(
-                    "DELETE FROM provider_ids WHERE provider = ? AND provider_id = ?",
-                    [(message.provider, pid) for pid in message.provider_ids],
-                )
-                conn.executemany(
-                    "DELETE FROM part_ids WHERE part_id = ? AND message_id = ?",
-                    [(p.message_id, message_id) for p in message.parts],
-                )
-            conn.executemany("DELETE FROM messages WHERE id = ?", [(row[0],) for row in rows])
-            return len(rows)
+            conn.executemany("DELETE FROM provider_ids WHERE message_id = ?", ids)
+            conn.executemany("DELETE FROM part_ids WHERE message_id = ?", ids)
+            conn.executemany("DELETE FROM messages WHERE id = ?", ids)
+            return len(ids)
 
         return await self._read(purge)
 

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from bridge.providers.polling import PollSchedule
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 async def test_keys_come_due_in_order_and_back_off_to_the_cap() -> None:

@@ -174,7 +174,9 @@ def test_error_table_choices() -> None:
         (200, {"status": "Failure", "error-code": "E999", "error-info": "new"}, Outcome.REJECTED,
          Status.ESME_RSUBMITFAIL, False),
         (200, {"status": "Failure"}, Outcome.REJECTED, Status.ESME_RSUBMITFAIL, False),
-        (500, {"status": "Failure", "error-code": "E110"}, Outcome.REJECTED, Status.ESME_RINVDSTADR, False),
+        # a 5xx goes by its status whatever the body says (DESIGN.md: not sent)
+        (500, {"status": "Failure", "error-code": "E110"}, Outcome.NOT_SENT, Status.ESME_RSYSERR, False),
+        (500, {"status": "Success", "tracking-id": "t1"}, Outcome.NOT_SENT, Status.ESME_RSYSERR, False),
         (429, "", Outcome.NOT_SENT, Status.ESME_RTHROTTLED, False),
         (502, "Bad gateway", Outcome.NOT_SENT, Status.ESME_RSYSERR, False),
         (401, "", Outcome.NOT_SENT, Status.ESME_RSYSERR, True),

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Address, Lifecycle, Message, PendingSegment, Receipt
@@ -105,8 +106,19 @@ async def test_get_message_by_part_id_and_messages_in_by_lifecycle(store: RedisS
     assert await store.count_outbox() == {"p": 2}
 
 
-async def test_purge_removes_final_messages_and_their_indexes(store: RedisStore) -> None:
-    await store.insert_messages([message(500, Lifecycle.ACCEPTED, "pid-500", parts=2), message(510)])
+def index_entries(redis_server: RedisServer, prefix: str) -> tuple[set[bytes], set[bytes]]:
+    """The part-id and provider-id index entries, read from Redis itself."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        return set(client.hkeys(f"{prefix}:parts")), set(client.hkeys(f"{prefix}:pid:p"))
+    finally:
+        client.close()
+
+
+async def test_purge_removes_final_messages_and_their_indexes(
+    store: RedisStore, redis_server: RedisServer, prefix: str
+) -> None:
+    await store.insert_messages([message(500, Lifecycle.ACCEPTED, "pid-500", parts=2), message(510, provider_id="x")])
     await store.update_messages([finish(message(500, provider_id="pid-500", parts=2), MessageState.DELIVERED, 10.0)])
     assert await store.purge(finished_before=5.0) == 0
     assert await store.purge(finished_before=20.0) == 1
@@ -114,6 +126,35 @@ async def test_purge_removes_final_messages_and_their_indexes(store: RedisStore)
     assert await store.get_message(501) is None
     assert await store.find_by_provider_id("p", "pid-500") is None
     assert await store.get_message(510) is not None
+    assert index_entries(redis_server, prefix) == (set(), {b"x"})
+
+
+async def test_purge_removes_the_indexes_of_a_record_stored_before_they_were_named(
+    store: RedisStore, redis_server: RedisServer, prefix: str
+) -> None:
+    # An older version kept no p/k/q fields: purge finds the indexes in the record.
+    await store.insert_messages([message(700, Lifecycle.ACCEPTED, "pid-700", parts=3)])
+    await store.update_messages([finish(message(700, provider_id="pid-700", parts=3), MessageState.DELIVERED, 10.0)])
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.hdel(f"{prefix}:m:700", "p", "k", "q")
+    finally:
+        client.close()
+    assert index_entries(redis_server, prefix) == ({b"701", b"702"}, {b"pid-700"})
+    assert await store.purge(finished_before=20.0) == 1
+    assert index_entries(redis_server, prefix) == (set(), set())
+
+
+async def test_purge_due_deletes_in_bounded_steps_until_nothing_is_due(store: RedisStore) -> None:
+    await store.insert_messages([message(i) for i in range(1000, 1025)] + [message(1100)])
+    await store.update_messages(
+        [finish(message(i), MessageState.DELIVERED, float(i - 999)) for i in range(1000, 1025)]
+        + [finish(message(1100), MessageState.DELIVERED, 900.0)]
+    )
+    assert await store.purge(finished_before=500.0, limit=10) == 10
+    assert await store.purge_due(finished_before=500.0, batch=10) == 15
+    assert [await store.get_message(i) for i in range(1000, 1025)] == [None] * 25
+    assert await store.get_message(1100) is not None
 
 
 def segment(set_key: str, index: int, total: int, at: float) -> PendingSegment:

@@ -195,6 +195,16 @@ class Esme:
             out.append(fields)
         return out
 
+    def assert_no_deliver_sm(self, settle: float = 0.5) -> None:
+        """Absence of deliver_sm, checked by reading: an enquire_link round trip (all
+        the bridge wrote before its answer is read by then), then `settle` seconds
+        more of reading. Fails if this session ever got a deliver_sm."""
+        assert self.send("enquire_link").status == 0
+        deadline = time.monotonic() + settle
+        while self.read_one(deadline) is not None:
+            pass
+        assert self.delivered == [], f"unexpected deliver_sm: {[pdu.short_message for pdu in self.delivered]}"
+
     def closed_by_peer(self, timeout: float = 5.0) -> bool:
         """True when the server closes the connection within `timeout`."""
         deadline = time.monotonic() + timeout
