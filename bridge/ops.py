@@ -319,7 +319,7 @@ EVENT_TEXT: dict[str, Callable[[dict[str, Any]], str]] = {
             f"code {e['provider_code']}" if e.get("provider_code") else "",
             f"in {e['latency_ms']} ms" if e.get("latency_ms") is not None else "",
             f"ids {_list(e['provider_ids'])}" if e.get("provider_ids") else "",
-            f"- {e['reason']}" if e.get("reason") else "",
+            f"- {e['reason']}" if e.get("reason") and e["reason"] != f"HTTP {e.get('http_status')}" else "",
         )
         if part
     ),

@@ -151,7 +151,8 @@ class Lookup:
             "done_at": iso(message.done_at),
             "provider": message.provider,
             "provider_ids": list(message.provider_ids),
-            "attempts": message.attempts,
+            # The outbox counts its own; an upstream message's attempts are in its history.
+            "attempts": max(message.attempts, sum(1 for e in history if e.kind == "attempt")),
             "next_attempt_at": iso(message.next_attempt_at) if message.lifecycle is Lifecycle.QUEUED else None,
             "receipts_waiting": [
                 {
