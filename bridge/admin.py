@@ -103,21 +103,14 @@ def add_admin_routes(
     async def providers(request: web.Request) -> web.StreamResponse:
         return web.json_response({"providers": dict(provider_checks())})
 
-    async def retry(request: web.Request) -> web.StreamResponse:
-        reason = await _reason(request)
-        return web.json_response(await actions.retry(request.match_info["id"], _who(request), reason))
+    def action(run: Callable[[str, str, str], Awaitable[dict[str, Any]]], key: str = "id") -> Handler:
+        """POST handler: `run(the path's {key}, who, reason)` answered as JSON."""
 
-    async def give_up(request: web.Request) -> web.StreamResponse:
-        reason = await _reason(request)
-        return web.json_response(await actions.give_up(request.match_info["id"], _who(request), reason))
+        async def handle(request: web.Request) -> web.StreamResponse:
+            reason = await _reason(request)
+            return web.json_response(await run(request.match_info[key], _who(request), reason))
 
-    async def redeliver(request: web.Request) -> web.StreamResponse:
-        reason = await _reason(request)
-        return web.json_response(await actions.redeliver_receipt(request.match_info["id"], _who(request), reason))
-
-    async def retry_provider(request: web.Request) -> web.StreamResponse:
-        reason = await _reason(request)
-        return web.json_response(await actions.retry_provider(request.match_info["name"], _who(request), reason))
+        return handle
 
     async def unknown(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound()
@@ -126,10 +119,10 @@ def add_admin_routes(
     app.router.add_get("/admin/messages", guarded(find))
     app.router.add_get("/admin/queues", guarded(queues))
     app.router.add_get("/admin/providers", guarded(providers))
-    app.router.add_post("/admin/messages/{id}/retry", guarded(retry))
-    app.router.add_post("/admin/messages/{id}/give-up", guarded(give_up))
-    app.router.add_post("/admin/receipts/{id}/redeliver", guarded(redeliver))
-    app.router.add_post("/admin/providers/{name}/retry", guarded(retry_provider))
+    app.router.add_post("/admin/messages/{id}/retry", guarded(action(actions.retry)))
+    app.router.add_post("/admin/messages/{id}/give-up", guarded(action(actions.give_up)))
+    app.router.add_post("/admin/receipts/{id}/redeliver", guarded(action(actions.redeliver_receipt)))
+    app.router.add_post("/admin/providers/{name}/retry", guarded(action(actions.retry_provider, "name")))
     # Anything else under /admin/ is refused like the rest (401 without a good token).
     app.router.add_route("*", "/admin/{tail:.*}", guarded(unknown))
 

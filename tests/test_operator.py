@@ -155,6 +155,17 @@ def bound(daemon: Daemon, system_id: str = "up") -> Esme:
     return esme
 
 
+def delivered(daemon: Daemon, destination: str = NUMBER, text: bytes = b"hello", **params: Any) -> str:
+    """Submit one message, wait for its receipt; its message_id."""
+    esme = bound(daemon)
+    try:
+        message_id: str = esme.submit(destination=destination, text=text, **params).message_id.decode()
+        esme.wait_receipts(1)
+    finally:
+        esme.close()
+    return message_id
+
+
 def events(view: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
     return [e for e in view["history"] if kind is None or e["event"] == kind]
 
@@ -182,27 +193,27 @@ def history_until(daemon: Daemon, message_id: str, condition: Any, timeout: floa
 def test_history_of_a_delivered_and_a_failed_message(daemon: Daemon) -> None:
     esme = bound(daemon)
     try:
-        delivered = esme.submit(destination=NUMBER, text=b"Your code is 4321").message_id.decode()
-        failed = esme.submit(destination=FAILING, text=b"Your code is 8765").message_id.decode()
+        delivered_id = esme.submit(destination=NUMBER, text=b"Your code is 4321").message_id.decode()
+        failed_id = esme.submit(destination=FAILING, text=b"Your code is 8765").message_id.decode()
         receipts = {r["id"]: r for r in esme.wait_receipts(2)}
     finally:
         esme.close()
-    view = history_until(daemon, delivered, lambda v: "receipt_sent" in kinds(v))
-    assert view["message_id"] == delivered and view["system_id"] == "up"
+    view = history_until(daemon, delivered_id, lambda v: "receipt_sent" in kinds(v))
+    assert view["message_id"] == delivered_id and view["system_id"] == "up"
     assert kinds(view) == ["received", "attempt", "report", "receipt_sent"]
     attempt = events(view, "attempt")[0]
     assert attempt["provider"] == "sim" and attempt["outcome"] == "accepted"
     assert attempt["provider_ids"] == view["provider_ids"]
-    assert events(view, "report")[0]["stat"] == receipts[delivered]["stat"] == "DELIVRD"
+    assert events(view, "report")[0]["stat"] == receipts[delivered_id]["stat"] == "DELIVRD"
     sent = events(view, "receipt_sent")[0]
-    assert sent["deliver_sm_resp"] == "ESME_ROK" and sent["part"] == delivered
+    assert sent["deliver_sm_resp"] == "ESME_ROK" and sent["part"] == delivered_id
     assert sent["session"] == events(view, "received")[0]["session"] == view["session"]
     assert view["state"] == "DELIVRD" and view["lifecycle"] == "final"
 
-    view = history_until(daemon, failed, lambda v: "receipt_sent" in kinds(v))
+    view = history_until(daemon, failed_id, lambda v: "receipt_sent" in kinds(v))
     report = events(view, "report")[0]
-    assert report["stat"] == receipts[failed]["stat"] == "UNDELIV"
-    assert report["err"] == int(receipts[failed]["err"])
+    assert report["stat"] == receipts[failed_id]["stat"] == "UNDELIV"
+    assert report["err"] == int(receipts[failed_id]["err"])
     # No text anywhere in what the operator sees.
     assert "8765" not in json.dumps(view) and "Your code" not in json.dumps(view)
 
@@ -217,12 +228,7 @@ def test_history_of_a_failover_carries_the_http_status_and_latency(tmp_path: Pat
             headers={"Content-Type": "application/json"},
         )  # fmt: skip
         urllib.request.urlopen(request, timeout=5).close()
-        esme = bound(running)
-        try:
-            message_id = esme.submit(destination=FAILOVER, text=b"failover").message_id.decode()
-            esme.wait_receipts(1)
-        finally:
-            esme.close()
+        message_id = delivered(running, FAILOVER)
         assert len(sky.app["received"]) == 1  # the one request the double refused
         view = history_until(running, message_id, lambda v: "receipt_sent" in kinds(v))
         first, second = events(view, "attempt")
@@ -261,12 +267,7 @@ def test_history_survives_kill_9_and_the_outbox_picks_the_message_up_again(tmp_p
 
 
 def test_numbers_are_masked_unless_asked_for_and_that_is_audited(daemon: Daemon) -> None:
-    esme = bound(daemon)
-    try:
-        message_id = esme.submit(destination=NUMBER, source="4915112345678", text=b"masked").message_id.decode()
-        esme.wait_receipts(1)
-    finally:
-        esme.close()
+    message_id = delivered(daemon, source="4915112345678")
     masked = history_until(daemon, message_id, lambda v: "receipt_sent" in kinds(v))
     text = cli("messages", "show", message_id, config=daemon.config).stdout
     for output in (json.dumps(masked), text):
@@ -430,12 +431,7 @@ def test_give_up_on_a_message_awaiting_its_report(daemon: Daemon) -> None:
 
 def test_the_cli_reads_a_stopped_daemons_sqlite_file_without_writing_to_it(tmp_path: Path) -> None:
     running = start_daemon(tmp_path)
-    esme = bound(running)
-    try:
-        message_id = esme.submit(destination=NUMBER, text=b"offline").message_id.decode()
-        esme.wait_receipts(1)
-    finally:
-        esme.close()
+    message_id = delivered(running)
     live = history_until(running, message_id, lambda v: "receipt_sent" in kinds(v))
     assert running.stop() == 0
     db = tmp_path / "bridge.db"

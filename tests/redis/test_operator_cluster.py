@@ -66,6 +66,18 @@ def admin(bridge: RunningBridge, path: str, body: Any = None) -> tuple[int, Any]
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def delivered(bridge: RunningBridge) -> str:
+    """One message submitted on `bridge`, its receipt received; its message_id."""
+    esme = Esme(bridge.smpp_port)
+    try:
+        assert esme.bind("transceiver").status == Status.ESME_ROK
+        message_id: str = esme.submit(destination=NUMBER, text=b"cluster").message_id.decode()
+        esme.wait_receipts(1)
+    finally:
+        esme.close()
+    return message_id
+
+
 def kinds(view: dict[str, Any]) -> list[str]:
     return [e["event"] for e in view["history"]]
 
@@ -85,13 +97,7 @@ def view_when(bridge: RunningBridge, message_id: str, condition: Callable[[dict[
 
 def test_any_instance_answers_for_any_message(start_cluster_bridge: Start) -> None:
     a, b = start(start_cluster_bridge), start(start_cluster_bridge)
-    esme = Esme(a.smpp_port)
-    try:
-        assert esme.bind("transceiver").status == Status.ESME_ROK
-        message_id = esme.submit(destination=NUMBER, text=b"cluster").message_id.decode()
-        esme.wait_receipts(1)
-    finally:
-        esme.close()
+    message_id = delivered(a)
     on_b = view_when(b, message_id, lambda v: "receipt_sent" in kinds(v))
     assert kinds(on_b) == ["received", "attempt", "report", "receipt_sent"]
     assert on_b["state"] == "DELIVRD" and on_b["destination"] == "*********2345"
@@ -132,13 +138,7 @@ def test_history_expires_with_retention_in_redis(start_cluster_bridge: Start, re
     a = start_cluster_bridge(
         http={"admin_token": TOKEN}, accounts=accounts(), providers=providers(), store={"retention": 3600}
     )
-    esme = Esme(a.smpp_port)
-    try:
-        assert esme.bind("transceiver").status == Status.ESME_ROK
-        message_id = esme.submit(destination=NUMBER, text=b"ttl").message_id.decode()
-        esme.wait_receipts(1)
-    finally:
-        esme.close()
+    message_id = delivered(a)
     view_when(a, message_id, lambda v: "receipt_sent" in kinds(v))
     client = redis_server.client()
     for key in (f"{prefix}:h:{message_id}", f"{prefix}:to:{NUMBER}"):
