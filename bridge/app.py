@@ -398,7 +398,7 @@ class Bridge:
             lambda: self.providers,
             self.readiness,
             get_logger("http"),
-            details=lambda: {"providers": self.provider_checks},
+            details=lambda: {"providers": self.provider_checks} if self.provider_checks else {},
         )
         add_admin_routes(app, self._admin_token, self.actions, lambda: self.provider_checks, get_logger("admin"))
         self._web_runner = web.AppRunner(app, access_log=None)

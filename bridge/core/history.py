@@ -19,7 +19,6 @@ Message its receipt id names), and bounded by `[store] retention` like the rest.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ if TYPE_CHECKING:  # no import cycle at run time: providers import core
 MAX_PENDING = 50_000  # messages with events waiting for their write; beyond, the oldest are dropped
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HistoryEvent:
     message_id: int
     at: float
@@ -66,14 +65,14 @@ class Journal:
     def __init__(self, clock: Callable[[], float] = time.time, limit: int = MAX_PENDING) -> None:
         self._clock = clock
         self._limit = limit
-        self._pending: OrderedDict[int, list[HistoryEvent]] = OrderedDict()
+        self._pending: dict[int, list[HistoryEvent]] = {}  # in insertion order: the oldest first
 
     def note(self, message_id: int, kind: str, **data: Any) -> None:
         events = self._pending.get(message_id)
         if events is None:
             events = self._pending[message_id] = []
             if len(self._pending) > self._limit:  # a write that never came: forget its events
-                self._pending.popitem(last=False)
+                del self._pending[next(iter(self._pending))]
         events.append(HistoryEvent(message_id, self._clock(), kind, data))
 
     def take(self, message_ids: Iterable[int]) -> list[HistoryEvent]:
