@@ -1,10 +1,14 @@
 """The running bridge: builds every part from a Config, starts and stops them in order.
 
-Start: store -> recovery (receipts, outbox, unfinished messages) -> providers ->
-HTTP -> SMPP. Stop (SIGTERM/SIGINT): refuse new binds and submits, answer what was
-already read, unbind every session, let in-flight HTTP calls finish or stay stored,
-close the store; all within `shutdown_timeout`. Reload (SIGHUP): accounts, routes,
-timers and provider settings change in place while sessions stay bound.
+Start: store -> stored receipts -> cluster -> providers -> HTTP -> outbox (recovery)
+-> unfinished messages -> SMPP. Each part is entered on one `AsyncExitStack`, so a
+start-up that fails halfway (a port taken) tears down what had started, in reverse
+order, and so does stop (SIGTERM/SIGINT): refuse new binds and submits, answer what
+was already read, unbind every session, let in-flight HTTP calls finish or stay
+stored, close the store; all within `shutdown_timeout`. A stop step that fails is
+logged and the others still run: the store is always closed, its queued writes
+flushed. Reload (SIGHUP): accounts, routes, timers and provider settings change in
+place while sessions stay bound.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import heapq
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +31,21 @@ from bridge.core.auth import Authenticator
 from bridge.core.cluster import Cluster, Lease, LocalCluster, LocalReceiptQueue, ReceiptQueue
 from bridge.core.ids import IdAllocator
 from bridge.core.lookup import Lookup
-from bridge.core.message import Lifecycle, Message
+from bridge.core.message import Lifecycle
 from bridge.core.outbox import Outbox
 from bridge.core.pipeline import Pipeline
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
 from bridge.core.sender import Sender
 from bridge.core.smsc import Smsc
+from bridge.core.tasks import Tasks
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
 from bridge.providers import build_provider, connector_class
-from bridge.providers.base import Provider, ProviderContext, SendResult, check_access
+from bridge.providers.base import Provider, ProviderContext, check_access
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
-from bridge.store.base import Store
+from bridge.store.base import Store, StoreUnavailable
 from bridge.web import make_app
 
 MAINTENANCE_INTERVAL = 30.0
@@ -126,55 +132,6 @@ def restart_needed(old: Config, new: Config) -> list[str]:
     return changed
 
 
-class SendTracker:
-    """Sends in progress on each provider object, so that a provider replaced by a
-    reload is closed only after the requests it is serving have been answered."""
-
-    def __init__(self) -> None:
-        self._busy: dict[int, int] = {}
-        self._idle: dict[int, asyncio.Event] = {}
-
-    def track(self, provider: Provider) -> Provider:
-        key = id(provider)
-        send = provider.send
-        busy = self._busy
-        idle = self._idle[key] = asyncio.Event()
-        idle.set()
-        busy[key] = 0
-
-        async def tracked_send(message: Message) -> SendResult:
-            busy[key] += 1
-            idle.clear()
-            try:
-                return await send(message)
-            finally:
-                busy[key] -= 1
-                if not busy[key]:
-                    idle.set()
-
-        provider.send = tracked_send  # type: ignore[method-assign]
-        return provider
-
-    def busy(self, provider: Provider) -> int:
-        """Sends in progress on `provider`."""
-        return self._busy.get(id(provider), 0)
-
-    async def wait_idle(self, provider: Provider, timeout: float) -> bool:
-        """True once no send is in progress on `provider` (False: timed out)."""
-        idle = self._idle.get(id(provider))
-        if idle is None:
-            return True
-        try:
-            await asyncio.wait_for(idle.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    def forget(self, provider: Provider) -> None:
-        self._busy.pop(id(provider), None)
-        self._idle.pop(id(provider), None)
-
-
 class Bridge:
     def __init__(self, config: Config, config_path: Path | None = None) -> None:
         self.config = config
@@ -250,43 +207,60 @@ class Bridge:
         )
         self._tls: ssl.SSLContext | None = None
         self._web_runner: web.AppRunner | None = None
-        self._maintenance: asyncio.Task[None] | None = None
-        self.sends = SendTracker()
+        self._background = Tasks(self.log, "background")
+        self._retirements = Tasks(self.log, "provider_retire")
         self._reload_lock = asyncio.Lock()
         self._retiring: dict[asyncio.Task[None], Provider] = {}
         self._followers: dict[str, asyncio.Task[None]] = {}
-        self._lease_keeper: asyncio.Task[None] | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._stop_by = 0.0  # monotonic deadline of the stop under way
+        self._readiness_errors: dict[str, str] = {}
         self.ports: dict[str, int] = {}
         self.started_at = 0.0
 
     # -- start -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every part; if one fails, what had started is stopped again (in
+        reverse order) before the error is raised."""
         self.started_at = time.time()
-        await self.store.open()
-        context = self._provider_context(self.config)
-        for name, settings in self.config.providers.items():
-            self.providers[name] = self.sends.track(build_provider(name, settings, context))
-        # Stored receipts first: a report a provider makes while starting must not be
-        # queued twice (once from its own report, once from the store).
-        waiting = await self.receipts.load_pending()
-        for provider in self.providers.values():
-            await provider.start()
-        await self.cluster.start(self.outbox.adopt)
-        # One instance re-queues its whole outbox; in a cluster each instance's outbox
-        # is its own, and that of a gone instance is adopted by the others.
-        queued = 0 if self.cluster.shared else await self.outbox.recover()
-        resumed = 0
-        for name, provider in self.providers.items():
-            resumed += await self._resume(name, provider)
-        await self._start_http()
-        self._tls = tls_context(self.config)
-        await self.server.start(self._tls)
-        self.ports.update(self.server.ports)
-        self._maintenance = asyncio.ensure_future(self._maintain())
-        self._start_checkers()
-        if self.cluster.shared:
-            self._lease_keeper = asyncio.ensure_future(self._keep_poll_leases())
+        self._stop_by = time.monotonic() + self.config.smpp.shutdown_timeout
+        async with contextlib.AsyncExitStack() as stack:
+            await self.store.open()
+            self._on_stop(stack, "store", self.store.close)
+            self._on_stop(stack, "receipt_queue", self.receipt_queue.close)
+            self._on_stop(stack, "receipts", self._stop_receipts)
+            context = self._provider_context(self.config)
+            for name, settings in self.config.providers.items():
+                self.providers[name] = build_provider(name, settings, context)
+            # Stored receipts first: a report a provider makes while starting must not be
+            # queued twice (once from its own report, once from the store).
+            waiting = await self.receipts.load_pending()
+            self._on_stop(stack, "cluster", self.cluster.stop)
+            await self.cluster.start(self.outbox.adopt)
+            self._on_stop(stack, "providers", self._close_providers)
+            for provider in self.providers.values():
+                await provider.start()
+            self._on_stop(stack, "http", self._stop_http)
+            await self._start_http()
+            self._on_stop(stack, "outbox", self._stop_outbox)
+            self.outbox.start()
+            # One instance re-queues its whole outbox; in a cluster each instance's outbox
+            # is its own, and that of a gone instance is adopted by the others.
+            queued = 0 if self.cluster.shared else await self.outbox.recover()
+            resumed = 0
+            for name, provider in self.providers.items():
+                resumed += await self._resume(name, provider)
+            self._on_stop(stack, "smpp", self._stop_smpp)
+            self._tls = tls_context(self.config)
+            await self.server.start(self._tls)
+            self.ports.update(self.server.ports)
+            self._on_stop(stack, "background", self._background.cancel)
+            self._background.spawn(self._maintain())
+            self._start_checkers()
+            if self.cluster.shared:
+                self._background.spawn(self._keep_poll_leases())
+            self._stack = stack.pop_all()
         self.log.info(
             "started",
             smpp_port=self.ports.get("smpp"),
@@ -295,6 +269,19 @@ class Bridge:
             outbox=queued,
             awaiting_reports=resumed,
         )
+
+    def _on_stop(self, stack: contextlib.AsyncExitStack, step: str, action: Callable[[], Awaitable[Any]]) -> None:
+        """Run `action` when the stack unwinds; a failure is logged with its traceback
+        (and raised once every other step has run)."""
+
+        async def run() -> None:
+            try:
+                await action()
+            except Exception:
+                self.log.exception("stop_step_failed", step=step)
+                raise
+
+        stack.push_async_callback(run)
 
     def _provider_context(self, config: Config) -> ProviderContext:
         return ProviderContext(
@@ -324,12 +311,17 @@ class Bridge:
                     cursor = await self.cluster.feed_position(name)
                     await self._resume(name, provider)
                 except Exception as exc:  # Redis away: let the lease lapse, catch up when it is gained again
-                    self.log.warning("poll_lease_catch_up_failed", provider=name, error=str(exc))
+                    self.log.warning(
+                        "poll_lease_catch_up_failed",
+                        provider=name,
+                        error=str(exc),
+                        exc_info=not isinstance(exc, StoreUnavailable),
+                    )
                     await self.cluster.release(f"poll:{name}")
                     return False
                 old = self._followers.get(name)
                 if old is None or old.done():
-                    self._followers[name] = asyncio.ensure_future(self._follow(name, cursor))
+                    self._followers[name] = self._background.spawn(self._follow(name, cursor))
         return state is not Lease.NO
 
     async def _keep_poll_leases(self) -> None:
@@ -341,7 +333,12 @@ class Bridge:
                     try:
                         await self._poll_lease(name, self.config.store.instance_ttl)
                     except Exception as exc:
-                        self.log.warning("poll_lease_failed", provider=name, error=str(exc))
+                        self.log.warning(
+                            "poll_lease_failed",
+                            provider=name,
+                            error=str(exc),
+                            exc_info=not isinstance(exc, StoreUnavailable),
+                        )
             await asyncio.sleep(self.config.store.instance_ttl / 2)
 
     async def _follow(self, name: str, cursor: str) -> None:
@@ -369,7 +366,9 @@ class Bridge:
                     if waiting:
                         await provider.resume(waiting)
             except Exception as exc:  # Redis away: the feed keeps its entries
-                self.log.warning("poll_follow_failed", provider=name, error=str(exc))
+                self.log.warning(
+                    "poll_follow_failed", provider=name, error=str(exc), exc_info=not isinstance(exc, StoreUnavailable)
+                )
                 await asyncio.sleep(1.0)
 
     async def _resume(self, name: str, provider: Provider, created_before: float | None = None) -> int:
@@ -410,20 +409,49 @@ class Bridge:
         if sockets:
             self.ports["http"] = sockets[0].getsockname()[1]
 
-    async def readiness(self) -> dict[str, bool]:
-        """/readyz: the SMPP listener is up, the store takes a write, a provider is usable."""
+    async def _stop_http(self) -> None:
+        runner, self._web_runner = self._web_runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def readiness(self) -> tuple[dict[str, bool], dict[str, str]]:
+        """/readyz: the SMPP listener is up, the store takes a write, a provider is
+        usable; and for each check that fails, why (no secret: exception texts of
+        the store, which never carry a password)."""
+        errors: dict[str, str] = {}
         try:
             # A real write through the path submits use: reserving zero ids rewrites
             # the id counter unchanged (a read-only or full disk fails here).
             await asyncio.wait_for(self.store.reserve_ids(0), READINESS_TIMEOUT)
-            store_ok = True
-        except Exception:
-            store_ok = False
-        return {
+        except TimeoutError:
+            errors["store"] = f"a write took longer than {READINESS_TIMEOUT:g} s"
+        except Exception as exc:
+            errors["store"] = f"{type(exc).__name__}: {exc}"
+            self._readiness_failed("store", errors["store"], exc)
+        if "store" not in errors:
+            self._readiness_failed("store", None, None)
+        checks = {
             "smpp_listener": self.server.listening,
-            "store": store_ok,
+            "store": "store" not in errors,
             "provider": any(self.sender.usable(name) for name in self.providers),
         }
+        if not checks["smpp_listener"]:
+            errors["smpp_listener"] = "the SMPP port is not listening"
+        if not checks["provider"]:
+            errors["provider"] = "every provider's circuit is open" if self.providers else "no provider is configured"
+        return checks, errors
+
+    def _readiness_failed(self, check: str, error: str | None, exc: BaseException | None) -> None:
+        """Log a readiness failure once (with its traceback), not at every probe."""
+        before = self._readiness_errors.get(check)
+        if error is None:
+            if before is not None:
+                del self._readiness_errors[check]
+                self.log.info("ready_again", check=check)
+            return
+        if before != error:
+            self._readiness_errors[check] = error
+            self.log.error("not_ready", check=check, error=error, exc_info=exc)
 
     def _admin_token(self) -> str | None:
         token = self.config.http.admin_token
@@ -441,7 +469,7 @@ class Bridge:
                 self.provider_checks.pop(name, None)
         for name, provider in self.providers.items():
             if name not in self._checkers and provider.settings.check_interval > 0:
-                self._checkers[name] = (provider, asyncio.ensure_future(self._check_forever(name)))
+                self._checkers[name] = (provider, self._background.spawn(self._check_forever(name)))
 
     async def _check_forever(self, name: str) -> None:
         interval = self.providers[name].settings.check_interval
@@ -500,13 +528,15 @@ class Bridge:
                 current = self.providers.get(name)
                 if current is not None and current.settings == settings and not url_changed:
                     continue
-                provider = fresh[name] = self.sends.track(build_provider(name, settings, context))
+                provider = fresh[name] = build_provider(name, settings, context)
                 await provider.start()
         except Exception as exc:
+            self.log.exception("provider_start_failed", provider=name)
             for provider in fresh.values():
-                with contextlib.suppress(Exception):
+                try:
                     await provider.close()
-                self.sends.forget(provider)
+                except Exception:
+                    self.log.exception("provider_close_failed", provider=provider.name)
             raise ConfigError([f"providers.{name}: cannot start ({type(exc).__name__}: {exc})"]) from exc
         return fresh
 
@@ -537,7 +567,7 @@ class Bridge:
         self.server.reload(config.smpp, config.security)
         unbound = self._rebind_sessions()
         for name, old in retired.items():
-            task = asyncio.ensure_future(self._retire(name, old, fresh.get(name), swapped_at))
+            task = self._retirements.spawn(self._retire(name, old, fresh.get(name), swapped_at))
             self._retiring[task] = old
             task.add_done_callback(lambda done: self._retiring.pop(done, None))
         self.log.info(
@@ -583,13 +613,12 @@ class Bridge:
     async def _retire(self, name: str, old: Provider, new: Provider | None, swapped_at: float) -> None:
         """Close a replaced or removed provider after its in-flight sends; its successor
         takes over the messages still waiting for a report."""
-        if not await self.sends.wait_idle(old, RETIRE_TIMEOUT):
+        if not await self.sender.in_flight.wait_idle(old, RETIRE_TIMEOUT):
             self.log.warning("provider_retire_timeout", provider=name, timeout=RETIRE_TIMEOUT)
         try:
             await old.close()
         except Exception:
             self.log.exception("provider_close_failed", provider=name)
-        self.sends.forget(old)
         self._retiring.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
         if new is None:
             self.log.info("provider_removed", provider=name)
@@ -602,33 +631,47 @@ class Bridge:
     # -- stop ------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        deadline = time.monotonic() + self.config.smpp.shutdown_timeout
+        """Stop every part started, in reverse order, within `shutdown_timeout`. Every
+        step runs even if an earlier one failed; the first failure is raised after."""
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        self._stop_by = time.monotonic() + self.config.smpp.shutdown_timeout
         self.log.info("stopping", sessions=len(self.server.connections), in_flight=self.smsc.in_flight)
+        try:
+            await stack.aclose()
+        finally:
+            self.log.info("stopped")
+
+    def _time_left(self) -> float:
+        return max(0.0, self._stop_by - time.monotonic())
+
+    async def _stop_smpp(self) -> None:
+        """No new binds or submits; answer what was read; unbind; close what is left."""
         self.smsc.accepting = False
         self.server.stop_listening()
-        await self.smsc.drain(max(0.0, deadline - time.monotonic()))
+        await self.smsc.drain(self._time_left())
         self.server.unbind_all()
-        await self.server.wait_closed(max(0.0, min(2.0, deadline - time.monotonic())))
+        await self.server.wait_closed(min(2.0, self._time_left()))
         self.server.abort_all()
-        await self.outbox.stop(max(0.0, deadline - time.monotonic()))
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-        for _, checker in self._checkers.values():
-            checker.cancel()
-        for task, provider in list(self._retiring.items()):
-            task.cancel()
-            await provider.close()
-        for provider in self.providers.values():
-            await provider.close()
-        for task in [*self._followers.values(), *([self._lease_keeper] if self._lease_keeper else [])]:
-            task.cancel()
+        await self.smsc.stop()
+
+    async def _stop_outbox(self) -> None:
+        await self.outbox.stop(self._time_left())
+
+    async def _close_providers(self) -> None:
+        """Close every provider (those being retired first); one that fails to close
+        does not keep the others open."""
+        closing = [*self._retiring.values(), *self.providers.values()]
+        await self._retirements.cancel()
+        for provider in closing:
+            try:
+                await provider.close()
+            except Exception:
+                self.log.exception("provider_close_failed", provider=provider.name)
+
+    async def _stop_receipts(self) -> None:
         self.receipts.stop()
-        await self.receipt_queue.close()
-        if self._web_runner is not None:
-            await self._web_runner.cleanup()
-        await self.cluster.stop()
-        await self.store.close()
-        self.log.info("stopped")
 
     async def __aenter__(self) -> Bridge:
         await self.start()

@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 
 from bridge import __version__
-from bridge.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, permission_warnings
+from bridge.config import (
+    DEFAULT_CONFIG_PATH,
+    HTTP_PROVIDER_TYPES,
+    Config,
+    ConfigError,
+    load_config,
+    permission_warnings,
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -39,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("hash-password", help="read a password on stdin, print an argon2 hash for password_hash")
 
     simulate = commands.add_parser("simulate", help="serve a provider's HTTP double")
-    simulate.add_argument("provider", choices=["contacta", "kaleyra", "flashsms", "skycore"])
+    simulate.add_argument("provider", choices=HTTP_PROVIDER_TYPES)
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8099)
 

@@ -15,14 +15,18 @@ import stat
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -45,6 +49,28 @@ def _parse_networks(value: Any) -> Any:
 
 
 Networks = Annotated[list[IpNetwork], BeforeValidator(_parse_networks)]
+
+_HTTP_URL = TypeAdapter(AnyHttpUrl)
+
+
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL with a host (pydantic's URL rules), kept as written:
+    "api.kaleyra.io" fails here, at load, with its key's path, instead of failing
+    every send later."""
+    try:
+        _HTTP_URL.validate_python(value)
+    except ValidationError as exc:
+        reason = exc.errors(include_url=False)[0]["msg"]
+        raise ValueError(f"must be an http:// or https:// URL with a host ({reason})") from None
+    if not urlsplit(value).hostname or any(c.isspace() for c in value):
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+# Every URL of the config is one of these: an endpoint used as written, or a base
+# that paths are appended to (kept without its trailing "/").
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+BaseUrl = Annotated[HttpUrl, AfterValidator(lambda value: value.rstrip("/"))]
 
 
 class ConfigError(Exception):
@@ -112,7 +138,7 @@ class SecuritySettings(Section):
 class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-    public_url: str = "http://127.0.0.1:8080"
+    public_url: BaseUrl = "http://127.0.0.1:8080"
     admin_token: SecretStr | None = Field(
         None, description="bearer token of the admin API under /admin/ (unset: the admin API is off)"
     )
@@ -123,13 +149,6 @@ class HttpSettings(Section):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("at least 16 characters (a long random string)")
         return value
-
-    @field_validator("public_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
 
 
 class StoreSettings(Section):
@@ -200,6 +219,11 @@ class Account(Section):
         description="meaning of data_coding 1 (IA5): auto = GSM 03.38 when the octets hold GSM-only codes "
         "(node-smpp sends GSM under 1), ASCII otherwise",
     )
+    intermediate_esm_class: Literal[0x04, 0x20] = Field(
+        0x04,
+        description="esm_class of intermediate notifications (ENROUTE, registered_delivery bit 4): "
+        "0x04 as a delivery receipt (what most clients parse) or 0x20 intermediate delivery notification (v3.4 5.2.12)",
+    )
     route: str | None = None
 
     @model_validator(mode="after")
@@ -247,7 +271,7 @@ class SimulatorProvider(ProviderBase):
 
 class ContactaProvider(ProviderBase):
     type: Literal["contacta"]
-    base_url: str = Field(description="API base URL; the paths /v2/sms/send and /v2/flash/send are appended")
+    base_url: BaseUrl = Field(description="API base URL; the paths /v2/sms/send and /v2/flash/send are appended")
     username: str = Field(description="first half of the HTTP Basic pair")
     password: SecretStr = Field(description="second half of the HTTP Basic pair (the API key)")
     sender: str = Field("", description="`sender` when source_addr is not allowed; empty = none (account default)")
@@ -255,7 +279,7 @@ class ContactaProvider(ProviderBase):
         600, ge=0, description="no DLR API: seconds after acceptance until the synthetic receipt; 0 = none"
     )
     receipt_state: Literal["UNKNOWN", "ACCEPTD", "DELIVRD"] = Field(
-        "UNKNOWN", description="state of the synthetic receipt; ACCEPTD is intermediate (registered_delivery bit 4)"
+        "UNKNOWN", description="state of the synthetic receipt (final, like every one of the three)"
     )
     method: Literal["POST", "GET"] = Field(
         "POST", description="POST with a JSON body (recommended by Contacta) or GET with query parameters"
@@ -271,38 +295,74 @@ class ContactaProvider(ProviderBase):
         "septets", description="what the 160 limit of `msg` counts: GSM septets (one SMS) or characters (the schema)"
     )
 
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+
+# Kaleyra's pods by API host, and the route types each takes (document 001: "For
+# customers in the Indian region, the available SMS Types are OTP, Transactional (TNX),
+# Transactional DND (TXND), and Marketing (MKT). For Europe, America, and Singapore
+# regions, only OTP and Default ..."; the API value is TXN, PROVIDERS.md 3.1).
+KALEYRA_PODS: dict[str, str] = {
+    "api.in.kaleyra.io": "IN",
+    "api.ap.kaleyra.io": "SG",
+    "api.kaleyra.io": "SG",
+    "api.eu.kaleyra.io": "EU",
+    "api.na.kaleyra.ai": "NA",
+}
+KALEYRA_SMS_TYPES: dict[str, frozenset[str]] = {
+    "IN": frozenset({"OTP", "TXN", "TXND", "MKT"}),
+    "SG": frozenset({"OTP", "DEFAULT"}),
+    "EU": frozenset({"OTP", "DEFAULT"}),
+    "NA": frozenset({"OTP", "DEFAULT"}),
+}
+# Which endpoint takes which parameter (PROVIDERS.md 3.1, from Kaleyra's pages): `ref`
+# and the inline `callback` object belong to /messages, `ref_custom` to /sms;
+# `callback_profile_id` to both.
+KALEYRA_REFERENCE_FIELDS = {"sms": "ref_custom", "messages": "ref"}
+KALEYRA_CALLBACK_MODES = {"sms": ("profile", "none"), "messages": ("object", "profile", "none")}
+KALEYRA_POLL_WITHOUT_CALLBACKS = 30  # default poll_interval when no callback will come
+
+
+def kaleyra_region(base_url: str) -> str | None:
+    """The pod of a Kaleyra base URL (IN, SG, EU, NA); None for any other host."""
+    host = re.sub(r"^https?://", "", base_url).split("/")[0].split(":")[0].lower()
+    return KALEYRA_PODS.get(host)
 
 
 class KaleyraProvider(ProviderBase):
     type: Literal["kaleyra"]
-    base_url: str
+    base_url: BaseUrl
     sid: str
     api_key: SecretStr
     sender: str
-    sms_type: str = "TXN"
-    callback_token: SecretStr
+    sms_type: str = Field(
+        description="route type, required: IN pod OTP | TXN | TXND | MKT; SG/EU/NA pods OTP | DEFAULT"
+    )
+    callback_token: SecretStr | None = Field(
+        None, description="secret part of our callback URL; needed unless callback_mode = none"
+    )
     poll_interval: float = Field(
-        300, ge=0, description="seconds without a final callback before status polling starts; 0 = no polling"
+        300,
+        ge=0,
+        description="seconds without a final callback before status polling starts (default 30 without "
+        "callbacks); 0 = no polling",
     )
     endpoint: Literal["sms", "messages"] = Field(
         "sms", description="send path: /v1/{sid}/sms (current) or /v1/{sid}/messages (older, still documented)"
     )
-    body_format: Literal["form", "json"] = Field(
-        "form", description="send body: form fields (what every sample posts) or JSON (what the table claims)"
+    body_format: Literal["json", "form"] = Field(
+        "json",
+        description="send body: JSON (document 001: content-type 'The only allowed value is application/json') "
+        "or form fields (what the curl samples post; not what the document allows)",
     )
     reference_field: Literal["ref", "ref_custom", "none"] = Field(
-        "ref", description="parameter carrying our message id: ref (/messages), ref_custom (/sms) or none"
+        "ref_custom",  # /sms's; _endpoint_defaults puts in the endpoint's own
+        description="parameter carrying our message id: ref_custom (/sms, the default there), "
+        "ref (/messages, the default there) or none",
     )
-    callback_mode: Literal["object", "url", "profile", "none"] = Field(
-        "object",
-        description='how the send asks for a callback: callback={"url","method"} (object), callback=<url> (url), '
-        "callback_profile_id (profile, URL registered in the Kaleyra console) or none (polling only)",
+    callback_mode: Literal["object", "profile", "none"] = Field(
+        "none",  # _endpoint_defaults puts in the endpoint's own
+        description='how the send asks for a callback: callback={"url","method"} (object, /messages only), '
+        "callback_profile_id (profile, URL registered in the Kaleyra console) or none (polling only); "
+        "default: object on /messages, profile on /sms when callback_profile_id is set, else none",
     )
     callback_method: Literal["GET", "POST"] = Field("POST", description="method Kaleyra calls our callback URL with")
     callback_profile_id: str = Field("", description="the callback profile id when callback_mode = profile")
@@ -324,20 +384,76 @@ class KaleyraProvider(ProviderBase):
         "UNKNOWN", description="state reported for a message still without a final state after pending_max_age"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_defaults(cls, raw: Any) -> Any:
+        """reference_field and callback_mode default to what the endpoint takes."""
+        if not isinstance(raw, dict):
+            return raw
+        endpoint = raw.get("endpoint", "sms")
+        if endpoint not in KALEYRA_REFERENCE_FIELDS:
+            return raw  # the Literal reports it
+        filled = dict(raw)
+        filled.setdefault("reference_field", KALEYRA_REFERENCE_FIELDS[endpoint])
+        if "callback_mode" not in filled:
+            profile = filled.get("callback_profile_id")
+            filled["callback_mode"] = "object" if endpoint == "messages" else ("profile" if profile else "none")
+        if filled["callback_mode"] == "none":  # polling is the only way: start it sooner
+            filled.setdefault("poll_interval", KALEYRA_POLL_WITHOUT_CALLBACKS)
+        return filled
+
+    @field_validator("sms_type")
+    @classmethod
+    def _sms_type(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value == "TNX":
+            raise ValueError('"TNX" is how document 001 misspells it: the route type is "TXN"')
+        return value
+
     @model_validator(mode="after")
-    def _profile(self) -> KaleyraProvider:
+    def _documented_combinations(self) -> KaleyraProvider:
+        region = kaleyra_region(self.base_url)
+        allowed = KALEYRA_SMS_TYPES[region] if region else frozenset().union(*KALEYRA_SMS_TYPES.values())
+        if self.sms_type not in allowed:
+            where = f"the {region} pod ({self.base_url})" if region else "any Kaleyra pod"
+            raise ValueError(
+                f"sms_type: {self.sms_type!r} is not a route type of {where}; use one of {sorted(allowed)}"
+            )
+        documented_reference = KALEYRA_REFERENCE_FIELDS[self.endpoint]
+        if self.reference_field not in (documented_reference, "none"):
+            raise ValueError(
+                f"reference_field: {self.reference_field!r} is not a parameter of /{self.endpoint} "
+                f"(it takes {documented_reference!r}); set endpoint or reference_field accordingly"
+            )
+        if self.callback_mode not in KALEYRA_CALLBACK_MODES[self.endpoint]:
+            raise ValueError(
+                f"callback_mode: the inline callback object is a /messages parameter, not one of /{self.endpoint}; "
+                "use a callback profile (callback_profile_id) or polling (callback_mode = none)"
+            )
         if self.callback_mode == "profile" and not self.callback_profile_id:
             raise ValueError('callback_mode = "profile" needs callback_profile_id')
+        if self.callback_mode != "none" and self.callback_token is None:
+            raise ValueError(f"callback_token: needed for callbacks (callback_mode = {self.callback_mode!r})")
+        if self.callback_mode == "none" and self.poll_interval <= 0:
+            raise ValueError(
+                "poll_interval: without callbacks (callback_mode = none) polling is the only way to "
+                "receipts; it must be above 0"
+            )
         return self
 
 
 class FlashSmsProvider(ProviderBase):
     type: Literal["flashsms"]
-    base_url: str
+    base_url: BaseUrl
     api_key: SecretStr
     sender: str = Field("", description="senderId when source_addr is not allowed; empty = the first approved one")
     poll_interval: float = Field(30, gt=0, description="seconds from send to the first status poll")
-    requests_per_minute: int = Field(100, ge=1, description="API requests per minute (sends and polls together)")
+    requests_per_minute: int = Field(
+        100, ge=1, description="API requests (sends and polls together) in any rate_window seconds, at most"
+    )
+    rate_window: float = Field(
+        60, gt=0, description="seconds requests_per_minute counts over (60: document 002's minute; tests shorten it)"
+    )
     max_recipients: int = Field(
         1000, ge=1, le=1000, description="FlashSMS's per-request cap; each message is sent to its one destination"
     )
@@ -378,7 +494,7 @@ class SkycoreProvider(ProviderBase):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     type: Literal["skycore"]
-    url: str = Field(description="the account's API endpoint URL (Skycore gives it; every action is a POST to it)")
+    url: HttpUrl = Field(description="the account's API endpoint URL (Skycore gives it; every action is a POST to it)")
     api_key: SecretStr = Field(description="the x-api-key header (case-sensitive)")
     from_: str = Field(
         alias="from", pattern=r"^\+?\d{3,15}$", description="short code, toll-free or 10DLC number (with country code)"
@@ -391,7 +507,9 @@ class SkycoreProvider(ProviderBase):
         default_factory=list,
         description='source_addr values passed on ("*" = any): digits as `from`, letters as `from-mask`',
     )
-    plus_prefix: bool = Field(False, description="`to` as +digits (the document's examples) instead of digits only")
+    plus_prefix: bool = Field(
+        True, description="`to` as + and the country code (every request example of document 003); false = digits only"
+    )
     max_parts: int = Field(
         10, ge=0, description="longest text in SMS parts (153 GSM / 67 UCS-2 chars each) sent; 0 = no bridge-side limit"
     )
@@ -399,18 +517,18 @@ class SkycoreProvider(ProviderBase):
         48 * 3600, ge=0, description="seconds without a final postback before the message ends UNKNOWN; 0 = never"
     )
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
-
 
 ProviderSettings = Annotated[
     SimulatorProvider | ContactaProvider | KaleyraProvider | FlashSmsProvider | SkycoreProvider,
     Field(discriminator="type"),
 ]
+# The one list of provider types: the `type` of each member of the union above.
+# Connectors (bridge.providers) and HTTP doubles (bridge.simulators) are found by it.
+PROVIDER_TYPES: tuple[str, ...] = tuple(
+    get_args(model.model_fields["type"].annotation)[0] for model in get_args(get_args(ProviderSettings)[0])
+)
+BUILTIN_PROVIDER = "simulator"  # in-process, no HTTP API (and so no HTTP double)
+HTTP_PROVIDER_TYPES = tuple(kind for kind in PROVIDER_TYPES if kind != BUILTIN_PROVIDER)
 
 
 class RouteMatch(Section):
@@ -468,6 +586,15 @@ class Config(Section):
         for i, account in enumerate(self.accounts):
             if account.route is not None and account.route not in route_names and account.route not in self.providers:
                 problems.append(f"accounts[{i}].route: no route or provider named {account.route!r}")
+        flashsms_keys: dict[str, str] = {}
+        for name, provider in self.providers.items():
+            if isinstance(provider, FlashSmsProvider):
+                first = flashsms_keys.setdefault(provider.api_key.get_secret_value(), name)
+                if first != name:  # its rate limit is per key, and each entry counts its own requests
+                    problems.append(
+                        f"providers.{name}.api_key: the same key as providers.{first}; FlashSMS allows "
+                        "100 requests a minute per key and each provider entry counts only its own"
+                    )
         if problems:
             raise ConfigError(problems)
         return self
@@ -533,7 +660,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("simulator", "contacta", "kaleyra", "flashsms", "skycore") and out.startswith("providers."):
+        elif part in PROVIDER_TYPES and out.startswith("providers."):
             continue  # pydantic's discriminator step, not a key the user wrote
         else:
             out += f".{part}" if out else str(part)

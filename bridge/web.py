@@ -20,7 +20,8 @@ from bridge.providers.base import Provider
 
 MAX_CALLBACK_BODY = 64 * 1024
 
-Check = Callable[[], Awaitable[dict[str, bool]]]
+# readiness() -> (check -> passed, check -> why it failed)
+Check = Callable[[], Awaitable[tuple[dict[str, bool], dict[str, str]]]]
 
 
 def make_app(
@@ -42,9 +43,11 @@ def make_app(
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        checks = await readiness()
+        checks, errors = await readiness()
         ready = all(checks.values())
         body: dict[str, Any] = {"ready": ready, "checks": checks}
+        if errors:
+            body["errors"] = errors
         if details is not None:
             body.update(details())
         return web.json_response(body, status=200 if ready else 503)

@@ -124,3 +124,54 @@ def test_world_readable_config_is_warned(tmp_path: Path) -> None:
     assert permission_warnings(path)
     path.chmod(0o640)
     assert permission_warnings(path) == []
+
+
+# -- URLs: one type for every URL of the config -------------------------------------
+
+PROVIDER_URLS = {
+    "contacta": ("base_url", {"username": "u", "password": "p"}),
+    "kaleyra": ("base_url", {"sid": "s", "api_key": "k", "sender": "S", "sms_type": "TXN", "callback_token": "t"}),
+    "flashsms": ("base_url", {"api_key": "k"}),
+    "skycore": ("url", {"api_key": "k", "from": "60856", "callback_token": "t"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PROVIDER_URLS))
+@pytest.mark.parametrize("url", ["api.kaleyra.io", "ftp://api.example.com", "https://", "http://:80/x", "https://a b"])
+def test_a_provider_url_that_would_fail_every_send_fails_at_load_with_its_path(kind: str, url: str) -> None:
+    key, required = PROVIDER_URLS[kind]
+    raw = minimal()
+    raw["providers"]["up"] = {"type": kind, key: url, **required}
+    [problem] = problems(raw)
+    assert problem.startswith(f"providers.up.{key}: must be an http:// or https:// URL")
+
+
+@pytest.mark.parametrize("url", ["example.org", "mailto:ops@example.org", "http:///callbacks"])
+def test_public_url_is_checked_the_same_way(url: str) -> None:
+    [problem] = problems(minimal(http={"public_url": url}))
+    assert problem.startswith("http.public_url: must be an http:// or https:// URL")
+
+
+def test_base_urls_lose_their_trailing_slash_and_endpoints_are_kept_as_written() -> None:
+    raw = minimal(http={"public_url": "https://bridge.example.org/"})
+    raw["providers"]["k"] = {"type": "kaleyra", "base_url": "https://api.in.kaleyra.io/", **PROVIDER_URLS["kaleyra"][1]}
+    raw["providers"]["s"] = {"type": "skycore", "url": "https://api.skycore.com/API/v3/", **PROVIDER_URLS["skycore"][1]}
+    config = parse_config(raw, {})
+    assert config.http.public_url == "https://bridge.example.org"
+    assert config.providers["k"].base_url == "https://api.in.kaleyra.io"  # type: ignore[union-attr]
+    assert config.providers["s"].url == "https://api.skycore.com/API/v3/"  # type: ignore[union-attr]
+
+
+def test_every_provider_type_has_a_connector_and_every_http_one_a_double() -> None:
+    from bridge.config import HTTP_PROVIDER_TYPES, PROVIDER_TYPES
+    from bridge.providers import connector_class
+    from bridge.simulators import build_simulator
+
+    assert set(PROVIDER_TYPES) == {"simulator", "contacta", "kaleyra", "flashsms", "skycore"}
+    assert [connector_class(kind).kind for kind in PROVIDER_TYPES] == list(PROVIDER_TYPES)
+    for kind in HTTP_PROVIDER_TYPES:
+        assert build_simulator(kind) is not None
+    with pytest.raises(KeyError):
+        connector_class("nosuch")
+    problem = problems(minimal(providers={"sim": {"type": "nosuch"}}))[0]
+    assert problem.startswith("providers.sim")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.smpp.constants import Status
@@ -362,6 +363,7 @@ def test_readyz_503_without_a_usable_provider(start_bridge: Callable[..., Runnin
     status, body = _json(f"{bridge.http_url}/readyz")
     assert status == 503
     assert body["checks"] == {"smpp_listener": True, "store": True, "provider": False}
+    assert body["errors"] == {"provider": "no provider is configured"}
     assert _json(f"{bridge.http_url}/healthz")[0] == 200  # alive, just not ready
 
 
@@ -372,9 +374,14 @@ def test_readyz_503_when_the_store_refuses_writes(bridge: RunningBridge) -> None
         raise StoreUnavailable("disk full")
 
     bridge.run(setattr, bridge.bridge.store, "reserve_ids", refuse)
-    status, body = _json(f"{bridge.http_url}/readyz")
-    assert status == 503
-    assert body["checks"] == {"smpp_listener": True, "store": False, "provider": True}
+    with structlog.testing.capture_logs() as logged:
+        for _ in range(3):  # probed again and again: the cause is in each answer, logged once
+            status, body = _json(f"{bridge.http_url}/readyz")
+            assert status == 503
+            assert body["checks"] == {"smpp_listener": True, "store": False, "provider": True}
+            assert body["errors"] == {"store": "StoreUnavailable: disk full"}
+    [line] = [entry for entry in logged if entry["event"] == "not_ready"]
+    assert line["check"] == "store" and isinstance(line["exc_info"], StoreUnavailable)
 
 
 def test_readyz_503_once_the_smpp_listener_is_closed(bridge: RunningBridge) -> None:
@@ -383,6 +390,7 @@ def test_readyz_503_once_the_smpp_listener_is_closed(bridge: RunningBridge) -> N
     status, body = _json(f"{bridge.http_url}/readyz")
     assert status == 503
     assert body["checks"]["smpp_listener"] is False
+    assert body["errors"] == {"smpp_listener": "the SMPP port is not listening"}
 
 
 def metric_names_in(exprs: Iterable[str]) -> set[str]:

@@ -8,6 +8,11 @@ the whole reload fail and leaves the running config in force.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import socketserver
+import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -101,7 +106,7 @@ def test_replaced_provider_is_closed_only_after_its_in_flight_send(
             },
         )
         client.send_raw(encode_pdu(held))
-        wait_for(lambda: bridge.run(inner.sends.busy, old) == 1)
+        wait_for(lambda: bridge.run(inner.sender.in_flight.busy, old) == 1)
 
         bridge.call(inner.reload(_config(tmp_path, reject_prefixes=["4915"])))
         new = inner.providers["sim"]
@@ -109,7 +114,7 @@ def test_replaced_provider_is_closed_only_after_its_in_flight_send(
         # The new provider serves at once; the old one keeps its request and stays open.
         assert client.submit(destination="4915000001").status == Status.ESME_RINVDSTADR
         assert client.submit(destination="4917000001").status == Status.ESME_ROK
-        assert old not in gate.closed and bridge.run(inner.sends.busy, old) == 1
+        assert old not in gate.closed and bridge.run(inner.sender.in_flight.busy, old) == 1
 
         gate.open(bridge)
         answer = client.read_raw_until(77)
@@ -188,3 +193,101 @@ def test_sessions_of_a_removed_account_are_unbound(tmp_path: Path, start_bridge:
         client.wait_until(lambda: client.unbinds == 1)
     finally:
         client.close()
+
+
+# -- coalescing on: a batch request in flight across a reload ------------------------
+
+
+class HeldKaleyra:
+    """A one-connection HTTP server playing Kaleyra: holds each request until `answer`
+    is set, answers with the document's success shape, and notes when the client
+    closes the connection (`gone`)."""
+
+    def __init__(self) -> None:
+        self.arrived, self.answer, self.gone = threading.Event(), threading.Event(), threading.Event()
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _handler(self) -> type[socketserver.StreamRequestHandler]:
+        held = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                while True:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        line = self.rfile.readline()
+                        if not line:
+                            held.gone.set()  # the client closed its side
+                            return
+                        head += line
+                    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                    body = self.rfile.read(length).decode()
+                    to = str(json.loads(body)["to"]) if body.startswith("{") else urllib.parse.parse_qs(body)["to"][0]
+                    held.arrived.set()
+                    held.answer.wait(30)
+                    data = [
+                        {"message_id": f"648a2c1e-0000-4000-80c5-3c2a8cb391aa:{i + 1}", "recipient": number.lstrip("+")}
+                        for i, number in enumerate(to.split(","))
+                    ]
+                    answer = json.dumps({"id": "648a2c1e-0000-4000-80c5-3c2a8cb391aa", "data": data}).encode()
+                    self.wfile.write(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n")
+                    self.wfile.write(b"Content-Length: %d\r\n\r\n" % len(answer) + answer)
+                    self.wfile.flush()
+
+        return Handler
+
+    def close(self) -> None:
+        self.answer.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_coalesced_request_in_flight_keeps_its_provider_open_across_a_reload(
+    tmp_path: Path, start_bridge: Callable[..., RunningBridge]
+) -> None:
+    upstream = HeldKaleyra()
+    kaleyra = {
+        "type": "kaleyra",
+        "base_url": upstream.url,
+        "sid": "HXAP1",
+        "api_key": "k",
+        "sender": "KLRHXA",
+        "sms_type": "TXN",
+        "callback_token": "t",
+        "poll_interval": 3600,  # no poll during the test
+        "coalesce_window": 0.05,
+    }
+    account = {"system_id": "esme1", "password": "secret1", "throughput": 0, "route": "k"}
+    bridge = start_bridge(accounts=[account], providers={"k": kaleyra})
+    assert bridge.bridge is not None
+    inner = bridge.bridge
+    old = inner.providers["k"]
+    client = Esme(bridge.smpp_port)
+    try:
+        assert client.bind().status == Status.ESME_ROK
+        params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "919876543210", "short_message": b"x"}
+        client.send_raw(encode_pdu(Pdu(Command.SUBMIT_SM, 5, 0, params)))
+        assert upstream.arrived.wait(10)  # the batch request is under way
+
+        changed = make_config(tmp_path, accounts=[account], providers={"k": {**kaleyra, "timeout": 9}})
+        bridge.call(inner.reload(changed))
+        assert inner.providers["k"] is not old
+        assert bridge.run(inner.sender.in_flight.busy, old) > 0  # counted although sent by send_batch
+        assert not upstream.gone.is_set()  # its connection is not cut under the request
+
+        upstream.answer.set()
+        answer = client.read_raw_until(5)
+        assert answer.status == Status.ESME_ROK
+        # The old provider is closed once idle, and its connection with it (not left
+        # open in a pool that nobody closes any more).
+        assert upstream.gone.wait(10)
+        wait_for(lambda: bridge.run(inner.sender.in_flight.busy, old) == 0)
+    finally:
+        client.close()
+        upstream.close()

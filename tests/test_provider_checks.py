@@ -37,6 +37,7 @@ base_url = "{kaleyra_url}"
 sid = "HXAP16XXXXXX97IN"
 api_key = "{kaleyra_key}"
 sender = "KLRHXA"
+sms_type = "TXN"
 callback_token = "kaleyra-callback-token"
 check_interval = {interval}
 

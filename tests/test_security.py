@@ -314,7 +314,8 @@ def test_secrets_never_reach_logs_metrics_or_problems(tmp_path: Path) -> None:
         f'[store]\nurl = "sqlite:///{tmp_path}/b.db"\n[log]\nlevel = "debug"\nformat = "json"\n'
         '[[accounts]]\nsystem_id = "esme1"\npassword = "${PW}"\nroute = "kal"\n'
         '[providers.kal]\ntype = "kaleyra"\nbase_url = "http://127.0.0.1:9"\nsid = "S"\n'
-        'api_key = "${KEY}"\nsender = "KLRHXA"\ncallback_token = "${TOKEN}"\n'
+        'api_key = "${KEY}"\nsender = "KLRHXA"\nsms_type = "TXN"\ncallback_token = "${TOKEN}"\n'
+        'callback_profile_id = "P1"\n'
     )
     config.chmod(0o600)
     env = {**os.environ, **secrets}

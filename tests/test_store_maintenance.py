@@ -83,3 +83,57 @@ async def test_reopening_a_store_keeps_ids_and_unfinished_messages(tmp_path: Pat
         assert found.id == first
     finally:
         await store.close()
+
+
+# -- message_id range (issue 14): [1, 2**32), wrapping, never an id still stored --------
+
+ID_MAX = 4294967295  # 2**32 - 1: 10 decimal digits, 8 hex digits
+
+
+def set_counter(database: Path, value: int) -> None:
+    with sqlite3.connect(database) as db:
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (value,))
+
+
+async def test_ids_are_at_most_10_decimal_and_8_hex_digits(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        first = await store.reserve_ids(1000)
+        assert first >= 1 and first + 999 <= ID_MAX
+        assert len(str(first + 999)) <= 10 and len(format(first + 999, "x")) <= 8
+    finally:
+        await store.close()
+
+
+async def test_a_counter_from_before_the_bounded_range_restarts_inside_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    old = 1733500000000  # clock x 1000, as ids were made before
+    await store.insert_messages([message(old, Lifecycle.ACCEPTED, None)])
+    await store.close()
+    set_counter(tmp_path / "s.db", old + 1)
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        first = await store.reserve_ids(1000)
+        assert first >= 1 and first + 999 <= ID_MAX
+        assert (await store.get_message(old)) is not None  # the old message stays queryable
+    finally:
+        await store.close()
+
+
+async def test_the_counter_wraps_past_ids_still_stored(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    await store.insert_messages([message(5, Lifecycle.ACCEPTED, None), stored_message(1498, parts=3)])
+    await store.close()
+    set_counter(tmp_path / "s.db", ID_MAX - 10)
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        assert await store.reserve_ids(1000) == 6  # 1..1000 would hold message 5
+        assert await store.reserve_ids(1000) == 1501  # 1006..2005 would hold parts 1499, 1500
+        assert await store.reserve_ids(1000) == 2501
+    finally:
+        await store.close()

@@ -57,7 +57,7 @@ def test_text_reaches_the_provider_decoded(
         client.close()
 
 
-@pytest.mark.parametrize("data_coding", [0x10, 0x18, 0xF0, 0x14])
+@pytest.mark.parametrize("data_coding", [0x10, 0x18, 0xF0])
 def test_message_class_0_is_flash(recording: tuple[RunningBridge, Path], data_coding: int) -> None:
     bridge, record = recording
     client = bound(bridge)
@@ -94,12 +94,12 @@ async def _scrape(bridge: RunningBridge) -> str:
 @pytest.mark.parametrize(
     ("kwargs", "status"),
     [
-        ({"data_coding": 0x04, "text": b"\x01\x02"}, Status.ESME_RINVDCS),
-        ({"data_coding": 0x02, "text": b"\x01\x02"}, Status.ESME_RINVDCS),
-        ({"data_coding": 0x20, "text": b"x"}, Status.ESME_RINVDCS),
+        ({"data_coding": 0x04, "text": b"\x01\x02"}, Status.ESME_RSUBMITFAIL),
+        ({"data_coding": 0x02, "text": b"\x01\x02"}, Status.ESME_RSUBMITFAIL),
+        ({"data_coding": 0x20, "text": b"x"}, Status.ESME_RSUBMITFAIL),
         ({"data_coding": 8, "text": b"\x00A\x00"}, Status.ESME_RINVMSGLEN),
-        ({"data_coding": 8, "text": b"\xd8\x3d\x00A"}, Status.ESME_RINVDCS),
-        ({"data_coding": 0, "text": b"\xc3\xa9"}, Status.ESME_RINVDCS),
+        ({"data_coding": 8, "text": b"\xd8\x3d\x00A"}, Status.ESME_RSUBMITFAIL),
+        ({"data_coding": 0, "text": b"\xc3\xa9"}, Status.ESME_RSUBMITFAIL),
         ({"destination": "not-a-number"}, Status.ESME_RINVDSTADR),
         ({"destination": "9991234567"}, Status.ESME_RINVDSTADR),
         ({"text": b""}, Status.ESME_RINVMSGLEN),
@@ -125,8 +125,46 @@ async def _scrape(bridge: RunningBridge) -> str:
     ],
 )
 def test_refusals_carry_a_precise_status(esme: Esme, kwargs: dict[str, object], status: Status) -> None:
+    # smpplib binds as v3.4: a data_coding refusal is ESME_RSUBMITFAIL (0x45), not the
+    # v5.0-only ESME_RINVDCS (0x104) that v3.4 decoders cannot name.
     assert esme.submit(**kwargs).status == status
     assert esme.submit().status == Status.ESME_ROK  # the session stays healthy
+
+
+@pytest.mark.parametrize(("interface_version", "status"), [(0x33, 0x45), (0x34, 0x45), (0x50, 0x104)])
+def test_data_coding_refusal_depends_on_the_bind_version(
+    bridge: RunningBridge, interface_version: int, status: int
+) -> None:
+    client = Esme(bridge.smpp_port)
+    try:
+        assert client.bind("transceiver", interface_version=interface_version).status == Status.ESME_ROK
+        answer = client.exchange(
+            Pdu(
+                Command.SUBMIT_SM,
+                77,
+                0,
+                {
+                    "destination_addr": "4917012345",
+                    "dest_addr_ton": 1,
+                    "dest_addr_npi": 1,
+                    "data_coding": 0x02,
+                    "short_message": b"\x01\x02",
+                },
+            )
+        )
+        assert (answer.command, answer.status, answer.sequence, answer.params) == (
+            Command.SUBMIT_SM_RESP,
+            status,
+            77,
+            {},
+        )
+    finally:
+        client.close()
+    # the metric counts what the ESME was told
+    told, other = ("ESME_RSUBMITFAIL", "ESME_RINVDCS") if status == 0x45 else ("ESME_RINVDCS", "ESME_RSUBMITFAIL")
+    exposition = bridge.call(_scrape(bridge))
+    assert f'command_status="{told}"' in exposition
+    assert f'command_status="{other}"' not in exposition
 
 
 def test_validity_period_is_accepted_and_ignored(esme: Esme) -> None:

@@ -11,10 +11,12 @@ already in the batch starts a new one, so every recipient of a request is distin
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridge.core.message import Message
+from bridge.core.tasks import Tasks
 from bridge.providers.base import Provider, SendResult
 
 Key = tuple[str, str, str, bool]
@@ -30,13 +32,14 @@ class _Batch:
 
 class Coalescer:
     def __init__(self, provider: Provider, window: float, limit: int,
-                 send_batch: Callable[[list[Message]], Awaitable[list[SendResult]]]) -> None:  # fmt: skip
+                 send_batch: Callable[[Sequence[Message]], Awaitable[list[SendResult]]], log: Any) -> None:  # fmt: skip
         self.provider = provider
         self.window = window
         self.limit = max(1, min(limit or provider.max_batch, provider.max_batch))
         self._send_batch = send_batch
+        self._log = log
         self._open: dict[Key, _Batch] = {}
-        self._flights: set[asyncio.Task[None]] = set()
+        self._flights = Tasks(log, "coalesced_batch")
 
     async def send(self, message: Message) -> SendResult:
         key: Key = (message.system_id, message.source.addr, message.text, message.flash)
@@ -61,17 +64,23 @@ class Coalescer:
             return
         if batch.timer is not None:
             batch.timer.cancel()
-        flight = asyncio.ensure_future(self._fly(batch))
-        self._flights.add(flight)
-        flight.add_done_callback(self._flights.discard)
+        self._flights.spawn(self._fly(batch))
 
     async def _fly(self, batch: _Batch) -> None:
         try:
             results = await self._send_batch(batch.messages)
         except Exception as exc:  # a connector bug must not strand the waiters
-            results = [SendResult.unknown(f"batch send raised {type(exc).__name__}", metric="error")] * len(
-                batch.messages
-            )
+            self._log.exception("batch_send_failed", provider=self.provider.name, messages=len(batch.messages))
+            results = _unknown(f"batch send raised {type(exc).__name__}", len(batch.messages))
+        if len(results) != len(batch.messages):
+            self._log.error("batch_results_mismatch", provider=self.provider.name, messages=len(batch.messages))
+            results = _unknown("batch answer did not match its messages", len(batch.messages))
         for waiter, result in zip(batch.waiters, results, strict=True):
             if not waiter.done():
                 waiter.set_result(result)
+
+
+def _unknown(reason: str, count: int) -> list[SendResult]:
+    """What a batch that went wrong means for each of its messages: the request may
+    have reached the provider, so UNKNOWN (never sent again)."""
+    return [SendResult.unknown(reason, metric="error")] * count

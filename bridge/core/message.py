@@ -38,6 +38,7 @@ class Part:
     registered_delivery: int
     submitted_at: float
     preview: str  # the first characters of the text, for the receipt's `text:`
+    id_format: str = ""  # how its submit_sm_resp rendered the id ("" = the account's format)
 
 
 @dataclass(slots=True)
@@ -79,6 +80,7 @@ class Receipt:
     id: str = ""  # "<Message id>:<Part message_id>:<state>": one receipt per part and state
     attempts: int = 0
     next_attempt_at: float = 0.0
+    id_format: str = ""  # its Part's id_format: the receipt repeats the submit_sm_resp id
 
 
 @dataclass(slots=True)
@@ -97,3 +99,4 @@ class PendingSegment:
     flash: bool
     source: Address
     destination: Address
+    id_format: str = ""

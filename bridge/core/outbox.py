@@ -10,13 +10,22 @@ message with a failure receipt.
 With several instances on one store each message belongs to the instance that
 stored it; the outbox of an instance that went away is `adopt`ed by another, and
 an instance that finds its message taken over (`OwnershipLost`) lets it go.
+
+In memory the outbox is one queue ordered by next attempt time (a heap) drained by
+`concurrency` workers: a new message, a retry falling due and a provider coming
+back (`wake`) each hand the earliest due message to an idle worker. Nothing else
+waits per message, so 100,000 stored messages cost 100,000 heap entries, not tasks.
+`stop` lets the workers finish what they are sending; what is not sent stays stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +34,7 @@ from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Lifecycle, Message
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.sender import Sender
+from bridge.core.tasks import Tasks
 from bridge.metrics import Metrics
 from bridge.providers.base import Outcome, SendResult
 from bridge.smpp.constants import MessageState
@@ -55,10 +65,13 @@ class Outbox:
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._semaphore = asyncio.Semaphore(settings.concurrency)
         self._waiting: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._delayed: dict[int, tuple[Message, asyncio.TimerHandle]] = {}
+        self._queue: list[tuple[float, int, Message]] = []  # (due, order, message): a heap
+        self._order = itertools.count()
+        self._idle: deque[asyncio.Future[Message]] = deque()  # workers waiting for a message
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._workers = Tasks(log, "outbox_worker")
         self._stopping = False
         self._reserved = 0
 
@@ -89,7 +102,7 @@ class Outbox:
             self._reserved -= 1
         first = message.route[0] if message.route else "none"
         self._waiting[first] = self._waiting.get(first, 0) + 1
-        self._start(message)
+        self._push(message, message.next_attempt_at)
 
     async def recover(self) -> int:
         """Re-queue what a previous run left in the outbox. SENDING ones may already
@@ -127,26 +140,75 @@ class Outbox:
             self._log.warning("outbox_adopted", messages=count)
         return count
 
-    def _start(self, message: Message) -> None:
-        task = asyncio.ensure_future(self._deliver(message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    # -- the queue and its workers -----------------------------------------------------
+
+    def start(self) -> None:
+        """Start the `concurrency` workers (messages submitted before wait for them)."""
+        self._stopping = False
+        for _ in range(self.settings.concurrency - len(self._workers)):
+            self._workers.spawn(self._work())
+
+    def queued(self) -> list[int]:
+        """Ids of the messages waiting for an attempt, in the order they are due."""
+        return [message.id for _, _, message in sorted(self._queue)]
+
+    def _push(self, message: Message, due: float) -> None:
+        if self._stopping:
+            return  # stays stored; the next start recovers it
+        heapq.heappush(self._queue, (due, next(self._order), message))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand due messages to idle workers; arm one timer for the next one due."""
+        now = self._clock()
+        while self._idle and self._queue and self._queue[0][0] <= now:
+            worker = self._idle.popleft()
+            if not worker.done():
+                worker.set_result(heapq.heappop(self._queue)[2])
+        if not self._idle or not self._queue or self._stopping:
+            return
+        due = self._queue[0][0]
+        if self._timer is not None:
+            if self._timer_at <= due:
+                return
+            self._timer.cancel()
+        self._timer_at = due
+        self._timer = asyncio.get_running_loop().call_later(due - now, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    async def _next(self) -> Message:
+        """The earliest message due, once it is due."""
+        if self._queue and self._queue[0][0] <= self._clock():
+            return heapq.heappop(self._queue)[2]
+        worker: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._idle.append(worker)
+        self._dispatch()
+        try:
+            return await worker
+        finally:
+            if not worker.done():
+                self._idle.remove(worker)
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            message = await self._next()
+            await self._deliver(message)
 
     async def _deliver(self, message: Message) -> None:
-        async with self._semaphore:
-            if self._stopping:
-                return
-            try:
-                await self._attempt(message)
-            except OwnershipLost:
-                self._log.warning("outbox_taken_over", message_id=message.id)
-                self._done(message)
-            except StoreUnavailable as exc:
-                self._log.error("outbox_store_error", message_id=message.id, error=str(exc))
-                self._later(message, self.settings.backoff_max)
-            except Exception:
-                self._log.exception("outbox_error", message_id=message.id)
-                self._later(message, self.settings.backoff_max)
+        try:
+            await self._attempt(message)
+        except OwnershipLost:
+            self._log.warning("outbox_taken_over", message_id=message.id)
+            self._done(message)
+        except StoreUnavailable as exc:
+            self._log.error("outbox_store_error", message_id=message.id, error=str(exc))
+            self._later(message, self.settings.backoff_max)
+        except Exception:
+            self._log.exception("outbox_error", message_id=message.id)
+            self._later(message, self.settings.backoff_max)
 
     async def _attempt(self, message: Message) -> None:
         if message.lifecycle is Lifecycle.FINAL:  # an operator gave up on it meanwhile
@@ -204,35 +266,28 @@ class Outbox:
         self._done(message)
 
     def _later(self, message: Message, delay: float) -> None:
-        if self._stopping:
-            return
-
-        def again() -> None:
-            self._delayed.pop(message.id, None)
-            self._start(message)
-
-        handle = asyncio.get_running_loop().call_later(delay, again)
-        self._delayed[message.id] = (message, handle)
+        self._push(message, self._clock() + delay)
 
     def wake(self, provider: str) -> None:
         """A provider is back (its circuit closed): retry its waiting messages now
         instead of at the end of their backoff."""
-        for message_id, (message, handle) in list(self._delayed.items()):
-            if provider in message.route:
-                handle.cancel()
-                del self._delayed[message_id]
-                self._start(message)
+        self.retry_now(lambda message: provider in message.route)
 
     def retry_now(self, wanted: Callable[[Message], bool]) -> list[int]:
-        """Messages waiting for their next attempt that `wanted` picks are tried now
-        (an operator's "retry"); returns their ids."""
-        woken = []
-        for message_id, (message, handle) in list(self._delayed.items()):
+        """The waiting messages `wanted` picks are due now (a provider back, an
+        operator's "retry"); returns their ids, those already due included."""
+        now = self._clock()
+        woken: list[int] = []
+        queue = []
+        for due, order, message in self._queue:
             if wanted(message):
-                handle.cancel()
-                del self._delayed[message_id]
-                self._start(message)
-                woken.append(message_id)
+                woken.append(message.id)
+                due = min(due, now)
+            queue.append((due, order, message))
+        if woken:
+            heapq.heapify(queue)
+            self._queue = queue
+            self._dispatch()
         return woken
 
     def _done(self, message: Message) -> None:
@@ -247,10 +302,14 @@ class Outbox:
         self._log.warning("possible_duplicate", message_id=message.id, provider=provider, reason=reason)
 
     async def stop(self, timeout: float) -> None:
-        """Let requests in flight finish (up to `timeout`); the rest stays stored."""
+        """Let requests in flight finish (up to `timeout`), then stop every worker and
+        wait for it; the messages not sent stay stored for the next start."""
         self._stopping = True
-        for _, handle in self._delayed.values():
-            handle.cancel()
-        self._delayed.clear()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._idle:
+            self._idle.popleft().cancel()
+        await self._workers.wait(timeout)
+        await self._workers.cancel()
+        self._queue.clear()

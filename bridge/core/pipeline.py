@@ -28,6 +28,9 @@ from bridge.metrics import Metrics, labels
 from bridge.providers.base import Outcome
 from bridge.smpp.constants import (
     ESM_CLASS_MESSAGE_TYPE_MASK,
+    NPI_VALUES,
+    PLAIN_PROTOCOL_IDS,
+    TON_VALUES,
     Command,
     MessageState,
     Status,
@@ -39,6 +42,7 @@ from bridge.smpp.receipt import ascii_safe
 from bridge.smpp.text import Charset, TextError, coding_of, decode_text, ia5_charset
 from bridge.smpp.times import format_smpp_time, parse_smpp_time
 from bridge.smpp.udh import Segment, split_payload
+from bridge.smpp.versions import id_format_for, receipt_kind_allowed, status_for
 from bridge.store.base import Store, StoreUnavailable
 
 PREVIEW_CHARS = 20
@@ -147,7 +151,7 @@ class Pipeline:
     def _respond(self, conn: Connection, account: Account, pdu: Pdu, answer: Answer, started: float) -> None:
         params = dict(answer.extra)
         if answer.message_id is not None and pdu.command is not Command.QUERY_SM:
-            params["message_id"] = render_id(answer.message_id, account.message_id_format)
+            params["message_id"] = render_id(answer.message_id, _id_format(conn, account))
         conn.session.respond(pdu, answer.status, params if (params or answer.status == 0) else None)
         conn.flush()
         if answer.release:
@@ -158,7 +162,7 @@ class Pipeline:
                 self._submit_children,
                 account.system_id,
                 answer.provider,
-                status_name(answer.status),
+                status_name(status_for(answer.status, conn.session.interface_version)),  # what was sent
                 "true" if answer.flash else "false",
             ).inc()
             labels(self._metrics.submit_duration, self._duration_children, account.system_id).observe(
@@ -169,7 +173,7 @@ class Pipeline:
 
     async def _submit_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         await self._throttle(account)
-        parsed = self._parse(account, pdu)
+        parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
         p = pdu.params
         number = canonical_number(p["destination_addr"], p["dest_addr_ton"])
@@ -183,21 +187,35 @@ class Pipeline:
         now = self._clock()
         if parsed.segment is None:
             text = self._decode(account, parsed.data, parsed.charset)
-            part = Part(message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS))
+            part = Part(
+                message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
+            )
             message = self._message(
                 account, message_id, parsed.source, destination, text, parsed.flash, [part], route, now
             )
             return await self._dispatch(conn, account, message, part)
         return await self._add_segment(account, parsed, destination, route, message_id, now, conn)
 
-    def _parse(self, account: Account, pdu: Pdu) -> Parsed:
+    def _parse(self, account: Account, pdu: Pdu, interface_version: int) -> Parsed:
         p = pdu.params
+        _check_addresses(p)
         if p.get("esm_class", 0) & ESM_CLASS_MESSAGE_TYPE_MASK:
             raise Refused(Status.ESME_RINVESMCLASS, "esm_class message type must be default")
+        if p.get("protocol_id", 0) not in PLAIN_PROTOCOL_IDS:
+            raise Refused(
+                Status.ESME_RSUBMITFAIL,
+                f"protocol_id 0x{p['protocol_id']:02X} is not an ordinary SMS (Type 0, replace, data download ...)",
+            )
         if p.get("priority_flag", 0) > 4:
             raise Refused(Status.ESME_RINVPRTFLG, "priority_flag above 4")
-        if p.get("replace_if_present_flag", 0) > 1:
+        replace_if_present = p.get("replace_if_present_flag", 0)
+        if replace_if_present == 1:
+            raise Refused(Status.ESME_RINVSUBREP, "replace_if_present: an HTTP API cannot replace a message")
+        if replace_if_present > 1:
             raise Refused(Status.ESME_RINVREPFLAG, "replace_if_present_flag above 1")
+        registered_delivery = p.get("registered_delivery", 0)
+        if not receipt_kind_allowed(registered_delivery, interface_version):
+            raise Refused(Status.ESME_RINVREGDLVFLG, "registered_delivery 3 (receipt on success) is v5.0 only")
         self._check_times(p)
         coding = coding_of(p["data_coding"])
         charset = _CHARSETS[account.default_charset] if coding.charset is Charset.DEFAULT else coding.charset
@@ -214,7 +232,7 @@ class Pipeline:
             data_coding=p["data_coding"],
             charset=charset,
             flash=flash,
-            registered_delivery=p.get("registered_delivery", 0),
+            registered_delivery=registered_delivery,
         )
 
     @staticmethod
@@ -323,6 +341,7 @@ class Pipeline:
             flash=parsed.flash,
             source=parsed.source,
             destination=destination,
+            id_format=_id_format(conn, account),
         )
         open_sets = self._open_sets.setdefault(account.system_id, set())
         if set_key not in open_sets and len(open_sets) >= self._security.max_pending_sets:
@@ -334,7 +353,7 @@ class Pipeline:
             return Answer(Status.ESME_ROK, message_id, flash=parsed.flash)
         open_sets.discard(set_key)
         data = b"".join(s.data for s in complete)
-        parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "") for s in complete]
+        parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "", s.id_format) for s in complete]
         this_part = next(p for p in parts if p.message_id == message_id)
         first = complete[0]
         message = self._message(
@@ -369,7 +388,7 @@ class Pipeline:
         for set_key, segments in by_set.items():
             first = segments[0]
             self._open_sets.get(first.system_id, set()).discard(set_key)
-            parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "") for s in segments]
+            parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "", s.id_format) for s in segments]
             message = Message(
                 id=first.message_id,
                 system_id=first.system_id,
@@ -442,7 +461,7 @@ class Pipeline:
     async def _submit_multi(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         await self._throttle(account)
         p = pdu.params
-        parsed = self._parse(account, pdu)
+        parsed = self._parse(account, pdu, conn.session.interface_version)
         if parsed.segment is not None:
             raise Refused(Status.ESME_RINVESMCLASS, "concatenated submit_multi is not supported")
         text = self._decode(account, parsed.data, parsed.charset)
@@ -465,7 +484,9 @@ class Pipeline:
             assert route is not None and number is not None
             own_id = message_id if first else await self._ids.next_id()
             first = False
-            part = Part(message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS))
+            part = Part(
+                message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
+            )
             destination = Address(dest["dest_addr_ton"], dest["dest_addr_npi"], number)
             message = self._message(account, own_id, parsed.source, destination, text, parsed.flash, [part], route, now)
             jobs.append((dest, self._dispatch(conn, account, message, part)))
@@ -487,14 +508,16 @@ class Pipeline:
 
     async def _query_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         rendered = pdu.params["message_id"]
-        message_id = parse_id(rendered, account.message_id_format)
+        message_id = parse_id(rendered, _id_format(conn, account))
         message = await self._store.get_message(message_id) if message_id else None
         if message is None or message.system_id != account.system_id:
             raise Refused(Status.ESME_RQUERYFAIL, "unknown message_id")
         state = message.state if message.state is not None else MessageState.ENROUTE
-        if message.lifecycle is not Lifecycle.FINAL and state.is_final:
-            state = MessageState.ENROUTE
-        final_date = format_smpp_time(message.done_at) if message.done_at else ""
+        done_at = message.done_at if message.lifecycle is Lifecycle.FINAL else None
+        if done_at is None or not state.is_final:
+            # A final state always comes with its final_date, and only then (5.2.28).
+            state, done_at = MessageState.ENROUTE, None
+        final_date = format_smpp_time(done_at) if done_at is not None else ""
         return Answer(
             Status.ESME_ROK,
             extra={
@@ -512,8 +535,33 @@ class Pipeline:
         raise Refused(Status.ESME_RREPLACEFAIL, "messages handed to an HTTP API cannot be replaced")
 
 
+def _id_format(conn: Connection, account: Account) -> str:
+    """How this bind is given message_ids (submit_sm_resp, query_sm; its receipts
+    repeat it): the account's format, hex to a v3.3 bind."""
+    return id_format_for(account.message_id_format, conn.session.interface_version)
+
+
+def _check_addresses(params: dict[str, Any]) -> None:
+    """Reserved TON / NPI values (spec 5.2.5, 5.2.6) are refused with their own status."""
+    status = _address_status(params, "source_addr", Status.ESME_RINVSRCTON, Status.ESME_RINVSRCNPI)
+    if status is None and "dest_addr_ton" in params:  # submit_multi: per destination, see _unsuccess
+        status = _address_status(params, "dest_addr", Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI)
+    if status is not None:
+        raise Refused(status, f"reserved TON/NPI ({status_name(status)})")
+
+
+def _address_status(params: dict[str, Any], prefix: str, bad_ton: Status, bad_npi: Status) -> Status | None:
+    if params.get(f"{prefix}_ton", 0) not in TON_VALUES:
+        return bad_ton
+    if params.get(f"{prefix}_npi", 0) not in NPI_VALUES:
+        return bad_npi
+    return None
+
+
 def _unsuccess(dest: dict[str, Any]) -> Status | None:
-    return Status.ESME_RINVDLNAME if dest.get("dest_flag") == 2 else None
+    if dest.get("dest_flag") == 2:
+        return Status.ESME_RINVDLNAME
+    return _address_status(dest, "dest_addr", Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI)
 
 
 def _unsuccess_entry(dest: dict[str, Any], status: int) -> dict[str, Any]:

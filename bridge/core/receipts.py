@@ -2,12 +2,17 @@
 
 Intake: a `StatusReport` finds its Message by provider id; a final state finishes
 the Message and, in the same store transaction, queues one Receipt per Part whose
-registered_delivery asks for it. Intermediate states (ENROUTE, ACCEPTD) make
-receipts only for parts that asked for intermediate notifications.
+registered_delivery asks for it. The intermediate state (ENROUTE) makes receipts
+only for parts that asked for intermediate notifications; they go out with the
+account's `intermediate_esm_class` (0x04 or 0x20). `on_report` returns only once
+that transaction is committed (or raises StoreUnavailable), so a connector answers
+its provider's callback, or stops polling, only for a report that a crash can no
+longer lose.
 
 Delivery: receipts wait in the store and in a per-system_id queue until an RX or
 TRX session of that system_id is bound; each deliver_sm is deleted from the store
-on an ESME_ROK deliver_sm_resp and retried with backoff otherwise. A receipt is
+on an ESME_ROK deliver_sm_resp, dropped on a permanent refusal (ESME_RX_P_APPN,
+ESME_RX_R_APPN), and retried with backoff otherwise (a generic_nack too). A receipt is
 held back while its Part's submit_sm_resp has not been written (Kannel drops a
 receipt that overtakes its response).
 
@@ -34,6 +39,7 @@ from bridge.core.registry import SessionRegistry
 from bridge.metrics import Metrics, labels
 from bridge.providers.base import StatusReport
 from bridge.smpp.constants import (
+    ESM_CLASS_DELIVERY_RECEIPT,
     RECEIPT_ALWAYS,
     RECEIPT_ON_FAILURE,
     REGISTERED_DELIVERY_INTERMEDIATE,
@@ -41,15 +47,23 @@ from bridge.smpp.constants import (
     Command,
     MessageState,
     Status,
+    status_name,
 )
 from bridge.smpp.receipt import receipt_deliver_sm
+from bridge.smpp.versions import RECEIPT_SUCCESS_ONLY
 from bridge.store.base import Store
 
 RETRY_DELAY_MAX = 600.0
 # A report may beat the store write of its own send (a provider calling back before
-# it answered): unknown ids are looked up again after these delays before giving up.
+# it answered): an unknown id is looked up again after these delays, within the
+# request, before it counts as unknown; at most MAX_EARLY_REPORTS reports wait so.
 EARLY_REPORT_RETRIES = (0.1, 0.4, 1.5)
 MAX_EARLY_REPORTS = 10_000
+
+
+# A deliver_sm_resp status that says "never send this again" (v3.4 5.1.3: permanent
+# and reject-message application errors); anything else is retried with backoff.
+PERMANENT_REFUSALS = frozenset({Status.ESME_RX_P_APPN, Status.ESME_RX_R_APPN})
 
 
 def retry_delay(attempts: int, base: float) -> float:
@@ -58,11 +72,16 @@ def retry_delay(attempts: int, base: float) -> float:
 
 
 def wants_receipt(registered_delivery: int, state: MessageState) -> bool:
-    """registered_delivery bits 0-1 (final: always / on failure) and bit 4 (intermediate)."""
+    """registered_delivery bits 0-1 (final: always / on failure / on success, the last
+    one v5.0 only and refused at submit to older binds) and bit 4 (intermediate)."""
     if not state.is_final:
         return bool(registered_delivery & REGISTERED_DELIVERY_INTERMEDIATE)
     kind = registered_delivery & REGISTERED_DELIVERY_RECEIPT_MASK
-    return kind == RECEIPT_ALWAYS or (kind == RECEIPT_ON_FAILURE and state.is_failure)
+    return (
+        kind == RECEIPT_ALWAYS
+        or (kind == RECEIPT_ON_FAILURE and state.is_failure)
+        or (kind == RECEIPT_SUCCESS_ONLY and not state.is_failure)
+    )
 
 
 def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, error: int, at: float) -> list[Receipt]:
@@ -79,6 +98,7 @@ def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, e
             source=message.destination,
             destination=message.source,
             provider=message.provider or "",
+            id_format=part.id_format,
         )
         for part in parts
         if wants_receipt(part.registered_delivery, state)
@@ -112,7 +132,8 @@ class ReceiptEngine:
         self._held: set[int] = set()
         self._parked: dict[int, list[Receipt]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
-        self._early: set[asyncio.Future[None]] = set()
+        self._early = 0  # reports waiting for their message to be stored
+        self._committing: dict[int, asyncio.Future[None]] = {}
         self._receipt_children: dict[tuple[str, ...], Any] = {}
         self._report_children: dict[tuple[str, ...], Any] = {}
         self._latency_children: dict[tuple[str, ...], Any] = {}
@@ -122,58 +143,83 @@ class ReceiptEngine:
     # -- intake ----------------------------------------------------------------------
 
     async def on_report(self, report: StatusReport) -> bool:
-        """A provider's status for one of its ids. False when we do not know the id."""
-        message = await self._store.find_by_provider_id(report.provider, report.provider_id)
+        """A provider's status for one of its ids; returns once the new state and its
+        receipts are committed to the store, so the connector may answer the provider
+        (or stop polling) and a crash loses nothing the provider will not send again.
+        False when we do not know the id. Raises StoreUnavailable when the write
+        failed: the connector answers 5xx (or polls again) so the report comes back."""
+        message = await self._find(report)
         if message is None:
-            if len(self._early) < MAX_EARLY_REPORTS:
-                task = asyncio.ensure_future(self._report_again(report))
-                self._early.add(task)
-                task.add_done_callback(self._early.discard)
-            else:
-                self._unknown(report)
+            self._count_report(report.provider, "unknown_id")
+            self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
             return False
-        self._take(message, report)
-        return True
-
-    def _take(self, message: Message, report: StatusReport) -> None:
         self._store.journal.report(message, report)  # stored with the new state it brings
-        applied = self.apply_to(message, report.state, report.error, report.at)
+        applied = await self.apply_to(message, report.state, report.error, report.at)
         if not applied:
             self._store.flush_history([message.id])  # a late or repeated report: no state change to ride with
         self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
+        return True
 
-    async def _report_again(self, report: StatusReport) -> None:
-        for delay in EARLY_REPORT_RETRIES:
-            await asyncio.sleep(delay)
-            message = await self._store.find_by_provider_id(report.provider, report.provider_id)
-            if message is not None:
-                self._take(message, report)
-                return
-        self._unknown(report)
-
-    def _unknown(self, report: StatusReport) -> None:
-        self._count_report(report.provider, "unknown_id")
-        self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
+    async def _find(self, report: StatusReport) -> Message | None:
+        """The report's message. A report may beat the store write of its own send (a
+        provider calling back before its HTTP answer was processed): an unknown id is
+        looked up again a few times within the request (EARLY_REPORT_RETRIES, about
+        two seconds) rather than answered and retried in the background, where a
+        crash would lose a report the provider was told we have."""
+        message = await self._store.find_by_provider_id(report.provider, report.provider_id)
+        if message is not None or self._early >= MAX_EARLY_REPORTS:
+            return message
+        self._early += 1
+        try:
+            for delay in EARLY_REPORT_RETRIES:
+                await asyncio.sleep(delay)
+                message = await self._store.find_by_provider_id(report.provider, report.provider_id)
+                if message is not None:
+                    return message
+        finally:
+            self._early -= 1
+        return None
 
     async def apply(self, message_id: int, state: MessageState, error: int, at: float) -> bool:
         """`apply_to` for a message known by id."""
         message = await self._store.get_message(message_id)
-        return message is not None and self.apply_to(message, state, error, at)
+        return message is not None and await self.apply_to(message, state, error, at)
 
-    def apply_to(self, message: Message, state: MessageState, error: int, at: float) -> bool:
+    async def apply_to(self, message: Message, state: MessageState, error: int, at: float) -> bool:
         """Move a Message to `state` and queue the receipts it owes; False if it was
-        already final (a replayed or late report changes nothing). Synchronous, so
-        two reports for one message cannot interleave; the store keeps one object
-        per unfinished message, so both see the same state."""
+        already there or final (a replayed or late report changes nothing). Returns
+        once the change is committed (a replay waits for the commit of the change it
+        repeats); raises StoreUnavailable, the change undone, when it failed.
+
+        The decision and the in-memory change happen before the first await, so two
+        reports for one message cannot interleave (the store keeps one object per
+        unfinished message, so both see the same state); the receipts are queued for
+        delivery only after the commit, and still wait for their submit_sm_resp."""
+        pending = self._committing.get(message.id)
         if message.lifecycle is Lifecycle.FINAL or (not state.is_final and message.state is state):
+            if pending is not None:
+                await asyncio.shield(pending)
             return False
+        before = (message.state, message.error, message.lifecycle, message.done_at)
         message.state = state
         message.error = error
         if state.is_final:
             message.lifecycle = Lifecycle.FINAL
             message.done_at = at
+        after = (message.state, message.error, message.lifecycle, message.done_at)
         receipts = receipts_for(message, message.parts, state, error, at)
-        self._store.update_messages([message], receipts)  # queued now: before any deliver_sm_resp's delete
+        # Queued now, before any deliver_sm_resp's delete of these receipts is.
+        write = asyncio.ensure_future(self._store.update_messages([message], receipts))
+        self._committing[message.id] = write
+        try:
+            await asyncio.shield(write)
+        except Exception:
+            if (message.state, message.error, message.lifecycle, message.done_at) == after:
+                message.state, message.error, message.lifecycle, message.done_at = before
+            raise
+        finally:
+            if self._committing.get(message.id) is write:
+                del self._committing[message.id]
         self.enqueue(self._shared.added(receipts))
         return True
 
@@ -270,7 +316,12 @@ class ReceiptEngine:
 
     def _send(self, conn: Connection, receipt: Receipt) -> None:
         account = self._account_of(receipt.system_id)
-        rendered = render_id(receipt.message_id, account.message_id_format if account else "decimal")
+        rendered = render_id(
+            receipt.message_id, receipt.id_format or (account.message_id_format if account else "decimal")
+        )
+        esm_class = ESM_CLASS_DELIVERY_RECEIPT
+        if account is not None and not receipt.state.is_final:
+            esm_class = account.intermediate_esm_class
         params, tlvs = receipt_deliver_sm(
             rendered,
             receipt.state,
@@ -280,15 +331,24 @@ class ReceiptEngine:
             receipt.preview,
             (receipt.source.ton, receipt.source.npi, receipt.source.addr),
             (receipt.destination.ton, receipt.destination.npi, receipt.destination.addr),
+            esm_class,
         )
         conn.session.send_request(Command.DELIVER_SM, params, time.monotonic(), tlvs, context=receipt)
         self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1
 
-    def on_response(self, conn: Connection, receipt: Receipt, status: int) -> None:
-        """The ESME answered a receipt (None status: no answer in time)."""
+    def on_response(self, conn: Connection, receipt: Receipt, command: Command, status: int) -> None:
+        """The ESME answered a receipt with `command` (its deliver_sm_resp or a
+        generic_nack; the session passes nothing else) and `status`."""
         self._in_flight[receipt.system_id] -= 1
         self._store.journal.receipt_answered(receipt, conn.connection_id, status)
-        if status == Status.ESME_ROK:
+        if command is not Command.DELIVER_SM_RESP:
+            conn.log.warning(
+                "receipt_refused", message_id=receipt.message_id, command=command.label, command_status=status
+            )
+            self._retry(receipt)
+        elif status in PERMANENT_REFUSALS:
+            self._drop(receipt, f"refused permanently ({status_name(status)})")
+        elif status == Status.ESME_ROK:
             self._store.delete_receipt(receipt.id)
             stat = receipt.state.stat
             labels(self._metrics.receipts, self._receipt_children, receipt.system_id, stat).inc()
@@ -324,17 +384,24 @@ class ReceiptEngine:
     def _retry(self, receipt: Receipt) -> None:
         receipt.attempts += 1
         if receipt.attempts >= self.max_attempts:
-            self._log.error(
-                "receipt_dropped", system_id=receipt.system_id, message_id=receipt.message_id, attempts=receipt.attempts
-            )
-            self._store.journal.receipt_dropped(receipt)
-            self._store.delete_receipt(receipt.id)
+            self._drop(receipt, "too many attempts")
             return
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
         self._store.journal.receipt_retry(receipt)
         self._store.update_receipt(receipt)
         self._later(receipt, delay)
+
+    def _drop(self, receipt: Receipt, reason: str) -> None:
+        self._log.error(
+            "receipt_dropped",
+            system_id=receipt.system_id,
+            message_id=receipt.message_id,
+            attempts=receipt.attempts,
+            reason=reason,
+        )
+        self._store.journal.receipt_dropped(receipt)
+        self._store.delete_receipt(receipt.id)
 
     def _later(self, receipt: Receipt, delay: float) -> None:
         """Queue `receipt` again after `delay` seconds."""
@@ -369,5 +436,3 @@ class ReceiptEngine:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        for task in self._early:
-            task.cancel()

@@ -4,12 +4,18 @@ Failover follows DESIGN.md: NOT_SENT (refused, 429, 5xx, circuit open) moves on 
 the next provider; REJECTED and UNKNOWN stop here. A provider that cannot send
 flash is skipped when its `flash_fallback` is "reject", and sends a normal SMS
 when it is "normal".
+
+Every send goes through here, coalesced or not, so this is where the requests in
+flight on each provider object are counted (`InFlight`): a provider replaced by a
+reload is closed only once none is left.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from bridge.core.circuit import CircuitBreaker, CircuitState
@@ -22,6 +28,49 @@ from bridge.smpp.constants import Status
 
 NO_FLASH = SendResult.rejected(Status.ESME_RSUBMITFAIL, "no provider on the route can send flash")
 NO_PROVIDER = SendResult.not_sent(Status.ESME_RSYSERR, "no provider on the route is usable")
+
+
+class InFlight:
+    """Work in progress on each provider object (a send, a message waiting in a
+    coalesced batch, a batch request), keyed by the object itself: the replaced and
+    the replacing provider of one name are counted apart."""
+
+    def __init__(self) -> None:
+        self._busy: dict[int, int] = {}
+        self._idle: dict[int, asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def using(self, provider: Provider) -> AsyncIterator[None]:
+        key = id(provider)
+        self._busy[key] = self._busy.get(key, 0) + 1
+        idle = self._idle.get(key)
+        if idle is not None:
+            idle.clear()
+        try:
+            yield
+        finally:
+            self._busy[key] -= 1
+            if not self._busy[key]:
+                del self._busy[key]
+                idle = self._idle.pop(key, None)
+                if idle is not None:
+                    idle.set()
+
+    def busy(self, provider: Provider) -> int:
+        """Work in progress on `provider`."""
+        return self._busy.get(id(provider), 0)
+
+    async def wait_idle(self, provider: Provider, timeout: float) -> bool:
+        """True once nothing is in progress on `provider` (False: timed out)."""
+        key = id(provider)
+        if not self._busy.get(key):
+            return True
+        idle = self._idle.setdefault(key, asyncio.Event())
+        try:
+            await asyncio.wait_for(idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
 
 class Sender:
@@ -40,6 +89,7 @@ class Sender:
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
         self._coalescers: dict[str, Coalescer] = {}
+        self.in_flight = InFlight()
         self.on_circuit_closed: Callable[[str], None] | None = None
         self._request_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
@@ -118,19 +168,34 @@ class Sender:
             return None
         coalescer = self._coalescers.get(provider.name)
         if coalescer is None or coalescer.provider is not provider:
-            coalescer = Coalescer(provider, settings.coalesce_window, settings.coalesce_max, provider.send_batch)
+            coalescer = Coalescer(
+                provider,
+                settings.coalesce_window,
+                settings.coalesce_max,
+                self._counted_batch(provider),
+                self._log,
+            )
             self._coalescers[provider.name] = coalescer
         return coalescer
+
+    def _counted_batch(self, provider: Provider) -> Callable[[Sequence[Message]], Awaitable[list[SendResult]]]:
+        """`provider.send_batch`, counted in flight for as long as its request runs
+        (even if every message waiting for it has been given up on)."""
+
+        async def send_batch(messages: Sequence[Message]) -> list[SendResult]:
+            async with self.in_flight.using(provider):
+                return await provider.send_batch(messages)
+
+        return send_batch
 
     async def _attempt(self, provider: Provider, message: Message) -> SendResult:
         started = time.perf_counter()
         coalescer = self._coalescer(provider)
         try:
-            result = await (coalescer.send(message) if coalescer is not None else provider.send(message))
+            async with self.in_flight.using(provider):  # includes the wait in a coalesced batch
+                result = await (coalescer.send(message) if coalescer is not None else provider.send(message))
         except Exception as exc:  # a connector bug must not become a bridge fault
-            self._log.error(
-                "provider_exception", provider=provider.name, message_id=message.id, error=type(exc).__name__
-            )
+            self._log.exception("provider_exception", provider=provider.name, message_id=message.id)
             result = SendResult.unknown(f"connector raised {type(exc).__name__}", metric="error")
         elapsed = time.perf_counter() - started
         self._journal.attempt(message, provider.name, result, elapsed)

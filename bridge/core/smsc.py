@@ -7,12 +7,11 @@ requests go to the pipeline, deliver_sm answers go to the ReceiptEngine.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bridge.config import Config
+from bridge.config import Account, Config
 from bridge.core.auth import Authenticator
 from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
@@ -20,6 +19,7 @@ from bridge.core.message import Receipt
 from bridge.core.pipeline import Pipeline
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
+from bridge.core.tasks import Tasks
 from bridge.metrics import Metrics
 from bridge.smpp.constants import Status, status_name
 from bridge.smpp.session import (
@@ -32,6 +32,7 @@ from bridge.smpp.session import (
     ResponseTimedOut,
     Unbound,
 )
+from bridge.store.base import StoreUnavailable
 
 
 class Smsc:
@@ -55,7 +56,7 @@ class Smsc:
         self._metrics = metrics
         self._log = log
         self.accepting = True
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = Tasks(log, "smsc")
         self._handlers: dict[type, Callable[[Connection, Any, float], None]] = {
             BindRequested: self._on_bind,
             RequestReceived: self._on_request,
@@ -89,7 +90,7 @@ class Smsc:
     def _on_response(self, conn: Connection, event: ResponseReceived, now: float) -> None:
         context = event.request.context
         if isinstance(context, Receipt):
-            self.receipts.on_response(conn, context, event.pdu.status)
+            self.receipts.on_response(conn, context, event.pdu.command, event.pdu.status)
 
     def _on_timeout(self, conn: Connection, event: ResponseTimedOut, now: float) -> None:
         context = event.request.context
@@ -117,9 +118,20 @@ class Smsc:
     # -- bind ------------------------------------------------------------------------
 
     async def _bind(self, conn: Connection, event: BindRequested) -> None:
+        """Every bind is answered: one whose check fails unexpectedly (a bug, a store
+        that raised) is refused with ESME_RBINDFAIL and logged with its traceback."""
         pdu = event.pdu
         system_id = pdu.params.get("system_id", "")
-        our_id = self.config.smpp.system_id
+        try:
+            decision_status, account, reason = await self._decide_bind(conn, event)
+        except Exception:
+            conn.log.exception("bind_failed", system_id_known=self.authenticator.account(system_id) is not None)
+            decision_status, account, reason = Status.ESME_RBINDFAIL, None, "bind check failed"
+        self._answer_bind(conn, event, decision_status, account, reason)
+
+    async def _decide_bind(self, conn: Connection, event: BindRequested) -> tuple[Status, Account | None, str]:
+        pdu = event.pdu
+        system_id = pdu.params.get("system_id", "")
         if not self.accepting:
             decision_status, account, reason = Status.ESME_RBINDFAIL, None, "shutting down"
         else:
@@ -140,6 +152,14 @@ class Smsc:
                 decision_status, reason = await self._count_bind(conn, system_id, account.max_binds)
                 if decision_status is not Status.ESME_ROK:
                     account = None
+        return decision_status, account, reason
+
+    def _answer_bind(
+        self, conn: Connection, event: BindRequested, decision_status: Status, account: Account | None, reason: str
+    ) -> None:
+        pdu = event.pdu
+        system_id = pdu.params.get("system_id", "")
+        our_id = self.config.smpp.system_id
         known = self.authenticator.account(system_id) is not None
         label = system_id if known else "unknown"
         if account is not None and conn.session.is_closing:
@@ -174,7 +194,8 @@ class Smsc:
             if await self.cluster.try_bind(system_id, self._member(conn), max_binds):
                 return Status.ESME_ROK, "ok"
         except Exception as exc:  # the shared store is away: refuse rather than overshoot
-            conn.log.error("bind_count_failed", error=str(exc))
+            # A store that is away says so; anything else is a bug, logged with its traceback.
+            conn.log.error("bind_count_failed", error=str(exc), exc_info=not isinstance(exc, StoreUnavailable))
             return Status.ESME_RSYSERR, "cluster state unavailable"
         return Status.ESME_RBINDFAIL, "max_binds reached across the cluster"
 
@@ -184,9 +205,7 @@ class Smsc:
     # -- tasks and shutdown ----------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     @property
     def in_flight(self) -> int:
@@ -194,10 +213,8 @@ class Smsc:
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every request already read has been answered."""
-        deadline = time.monotonic() + timeout
-        while self._tasks:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            await asyncio.wait(list(self._tasks), timeout=remaining)
-        return True
+        return await self._tasks.wait(timeout)
+
+    async def stop(self) -> None:
+        """Cancel what drain left running, and wait for it."""
+        await self._tasks.cancel()

@@ -1,26 +1,26 @@
-"""Provider connectors, one module each, found by the config `type`."""
+"""Provider connectors, one module each, found by the config `type`: the connector
+of type "kaleyra" is the Provider subclass of `bridge.providers.kaleyra` whose
+`kind` is "kaleyra". The types themselves come from the config (`PROVIDER_TYPES`).
+"""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
+from bridge.config import PROVIDER_TYPES
 from bridge.providers.base import Provider, ProviderContext
-
-# config `type` -> "module:class"
-CONNECTORS = {
-    "simulator": "bridge.providers.simulator:Simulator",
-    "contacta": "bridge.providers.contacta:Contacta",
-    "kaleyra": "bridge.providers.kaleyra:Kaleyra",
-    "flashsms": "bridge.providers.flashsms:FlashSms",
-    "skycore": "bridge.providers.skycore:Skycore",
-}
 
 
 def connector_class(kind: str) -> type[Provider]:
-    module_name, class_name = CONNECTORS[kind].split(":")
-    cls: type[Provider] = getattr(importlib.import_module(module_name), class_name)
-    return cls
+    if kind not in PROVIDER_TYPES:
+        raise KeyError(kind)
+    module = importlib.import_module(f"bridge.providers.{kind}")
+    for value in vars(module).values():
+        if inspect.isclass(value) and issubclass(value, Provider) and getattr(value, "kind", None) == kind:
+            return value
+    raise LookupError(f"bridge.providers.{kind} has no Provider of kind {kind!r}")
 
 
 def build_provider(name: str, settings: Any, context: ProviderContext) -> Provider:

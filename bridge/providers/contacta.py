@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bridge.config import ContactaProvider as ContactaSettings
-from bridge.core.message import Message
+from bridge.core.message import Lifecycle, Message
 from bridge.core.numbers import TON_INTERNATIONAL
 from bridge.logging import mask_number
 from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
@@ -272,9 +272,9 @@ class Contacta(Provider):
         counting from when the bridge took them."""
         if self.settings.receipt_timeout <= 0:
             return
-        state = RECEIPT_STATES[self.settings.receipt_state]
         for message in messages:
-            if message.provider_ids and message.state is not state:
+            # Not final yet: that includes one that got ACCEPTD when it was intermediate.
+            if message.provider_ids and message.lifecycle is not Lifecycle.FINAL:
                 self._arm(message.provider_ids[0], message.created_at + self.settings.receipt_timeout)
 
     # -- synthetic receipts ------------------------------------------------------------

@@ -10,8 +10,8 @@ the words of the text, `FLASHSMS_400_WORDS`).
 
 Reports: polling only, `GET /sms/:id/recipients` (or `/sms/status/:id`), first after
 `poll_interval` seconds and then backing off, within the account's 100 requests per
-minute shared with the sends (`RateLimiter`); an HTTP 429 pauses every request of this
-provider. `FLASHSMS_STATUSES` maps PENDING/SENT/DELIVERED/FAILED.
+minute shared with the sends (`RequestWindow`: never more than 100 in any 60 seconds);
+an HTTP 429 pauses every request of this provider. `FLASHSMS_STATUSES` maps PENDING/SENT/DELIVERED/FAILED.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
     HttpClient,
-    RateLimiter,
+    RequestWindow,
     access_check,
     refusal,
     refused_by_status,
@@ -149,6 +149,11 @@ def parse_send_answer(answer: HttpAnswer, phone: str, credits_status: Status = S
     return SendResult.accepted(provider_id(str(message_id), phone))
 
 
+def map_status(word: str) -> tuple[MessageState, int] | None:
+    """(message_state, err) of a recipient status word; None for a word we do not know."""
+    return FLASHSMS_STATUSES.get(word.strip().upper())
+
+
 def recipient_statuses(body: Any, phones: Sequence[str]) -> dict[str, str]:
     """Status word per phone from a /recipients or /status answer; the request's overall
     status stands in for a phone the answer does not list (we send one phone per request)."""
@@ -187,8 +192,12 @@ class FlashSms(Provider):
         auth = {"Authorization": f"Bearer {key}"} if settings.auth_header == "bearer" else {"X-API-Key": key}
         self._http = HttpClient.for_provider(settings, {**auth, "Accept": "*/*"})
         self.base_url = settings.base_url.rstrip("/")
-        self._rate = RateLimiter(settings.requests_per_minute, 60.0)
-        self._poll_rate = RateLimiter(min(settings.poll_requests_per_minute, settings.requests_per_minute), 60.0)
+        # Document 002: "100 requests per minute per API key", sends and polls together.
+        self._window = RequestWindow(settings.requests_per_minute, settings.rate_window)
+        # The polls' share of it, so that sends keep room.
+        self._poll_share = RequestWindow(
+            min(settings.poll_requests_per_minute, settings.requests_per_minute), settings.rate_window
+        )
         self._blocked_until = 0.0  # time.monotonic() before which FlashSMS said 429
         self._throttles = 0
         # Keys are messageIds; each watch's items are its phones with their last status.
@@ -207,8 +216,8 @@ class FlashSms(Provider):
     async def check_access(self) -> ProviderCheck:
         """`GET /balance` (document 002, "Check Balance"), within the key's request rate.
         It needs the balance:read scope: a 403 says the key is valid without it."""
-        await self._rate.acquire()
-        check = await access_check(self._http, f"{self.base_url}/balance")
+        async with self._window.slot():
+            check = await access_check(self._http, f"{self.base_url}/balance")
         if check.http_status == 403:
             return dataclasses.replace(check, credentials="ok", detail="key valid; it lacks the balance:read scope")
         return check
@@ -270,12 +279,12 @@ class FlashSms(Provider):
                 )
             ] * len(batch)
         try:
-            await asyncio.wait_for(self._rate.acquire(), max(self.settings.rate_limit_wait, 0.01))
+            await asyncio.wait_for(self._window.acquire(), max(self.settings.rate_limit_wait, 0.01))
         except TimeoutError:
             throttled = SendResult.not_sent(
                 Status.ESME_RTHROTTLED,
                 "requests_per_minute reached",
-                retry_after=60.0 / self.settings.requests_per_minute,
+                retry_after=self.settings.rate_window / self.settings.requests_per_minute,
                 metric="throttled",
             )
             return [throttled] * len(batch)
@@ -284,7 +293,10 @@ class FlashSms(Provider):
         phones = [render_number(message.destination.addr) or "" for message in batch]
         body["recipients"] = phones
         self.log.debug("flashsms_send", message_id=first.id, recipients=len(phones), to=mask_number(phones[0]))
-        answer = await self._http.request("POST", f"{self.base_url}/sms/send", json=body)
+        try:
+            answer = await self._http.request("POST", f"{self.base_url}/sms/send", json=body)
+        finally:
+            self._window.release()
         if isinstance(answer, SendResult):
             return [answer] * len(batch)
         self._note_throttle(answer)
@@ -340,16 +352,16 @@ class FlashSms(Provider):
         if self.context.clock() - watch.since >= self.settings.pending_max_age:
             await self._give_up(message_id, watch)
             return
-        await self._poll_rate.acquire()
-        blocked = self._blocked_for()
-        if blocked > 0:
-            await asyncio.sleep(blocked)
-        await self._rate.acquire()
         if self.settings.poll_endpoint == "recipients":
             url = f"{self.base_url}/sms/{message_id}/recipients"
         else:
             url = f"{self.base_url}/sms/status/{message_id}"
-        answer = await self._http.request("GET", url)
+        async with self._poll_share.slot():
+            blocked = self._blocked_for()
+            if blocked > 0:
+                await asyncio.sleep(blocked)
+            async with self._window.slot():
+                answer = await self._http.request("GET", url)
         if isinstance(answer, SendResult):
             self.log.warning("flashsms_poll_transport", reason=answer.reason)
             self._schedule.reschedule([message_id])
@@ -373,7 +385,7 @@ class FlashSms(Provider):
         self._schedule.reschedule([message_id])
 
     async def _report(self, message_id: str, watch: Watch, phone: str, word: str) -> None:
-        mapped = FLASHSMS_STATUSES.get(word)
+        mapped = map_status(word)
         if mapped is None:
             self.log.warning("flashsms_status_unknown", status=word[:32], message=message_id)
             return
@@ -389,11 +401,12 @@ class FlashSms(Provider):
     async def _give_up(self, message_id: str, watch: Watch) -> None:
         state = MessageState[self.settings.pending_final_state]
         self.log.info("flashsms_no_final_state", message=message_id, phones=len(watch.items), state=state.stat)
-        self._schedule.forget(message_id)
         for phone in list(watch.items):
             await self.context.report(
                 StatusReport(self.name, provider_id(message_id, phone), state, 0, self.context.clock(), "max age")
             )
+            del watch.items[phone]  # committed: a failure above leaves the rest watched
+        self._schedule.forget(message_id)
 
     @property
     def watching(self) -> Mapping[str, Sequence[str]]:

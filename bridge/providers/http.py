@@ -16,8 +16,11 @@ means by its HTTP status alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as _json
 import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
@@ -191,23 +194,55 @@ async def access_check(http: HttpClient, url: str, params: dict[str, Any] | None
     )  # fmt: skip
 
 
-class RateLimiter:
-    """At most `limit` units per `period` seconds; `acquire` waits for room."""
+class RequestWindow:
+    """At most `limit` requests in any `window` seconds, exactly (a sliding window, not a
+    token bucket: a full bucket plus its refill lets through nearly twice the limit in
+    one window).
 
-    def __init__(self, limit: int, period: float) -> None:
+    A request holds its place from when it starts until `window` seconds after its
+    answer came (`slot`). The provider's clock stamps a request somewhere between our
+    start and our answer, so however the network delays each one, no `window` seconds
+    of the provider's ever see more than `limit` of ours."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
-        self.period = period
-        self._tokens = float(limit)
-        self._last = time.monotonic()
-        self._lock = asyncio.Lock()
+        self.window = window
+        self._clock = clock
+        self._ended: deque[float] = deque()  # when recent requests were answered, oldest first
+        self._open = 0  # requests started and not yet answered
+        self._released = asyncio.Event()
+        self._lock = asyncio.Lock()  # waiters get their turn in order
 
-    async def acquire(self, units: int = 1) -> None:
+    def delay(self) -> float | None:
+        """0 when a request may start now; else the seconds until the oldest place
+        frees, or None when every place is held by a request still waiting for its
+        answer."""
+        now = self._clock()
+        while self._ended and self._ended[0] <= now - self.window:
+            self._ended.popleft()
+        if self._open + len(self._ended) < self.limit:
+            return 0.0
+        return self._ended[0] + self.window - now if self._ended else None
+
+    async def acquire(self) -> None:
+        """Wait for a place and take it; `release` gives it back when the answer came."""
         async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self.limit, self._tokens + (now - self._last) * self.limit / self.period)
-                self._last = now
-                if self._tokens >= units:
-                    self._tokens -= units
-                    return
-                await asyncio.sleep((units - self._tokens) * self.period / self.limit)
+            while (wait := self.delay()) != 0.0:
+                self._released.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._released.wait(), wait)
+            self._open += 1
+
+    def release(self) -> None:
+        self._open -= 1
+        self._ended.append(self._clock())
+        self._released.set()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """`async with window.slot():` around one request."""
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()

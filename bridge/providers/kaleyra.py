@@ -1,14 +1,19 @@
 """Kaleyra (kaleyra.io SMS API v1): this module owns Kaleyra's wire format and nothing else.
 
-Send: `POST {base_url}/v1/{sid}/sms` (or `/messages`), header `api-key`, form fields
-(or JSON) `to` (+E.164), `sender`, `type`, `body`, `flash=1`, `unicode=1`, our message
-id as `ref`, and the callback URL `{public_url}/callbacks/{name}/{callback_token}`.
-Success is 2xx with `data[].message_id` (`<uuid>:<n>`): those are the provider ids.
-Errors are `{"code": "E4xx", "message", "error": {field: text}}`, mapped by
-`KALEYRA_ERRORS` (E413 by the offending field, `KALEYRA_E413_FIELDS`).
+Send: `POST {base_url}/v1/{sid}/sms` (or `/messages`), header `api-key`, a JSON body
+(`Content-Type: application/json`, the only value document 001 allows) with `to`
+(+E.164, comma-separated for a batch), `sender`, `type`, `body`, `flash: 1`,
+`unicode: 1`, and what the endpoint takes besides: on `/sms` our message id in
+`ref_custom` and `callback_profile_id`; on `/messages` `ref` and the inline
+`callback` object `{"url": "{public_url}/callbacks/{name}/{callback_token}", "method"}`
+(or `callback_profile_id`). Config refuses any other combination. Success is 2xx
+with `data[].message_id` (`<uuid>:<n>`): those are the provider ids. Errors are
+`{"code": "E4xx", "message", "error": {field: text}}`, mapped by `KALEYRA_ERRORS`
+(E413 by the offending field, `KALEYRA_E413_FIELDS`).
 
-Reports: callbacks (GET query or POST JSON/form, tolerant field names) and, for
-messages whose final callback has not come `poll_interval` seconds after the send,
+Reports: callbacks (GET query or POST JSON/form, tolerant field names) when the send
+asked for them, and, for messages whose final callback has not come `poll_interval`
+seconds after the send (or always, without callbacks),
 `GET {base_url}/v1/{sid}/sms/status?message_ids=...` in batches, backing off. Status
 words map by `KALEYRA_STATUSES`, status-trace codes by `KALEYRA_TRACES`.
 
@@ -43,7 +48,7 @@ from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
     HttpClient,
-    RateLimiter,
+    RequestWindow,
     access_check,
     refusal,
     refused_by_status,
@@ -178,6 +183,20 @@ def render_number(destination: str) -> str | None:
     return f"+{destination}" if _E164.match(destination) else None
 
 
+def form_fields(fields: Mapping[str, Any]) -> dict[str, str]:
+    """The JSON parameters as form fields (body_format = form): numbers as text, the
+    callback object as JSON text, a list as its items joined by commas."""
+    out: dict[str, str] = {}
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            out[name] = json.dumps(value, separators=(",", ":"))
+        elif isinstance(value, list):
+            out[name] = ",".join(str(item) for item in value)
+        else:
+            out[name] = str(value)
+    return out
+
+
 def message_ids(body: Any) -> list[str]:
     """`data[].message_id` of a success answer."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
@@ -291,7 +310,7 @@ class Kaleyra(Provider):
         self.status_url = f"{base}/status"
         extra = {str(key): names for key, names in settings.callback_fields.items()}
         self._callback_names = {key: (*extra.get(key, ()), *names) for key, names in CALLBACK_FIELDS.items()}
-        self._poll_rate = RateLimiter(settings.poll_requests_per_minute, 60.0)
+        self._poll_rate = RequestWindow(settings.poll_requests_per_minute, 60.0)
         self._schedule = PollSchedule(context.clock, settings.poll_interval, settings.poll_interval_max)
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -311,18 +330,24 @@ class Kaleyra(Provider):
         await self._http.close()
 
     def callback_token(self) -> str | None:
-        return self.settings.callback_token.get_secret_value()
+        """The token of our callback URL; None (no callback route) when sends ask for none."""
+        token = self.settings.callback_token
+        return None if token is None or self.settings.callback_mode == "none" else token.get_secret_value()
+
+    @property
+    def watching(self) -> list[str]:
+        """Provider ids still polled for their final state (for tests and debugging)."""
+        return sorted(self._schedule.watches)
 
     async def check_access(self) -> ProviderCheck:
         """A status lookup of an id that cannot exist: nothing is sent, and Kaleyra
         answers it ("no records") only to a valid api-key and SID."""
-        await self._poll_rate.acquire()
-        return await access_check(self._http, self.status_url, {"message_ids": PROBE_ID})
+        async with self._poll_rate.slot():
+            return await access_check(self._http, self.status_url, {"message_ids": PROBE_ID})
 
     @property
     def callback_url(self) -> str:
-        token = self.settings.callback_token.get_secret_value()
-        return f"{self.context.public_url.rstrip('/')}/callbacks/{self.name}/{token}"
+        return f"{self.context.public_url.rstrip('/')}/callbacks/{self.name}/{self.callback_token()}"
 
     # -- send --------------------------------------------------------------------------
 
@@ -344,28 +369,24 @@ class Kaleyra(Provider):
         return self.settings.sender
 
     def build_request(self, message: Message) -> dict[str, Any]:
-        """The send parameters, in the documented names (values for a form or a JSON body)."""
+        """The send parameters, in the documented names, for the configured endpoint
+        (values for a JSON body; `form_fields` flattens them for body_format = form)."""
         s = self.settings
-        as_json = s.body_format == "json"
         to = render_number(message.destination.addr)
         assert to is not None
         fields: dict[str, Any] = {"to": to, "sender": self.sender_for(message), "type": s.sms_type}
         fields["body"] = message.text
         if message.flash:
-            fields["flash"] = 1 if as_json else "1"
+            fields["flash"] = 1
         if not is_gsm(message.text):
-            fields["unicode"] = 1 if as_json else "1"
+            fields["unicode"] = 1
         reference = str(message.id)
-        if s.reference_field == "ref":
+        if s.reference_field == "ref":  # /messages
             fields["ref"] = reference
-        elif s.reference_field == "ref_custom":
-            fields["ref_custom"] = [reference] if as_json else reference
-        if s.callback_mode in ("object", "url"):
-            target = {"url": self.callback_url, "method": s.callback_method}
-            if s.callback_mode == "url":
-                fields["callback"] = self.callback_url
-            else:
-                fields["callback"] = target if as_json else json.dumps(target, separators=(",", ":"))
+        elif s.reference_field == "ref_custom":  # /sms: a list
+            fields["ref_custom"] = [reference]
+        if s.callback_mode == "object":  # /messages only (config enforces it)
+            fields["callback"] = {"url": self.callback_url, "method": s.callback_method}
         elif s.callback_mode == "profile":
             fields["callback_profile_id"] = s.callback_profile_id
         return fields
@@ -384,7 +405,7 @@ class Kaleyra(Provider):
         fields = self.build_request(first)
         if len(batch) > 1:
             fields["to"] = ",".join(render_number(message.destination.addr) or "" for message in batch)
-        body = {"json": fields} if self.settings.body_format == "json" else {"data": fields}
+        body = {"json": fields} if self.settings.body_format == "json" else {"data": form_fields(fields)}
         self.log.debug("kaleyra_send", message_id=first.id, recipients=len(batch), to=mask_number(fields["to"]))
         answer = await self._http.request("POST", self.send_url, **body)
         if isinstance(answer, SendResult):
@@ -429,7 +450,9 @@ class Kaleyra(Provider):
     # -- callbacks -----------------------------------------------------------------------
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
-        """GET with query parameters, or POST/PUT with a JSON object (or list) or form fields."""
+        """GET with query parameters, or POST/PUT with a JSON object (or list) or form
+        fields. Answered 200 only once every report in it is committed to the store;
+        503 when the store failed, so that Kaleyra calls again."""
         try:
             reports = await _callback_fields(request)
         except ValueError:
@@ -456,7 +479,7 @@ class Kaleyra(Provider):
         state, error = mapped
         at = parse_timestamp(pick(fields, self._callback_names["timestamp"])) or self.context.clock()
         report = StatusReport(self.name, provider_id, state, error, at, status[:32])
-        known = await self.context.report(report)
+        known = await self.context.report(report)  # returns once committed; raises if not
         if state.is_final:
             self._schedule.forget(provider_id)
         return "accepted" if known else "unknown_id"
@@ -486,8 +509,8 @@ class Kaleyra(Provider):
                 live.append(provider_id)
         if not live:
             return
-        await self._poll_rate.acquire()
-        answer = await self._http.request("GET", self.status_url, params={"message_ids": ",".join(live)})
+        async with self._poll_rate.slot():
+            answer = await self._http.request("GET", self.status_url, params={"message_ids": ",".join(live)})
         if isinstance(answer, SendResult):
             self.log.warning("kaleyra_poll_transport", reason=answer.reason, ids=len(live))
             self._schedule.reschedule(live)
@@ -535,8 +558,8 @@ class Kaleyra(Provider):
     async def _give_up(self, provider_id: str) -> None:
         state = MessageState[self.settings.pending_final_state]
         self.log.info("kaleyra_no_final_state", provider_id=provider_id, state=state.stat)
-        self._schedule.forget(provider_id)
         await self.context.report(StatusReport(self.name, provider_id, state, 0, self.context.clock(), "max age"))
+        self._schedule.forget(provider_id)  # only once the report is committed
 
 
 async def _callback_fields(request: web.Request) -> list[dict[str, Any]]:

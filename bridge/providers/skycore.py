@@ -46,7 +46,13 @@ SMS_MT = "SMS_MT"
 # A sender mask: letters, digits, space, `_` and `-`, not only digits (Skycore cuts it at 11).
 MASK = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 _-]+$")
 SENDER_NUMBER = re.compile(r"^\d{3,15}$")
-DEDUP_ENTRIES = 20_000  # recent (tracking-id, code) pairs: replays skip the store (final states ignore them anyway)
+# Recent (tracking-id, code) pairs whose replays skip the store (final states ignore
+# them anyway, so this only saves work). Skycore retries an unanswered postback 5
+# times, 5 minutes apart: a replay can come 25 minutes (1,500 s) after the first. Two
+# postbacks a message (N201, then the final one), so 100,000 pairs cover the whole
+# retry span at ~33 messages a second sustained, in ~22 MB (measured with tracemalloc,
+# 12-character ids); beyond that a replay costs one store lookup, nothing more.
+DEDUP_ENTRIES = 100_000
 SWEEP_BATCH = 500
 
 
@@ -104,8 +110,9 @@ NO_FINAL_POSTBACK = "no final postback within final_timeout"
 
 
 def render_to(number: str, plus_prefix: bool) -> str | None:
-    """International digits (country code, no `+`, no 00), or None when the number
-    cannot be one (E.164 has at most 15 digits)."""
+    """`+` and the international digits (document 003's `"to": "+10000000001"`), or the
+    digits alone without `plus_prefix`; None when the number cannot be one (E.164 has
+    at most 15 digits)."""
     if not 7 <= len(number) <= 15 or number.startswith("0"):
         return None
     return "+" + number if plus_prefix else number
@@ -259,8 +266,9 @@ class Skycore(Provider):
     # -- postbacks ---------------------------------------------------------------------
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
-        """One postback. Cheap on purpose (one store lookup and write) so Skycore gets
-        its 200 well within its 10 seconds; a failure to record answers 503 so that
+        """One postback. Cheap on purpose (one store lookup and one group-committed
+        write) so Skycore gets its 200 well within its 10 seconds. The 200 comes only
+        after the new state is committed; a failure to record answers 503 so that
         Skycore sends the postback again later."""
         if request.method != "POST":
             self._count("bad_method")

@@ -147,9 +147,14 @@ class Pool:
         self.idle: deque[_Connection] = deque()
         self.busy = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
+        self.closed = False
 
     async def acquire(self) -> _Connection:
-        while self.busy >= self.limit:
+        while True:
+            if self.closed:
+                raise ConnectFailed("connection pool closed")
+            if self.busy < self.limit:
+                break
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
             try:
@@ -190,7 +195,8 @@ class Pool:
         return conn
 
     def release(self, conn: _Connection, reusable: bool) -> None:
-        if reusable and not conn.closed:
+        """A connection back from a request; closed instead of kept once the pool is."""
+        if reusable and not conn.closed and not self.closed:
             conn.idle_since = time.monotonic()
             self.idle.append(conn)
         else:
@@ -210,8 +216,15 @@ class Pool:
             self.idle.remove(conn)
 
     def close(self) -> None:
+        """Close the idle connections now; one in use is closed when its request ends
+        (`release`), never under it."""
+        self.closed = True
         while self.idle:
             self.idle.pop().close()
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectFailed("connection pool closed"))
 
 
 class WireClient:
@@ -225,12 +238,15 @@ class WireClient:
         self.headers = headers or {}
         self._pools: dict[Origin, Pool] = {}
         self._ssl = ssl.create_default_context()
+        self._closed = False
 
     async def request(
         self, method: str, url: str, body: bytes = b"", content_type: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
         """(status, headers, body). ConnectFailed: nothing sent; AnswerLost: sent, no answer."""
+        if self._closed:
+            raise ConnectFailed("client closed")
         origin, host, path = split_url(url)
         pool = self._pools.get(origin)
         if pool is None:
@@ -255,6 +271,8 @@ class WireClient:
         return result
 
     def close(self) -> None:
+        """No new requests; idle connections close now, busy ones when answered."""
+        self._closed = True
         for pool in self._pools.values():
             pool.close()
         self._pools.clear()

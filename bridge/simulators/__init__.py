@@ -11,16 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-# provider -> "module:factory"; each factory returns an aiohttp Application.
-SIMULATORS = {
-    "contacta": "bridge.simulators.contacta:make_app",
-    "kaleyra": "bridge.simulators.kaleyra:make_app",
-    "flashsms": "bridge.simulators.flashsms:make_app",
-    "skycore": "bridge.simulators.skycore:make_app",
-}
+from bridge.config import HTTP_PROVIDER_TYPES
+
+# One per provider type with an HTTP API: `bridge.simulators.<type>.make_app(**options)`
+# returns its aiohttp Application.
+SIMULATORS = HTTP_PROVIDER_TYPES
 
 
 def build_simulator(name: str, **options: Any) -> web.Application:
-    module_name, factory = SIMULATORS[name].split(":")
-    app: web.Application = getattr(importlib.import_module(module_name), factory)(**options)
+    if name not in SIMULATORS:
+        raise KeyError(name)
+    app: web.Application = importlib.import_module(f"bridge.simulators.{name}").make_app(**options)
     return app

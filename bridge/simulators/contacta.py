@@ -1,8 +1,13 @@
-"""A faithful HTTP double of Contacta "SMS México" (provider document 000).
+r"""A strict HTTP double of Contacta "SMS México" (provider document 000).
 
-`GET` (query) and `POST` (JSON) on `/v2/sms/send` and `/v2/flash/send`, HTTP Basic
-auth, the documented success shape and every documented error text. Contacta has
-no delivery reports, so neither has this double.
+`GET` (query) and `POST` (JSON, `Content-Type: application/json`) on `/v2/sms/send`
+and `/v2/flash/send`, HTTP Basic auth, the documented success shape and every
+documented error text. It refuses what the document does not allow, with the
+document's own error: a POST body that is not JSON, a `phone` that is not 10 digits
+(`^\d{10}$`; E.164 without `+` for SMS Global), a `msg` shorter than 3 or longer
+than 160 characters or with a character outside GSM 03.38 ("GSM-encoded message (max
+160 characters)") all answer "Missing params". Contacta has no delivery reports, so
+neither has this double.
 
 Errors are triggered by magic national numbers (`MAGIC_PHONES`), by a `phone` list
 ("a,b": multi messages), by wrong credentials, by running out of `credits`, or by
@@ -132,7 +137,7 @@ async def _send(request: web.Request) -> web.Response:
     if "," in phone:
         return _error(state, "multi")
     number = _national(phone, state.number_format)
-    if number is None or not 3 <= len(msg) <= 160:
+    if number is None or not 3 <= len(msg) <= 160 or not is_gsm(msg):
         return _error(state, "missing")
     if number in MAGIC_PHONES:
         return _error(state, MAGIC_PHONES[number])
@@ -180,6 +185,8 @@ def _authorised(request: web.Request, username: str, password: str) -> bool:
 async def _fields(request: web.Request) -> dict[str, Any] | None:
     if request.method == "GET":
         return dict(request.query)
+    if request.content_type != "application/json":
+        return None
     try:
         body = await request.json()
     except ValueError:

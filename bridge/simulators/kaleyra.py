@@ -1,32 +1,47 @@
-"""A faithful HTTP double of Kaleyra's SMS API v1 (kaleyra.io), as documented.
+"""A strict HTTP double of Kaleyra's SMS API v1 (kaleyra.io), as document 001 and
+PROVIDERS.md section 3 describe it: it refuses what they do not allow, so a connector
+that gets the format wrong fails its tests.
 
-Serves `POST /v1/{sid}/sms` and `/v1/{sid}/messages` (form or JSON; header `api-key`),
-answering 202 with the documented success shape (`data[].message_id` = `<uuid>:<n>`)
-or `{"code": "E4xx", "message", "error": {field: text}}`; `GET /v1/{sid}/sms/status`
-(and `/messages/status`) with `message_ids=`; and fires callbacks to the URL a send
-asked for (`callback` object or URL, or a `callback_profile_id` from `profiles`): first
-`Sent`, then the final status.
+Serves `POST /v1/{sid}/sms` and `/v1/{sid}/messages` (header `api-key`, a JSON body
+with `Content-Type: application/json`, "the only allowed value"), answering 202 with
+the documented success shape (`data[].message_id` = `<uuid>:<n>`) or the document's
+error shape `{"code": "E4xx", "message", "error": {field: text}}`; and
+`GET /v1/{sid}/sms/status` (and `/messages/status`) with `message_ids=`.
 
-Errors are triggered the way Kaleyra would (wrong key -> HTTP 401, no sender -> E602,
-body over `max_length` -> E401, type OTP with two numbers -> E404, ...) and by magic
-destination numbers (`SEND_ERRORS`, `OUTCOMES`); `POST /_sim/fail-next` makes the next
-sends answer a given HTTP status, `POST /_sim/report` sets a message's status and fires
-its callback now. Every request is recorded in `app["received"]`
-(bridge.simulators.common), every callback fired in `app["callbacks"]`.
+What it refuses, in this order: a wrong SID or api-key (HTTP 401); another content
+type (E413 `content-type`); a body that is not a JSON object (E407); a parameter the
+endpoint does not take (E413 keyed by it: `ref`, `ref1`, `ref2` and the inline
+`callback` object are /messages parameters, `ref_custom` a /sms one); no `to` (E600),
+a number that is not `+` and 7-15 digits (E413 `to`), no `sender` or one not approved
+(E602), no `type` or one the pod (`region`) does not take (E413 `type`), no `body`
+without `template_id` (E601), `flash` other than 0/1 (E413 `flash`), OTP with more than
+one number (E404), more than 100 numbers (E405, keyed `time` as in the document), a
+body over `max_length` (E401), `ref` not alphanumeric (E608), a `callback` that is not
+an object with a URL (E413 `callback`), an unknown `callback_profile_id` (E413).
+
+Callbacks go only where a send asked for them in a documented way: the inline
+`callback` object of /messages, or a callback profile (`profiles`) named by
+`callback_profile_id`; first `Sent`, then the final status. A send that asked for
+none gets none: its receipts must be polled.
+
+Magic destination digits (`SEND_ERRORS`, `OUTCOMES`) trigger every documented error
+and outcome; `POST /_sim/fail-next` makes the next sends answer a given HTTP status,
+`POST /_sim/report` sets a message's status and fires its callback now. Every request
+is recorded in `app["received"]` (bridge.simulators.common), every callback fired in
+`app["callbacks"]`.
 
 Defaults for `smpp-bridge simulate kaleyra`: SID `HXAP16XXXXXX97IN`, api-key
-`kaleyra-sim-key`, any sender.
+`kaleyra-sim-key`, any sender, the IN pod's route types.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
@@ -45,7 +60,41 @@ from bridge.simulators.common import (
 
 DEFAULT_SID = "HXAP16XXXXXX97IN"
 DEFAULT_API_KEY = "kaleyra-sim-key"
-SMS_TYPES = frozenset({"OTP", "TXN", "TNX", "TXND", "MKT", "DEFAULT"})
+MAX_NUMBERS = 100  # document 001: "You cannot pass more than 100 numbers in a single API call."
+# Route types per pod, written here from document 001 (not imported from the
+# connector's config: a double shares nothing with what it tests). The document
+# spells the transactional type "TNX" once; the API value is TXN (PROVIDERS.md 3.1).
+POD_TYPES: dict[str, frozenset[str]] = {
+    "IN": frozenset({"OTP", "TXN", "TXND", "MKT"}),
+    "SG": frozenset({"OTP", "DEFAULT"}),
+    "EU": frozenset({"OTP", "DEFAULT"}),
+    "NA": frozenset({"OTP", "DEFAULT"}),
+}
+NUMBER = re.compile(r"^\+[1-9]\d{6,14}$")  # "+91XXXXXXXXXX": `+` and the E.164 digits
+
+# Parameters each endpoint takes (document 001's tables; PROVIDERS.md 3.1 for the rest).
+COMMON_FIELDS = frozenset(
+    {
+        "to",
+        "sender",
+        "type",
+        "body",
+        "flash",
+        "unicode",
+        "template_id",
+        "time",
+        "prefix",
+        "source",
+        "campaign_name",
+        "duplicate",
+        "port",
+        "callback_profile_id",
+    }
+)
+ENDPOINT_FIELDS = {
+    "sms": COMMON_FIELDS | {"ref_custom"},
+    "messages": COMMON_FIELDS | {"ref", "ref1", "ref2", "callback"},
+}
 
 # Magic destination digits (without `+`) -> (HTTP status, error code, offending field).
 SEND_ERRORS: dict[str, tuple[int, str, str]] = {
@@ -79,8 +128,10 @@ ERROR_TEXTS: dict[str, str] = {
     "E402": "Schedule time must be at least 15 minutes ahead and within 3 months.",
     "E403": "Could not process the request, try again later.",
     "E404": "If Type is OTP then only one mobile number is allowed.",
+    # Verbatim from document 001:
     "E405": "If Type is TXN then mobile numbers should not be more than 100.",
     "E406": "No valid mobile numbers found.",
+    "E407": "Invalid JSON.",
     "E413": "Validation error.",
     "E600": "Mobile number is mandatory.",
     "E601": "Message body is mandatory.",
@@ -103,12 +154,35 @@ OUTCOMES: dict[str, tuple[str, str, str, bool]] = {
 DELIVERED = ("Delivered", "DELIVERED", "Delivered", True)
 
 
-def _outcome(digits: str) -> tuple[str, str, str, bool]:
-    return by_prefix(OUTCOMES, digits, DELIVERED)
+class Refused(Exception):
+    """A send the document does not allow: answered with the error shape."""
+
+    def __init__(self, code: str, field: str, text: str | None = None, status: int | None = None) -> None:
+        super().__init__(code)
+        self.code, self.field, self.text, self.status = code, field, text, status
 
 
-def _now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+@dataclass
+class State:
+    """Everything the double holds of Kaleyra's own; `messages` and `callbacks` are what tests look at."""
+
+    sid: str
+    api_key: str
+    senders: frozenset[str] | None
+    sms_types: frozenset[str]
+    max_length: int
+    sent_delay: float
+    final_delay: float
+    callbacks_on: bool
+    callback_body: str
+    profiles: dict[str, dict[str, str]]
+    error_status: int
+    retry_after: int | None
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+
+
+STATE = web.AppKey("kaleyra_state", State)
 
 
 def make_app(
@@ -116,159 +190,232 @@ def make_app(
     sid: str = DEFAULT_SID,
     api_key: str = DEFAULT_API_KEY,
     senders: Iterable[str] | None = None,
+    region: str = "IN",
     max_length: int = 1000,
     sent_delay: float = 0.2,
     final_delay: float = 0.5,
     callbacks: bool = True,
     callback_body: str = "json",
-    default_callback_method: str = "POST",
     profiles: dict[str, dict[str, str]] | None = None,
     error_status: int = 400,
     retry_after: int | None = 7,
 ) -> web.Application:
-    """Options: `senders` approved sender ids (None = any); `max_length` longest body
-    (E401 beyond); `sent_delay`/`final_delay` seconds to the Sent and final callbacks;
-    `callbacks` False = never call back (poll only); `callback_body` "json" or "form"
-    for POST callbacks; `profiles` {callback_profile_id: {"url", "method"}};
-    `error_status` the HTTP status of E-code answers; `retry_after` on HTTP 429."""
-    approved = None if senders is None else frozenset(senders)
-    app = make_double(records={"callbacks": []}, state={"messages": {}})
-    profiles = profiles or {}
-
-    def authorised(request: web.Request) -> bool:
-        return request.match_info["sid"] == sid and request.headers.get("api-key") == api_key
-
-    def error(code: str, field: str, status: int | None = None) -> web.Response:
-        text = ERROR_TEXTS.get(code, "Error.")
-        body = {"code": code, "message": text, "error": {field: text} if field else {}}
-        return web.json_response(body, status=status or error_status)
-
-    async def send(request: web.Request) -> web.StreamResponse:
-        if not authorised(request):
-            return web.json_response({"message": "Unauthorized: invalid api-key or SID.", "error": {}}, status=401)
-        fault = next_fault(app)
-        await hold(app, fault.delay)
-        if fault.status:
-            return injected(fault, {"message": "injected"} if fault.error is None else fault.error)
-        try:
-            fields = await _fields(request)
-        except ValueError:
-            return error("E413", "body")
-        to = [n.strip() for n in str(fields.get("to", "")).split(",") if n.strip()]
-        if not to:
-            return error("E600", "to")
-        digits = [n.lstrip("+") for n in to]
-        if digits[0] == HANG_NUMBER:
-            await hold(app, 60)
-            return error("E403", "to")
-        magic = SEND_ERRORS.get(digits[0])
-        if magic is not None:
-            status, code, field = magic
-            if not code:
-                headers = {"Retry-After": str(retry_after)} if status == 429 and retry_after else None
-                return web.json_response({"message": f"HTTP {status}"}, status=status, headers=headers)
-            return error(code, field, status)
-        body = str(fields.get("body", ""))
-        if not body and not fields.get("template_id"):
-            return error("E601", "body")
-        sender = str(fields.get("sender", ""))
-        if not sender or (approved is not None and sender not in approved):
-            return error("E602", "sender")
-        sms_type = str(fields.get("type", "DEFAULT")).upper()
-        if sms_type not in SMS_TYPES:
-            return error("E413", "type")
-        flash = str(fields.get("flash", "0"))
-        if flash not in ("0", "1"):
-            return error("E413", "flash")
-        if sms_type == "OTP" and len(to) > 1:
-            return error("E404", "to")
-        if sms_type in ("TXN", "TNX") and len(to) > 100:
-            return error("E405", "time")
-        valid = [n for n in digits if n.isdigit() and 8 <= len(n) <= 15 and not n.startswith("0")]
-        if not valid:
-            return error("E406", "to")
-        if len(body) > max_length:
-            return error("E401", "body")
-        ref = fields.get("ref")
-        if ref is not None and not str(ref).isalnum():
-            return error("E608", "ref")
-        target = _callback_target(fields, profiles, default_callback_method)
-        batch = str(uuid.uuid4())
-        data = []
-        for n, number in enumerate(valid, start=1):
-            message_id = f"{batch}:{n}"
-            outcome = _outcome(number)
-            app["messages"][message_id] = {
-                "recipient": number,
-                "sender": sender,
-                "body": body,
-                "status": "Sent",
-                "trace": "SENT",
-                "outcome": outcome,
-                "callback": target if (callbacks and outcome[3]) else None,
-            }
-            data.append({"message_id": message_id, "recipient": number})
-            _schedule(app, message_id, sent_delay, final_delay, callback_body)
-        answer: dict[str, Any] = {
-            "id": batch,
-            "sender": sender,
-            "type": sms_type,
-            "flash": int(flash),
-        }
-        if "unicode" in fields:
-            answer["unicode"] = 1 if str(fields["unicode"]) in ("1", "auto", "Auto") else 0
-        answer.update(
-            {
-                "body": body,
-                "createdDateTime": f"{_now_text()}+00:00",
-                "totalCount": len(data),
-                "data": data,
-                "dlrurl": None,
-                "error": {},
-            }
-        )
-        return web.json_response(answer, status=202)
-
-    async def status(request: web.Request) -> web.Response:
-        if not authorised(request):
-            return web.json_response({"message": "Unauthorized: invalid api-key or SID.", "error": {}}, status=401)
-        wanted = [i for i in request.query.get("message_ids", "").split(",") if i]
-        data = []
-        for message_id in wanted:
-            message = app["messages"].get(message_id)
-            if message is not None:
-                data.append(
-                    {"campaign_id": message_id, "status": _poll_word(message), "status_details": message["trace"]}
-                )
-        if not data:
-            return web.json_response({"code": "E104", "message": "No records found.", "data": [], "error": {}})
-        return web.json_response({"data": data, "error": {}})
-
-    async def report(request: web.Request) -> web.Response:
-        """Set a message's status and fire its callback now (also to replay one)."""
-        body = await request.json()
-        message = app["messages"].get(body["message_id"])
-        if message is None:
-            raise web.HTTPNotFound()
-        message["status"] = body["status"]
-        message["trace"] = body.get("status_trace", "")
-        if body.get("poll_status"):
-            message["poll_status"] = body["poll_status"]
-        target = message["callback"] or _callback_target(body, profiles, default_callback_method)
-        if target is not None:
-            await _fire(app, body["message_id"], message, target, callback_body)
-        return web.json_response({"ok": True})
-
-    async def messages(request: web.Request) -> web.Response:
-        return web.json_response(app["messages"])
-
-    for endpoint in ("sms", "messages"):
-        app.router.add_post(f"/v1/{{sid}}/{endpoint}", send)
-        app.router.add_get(f"/v1/{{sid}}/{endpoint}/status", status)
+    """Options: `senders` approved sender ids (None = any); `region` the pod (IN, SG,
+    EU, NA: which `type` values it takes); `max_length` longest body (E401 beyond);
+    `sent_delay`/`final_delay` seconds to the Sent and final callbacks; `callbacks`
+    False = never call back, whatever the send asked (the account's callbacks are
+    broken: poll only); `callback_body` "json" or "form" for POST callbacks;
+    `profiles` {callback_profile_id: {"url", "method"}}; `error_status` the HTTP status
+    of E-code answers; `retry_after` on HTTP 429."""
+    state = State(
+        sid,
+        api_key,
+        None if senders is None else frozenset(senders),
+        POD_TYPES[region],
+        max_length,
+        sent_delay,
+        final_delay,
+        callbacks,
+        callback_body,
+        dict(profiles or {}),
+        error_status,
+        retry_after,
+    )
+    app = make_double(records={"callbacks": state.callbacks}, state={"messages": state.messages})
+    app[STATE] = state
+    app.router.add_post("/v1/{sid}/sms", _send_sms)
+    app.router.add_post("/v1/{sid}/messages", _send_messages)
+    app.router.add_get("/v1/{sid}/sms/status", _status)
+    app.router.add_get("/v1/{sid}/messages/status", _status)
     app.router.add_post("/_sim/fail-next", fault_control(error_key="body", count_key="count"))
-    app.router.add_post("/_sim/report", report)
-    app.router.add_get("/_sim/messages", messages)
+    app.router.add_post("/_sim/report", _sim_report)
+    app.router.add_get("/_sim/messages", _sim_messages)
     return app
+
+
+# -- the API -------------------------------------------------------------------------
+
+
+def _error(state: State, code: str, field: str, text: str | None = None, status: int | None = None) -> web.Response:
+    """The document's error shape: `error` keyed by the offending parameter."""
+    message = ERROR_TEXTS.get(code, "Error.")
+    body = {"code": code, "message": message, "error": {field: text or message} if field else {}}
+    return web.json_response(body, status=status or state.error_status)
+
+
+def _unauthorised(request: web.Request, state: State) -> web.Response | None:
+    if request.match_info["sid"] == state.sid and request.headers.get("api-key") == state.api_key:
+        return None
+    text = "Unauthorized: invalid api-key or SID."
+    return web.json_response({"message": text, "error": {"api-key": text}}, status=401)
+
+
+async def _send_sms(request: web.Request) -> web.StreamResponse:
+    return await _send(request, "sms")
+
+
+async def _send_messages(request: web.Request) -> web.StreamResponse:
+    return await _send(request, "messages")
+
+
+async def _send(request: web.Request, endpoint: str) -> web.StreamResponse:
+    app = request.app
+    state = app[STATE]
+    refused = _unauthorised(request, state)
+    if refused is not None:
+        return refused
+    fault = next_fault(app)
+    await hold(app, fault.delay)
+    if fault.status:
+        return injected(fault, {"message": "injected"} if fault.error is None else fault.error)
+    try:
+        fields = await _json_fields(request)
+        numbers = _check(state, endpoint, fields)
+        magic = await _magic(app, numbers[0])
+        if magic is not None:
+            return magic
+        target = _callback_target(state, fields)
+    except Refused as refusal:
+        return _error(state, refusal.code, refusal.field, refusal.text, refusal.status)
+    return web.json_response(_accept(app, fields, numbers, target), status=202)
+
+
+async def _json_fields(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise Refused("E413", "content-type", "The only allowed value is application/json.")
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise Refused("E407", "body", "The request body must be a JSON object.")
+    return body
+
+
+def _check(state: State, endpoint: str, fields: dict[str, Any]) -> list[str]:
+    """The numbers (digits) of a send the document allows; Refused otherwise."""
+    for name in sorted(fields):
+        if name not in ENDPOINT_FIELDS[endpoint]:
+            raise Refused("E413", name, f"{name} is not a parameter of /{endpoint}.")
+    to = fields.get("to")
+    if not isinstance(to, str) or not to.strip():
+        raise Refused("E600", "to")
+    numbers = [n.strip() for n in to.split(",")]
+    if not all(NUMBER.match(n) for n in numbers):
+        raise Refused("E413", "to", "Numbers must be + and the country code, comma-separated.")
+    sender = fields.get("sender")
+    if not isinstance(sender, str) or not sender or (state.senders is not None and sender not in state.senders):
+        raise Refused("E602", "sender")
+    sms_type = fields.get("type")
+    if sms_type not in state.sms_types:
+        raise Refused("E413", "type", f"type must be one of {', '.join(sorted(state.sms_types))}.")
+    body = fields.get("body")
+    if not fields.get("template_id") and (not isinstance(body, str) or not body):
+        raise Refused("E601", "body")
+    if fields.get("flash", 0) not in (0, 1, "0", "1"):
+        raise Refused("E413", "flash", 'Acceptable values are "0" or "1".')
+    if fields.get("unicode", 0) not in (0, 1, "0", "1", "auto", "Auto"):
+        raise Refused("E413", "unicode")
+    if sms_type == "OTP" and len(numbers) > 1:
+        raise Refused("E404", "to")
+    if len(numbers) > MAX_NUMBERS:
+        raise Refused("E405", "time")
+    if isinstance(body, str) and len(body) > state.max_length:
+        raise Refused("E401", "body")
+    for name in ("ref", "ref1", "ref2"):
+        if name in fields and not str(fields[name]).isalnum():
+            raise Refused("E608", name)
+    ref_custom = fields.get("ref_custom")
+    if ref_custom is not None and not (isinstance(ref_custom, list) and all(isinstance(r, str) for r in ref_custom)):
+        raise Refused("E413", "ref_custom", "ref_custom must be a list of strings.")
+    return [n[1:] for n in numbers]
+
+
+async def _magic(app: web.Application, first: str) -> web.Response | None:
+    """The answer a magic number asks for, if `first` is one."""
+    state = app[STATE]
+    if first == HANG_NUMBER:
+        await hold(app, 60)
+        return _error(state, "E403", "to")
+    magic = SEND_ERRORS.get(first)
+    if magic is None:
+        return None
+    status, code, field = magic
+    if code:
+        return _error(state, code, field, status=status)
+    headers = {"Retry-After": str(state.retry_after)} if status == 429 and state.retry_after else None
+    return web.json_response({"message": f"HTTP {status}"}, status=status, headers=headers)
+
+
+def _callback_target(state: State, fields: dict[str, Any]) -> dict[str, str] | None:
+    """Where a send asked to be called back, in a documented way: the /messages
+    `callback` object, or a known `callback_profile_id`. Refused for a malformed one."""
+    if "callback" in fields:
+        callback = fields["callback"]
+        if not isinstance(callback, dict) or not str(callback.get("url", "")).startswith(("http://", "https://")):
+            raise Refused("E413", "callback", "callback must be an object with a url.")
+        method = str(callback.get("method", "POST")).upper()
+        if method not in ("GET", "POST"):
+            raise Refused("E413", "callback", "callback method must be GET or POST.")
+        return {"url": str(callback["url"]), "method": method}
+    if "callback_profile_id" in fields:
+        profile = state.profiles.get(str(fields["callback_profile_id"]))
+        if profile is None:
+            raise Refused("E413", "callback_profile_id", "No such callback profile.")
+        return {"url": profile["url"], "method": profile.get("method", "POST").upper()}
+    return None
+
+
+def _accept(app: web.Application, fields: dict[str, Any], numbers: list[str], target: Any) -> dict[str, Any]:
+    """Take the message for each number; the documented success answer."""
+    state = app[STATE]
+    batch = str(uuid.uuid4())
+    data = []
+    for n, number in enumerate(numbers, start=1):
+        message_id = f"{batch}:{n}"
+        outcome = by_prefix(OUTCOMES, number, DELIVERED)
+        state.messages[message_id] = {
+            "recipient": number,
+            "sender": fields["sender"],
+            "body": fields.get("body", ""),
+            "status": "Sent",
+            "trace": "SENT",
+            "outcome": outcome,
+            "callback": target if (state.callbacks_on and outcome[3]) else None,
+        }
+        data.append({"message_id": message_id, "recipient": number})
+        _schedule(app, message_id)
+    answer: dict[str, Any] = {"id": batch, "sender": fields["sender"], "type": fields["type"]}
+    answer["flash"] = int(fields.get("flash", 0))
+    if "unicode" in fields:
+        answer["unicode"] = 0 if str(fields["unicode"]) == "0" else 1
+    answer.update(
+        {
+            "body": fields.get("body", ""),
+            "createdDateTime": f"{_now_text()}+00:00",
+            "totalCount": len(data),
+            "data": data,
+            "dlrurl": None,
+            "error": {},
+        }
+    )
+    return answer
+
+
+async def _status(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    refused = _unauthorised(request, state)
+    if refused is not None:
+        return refused
+    wanted = [i for i in request.query.get("message_ids", "").split(",") if i]
+    data = []
+    for message_id in wanted:
+        message = state.messages.get(message_id)
+        if message is not None:
+            data.append({"campaign_id": message_id, "status": _poll_word(message), "status_details": message["trace"]})
+    if not data:
+        return web.json_response({"code": "E104", "message": "No records found.", "data": [], "error": {}})
+    return web.json_response({"data": data, "error": {}})
 
 
 def _poll_word(message: dict[str, Any]) -> str:
@@ -280,28 +427,20 @@ def _poll_word(message: dict[str, Any]) -> str:
     return str(message["outcome"][2]) if message["status"] == message["outcome"][0] else str(message["status"])
 
 
-def _callback_target(fields: dict[str, Any], profiles: dict[str, dict[str, str]], method: str) -> dict[str, str] | None:
-    """Where a send asked to be called back: `callback` (object, JSON text or URL) or a profile."""
-    callback = fields.get("callback")
-    if isinstance(callback, str) and callback.strip().startswith("{"):
-        with contextlib.suppress(ValueError):
-            callback = json.loads(callback)
-    if isinstance(callback, dict) and callback.get("url"):
-        return {"url": str(callback["url"]), "method": str(callback.get("method", method)).upper()}
-    if isinstance(callback, str) and callback.startswith(("http://", "https://")):
-        return {"url": callback, "method": method}
-    profile = profiles.get(str(fields.get("callback_profile_id", "")))
-    if profile is not None:
-        return {"url": profile["url"], "method": profile.get("method", method).upper()}
-    return None
+def _now_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _schedule(app: web.Application, message_id: str, sent_delay: float, final_delay: float, body: str) -> None:
-    message = app["messages"][message_id]
+# -- callbacks -----------------------------------------------------------------------
+
+
+def _schedule(app: web.Application, message_id: str) -> None:
+    state = app[STATE]
+    message = state.messages[message_id]
 
     async def sent() -> None:
         if message["callback"] is not None:
-            await _fire(app, message_id, message, message["callback"], body)
+            await _fire(app, message_id, message, message["callback"])
 
     async def final() -> None:
         status, trace, _, _ = message["outcome"]
@@ -309,15 +448,13 @@ def _schedule(app: web.Application, message_id: str, sent_delay: float, final_de
             return  # stays Sent, or already set through /_sim/report
         message["status"], message["trace"] = status, trace
         if message["callback"] is not None:
-            await _fire(app, message_id, message, message["callback"], body)
+            await _fire(app, message_id, message, message["callback"])
 
-    later(app, sent_delay, sent)
-    later(app, final_delay, final)
+    later(app, state.sent_delay, sent)
+    later(app, state.final_delay, final)
 
 
-async def _fire(
-    app: web.Application, message_id: str, message: dict[str, Any], target: dict[str, str], body: str
-) -> None:
+async def _fire(app: web.Application, message_id: str, message: dict[str, Any], target: dict[str, str]) -> None:
     """One callback the way a Kaleyra callback profile renders it."""
     payload = {
         "id": message_id,
@@ -331,7 +468,7 @@ async def _fire(
     kwargs: dict[str, Any]
     if target["method"] == "GET":
         kwargs = {"params": payload}
-    elif body == "form":
+    elif app[STATE].callback_body == "form":
         kwargs = {"data": payload}
     else:
         kwargs = {"json": payload}
@@ -341,19 +478,31 @@ async def _fire(
     except (aiohttp.ClientError, TimeoutError) as exc:
         record["status"] = None
         record["error"] = type(exc).__name__
-    app["callbacks"].append(record)
+    app[STATE].callbacks.append(record)
     await notify(app)
 
 
-async def _fields(request: web.Request) -> dict[str, Any]:
-    """Form or JSON body, whatever the Content-Type claims (the samples mix them up)."""
-    raw = await request.text()
-    if raw.lstrip().startswith("{"):
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise ValueError("bad JSON") from exc
-        if not isinstance(body, dict):
-            raise ValueError("not an object")
-        return body
-    return dict(parse_qsl(raw, keep_blank_values=True))
+# -- control -------------------------------------------------------------------------
+
+
+async def _sim_report(request: web.Request) -> web.Response:
+    """Set a message's status and fire its callback now (also to replay one). A
+    message whose send asked for no callback gets none (a `callback` object in the
+    control request names a URL to call anyway)."""
+    state = request.app[STATE]
+    body = await request.json()
+    message = state.messages.get(body["message_id"])
+    if message is None:
+        raise web.HTTPNotFound()
+    message["status"] = body["status"]
+    message["trace"] = body.get("status_trace", "")
+    if body.get("poll_status"):
+        message["poll_status"] = body["poll_status"]
+    target = message["callback"] or (_callback_target(state, body) if "callback" in body else None)
+    if target is not None:
+        await _fire(request.app, body["message_id"], message, target)
+    return web.json_response({"ok": True})
+
+
+async def _sim_messages(request: web.Request) -> web.Response:
+    return web.json_response(request.app[STATE].messages)

@@ -1,10 +1,14 @@
 """A faithful HTTP double of Skycore Messaging API v2 "Send SMS" (provider document 003).
 
 One endpoint (`path`, default `/API`) takes `POST` JSON and dispatches on `action`
-(case-insensitive; only `sendsms` here). The `x-api-key` header is checked first
-(E102 missing, E104 wrong), then the request (E100 not JSON, E101 action, E201/E110
-receiver, E111 sender, E712 text, E115 mask for Australia, E714/E715 campaign when
-`enforce_campaign_check`). Success and Failure both answer HTTP 200, as Skycore does.
+(case-insensitive; only `sendsms` here). It is strict: it refuses what document 003
+does not allow. The `x-api-key` header is checked first (E102 missing, E104 wrong),
+then the request: E100 for a content type other than application/json, a body that
+is not a JSON object, or a parameter the document does not list; E101 action; E201
+no receiver, E110 a receiver that is not `+` and the country code's digits (every
+example is `"to": "+10000000001"`); E111 sender; E712 text; E100 `click-tracking`
+not a boolean; E115 mask for Australia; E714/E715 campaign when
+`enforce_campaign_check`. Success and Failure both answer HTTP 200, as Skycore does.
 
 After a Success the double POSTs JSON postbacks to the account's postback URL, the
 way Skycore does: N201 (Sent) `sent_delay` seconds later, then the final one
@@ -12,7 +16,7 @@ way Skycore does: N201 (Sent) `sent_delay` seconds later, then the final one
 postback not answered 200 within `postback_timeout` is retried `retry_interval`
 seconds later, at most `max_retries` times (Skycore: 10 s, 5 minutes, 5 retries).
 
-Magic destinations (digits, after any `+`):
+Magic destinations (the digits after the `+`):
     999000NNN       Failure with error code ENNN (any code of ERROR_INFO)
     1999001...      N201, then E202 "Rejected"
     1999002...      N201, then E202 "Expired"
@@ -98,7 +102,9 @@ OUTCOMES: dict[str, tuple[tuple[str, str], ...]] = {
     "1999004": (SENT,),
 }
 NORMAL = (SENT, DELIVERED)
-RECEIVER = re.compile(r"^\+?[1-9]\d{6,14}$")
+RECEIVER = re.compile(r"^\+[1-9]\d{6,14}$")  # `+`, the country code and the number
+# The request parameters of document 003's table (x-api-key is the header).
+PARAMETERS = frozenset({"action", "message-text", "to", "from", "from-mask", "campaign-ref", "click-tracking"})
 MASK_LIMIT = 11  # characters; Skycore cuts a longer mask (Australia refuses it: E115)
 AUSTRALIA = "61"
 OPERATOR = {"operator-id": "0001470", "operator-name": "AT&T"}
@@ -182,14 +188,18 @@ async def _api(request: web.Request) -> web.Response:
         return _failure("E102")
     if not hmac.compare_digest(given_key.encode(), state.api_key.encode()):
         return _failure("E104")
+    if request.method != "POST" or request.content_type != "application/json":
+        return _failure("E100")
     try:
-        body = await request.json() if request.method == "POST" else None
+        body = await request.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or not set(body) <= PARAMETERS:
         return _failure("E100")
     if str(body.get("action", "")).strip().lower() != "sendsms":
         return _failure("E101")
+    if not isinstance(body.get("click-tracking", False), bool):
+        return _failure("E100")
     return await _sendsms(request.app, state, body, fault.error)
 
 

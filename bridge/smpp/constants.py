@@ -199,7 +199,9 @@ class MessageState(IntEnum):
 
     @property
     def is_final(self) -> bool:
-        return self is not MessageState.ENROUTE and self is not MessageState.ACCEPTED
+        """Every state but ENROUTE: Appendix B lists ACCEPTD among the final states
+        (a provider's "accepted" is ENROUTE)."""
+        return self is not MessageState.ENROUTE
 
     @property
     def is_failure(self) -> bool:
@@ -227,10 +229,23 @@ FAILURE_STATES = frozenset(
     }
 )
 
+# type_of_number (spec 5.2.5) and numbering_plan_indicator (5.2.6) values; every other
+# value is reserved (ESME_RINVSRCTON / RINVSRCNPI / RINVDSTTON / RINVDSTNPI).
+TON_VALUES = frozenset({0, 1, 2, 3, 4, 5, 6})
+NPI_VALUES = frozenset({0, 1, 3, 4, 6, 8, 9, 10, 14, 18})
+
+# protocol_id (spec 5.2.13 -> 3GPP TS 23.040 9.2.3.9) values that are an ordinary
+# SMS: bits 7-5 = 000, "no interworking, SME-to-SME protocol". Telematic interworking
+# (0x20-0x3F), Short Message Type 0 (0x40), Replace Short Message Type 1-7 (0x41-0x47),
+# Return Call, ME/SIM data download (0x5E-0x7F) and the reserved / SC-specific values
+# cannot be sent faithfully by an HTTP SMS API.
+PLAIN_PROTOCOL_IDS = frozenset(range(0x20))
+
 # esm_class bits (spec 5.2.12)
 ESM_CLASS_UDHI = 0x40
 ESM_CLASS_REPLY_PATH = 0x80
 ESM_CLASS_DELIVERY_RECEIPT = 0x04
+ESM_CLASS_INTERMEDIATE_NOTIFICATION = 0x20
 ESM_CLASS_MESSAGE_TYPE_MASK = 0x3C
 
 # registered_delivery bits (spec 5.2.17)

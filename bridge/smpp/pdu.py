@@ -207,21 +207,22 @@ BODIES: dict[Command, tuple[FieldSpec, ...]] = {
     ),
 }
 
-# Responses whose body may be left out entirely when command_status is not 0 (spec 4.x).
-EMPTY_BODY_ON_ERROR = frozenset(
-    {
-        Command.BIND_RECEIVER_RESP,
-        Command.BIND_TRANSMITTER_RESP,
-        Command.BIND_TRANSCEIVER_RESP,
-        Command.SUBMIT_SM_RESP,
-        Command.SUBMIT_MULTI_RESP,
-        Command.DATA_SM_RESP,
-        Command.QUERY_SM_RESP,
-        Command.DELIVER_SM_RESP,
-    }
+# What an error response carries (command_status not 0). v3.4 says "not returned on
+# error" only for the bind responses and submit_sm_resp: submit_sm_resp is then always
+# the 16-octet header; a refused bind keeps the system_id it is given (see README: a
+# client needs it to report the refusal cleanly). Every other response keeps all its
+# mandatory fields, because strict decoders (cloudhopper QuerySmResp, SubmitMultiResp)
+# read them unconditionally: NULL strings, zero counts, and the values below.
+NO_BODY_ON_ERROR = frozenset({Command.SUBMIT_SM_RESP})
+BODY_IF_GIVEN_ON_ERROR = frozenset(
+    {Command.BIND_RECEIVER_RESP, Command.BIND_TRANSMITTER_RESP, Command.BIND_TRANSCEIVER_RESP}
 )
+# message_state 0 is not a state (strict decoders refuse it): 7 = UNKNOWN (spec 5.2.28).
+ERROR_BODY_DEFAULTS: dict[Command, Params] = {Command.QUERY_SM_RESP: {"message_state": 7}}
 
-# Known TLVs with a fixed value size: a different size is ESME_RINVPARLEN (spec 5.3.2).
+# Known TLVs with a fixed value size, and limits of variable ones (spec 5.3.2). A bad
+# length is ESME_RINVPARLEN only on the TLVs the bridge reads (`STRICT_TLVS`); on any
+# other it is dropped, as Kannel does, rather than refusing the whole submit.
 TLV_SIZES: dict[int, int] = {
     Tag.DEST_ADDR_SUBUNIT: 1,
     Tag.SOURCE_ADDR_SUBUNIT: 1,
@@ -246,6 +247,15 @@ TLV_MAX_SIZES: dict[int, int] = {
     Tag.MESSAGE_PAYLOAD: 65535,
     Tag.ADDITIONAL_STATUS_INFO_TEXT: 256,
 }
+STRICT_TLVS = frozenset(
+    {
+        Tag.SAR_MSG_REF_NUM,
+        Tag.SAR_TOTAL_SEGMENTS,
+        Tag.SAR_SEGMENT_SEQNUM,
+        Tag.MESSAGE_PAYLOAD,
+        Tag.DEST_ADDR_SUBUNIT,
+    }
+)
 
 
 # -- decoding ------------------------------------------------------------------------
@@ -371,17 +381,18 @@ def _decode_unsuccess(data: bytes, pos: int, out: Params) -> int:
 
 def _decode_tlvs(data: bytes, pos: int, out: dict[int, bytes]) -> None:
     end = len(data)
-    while pos < end:
-        if pos + 4 > end:
-            raise PduError(Status.ESME_RINVOPTPARSTREAM, "truncated TLV header")
+    # Fewer than 4 octets left cannot be a TLV: ignored (padding some ESMEs send).
+    while pos + 4 <= end:
         tag, size = _TLV_HEAD.unpack_from(data, pos)
         pos += 4
         if pos + size > end:
             raise PduError(Status.ESME_RINVOPTPARSTREAM, f"TLV 0x{tag:04X} runs past the body")
         fixed = TLV_SIZES.get(tag)
         if (fixed is not None and size != fixed) or size > TLV_MAX_SIZES.get(tag, 65535):
-            raise PduError(Status.ESME_RINVPARLEN, f"TLV 0x{tag:04X} has length {size}")
-        out[tag] = data[pos : pos + size]
+            if tag in STRICT_TLVS:
+                raise PduError(Status.ESME_RINVPARLEN, f"TLV 0x{tag:04X} has length {size}")
+        else:
+            out[tag] = data[pos : pos + size]
         pos += size
 
 
@@ -393,8 +404,14 @@ def encode_pdu(pdu: Pdu) -> bytes:
     encoding is our own output, so a misfit is a bug here, not the peer's fault."""
     command = pdu.command
     parts: list[bytes] = []
-    if not (pdu.status and command in EMPTY_BODY_ON_ERROR and not pdu.params):
-        _encode_fields(BODIES[command], pdu.params, parts)
+    params: Params | None = pdu.params
+    if pdu.status:
+        if command in NO_BODY_ON_ERROR or (command in BODY_IF_GIVEN_ON_ERROR and not params):
+            params = None
+        elif command in ERROR_BODY_DEFAULTS:
+            params = {**ERROR_BODY_DEFAULTS[command], **pdu.params}
+    if params is not None:
+        _encode_fields(BODIES[command], params, parts)
     for tag, value in pdu.tlvs.items():
         if len(value) > 0xFFFF:
             raise ValueError(f"TLV 0x{tag:04X} longer than 65535 octets")

@@ -16,6 +16,10 @@ from bridge.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, MessageState, Tag
 from bridge.smpp.pdu import Params
 
 TEXT_CHARS = 20
+# `err:` has three digits: a code above 999 is reported as 999 ("see network_error_code",
+# which carries it in two octets, 65535 at most), never as another code (1234 -> 234).
+ERR_MAX = 999
+NETWORK_ERROR_MAX = 0xFFFF
 _UNSAFE = set("@$_[]{}\\^~|`")
 _SAFE = frozenset(chr(code) for code in range(0x20, 0x7F) if chr(code) not in _UNSAFE)
 _UNSAFE_ASCII = str.maketrans({chr(code): "?" for code in range(0x80) if chr(code) not in _SAFE})
@@ -51,7 +55,7 @@ def format_receipt(
     return (
         f"id:{message_id} sub:001 dlvrd:{delivered:03d} "
         f"submit date:{receipt_date(submitted_at)} done date:{receipt_date(done_at)} "
-        f"stat:{state.stat} err:{error % 1000:03d} text:{ascii_safe(text)}"
+        f"stat:{state.stat} err:{min(error, ERR_MAX):03d} text:{ascii_safe(text)}"
     )
 
 
@@ -64,9 +68,11 @@ def receipt_deliver_sm(
     text: str,
     source: tuple[int, int, str],
     destination: tuple[int, int, str],
+    esm_class: int = ESM_CLASS_DELIVERY_RECEIPT,
 ) -> tuple[Params, dict[int, bytes]]:
     """deliver_sm params and TLVs for a receipt. `source` is the handset (the original
-    destination), `destination` the ESME's original source address."""
+    destination), `destination` the ESME's original source address; `esm_class` 0x04
+    (delivery receipt) or, for an intermediate state, 0x20 if the account asks."""
     params: Params = {
         "service_type": "",
         "source_addr_ton": source[0],
@@ -75,7 +81,7 @@ def receipt_deliver_sm(
         "dest_addr_ton": destination[0],
         "dest_addr_npi": destination[1],
         "destination_addr": destination[2][:20],
-        "esm_class": ESM_CLASS_DELIVERY_RECEIPT,
+        "esm_class": esm_class,
         "data_coding": 0,
         "short_message": format_receipt(message_id, state, submitted_at, done_at, error, text).encode("ascii"),
     }
@@ -85,7 +91,7 @@ def receipt_deliver_sm(
     }
     if error:
         # network_error_code: type 3 (GSM), then the error in two octets.
-        tlvs[Tag.NETWORK_ERROR_CODE] = bytes((3,)) + (error & 0xFFFF).to_bytes(2, "big")
+        tlvs[Tag.NETWORK_ERROR_CODE] = bytes((3,)) + min(error, NETWORK_ERROR_MAX).to_bytes(2, "big")
     return params, tlvs
 
 

@@ -32,6 +32,7 @@ from bridge.smpp.pdu import (
     encode_response,
     generic_nack,
 )
+from bridge.smpp.versions import status_for, takes_tlvs
 
 
 class State(enum.Enum):
@@ -206,6 +207,7 @@ class Session:
         self._closing = False
         self._unbind_deadline: float | None = None
         self._unbind_reason = "unbind not answered"
+        self._unbind_answered = False  # our unbind got its unbind_resp; answers may still be owed
         self._partial_since: float | None = None
         self._enquire_link_sequence: int | None = None
         self._bind_pending = False
@@ -342,16 +344,23 @@ class Session:
             self._unbind_deadline = -math.inf  # nothing left to wait for: the next tick closes
 
     def _handle_response(self, pdu: Pdu, events: list[Event]) -> None:
-        request = self.outstanding.pop(pdu.sequence, None)
-        if request is None:
+        request = self.outstanding.get(pdu.sequence)
+        if request is None or pdu.command not in (request.command.response, Command.GENERIC_NACK):
+            # Only the request's own *_resp or a generic_nack answers it: an
+            # enquire_link_resp carrying a deliver_sm's sequence leaves it waiting.
             events.append(PeerError(Status.ESME_RINVCMDID, f"unexpected {pdu.command.label}", pdu.command))
             return
+        del self.outstanding[pdu.sequence]
         if request.command is Command.ENQUIRE_LINK:
             self._enquire_link_sequence = None
         elif request.command is Command.UNBIND:
+            self._unbind_answered = True
+            self._unbind_reason = "unbind answered"
             self._answer_peer_unbinds()
-            self._leave_bound("unbind answered", events)
-            self._close("unbind answered", events)
+            if self.unanswered <= 0:
+                self._leave_bound("unbind answered", events)
+                self._close("unbind answered", events)
+            # else: the answers still owed go out first (`respond`), until the unbind deadline
         else:
             events.append(ResponseReceived(pdu, request))
 
@@ -370,7 +379,7 @@ class Session:
         self.interface_version = request.params.get("interface_version", INTERFACE_VERSION_34)
         self.state = BOUND_STATE_BY_TYPE[bind_type]
         tlvs: dict[int, bytes] = {}
-        if self.interface_version >= INTERFACE_VERSION_34:
+        if takes_tlvs(self.interface_version):
             tlvs[Tag.SC_INTERFACE_VERSION] = bytes((INTERFACE_VERSION_34,))
         self._answer(request.command, request.sequence, Status.ESME_ROK, {"system_id": our_system_id}, tlvs)
 
@@ -389,11 +398,12 @@ class Session:
         """Answer a `RequestReceived`. Safe after the session closed (then a no-op)."""
         self.unanswered -= 1
         if self.state is not State.CLOSED:
-            if tlvs and self.interface_version < INTERFACE_VERSION_34:
-                tlvs = None  # a v3.3 peer gets no optional parameters
             self._answer(request.command, request.sequence, status, params, tlvs)
-            if self._peer_unbinds and self.unanswered <= 0:
-                self._answer_peer_unbinds()
+            if self.unanswered <= 0:
+                if self._peer_unbinds:
+                    self._answer_peer_unbinds()
+                elif self._unbind_answered:
+                    self._unbind_deadline = -math.inf  # owes nothing now: the next tick closes
 
     # -- our requests ----------------------------------------------------------------
 
@@ -408,7 +418,7 @@ class Session:
         """Queue a request to the peer; its answer comes back as `ResponseReceived`
         (or `ResponseTimedOut`) carrying `context`. Returns the sequence number."""
         sequence = self._allocate_sequence()
-        if tlvs and self.interface_version < INTERFACE_VERSION_34:
+        if not takes_tlvs(self.interface_version):
             tlvs = None  # a v3.3 peer gets no optional parameters
         self.outstanding[sequence] = OutstandingRequest(command, sequence, now + self.config.response_timeout, context)
         self._write(encode_pdu(Pdu(command, sequence, 0, params, tlvs or {})), command)
@@ -416,7 +426,8 @@ class Session:
 
     def unbind(self, now: float) -> None:
         """Start an unbind from our side (shutdown, inactivity). The session closes on
-        the unbind_resp or after `response_timeout`."""
+        the unbind_resp once it owes no answers, or after `response_timeout`; answers
+        still owed meanwhile are written (an ESME that lost them would resubmit)."""
         if self.state in BOUND_STATES:
             self.state = State.UNBINDING
             self._unbind_deadline = now + self.config.response_timeout
@@ -527,7 +538,12 @@ class Session:
         params: Params | None = None,
         tlvs: dict[int, bytes] | None = None,
     ) -> None:
+        """Every answer goes through here: the status is the one the bind's version
+        knows, and a v3.3 bind gets no TLVs."""
         response = command.response or Command.GENERIC_NACK
+        if not takes_tlvs(self.interface_version):
+            tlvs = None
+        status = status_for(status, self.interface_version)
         self._write(encode_response(command, sequence, status, params, tlvs), response)
 
     def _write(self, data: bytes, command: Command) -> None:

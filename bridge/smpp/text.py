@@ -61,8 +61,10 @@ _SMPP_CODINGS: dict[int, Charset] = {
     0x07: Charset.HEBREW,
     0x08: Charset.UCS2,
 }
-# Alphabet bits (3-2) of the GSM general coding groups.
-_GENERAL_ALPHABET = (Charset.GSM0338, Charset.LATIN1, Charset.UCS2, Charset.UNSUPPORTED)
+# Alphabet bits (3-2) of the GSM general coding groups. 8-bit data there is binary
+# (23.038 4: "8 bit data"), not Latin-1 text: refused like DCS 0x02/0x04, because an
+# HTTP API would send it as text, i.e. something else than was submitted.
+_GENERAL_ALPHABET = (Charset.GSM0338, Charset.BINARY, Charset.UCS2, Charset.UNSUPPORTED)
 
 
 def _coding_for(dcs: int) -> Coding:
@@ -71,8 +73,7 @@ def _coding_for(dcs: int) -> Coding:
         return Coding(_SMPP_CODINGS.get(dcs, Charset.UNSUPPORTED))
     if group in (0x10, 0x50):
         # General data coding with the class bit set (0x50: "marked for automatic
-        # deletion", same layout). 8-bit data in these groups is taken as Latin-1
-        # text, as ESMEs sending flash 8-bit (0x14) mean it.
+        # deletion", same layout).
         return Coding(_GENERAL_ALPHABET[(dcs >> 2) & 3], dcs & 3)
     if group == 0x40:
         return Coding(_GENERAL_ALPHABET[(dcs >> 2) & 3])
@@ -83,7 +84,7 @@ def _coding_for(dcs: int) -> Coding:
     if group == 0xF0:  # data coding / message class; bit 3 is reserved
         if dcs & 0x08:
             return Coding(Charset.UNSUPPORTED)
-        return Coding(Charset.LATIN1 if dcs & 0x04 else Charset.GSM0338, dcs & 3)
+        return Coding(Charset.BINARY if dcs & 0x04 else Charset.GSM0338, dcs & 3)
     return Coding(Charset.UNSUPPORTED)  # 0x20-0x3F, 0x60-0x7F compressed; 0x80-0xBF reserved
 
 

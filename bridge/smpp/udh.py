@@ -1,5 +1,9 @@
 """Concatenated messages in SMPP: UDH (IEI 0x00 / 0x08), SAR TLVs and message_payload.
 
+A UDH holding any other information element is refused (ESME_RINVESMCLASS): the
+HTTP APIs send text only, so the element would be lost and the handset would get
+something else than was submitted.
+
 `split_payload` takes a submit_sm / data_sm and returns the user data without its
 header plus the segment's place in its set, or a `TextError` carrying the status to
 answer. Reassembly itself (waiting for the other segments) is the pipeline's job.
@@ -57,13 +61,17 @@ def _split_udh(data: bytes) -> tuple[bytes, Segment | None]:
         if pos + 2 + size > header_end:
             raise TextError(Status.ESME_RINVMSGLEN, "UDH information element overruns the UDH")
         expected = _CONCAT_SIZES.get(iei)
-        if expected is not None:
-            if size != expected:
-                raise TextError(Status.ESME_RINVESMCLASS, f"concatenation IE 0x{iei:02X} of size {size}")
-            if iei == IEI_CONCAT_8BIT:
-                segment = _checked(value[0], value[1], value[2], "udh8")
-            else:
-                segment = _checked(int.from_bytes(value[0:2], "big"), value[2], value[3], "udh16")
+        if expected is None:
+            # Port addressing (0x04/0x05), national language shift tables (0x24/0x25),
+            # EMS, SIM toolkit ...: an HTTP API cannot carry them, and the text
+            # without them is another message (shift-table text decodes wrong).
+            raise TextError(Status.ESME_RINVESMCLASS, f"UDH information element 0x{iei:02X} cannot be sent")
+        if size != expected:
+            raise TextError(Status.ESME_RINVESMCLASS, f"concatenation IE 0x{iei:02X} of size {size}")
+        if iei == IEI_CONCAT_8BIT:
+            segment = _checked(value[0], value[1], value[2], "udh8")
+        else:
+            segment = _checked(int.from_bytes(value[0:2], "big"), value[2], value[3], "udh16")
         pos += 2 + size
     return data[header_end:], segment
 

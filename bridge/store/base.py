@@ -20,6 +20,26 @@ from bridge.core.message import Message, PendingSegment, Receipt
 
 PURGE_BATCH = 1000  # messages one purge step deletes: a few ms of the store's time
 
+# message_ids are in [1, MAX_MESSAGE_ID]: at most 10 decimal digits (SMPP v3.4 Appendix
+# B's receipt id) or 8 hex digits (a v3.3 bind's message_id), and they fit the
+# unsigned 32-bit integer some clients keep them in. The counter wraps; ids still
+# held by a stored message are skipped.
+MAX_MESSAGE_ID = 2**32 - 1
+# Blocks looked at before a store gives up finding free ids (it would have to be full).
+MAX_ID_PROBES = 10_000
+
+
+def id_seed(now: float) -> int:
+    """Where a new counter starts (a fresh store, or one whose counter is outside the
+    range, from before ids were bounded): the clock in milliseconds folded into the
+    range, so ids of a deleted store stay unused unless it averaged over 1000/s."""
+    return int(now * 1000) % MAX_MESSAGE_ID + 1
+
+
+def wrapped(first: int, count: int) -> int:
+    """`first`, or 1 when a block of `count` from there would leave the range."""
+    return first if first >= 1 and first + count - 1 <= MAX_MESSAGE_ID else 1
+
 
 class StoreUnavailable(Exception):
     """The store cannot take writes now (disk full, Redis down): answer ESME_RSYSERR."""
@@ -41,8 +61,9 @@ class Store(ABC):
     # ids
     @abstractmethod
     async def reserve_ids(self, count: int) -> int:
-        """First id of a block of `count` ids nobody (no restart, no other instance)
-        will get again. `count` 0 checks that the store takes writes."""
+        """First id of a block of `count` ids in [1, MAX_MESSAGE_ID] that nobody (no
+        restart, no other instance) gets while a message or part holding one of them
+        is stored; the counter wraps. `count` 0 checks that the store takes writes."""
 
     # messages
     @abstractmethod

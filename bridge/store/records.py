@@ -34,7 +34,7 @@ def dump_message(m: Message) -> str:
             [m.destination.ton, m.destination.npi, m.destination.addr],
             m.text,
             m.flash,
-            [[p.message_id, p.registered_delivery, p.submitted_at, p.preview] for p in m.parts],
+            [[p.message_id, p.registered_delivery, p.submitted_at, p.preview, p.id_format] for p in m.parts],
             m.route,
             m.ack,
             m.created_at,
@@ -92,13 +92,14 @@ def dump_receipt(r: Receipt) -> str:
             r.provider,
             r.attempts,
             r.next_attempt_at,
+            r.id_format,
         ]
     )
 
 
 def load_receipt(text: str | bytes) -> Receipt:
     (_, id_, system_id, message_id, state, error, submitted_at, done_at, preview, source, destination, provider,
-     attempts, next_attempt_at) = _loads(text)  # fmt: skip
+     attempts, next_attempt_at, *rest) = _loads(text)  # fmt: skip
     return Receipt(
         system_id=system_id,
         message_id=message_id,
@@ -113,6 +114,7 @@ def load_receipt(text: str | bytes) -> Receipt:
         id=id_,
         attempts=attempts,
         next_attempt_at=next_attempt_at,
+        id_format=rest[0] if rest else "",  # records from before id formats were per bind
     )
 
 
@@ -132,13 +134,14 @@ def dump_segment(s: PendingSegment) -> str:
             s.flash,
             _address(s.source),
             _address(s.destination),
+            s.id_format,
         ]
     )
 
 
 def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
     (_, set_key, system_id, index, total, message_id, data_coding, registered_delivery, submitted_at, flash, source,
-     destination) = _loads(text)  # fmt: skip
+     destination, *rest) = _loads(text)  # fmt: skip
     return PendingSegment(
         set_key=set_key,
         system_id=system_id,
@@ -152,6 +155,7 @@ def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
         flash=flash,
         source=Address(*source),
         destination=Address(*destination),
+        id_format=rest[0] if rest else "",
     )
 
 

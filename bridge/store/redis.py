@@ -20,7 +20,7 @@ redis-py reconnects by itself when Redis is back. Durability is Redis's: run it 
 Standalone Redis (or Sentinel): scripts name keys they compute, so not Redis Cluster.
 
 Keys, all under `<prefix>:`
-  next_id                    counter behind reserve_ids (INCRBY blocks)
+  next_id                    counter behind reserve_ids (blocks in [1, 2**32), wrapping)
   m:<id>                     hash: r = record, l = lifecycle, o = owning instance (outbox)
   lc:<0|1|2>, lc:2:<prov>    sets of unfinished message ids by lifecycle (score = id)
   done                       finished message ids by done_at (purge)
@@ -59,7 +59,7 @@ from bridge.core.cluster import Cluster, Lease, OrphanSink, OwnershipLost, Recei
 from bridge.core.history import HistoryEvent, receipt_owner
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
-from bridge.store.base import PURGE_BATCH, Store, StoreUnavailable
+from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable, id_seed
 from bridge.store.records import (
     dump_event,
     dump_message,
@@ -75,6 +75,9 @@ GROUP = "receipts"
 _MAX_OPS = 2000  # calls per MULTI/EXEC
 _FEED_LENGTH = 100_000  # accepted ids kept per followed provider (approximate trim)
 _ERROR_LOG_INTERVAL = 1.0  # at most one "store_write_failed" line per second while Redis is away
+# What "Redis is away" looks like; any other exception in a handler is a bug and is
+# logged with its traceback rather than reported as an outage.
+_AWAY = (StoreUnavailable, RedisError, OSError, TimeoutError)
 
 # -- Lua -------------------------------------------------------------------------------
 
@@ -450,6 +453,31 @@ return 0
 """
 
 
+# reserve_ids: a block of ARGV[2] ids in [1, max] from the counter, wrapping, past any
+# id a stored message or part holds (m:<id>, the parts hash). ARGV: prefix, count,
+# seed, max, probes. One block in a few thousand commands, once per `count` submits.
+_RESERVE_IDS = """
+local P, count, max = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+local first = tonumber(redis.call('GET', P .. 'next_id') or '0')
+if first == nil or first < 1 or first > max + 1 then first = tonumber(ARGV[3]) end
+for _ = 1, tonumber(ARGV[5]) do
+  if first + count - 1 > max then first = 1 end
+  local taken = 0
+  for id = first, first + count - 1 do
+    if redis.call('EXISTS', P .. 'm:' .. id) == 1 or redis.call('HEXISTS', P .. 'parts', id) == 1 then
+      taken = id
+    end
+  end
+  if taken == 0 then
+    redis.call('SET', P .. 'next_id', string.format('%d', first + count))
+    return first
+  end
+  first = taken + 1
+end
+return redis.error_reply('no free message ids: the store holds too many messages')
+"""
+
+
 def _eval(script: str, *args: Any) -> tuple[Any, ...]:
     return ("EVAL", script, 0, *args)
 
@@ -580,6 +608,7 @@ class RedisStore(Store):
             try:
                 await self._run(batch)
             except Exception as exc:  # never let the writer die: the bridge would hang
+                self._log.exception("store_writer_failed", operations=len(batch))  # a bug, not Redis away
                 _fail(batch, StoreUnavailable(f"store writer: {exc}"))
 
     async def _run(self, batch: list[_Op]) -> None:
@@ -646,18 +675,20 @@ class RedisStore(Store):
     async def _ping(self) -> bool:
         try:
             await asyncio.wait_for(self._submit([("PING",)], write=False), self.timeout)
+        except _AWAY:
+            return False
         except Exception:
+            self._log.exception("store_probe_failed")
             return False
         return True
 
     # -- ids ------------------------------------------------------------------------------
 
     async def reserve_ids(self, count: int) -> int:
-        key = self.key("next_id")
-        # A fresh Redis starts from the clock, so ids stay new even after it was wiped.
-        start = int(time.time()) * 1000
+        # A fresh Redis (or a counter from before ids were bounded) starts from the clock.
         first: int = await self._submit(
-            [("SET", key, start, "NX"), ("INCRBY", key, count)], lambda r: int(r[1]) - count
+            [_eval(_RESERVE_IDS, self.p, count, id_seed(time.time()), MAX_MESSAGE_ID, MAX_ID_PROBES)],
+            lambda r: int(r[0]),
         )
         return first
 
@@ -989,8 +1020,9 @@ class RedisCluster(Cluster):
                 if self._orphans:
                     await self._adopt()
             except Exception as exc:
-                if self._connected_since is not None:
-                    self._log.error("cluster_heartbeat_failed", error=str(exc))
+                if self._connected_since is not None or not isinstance(exc, _AWAY):
+                    # Redis away is said once per outage; anything else is a bug, with its traceback.
+                    self._log.error("cluster_heartbeat_failed", error=str(exc), exc_info=not isinstance(exc, _AWAY))
                 self._connected_since = None
 
     async def _beat(self) -> None:
@@ -1146,8 +1178,10 @@ class RedisCluster(Cluster):
         try:
             command = _eval(_LEASE, s.key("lease:", name), self.instance_id, max(1, int(ttl * 1000)))
             state = int(await s._submit([command], _first))
-        except Exception:
+        except Exception as exc:
             # Redis away: whoever held the lease goes on (its work needs no Redis).
+            if not isinstance(exc, _AWAY):
+                self._log.exception("lease_failed", lease=name)
             return Lease.HELD if name in self._leases else Lease.NO
         if state == 0:
             self._leases.pop(name, None)

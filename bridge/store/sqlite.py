@@ -32,7 +32,15 @@ from typing import Any, TypeVar
 from bridge.core.history import HistoryEvent, receipt_owner
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
-from bridge.store.base import PURGE_BATCH, Store, StoreUnavailable
+from bridge.store.base import (
+    MAX_ID_PROBES,
+    MAX_MESSAGE_ID,
+    PURGE_BATCH,
+    Store,
+    StoreUnavailable,
+    id_seed,
+    wrapped,
+)
 from bridge.store.records import (
     dump_event,
     dump_message,
@@ -119,6 +127,11 @@ WRITES: tuple[tuple[str, str], ...] = (
     ("insert_history", "INSERT INTO history (message_id, at, record) VALUES (?, ?, ?)"),
 )
 WRITE_SQL = dict(WRITES)
+# The highest Message or Part id stored in a range (reserve_ids skips past it).
+_HIGHEST_TAKEN = (
+    "SELECT MAX(id) FROM (SELECT MAX(id) AS id FROM messages WHERE id BETWEEN ? AND ?"
+    " UNION ALL SELECT MAX(part_id) FROM part_ids WHERE part_id BETWEEN ? AND ?)"
+)
 _STOP = object()
 _MAX_ITEMS = 5000
 _LIVE_LIMIT = 500_000  # messages kept in memory for report lookups; beyond, the disk answers
@@ -287,11 +300,18 @@ class SqliteStore(Store):
     async def reserve_ids(self, count: int) -> int:
         def reserve(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
-            # A fresh database starts from the clock, so ids stay new even after
-            # the database was deleted (unless the last one averaged >1000/s).
-            first = row[0] if row else int(time.time()) * 1000
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (first + count,))
-            return int(first)
+            # A fresh database, or one whose counter is from before ids were bounded
+            # (clock x 1000: its ids are all above the range), starts from the clock.
+            first = row[0] if row and 1 <= row[0] <= MAX_MESSAGE_ID + 1 else id_seed(time.time())
+            for _ in range(MAX_ID_PROBES):
+                first = wrapped(first, count)
+                last = first + count - 1
+                taken = conn.execute(_HIGHEST_TAKEN, (first, last, first, last)).fetchone()[0]
+                if taken is None:
+                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (first + count,))
+                    return int(first)
+                first = taken + 1  # after the stored ids (after a wrap: still in retention)
+            raise StoreUnavailable("no free message ids: the store holds too many messages")
 
         return await self._read(reserve)
 

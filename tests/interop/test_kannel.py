@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.interop.common import seed_next_id
+from tests.interop.common import WRONG_PASSWORD, account, seed_next_id
 from tests.interop.kannel import DlrCall, DlrServer, Kannel, KannelLog, KannelSettings, wait_until
 from tests.support.records import simulator_records
 from tests.support.running import RunningBridge, make_config
@@ -32,7 +32,7 @@ PASSWORD = "secret"
 SENDER = "12345"
 # Hex ids from 0x1234567890 on are digits only: the case where Kannel has to be told
 # the base (msg-id-type) or must compare ids as plain strings (msg-id-type unset).
-DIGITS_ONLY_HEX = 0x1234567890
+DIGITS_ONLY_HEX = 0x12345670
 
 
 @dataclass(frozen=True)
@@ -124,17 +124,10 @@ class KannelRun:
 
 
 def bridge_config(directory: Path, scenario: Scenario) -> Any:
-    account = {
-        "system_id": SYSTEM_ID,
-        "password": PASSWORD,
-        "allowed_networks": ["127.0.0.0/8"],
-        "throughput": 0,
-        "route": "sim",
-        "message_id_format": scenario.id_format,
-    }
+    kannel_account = account(SYSTEM_ID, PASSWORD, scenario.id_format)
     # delivery_delay keeps the final report clearly after the SMSC ack (type 8).
     simulator = {"type": "simulator", "delivery_delay": 0.5, "record_path": str(directory / "records.jsonl")}
-    return make_config(directory, accounts=[account], providers={"sim": simulator})
+    return make_config(directory, accounts=[kannel_account], providers={"sim": simulator})
 
 
 def send(kannel: Kannel, dlr: DlrServer, tag: str, message: Outgoing) -> None:
@@ -303,10 +296,10 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
 ) -> None:
     """msg-id-type 0x01 means "submit_sm_resp hex, receipt decimal": Kannel reads the
     receipt's id as decimal whenever it is all digits. Our receipts repeat the hex
-    string of submit_sm_resp, so an id like 1234567899 gets lost while 123456789a
+    string of submit_sm_resp, so an id like 12345679 gets lost while 1234567a
     works. Hence docs/interop.md: with message_id_format = "hex" use 0x03 or unset."""
     scenario = Scenario("trx-hex-0x01", "transceiver", "hex", 0x01)
-    seed_next_id(tmp_path / "bridge.db", 0x1234567899)
+    seed_next_id(tmp_path / "bridge.db", 0x12345679)
     bridge = RunningBridge(bridge_config(tmp_path, scenario)).start()
     settings = KannelSettings(msg_id_type=0x01, system_id=SYSTEM_ID, password=PASSWORD)
     kannel = Kannel(tmp_path / "kannel", bridge.smpp_port, settings)
@@ -315,7 +308,7 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
             kannel.start()
             kannel.wait_online()
             send(kannel, dlr, "digits", Outgoing("4917000011", "first"))
-            dlr.wait("digits", lambda calls: len(calls) >= 1)  # acked: the next id is 0x123456789a
+            dlr.wait("digits", lambda calls: len(calls) >= 1)  # acked: the next id is 0x1234567a
             send(kannel, dlr, "letters", Outgoing("4917000012", "second"))
             letters = dlr.wait_final("letters")
             wait_until(lambda: KannelLog(kannel.log()).lost_dlrs(), 10, "Kannel logging the lost receipt")
@@ -324,8 +317,32 @@ def test_msg_id_type_0x01_loses_receipts_of_digit_only_hex_ids(
         kannel.stop()
         bridge.stop()
     assert [c.type for c in digits] == [8]
-    assert digits[0]["fid"] == str(0x1234567899)
+    assert digits[0]["fid"] == str(0x12345679)
     assert [c.type for c in letters] == [8, 1]
-    assert letters[1]["fid"] == str(0x123456789A)
+    assert letters[1]["fid"] == str(0x1234567A)
     [lost] = KannelLog(kannel.log()).lost_dlrs()
-    assert "id<1234567899>" in lost  # read as decimal: not the 78187493529 it stored
+    assert "id<12345679>" in lost  # read as decimal: not the 305419897 it stored
+
+
+# -- a refused bind ----------------------------------------------------------------------
+
+
+def test_wrong_password_is_refused(kannel_installed: dict[str, str], tmp_path: Path) -> None:
+    """Our refused bind_resp keeps its system_id (v3.4 4.1 would allow no body on
+    error; strict decoders need it). Kannel decodes it (status and system_id in its
+    PDU log), logs the SMPP error name and marks the link dead."""
+    scenario = Scenario("trx-refused", "transceiver", "decimal", None)
+    bridge = RunningBridge(bridge_config(tmp_path, scenario)).start()
+    settings = KannelSettings(system_id=SYSTEM_ID, password=WRONG_PASSWORD)
+    kannel = Kannel(tmp_path / "kannel", bridge.smpp_port, settings)
+    try:
+        kannel.start()
+        wait_until(lambda: any("(dead" in line for line in kannel.smsc_lines()), 15, "Kannel marking the link dead")
+    finally:
+        kannel.stop()
+        bridge.stop()
+    log = KannelLog(kannel.log())
+    [answer] = log.of_type("bind_transceiver_resp", "in")
+    assert (answer.integer("command_status"), answer.text("system_id")) == (0x0E, "SMPPBRIDGE")  # ESME_RINVPASWD
+    assert "SMSC rejected login to transmit, code 0x0000000e (Invalid Password)" in log.text
+    assert log.of_type("submit_sm", "out") == []

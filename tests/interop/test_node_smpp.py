@@ -8,21 +8,18 @@ it prints what node-smpp parsed from every PDU the bridge sent.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.interop.common import PASSWORD, SYSTEM_ID, WRONG_PASSWORD, run_json_driver
 from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
 
 pytestmark = pytest.mark.interop
 
-SYSTEM_ID = "esme1"
-PASSWORD = "secret1"
 SENDER = "12345"
 GSM_TEXT = "Price 5€ @home $1 _x"
 
@@ -43,32 +40,21 @@ def run_driver(
         "timeout_ms": 15000,
         **scenario,
     }
-    result = subprocess.run(command, input=json.dumps(spec), capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(result.stdout)
+    report = run_json_driver(command, spec)
     if not allow_errors:
         assert report["errors"] == [], report
     return report
 
 
 @pytest.fixture
-def start(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> Callable[..., RunningBridge]:
+def start(interop_bridge: Callable[..., RunningBridge]) -> Callable[..., RunningBridge]:
     """start(**smpp) -> a bridge whose simulator records to tmp_path.
 
     A short enquire_link_interval and response_timeout: within a second or two the
     bridge sends enquire_link, gives up waiting for the answer, and sends the next."""
 
     def run(**smpp: Any) -> RunningBridge:
-        account = {
-            "system_id": SYSTEM_ID,
-            "password": PASSWORD,
-            "allowed_networks": ["127.0.0.0/8"],
-            "throughput": 0,
-            "route": "sim",
-        }
-        simulator = {"type": "simulator", "delivery_delay": 0.05, "record_path": str(tmp_path / "records.jsonl")}
-        timers = {"enquire_link_interval": 0.3, "response_timeout": 0.5, **smpp}
-        return start_bridge(accounts=[account], providers={"sim": simulator}, smpp=timers)
+        return interop_bridge(**{"enquire_link_interval": 0.3, "response_timeout": 0.5, **smpp})
 
     return run
 
@@ -116,6 +102,16 @@ def test_bind_submit_receipt_silent_enquire_links_unbind(
     assert report["enquire_link_resp"]["command_status"] == 0
     assert report["unbind_resp"]["command_status"] == 0
     assert records_by_destination(tmp_path)["4917000001"]["text"] == "Hello from node"
+
+
+def test_wrong_password_is_refused(node_smpp: list[str], bridge: RunningBridge) -> None:
+    """Our refused bind_resp keeps its system_id; node-smpp parses it, status and
+    all, and the socket stays healthy."""
+    report = run_driver(node_smpp, bridge, [], allow_errors=True, password=WRONG_PASSWORD)
+    assert report["errors"] == ["bind refused"]
+    bind = report["bind"]
+    assert (bind["command"], bind["command_status"], bind["system_id"]) == ("bind_transceiver_resp", 0x0E, "SMPPBRIDGE")
+    assert report["closed_early"] is False
 
 
 def test_automatic_codings_reach_the_provider(node_smpp: list[str], bridge: RunningBridge, tmp_path: Path) -> None:
@@ -177,3 +173,11 @@ def test_enquire_link_starts_right_after_bind(node_smpp: list[str], start: Calla
     assert report["bind"]["command_status"] == 0
     assert report["errors"] == []
     assert report["server_enquire_links"] >= 1
+
+
+def test_v50_bind_is_told_rinvdcs(node_smpp: list[str], bridge: RunningBridge) -> None:
+    """node-smpp binds as v5.0, so an unsendable data_coding is ESME_RINVDCS (0x104)
+    for it (v3.3/v3.4 binds get ESME_RSUBMITFAIL) and it decodes that."""
+    messages = [{"destination_addr": "4917000001", "short_message": "x", "data_coding": 2}]
+    report = run_driver(node_smpp, bridge, messages, receipts=0)
+    assert [s["command_status"] for s in report["submits"]] == [0x104]

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 import smpplib.client
 import smpplib.consts
+import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
 
+from tests.interop.common import PASSWORD, SYSTEM_ID, WRONG_PASSWORD
 from tests.support.records import simulator_records
 from tests.support.running import RunningBridge
 
 pytestmark = pytest.mark.interop
 
-SYSTEM_ID = "esme1"
-PASSWORD = "secret1"
 SENDER = "12345"
 RECEIPT_ESM_CLASS = 0x04  # SMSC delivery receipt (smpplib has no name for it)
 
@@ -53,8 +53,8 @@ class SmpplibApp:
         self.client.set_message_received_handler(lambda pdu, **_: self.received.append(pdu))
         self.client.connect()
 
-    def bind(self, kind: str = "transceiver") -> Any:
-        return getattr(self.client, f"bind_{kind}")(system_id=SYSTEM_ID, password=PASSWORD)
+    def bind(self, kind: str = "transceiver", password: str = PASSWORD) -> Any:
+        return getattr(self.client, f"bind_{kind}")(system_id=SYSTEM_ID, password=password)
 
     def send_text(self, destination: str, text: str, **overrides: Any) -> list[Any]:
         """make_parts + send_message per part, every part asking for a receipt."""
@@ -115,22 +115,9 @@ class SmpplibApp:
 
 
 @pytest.fixture
-def start(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> Iterator[Callable[..., RunningBridge]]:
-    """start(message_id_format=...) -> a bridge whose simulator records to tmp_path."""
-
-    def run(message_id_format: str = "decimal", **smpp: Any) -> RunningBridge:
-        account = {
-            "system_id": SYSTEM_ID,
-            "password": PASSWORD,
-            "allowed_networks": ["127.0.0.0/8"],
-            "throughput": 0,
-            "route": "sim",
-            "message_id_format": message_id_format,
-        }
-        simulator = {"type": "simulator", "delivery_delay": 0.05, "record_path": str(tmp_path / "records.jsonl")}
-        return start_bridge(accounts=[account], providers={"sim": simulator}, smpp=smpp)
-
-    yield run
+def start(interop_bridge: Callable[..., RunningBridge]) -> Callable[..., RunningBridge]:
+    """start(message_id_format=..., **smpp) -> a bridge whose simulator records to tmp_path."""
+    return interop_bridge
 
 
 @pytest.fixture
@@ -187,6 +174,19 @@ def test_bind_submit_receipt_enquire_link_unbind(
     assert unbind.status == 0
     assert app.client.state == smpplib.consts.SMPP_CLIENT_STATE_OPEN
     assert [c for c in app.commands_read() if c.startswith(("generic_nack", "unbind"))] == ["unbind_resp"]
+
+
+def test_wrong_password_is_refused(start: Callable[..., RunningBridge], apps: Callable[[int], SmpplibApp]) -> None:
+    """smpplib raises PDUError with the status it read; the answer carries our
+    system_id, and the connection stays usable for a bind with the right password."""
+    app = apps(start().smpp_port)
+    with pytest.raises(smpplib.exceptions.PDUError) as refused:
+        app.bind(password=WRONG_PASSWORD)
+    assert refused.value.args[1] == smpplib.consts.SMPP_ESME_RINVPASWD
+    [answer] = app.client.read
+    assert (answer.command, answer.status, answer.system_id) == ("bind_transceiver_resp", 0x0E, b"SMPPBRIDGE")
+    assert app.client.state == smpplib.consts.SMPP_CLIENT_STATE_OPEN
+    assert app.bind().status == 0
 
 
 @pytest.mark.parametrize(

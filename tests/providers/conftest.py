@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from bridge.simulators import build_simulator
 from tests.providers.test_flashsms import KEY as FLASHSMS_KEY
 from tests.providers.test_kaleyra import KEY as KALEYRA_KEY
+from tests.providers.test_kaleyra import PROFILE as KALEYRA_PROFILE
 from tests.providers.test_kaleyra import SID as KALEYRA_SID
 from tests.providers.test_kaleyra import TOKEN as KALEYRA_TOKEN
 from tests.support.esme import Esme
@@ -80,12 +81,12 @@ def connect() -> Iterator[Callable[[RunningBridge], Esme]]:
 def start_rig(
     start_bridge: Callable[..., RunningBridge], connect: Callable[[RunningBridge], Esme]
 ) -> Callable[..., Rig]:
-    """start_rig(sim, name, settings) -> a bridge with the one provider `name` (its
-    config `settings`), esme1 routed to it and bound; the bridge's HTTP port is its
-    own (callbacks reach http://127.0.0.1:<rig.http_port>)."""
+    """start_rig(sim, name, settings, http_port?) -> a bridge with the one provider
+    `name` (its config `settings`), esme1 routed to it and bound; the bridge's HTTP
+    port is `http_port` or its own (callbacks reach http://127.0.0.1:<rig.http_port>)."""
 
-    def start(sim: AppThread, name: str, settings: dict[str, Any]) -> Rig:
-        http_port = free_port()
+    def start(sim: AppThread, name: str, settings: dict[str, Any], http_port: int | None = None) -> Rig:
+        http_port = http_port or free_port()
         overrides: dict[str, Any] = {
             "http": {"port": http_port, "public_url": f"http://127.0.0.1:{http_port}"},
             "accounts": [account(name)],
@@ -101,11 +102,22 @@ def start_rig(
 def kaleyra_rig_factory(
     serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]
 ) -> Callable[..., Rig]:
-    """rig_factory(sim_options, **provider settings) -> the Kaleyra double and a bridge using it."""
+    """rig_factory(sim_options, **provider settings) -> the strict Kaleyra double and a
+    bridge using it: /sms with a JSON body and a callback profile (KALEYRA_PROFILE, its
+    URL the bridge's callback URL), as document 001 and PROVIDERS.md 3.1 allow."""
 
     def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
-        options = {"sid": KALEYRA_SID, "api_key": KALEYRA_KEY, "senders": ["KLRHXA", "MYBRAND"], "sent_delay": 0.05}
-        sim = serve(build_simulator("kaleyra", **(options | {"final_delay": 0.15} | (sim_options or {}))))
+        http_port = free_port()
+        callback = {"url": f"http://127.0.0.1:{http_port}/callbacks/kaleyra/{KALEYRA_TOKEN}", "method": "POST"}
+        options = {
+            "sid": KALEYRA_SID,
+            "api_key": KALEYRA_KEY,
+            "senders": ["KLRHXA", "MYBRAND"],
+            "sent_delay": 0.05,
+            "final_delay": 0.15,
+            "profiles": {KALEYRA_PROFILE: callback},
+        }
+        sim = serve(build_simulator("kaleyra", **(options | (sim_options or {}))))
         settings = {
             "type": "kaleyra",
             "base_url": sim.url,
@@ -114,10 +126,11 @@ def kaleyra_rig_factory(
             "sender": "KLRHXA",
             "sms_type": "TXN",
             "callback_token": KALEYRA_TOKEN,
+            "callback_profile_id": KALEYRA_PROFILE,
             "poll_interval": 0,
             "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
         }
-        return start_rig(sim, "kaleyra", settings | provider)
+        return start_rig(sim, "kaleyra", settings | provider, http_port)
 
     return make
 

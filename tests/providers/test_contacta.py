@@ -11,11 +11,9 @@ from typing import Any
 import pytest
 
 from bridge.config import ConfigError, ContactaProvider
-from bridge.core.message import Message
+from bridge.core.message import Lifecycle, Message
 from bridge.providers.base import Outcome
 from bridge.providers.contacta import (
-    ERRORS,
-    RECEIPT_STATES,
     Contacta,
     Request,
     basic_auth,
@@ -26,33 +24,10 @@ from bridge.providers.contacta import (
     render_phone,
     text_refusal,
 )
-from bridge.providers.http import Rule
 from bridge.simulators.contacta import make_app
 from bridge.smpp.constants import MessageState, Status
 from tests.support.providers import Reports, answer, make_message, provider_settings
 from tests.support.servers import AppThread
-
-# The error answers of document 000, verbatim, and the ERRORS row each must hit.
-DOCUMENT_ERRORS = {
-    "Missing params, please verify or contact to support": "missing params",
-    "Your key auth is not valid, please check with your administrator to get the new key": (
-        "your key auth is not valid"
-    ),
-    "Your account dont have credits availables for send this, please contact your administrator": (
-        "your account dont have credits availables"
-    ),
-    "Country or carrier not reachable or assigned to your account, please contact an administrator or support": (
-        "country or carrier not reachable"
-    ),
-    "Failed to append to the queue, no need to resend": "failed to append to the queue",
-    "Your account don't have enabled for send multi messages, please contact your administrator": (
-        "your account dont have enabled for send multi messages"
-    ),
-    # The same text as the heading writes it, with a typographic apostrophe.
-    "Your account don\u2019t have enabled for send multi messages": (
-        "your account dont have enabled for send multi messages"
-    ),
-}
 
 # The success example of document 000.
 DESCRIPTION: dict[str, Any] = {
@@ -215,36 +190,62 @@ def test_success_ids_as_int_or_string(ids: dict[str, Any], expected: tuple[str, 
     assert result.provider_ids == expected
 
 
-@pytest.mark.parametrize("text", sorted(DOCUMENT_ERRORS))
-def test_every_documented_error_text_hits_its_row(text: str) -> None:
-    matched = error_rule(text)
-    assert matched is not None
-    assert matched[0] == DOCUMENT_ERRORS[text]
+def test_the_headings_typographic_apostrophe_reads_the_same() -> None:
+    """The document's heading writes the apostrophe as U+2019, its example as an ASCII one."""
+    text = "Your account don\u2019t have enabled for send multi messages"
+    result, _ = parse_answer(answer(200, {"status": False, "error": True, "description": text}), "1")
+    assert result.status is Status.ESME_RINVNUMDESTS
+    assert error_rule(text) is not None
 
 
-@pytest.mark.parametrize("prefix", list(ERRORS))
+# PROVIDERS.md 2.2, "Proposed command_status" (and "+ alert operator" for the key); the
+# outcome (may another provider send it?) from docs/providers/contacta.md.
+DOCUMENTED_ERROR_RULES = [
+    ("Missing params, please verify or contact to support", Status.ESME_RSUBMITFAIL, Outcome.REJECTED, False),
+    (
+        "Your key auth is not valid, please check with your administrator to get the new key",
+        Status.ESME_RSYSERR,
+        Outcome.NOT_SENT,  # our credentials: another provider may send it
+        True,
+    ),
+    (
+        "Your account dont have credits availables for send this, please contact your administrator",
+        Status.ESME_RSUBMITFAIL,
+        Outcome.REJECTED,
+        True,
+    ),
+    (
+        "Country or carrier not reachable or assigned to your account, please contact an administrator or support",
+        Status.ESME_RINVDSTADR,
+        Outcome.REJECTED,
+        False,
+    ),
+    # "no need to resend": 0x45, not re-sent, not failed over
+    ("Failed to append to the queue, no need to resend", Status.ESME_RSUBMITFAIL, Outcome.REJECTED, False),
+    (
+        "Your account don't have enabled for send multi messages, please contact your administrator",
+        Status.ESME_RINVNUMDESTS,
+        Outcome.REJECTED,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "status", "outcome", "alert"), DOCUMENTED_ERROR_RULES)
 @pytest.mark.parametrize("field", ["description", "message"])
 @pytest.mark.parametrize("http_status", [200, 400, 401, 402, 500])
-def test_error_table_row_by_row(prefix: str, field: str, http_status: int) -> None:
-    """Each row, whichever field carries the text and whatever the HTTP status below
-    500 (not documented): the documented text decides. A 5xx goes by its status
-    (DESIGN.md: not sent), whatever the text."""
-    text = next(t for t, row in DOCUMENT_ERRORS.items() if row == prefix)
-    result, alert = parse_answer(answer(http_status, {"status": False, "error": True, field: text}), "1")
-    rule = ERRORS[prefix]
+def test_error_table_row_by_row(
+    text: str, status: Status, outcome: Outcome, alert: bool, field: str, http_status: int
+) -> None:
+    """Each documented error, whichever field carries the text and whatever the HTTP
+    status below 500 (not documented): the documented text decides. A 5xx goes by its
+    status (DESIGN.md: not sent), whatever the text."""
+    result, alerted = parse_answer(answer(http_status, {"status": False, "error": True, field: text}), "1")
     if http_status >= 500:
-        rule = Rule(Status.ESME_RSYSERR, Outcome.NOT_SENT)
-    assert (result.outcome, result.status, alert) == (rule.outcome, rule.status, rule.alert)
+        status, outcome, alert = Status.ESME_RSYSERR, Outcome.NOT_SENT, False
+    assert (result.outcome, result.status, alerted) == (outcome, status, alert)
     assert result.provider_ids == ()
     assert text not in result.reason
-
-
-def test_error_table_choices() -> None:
-    """The proposals of PROVIDERS.md 2.2, and the failover consequences spelled out."""
-    assert ERRORS["country or carrier not reachable"].status is Status.ESME_RINVDSTADR
-    assert ERRORS["your account dont have enabled for send multi messages"].status is Status.ESME_RINVNUMDESTS
-    assert ERRORS["your key auth is not valid"].outcome is Outcome.NOT_SENT  # credentials: fail over
-    assert ERRORS["failed to append to the queue"].outcome is Outcome.REJECTED  # "no need to resend"
 
 
 @pytest.mark.parametrize(
@@ -279,22 +280,38 @@ def test_throttled_answer_honours_retry_after() -> None:
 # -- synthetic receipts --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(RECEIPT_STATES))
-def test_receipt_states_row_by_row(name: str) -> None:
-    assert RECEIPT_STATES[name].stat == name
-    assert settings(receipt_state=name).receipt_state == name
+@pytest.mark.parametrize(
+    ("name", "state"),
+    [  # PROVIDERS.md 1: receipt stat text -> message_state
+        ("UNKNOWN", MessageState.UNKNOWN),
+        ("ACCEPTD", MessageState.ACCEPTED),
+        ("DELIVRD", MessageState.DELIVERED),
+    ],
+)
+async def test_receipt_states_row_by_row(name: str, state: MessageState) -> None:
+    sink = Reports()
+    provider = Contacta("contacta", settings(receipt_timeout=600, receipt_state=name), sink.context())
+    await provider.start()
+    try:
+        due = message(created_at=0.0)  # long past its receipt_timeout
+        due.provider_ids = ["p1"]
+        await provider.resume([due])
+        [report] = await sink.wait_for(1)
+        assert (report.state, report.state.stat) == (state, name)
+    finally:
+        await provider.close()
 
 
 async def test_resume_rearms_receipts_from_created_at() -> None:
     """After a restart: receipts already due go out at once, in due order; a message
-    already in the receipt state is not reported again."""
+    already final is not reported again."""
     sink = Reports()
     provider = Contacta("contacta", settings(receipt_timeout=600, receipt_state="DELIVRD"), sink.context())
     await provider.start()
     try:
         late, early, done = message(created_at=200.0), message(created_at=100.0), message(created_at=50.0)
         late.provider_ids, early.provider_ids, done.provider_ids = ["late"], ["early"], ["done"]
-        done.state = MessageState.DELIVERED
+        done.state, done.lifecycle = MessageState.DELIVERED, Lifecycle.FINAL
         await provider.resume([late, early, done])
         reports = await sink.wait_for(2)
     finally:
@@ -371,7 +388,10 @@ def test_the_double_checks_like_contacta() -> None:
             (ok, ("contacta", "wrong"), 401, "Your key auth is not valid"),
             ({"phone": "8100001234"}, None, 400, "Missing params"),
             (ok | {"phone": "+528100001234"}, None, 400, "Missing params"),  # not ^\d{10}$
-            (ok | {"msg": "Hi"}, None, 400, "Missing params"),
+            (ok | {"msg": "Hi"}, None, 400, "Missing params"),  # minLength 3
+            (ok | {"msg": "x" * 161}, None, 400, "Missing params"),  # max 160 characters
+            (ok | {"msg": "Привет мир"}, None, 400, "Missing params"),  # "GSM-encoded message"
+            (ok | {"phone": "81000012345"}, None, 400, "Missing params"),  # 11 digits
             (ok | {"phone": "8100001234,8100001235"}, None, 403, "Your account don't have enabled for send multi"),
             (ok, None, 402, "Your account dont have credits availables"),  # 1.5 credits: one SMS only
         ]
@@ -379,6 +399,14 @@ def test_the_double_checks_like_contacta() -> None:
             status, body = call(send, request_body, auth or ("contacta", "contacta-key"))
             assert (status, body["status"], body["error"]) == (http_status, False, True)
             assert body["description"].startswith(text)
+        form = urllib.request.Request(
+            send,
+            data=b"msg=Hello&phone=8100001234",
+            headers={"Authorization": basic_auth("contacta", "contacta-key"), "Content-Type": "text/plain"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:  # POST takes a JSON body only
+            urllib.request.urlopen(form, timeout=5)
+        assert json.loads(refused.value.read())["description"].startswith("Missing params")
         status, body = call(sim.url + "/v2/flash/send?msg=Hello+World%21&phone=8100001234&id=x")
         assert status == 402  # GET works alike (and the credits are still gone)
         assert sim.app["received"][-1]["query"] == {"msg": "Hello World!", "phone": "8100001234", "id": "x"}

@@ -45,7 +45,7 @@ def contacta(serve: Callable[[web.Application], AppThread]) -> AppThread:
 
 @pytest.mark.parametrize(
     ("receipt_state", "registered_delivery", "message_state"),
-    [("DELIVRD", 1, 2), ("UNKNOWN", 1, 7), ("ACCEPTD", 0x10, 6)],
+    [("DELIVRD", 1, 2), ("UNKNOWN", 1, 7), ("ACCEPTD", 1, 6)],
 )
 def test_gsm_text_goes_out_as_documented_and_the_synthetic_receipt_returns(
     start_bridge: Callable[..., RunningBridge],

@@ -115,7 +115,7 @@ def test_primary_not_sent_fails_over_to_the_secondary(
     assert request["json"] == {
         "action": "sendsms",
         "message-text": "Via the secondary",
-        "to": DESTINATION,
+        "to": "+" + DESTINATION,
         "from": "60856",
     }
     [receipt] = esme.wait_receipts(1)

@@ -11,15 +11,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bridge.config import ConfigError, parse_config
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
 from bridge.providers.base import Outcome
 from bridge.providers.flashsms import (
-    FLASHSMS_400_WORDS,
-    FLASHSMS_HTTP_ERRORS,
-    FLASHSMS_STATUSES,
-    FLASHSMS_UNKNOWN_ERROR,
     FlashSms,
+    map_status,
     parse_send_answer,
     phone_key,
     recipient_statuses,
@@ -174,10 +172,20 @@ def test_an_invalid_recipient_is_an_invalid_destination(data: dict[str, Any]) ->
     assert (result.outcome, result.status) == (Outcome.REJECTED, Status.ESME_RINVDSTADR)
 
 
-@pytest.mark.parametrize(("http", "mapped"), sorted(FLASHSMS_HTTP_ERRORS.items()))
-def test_every_http_error_maps(http: int, mapped: tuple[Status, Outcome]) -> None:
+@pytest.mark.parametrize(
+    ("http", "status", "outcome"),
+    [  # PROVIDERS.md 4.2 ("HTTP Status Codes" of document 002); outcomes from docs/providers/flashsms.md
+        (402, Status.ESME_RSUBMITFAIL, Outcome.REJECTED),  # insufficient credits: 0x45
+        (404, Status.ESME_RSYSERR, Outcome.NOT_SENT),  # not found on send: our base_url
+        (401, Status.ESME_RSYSERR, Outcome.NOT_SENT),  # 0x08 + alert
+        (403, Status.ESME_RSYSERR, Outcome.NOT_SENT),  # 0x08 + alert
+        (429, Status.ESME_RTHROTTLED, Outcome.NOT_SENT),  # 0x58
+        (500, Status.ESME_RSYSERR, Outcome.NOT_SENT),  # 0x08
+    ],
+)
+def test_every_http_error_maps(http: int, status: Status, outcome: Outcome) -> None:
     result = parse_send_answer(answer(http, {"success": False, "error": "whatever"}), PHONE)
-    assert (result.status, result.outcome) == mapped
+    assert (result.status, result.outcome) == (status, outcome)
 
 
 def test_402_status_is_configurable() -> None:
@@ -185,7 +193,19 @@ def test_402_status_is_configurable() -> None:
     assert (result.status, result.outcome) == (Status.ESME_RX_T_APPN, Outcome.REJECTED)
 
 
-@pytest.mark.parametrize(("word", "status"), sorted(FLASHSMS_400_WORDS.items()))
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [  # PROVIDERS.md 4.2, HTTP 400: "text mentions phone/recipient -> 0x0B; sender -> 0x0A; message/length -> 0x01"
+        ("phone", Status.ESME_RINVDSTADR),
+        ("recipient", Status.ESME_RINVDSTADR),
+        ("number", Status.ESME_RINVDSTADR),
+        ("sender", Status.ESME_RINVSRCADR),
+        ("message", Status.ESME_RINVMSGLEN),
+        ("length", Status.ESME_RINVMSGLEN),
+        ("characters", Status.ESME_RINVMSGLEN),
+        ("parameters", Status.ESME_RSUBMITFAIL),  # "else 0x45"
+    ],
+)
 def test_every_400_word_maps(word: str, status: Status) -> None:
     result = parse_send_answer(answer(400, {"success": False, "error": f"Invalid {word.upper()} given"}), PHONE)
     assert (result.status, result.outcome) == (status, Outcome.REJECTED)
@@ -199,8 +219,8 @@ def test_every_400_word_maps(word: str, status: Status) -> None:
         ("Sender ID 'X' is not approved", Status.ESME_RINVSRCADR),
         ("Message exceeds maximum length of 918 characters", Status.ESME_RINVMSGLEN),
         ("message is required", Status.ESME_RINVMSGLEN),
-        ("Invalid request parameters", FLASHSMS_UNKNOWN_ERROR),
-        ("", FLASHSMS_UNKNOWN_ERROR),
+        ("Invalid request parameters", Status.ESME_RSUBMITFAIL),
+        ("", Status.ESME_RSUBMITFAIL),
     ],
 )
 def test_400_texts_the_simulator_uses(text: str, status: Status) -> None:
@@ -218,7 +238,7 @@ def test_400_texts_the_simulator_uses(text: str, status: Status) -> None:
         (200, {"success": False, "error": "Invalid phone"}, Status.ESME_RINVDSTADR, Outcome.REJECTED),
         (200, {"success": True, "data": {}}, Status.ESME_RSYSERR, Outcome.UNKNOWN),
         (200, "not json", Status.ESME_RSYSERR, Outcome.UNKNOWN),
-        (409, {"success": False, "error": "?"}, FLASHSMS_UNKNOWN_ERROR, Outcome.REJECTED),
+        (409, {"success": False, "error": "?"}, Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
     ],
 )
 def test_other_answers(http: int, body: Any, status: Status, outcome: Outcome) -> None:
@@ -234,11 +254,24 @@ def test_reasons_never_carry_the_provider_text() -> None:
 # -- reports -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("word", "mapped"), sorted(FLASHSMS_STATUSES.items()))
-def test_every_status_maps(word: str, mapped: tuple[MessageState, int]) -> None:
+@pytest.mark.parametrize(
+    ("word", "state", "error"),
+    [  # document 002 "Status Values"; PROVIDERS.md 4.3 "Mapping"
+        ("PENDING", MessageState.ENROUTE, 0),  # queued: intermediate only
+        ("SENT", MessageState.ENROUTE, 0),  # sent to carrier: intermediate only
+        ("DELIVERED", MessageState.DELIVERED, 0),
+        ("FAILED", MessageState.UNDELIVERABLE, 1),  # "err e.g. 001"
+        ("Delivered", MessageState.DELIVERED, 0),
+    ],
+)
+def test_every_status_maps(word: str, state: MessageState, error: int) -> None:
     body = {"success": True, "data": {"status": word, "recipients": [{"phone": PHONE, "status": word}]}}
-    assert recipient_statuses(body, [PHONE]) == {PHONE: word}
-    assert FLASHSMS_STATUSES[word] == mapped
+    [read] = recipient_statuses(body, [PHONE]).values()
+    assert map_status(read) == (state, error)
+
+
+def test_unknown_status_words_map_to_nothing() -> None:
+    assert map_status("TELEPORTED") is None
 
 
 def test_recipients_are_matched_by_phone_and_the_overall_status_stands_in() -> None:
@@ -327,6 +360,29 @@ async def test_simulator_endpoints_answer_the_documented_shapes(simulator: tuple
             assert (response.status, await response.json()) == (401, {"success": False, "error": "Missing API key"})
         async with http.get(url + "/balance", headers={"Authorization": "Bearer bms_live_nope"}) as response:
             assert response.status == 401
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"data": '{"recipients": ["0201234567"], "message": "Hi"}'}, "Content-Type must be application/json"),
+        ({"json": {"recipients": ["0201234567"], "message": "Hi", "flash": True}}, "Unknown parameter: flash"),
+        ({"json": {"recipients": ["0201234567"], "message": "a" * 919}}, "Message exceeds maximum length of 918"),
+        ({"json": {"recipients": ["0201234567"] * 1001, "message": "Hi"}}, None),  # duplicates are removed first
+        ({"json": {"recipients": [f"02012{n:05d}" for n in range(1001)], "message": "Hi"}}, "Maximum 1000 recipients"),
+        ({"json": {"recipients": ["4917012345"], "message": "Hi"}}, "No valid recipients"),
+        ({"json": {"recipients": ["0201234567"]}}, "message is required"),
+    ],
+)
+async def test_the_double_refuses_what_document_002_does_not_allow(
+    simulator: tuple[web.Application, str], kwargs: dict[str, Any], error: str | None
+) -> None:
+    _, url = simulator
+    status, body = await sim_call(url, "POST", "/sms/send", **kwargs)
+    if error is None:
+        assert (status, body["data"]["recipientsSent"]) == (200, 1)
+    else:
+        assert (status, body["success"]) == (400, False) and body["error"].startswith(error)
 
 
 async def test_simulator_scopes_and_rate_limit(serve_here: Callable[[web.Application], Awaitable[str]]) -> None:
@@ -422,6 +478,18 @@ async def test_resume_polls_what_a_previous_run_left(simulator: tuple[web.Applic
         assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.DELIVERED)
     finally:
         await second.close()
+
+
+def test_two_entries_cannot_share_one_key() -> None:
+    """Document 002 limits requests per API key; the window is kept per provider entry."""
+    raw = {"type": "flashsms", "base_url": "http://127.0.0.1:9/api/v1", "api_key": KEY}
+    with pytest.raises(ConfigError) as error:
+        parse_config({"providers": {"gh1": raw, "gh2": raw | {"sender": "Other"}}})
+    assert error.value.problems == [
+        "providers.gh2.api_key: the same key as providers.gh1; FlashSMS allows 100 requests a minute per key "
+        "and each provider entry counts only its own"
+    ]
+    parse_config({"providers": {"gh1": raw, "gh2": raw | {"api_key": "bms_live_other"}}})
 
 
 async def test_local_rate_limit_answers_throttled_without_a_request(simulator: tuple[web.Application, str]) -> None:

@@ -10,6 +10,7 @@ import pytest
 from bridge.providers.base import Outcome
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
+    RequestWindow,
     refusal,
     refused_by_status,
     retry_after,
@@ -101,3 +102,39 @@ def test_undocumented_answer(http: int, expected: tuple[Outcome, Status, str], b
 def test_credentials_refused_are_not_sent() -> None:
     for http in sorted(CREDENTIALS_REFUSED):
         assert UNDOCUMENTED[http][:2] == (Outcome.NOT_SENT, Status.ESME_RSYSERR)
+
+
+# -- the request window ------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_window_never_lets_more_than_the_limit_start_in_any_window() -> None:
+    """3 requests in any 10 s; each holds its place until 10 s after its answer."""
+    clock = FakeClock()
+    window = RequestWindow(3, 10.0, clock)
+    for _ in range(3):
+        assert window.delay() == 0.0
+        await window.acquire()  # no wait: a place is free
+    assert window.delay() is None  # all three still wait for their answers
+    clock.now = 1002.0
+    window.release()  # the first answer came at 1002 ...
+    assert window.delay() == 10.0  # ... so its place is free at 1012, not before
+    window.release()
+    window.release()
+    assert window.delay() == 10.0
+    clock.now = 1011.999
+    assert window.delay() == pytest.approx(0.001)
+    clock.now = 1012.0
+    assert window.delay() == 0.0
+    await window.acquire()
+    assert window.delay() == 0.0  # the other two were answered at 1002 as well: two more may start
+    await window.acquire()
+    await window.acquire()
+    assert window.delay() is None

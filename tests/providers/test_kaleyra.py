@@ -4,7 +4,7 @@ over real HTTP on 127.0.0.1 against the Kaleyra simulator."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -16,14 +16,8 @@ from bridge.config import ConfigError
 from bridge.config import KaleyraProvider as KaleyraSettings
 from bridge.providers.base import Outcome
 from bridge.providers.kaleyra import (
-    KALEYRA_DEFAULT_ERROR,
-    KALEYRA_E413_FIELDS,
-    KALEYRA_ERRORS,
-    KALEYRA_STATUSES,
-    KALEYRA_SUCCESS_CODES,
-    KALEYRA_TRACES,
-    KALEYRA_UNKNOWN_ERROR,
     Kaleyra,
+    form_fields,
     map_report,
     normalise_status,
     parse_send_answer,
@@ -39,22 +33,28 @@ KEY = "kaleyra-test-key"
 TOKEN = "cb-token-0123456789"
 PUBLIC_URL = "http://127.0.0.1:9"  # the discard port: simulator callbacks in these tests go nowhere
 CALLBACK_URL = f"{PUBLIC_URL}/callbacks/kaleyra/{TOKEN}"
+PROFILE = "IN_09b3"
 
 
 # -- helpers ------------------------------------------------------------------------------
 
 
 def kaleyra_settings(**overrides: Any) -> KaleyraSettings:
+    """Valid settings (/sms, a callback profile, no polling), changed by `overrides`; an
+    override of None leaves the key out."""
     values: dict[str, Any] = {
         "type": "kaleyra",
         "base_url": "http://127.0.0.1:9",
         "sid": SID,
         "api_key": KEY,
         "sender": "KLRHXA",
+        "sms_type": "TXN",
         "callback_token": TOKEN,
+        "callback_profile_id": PROFILE,
         "poll_interval": 0,
     }
-    settings: KaleyraSettings = provider_settings("kaleyra", values | overrides)
+    values |= overrides
+    settings: KaleyraSettings = provider_settings("kaleyra", {k: v for k, v in values.items() if v is not None})
     return settings
 
 
@@ -99,64 +99,121 @@ def test_max_parts_refuses_long_text_before_sending() -> None:
 
 
 def test_request_fields_for_a_gsm_message() -> None:
+    """/sms takes ref_custom (a list) and callback_profile_id (PROVIDERS.md 3.1)."""
     fields = connector().build_request(make_message(text="Hello [world]", message_id=987))
-    callback = CALLBACK_URL
     assert fields == {
         "to": "+919876543210",
         "sender": "KLRHXA",
         "type": "TXN",
         "body": "Hello [world]",
-        "ref": "987",
-        "callback": json.dumps({"url": callback, "method": "POST"}, separators=(",", ":")),
+        "ref_custom": ["987"],
+        "callback_profile_id": "IN_09b3",
     }
 
 
-def test_unicode_and_flash_flags() -> None:
+def test_unicode_and_flash_flags_are_json_integers() -> None:
     fields = connector().build_request(make_message(text="Привет", flash=True))
-    assert fields["unicode"] == "1"
-    assert fields["flash"] == "1"
+    assert (fields["unicode"], fields["flash"]) == (1, 1)
     plain = connector().build_request(make_message(text="Hi €"))
     assert "unicode" not in plain and "flash" not in plain
 
 
-def test_json_body_carries_numbers_and_objects() -> None:
-    fields = connector(body_format="json", reference_field="ref_custom").build_request(
-        make_message(text="ж", flash=True, message_id=5)
-    )
-    assert fields["flash"] == 1 and fields["unicode"] == 1
-    assert fields["ref_custom"] == ["5"]
-    assert fields["callback"] == {"url": CALLBACK_URL, "method": "POST"}
+def test_the_form_body_flattens_the_same_parameters() -> None:
+    kaleyra = connector(endpoint="messages", callback_profile_id="", body_format="form")
+    fields = form_fields(kaleyra.build_request(make_message(text="ж", flash=True, message_id=5)))
+    assert fields == {
+        "to": "+919876543210",
+        "sender": "KLRHXA",
+        "type": "TXN",
+        "body": "ж",
+        "flash": "1",
+        "unicode": "1",
+        "ref": "5",
+        "callback": '{"url":"http://127.0.0.1:9/callbacks/kaleyra/cb-token-0123456789","method":"POST"}',
+    }
+    assert form_fields({"ref_custom": ["5", "6"]}) == {"ref_custom": "5,6"}
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"callback_mode": "url"}, {"callback": CALLBACK_URL}),
-        ({"callback_mode": "profile", "callback_profile_id": "IN_09b3"}, {"callback_profile_id": "IN_09b3"}),
-        ({"callback_mode": "none"}, {}),
+        ({}, {"callback_profile_id": "IN_09b3"}),
+        ({"callback_profile_id": "", "poll_interval": 60}, {}),
+        ({"endpoint": "messages", "callback_profile_id": ""}, {"callback": {"url": CALLBACK_URL, "method": "POST"}}),
         (
-            {"callback_method": "GET"},
-            {"callback": json.dumps({"url": CALLBACK_URL, "method": "GET"})},
+            {"endpoint": "messages", "callback_profile_id": "", "callback_method": "GET"},
+            {"callback": {"url": CALLBACK_URL, "method": "GET"}},
         ),
+        ({"endpoint": "messages", "callback_mode": "profile"}, {"callback_profile_id": "IN_09b3"}),
     ],
 )
-def test_callback_parameter_forms(overrides: dict[str, Any], expected: dict[str, str]) -> None:
+def test_callback_parameters_per_endpoint(overrides: dict[str, Any], expected: dict[str, Any]) -> None:
     fields = connector(**overrides).build_request(make_message())
-    got = {k: v for k, v in fields.items() if k.startswith("callback")}
-    if "callback" in got and got["callback"].startswith("{"):
-        got["callback"] = json.loads(got["callback"])
-        expected = {"callback": json.loads(expected["callback"])}
-    assert got == expected
+    assert {k: v for k, v in fields.items() if k.startswith("callback")} == expected
 
 
-def test_profile_mode_needs_a_profile_id() -> None:
-    with pytest.raises(ConfigError, match="callback_profile_id"):
-        kaleyra_settings(callback_mode="profile")
+def test_without_callbacks_there_is_no_callback_route() -> None:
+    assert connector(callback_profile_id="", poll_interval=60).callback_token() is None
+    assert connector().callback_token() == TOKEN
 
 
-@pytest.mark.parametrize(("field", "reference"), [("ref", {"ref": "77"}), ("none", {})])
-def test_reference_field(field: str, reference: dict[str, str]) -> None:
-    fields = connector(reference_field=field).build_request(make_message(message_id=77))
+@pytest.mark.parametrize(
+    ("overrides", "poll_interval"),
+    [
+        ({"callback_profile_id": ""}, 30.0),  # no callback will come: poll soon
+        ({}, 300.0),  # a profile calls back; polling is the fallback
+        ({"endpoint": "messages", "callback_profile_id": ""}, 300.0),
+        ({"callback_profile_id": "", "poll_interval": 120}, 120.0),
+    ],
+)
+def test_poll_interval_default_depends_on_callbacks(overrides: dict[str, Any], poll_interval: float) -> None:
+    assert kaleyra_settings(**({"poll_interval": None} | overrides)).poll_interval == poll_interval
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"callback_mode": "profile", "callback_profile_id": ""}, "callback_profile_id"),
+        ({"callback_mode": "object"}, "callback_mode: the inline callback object is a /messages parameter"),
+        ({"callback_mode": "url"}, "callback_mode"),
+        ({"reference_field": "ref"}, "reference_field: 'ref' is not a parameter of /sms"),
+        ({"endpoint": "messages", "reference_field": "ref_custom"}, "reference_field: 'ref_custom'"),
+        ({"callback_profile_id": "", "poll_interval": 0}, "poll_interval: without callbacks"),
+        ({"callback_token": None}, "callback_token: needed"),
+        ({"sms_type": "TNX"}, "misspells"),
+        ({"sms_type": "DEFAULT", "base_url": "https://api.in.kaleyra.io"}, "sms_type: 'DEFAULT' is not a route type"),
+        ({"sms_type": "MKT", "base_url": "https://api.eu.kaleyra.io"}, "sms_type: 'MKT' is not a route type"),
+        ({"sms_type": "TXN", "base_url": "https://api.na.kaleyra.ai"}, "sms_type: 'TXN'"),
+        ({"sms_type": "PROMO"}, "sms_type: 'PROMO'"),
+        ({"sms_type": None}, "sms_type"),
+    ],
+)
+def test_combinations_the_document_does_not_allow_are_refused_at_load(overrides: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        kaleyra_settings(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "sms_type"),
+    [
+        ("https://api.in.kaleyra.io", "TXN"),
+        ("https://api.in.kaleyra.io", "txnd"),
+        ("https://api.ap.kaleyra.io", "DEFAULT"),
+        ("https://api.eu.kaleyra.io/", "OTP"),
+        ("https://api.na.kaleyra.ai", "DEFAULT"),
+        ("http://127.0.0.1:8099", "DEFAULT"),  # not a known pod: any documented type
+    ],
+)
+def test_route_types_of_each_pod(base_url: str, sms_type: str) -> None:
+    assert kaleyra_settings(base_url=base_url, sms_type=sms_type).sms_type == sms_type.upper()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reference"),
+    [({}, {"ref_custom": ["77"]}), ({"endpoint": "messages"}, {"ref": "77"}), ({"reference_field": "none"}, {})],
+)
+def test_reference_field_per_endpoint(overrides: dict[str, Any], reference: dict[str, Any]) -> None:
+    fields = connector(**overrides).build_request(make_message(message_id=77))
     assert {k: v for k, v in fields.items() if k.startswith("ref")} == reference
 
 
@@ -178,6 +235,8 @@ def test_sender_is_source_addr_only_when_allowed(allowed: list[str], source: str
 def test_sms_type_and_endpoint_come_from_the_settings() -> None:
     kaleyra = connector(sms_type="OTP", endpoint="messages", base_url="https://api.in.kaleyra.io/")
     assert kaleyra.build_request(make_message())["type"] == "OTP"
+    assert kaleyra.max_batch == 1  # E404: OTP takes exactly one number
+    assert connector().max_batch == 100  # document 001: not more than 100 numbers in a single API call
     assert kaleyra.send_url == f"https://api.in.kaleyra.io/v1/{SID}/messages"
     assert kaleyra.status_url == f"https://api.in.kaleyra.io/v1/{SID}/messages/status"
 
@@ -205,19 +264,62 @@ def test_success_gives_the_per_recipient_ids(status: int) -> None:
     assert result.provider_ids == ("648a2c1e-0000-4000-80c5-3c2a8cb391aa:1",)
 
 
-@pytest.mark.parametrize("code", sorted(KALEYRA_SUCCESS_CODES))
+@pytest.mark.parametrize("code", ["E100", "E101", "E620", "E626"])  # PROVIDERS.md 3.2: success/accepted/validated
 def test_success_codes_next_to_data_are_success(code: str) -> None:
     assert parse_send_answer(answer(200, {**SUCCESS, "code": code})).outcome is Outcome.ACCEPTED
 
 
-@pytest.mark.parametrize(("code", "mapped"), sorted(KALEYRA_ERRORS.items()))
-def test_every_error_code_maps_to_its_status(code: str, mapped: tuple[Status, Outcome]) -> None:
+# PROVIDERS.md 3.2, "Proposed status" column; the outcome (may another provider or a
+# later attempt send it?) from docs/providers/kaleyra.md's "failover / outbox retry?".
+SYSERR, NOT_SENT, REJECTED = Status.ESME_RSYSERR, Outcome.NOT_SENT, Outcome.REJECTED
+DOCUMENTED_ERRORS: list[tuple[str, Status, Outcome]] = [
+    ("E102", SYSERR, NOT_SENT),  # no queue medium
+    ("E103", SYSERR, NOT_SENT),  # internal error
+    ("E403", Status.ESME_RX_T_APPN, NOT_SENT),  # "try again later": 0x64
+    ("E400", Status.ESME_RSUBMITFAIL, REJECTED),  # bulk needs type MKT: 0x45
+    ("E401", Status.ESME_RINVMSGLEN, REJECTED),  # length exceeds max: 0x01
+    ("E402", Status.ESME_RINVSCHED, REJECTED),  # schedule window: 0x61
+    ("E404", Status.ESME_RINVNUMDESTS, REJECTED),  # OTP 1 number: 0x33
+    ("E405", Status.ESME_RINVNUMDESTS, REJECTED),  # TXN <= 100: 0x33
+    ("E406", Status.ESME_RINVDSTADR, REJECTED),  # no valid mobile numbers: 0x0B
+    ("E407", SYSERR, REJECTED),  # JSON-API node errors: 0x08 (bridge bug)
+    ("E408", SYSERR, REJECTED),
+    ("E409", SYSERR, REJECTED),
+    ("E410", Status.ESME_RINVDSTADR, REJECTED),  # `to` missing/commas: 0x0B
+    ("E411", Status.ESME_RINVDSTADR, REJECTED),
+    ("E412", SYSERR, REJECTED),
+    ("E600", Status.ESME_RINVDSTADR, REJECTED),
+    ("E601", Status.ESME_RINVMSGLEN, REJECTED),  # body empty: 0x01
+    ("E618", Status.ESME_RINVMSGLEN, REJECTED),
+    ("E602", Status.ESME_RINVSRCADR, REJECTED),  # sender missing/invalid: 0x0A
+    ("E616", Status.ESME_RINVSRCADR, REJECTED),
+    ("E619", Status.ESME_RINVSRCADR, REJECTED),
+    ("E621", Status.ESME_RINVSRCADR, REJECTED),
+    ("E622", Status.ESME_RINVSRCADR, REJECTED),
+    *[(f"E{n}", SYSERR, REJECTED) for n in (*range(603, 616), 617)],  # E603-E615, E617: bad params, 0x08
+    ("E623", Status.ESME_RSUBMITFAIL, REJECTED),  # TXN/DEFAULT/MKT route not enabled: 0x45
+    ("E624", Status.ESME_RSUBMITFAIL, REJECTED),
+    ("E625", Status.ESME_RSUBMITFAIL, REJECTED),
+]
+
+
+@pytest.mark.parametrize(("code", "status", "outcome"), DOCUMENTED_ERRORS)
+def test_every_error_code_maps_to_its_status(code: str, status: Status, outcome: Outcome) -> None:
     result = parse_send_answer(answer(400, {"code": code, "message": "text", "error": {"x": "text"}}))
-    assert (result.status, result.outcome) == mapped
+    assert (result.status, result.outcome) == (status, outcome)
     assert result.reason == code
 
 
-@pytest.mark.parametrize(("field", "status"), [*sorted(KALEYRA_E413_FIELDS.items()), ("type", KALEYRA_UNKNOWN_ERROR)])
+@pytest.mark.parametrize(
+    ("field", "status"),  # PROVIDERS.md 3.2, E413: by `error` key
+    [
+        ("to", Status.ESME_RINVDSTADR),
+        ("sender", Status.ESME_RINVSRCADR),
+        ("body", Status.ESME_RINVMSGLEN),
+        ("time", Status.ESME_RINVSCHED),
+        ("type", Status.ESME_RSUBMITFAIL),  # "else 0x45"
+    ],
+)
 def test_e413_maps_by_the_offending_field(field: str, status: Status) -> None:
     result = parse_send_answer(answer(400, {"code": "E413", "message": "Validation error", "error": {field: "bad"}}))
     assert (result.status, result.outcome) == (status, Outcome.REJECTED)
@@ -238,8 +340,8 @@ def test_the_documented_e405_example() -> None:
         (429, "", Status.ESME_RTHROTTLED, Outcome.NOT_SENT),
         (500, {"code": "E103"}, Status.ESME_RSYSERR, Outcome.NOT_SENT),
         (503, "", Status.ESME_RSYSERR, Outcome.NOT_SENT),
-        (400, {"code": "E999", "message": "new"}, KALEYRA_UNKNOWN_ERROR, Outcome.REJECTED),
-        (422, "not json", KALEYRA_UNKNOWN_ERROR, Outcome.REJECTED),
+        (400, {"code": "E999", "message": "new"}, Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
+        (422, "not json", Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
         (202, {"id": "x", "data": []}, Status.ESME_RSYSERR, Outcome.UNKNOWN),
     ],
 )
@@ -262,21 +364,93 @@ def test_reasons_never_carry_the_provider_text() -> None:
 # -- reports -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("word", "state"), sorted(KALEYRA_STATUSES.items()))
-def test_every_status_word_maps(word: str, state: MessageState) -> None:
-    mapped = map_report(word)
-    assert mapped is not None
-    expected_error = 0 if state in (MessageState.DELIVERED, MessageState.ENROUTE) else KALEYRA_DEFAULT_ERROR
-    assert mapped == (state, expected_error)
+NO_TRACE = 1  # err of a failure without a known trace (docs/providers/kaleyra.md: "none or another: 001")
 
 
-@pytest.mark.parametrize(("trace", "row"), sorted(KALEYRA_TRACES.items()))
-def test_every_trace_gives_its_error_code_and_state(trace: str, row: tuple[int, MessageState | None]) -> None:
-    error, override = row
-    assert map_report("Undelivered", trace) == (override or MessageState.UNDELIVERABLE, error)
-    assert map_report("Failed", trace.lower()) == (override or MessageState.UNDELIVERABLE, error)
-    assert map_report("NotSent", trace) == (override or MessageState.REJECTED, error)
+@pytest.mark.parametrize(
+    ("word", "state", "error"),
+    [  # PROVIDERS.md 3.3, "Mapping" (the words as Kaleyra writes them, callbacks and polling)
+        ("Delivered", MessageState.DELIVERED, 0),
+        ("DELIVRD", MessageState.DELIVERED, 0),
+        ("DELIVERED", MessageState.DELIVERED, 0),
+        ("Sent", MessageState.ENROUTE, 0),  # intermediate only
+        ("SENT", MessageState.ENROUTE, 0),
+        ("SUBMITTED", MessageState.ENROUTE, 0),
+        ("ENROUTE", MessageState.ENROUTE, 0),
+        ("SENT - NO DLR", MessageState.UNKNOWN, NO_TRACE),
+        ("NotSent", MessageState.REJECTED, NO_TRACE),
+        ("NOT-SENT", MessageState.REJECTED, NO_TRACE),
+        ("Not Sent", MessageState.REJECTED, NO_TRACE),  # docs/providers/kaleyra.md
+        ("UnDelivered", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("UNDELIVERED", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("Undelivered", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("Failed", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("UNDELIV", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("FAILED", MessageState.UNDELIVERABLE, NO_TRACE),
+        ("EXPIRED", MessageState.EXPIRED, NO_TRACE),
+        ("Rejected", MessageState.REJECTED, NO_TRACE),  # docs/providers/kaleyra.md
+        ("REJECTD", MessageState.REJECTED, NO_TRACE),
+    ],
+)
+def test_every_status_word_maps(word: str, state: MessageState, error: int) -> None:
+    assert map_report(word) == (state, error)
+
+
+# PROVIDERS.md 3.3 lists the traces under their status (NOT-SENT: never handed on, so
+# REJECTD whatever the word; UNDELIVERED); trace EXPIRED -> EXPIRED, REJECTED -> REJECTD.
+# The err codes are the bridge's, published in docs/providers/kaleyra.md.
+NOT_SENT_TRACES = [
+    ("NOT-ALLOWED", 101),
+    ("NO-CREDITS", 102),
+    ("SERIES-BLOCK", 103),
+    ("KLR-INV-NUMBER", 104),
+    ("SPAM", 105),
+    ("BLACKLIST", 106),
+    ("CON-DND", 107),
+    ("INV-MOB-PATTRN", 108),
+    ("TEMPLATE-NOT-FOUND", 109),
+    ("INV-TEMPLATE-MATCH", 110),
+    ("SENDER-ID-NOT-FOUND", 111),
+    ("NOT-OPTIN", 112),
+    ("OUTPUT-REJ", 113),
+    ("OPT-OUT", 114),
+    ("REJECTED-MULTIPART", 115),
+    ("DND-NUMB", 116),
+]
+UNDELIVERED_TRACES = [
+    ("INV-NUMBER", 201, None),
+    ("SERVER-ERR", 202, None),
+    ("SNDRID-NOT-ALLOTED", 203, None),
+    ("INVALID-SUB", 204, None),
+    ("ABSENT-SUB", 205, None),
+    ("HANDSET-ERR", 206, None),
+    ("BARRED", 207, None),
+    ("NET-ERR", 208, None),
+    ("MEM-EXEC", 209, None),
+    ("FAILED", 210, None),
+    ("MOB-OFF", 211, None),
+    ("HANDSET-BUSY", 212, None),
+    ("SERIES-BLK", 213, None),
+    ("EXPIRED", 214, MessageState.EXPIRED),
+    ("REJECTED", 215, MessageState.REJECTED),
+]
+
+
+@pytest.mark.parametrize(("trace", "error"), NOT_SENT_TRACES)
+def test_not_sent_traces_are_rejected_whatever_the_word(trace: str, error: int) -> None:
+    for word in ("Undelivered", "Failed", "NotSent"):
+        assert map_report(word, trace) == (MessageState.REJECTED, error)
+    assert map_report("Failed", trace.lower()) == (MessageState.REJECTED, error)
     assert map_report("Delivered", trace) == (MessageState.DELIVERED, 0)  # a trace never spoils a delivery
+    assert map_report("Sent", trace) == (MessageState.ENROUTE, 0)
+
+
+@pytest.mark.parametrize(("trace", "error", "state"), UNDELIVERED_TRACES)
+def test_undelivered_traces_give_their_error_code(trace: str, error: int, state: MessageState | None) -> None:
+    assert map_report("Undelivered", trace) == (state or MessageState.UNDELIVERABLE, error)
+    assert map_report("Failed", trace.lower()) == (state or MessageState.UNDELIVERABLE, error)
+    assert map_report("NotSent", trace) == (state or MessageState.REJECTED, error)
+    assert map_report("Delivered", trace) == (MessageState.DELIVERED, 0)
     assert map_report("Sent", trace) == (MessageState.ENROUTE, 0)
 
 
@@ -364,7 +538,7 @@ async def test_callback_by_post_json_and_form(callback_server: tuple[Kaleyra, Re
     assert by_id["j:1"].state is MessageState.DELIVERED and by_id["j:1"].at == 1720859280.0
     assert by_id["f:1"].state is MessageState.EXPIRED
     assert by_id["l:1"].state is MessageState.ENROUTE
-    assert (by_id["l:2"].state, by_id["l:2"].error) == (MessageState.UNDELIVERABLE, KALEYRA_DEFAULT_ERROR)
+    assert (by_id["l:2"].state, by_id["l:2"].error) == (MessageState.UNDELIVERABLE, NO_TRACE)
     assert by_id["custom:1"].state is MessageState.DELIVERED  # a name added in callback_fields
 
 
@@ -400,7 +574,8 @@ async def test_a_callback_for_an_unknown_id_is_answered_200(callback_server: tup
 
 @pytest.fixture
 async def simulator(serve_here: Callable[[web.Application], Awaitable[str]]) -> tuple[web.Application, str]:
-    app = build_simulator("kaleyra", sid=SID, api_key=KEY, sent_delay=0.0, final_delay=0.05)
+    profiles = {PROFILE: {"url": CALLBACK_URL, "method": "POST"}}  # the discard port: callbacks go nowhere
+    app = build_simulator("kaleyra", sid=SID, api_key=KEY, sent_delay=0.0, final_delay=0.05, profiles=profiles)
     return app, await serve_here(app)
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +12,7 @@ from bridge.simulators.kaleyra import HANG_NUMBER
 from bridge.smpp.constants import Status
 from bridge.smpp.text import gsm_encode
 from tests.providers.test_kaleyra import KEY, SID, TOKEN
+from tests.providers.test_kaleyra import PROFILE as KALEYRA_PROFILE
 from tests.support.esme import Esme
 from tests.support.providers import Rig, account, metric, post_json
 from tests.support.running import RunningBridge
@@ -34,6 +34,18 @@ def callback_object(rig: Rig) -> dict[str, str]:
     return {"url": f"http://127.0.0.1:{rig.http_port}/callbacks/kaleyra/{TOKEN}", "method": "POST"}
 
 
+def test_the_double_is_strict_by_default(rig: Rig) -> None:
+    """The double refuses what document 001 does not allow (so the tests above, which
+    pass through it, prove the connector's request is allowed)."""
+    url = f"{rig.sim.url}/v1/{SID}/sms"
+    form = b"to=%2B919876543210&sender=KLRHXA&type=TXN&body=hi"
+    assert post_json(url, form, headers={"api-key": KEY, "Content-Type": "application/x-www-form-urlencoded"}) == 400
+    inline = {"to": "+919876543210", "sender": "KLRHXA", "type": "TXN", "body": "hi", "callback": callback_object(rig)}
+    assert post_json(url, inline, headers={"api-key": KEY}) == 400  # `callback` is a /messages parameter
+    assert post_json(url, inline | {"callback": None, "to": "919876543210"}, headers={"api-key": KEY}) == 400
+    assert rig.sim.app["messages"] == {}
+
+
 # -- the four kinds of text ------------------------------------------------------------------
 
 
@@ -45,10 +57,15 @@ def test_gsm_text_goes_out_as_documented_and_comes_back_delivered(rig: Rig) -> N
     [request] = rig.sends()
     assert request["path"] == f"/v1/{SID}/sms"
     assert request["headers"]["api-key"] == KEY
-    assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
-    form = dict(request["form"])
-    assert json.loads(form.pop("callback")) == callback_object(rig)
-    assert form == {"to": "+919876543210", "sender": "KLRHXA", "type": "TXN", "body": text, "ref": message_id}
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert request["json"] == {
+        "to": "+919876543210",
+        "sender": "KLRHXA",
+        "type": "TXN",
+        "body": text,
+        "ref_custom": [message_id],
+        "callback_profile_id": KALEYRA_PROFILE,
+    }
     [receipt] = rig.esme.wait_receipts(1)
     assert receipt["id"] == message_id
     assert receipt["receipted_message_id"].decode() == message_id
@@ -61,9 +78,9 @@ def test_ucs2_text_is_sent_with_the_unicode_flag(rig: Rig) -> None:
     resp = rig.esme.submit(destination="919876543210", text=text.encode("utf-16-be"), data_coding=8)
     assert resp.status == Status.ESME_ROK
     [request] = rig.sends()
-    assert request["form"]["body"] == text
-    assert request["form"]["unicode"] == "1"
-    assert "flash" not in request["form"]
+    assert request["json"]["body"] == text
+    assert request["json"]["unicode"] == 1
+    assert "flash" not in request["json"]
     [receipt] = rig.esme.wait_receipts(1)
     assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
 
@@ -75,9 +92,9 @@ def test_flash_message_class_0_sets_flash(rig: Rig, data_coding: int) -> None:
     resp = rig.esme.submit(destination="14155550100", text=payload, data_coding=data_coding)
     assert resp.status == Status.ESME_ROK
     [request] = rig.sends()
-    assert request["form"]["flash"] == "1"
-    assert request["form"]["body"] == text
-    assert request["form"]["to"] == "+14155550100"
+    assert request["json"]["flash"] == 1
+    assert request["json"]["body"] == text
+    assert request["json"]["to"] == "+14155550100"
     [receipt] = rig.esme.wait_receipts(1)
     assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
 
@@ -92,8 +109,8 @@ def test_three_part_udh_message_is_one_request_with_the_whole_text(rig: Rig) -> 
         assert resp.status == Status.ESME_ROK
         ids.append(resp.message_id.decode())
     [request] = rig.sends()
-    assert request["form"]["body"] == text
-    assert request["form"]["ref"] == ids[0]
+    assert request["json"]["body"] == text
+    assert request["json"]["ref_custom"] == [ids[0]]
     receipts = rig.esme.wait_receipts(3)
     assert sorted(r["id"] for r in receipts) == sorted(ids)
     assert {r["stat"] for r in receipts} == {"DELIVRD"}
@@ -131,18 +148,33 @@ def test_failed_deliveries_map_status_and_trace(rig: Rig, number: str, stat: str
     )
 
 
-def test_without_callbacks_the_status_is_polled(rig_factory: Callable[..., Rig]) -> None:
-    rig = rig_factory(sim_options={"callbacks": False}, poll_interval=0.2, callback_mode="none")
+def test_without_a_callback_profile_the_status_is_polled(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(poll_interval=0.2, callback_profile_id="")
     resp = rig.esme.submit(destination="919876543210")
     assert resp.status == Status.ESME_ROK
     [request] = rig.sends()
-    assert "callback" not in request["form"]
+    assert not {"callback", "callback_profile_id"} & set(request["json"])
     [receipt] = rig.esme.wait_receipts(1, timeout=15)
     assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
     poll = rig.polls()[-1]
     assert poll["path"] == f"/v1/{SID}/sms/status"
     assert poll["headers"]["api-key"] == KEY
     assert poll["query"]["message_ids"].endswith(":1")
+    assert rig.sim.app["callbacks"] == []  # the send asked for none, so the double fired none
+
+
+def test_the_messages_endpoint_takes_ref_and_the_inline_callback_object(rig_factory: Callable[..., Rig]) -> None:
+    rig = rig_factory(endpoint="messages", callback_profile_id="")
+    resp = rig.esme.submit(destination="919876543210")
+    assert resp.status == Status.ESME_ROK
+    [request] = rig.sends()
+    assert request["path"] == f"/v1/{SID}/messages"
+    assert request["json"]["ref"] == resp.message_id.decode()
+    assert request["json"]["callback"] == callback_object(rig)
+    assert "ref_custom" not in request["json"] and "callback_profile_id" not in request["json"]
+    [receipt] = rig.esme.wait_receipts(1)
+    assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")
+    assert {c["url"] for c in rig.sim.app["callbacks"]} == {callback_object(rig)["url"]}
 
 
 def test_a_replayed_callback_changes_nothing(rig: Rig) -> None:
@@ -183,7 +215,7 @@ def test_messages_waiting_at_a_restart_are_polled_by_the_next_run(
     start_bridge: Callable[..., RunningBridge],
     connect: Callable[[RunningBridge], Esme],
 ) -> None:
-    rig = rig_factory(sim_options={"callbacks": False}, poll_interval=3600, callback_mode="none")
+    rig = rig_factory(poll_interval=3600, callback_profile_id="")
     resp = rig.esme.submit(destination="999601234567")  # stays Sent for now
     assert resp.status == Status.ESME_ROK
     [provider_id] = list(rig.sim.app["messages"])
@@ -237,7 +269,7 @@ def test_errors_the_provider_finds_itself(rig_factory: Callable[..., Rig]) -> No
     assert too_long.status == Status.ESME_RINVMSGLEN  # E401
     assert rig.esme.submit(destination="919876543210", source="NOTAPPROVED").status == Status.ESME_RINVSRCADR  # E602
     assert rig.esme.submit(destination="919876543210", source="MYBRAND").status == Status.ESME_ROK
-    assert [r["form"]["sender"] for r in rig.sends()] == ["MYBRAND", "NOTAPPROVED", "MYBRAND"]
+    assert [r["json"]["sender"] for r in rig.sends()] == ["MYBRAND", "NOTAPPROVED", "MYBRAND"]
 
 
 def test_a_bad_api_key_is_a_system_error(rig_factory: Callable[..., Rig]) -> None:
@@ -279,8 +311,8 @@ def test_a_refused_connection_fails_over_to_the_next_provider(
                 "sid": SID,
                 "api_key": KEY,
                 "sender": "KLRHXA",
-                "callback_token": TOKEN,
-                "poll_interval": 0,
+                "sms_type": "TXN",
+                "poll_interval": 60,
             },
             "sim": {"type": "simulator", "delivery_delay": 0.05},
         },

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bridge.providers.skycore import ERRORS
 from bridge.simulators.common import wait_for
 from bridge.simulators.skycore import make_app
 from bridge.smpp.constants import Status
 from bridge.smpp.text import gsm_encode
+from tests.providers.test_skycore import DOCUMENTED_ERRORS
 from tests.support.esme import Esme
 from tests.support.providers import account, metric, post_json, received, udh_parts
 from tests.support.running import RunningBridge
@@ -97,7 +97,7 @@ def test_gsm_text_request_postbacks_and_receipts(
     assert (request["method"], request["path"]) == ("POST", "/API/v2")
     assert request["headers"]["x-api-key"] == KEY
     assert request["headers"]["Content-Type"].startswith("application/json")
-    assert request["json"] == {"action": "sendsms", "message-text": text, "to": DESTINATION, "from": "60856"}
+    assert request["json"] == {"action": "sendsms", "message-text": text, "to": "+" + DESTINATION, "from": "60856"}
 
     receipts = esme.wait_receipts(2)
     assert [(r["id"], r["stat"], r["message_state"]) for r in receipts] == [
@@ -137,7 +137,7 @@ def test_flash_goes_out_as_a_normal_sms(
     assert request["json"] == {
         "action": "sendsms",
         "message-text": "Flash code 1234",
-        "to": DESTINATION,
+        "to": "+" + DESTINATION,
         "from": "60856",
     }
     assert esme.wait_receipts(1)[0]["id"] == resp.message_id.decode()
@@ -238,11 +238,11 @@ def test_every_error_code_gives_its_command_status(
     """Each code of the table, answered by the double to its magic number 999000NNN.
     A good message after each shows the bridge carries on (and keeps the circuit closed)."""
     esme = connect(start(skycore))
-    for code, rule in ERRORS.items():
+    for code, status, _, _ in DOCUMENTED_ERRORS:
         resp = esme.submit(destination=f"999000{code[1:]}", text=b"Error please")
-        assert (code, Status(resp.status)) == (code, rule.status)
+        assert (code, Status(resp.status)) == (code, status)
         assert esme.submit(destination=DESTINATION, text=b"All good").status == Status.ESME_ROK
-    assert len(received(skycore)) == 2 * len(ERRORS)
+    assert len(received(skycore)) == 2 * len(DOCUMENTED_ERRORS)
 
 
 def test_errors_the_double_finds_itself(

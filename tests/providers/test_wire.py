@@ -173,3 +173,35 @@ async def test_http_client_classifies_transport_failures() -> None:
     client = HttpClient(5, 5, 2)
     refused = await client.request("POST", f"http://127.0.0.1:{port}/", json={})
     assert not isinstance(refused, HttpAnswer) and refused.outcome is Outcome.NOT_SENT
+
+
+async def test_closing_the_client_mid_request_lets_the_request_finish_then_closes_its_connection() -> None:
+    """A provider replaced by a reload is closed while a request may still run: the
+    answer still arrives, and the connection is closed once released (never put back
+    into a pool nobody will close)."""
+    arrived, answer, gone = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)  # the body, "{}"
+        arrived.set()
+        await answer.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")  # keep-alive
+        await writer.drain()
+        if await reader.read(1) == b"":  # the client closed its side
+            gone.set()
+
+    server, port = await raw_server(handle)
+    client = WireClient(5, 5, 4)
+    try:
+        request = asyncio.ensure_future(client.request("POST", f"http://127.0.0.1:{port}/x", b"{}"))
+        await asyncio.wait_for(arrived.wait(), 10)
+        client.close()  # the request is under way
+        assert not gone.is_set()
+        answer.set()
+        assert (await asyncio.wait_for(request, 10))[0] == 200
+        await asyncio.wait_for(gone.wait(), 10)
+        with pytest.raises(ConnectFailed):  # a closed client sends nothing more
+            await client.request("POST", f"http://127.0.0.1:{port}/x", b"{}")
+    finally:
+        server.close()

@@ -88,7 +88,11 @@ def test_receipts_wait_in_redis_for_a_receiver_on_any_instance(
 
 
 def test_a_callback_on_one_instance_reaches_the_esme_on_another(start_cluster_bridge: Start) -> None:
-    sim = AppThread(build_simulator("kaleyra", api_key="k-key", sent_delay=0.05, final_delay=0.1)).start()
+    a_http = free_port()
+    # The callback profile (registered with Kaleyra) names a's callback URL.
+    profile = {"url": f"http://127.0.0.1:{a_http}/callbacks/kaleyra/cluster-token", "method": "POST"}
+    double = build_simulator("kaleyra", api_key="k-key", sent_delay=0.05, final_delay=0.1, profiles={"P1": profile})
+    sim = AppThread(double).start()
     try:
         kaleyra = {
             "type": "kaleyra",
@@ -96,13 +100,14 @@ def test_a_callback_on_one_instance_reaches_the_esme_on_another(start_cluster_br
             "sid": "HXAP16XXXXXX97IN",
             "api_key": "k-key",
             "sender": "KLRHXA",
+            "sms_type": "TXN",
             "callback_token": "cluster-token",
+            "callback_profile_id": "P1",
             "poll_interval": 0,
         }
-        a_http = free_port()
         common = {"accounts": account(route="kaleyra"), "providers": {"kaleyra": kaleyra}}
         a = start_cluster_bridge(http={"port": a_http, "public_url": f"http://127.0.0.1:{a_http}"}, **common)
-        # b sends; the callback URL it hands Kaleyra is a's.
+        # b sends; the callback profile it names calls a.
         b = start_cluster_bridge(http={"public_url": f"http://127.0.0.1:{a_http}"}, **common)
         esme = bound(b)
         try:

@@ -255,3 +255,24 @@ async def test_opening_without_redis_is_store_unavailable(prefix: str) -> None:
 
     with pytest.raises(StoreUnavailable):
         await RedisStore(f"redis://127.0.0.1:{free_port()}/0", prefix=prefix, timeout=1.0).open()
+
+
+# -- message_id range (issue 14): [1, 2**32), wrapping, never an id still stored --------
+
+ID_MAX = 4294967295  # 2**32 - 1: 10 decimal digits, 8 hex digits
+
+
+async def test_a_counter_from_before_the_bounded_range_restarts_inside_it(store: RedisStore) -> None:
+    assert store.client is not None
+    await store.client.set(store.key("next_id"), 1733500000000)  # clock x 1000, as ids were made before
+    first = await store.reserve_ids(1000)
+    assert first >= 1 and first + 999 <= ID_MAX
+
+
+async def test_the_counter_wraps_past_ids_still_stored(store: RedisStore) -> None:
+    assert store.client is not None
+    await store.insert_messages([message(5), message(1498, parts=3)])
+    await store.client.set(store.key("next_id"), ID_MAX - 10)
+    assert await store.reserve_ids(1000) == 6  # 1..1000 would hold message 5
+    assert await store.reserve_ids(1000) == 1501  # 1006..2005 would hold parts 1499, 1500
+    assert await store.reserve_ids(1000) == 2501

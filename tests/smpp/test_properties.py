@@ -127,7 +127,9 @@ def test_decode_well_framed_arbitrary_bodies(data: bytes) -> None:
 @given(mutated_pdus())
 def test_decode_mutated_valid_pdus(data: bytes) -> None:
     pdu = _decodes_or_refuses(data)
-    if pdu is not None and (pdu.params or not BODIES[pdu.command]):
+    # submit_sm_resp with an error is written without its body (v3.4 4.4.2), whatever it held
+    dropped = pdu is not None and pdu.status and pdu.command is Command.SUBMIT_SM_RESP
+    if pdu is not None and (pdu.params or not BODIES[pdu.command]) and not dropped:
         # what we accept we can write back, and it reads the same
         again = decode_pdu(encode_pdu(pdu))
         assert (again.command, again.sequence, again.status) == (pdu.command, pdu.sequence, pdu.status)
@@ -404,7 +406,7 @@ def test_receipt_parse_round_trip(message_id: str, text: str, error: int, submit
     assert parsed is not None
     assert parsed["id"] == message_id
     assert parsed["text"] == ascii_safe(text)
-    assert parsed["err"] == f"{error % 1000:03d}"
+    assert parsed["err"] == f"{min(error, 999):03d}"
 
 
 @PROPERTY

@@ -44,7 +44,11 @@ def test_receipt_stat_and_dlvrd_for_every_state(state: MessageState) -> None:
     )
 
 
-@pytest.mark.parametrize(("error", "field"), [(0, "000"), (7, "007"), (34, "034"), (999, "999"), (1234, "234")])
+# Above 999 the field says 999, never another code (1234 was once "234"); the exact
+# value travels in network_error_code.
+@pytest.mark.parametrize(
+    ("error", "field"), [(0, "000"), (7, "007"), (34, "034"), (999, "999"), (1000, "999"), (1234, "999")]
+)
 def test_err_is_three_digits(error: int, field: str) -> None:
     text = format_receipt("1", MessageState.UNDELIVERABLE, SUBMITTED, DONE, error, "")
     assert f" stat:UNDELIV err:{field} text:" in text
@@ -117,7 +121,10 @@ def test_receipt_deliver_sm() -> None:
     assert pdu.tlvs == tlvs
 
 
-@pytest.mark.parametrize(("error", "value"), [(34, b"\x03\x00\x22"), (0x1FF, b"\x03\x01\xff")])
+@pytest.mark.parametrize(
+    ("error", "value"),
+    [(34, b"\x03\x00\x22"), (0x1FF, b"\x03\x01\xff"), (1234, b"\x03\x04\xd2"), (0x12345, b"\x03\xff\xff")],
+)
 def test_receipt_deliver_sm_network_error_code_only_on_error(error: int, value: bytes) -> None:
     _, tlvs = receipt_deliver_sm("a1", MessageState.UNDELIVERABLE, SUBMITTED, DONE, error, "", (1, 1, "1"), (1, 1, "2"))
     assert tlvs[Tag.NETWORK_ERROR_CODE] == value

@@ -296,6 +296,15 @@ MALFORMED = [
 ]
 
 
+# The mandatory fields of error responses whose body v3.4 keeps on error (4.5.2, 4.7.2,
+# 4.8.2); bind responses and submit_sm_resp have none.
+ERROR_BODY: dict[Command, dict[str, Any]] = {
+    Command.QUERY_SM_RESP: {"message_id": "", "final_date": "", "message_state": 7, "error_code": 0},
+    Command.DATA_SM_RESP: {"message_id": ""},
+    Command.SUBMIT_MULTI_RESP: {"message_id": "", "unsuccess_smes": []},
+}
+
+
 @pytest.mark.parametrize(
     ("state", "command", "raw", "tlvs", "status"),
     MALFORMED,
@@ -308,7 +317,7 @@ def test_malformed_request_gets_its_response_with_the_precise_status(
     events = peer.send(spec_pdu(command, tlvs=tlvs, sequence=88, raw=raw))
     resp = only(peer.read())
     assert (resp.command, resp.status, resp.sequence) == (RESPONSE_OF[command], status, 88)
-    assert resp.params == {}  # an error response carries no body
+    assert resp.params == ERROR_BODY.get(resp.command, {})
     (event,) = events
     assert isinstance(event, PeerError) and event.status is status and event.command_id == command
     assert peer.session.state is state
@@ -320,7 +329,7 @@ def test_malformed_response_is_not_answered() -> None:
     peer = reach(State.BOUND_RX)
     sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0)
     peer.read()
-    events = peer.send(frame(Command.DELIVER_SM_RESP, b"\x00\x02", sequence))
+    events = peer.send(frame(Command.DELIVER_SM_RESP, b"\x00" + bytes.fromhex("0204 0005 01"), sequence))
     assert peer.read() == []
     (event,) = events
     assert isinstance(event, PeerError) and event.status is Status.ESME_RINVOPTPARSTREAM
@@ -875,3 +884,102 @@ def test_max_pdus_takes_a_bounded_share_and_keeps_the_rest() -> None:
     session.receive_data(b"", 0.0, max_pdus=4)
     assert not session.has_buffered_pdu
     assert [decode_pdu(f).sequence for f in split_frames(session.data_to_send())] == list(range(5, 11))
+
+
+# -- issue 14: what strict client codecs expect --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        # 0x104 ESME_RINVDCS is v5.0 only; v3.3/v3.4 binds are told 0x45 ESME_RSUBMITFAIL.
+        (0x33, "00000010 80000004 00000045"),
+        (0x34, "00000010 80000004 00000045"),
+        (0x49, "00000010 80000004 00000045"),
+        (0x50, "00000010 80000004 00000104"),
+    ],
+)
+def test_rinvdcs_only_to_v50_binds(version: int, expected: str) -> None:
+    peer = Peer()
+    peer.bind(State.BOUND_TRX, interface_version=version)
+    sequence, (event,) = peer.request(Command.SUBMIT_SM)
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_RINVDCS)
+    assert peer.session.data_to_send() == bytes.fromhex(expected) + sequence.to_bytes(4, "big")
+
+
+def test_refused_bind_carries_our_system_id() -> None:
+    # Kept on purpose (README): some decoders need it to report the refusal cleanly.
+    peer = Peer()
+    sequence, (event,) = peer.request(Command.BIND_TRANSCEIVER)
+    assert isinstance(event, BindRequested)
+    peer.session.reject_bind(event.pdu, Status.ESME_RINVPASWD, "SMSC")
+    expected = bytes.fromhex("00000015 80000009 0000000e") + sequence.to_bytes(4, "big") + b"SMSC\x00"
+    assert peer.session.data_to_send() == expected
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "00000010 80000015 00000000",  # enquire_link_resp with the deliver_sm's sequence
+        "00000010 80000004 00000000",  # submit_sm_resp
+        "00000010 80000006 00000000",  # unbind_resp
+    ],
+)
+def test_only_deliver_sm_resp_or_generic_nack_answers_a_deliver_sm(answer: str) -> None:
+    peer = reach(State.BOUND_TRX)
+    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context="r")
+    peer.read()
+    events = peer.send(bytes.fromhex(answer) + sequence.to_bytes(4, "big"))
+    assert [type(e) for e in events] == [PeerError]
+    assert sequence in peer.session.outstanding  # still waiting: its own answer or the timeout
+    (event,) = peer.send(bytes.fromhex("00000011 80000005 00000000") + sequence.to_bytes(4, "big") + b"\x00")
+    assert isinstance(event, ResponseReceived) and event.request.context == "r"
+
+
+def test_generic_nack_with_status_0_is_still_a_generic_nack() -> None:
+    peer = reach(State.BOUND_TRX)
+    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context="r")
+    peer.read()
+    (event,) = peer.send(bytes.fromhex("00000010 80000000 00000000") + sequence.to_bytes(4, "big"))
+    assert isinstance(event, ResponseReceived)
+    assert (event.pdu.command, event.pdu.status) == (Command.GENERIC_NACK, 0)
+
+
+def test_our_unbind_answered_keeps_writing_the_answers_still_owed() -> None:
+    peer = reach(State.BOUND_TRX)
+    first, (event1,) = peer.request(Command.SUBMIT_SM)
+    second, (event2,) = peer.request(Command.SUBMIT_SM)
+    assert isinstance(event1, RequestReceived) and isinstance(event2, RequestReceived)
+    peer.session.unbind(1.0)
+    (unbind,) = peer.read()
+    assert peer.send(header(16, Command.UNBIND_RESP, 0, unbind.sequence), at=2.0) == []
+    assert not peer.session.is_closing
+    peer.session.respond(event1.pdu, Status.ESME_ROK, {"message_id": "5"})
+    assert (
+        peer.session.data_to_send() == bytes.fromhex("00000012 80000004 00000000") + first.to_bytes(4, "big") + b"5\x00"
+    )
+    assert peer.tick(3.0) == []
+    peer.session.respond(event2.pdu, Status.ESME_ROK, {"message_id": "6"})
+    assert (
+        peer.session.data_to_send()
+        == bytes.fromhex("00000012 80000004 00000000") + second.to_bytes(4, "big") + b"6\x00"
+    )
+    # owes nothing now: the next tick closes
+    assert peer.session.next_deadline() == -float("inf")
+    assert peer.tick(3.0) == [Unbound("unbind answered"), Closing("unbind answered")]
+
+
+def test_our_unbind_answered_closes_after_response_timeout_if_answers_never_come() -> None:
+    peer = reach(State.BOUND_TRX)
+    _, (event,) = peer.request(Command.SUBMIT_SM)
+    peer.session.unbind(1.0)
+    (unbind,) = peer.read()
+    assert peer.send(header(16, Command.UNBIND_RESP, 0, unbind.sequence), at=2.0) == []
+    deadline = 1.0 + CONFIG.response_timeout
+    assert peer.session.next_deadline() == deadline
+    assert peer.tick(deadline - 0.01) == []
+    assert peer.tick(deadline) == [Unbound("unbind answered"), Closing("unbind answered")]
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "5"})  # too late: not written
+    assert peer.read() == []

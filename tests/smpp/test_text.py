@@ -49,8 +49,8 @@ SMPP_CODINGS = {
     0x0F: Charset.UNSUPPORTED,  # reserved
 }
 # 23.038 alphabet bits 3..2: GSM 7-bit default, 8-bit data, UCS2, reserved. 8-bit data
-# in the coding groups is read as Latin-1 (ESMEs that send flash 8-bit mean text).
-ALPHABET = {0: Charset.GSM0338, 1: Charset.LATIN1, 2: Charset.UCS2, 3: Charset.UNSUPPORTED}
+# is binary: refused, never sent on as Latin-1 text (issue 14).
+ALPHABET = {0: Charset.GSM0338, 1: Charset.BINARY, 2: Charset.UCS2, 3: Charset.UNSUPPORTED}
 
 
 def expected_coding(dcs: int) -> tuple[Charset, int | None]:
@@ -72,7 +72,7 @@ def expected_coding(dcs: int) -> tuple[Charset, int | None]:
     # 1111: data coding / message class; bit 3 reserved (must be 0), bit 2 alphabet
     if dcs & 0b1000:
         return Charset.UNSUPPORTED, None
-    return (Charset.LATIN1 if dcs & 0b100 else Charset.GSM0338), dcs & 0b11
+    return (Charset.BINARY if dcs & 0b100 else Charset.GSM0338), dcs & 0b11
 
 
 @pytest.mark.parametrize("dcs", range(256), ids=lambda d: f"0x{d:02X}")
@@ -101,8 +101,8 @@ def test_flash_is_exactly_message_class_0() -> None:
         (0x10, Charset.GSM0338, True),  # Kannel mclass=0 with coding=0 elsewhere
         (0xF0, Charset.GSM0338, True),  # Kannel mclass=0
         (0x18, Charset.UCS2, True),  # Kannel mclass=0 coding=2
-        (0xF4, Charset.LATIN1, True),
-        (0x14, Charset.LATIN1, True),
+        (0xF4, Charset.BINARY, True),  # 8-bit data, class 0: refused
+        (0x14, Charset.BINARY, True),
         (0x11, Charset.GSM0338, False),
         (0xF1, Charset.GSM0338, False),
         (0x08, Charset.UCS2, False),

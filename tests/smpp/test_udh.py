@@ -67,16 +67,23 @@ def test_udh_16bit_reference() -> None:
     assert split_payload(submit(data, 0x40)) == ("ú".encode("utf-16-be"), Segment(0xBEEF, 5, 5, "udh16"))
 
 
-def test_other_information_elements_are_skipped() -> None:
-    ports = b"\x05\x04\x0b\x84\x23\xf0"  # application port addressing, 16-bit
-    indication = b"\x01\x02\x00\x00"  # special SMS message indication
-    data = udh(ports, b"\x00\x03\x09\x02\x02", indication) + b"tail"
-    assert split_payload(submit(data, 0x40)) == (b"tail", Segment(9, 2, 2, "udh8"))
-
-
-def test_udh_without_concatenation_is_a_whole_message() -> None:
-    data = udh(b"\x05\x04\x0b\x84\x23\xf0") + b"wap push"
-    assert split_payload(submit(data, 0x40)) == (b"wap push", None)
+@pytest.mark.parametrize(
+    "element",
+    [
+        b"\x05\x04\x0b\x84\x23\xf0",  # application port addressing, 16-bit (WAP push)
+        b"\x04\x02\x10\x20",  # application port addressing, 8-bit
+        b"\x24\x01\x01",  # national language single shift (Turkish)
+        b"\x25\x01\x01",  # national language locking shift (Turkish)
+        b"\x01\x02\x00\x00",  # special SMS message indication
+    ],
+    ids=["ports16", "ports8", "single-shift", "locking-shift", "indication"],
+)
+def test_information_elements_other_than_concatenation_are_refused(element: bytes) -> None:
+    # Refused, not dropped: without them the handset would get another message.
+    for data in (udh(element) + b"text", udh(element, b"\x00\x03\x09\x02\x02") + b"tail"):
+        with pytest.raises(TextError) as info:
+            split_payload(submit(data, 0x40))
+        assert info.value.status is Status.ESME_RINVESMCLASS
 
 
 def test_udh_with_empty_header_and_no_text() -> None:

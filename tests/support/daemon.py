@@ -4,6 +4,7 @@ SIGKILL, SIGTERM, memory of the process, its JSON log."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,15 +16,28 @@ from typing import Any
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 class Daemon:
     """`config` is TOML text; `{smpp_port}`, `{http_port}`, `{workdir}` and the `values`
-    given are filled in."""
+    given are filled in. `module` is what `python -m` runs: `bridge`, or a test module
+    that injects a fault first and then runs the same `bridge.cli.main`. `http_port`:
+    where a provider double already sends its callbacks (default: a free port)."""
 
-    def __init__(self, workdir: Path, config: str, name: str = "bridge", **values: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: str,
+        name: str = "bridge",
+        module: str = "bridge",
+        http_port: int | None = None,
+        **values: Any,
+    ) -> None:
         self.workdir = workdir
         self.name = name
-        self.smpp_port, self.http_port = free_port(), free_port()
+        self.module = module
+        self.smpp_port, self.http_port = free_port(), http_port or free_port()
         self.log_path = workdir / f"{name}.log"
         self.config = workdir / f"{name}.toml"
         self.config.write_text(
@@ -40,10 +54,14 @@ class Daemon:
     def start(self, wait: bool = True) -> Daemon:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bridge", "run", "--config", str(self.config)],
+                [sys.executable, "-m", self.module, "run", "--config", str(self.config)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+                },
             )
         if wait:
             wait_for(lambda: self.ready() == 200, timeout=30)

@@ -37,6 +37,9 @@ class Esme:
         self.enquire_links = 0
         self.unbinds = 0
         self.deliver_sm_status: Callable[[Any], int] = lambda pdu: 0
+        # When set: the exact bytes to answer a deliver_sm with (a generic_nack, a
+        # wrong response ...), given the deliver_sm's sequence number.
+        self.deliver_sm_answer: Callable[[int], bytes] | None = None
         try:
             self.client.connect()
         except Exception:
@@ -91,10 +94,20 @@ class Esme:
         return self.read_raw_until(pdu.sequence, timeout)
 
     def read_raw_until(self, sequence: int, timeout: float | None = None) -> Pdu:
+        return decode_pdu(self.read_frame_until(sequence, timeout))
+
+    def exchange_bytes(self, pdu: Pdu, timeout: float | None = None) -> bytes:
+        """`exchange`, returning the answer's exact bytes (for byte-level assertions)."""
+        self.send_raw(encode_pdu(pdu))
+        return self.read_frame_until(pdu.sequence, timeout)
+
+    def read_frame_until(self, sequence: int, timeout: float | None = None) -> bytes:
+        """The frame (undecoded) that carries `sequence`; others read meanwhile are
+        dispatched (requests) or kept for their own read (answers)."""
         deadline = time.monotonic() + (timeout or self.timeout)
         sock = self.client._socket
         if sequence in self._raw_stash:
-            return decode_pdu(self._raw_stash.pop(sequence))
+            return self._raw_stash.pop(sequence)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -107,7 +120,7 @@ class Esme:
                 sock.settimeout(self.timeout)
             frame_sequence = int.from_bytes(frame[12:16], "big")
             if frame_sequence == sequence:
-                return decode_pdu(frame)
+                return frame
             if frame[4] & 0x80:  # another answer: keep it for its own read_raw_until
                 self._raw_stash[frame_sequence] = frame
             else:
@@ -146,6 +159,9 @@ class Esme:
         command = pdu.command
         if command == "deliver_sm":
             self.delivered.append(pdu)
+            if self.deliver_sm_answer is not None:
+                self.send_raw(self.deliver_sm_answer(pdu.sequence))
+                return
             resp = smpplib.smpp.make_pdu("deliver_sm_resp", client=self.client, status=self.deliver_sm_status(pdu))
             resp.sequence = pdu.sequence
             self._send(resp)

@@ -157,10 +157,12 @@ def account(route: str, **overrides: Any) -> dict[str, Any]:
     } | overrides
 
 
-def post_json(url: str, payload: Any, method: str = "POST") -> int:
-    """The HTTP status of one request with a JSON body (bytes are sent as they are)."""
+def post_json(url: str, payload: Any, method: str = "POST", headers: dict[str, str] | None = None) -> int:
+    """The HTTP status of one request with a JSON body (bytes are sent as they are;
+    `headers` adds to, or replaces, the JSON Content-Type)."""
     data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return int(response.status)

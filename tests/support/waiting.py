@@ -6,6 +6,7 @@ bounds how late we notice, it never decides a result.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -16,3 +17,12 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() >= deadline:
             raise TimeoutError("condition not met in time")
         time.sleep(interval)
+
+
+async def until(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.002) -> None:
+    """`wait_for` on a running event loop: checks between turns of the loop."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval)

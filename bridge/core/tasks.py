@@ -1,0 +1,60 @@
+"""Background tasks that are never lost silently.
+
+A `Tasks` set keeps each task it spawned until the task ends, logs a task that dies
+with an exception (with its traceback) the moment it does, and on `cancel` cancels
+and awaits every task still running, so that nothing outlives the part that
+started it. `wait` lets the running ones finish first (a drain with a deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+
+class Tasks:
+    def __init__(self, log: Any, name: str) -> None:
+        self._log = log
+        self._name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self._log.error("task_failed", task=self._name, error=repr(error), exc_info=error)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, task: object) -> bool:
+        return task in self._tasks
+
+    async def wait(self, timeout: float) -> bool:
+        """Let the running tasks (and any they spawn meanwhile) finish, up to `timeout`
+        seconds; True when none is left."""
+        deadline = time.monotonic() + timeout
+        while self._tasks:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(list(self._tasks), timeout=remaining)
+        return True
+
+    async def cancel(self) -> None:
+        """Cancel every running task and wait until each has ended."""
+        while self._tasks:
+            running = list(self._tasks)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)

@@ -1,0 +1,163 @@
+"""Outbox with a fake store, fake providers and a fake clock: `concurrency` workers
+drain one queue ordered by next attempt time; SENDING is committed before each
+request; retries back off; stop leaves what was not sent stored."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from bridge.config import OutboxSettings
+from bridge.core.message import Lifecycle, Message
+from bridge.core.outbox import Outbox
+from bridge.core.receipts import ReceiptEngine
+from bridge.core.registry import SessionRegistry
+from bridge.core.sender import Sender
+from bridge.metrics import Metrics
+from bridge.providers.base import SendResult
+from bridge.smpp.constants import MessageState, Status
+from tests.core.fakes import FakeClock, FakeProvider, FakeStore, RecordingLog
+from tests.support.providers import make_message
+from tests.support.waiting import until
+
+NOT_SENT = SendResult.not_sent(Status.ESME_RSYSERR, "HTTP 503")
+
+
+class Rig:
+    def __init__(self, provider: FakeProvider, **settings: Any) -> None:
+        self.clock = FakeClock()
+        self.store = FakeStore()
+        self.metrics = Metrics()
+        self.log = RecordingLog()
+        self.provider = provider
+        self.sender = Sender({provider.name: provider}, self.metrics, self.log, clock=self.clock)
+        self.receipts = ReceiptEngine(self.store, SessionRegistry(), lambda _: None, self.metrics, self.log, self.clock)
+        self.outbox = Outbox(
+            OutboxSettings(**settings), self.store, self.sender, self.receipts, self.metrics, self.log, self.clock
+        )
+        self.sender.on_circuit_closed = self.outbox.wake
+
+    async def stored(self, message_id: int, due: float = 0.0) -> Message:
+        message = make_message(to=f"49170000{message_id:04d}", message_id=message_id, created_at=self.clock())
+        message.route = [self.provider.name]
+        message.ack = "stored"
+        message.next_attempt_at = due
+        await self.store.insert_messages([message])
+        return message
+
+    def state(self, message_id: int) -> Lifecycle:
+        return self.store.committed[message_id].lifecycle
+
+
+async def test_workers_send_at_most_concurrency_at_once_with_no_task_per_message() -> None:
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=3)
+    before = len(asyncio.all_tasks())
+    rig.outbox.start()
+    for i in range(1, 51):
+        rig.outbox.submit(await rig.stored(i))
+    await until(lambda: provider.in_request == 3)
+    assert len(asyncio.all_tasks()) - before == 3  # the workers, whatever the queue holds
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 51)))
+    assert provider.most_in_request == 3
+    await rig.outbox.stop(1)
+
+
+async def test_sending_is_committed_before_the_request() -> None:
+    provider = FakeProvider()
+    rig = Rig(provider)
+    seen: list[Lifecycle] = []
+    provider.on_send = lambda message: seen.append(rig.state(message.id))
+    rig.outbox.start()
+    rig.outbox.submit(await rig.stored(1))
+    await until(lambda: rig.state(1) is Lifecycle.ACCEPTED)
+    assert seen == [Lifecycle.SENDING]
+    assert rig.store.committed[1].provider_ids == ["p-1"] and rig.store.committed[1].text == ""
+    await rig.outbox.stop(1)
+
+
+async def test_messages_go_in_order_of_their_next_attempt_time() -> None:
+    provider = FakeProvider()
+    rig = Rig(provider, concurrency=1)
+    now = rig.clock()
+    for message_id, due in ((1, now - 1), (2, now - 3), (3, now - 2)):
+        rig.outbox.submit(await rig.stored(message_id, due))
+    assert rig.outbox.queued() == [2, 3, 1]
+    rig.outbox.start()
+    await until(lambda: len(provider.sent) == 3)
+    assert [m.id for m in provider.sent] == [2, 3, 1]
+    await rig.outbox.stop(1)
+
+
+async def test_a_failed_attempt_is_stored_with_its_backoff_and_a_provider_coming_back_wakes_it() -> None:
+    provider = FakeProvider(results=[NOT_SENT], circuit_failures=1, circuit_reset=5)
+    rig = Rig(provider, backoff_base=100, backoff_max=100)
+    rig.outbox.start()
+    rig.outbox.submit(await rig.stored(1))
+    await until(lambda: rig.state(1) is Lifecycle.QUEUED and rig.outbox.queued() == [1])
+    stored = rig.store.committed[1]
+    assert stored.attempts == 1
+    assert rig.clock() + 50 <= stored.next_attempt_at <= rig.clock() + 100  # full jitter from 100 s
+    rig.clock.advance(5)  # the circuit may try again: a trial send closes it and wakes the queue
+    rig.outbox.wake("p")
+    await until(lambda: rig.state(1) is Lifecycle.ACCEPTED)
+    assert [m.id for m in provider.sent] == [1, 1]
+    await rig.outbox.stop(1)
+
+
+async def test_a_definitive_rejection_ends_the_message_with_its_receipt() -> None:
+    provider = FakeProvider(results=[SendResult.rejected(Status.ESME_RINVDSTADR, "no such number")])
+    rig = Rig(provider)
+    rig.outbox.start()
+    rig.outbox.submit(await rig.stored(1))
+    await until(lambda: rig.state(1) is Lifecycle.FINAL)
+    assert rig.store.committed[1].state is MessageState.REJECTED
+    [receipt] = rig.store.receipts.values()
+    assert (receipt.message_id, receipt.state) == (1, MessageState.REJECTED)
+    await rig.outbox.stop(1)
+
+
+async def test_an_unknown_outcome_and_a_recovered_sending_message_count_as_possible_duplicates() -> None:
+    provider = FakeProvider(results=[SendResult.unknown("read timeout")])
+    rig = Rig(provider, backoff_base=100)
+    crashed = await rig.stored(1)
+    crashed.lifecycle = Lifecycle.SENDING  # in flight when the last run died
+    await rig.store.update_messages([crashed])
+    assert await rig.outbox.recover() == 1
+    rig.outbox.start()
+    await until(lambda: rig.state(1) is Lifecycle.QUEUED)
+    assert rig.metrics.duplicates.labels("p")._value.get() == 2
+    assert [f["reason"] for f in rig.log.events("possible_duplicate")] == ["in flight at the last stop", "read timeout"]
+    await rig.outbox.stop(1)
+
+
+async def test_stop_lets_the_request_in_flight_finish_stops_every_worker_and_leaves_the_rest_stored() -> None:
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=2)
+    rig.outbox.start()
+    for i in range(1, 11):
+        rig.outbox.submit(await rig.stored(i))
+    await until(lambda: provider.in_request == 2)
+    stopping = asyncio.ensure_future(rig.outbox.stop(10))
+    await asyncio.sleep(0)
+    provider.gate.set()
+    await asyncio.wait_for(stopping, 10)
+    assert [m.id for m in provider.sent] == [1, 2]
+    assert [rig.state(i) for i in (1, 2)] == [Lifecycle.ACCEPTED] * 2
+    assert all(rig.state(i) is Lifecycle.QUEUED for i in range(3, 11))  # the next start recovers them
+    assert not [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "") == "Outbox._work"]
+
+
+async def test_stop_cancels_a_request_that_outlives_the_timeout_and_awaits_it() -> None:
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()  # never set: the provider never answers
+    rig = Rig(provider, concurrency=1)
+    rig.outbox.start()
+    rig.outbox.submit(await rig.stored(1))
+    await until(lambda: provider.in_request == 1)
+    await asyncio.wait_for(rig.outbox.stop(0.05), 10)
+    assert provider.in_request == 0  # cancelled and awaited, not left running
+    assert rig.state(1) is Lifecycle.SENDING  # sent again, as a possible duplicate, after a restart
