@@ -27,6 +27,7 @@ from aiohttp import web
 
 from bridge.core.actions import ActionRefused, Actions
 from bridge.core.lookup import LookupFailed, parse_time
+from bridge.core.message import Message
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_FIND = 1000
@@ -63,8 +64,8 @@ def add_admin_routes(
     def full_numbers(request: web.Request) -> bool:
         return request.query.get("numbers") == "full"
 
-    async def show(request: web.Request) -> web.StreamResponse:
-        message = await lookup.find_message(request.match_info["id"])
+    async def view(request: web.Request, message: Message | None) -> web.StreamResponse:
+        """One message's life (its full numbers only when asked, and audited)."""
         if message is None:
             return web.json_response({"error": "no such message"}, status=404)
         numbers = full_numbers(request)
@@ -72,16 +73,15 @@ def add_admin_routes(
             await actions.numbers_shown(_who(request), message)
         return web.json_response(await lookup.message_view(message, numbers))
 
+    async def show(request: web.Request) -> web.StreamResponse:
+        return await view(request, await lookup.find_message(request.match_info["id"]))
+
     async def find(request: web.Request) -> web.StreamResponse:
         query = request.query
         if "provider_id" in query:
-            message = await lookup.find_by_provider_id(query["provider_id"], query.get("provider") or None)
-            if message is None:
-                return web.json_response({"error": "no such message"}, status=404)
-            numbers = full_numbers(request)
-            if numbers:
-                await actions.numbers_shown(_who(request), message)
-            return web.json_response(await lookup.message_view(message, numbers))
+            return await view(
+                request, await lookup.find_by_provider_id(query["provider_id"], query.get("provider") or None)
+            )
         if "to" not in query:
             raise LookupFailed("give to=NUMBER (with since=) or provider_id=ID")
         now = time.time()
@@ -92,10 +92,10 @@ def add_admin_routes(
         except ValueError:
             raise LookupFailed("limit must be a number") from None
         numbers = full_numbers(request)
-        view = await lookup.find(query["to"], since, until, limit, numbers)
+        found = await lookup.find(query["to"], since, until, limit, numbers)
         if numbers:
-            await actions.numbers_shown(_who(request), listed=len(view["messages"]))
-        return web.json_response(view)
+            await actions.numbers_shown(_who(request), listed=len(found["messages"]))
+        return web.json_response(found)
 
     async def queues(request: web.Request) -> web.StreamResponse:
         return web.json_response(await lookup.queues())

@@ -363,6 +363,16 @@ def render_message(v: dict[str, Any]) -> str:
         lines.append(f"  {event['at']}  {event['event']:<15} {detail}")
     if not v["history"]:
         lines.append("  (none recorded)")
+    for r in v.get("receipts") or []:
+        if r["asked"] is None:
+            state = "no final state yet"
+        elif not r["asked"]:
+            state = f"not asked for (registered_delivery {r['registered_delivery']})"
+        else:
+            state = f"queued {r['queued_at']}, sent {r['sent']} time(s)" + (
+                ", acknowledged" if r["acknowledged"] else ", waiting" if r["waiting"] else ""
+            )
+        lines.append(f"receipt for part {r['part']}: {state}")
     waiting = v.get("receipts_waiting") or []
     lines.append("receipts waiting: " + ("none" if not waiting else ""))
     for r in waiting:

@@ -209,6 +209,9 @@ def test_history_of_a_delivered_and_a_failed_message(daemon: Daemon) -> None:
     assert sent["deliver_sm_resp"] == "ESME_ROK" and sent["part"] == delivered_id
     assert sent["session"] == events(view, "received")[0]["session"] == view["session"]
     assert view["state"] == "DELIVRD" and view["lifecycle"] == "final"
+    (receipt,) = view["receipts"]
+    assert receipt["part"] == delivered_id and receipt["asked"] and receipt["queued_at"] == view["done_at"]
+    assert (receipt["sent"], receipt["acknowledged"], receipt["waiting"]) == (1, True, False)
 
     view = history_until(daemon, failed_id, lambda v: "receipt_sent" in kinds(v))
     report = events(view, "report")[0]
@@ -396,6 +399,7 @@ def test_redeliver_a_receipt(daemon: Daemon) -> None:
     finally:
         esme.close()
     view = history_until(daemon, message_id, lambda v: len(events(v, "receipt_sent")) == 2)
+    assert view["receipts"][0]["sent"] == 2
     assert events(view, "operator")[0]["action"] == "redeliver_receipt"
     audit = daemon.events("admin_action")
     assert [(a["action"], a["message_id"], a["reason"]) for a in audit] == [

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.config import Config
-from bridge.core.history import iso
+from bridge.core.history import HistoryEvent, iso
 from bridge.core.ids import parse_id, render_id
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.core.numbers import canonical_number
+from bridge.core.receipts import wants_receipt
 from bridge.store.base import Store
 
 KEEP_DIGITS = 4  # a masked number shows this many of its last digits
@@ -154,6 +155,7 @@ class Lookup:
             # The outbox counts its own; an upstream message's attempts are in its history.
             "attempts": max(message.attempts, sum(1 for e in history if e.kind == "attempt")),
             "next_attempt_at": iso(message.next_attempt_at) if message.lifecycle is Lifecycle.QUEUED else None,
+            "receipts": self._receipts_of(message, history, waiting, fmt),
             "receipts_waiting": [
                 {
                     "part": render_id(r.message_id, fmt),
@@ -167,6 +169,31 @@ class Lookup:
             "numbers": "full" if numbers else "masked",
         }
         return view if numbers else _masked(view, message)
+
+    @staticmethod
+    def _receipts_of(
+        message: Message, history: list[HistoryEvent], waiting: list[Receipt], fmt: str
+    ) -> list[dict[str, Any]]:
+        """Per part: did the ESME ask for this final state's receipt, when was it
+        queued (with the final state), is it still waiting, how often was it sent."""
+        state, done = message.state, message.done_at
+        final = message.lifecycle is Lifecycle.FINAL and state is not None and done is not None
+        out = []
+        for part in message.parts:
+            asked = final and state is not None and wants_receipt(part.registered_delivery, state)
+            sent = [e for e in history if e.kind == "receipt_sent" and e.data.get("part") == part.message_id]
+            out.append(
+                {
+                    "part": render_id(part.message_id, fmt),
+                    "registered_delivery": part.registered_delivery,
+                    "asked": asked if final else None,
+                    "queued_at": iso(done) if asked else None,
+                    "waiting": any(r.message_id == part.message_id for r in waiting),
+                    "sent": len(sent),
+                    "acknowledged": any(e.data.get("deliver_sm_resp") == "ESME_ROK" for e in sent),
+                }
+            )
+        return out
 
     def _event(self, at: float, kind: str, data: dict[str, Any], fmt: str) -> dict[str, Any]:
         out: dict[str, Any] = {"at": iso(at), "event": kind}
