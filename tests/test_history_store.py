@@ -15,6 +15,7 @@ import pytest
 from bridge.core.history import Journal
 from bridge.core.lookup import Lookup, mask, parse_time
 from bridge.core.message import Lifecycle
+from bridge.core.numbers import Number
 from bridge.providers.base import SendResult
 from bridge.store.base import StoreUnavailable
 from bridge.store.sqlite import SCHEMA, SqliteStore
@@ -50,7 +51,7 @@ async def test_find_by_destination_keeps_to_the_time_range(tmp_path: Path) -> No
             message = dataclasses.replace(stored_message(10 + i), created_at=at)
             messages.append(message)
         elsewhere = stored_message(20)
-        elsewhere.destination = dataclasses.replace(elsewhere.destination, addr="4917099999")
+        elsewhere.number = Number("4917099999")
         await store.insert_messages([*messages, elsewhere])
         found = await store.find_by_destination("4917012345", 150.0, 300.0, 10)
         assert [m.id for m in found] == [11]
@@ -133,7 +134,8 @@ async def test_masking_reaches_provider_ids_that_carry_the_number(tmp_path: Path
     try:
         # FlashSMS's provider id is "<messageId>:<phone>".
         message = stored_message(9, provider_id="cmjveq0001:233201234567")
-        message.destination = dataclasses.replace(message.destination, addr="233201234567")
+        message.destination = dataclasses.replace(message.destination, addr="0201234567", ton=2)
+        message.number = Number("233201234567")
         store.journal.attempt(message, "p", SendResult.accepted(*message.provider_ids), 0.01)
         await store.insert_messages([message])
         lookup = Lookup(store)
@@ -142,8 +144,10 @@ async def test_masking_reaches_provider_ids_that_carry_the_number(tmp_path: Path
         assert masked["provider_ids"] == ["cmjveq0001:********4567"]
         assert masked["history"][0]["provider_ids"] == ["cmjveq0001:********4567"]
         assert masked["message_id"] == "9"
+        assert masked["destination"] == "******4567" and masked["number"] == "+********4567"
         full = await lookup.message_view(message, numbers=True)
-        assert full["provider_ids"] == ["cmjveq0001:233201234567"] and full["destination"] == "233201234567"
+        assert full["provider_ids"] == ["cmjveq0001:233201234567"] and full["destination"] == "0201234567"
+        assert full["number"] == "+233201234567"
     finally:
         await store.close()
 

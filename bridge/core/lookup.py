@@ -21,7 +21,7 @@ from bridge.config import Config
 from bridge.core.history import HistoryEvent, iso
 from bridge.core.ids import parse_id, render_id
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
-from bridge.core.numbers import canonical_number
+from bridge.core.numbers import TON_INTERNATIONAL, TON_UNKNOWN, Number, normalise
 from bridge.core.receipts import wants_receipt
 from bridge.store.base import Store
 
@@ -63,9 +63,16 @@ def mask(number: str, keep: int = KEEP_DIGITS) -> str:
     return "*" * (len(number) - keep) + number[-keep:]
 
 
-def destination_key(text: str) -> str | None:
-    """A number as the operator types it -> the form messages are indexed by."""
-    return canonical_number(text, 1)
+def destination_keys(text: str) -> list[str]:
+    """A number as the operator types it -> the forms messages may be indexed by (the
+    normalised number, E.164 digits or national digits of an unknown country): read as
+    an ESME's TON 0 would be, and as international digits."""
+    keys: list[str] = []
+    for ton in (TON_UNKNOWN, TON_INTERNATIONAL):
+        number = normalise(text, ton)
+        if isinstance(number, Number) and number.digits not in keys:
+            keys.append(number.digits)
+    return keys
 
 
 def report_expected_within(settings: Any) -> tuple[float | None, str]:
@@ -139,6 +146,7 @@ class Lookup:
             "received_at": iso(message.created_at),
             "source": message.source.addr,
             "destination": message.destination.addr,
+            "number": message.number.e164 or message.number.digits,
             "flash": message.flash,
             "ack": message.ack,
             "parts": [
@@ -210,18 +218,22 @@ class Lookup:
     async def find(
         self, to: str, since: float, until: float | None = None, limit: int = 100, numbers: bool = False
     ) -> dict[str, Any]:
-        destination = destination_key(to)
-        if destination is None:
+        keys = destination_keys(to)
+        if not keys:
             raise LookupFailed("not a phone number")
+        destination = keys[0]
         until = self._clock() if until is None else until
-        found = await self.store.find_by_destination(destination, since, until + 0.001, limit)
+        found: list[Message] = []
+        for key in keys:
+            found.extend(await self.store.find_by_destination(key, since, until + 0.001, limit))
+        found = sorted({m.id: m for m in found}.values(), key=lambda m: m.created_at)[:limit]
         rows = []
         for m in found:
             row = {
                 "message_id": self.render(m.id, m.system_id),
                 "received_at": iso(m.created_at),
                 "system_id": m.system_id,
-                "destination": m.destination.addr if numbers else mask(m.destination.addr),
+                "destination": m.number.digits if numbers else mask(m.number.digits),
                 "lifecycle": m.lifecycle.name.lower(),
                 "state": m.state.stat if m.state is not None else None,
                 "provider": m.provider,
@@ -373,7 +385,7 @@ def _owned(receipt: Receipt, message: Message) -> bool:
 def _masked(view: dict[str, Any], message: Message) -> dict[str, Any]:
     """The view with the message's phone numbers cut to their last digits, wherever they
     appear (FlashSMS provider ids carry the phone)."""
-    numbers = [n for n in (message.destination.addr, message.source.addr) if _PHONE.match(n)]
+    numbers = [n for n in (message.number.digits, message.destination.addr, message.source.addr) if _PHONE.match(n)]
     replacements = {n.lstrip("+"): mask(n.lstrip("+")) for n in numbers}
 
     def scrub(value: Any) -> Any:

@@ -869,7 +869,7 @@ class RedisStore(Store):
             return commands
         args: list[Any] = [self.p, max(1, int(self.retention * 1000)), len(inserted)]
         for m in inserted:
-            args.extend((m.destination.addr, repr(m.created_at), m.id))
+            args.extend((m.number.digits, repr(m.created_at), m.id))
         for event in events:
             args.extend((event.message_id, dump_event(event)))
         return [*commands, _eval(_JOURNAL, *args)]

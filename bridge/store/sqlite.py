@@ -328,7 +328,7 @@ class SqliteStore(Store):
                     m.provider,
                     m.done_at,
                     dump_message(m),
-                    m.destination.addr,
+                    m.number.digits,
                     m.created_at,
                 )
             )
