@@ -418,8 +418,10 @@ class Pipeline:
 
     async def _dispatch(self, conn: Connection, account: Account, message: Message, part: Part) -> Answer:
         part_ids = [p.message_id for p in message.parts]
+        self._store.journal.received(message, conn.connection_id)  # stored with the message
         if account.ack == "stored":
             if not self._outbox.reserve():
+                self._store.journal.discard(message.id)
                 others = [p for p in message.parts if p is not part]
                 await self._receipts.fail_parts(message, others, MessageState.REJECTED, Status.ESME_RMSGQFUL)
                 raise self._outbox_full(account)
@@ -434,6 +436,7 @@ class Pipeline:
             return Answer(Status.ESME_ROK, part.message_id, message.route[0], message.flash, part_ids)
         result, provider = await self._sender.send(message)
         if result.outcome is not Outcome.ACCEPTED:
+            self._store.journal.discard(message.id)  # not stored: the ESME has the answer
             if result.status == Status.ESME_RTHROTTLED:
                 self._metrics.throttled.labels(account.system_id, "upstream").inc()
             # A definitive rejection is the ESME's business; anything else is ours to watch.

@@ -153,7 +153,10 @@ class ReceiptEngine:
             self._count_report(report.provider, "unknown_id")
             self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
             return False
+        self._store.journal.report(message, report)  # stored with the new state it brings
         applied = await self.apply_to(message, report.state, report.error, report.at)
+        if not applied:
+            self._store.flush_history([message.id])  # a late or repeated report: no state change to ride with
         self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
         return True
 
@@ -223,7 +226,11 @@ class ReceiptEngine:
     async def fail_parts(self, message: Message, parts: Sequence[Part], state: MessageState, error: int) -> None:
         """Receipts for parts that will never be sent (an incomplete concatenated
         set, a refused final segment), without a stored Message."""
-        receipts = receipts_for(message, parts, state, error, self._clock())
+        await self.queue_receipts(receipts_for(message, parts, state, error, self._clock()))
+
+    async def queue_receipts(self, receipts: Sequence[Receipt]) -> None:
+        """Store receipts made outside a state change (failed parts, an operator's
+        redelivery) and queue them for delivery."""
         if receipts:
             await self._store.add_receipts(receipts)
             self.enqueue(self._shared.added(receipts))
@@ -333,6 +340,7 @@ class ReceiptEngine:
         """The ESME answered a receipt with `command` (its deliver_sm_resp or a
         generic_nack; the session passes nothing else) and `status`."""
         self._in_flight[receipt.system_id] -= 1
+        self._store.journal.receipt_answered(receipt, conn.connection_id, status)
         if command is not Command.DELIVER_SM_RESP:
             conn.log.warning(
                 "receipt_refused", message_id=receipt.message_id, command=command.label, command_status=status
@@ -356,6 +364,7 @@ class ReceiptEngine:
 
     def on_timeout(self, conn: Connection, receipt: Receipt) -> None:
         self._in_flight[receipt.system_id] -= 1
+        self._store.journal.receipt_answered(receipt, conn.connection_id, None)
         conn.log.warning("receipt_unanswered", message_id=receipt.message_id)
         self._retry(receipt)
 
@@ -379,6 +388,7 @@ class ReceiptEngine:
             return
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
+        self._store.journal.receipt_retry(receipt)
         self._store.update_receipt(receipt)
         self._later(receipt, delay)
 
@@ -390,6 +400,7 @@ class ReceiptEngine:
             attempts=receipt.attempts,
             reason=reason,
         )
+        self._store.journal.receipt_dropped(receipt)
         self._store.delete_receipt(receipt.id)
 
     def _later(self, receipt: Receipt, delay: float) -> None:

@@ -39,6 +39,7 @@ from bridge.logging import mask_number
 from bridge.providers.base import (
     Outcome,
     Provider,
+    ProviderCheck,
     ProviderContext,
     SendResult,
     StatusReport,
@@ -49,6 +50,7 @@ from bridge.providers.http import (
     HttpAnswer,
     HttpClient,
     RequestWindow,
+    access_check,
     refusal,
     refused_by_status,
     retry_after,
@@ -170,6 +172,7 @@ CALLBACK_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 MAX_UNKNOWN_POLLS = 3  # polled ids the bridge keeps not knowing are dropped
+PROBE_ID = "00000000-0000-0000-0000-000000000000:0"  # a message id no send ever gets (check_access)
 
 
 # -- pure functions: request, answers, reports ----------------------------------------
@@ -242,7 +245,7 @@ def parse_send_answer(answer: HttpAnswer) -> SendResult:
         return SendResult.accepted(*ids)
     mapped = error_status(body)
     if mapped is not None:
-        return refusal(*mapped)
+        return refusal(*mapped).answered(answer.status, mapped[2])
     if answer.status == 404:
         return refusal(Status.ESME_RSYSERR, Outcome.NOT_SENT, "kaleyra: HTTP 404, check base_url and sid")
     return undocumented_answer(answer, "kaleyra")
@@ -337,6 +340,12 @@ class Kaleyra(Provider):
         """Provider ids still polled for their final state (for tests and debugging)."""
         return sorted(self._schedule.watches)
 
+    async def check_access(self) -> ProviderCheck:
+        """A status lookup of an id that cannot exist: nothing is sent, and Kaleyra
+        answers it ("no records") only to a valid api-key and SID."""
+        async with self._poll_rate.slot():
+            return await access_check(self._http, self.status_url, {"message_ids": PROBE_ID})
+
     @property
     def callback_url(self) -> str:
         return f"{self.context.public_url.rstrip('/')}/callbacks/{self.name}/{self.callback_token()}"
@@ -408,7 +417,7 @@ class Kaleyra(Provider):
         elif answer.status == 404 and result.outcome is Outcome.NOT_SENT:
             self.log.error("kaleyra_not_found", http_status=404, message_id=first.id, hint="check base_url and sid")
         if result.outcome is not Outcome.ACCEPTED:
-            return [result] * len(batch)
+            return [result.answered(answer.status)] * len(batch)
         if len(batch) == 1:
             results = [result]
         else:
@@ -422,7 +431,7 @@ class Kaleyra(Provider):
         for message, sent in zip(batch, results, strict=True):
             if sent.outcome is Outcome.ACCEPTED:
                 self._track(sent.provider_ids, message.created_at)
-        return results
+        return [sent.answered(answer.status) for sent in results]
 
     def _track(self, provider_ids: Sequence[str], since: float) -> None:
         now = self.context.clock()

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from bridge.config import SimulatorProvider as SimulatorSettings
 from bridge.core.message import Message
-from bridge.providers.base import Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.base import Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.smpp.constants import MessageState, Status
 
 SIMULATOR_ERRORS = {MessageState.UNDELIVERABLE: 1, MessageState.EXPIRED: 0}
@@ -58,6 +58,9 @@ class Simulator(Provider):
             self._append_record(provider_id, message)
         self._schedule(provider_id, destination, self.settings.delivery_delay)
         return SendResult.accepted(provider_id)
+
+    async def check_access(self) -> ProviderCheck:
+        return ProviderCheck(checked=True, reachable=True, credentials="ok", latency_ms=0.0, detail="built in")
 
     async def resume(self, messages: Sequence[Message]) -> None:
         for message in messages:
