@@ -268,7 +268,7 @@ class ReceiptEngine:
         """Receipts the receivers of `system_id` here could take now beyond those queued."""
         free = 0
         for conn in self._registry.receivers(system_id):
-            free += max(0, conn.session.config.window - len(conn.session.outstanding))
+            free += conn.session.window_room()
         return free - len(self._queues.get(system_id, ()))
 
     def enqueue(self, receipts: Iterable[Receipt]) -> None:
@@ -294,8 +294,7 @@ class ReceiptEngine:
             return
         if queue:
             for conn in receivers:
-                session = conn.session
-                room = session.config.window - len(session.outstanding)
+                room = conn.session.window_room()
                 if room <= 0:
                     continue
                 while queue and room > 0:
@@ -361,8 +360,7 @@ class ReceiptEngine:
 
     def on_session_closed(self, conn: Connection) -> None:
         """Receipts sent on a session that went away go back to the front of the queue."""
-        returned = [r.context for r in conn.session.outstanding.values() if isinstance(r.context, Receipt)]
-        conn.session.outstanding.clear()
+        returned = [c for c in conn.session.take_back_outstanding() if isinstance(c, Receipt)]
         for receipt in reversed(returned):
             self._in_flight[receipt.system_id] -= 1
             self._queues.setdefault(receipt.system_id, deque()).appendleft(receipt)

@@ -11,7 +11,11 @@ It knows nothing about sockets, clocks, accounts, the store or providers. Feed i
 bytes with `receive_data(data, now)` and time with `tick(now)`; it returns `Event`s
 and queues outgoing bytes, which `data_to_send()` hands to whoever owns the socket.
 The application answers the requests it is given with `accept_bind`, `reject_bind`
-and `respond`, and sends its own requests (deliver_sm, unbind) with `send_request`.
+and `respond`, and sends its own requests (deliver_sm, unbind) with `send_request`;
+`window_room()` says how many more fit, `take_back_outstanding()` hands back those
+still unanswered when the session ends. Like h11, the session refuses misuse by the
+application: answering a request twice, or one it never handed over, raises
+`LocalProtocolError` instead of corrupting its count of answers owed.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ from bridge.smpp.pdu import (
     generic_nack,
 )
 from bridge.smpp.versions import status_for, takes_tlvs
+
+
+class LocalProtocolError(Exception):
+    """The application used the session wrongly (our bug, not the peer's): e.g. it
+    answered a request twice, or one the session never handed to it."""
 
 
 class State(enum.Enum):
@@ -199,8 +208,10 @@ class Session:
         self.interface_version = INTERFACE_VERSION_34
         self.opened_at = now
         self.last_received = now
-        self.unanswered = 0
-        self.outstanding: dict[int, OutstandingRequest] = {}
+        # Requests read and not yet answered, by sequence (a count: a peer may reuse one).
+        self._owed: dict[int, int] = {}
+        self._unanswered = 0
+        self._outstanding: dict[int, OutstandingRequest] = {}
         self._next_sequence = 1
         self._buffer = bytearray()
         self._out: list[bytes] = []
@@ -307,20 +318,20 @@ class Session:
         elif command is Command.UNBIND:
             self._handle_unbind(pdu, now, events)
         elif command in BIND_COMMANDS:
-            self.unanswered += 1
+            self._owe(pdu.sequence)
             self._bind_pending = True
             events.append(BindRequested(pdu, BIND_TYPE_BY_COMMAND[command]))
         elif self.state is State.UNBINDING:
             self._answer(command, pdu.sequence, Status.ESME_RINVBNDSTS)
-        elif self.unanswered >= self.config.window:
+        elif self._unanswered >= self.config.window:
             self._answer(command, pdu.sequence, Status.ESME_RTHROTTLED)
             events.append(PeerError(Status.ESME_RTHROTTLED, "window full", command))
         else:
-            self.unanswered += 1
+            self._owe(pdu.sequence)
             events.append(RequestReceived(pdu))
 
     def _handle_unbind(self, pdu: Pdu, now: float, events: list[Event]) -> None:
-        if self.unanswered > 0:
+        if self._unanswered > 0:
             # Answers still owed (an ESME that unbinds without waiting for its
             # submit_sm_resp would resubmit): unbind_resp once they are written, or
             # after response_timeout. Meanwhile only enquire_link and unbind pass.
@@ -344,20 +355,20 @@ class Session:
             self._unbind_deadline = -math.inf  # nothing left to wait for: the next tick closes
 
     def _handle_response(self, pdu: Pdu, events: list[Event]) -> None:
-        request = self.outstanding.get(pdu.sequence)
+        request = self._outstanding.get(pdu.sequence)
         if request is None or pdu.command not in (request.command.response, Command.GENERIC_NACK):
             # Only the request's own *_resp or a generic_nack answers it: an
             # enquire_link_resp carrying a deliver_sm's sequence leaves it waiting.
             events.append(PeerError(Status.ESME_RINVCMDID, f"unexpected {pdu.command.label}", pdu.command))
             return
-        del self.outstanding[pdu.sequence]
+        del self._outstanding[pdu.sequence]
         if request.command is Command.ENQUIRE_LINK:
             self._enquire_link_sequence = None
         elif request.command is Command.UNBIND:
             self._unbind_answered = True
             self._unbind_reason = "unbind answered"
             self._answer_peer_unbinds()
-            if self.unanswered <= 0:
+            if self._unanswered <= 0:
                 self._leave_bound("unbind answered", events)
                 self._close("unbind answered", events)
             # else: the answers still owed go out first (`respond`), until the unbind deadline
@@ -370,7 +381,7 @@ class Session:
         """Answer a `BindRequested` with success. A no-op once the session is closing
         (bind timeout, framing error, lost connection): it must not come back bound."""
         bind_type = BIND_TYPE_BY_COMMAND[request.command]
-        self.unanswered -= 1
+        self._settle(request)
         self._bind_pending = False
         if self._closing:
             return
@@ -384,7 +395,7 @@ class Session:
         self._answer(request.command, request.sequence, Status.ESME_ROK, {"system_id": our_system_id}, tlvs)
 
     def reject_bind(self, request: Pdu, status: Status, our_system_id: str) -> None:
-        self.unanswered -= 1
+        self._settle(request)
         self._bind_pending = False
         self._answer(request.command, request.sequence, status, {"system_id": our_system_id})
 
@@ -396,14 +407,37 @@ class Session:
         tlvs: dict[int, bytes] | None = None,
     ) -> None:
         """Answer a `RequestReceived`. Safe after the session closed (then a no-op)."""
-        self.unanswered -= 1
+        self._settle(request)
         if self.state is not State.CLOSED:
             self._answer(request.command, request.sequence, status, params, tlvs)
-            if self.unanswered <= 0:
+            if self._unanswered <= 0:
                 if self._peer_unbinds:
                     self._answer_peer_unbinds()
                 elif self._unbind_answered:
                     self._unbind_deadline = -math.inf  # owes nothing now: the next tick closes
+
+    @property
+    def unanswered(self) -> int:
+        """Requests read from the peer and not yet answered."""
+        return self._unanswered
+
+    def _owe(self, sequence: int) -> None:
+        self._owed[sequence] = self._owed.get(sequence, 0) + 1
+        self._unanswered += 1
+
+    def _settle(self, request: Pdu) -> None:
+        """Count `request` as answered; raises `LocalProtocolError` when it is not owed."""
+        owed = self._owed.get(request.sequence, 0)
+        if owed <= 0:
+            raise LocalProtocolError(
+                f"{request.command.label} sequence {request.sequence} is not waiting for an answer"
+                " (answered already, or never received)"
+            )
+        if owed == 1:
+            del self._owed[request.sequence]
+        else:
+            self._owed[request.sequence] = owed - 1
+        self._unanswered -= 1
 
     # -- our requests ----------------------------------------------------------------
 
@@ -420,7 +454,7 @@ class Session:
         sequence = self._allocate_sequence()
         if not takes_tlvs(self.interface_version):
             tlvs = None  # a v3.3 peer gets no optional parameters
-        self.outstanding[sequence] = OutstandingRequest(command, sequence, now + self.config.response_timeout, context)
+        self._outstanding[sequence] = OutstandingRequest(command, sequence, now + self.config.response_timeout, context)
         self._write(encode_pdu(Pdu(command, sequence, 0, params, tlvs or {})), command)
         return sequence
 
@@ -434,6 +468,18 @@ class Session:
             self.send_request(Command.UNBIND, {}, now)
         elif self.state is State.OPEN:
             self._closing = True
+
+    def window_room(self) -> int:
+        """How many more requests of ours fit in the window now."""
+        return max(0, self.config.window - len(self._outstanding))
+
+    def take_back_outstanding(self) -> list[Any]:
+        """The contexts of our requests still unanswered, oldest first, forgotten here:
+        their answers will not be waited for (the session ended)."""
+        contexts = [request.context for request in self._outstanding.values() if request.context is not None]
+        self._outstanding.clear()
+        self._enquire_link_sequence = None
+        return contexts
 
     @property
     def can_deliver(self) -> bool:
@@ -473,7 +519,7 @@ class Session:
             return events
         # Deadlines grow with insertion order (one response_timeout), so the
         # expired requests are the first ones in the dict.
-        outstanding = self.outstanding
+        outstanding = self._outstanding
         while outstanding:
             request = next(iter(outstanding.values()))
             if now < request.deadline:
@@ -501,8 +547,8 @@ class Session:
             candidates.append(self._partial_since + config.pdu_timeout)
         if self.state is State.OPEN:
             return min([self.opened_at + config.bind_timeout, *candidates])
-        if self.outstanding:
-            candidates.append(next(iter(self.outstanding.values())).deadline)
+        if self._outstanding:
+            candidates.append(next(iter(self._outstanding.values())).deadline)
         if self._unbind_deadline is not None:
             candidates.append(self._unbind_deadline)
         if self.state in BOUND_STATES:

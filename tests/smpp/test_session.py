@@ -18,6 +18,7 @@ from bridge.smpp.session import (
     BindType,
     Closing,
     Event,
+    LocalProtocolError,
     PduCounters,
     PeerError,
     RequestReceived,
@@ -398,7 +399,7 @@ def test_idle_bound_session_gets_our_enquire_link_after_the_interval() -> None:
     assert enquire.command is Command.ENQUIRE_LINK
     # answered: no event for the application, the next one an interval after
     assert peer.send(header(16, Command.ENQUIRE_LINK_RESP, 0, enquire.sequence), at=31.0) == []
-    assert peer.session.outstanding == {}
+    assert peer.session.window_room() == CONFIG.window
     assert peer.session.next_deadline() == 61.0
 
 
@@ -482,7 +483,8 @@ def test_response_timed_out_for_an_unanswered_deliver_sm() -> None:
         sequence,
         "receipt-1",
     )
-    assert peer.session.outstanding == {}
+    assert peer.session.window_room() == CONFIG.window
+    assert peer.session.take_back_outstanding() == []
     # a late answer is reported, not delivered as a response
     late = peer.send(header(16, Command.DELIVER_SM_RESP, 0, sequence), at=26.0)
     assert [type(e) for e in late] == [PeerError]
@@ -932,7 +934,7 @@ def test_only_deliver_sm_resp_or_generic_nack_answers_a_deliver_sm(answer: str) 
     peer.read()
     events = peer.send(bytes.fromhex(answer) + sequence.to_bytes(4, "big"))
     assert [type(e) for e in events] == [PeerError]
-    assert sequence in peer.session.outstanding  # still waiting: its own answer or the timeout
+    assert peer.session.window_room() == CONFIG.window - 1  # still waiting: its own answer or the timeout
     (event,) = peer.send(bytes.fromhex("00000011 80000005 00000000") + sequence.to_bytes(4, "big") + b"\x00")
     assert isinstance(event, ResponseReceived) and event.request.context == "r"
 
@@ -983,3 +985,81 @@ def test_our_unbind_answered_closes_after_response_timeout_if_answers_never_come
     assert isinstance(event, RequestReceived)
     peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "5"})  # too late: not written
     assert peer.read() == []
+
+
+# -- what the application may and may not do ------------------------------------------
+
+
+def test_window_room_counts_our_requests_still_unanswered() -> None:
+    peer = reach(State.BOUND_RX)
+    assert peer.session.window_room() == CONFIG.window
+    sequences = [
+        peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context=i)
+        for i in range(CONFIG.window)
+    ]
+    peer.read()
+    assert peer.session.window_room() == 0
+    peer.send(header(16, Command.DELIVER_SM_RESP, 0, sequences[1]))
+    assert peer.session.window_room() == 1
+
+
+def test_take_back_outstanding_returns_the_contexts_oldest_first_and_forgets_them() -> None:
+    peer = reach(State.BOUND_TRX)
+    first = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 20.0, context="r1")
+    peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 20.0, context="r2")
+    assert peer.tick(30.0) == []  # our enquire_link: no context, not handed back
+    assert [p.command for p in peer.read()] == [Command.DELIVER_SM, Command.DELIVER_SM, Command.ENQUIRE_LINK]
+    assert peer.session.take_back_outstanding() == ["r1", "r2"]
+    assert peer.session.window_room() == CONFIG.window
+    assert peer.session.take_back_outstanding() == []
+    # an answer to a request taken back is no longer a response to anything
+    assert [type(e) for e in peer.send(header(17, Command.DELIVER_SM_RESP, 0, first) + b"\x00")] == [PeerError]
+
+
+def test_answering_a_request_twice_is_a_local_protocol_error() -> None:
+    peer = reach(State.BOUND_TRX)
+    _, (event,) = peer.request(Command.SUBMIT_SM)
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    peer.read()
+    with pytest.raises(LocalProtocolError):
+        peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    assert peer.read() == []  # nothing written for the misuse
+    assert peer.session.unanswered == 0  # and the count did not go negative
+
+
+def test_answering_a_request_never_received_is_a_local_protocol_error() -> None:
+    peer = reach(State.BOUND_TRX)
+    stranger = decode_pdu(request_bytes(Command.SUBMIT_SM, 4242))
+    with pytest.raises(LocalProtocolError):
+        peer.session.respond(stranger, Status.ESME_ROK)
+    assert peer.read() == []
+    assert peer.session.unanswered == 0
+
+
+@pytest.mark.parametrize("answer", ["accept", "reject"])
+def test_answering_a_bind_twice_is_a_local_protocol_error(answer: str) -> None:
+    peer = Peer()
+    _, (event,) = peer.request(Command.BIND_TRANSCEIVER)
+    assert isinstance(event, BindRequested)
+    peer.session.accept_bind(event.pdu, SMSC_ID)
+    peer.read()
+    with pytest.raises(LocalProtocolError):
+        if answer == "accept":
+            peer.session.accept_bind(event.pdu, SMSC_ID)
+        else:
+            peer.session.reject_bind(event.pdu, Status.ESME_RBINDFAIL, SMSC_ID)
+    assert peer.read() == []
+
+
+def test_a_sequence_the_peer_reuses_is_owed_once_per_request() -> None:
+    # A peer may (wrongly) reuse a sequence number for two requests in flight: both
+    # are answered, and a third answer is still refused.
+    peer = reach(State.BOUND_TRX)
+    events = peer.send(request_bytes(Command.SUBMIT_SM, 9) + request_bytes(Command.SUBMIT_SM, 9))
+    first, second = (e.pdu for e in events if isinstance(e, RequestReceived))
+    peer.session.respond(first, Status.ESME_ROK, {"message_id": "1"})
+    peer.session.respond(second, Status.ESME_ROK, {"message_id": "2"})
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.SUBMIT_SM_RESP, 9)] * 2
+    with pytest.raises(LocalProtocolError):
+        peer.session.respond(first, Status.ESME_ROK)
