@@ -5,7 +5,9 @@ which requests each bind state allows (the `PEER_REQUESTS` table: a missing entr
 is the ESME_RINVBNDSTS answer), framing limits, the window of unanswered requests,
 enquire_link, unbind in both directions, and the bind / inactivity / response timers.
 Every request read is answered exactly once: a second bind while one is being decided
-is ESME_RINVBNDSTS, and a peer's unbind is answered after the requests read before it.
+is ESME_RINVBNDSTS. An unbind (the peer's, or ours once answered) ends the session only
+when nothing is owed either way: our answers to the requests read before it are
+written, and the peer's answers to our deliver_sm are still read (or time out).
 
 It knows nothing about sockets, clocks, accounts, the store or providers. Feed it
 bytes with `receive_data(data, now)` and time with `tick(now)`; it returns `Event`s
@@ -105,6 +107,9 @@ PEER_REQUESTS: dict[State, frozenset[Command]] = {
 # Requests the session hands to the application (everything else it answers itself).
 APPLICATION_REQUESTS = _TX_REQUESTS
 BOUND_STATES = frozenset({State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX})
+# Our requests an unbind does not wait for: node-smpp never answers enquire_link, and
+# our own unbind is what the unbind settles.
+_NOT_AWAITED = frozenset({Command.ENQUIRE_LINK, Command.UNBIND})
 MAX_SEQUENCE = 0x7FFFFFFF
 
 
@@ -331,10 +336,12 @@ class Session:
             events.append(RequestReceived(pdu))
 
     def _handle_unbind(self, pdu: Pdu, now: float, events: list[Event]) -> None:
-        if self._unanswered > 0:
-            # Answers still owed (an ESME that unbinds without waiting for its
-            # submit_sm_resp would resubmit): unbind_resp once they are written, or
-            # after response_timeout. Meanwhile only enquire_link and unbind pass.
+        if not self._settled():
+            # Answers still owed, either way: ours (an ESME that unbinds without waiting
+            # for its submit_sm_resp would resubmit) or the peer's (a deliver_sm_resp it
+            # sends after its unbind: a receipt whose answer is lost goes out again on
+            # the next bind). unbind_resp once both are settled, or after
+            # response_timeout. Meanwhile only enquire_link, unbind and answers pass.
             if not self._peer_unbinds:
                 self.state = State.UNBINDING
                 self._unbind_reason = "peer unbind"
@@ -347,12 +354,25 @@ class Session:
         self._leave_bound("peer unbind", events)
         self._close("peer unbind", events)
 
+    def _settled(self) -> bool:
+        """No answer owed either way: none of ours, and none to our requests that matter
+        (an unanswered enquire_link is allowed, and our unbind is what ends the session)."""
+        return self._unanswered <= 0 and all(r.command in _NOT_AWAITED for r in self._outstanding.values())
+
+    def _unbind_settled(self) -> bool:
+        """An unbind (the peer's, or ours once answered) has nothing left to wait for."""
+        return bool(self._peer_unbinds or self._unbind_answered) and self._settled()
+
+    def _finish_unbind(self, events: list[Event]) -> None:
+        if self._unbind_settled():
+            self._answer_peer_unbinds()
+            self._leave_bound(self._unbind_reason, events)
+            self._close(self._unbind_reason, events)
+
     def _answer_peer_unbinds(self) -> None:
-        if self._peer_unbinds:
-            for sequence in self._peer_unbinds:
-                self._answer(Command.UNBIND, sequence, Status.ESME_ROK)
-            self._peer_unbinds.clear()
-            self._unbind_deadline = -math.inf  # nothing left to wait for: the next tick closes
+        for sequence in self._peer_unbinds:
+            self._answer(Command.UNBIND, sequence, Status.ESME_ROK)
+        self._peer_unbinds.clear()
 
     def _handle_response(self, pdu: Pdu, events: list[Event]) -> None:
         request = self._outstanding.get(pdu.sequence)
@@ -365,15 +385,13 @@ class Session:
         if request.command is Command.ENQUIRE_LINK:
             self._enquire_link_sequence = None
         elif request.command is Command.UNBIND:
+            # Closes once nothing is owed either way; else the answers still owed go
+            # out first (`respond`) and theirs are read, until the unbind deadline.
             self._unbind_answered = True
             self._unbind_reason = "unbind answered"
-            self._answer_peer_unbinds()
-            if self._unanswered <= 0:
-                self._leave_bound("unbind answered", events)
-                self._close("unbind answered", events)
-            # else: the answers still owed go out first (`respond`), until the unbind deadline
         else:
             events.append(ResponseReceived(pdu, request))
+        self._finish_unbind(events)
 
     # -- answers from the application ------------------------------------------------
 
@@ -410,11 +428,9 @@ class Session:
         self._settle(request)
         if self.state is not State.CLOSED:
             self._answer(request.command, request.sequence, status, params, tlvs)
-            if self._unanswered <= 0:
-                if self._peer_unbinds:
-                    self._answer_peer_unbinds()
-                elif self._unbind_answered:
-                    self._unbind_deadline = -math.inf  # owes nothing now: the next tick closes
+            if self._unbind_settled():
+                self._answer_peer_unbinds()  # right after the last answer owed
+                self._unbind_deadline = -math.inf  # nothing left to wait for: the next tick closes
 
     @property
     def unanswered(self) -> int:
@@ -529,6 +545,7 @@ class Session:
                 self._enquire_link_sequence = None  # unanswered is allowed (node-smpp)
             else:
                 events.append(ResponseTimedOut(request))
+        self._finish_unbind(events)
         idle = now - self.last_received
         if self.state in BOUND_STATES:
             if idle >= config.inactivity_timeout:

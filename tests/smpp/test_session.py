@@ -599,6 +599,88 @@ def test_unbind_after_the_waiting_one_was_answered_closes_at_once() -> None:
     assert events == [Unbound("peer unbind"), Closing("peer unbind")]
 
 
+def _receiver_with_a_receipt_out() -> tuple[Peer, int]:
+    """A receiver bound, one deliver_sm of ours (context "r") waiting for its answer."""
+    peer = reach(State.BOUND_RX)
+    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context="r")
+    assert only(peer.read()).command is Command.DELIVER_SM
+    return peer, sequence
+
+
+def test_peer_unbind_then_the_deliver_sm_resp_it_owes_is_read_before_unbind_resp() -> None:
+    # Net::SMPP and libsmpp34 do this when a receipt arrives just after they decided to
+    # unbind; the bytes below are theirs. Closing at the unbind lost the answer, and the
+    # receipt went out again on the next bind (a duplicate receipt).
+    peer, sequence = _receiver_with_a_receipt_out()
+    assert sequence == 1
+    unbind = bytes.fromhex("00000010 00000006 00000000 00000003")
+    deliver_sm_resp = bytes.fromhex("00000011 80000005 00000000 00000001 00")
+    events = peer.send(unbind + deliver_sm_resp)
+    assert [type(e) for e in events] == [ResponseReceived, Unbound, Closing]
+    assert isinstance(events[0], ResponseReceived) and events[0].request.context == "r"
+    assert events[1:] == [Unbound("peer unbind"), Closing("peer unbind")]
+    assert peer.session.data_to_send() == bytes.fromhex("00000010 80000006 00000000 00000003")
+    assert peer.session.take_back_outstanding() == []  # nothing left to send again
+
+
+def test_peer_unbind_waits_for_the_answer_to_our_deliver_sm_in_a_later_chunk() -> None:
+    peer, sequence = _receiver_with_a_receipt_out()
+    unbind, events = peer.request(Command.UNBIND, at=1.0)
+    assert events == []
+    assert peer.read() == []  # unbind_resp waits for the deliver_sm_resp
+    assert peer.session.state is State.UNBINDING and not peer.session.can_deliver
+    enquire, _ = peer.request(Command.ENQUIRE_LINK, at=2.0)
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.ENQUIRE_LINK_RESP, enquire)]
+    events = peer.send(header(17, Command.DELIVER_SM_RESP, 0, sequence) + b"\x00", at=3.0)
+    assert [type(e) for e in events] == [ResponseReceived, Unbound, Closing]
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.UNBIND_RESP, unbind)]
+
+
+def test_peer_unbind_with_our_deliver_sm_never_answered_closes_when_it_times_out() -> None:
+    peer, _ = _receiver_with_a_receipt_out()
+    unbind, _ = peer.request(Command.UNBIND, at=1.0)
+    assert peer.session.next_deadline() == CONFIG.response_timeout  # the deliver_sm's, sent at 0
+    assert peer.tick(CONFIG.response_timeout - 0.01) == []
+    events = peer.tick(CONFIG.response_timeout)
+    assert [type(e) for e in events] == [ResponseTimedOut, Unbound, Closing]
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.UNBIND_RESP, unbind)]
+
+
+def test_peer_unbind_does_not_wait_for_our_unanswered_enquire_link() -> None:
+    # node-smpp never answers enquire_link: its unbind is answered at once.
+    peer = reach(State.BOUND_TRX)
+    peer.tick(30.0)
+    assert only(peer.read()).command is Command.ENQUIRE_LINK
+    unbind, events = peer.request(Command.UNBIND, at=31.0)
+    assert events == [Unbound("peer unbind"), Closing("peer unbind")]
+    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, unbind, 0)
+
+
+def test_peer_unbind_waits_for_both_our_answers_and_theirs() -> None:
+    peer = reach(State.BOUND_TRX)
+    deliver = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context="r")
+    peer.read()
+    submit, (event,) = peer.request(Command.SUBMIT_SM)
+    unbind, _ = peer.request(Command.UNBIND)
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.SUBMIT_SM_RESP, submit)]
+    events = peer.send(header(17, Command.DELIVER_SM_RESP, 0, deliver) + b"\x00")
+    assert [type(e) for e in events] == [ResponseReceived, Unbound, Closing]
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.UNBIND_RESP, unbind)]
+
+
+def test_our_unbind_answered_before_our_deliver_sm_waits_for_its_answer() -> None:
+    peer, sequence = _receiver_with_a_receipt_out()
+    peer.session.unbind(1.0)
+    (ours,) = peer.read()
+    assert peer.send(header(16, Command.UNBIND_RESP, 0, ours.sequence), at=2.0) == []
+    assert not peer.session.is_closing
+    events = peer.send(header(17, Command.DELIVER_SM_RESP, 0, sequence) + b"\x00", at=3.0)
+    assert events[0].request.context == "r"  # type: ignore[union-attr]
+    assert events[1:] == [Unbound("unbind answered"), Closing("unbind answered")]
+
+
 @pytest.mark.parametrize("state", BOUND, ids=lambda s: s.value)
 def test_unbind_from_us(state: State) -> None:
     peer = reach(state)
@@ -844,8 +926,16 @@ def _short_inactivity() -> Peer:
     return peer
 
 
+def _peer_unbind_waiting_for_its_answer() -> Peer:
+    peer = reach(State.BOUND_RX)
+    peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 2.0)
+    peer.read()
+    peer.request(Command.UNBIND, at=5.0)
+    return peer
+
+
 SCENARIOS = [_open, _bound_idle, _enquire_pending, _deliver_outstanding, _unbinding, _peer_unbind_waiting]
-SCENARIOS.append(_short_inactivity)
+SCENARIOS += [_short_inactivity, _peer_unbind_waiting_for_its_answer]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__.strip("_"))
