@@ -314,7 +314,7 @@ class ReceiptEngine:
         esm_class = ESM_CLASS_DELIVERY_RECEIPT
         if account is not None and not receipt.state.is_final:
             esm_class = account.intermediate_esm_class
-        params, tlvs = receipt_deliver_sm(
+        deliver_sm = receipt_deliver_sm(
             rendered,
             receipt.state,
             receipt.submitted_at,
@@ -325,7 +325,7 @@ class ReceiptEngine:
             (receipt.destination.ton, receipt.destination.npi, receipt.destination.addr),
             esm_class,
         )
-        conn.session.send_request(Command.DELIVER_SM, params, time.monotonic(), tlvs, context=receipt)
+        conn.session.send_request(deliver_sm, time.monotonic(), context=receipt)
         self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1
 
     def on_response(self, conn: Connection, receipt: Receipt, command: Command, status: int) -> None:

@@ -27,12 +27,18 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.smpp.constants import BIND_COMMANDS, INTERFACE_VERSION_34, Command, Status, Tag
+from bridge.smpp.constants import BIND_COMMANDS, COMMAND_BY_ID, INTERFACE_VERSION_34, Command, Status, Tag
 from bridge.smpp.pdu import (
     HEADER_SIZE,
-    Params,
+    Bind,
+    BindReceiverResp,
+    BindResp,
+    BindTransceiverResp,
+    BindTransmitterResp,
+    EnquireLink,
     Pdu,
     PduError,
+    Unbind,
     decode_pdu,
     encode_pdu,
     encode_response,
@@ -61,10 +67,6 @@ class BindType(enum.Enum):
     TRANSCEIVER = "transceiver"
 
     @property
-    def can_submit(self) -> bool:
-        return self is not BindType.RECEIVER
-
-    @property
     def can_receive(self) -> bool:
         return self is not BindType.TRANSMITTER
 
@@ -73,6 +75,11 @@ BIND_TYPE_BY_COMMAND = {
     Command.BIND_TRANSMITTER: BindType.TRANSMITTER,
     Command.BIND_RECEIVER: BindType.RECEIVER,
     Command.BIND_TRANSCEIVER: BindType.TRANSCEIVER,
+}
+BIND_RESP_BY_COMMAND: dict[Command, type[BindResp]] = {
+    Command.BIND_TRANSMITTER: BindTransmitterResp,
+    Command.BIND_RECEIVER: BindReceiverResp,
+    Command.BIND_TRANSCEIVER: BindTransceiverResp,
 }
 BOUND_STATE_BY_TYPE = {
     BindType.TRANSMITTER: State.BOUND_TX,
@@ -104,8 +111,6 @@ PEER_REQUESTS: dict[State, frozenset[Command]] = {
     State.CLOSED: frozenset(),
 }
 
-# Requests the session hands to the application (everything else it answers itself).
-APPLICATION_REQUESTS = _TX_REQUESTS
 BOUND_STATES = frozenset({State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX})
 # Our requests an unbind does not wait for: node-smpp never answers enquire_link, and
 # our own unbind is what the unbind settles.
@@ -120,7 +125,7 @@ MAX_SEQUENCE = 0x7FFFFFFF
 class BindRequested:
     """Answer with `accept_bind` or `reject_bind`."""
 
-    pdu: Pdu
+    pdu: Bind
     bind_type: BindType
 
 
@@ -211,6 +216,8 @@ class Session:
         self.bind_type: BindType | None = None
         self.system_id: str | None = None
         self.interface_version = INTERFACE_VERSION_34
+        # Whether the PDUs we write carry TLVs: not to a v3.3 bind (decided at bind).
+        self._tlvs = True
         self.opened_at = now
         self.last_received = now
         # Requests read and not yet answered, by sequence (a count: a peer may reuse one).
@@ -302,34 +309,34 @@ class Session:
                 if command in BIND_COMMANDS and self.state in BOUND_STATES
                 else Status.ESME_RINVBNDSTS
             )
-            self._answer(command, pdu.sequence, status)
+            self._answer_to(command, pdu.sequence, status)
             events.append(PeerError(status, f"{command.label} in state {self.state.value}", command))
 
     def _refuse(self, exc: PduError, events: list[Event]) -> None:
-        command = Command(exc.command_id) if exc.command_id in _KNOWN_IDS else None
+        command = COMMAND_BY_ID.get(exc.command_id)
         if command is not None and command.is_response:
             events.append(PeerError(exc.status, f"malformed {command.label}: {exc.reason}", exc.command_id))
             return
         if command is None:
             self._write(generic_nack(exc.sequence, exc.status), Command.GENERIC_NACK)
         else:
-            self._answer(command, exc.sequence, exc.status)
+            self._answer_to(command, exc.sequence, exc.status)
         events.append(PeerError(exc.status, exc.reason, exc.command_id))
 
     def _handle_request(self, pdu: Pdu, now: float, events: list[Event]) -> None:
         command = pdu.command
         if command is Command.ENQUIRE_LINK:
-            self._answer(command, pdu.sequence, Status.ESME_ROK)
+            self._answer_to(command, pdu.sequence, Status.ESME_ROK)
         elif command is Command.UNBIND:
             self._handle_unbind(pdu, now, events)
-        elif command in BIND_COMMANDS:
+        elif isinstance(pdu, Bind):
             self._owe(pdu.sequence)
             self._bind_pending = True
             events.append(BindRequested(pdu, BIND_TYPE_BY_COMMAND[command]))
         elif self.state is State.UNBINDING:
-            self._answer(command, pdu.sequence, Status.ESME_RINVBNDSTS)
+            self._answer_to(command, pdu.sequence, Status.ESME_RINVBNDSTS)
         elif self._unanswered >= self.config.window:
-            self._answer(command, pdu.sequence, Status.ESME_RTHROTTLED)
+            self._answer_to(command, pdu.sequence, Status.ESME_RTHROTTLED)
             events.append(PeerError(Status.ESME_RTHROTTLED, "window full", command))
         else:
             self._owe(pdu.sequence)
@@ -350,7 +357,7 @@ class Session:
                     self._unbind_deadline = deadline
             self._peer_unbinds.append(pdu.sequence)
             return
-        self._answer(Command.UNBIND, pdu.sequence, Status.ESME_ROK)
+        self._answer_to(Command.UNBIND, pdu.sequence, Status.ESME_ROK)
         self._leave_bound("peer unbind", events)
         self._close("peer unbind", events)
 
@@ -371,7 +378,7 @@ class Session:
 
     def _answer_peer_unbinds(self) -> None:
         for sequence in self._peer_unbinds:
-            self._answer(Command.UNBIND, sequence, Status.ESME_ROK)
+            self._answer_to(Command.UNBIND, sequence, Status.ESME_ROK)
         self._peer_unbinds.clear()
 
     def _handle_response(self, pdu: Pdu, events: list[Event]) -> None:
@@ -395,7 +402,7 @@ class Session:
 
     # -- answers from the application ------------------------------------------------
 
-    def accept_bind(self, request: Pdu, our_system_id: str) -> None:
+    def accept_bind(self, request: Bind, our_system_id: str) -> None:
         """Answer a `BindRequested` with success. A no-op once the session is closing
         (bind timeout, framing error, lost connection): it must not come back bound."""
         bind_type = BIND_TYPE_BY_COMMAND[request.command]
@@ -404,30 +411,33 @@ class Session:
         if self._closing:
             return
         self.bind_type = bind_type
-        self.system_id = request.params["system_id"]
-        self.interface_version = request.params.get("interface_version", INTERFACE_VERSION_34)
+        self.system_id = request.system_id
+        self.interface_version = request.interface_version
+        self._tlvs = takes_tlvs(request.interface_version)
         self.state = BOUND_STATE_BY_TYPE[bind_type]
-        tlvs: dict[int, bytes] = {}
-        if takes_tlvs(self.interface_version):
-            tlvs[Tag.SC_INTERFACE_VERSION] = bytes((INTERFACE_VERSION_34,))
-        self._answer(request.command, request.sequence, Status.ESME_ROK, {"system_id": our_system_id}, tlvs)
+        self._answer(request, Status.ESME_ROK, self._bind_resp(request, our_system_id, sc_interface_version=True))
 
-    def reject_bind(self, request: Pdu, status: Status, our_system_id: str) -> None:
+    def reject_bind(self, request: Bind, status: Status, our_system_id: str) -> None:
         self._settle(request)
         self._bind_pending = False
-        self._answer(request.command, request.sequence, status, {"system_id": our_system_id})
+        self._answer(request, status, self._bind_resp(request, our_system_id))
 
-    def respond(
-        self,
-        request: Pdu,
-        status: int,
-        params: Params | None = None,
-        tlvs: dict[int, bytes] | None = None,
-    ) -> None:
-        """Answer a `RequestReceived`. Safe after the session closed (then a no-op)."""
+    @staticmethod
+    def _bind_resp(request: Bind, our_system_id: str, sc_interface_version: bool = False) -> BindResp:
+        tlvs: dict[int, bytes] = (
+            {Tag.SC_INTERFACE_VERSION: bytes((INTERFACE_VERSION_34,))} if sc_interface_version else {}
+        )
+        return BIND_RESP_BY_COMMAND[request.command](system_id=our_system_id, tlvs=tlvs)
+
+    def respond(self, request: Pdu, status: int, body: Pdu | None = None) -> None:
+        """Answer a `RequestReceived` with `status` and, if given, the response's
+        fields and TLVs in `body` (a `SubmitSmResp` ...; its header is ignored). Safe
+        after the session closed (then a no-op)."""
+        if body is not None and body.command is not request.command.response:
+            raise LocalProtocolError(f"a {body.command.label} does not answer a {request.command.label}")
         self._settle(request)
         if self.state is not State.CLOSED:
-            self._answer(request.command, request.sequence, status, params, tlvs)
+            self._answer(request, status, body)
             if self._unbind_settled():
                 self._answer_peer_unbinds()  # right after the last answer owed
                 self._unbind_deadline = -math.inf  # nothing left to wait for: the next tick closes
@@ -457,21 +467,16 @@ class Session:
 
     # -- our requests ----------------------------------------------------------------
 
-    def send_request(
-        self,
-        command: Command,
-        params: Params,
-        now: float,
-        tlvs: dict[int, bytes] | None = None,
-        context: Any = None,
-    ) -> int:
-        """Queue a request to the peer; its answer comes back as `ResponseReceived`
-        (or `ResponseTimedOut`) carrying `context`. Returns the sequence number."""
+    def send_request(self, request: Pdu, now: float, context: Any = None) -> int:
+        """Queue a request to the peer (a `DeliverSm` ...; the session numbers it); its
+        answer comes back as `ResponseReceived` (or `ResponseTimedOut`) carrying
+        `context`. Returns the sequence number."""
+        command = request.command
+        if command.is_response:
+            raise LocalProtocolError(f"{command.label} is not a request")
         sequence = self._allocate_sequence()
-        if not takes_tlvs(self.interface_version):
-            tlvs = None  # a v3.3 peer gets no optional parameters
         self._outstanding[sequence] = OutstandingRequest(command, sequence, now + self.config.response_timeout, context)
-        self._write(encode_pdu(Pdu(command, sequence, 0, params, tlvs or {})), command)
+        self._write(encode_pdu(request, sequence=sequence, status=0, tlvs=self._tlvs), command)
         return sequence
 
     def unbind(self, now: float) -> None:
@@ -481,7 +486,7 @@ class Session:
         if self.state in BOUND_STATES:
             self.state = State.UNBINDING
             self._unbind_deadline = now + self.config.response_timeout
-            self.send_request(Command.UNBIND, {}, now)
+            self.send_request(Unbind(), now)
         elif self.state is State.OPEN:
             self._closing = True
 
@@ -551,7 +556,7 @@ class Session:
             if idle >= config.inactivity_timeout:
                 self.unbind(now)
             elif idle >= config.enquire_link_interval and self._enquire_link_sequence is None:
-                self._enquire_link_sequence = self.send_request(Command.ENQUIRE_LINK, {}, now)
+                self._enquire_link_sequence = self.send_request(EnquireLink(), now)
         return events
 
     def next_deadline(self) -> float | None:
@@ -593,21 +598,15 @@ class Session:
 
     # -- internals -------------------------------------------------------------------
 
-    def _answer(
-        self,
-        command: Command,
-        sequence: int,
-        status: int,
-        params: Params | None = None,
-        tlvs: dict[int, bytes] | None = None,
-    ) -> None:
+    def _answer(self, request: Pdu, status: int, body: Pdu | None = None) -> None:
+        self._answer_to(request.command, request.sequence, status, body)
+
+    def _answer_to(self, command: Command, sequence: int, status: int, body: Pdu | None = None) -> None:
         """Every answer goes through here: the status is the one the bind's version
-        knows, and a v3.3 bind gets no TLVs."""
+        knows (and, like every PDU we write, it carries no TLVs to a v3.3 bind)."""
         response = command.response or Command.GENERIC_NACK
-        if not takes_tlvs(self.interface_version):
-            tlvs = None
         status = status_for(status, self.interface_version)
-        self._write(encode_response(command, sequence, status, params, tlvs), response)
+        self._write(encode_response(command, sequence, status, body, tlvs=self._tlvs), response)
 
     def _write(self, data: bytes, command: Command) -> None:
         sent = self.counters.sent
@@ -628,6 +627,3 @@ class Session:
         if not self._closing:
             self._closing = True
             events.append(Closing(reason))
-
-
-_KNOWN_IDS = frozenset(c.value for c in Command)
