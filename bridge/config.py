@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
+import phonenumbers
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
@@ -214,7 +215,27 @@ class Account(Section):
         description="esm_class of intermediate notifications (ENROUTE, registered_delivery bit 4): "
         "0x04 as a delivery receipt (what most clients parse) or 0x20 intermediate delivery notification (v3.4 5.2.12)",
     )
+    default_country: str | None = Field(
+        None,
+        description="ISO 3166-1 alpha-2 country of this account's national numbers (TON 2, or TON 0 valid only as "
+        "national); without it a national number is never given a guessed country",
+    )
+    ton0_reading: Literal["international", "national"] = Field(
+        "international",
+        description="a TON 0 destination valid both as international and as national in default_country is read as "
+        "this (national: `6621234567` on an MX account is Hermosillo, not Bangkok's +66 2123 4567)",
+    )
     route: str | None = None
+
+    @field_validator("default_country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        code = value.strip().upper()
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f'{value!r} is not an ISO 3166-1 alpha-2 country code with a numbering plan (e.g. "MX")')
+        return code
 
     @model_validator(mode="after")
     def _one_password(self) -> Account:
@@ -516,9 +537,24 @@ HTTP_PROVIDER_TYPES = tuple(kind for kind in PROVIDER_TYPES if kind != BUILTIN_P
 
 
 class RouteMatch(Section):
-    destination_prefix: str | list[str] | None = None
+    destination_prefix: str | list[str] | None = Field(
+        None, description="E.164 digits the destination starts with (country code first; a leading + is dropped)"
+    )
     system_id: str | list[str] | None = None
     flash: bool | None = None
+
+    @field_validator("destination_prefix")
+    @classmethod
+    def _digits(cls, value: str | list[str] | None) -> str | list[str] | None:
+        def prefix(text: str) -> str:
+            digits = text.removeprefix("+")
+            if not (digits.isascii() and digits.isdigit()):
+                raise ValueError(f'{text!r} is not E.164 digits (country code first, e.g. "52")')
+            return digits
+
+        if value is None:
+            return None
+        return prefix(value) if isinstance(value, str) else [prefix(v) for v in value]
 
     @property
     def prefixes(self) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ def test_the_design_contract_parses_exactly_as_written() -> None:
     assert config.providers["skycore"].from_ == "60856"  # type: ignore[union-attr]
     assert config.routes[0].match.prefixes == ("52",)
     assert config.accounts[0].throughput == 500
+    assert config.accounts[0].default_country == "MX"
     assert config.store.sqlite_path == Path("/var/lib/smpp-bridge/bridge.db")
 
 

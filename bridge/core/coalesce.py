@@ -5,7 +5,8 @@ own result, provider id and receipt; only the HTTP request is shared.
 
 A batch leaves when it is full (`coalesce_max`, at most the provider's `max_batch`)
 or when its first message has waited `coalesce_window` seconds. A destination
-already in the batch starts a new one, so every recipient of a request is distinct.
+already in the batch (the same normalised number, however the ESME wrote it) starts a
+new one, so every recipient of a request is distinct.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core.message import Message
+from bridge.core.numbers import Number
 from bridge.core.tasks import Tasks
 from bridge.providers.base import Provider, SendResult
 
@@ -26,7 +28,7 @@ Key = tuple[str, str, str, bool]
 class _Batch:
     messages: list[Message] = field(default_factory=list)
     waiters: list[asyncio.Future[SendResult]] = field(default_factory=list)
-    destinations: set[str] = field(default_factory=set)
+    destinations: set[Number] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
 
 
@@ -44,7 +46,7 @@ class Coalescer:
     async def send(self, message: Message) -> SendResult:
         key: Key = (message.system_id, message.source.addr, message.text, message.flash)
         batch = self._open.get(key)
-        if batch is not None and message.destination.addr in batch.destinations:
+        if batch is not None and message.number in batch.destinations:
             self._flush(key)
             batch = None
         if batch is None:
@@ -53,7 +55,7 @@ class Coalescer:
         waiter: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         batch.messages.append(message)
         batch.waiters.append(waiter)
-        batch.destinations.add(message.destination.addr)
+        batch.destinations.add(message.number)
         if len(batch.messages) >= self.limit:
             self._flush(key)
         return await waiter

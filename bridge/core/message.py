@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from bridge.core.numbers import Number
 from bridge.smpp.constants import MessageState
 
 
@@ -46,7 +47,8 @@ class Message:
     id: int
     system_id: str
     source: Address
-    destination: Address
+    destination: Address  # as the ESME sent it: the receipt's source_addr
+    number: Number  # `destination` normalised at submit: routing, coalescing, providers
     text: str
     flash: bool
     parts: list[Part]
@@ -98,5 +100,6 @@ class PendingSegment:
     submitted_at: float
     flash: bool
     source: Address
-    destination: Address
+    destination: Address  # as sent
+    number: Number  # normalised
     id_format: str = ""

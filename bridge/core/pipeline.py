@@ -19,7 +19,7 @@ from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
 from bridge.core.ids import IdAllocator, parse_id, render_id
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment
-from bridge.core.numbers import canonical_number
+from bridge.core.numbers import Number, Unusable, normalise
 from bridge.core.outbox import Outbox
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.router import Resolved, Router
@@ -195,11 +195,7 @@ class Pipeline:
         await self._throttle(account)
         parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
-        number = canonical_number(pdu.destination_addr, pdu.dest_addr_ton)
-        if number is None:
-            raise Refused(Status.ESME_RINVDSTADR, "destination_addr is not a phone number")
-        destination = Address(pdu.dest_addr_ton, pdu.dest_addr_npi, number)
-        route = self._route(account, number, parsed.flash)
+        destination, number, route = self._destination(account, pdu, parsed.flash)
         if account.ack == "stored" and self._outbox.full():
             raise self._outbox_full(account)
         message_id = await self._ids.next_id()
@@ -210,10 +206,10 @@ class Pipeline:
                 message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
             )
             message = self._message(
-                account, message_id, parsed.source, destination, text, parsed.flash, [part], route, now
+                account, message_id, parsed.source, destination, number, text, parsed.flash, [part], route, now
             )
             return await self._dispatch(conn, account, message, part)
-        return await self._add_segment(account, parsed, destination, route, message_id, now, conn)
+        return await self._add_segment(account, parsed, destination, number, route, message_id, now, conn)
 
     def _parse(self, account: Account, pdu: SubmitSm | SubmitMulti | DataSm, interface_version: int) -> Parsed:
         _check_addresses(pdu)
@@ -282,11 +278,21 @@ class Pipeline:
             self._metrics.throttled.labels(account.system_id, "throughput").inc()
             raise Refused(Status.ESME_RTHROTTLED, "account throughput exceeded")
 
-    def _route(self, account: Account, destination: str, flash: bool) -> Resolved:
-        route = self.router.resolve(account, destination, flash)
+    def _destination(
+        self, account: Account, target: SubmitSm | DataSm | SmeAddress, flash: bool
+    ) -> tuple[Address, Number, Resolved]:
+        """The destination as sent (for the receipt), normalised once (for everything
+        else, see `bridge.core.numbers`), and its route."""
+        destination = Address(target.dest_addr_ton, target.dest_addr_npi, target.destination_addr)
+        number = normalise(
+            destination.addr, destination.ton, account.default_country, account.ton0_reading == "national"
+        )
+        if isinstance(number, Unusable):
+            raise Refused(Status.ESME_RINVDSTADR, number.reason)
+        route = self.router.resolve(account, number, flash)
         if route is None:
             raise Refused(Status.ESME_RINVDSTADR, "no route for destination")
-        return route
+        return destination, number, route
 
     def _message(
         self,
@@ -294,6 +300,7 @@ class Pipeline:
         message_id: int,
         source: Address,
         destination: Address,
+        number: Number,
         text: str,
         flash: bool,
         parts: list[Part],
@@ -305,6 +312,7 @@ class Pipeline:
             system_id=account.system_id,
             source=source,
             destination=destination,
+            number=number,
             text=text,
             flash=flash,
             parts=parts,
@@ -320,6 +328,7 @@ class Pipeline:
         account: Account,
         parsed: Parsed,
         destination: Address,
+        number: Number,
         route: Resolved,
         message_id: int,
         now: float,
@@ -331,7 +340,7 @@ class Pipeline:
             (
                 account.system_id,
                 parsed.source.addr,
-                destination.addr,
+                number.digits,
                 segment.scheme,
                 str(segment.reference),
                 str(segment.total),
@@ -350,6 +359,7 @@ class Pipeline:
             flash=parsed.flash,
             source=parsed.source,
             destination=destination,
+            number=number,
             id_format=_id_format(conn, account),
         )
         open_sets = self._open_sets.setdefault(account.system_id, set())
@@ -370,6 +380,7 @@ class Pipeline:
             first.message_id,
             first.source,
             first.destination,
+            first.number,
             "",
             any(s.flash for s in complete),
             parts,
@@ -403,6 +414,7 @@ class Pipeline:
                 system_id=first.system_id,
                 source=first.source,
                 destination=first.destination,
+                number=first.number,
                 text="",
                 flash=first.flash,
                 parts=parts,
@@ -482,21 +494,22 @@ class Pipeline:
                 unsuccess.append(UnsuccessSme(0, 0, dest.dl_name, Status.ESME_RINVDLNAME))
                 continue
             failure = _address_status(dest.dest_addr_ton, dest.dest_addr_npi, *_DEST_STATUSES)
-            number = None if failure else canonical_number(dest.destination_addr, dest.dest_addr_ton)
-            route = self.router.resolve(account, number, parsed.flash) if number else None
-            if failure is None and route is None:
-                failure = Status.ESME_RINVDSTADR
+            if failure is None:
+                try:
+                    destination, number, route = self._destination(account, dest, parsed.flash)
+                except Refused as exc:
+                    failure = exc.status
             if failure is not None:
                 unsuccess.append(_unsuccess_entry(dest, failure))
                 continue
-            assert route is not None and number is not None
             own_id = message_id if first else await self._ids.next_id()
             first = False
             part = Part(
                 message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
             )
-            destination = Address(dest.dest_addr_ton, dest.dest_addr_npi, number)
-            message = self._message(account, own_id, parsed.source, destination, text, parsed.flash, [part], route, now)
+            message = self._message(
+                account, own_id, parsed.source, destination, number, text, parsed.flash, [part], route, now
+            )
             jobs.append((dest, self._dispatch(conn, account, message, part)))
         answers = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
         release: list[int] = []

@@ -3,6 +3,10 @@
 `[[routes]]` are tried in order; the first whose `match` fits (destination prefix,
 system_id, flash) wins. Otherwise the account's `route` names a route or a provider.
 No route -> None, which the pipeline answers with ESME_RINVDSTADR.
+
+`destination_prefix` is matched against the E.164 digits of the normalised number
+(country code first). A national number of unknown country (an account without
+`default_country`) has no country code, so it never matches a prefix.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.config import Account, Config, Route
+from bridge.core.numbers import Number
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,9 +23,9 @@ class Resolved:
     providers: tuple[str, ...]
 
 
-def route_matches(route: Route, system_id: str, destination: str, flash: bool) -> bool:
+def route_matches(route: Route, system_id: str, number: Number, flash: bool) -> bool:
     match = route.match
-    if match.prefixes and not destination.startswith(match.prefixes):
+    if match.prefixes and not (number.international and number.digits.startswith(match.prefixes)):
         return False
     if match.system_ids and system_id not in match.system_ids:
         return False
@@ -33,10 +38,9 @@ class Router:
         self._by_name = {route.name: route for route in config.routes}
         self._providers = set(config.providers)
 
-    def resolve(self, account: Account, destination: str, flash: bool) -> Resolved | None:
-        """`destination` is the E.164 digit string (no `+`)."""
+    def resolve(self, account: Account, number: Number, flash: bool) -> Resolved | None:
         for route in self._routes:
-            if route_matches(route, account.system_id, destination, flash):
+            if route_matches(route, account.system_id, number, flash):
                 return Resolved(route.name, tuple(route.providers))
         if account.route is None:
             return None

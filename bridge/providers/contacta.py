@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from bridge.config import ContactaProvider as ContactaSettings
 from bridge.core.message import Lifecycle, Message
-from bridge.core.numbers import TON_INTERNATIONAL
+from bridge.core.numbers import Number, national_in
 from bridge.logging import mask_number
 from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
 from bridge.providers.http import (
@@ -41,6 +41,7 @@ from bridge.smpp.text import gsm_septets
 
 PATHS = {False: "/v2/sms/send", True: "/v2/flash/send"}
 MEXICO = "52"
+HOME = "MX"  # the country of SMS México's 10-digit `phone`
 MIN_CHARS = 3  # the schema's minLength of `msg`
 MAX_LENGTH = 160  # the schema's maxLength of `msg`, counted per `length_unit`
 # What `sender` may hold when any source_addr is allowed ("*"): Contacta gives no rule,
@@ -87,27 +88,26 @@ class Request:
         return {"json": self.fields} if self.method == "POST" else {"params": self.fields}
 
 
-def mexican_national(number: str, ton: int) -> str | None:
-    """The 10 national digits of a Mexican number: `52` + 10 digits, the obsolete
-    mobile form `521` + 10 digits, or 10 digits not marked international."""
-    if len(number) == 10 and ton != TON_INTERNATIONAL:
-        return number
-    if len(number) == 13 and number.startswith(MEXICO + "1"):
-        return number[3:]
-    if len(number) == 12 and number.startswith(MEXICO):
-        return number[2:]
-    return None
+def mexican_national(number: Number) -> str | None:
+    """The 10 national digits of a Mexican number (`+52` and 10 digits). A national
+    number of unknown country is taken as Mexican: SMS México's own format. The
+    obsolete mobile `1` (`+521` and 10 digits), which Mexico dropped in 2019 and
+    libphonenumber no longer knows, is still removed: old ESMEs send it."""
+    national = national_in(number, HOME)
+    if national is not None and len(national) == 11 and national.startswith("1"):
+        national = national[1:]
+    return national if national is not None and len(national) == 10 else None
 
 
-def render_phone(number: str, ton: int, number_format: str) -> str | None:
-    """`phone` for SMS México (10 digits) or SMS Global (E.164 without `+`); None
-    when Contacta cannot take the number."""
-    national = mexican_national(number, ton)
+def render_phone(number: Number, number_format: str) -> str | None:
+    """`phone` for SMS México (10 national digits, Mexico only) or SMS Global (E.164
+    without `+`); None when Contacta cannot take the number."""
+    national = mexican_national(number)
     if number_format == "national":
         return national
     if national is not None:
         return MEXICO + national
-    return number if 8 <= len(number) <= 15 and not number.startswith("0") else None
+    return number.digits if number.international else None
 
 
 def text_refusal(text: str, length_unit: str) -> SendResult | None:
@@ -133,7 +133,7 @@ def choose_sender(source_addr: str, allowed: Sequence[str], default: str) -> str
 
 def build_request(settings: ContactaSettings, message: Message) -> Request | SendResult:
     """The documented request, or the refusal when Contacta could not take the message."""
-    phone = render_phone(message.destination.addr, message.destination.ton, settings.number_format)
+    phone = render_phone(message.number, settings.number_format)
     if phone is None:
         return SendResult.rejected(Status.ESME_RINVDSTADR, "contacta: destination not renderable")
     refusal = text_refusal(message.text, settings.length_unit)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
+from bridge.core.numbers import Number, national_in
 from bridge.logging import mask_number
 from bridge.providers.base import (
     Outcome,
@@ -79,8 +80,8 @@ FLASHSMS_STATUSES: dict[str, tuple[MessageState, int]] = {
     "FAILED": (MessageState.UNDELIVERABLE, 1),
 }
 
-_GHANA = re.compile(r"^233[1-9]\d{8}$")
-_GHANA_NATIONAL = re.compile(r"^0[1-9]\d{8}$")
+GHANA = "GH"
+_GHANA_NSN = re.compile(r"^[1-9]\d{8}$")  # a Ghanaian national significant number: 9 digits
 THROTTLE_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)  # 429 without Retry-After
 MAX_UNKNOWN_POLLS = 3
 
@@ -88,11 +89,12 @@ MAX_UNKNOWN_POLLS = 3
 # -- pure functions ------------------------------------------------------------------------
 
 
-def render_number(destination: str) -> str | None:
-    """Canonical digits (or a Ghana national 0XXXXXXXXX) -> `233XXXXXXXXX`; None outside Ghana."""
-    if _GHANA_NATIONAL.match(destination):
-        return "233" + destination[1:]
-    return destination if _GHANA.match(destination) else None
+def render_number(number: Number) -> str | None:
+    """`233XXXXXXXXX`, one of the two documented forms; None outside Ghana. A
+    national number of unknown country is taken as Ghanaian (`0XXXXXXXXX`, the
+    document's own examples)."""
+    national = national_in(number, GHANA)
+    return "233" + national if national is not None and _GHANA_NSN.match(national) else None
 
 
 def phone_key(phone: Any) -> str:
@@ -214,7 +216,7 @@ class FlashSms(Provider):
 
     def check(self, message: Message) -> SendResult | None:
         """What FlashSMS cannot take, refused before any HTTP call."""
-        if render_number(message.destination.addr) is None:
+        if render_number(message.number) is None:
             return SendResult.rejected(Status.ESME_RINVDSTADR, "FlashSMS sends to Ghana (233) numbers only")
         if not message.text:
             return SendResult.rejected(Status.ESME_RINVMSGLEN, "empty text")
@@ -236,7 +238,7 @@ class FlashSms(Provider):
         return self.settings.sender
 
     def build_request(self, message: Message) -> dict[str, Any]:
-        phone = render_number(message.destination.addr)
+        phone = render_number(message.number)
         assert phone is not None
         body: dict[str, Any] = {"recipients": [phone], "message": message.text}
         sender = self.sender_for(message)
@@ -278,7 +280,7 @@ class FlashSms(Provider):
             return [throttled] * len(batch)
         first = batch[0]
         body = self.build_request(first)
-        phones = [render_number(message.destination.addr) or "" for message in batch]
+        phones = [render_number(message.number) or "" for message in batch]
         body["recipients"] = phones
         self.log.debug("flashsms_send", message_id=first.id, recipients=len(phones), to=mask_number(phones[0]))
         try:

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from bridge.config import KaleyraProvider as KaleyraSettings
 from bridge.core.message import Message
+from bridge.core.numbers import Number
 from bridge.logging import mask_number
 from bridge.providers.base import (
     Outcome,
@@ -169,15 +170,15 @@ CALLBACK_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 MAX_UNKNOWN_POLLS = 3  # polled ids the bridge keeps not knowing are dropped
-_E164 = re.compile(r"^[1-9]\d{6,14}$")
 
 
 # -- pure functions: request, answers, reports ----------------------------------------
 
 
-def render_number(destination: str) -> str | None:
-    """Canonical digits -> Kaleyra's `to` (`+` and E.164); None when it cannot be one."""
-    return f"+{destination}" if _E164.match(destination) else None
+def render_number(number: Number) -> str | None:
+    """Kaleyra's `to`: `+` and the E.164 digits (the document's `+91XXXXXXXXXX`); None
+    for a national number of unknown country, which has no country code to give."""
+    return number.e164
 
 
 def form_fields(fields: Mapping[str, Any]) -> dict[str, str]:
@@ -344,7 +345,7 @@ class Kaleyra(Provider):
 
     def check(self, message: Message) -> SendResult | None:
         """What Kaleyra cannot take, refused before any HTTP call."""
-        if render_number(message.destination.addr) is None:
+        if render_number(message.number) is None:
             return SendResult.rejected(Status.ESME_RINVDSTADR, "destination is not an international number")
         if not message.text:
             return SendResult.rejected(Status.ESME_RINVMSGLEN, "empty text")
@@ -363,7 +364,7 @@ class Kaleyra(Provider):
         """The send parameters, in the documented names, for the configured endpoint
         (values for a JSON body; `form_fields` flattens them for body_format = form)."""
         s = self.settings
-        to = render_number(message.destination.addr)
+        to = render_number(message.number)
         assert to is not None
         fields: dict[str, Any] = {"to": to, "sender": self.sender_for(message), "type": s.sms_type}
         fields["body"] = message.text
@@ -395,7 +396,7 @@ class Kaleyra(Provider):
         first = batch[0]
         fields = self.build_request(first)
         if len(batch) > 1:
-            fields["to"] = ",".join(render_number(message.destination.addr) or "" for message in batch)
+            fields["to"] = ",".join(render_number(message.number) or "" for message in batch)
         body = {"json": fields} if self.settings.body_format == "json" else {"data": form_fields(fields)}
         self.log.debug("kaleyra_send", message_id=first.id, recipients=len(batch), to=mask_number(fields["to"]))
         answer = await self._http.request("POST", self.send_url, **body)
@@ -413,8 +414,8 @@ class Kaleyra(Provider):
         else:
             ids = recipient_ids(answer.json())
             results = [
-                SendResult.accepted(ids[message.destination.addr])
-                if message.destination.addr in ids
+                SendResult.accepted(ids[message.number.digits])
+                if message.number.digits in ids
                 else SendResult.rejected(Status.ESME_RINVDSTADR, "kaleyra: recipient missing from the answer")
                 for message in batch
             ]

@@ -1,9 +1,11 @@
 """The built-in `simulator` provider: no network, deterministic outcomes.
 
 It lets the default config run and gives tests exact controls by destination
-prefix: `reject_prefixes` are refused at submit (ESME_RINVDSTADR), `fail_prefixes`
-end UNDELIV, `expire_prefixes` EXPIRED, `silent_prefixes` never report; anything
-else is DELIVRD after `delivery_delay` seconds. Outcomes depend only on the
+prefix (of the normalised digits: E.164 without `+`, or national digits of an
+unknown country, which it takes like any others): `reject_prefixes` are refused at
+submit (ESME_RINVDSTADR), `fail_prefixes` end UNDELIV, `expire_prefixes` EXPIRED,
+`silent_prefixes` never report; anything else is DELIVRD after `delivery_delay`
+seconds. Outcomes depend only on the
 destination, so after a restart the unfinished ones are simply scheduled again.
 """
 
@@ -48,7 +50,7 @@ class Simulator(Provider):
     async def send(self, message: Message) -> SendResult:
         if self.settings.latency:
             await asyncio.sleep(self.settings.latency)
-        destination = message.destination.addr
+        destination = message.number.digits
         if destination.startswith(tuple(self.settings.reject_prefixes)):
             return SendResult.rejected(Status.ESME_RINVDSTADR, "simulator: rejected prefix")
         provider_id = f"sim-{message.id}"
@@ -60,7 +62,7 @@ class Simulator(Provider):
     async def resume(self, messages: Sequence[Message]) -> None:
         for message in messages:
             for provider_id in message.provider_ids:
-                self._schedule(provider_id, message.destination.addr, self.settings.delivery_delay)
+                self._schedule(provider_id, message.number.digits, self.settings.delivery_delay)
 
     async def close(self) -> None:
         for timer in self._timers:
@@ -95,7 +97,7 @@ class Simulator(Provider):
             {
                 "id": provider_id,
                 "message_id": message.id,
-                "to": message.destination.addr,
+                "to": message.number.digits,
                 "from": message.source.addr,
                 "text": message.text,
                 "flash": message.flash,

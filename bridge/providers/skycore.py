@@ -25,6 +25,7 @@ from aiohttp import web
 
 from bridge.config import SkycoreProvider as SkycoreSettings
 from bridge.core.message import Lifecycle, Message
+from bridge.core.numbers import Number
 from bridge.logging import mask_number
 from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
 from bridge.providers.http import (
@@ -109,13 +110,13 @@ NO_FINAL_POSTBACK = "no final postback within final_timeout"
 # -- request -------------------------------------------------------------------------
 
 
-def render_to(number: str, plus_prefix: bool) -> str | None:
-    """`+` and the international digits (document 003's `"to": "+10000000001"`), or the
-    digits alone without `plus_prefix`; None when the number cannot be one (E.164 has
-    at most 15 digits)."""
-    if not 7 <= len(number) <= 15 or number.startswith("0"):
+def render_to(number: Number, plus_prefix: bool) -> str | None:
+    """`+` and the E.164 digits (document 003's `"to": "+10000000001"`), or the digits
+    alone without `plus_prefix`; None for a national number of unknown country, which
+    has no country code to give."""
+    if not number.international:
         return None
-    return "+" + number if plus_prefix else number
+    return "+" + number.digits if plus_prefix else number.digits
 
 
 def senders(source_addr: str, settings: SkycoreSettings) -> tuple[str, str]:
@@ -132,7 +133,7 @@ def senders(source_addr: str, settings: SkycoreSettings) -> tuple[str, str]:
 
 def build_body(settings: SkycoreSettings, message: Message) -> dict[str, Any] | SendResult:
     """The documented JSON body, or the refusal when Skycore could not take the message."""
-    to = render_to(message.destination.addr, settings.plus_prefix)
+    to = render_to(message.number, settings.plus_prefix)
     if to is None:
         return SendResult.rejected(Status.ESME_RINVDSTADR, "skycore: destination not renderable")
     if not message.text:

@@ -4,6 +4,13 @@ Positional JSON arrays rather than `dataclasses.asdict` + dicts: asdict walks ev
 field reflectively and was a quarter of the bridge's CPU per message in profiles;
 building a list by hand and handing it to the C JSON encoder costs a few
 microseconds. The first element is a format version.
+
+Fields added later go at the end and may be missing from older records: the load
+gives them a sensible value, so a restart after an upgrade loses nothing. Messages
+and segments end with the normalised destination number (`[digits, international]`);
+records written before numbers were normalised stored the destination's digits with
+`+`/`00` stripped, and load with the number those digits make without a default
+country (`legacy_number`).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import json
 from typing import Any
 
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment, Receipt
+from bridge.core.numbers import Number, normalise
 from bridge.smpp.constants import MessageState
 
 _VERSION = 1
@@ -21,6 +29,19 @@ _loads = json.loads
 
 def _address(a: Address) -> list[Any]:
     return [a.ton, a.npi, a.addr]
+
+
+def legacy_number(destination: Address) -> Number:
+    """The number of a record from before numbers were normalised: its digits
+    normalised without a default country; what cannot be normalised stays national
+    (a provider decides)."""
+    number = normalise(destination.addr, destination.ton)
+    return number if isinstance(number, Number) else Number(destination.addr, international=False)
+
+
+def _number(stored: list[Any] | None, destination: Address) -> Number:
+    """The stored number, or the legacy one of an older record."""
+    return Number(*stored) if stored else legacy_number(destination)
 
 
 def dump_message(m: Message) -> str:
@@ -45,18 +66,21 @@ def dump_message(m: Message) -> str:
             m.attempts,
             m.next_attempt_at,
             m.done_at,
+            [m.number.digits, m.number.international],
         ]
     )
 
 
 def load_message(text: str | bytes) -> Message:
     (_, id_, system_id, source, destination, body, flash, parts, route, ack, created_at, lifecycle, provider,
-     provider_ids, state, error, attempts, next_attempt_at, done_at) = _loads(text)  # fmt: skip
+     provider_ids, state, error, attempts, next_attempt_at, done_at, *rest) = _loads(text)  # fmt: skip
+    sent_to = Address(*destination)
     return Message(
         id=id_,
         system_id=system_id,
         source=Address(*source),
-        destination=Address(*destination),
+        destination=sent_to,
+        number=_number(rest[0] if rest else None, sent_to),
         text=body,
         flash=flash,
         parts=[Part(*p) for p in parts],
@@ -134,6 +158,7 @@ def dump_segment(s: PendingSegment) -> str:
             _address(s.source),
             _address(s.destination),
             s.id_format,
+            [s.number.digits, s.number.international],
         ]
     )
 
@@ -141,6 +166,7 @@ def dump_segment(s: PendingSegment) -> str:
 def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
     (_, set_key, system_id, index, total, message_id, data_coding, registered_delivery, submitted_at, flash, source,
      destination, *rest) = _loads(text)  # fmt: skip
+    sent_to = Address(*destination)
     return PendingSegment(
         set_key=set_key,
         system_id=system_id,
@@ -153,6 +179,7 @@ def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
         submitted_at=submitted_at,
         flash=flash,
         source=Address(*source),
-        destination=Address(*destination),
-        id_format=rest[0] if rest else "",
+        destination=sent_to,
+        number=_number(rest[1] if len(rest) > 1 else None, sent_to),
+        id_format=rest[0] if rest else "",  # records from before id formats were per bind
     )

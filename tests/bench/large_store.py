@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from bridge.core.message import Address, Lifecycle, Message, Part, Receipt
+from bridge.core.numbers import Number
 from bridge.smpp.constants import MessageState
 from bridge.store.sqlite import SqliteStore
 from tests.support.servers import free_port
@@ -28,6 +29,7 @@ def make(message_id: int, final: bool) -> Message:
         system_id="demo",
         source=Address(1, 1, "12345"),
         destination=Address(1, 1, "4917012345"),
+        number=Number("4917012345"),
         text="",
         flash=False,
         parts=[Part(message_id, 1, time.time(), "Your code is 123456")],

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.config import Config, parse_config
+from bridge.core.numbers import Number
 from bridge.core.router import Resolved, Router
 
 PROVIDERS = {name: {"type": "simulator"} for name in ("a", "b", "c")}
@@ -21,9 +22,10 @@ def config(routes: list[dict[str, Any]], account_route: str | None = None) -> Co
 
 
 def resolve(cfg: Config, destination: str, flash: bool = False, system_id: str = "esme1") -> Resolved | None:
+    """`destination`: E.164 digits (what the pipeline made of the destination_addr)."""
     account = cfg.account(system_id)
     assert account is not None
-    return Router(cfg).resolve(account, destination, flash)
+    return Router(cfg).resolve(account, Number(destination), flash)
 
 
 def test_the_first_matching_route_wins_in_config_order() -> None:

@@ -81,15 +81,22 @@ def connect() -> Iterator[Callable[[RunningBridge], Esme]]:
 def start_rig(
     start_bridge: Callable[..., RunningBridge], connect: Callable[[RunningBridge], Esme]
 ) -> Callable[..., Rig]:
-    """start_rig(sim, name, settings, http_port?) -> a bridge with the one provider
-    `name` (its config `settings`), esme1 routed to it and bound; the bridge's HTTP
-    port is `http_port` or its own (callbacks reach http://127.0.0.1:<rig.http_port>)."""
+    """start_rig(sim, name, settings, http_port?, account_settings?) -> a bridge with the
+    one provider `name` (its config `settings`), esme1 (plus `account_settings`) routed
+    to it and bound; the bridge's HTTP port is `http_port` or its own (callbacks reach
+    http://127.0.0.1:<rig.http_port>)."""
 
-    def start(sim: AppThread, name: str, settings: dict[str, Any], http_port: int | None = None) -> Rig:
+    def start(
+        sim: AppThread,
+        name: str,
+        settings: dict[str, Any],
+        http_port: int | None = None,
+        account_settings: dict[str, Any] | None = None,
+    ) -> Rig:
         http_port = http_port or free_port()
         overrides: dict[str, Any] = {
             "http": {"port": http_port, "public_url": f"http://127.0.0.1:{http_port}"},
-            "accounts": [account(name)],
+            "accounts": [account(name, **(account_settings or {}))],
             "providers": {name: settings},
         }
         bridge = start_bridge(**overrides)
@@ -102,11 +109,14 @@ def start_rig(
 def kaleyra_rig_factory(
     serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]
 ) -> Callable[..., Rig]:
-    """rig_factory(sim_options, **provider settings) -> the strict Kaleyra double and a
-    bridge using it: /sms with a JSON body and a callback profile (KALEYRA_PROFILE, its
-    URL the bridge's callback URL), as document 001 and PROVIDERS.md 3.1 allow."""
+    """rig_factory(sim_options, account_settings, **provider settings) -> the strict
+    Kaleyra double and a bridge using it: /sms with a JSON body and a callback profile
+    (KALEYRA_PROFILE, its URL the bridge's callback URL), as document 001 and
+    PROVIDERS.md 3.1 allow."""
 
-    def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
+    def make(
+        sim_options: dict[str, Any] | None = None, account_settings: dict[str, Any] | None = None, **provider: Any
+    ) -> Rig:
         http_port = free_port()
         callback = {"url": f"http://127.0.0.1:{http_port}/callbacks/kaleyra/{KALEYRA_TOKEN}", "method": "POST"}
         options = {
@@ -130,7 +140,7 @@ def kaleyra_rig_factory(
             "poll_interval": 0,
             "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
         }
-        return start_rig(sim, "kaleyra", settings | provider, http_port)
+        return start_rig(sim, "kaleyra", settings | provider, http_port, account_settings)
 
     return make
 
@@ -139,9 +149,12 @@ def kaleyra_rig_factory(
 def flashsms_rig_factory(
     serve: Callable[[web.Application], AppThread], start_rig: Callable[..., Rig]
 ) -> Callable[..., Rig]:
-    """rig_factory(sim_options, **provider settings) -> the FlashSMS double and a bridge using it."""
+    """rig_factory(sim_options, account_settings, **provider settings) -> the FlashSMS double
+    and a bridge using it."""
 
-    def make(sim_options: dict[str, Any] | None = None, **provider: Any) -> Rig:
+    def make(
+        sim_options: dict[str, Any] | None = None, account_settings: dict[str, Any] | None = None, **provider: Any
+    ) -> Rig:
         options = {"api_key": FLASHSMS_KEY, "sent_after": 0.1, "final_after": 0.3}
         sim = serve(build_simulator("flashsms", **(options | (sim_options or {}))))
         settings = {
@@ -152,6 +165,6 @@ def flashsms_rig_factory(
             "poll_interval": 0.2,
             "circuit_failures": 1000,  # the error tests fail on purpose, many times in a row
         }
-        return start_rig(sim, "flashsms", settings | provider)
+        return start_rig(sim, "flashsms", settings | provider, account_settings=account_settings)
 
     return make

@@ -12,6 +12,7 @@ import pytest
 
 from bridge.config import ConfigError, ContactaProvider
 from bridge.core.message import Lifecycle, Message
+from bridge.core.numbers import Number
 from bridge.providers.base import Outcome
 from bridge.providers.contacta import (
     Contacta,
@@ -59,25 +60,28 @@ def message(text: str = "Hello World!", destination: str = "528100001234", **fie
 # -- numbers -------------------------------------------------------------------------
 
 
+NATIONAL = {"international": False}  # a national number of unknown country (no default_country)
+
+
 @pytest.mark.parametrize(
-    ("number", "ton", "number_format", "expected"),
+    ("number", "number_format", "expected"),
     [
-        ("528100001234", 1, "national", "8100001234"),  # E.164: 52 + 10 digits
-        ("5218100001234", 1, "national", "8100001234"),  # the obsolete mobile 1
-        ("8100001234", 0, "national", "8100001234"),  # national, not marked international
-        ("8100001234", 1, "national", None),  # 10 digits marked international: not Mexican
-        ("4917012345678", 1, "national", None),  # another country
-        ("52810000123", 1, "national", None),  # one digit short
-        ("528100001234", 1, "international", "528100001234"),
-        ("5218100001234", 1, "international", "528100001234"),
-        ("8100001234", 0, "international", "528100001234"),
-        ("4917012345678", 1, "international", "4917012345678"),  # SMS Global: any E.164
-        ("1234567", 1, "international", None),  # too short for E.164
-        ("0123456789012", 2, "international", None),  # a trunk prefix, not international
+        (Number("528100001234"), "national", "8100001234"),  # +52 and 10 digits: the document's phone
+        (Number("5218100001234"), "national", "8100001234"),  # the obsolete mobile 1
+        (Number("8100001234", **NATIONAL), "national", "8100001234"),  # taken as Mexican: Contacta's home
+        (Number("8100001234"), "national", None),  # +81: Japan, not Mexico
+        (Number("4917012345678"), "national", None),  # another country
+        (Number("52810000123"), "national", None),  # one digit short
+        (Number("81000012345", **NATIONAL), "national", None),  # 11 national digits: no Mexican number
+        (Number("528100001234"), "international", "528100001234"),
+        (Number("5218100001234"), "international", "528100001234"),
+        (Number("8100001234", **NATIONAL), "international", "528100001234"),
+        (Number("4917012345678"), "international", "4917012345678"),  # SMS Global: any E.164
+        (Number("0123456789012", **NATIONAL), "international", None),  # not Mexican, and no country code
     ],
 )
-def test_render_phone(number: str, ton: int, number_format: str, expected: str | None) -> None:
-    assert render_phone(number, ton, number_format) == expected
+def test_render_phone(number: Number, number_format: str, expected: str | None) -> None:
+    assert render_phone(number, number_format) == expected
 
 
 # -- text ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from tests.support.running import RunningBridge
 from tests.support.servers import AppThread, free_port
 
 USER, PASSWORD, KEY, TOKEN = "bridge", "contacta-pw", "skycore-key", "postback-token"
-DESTINATION = "528100001234"  # Mexico: Contacta takes 8100001234, Skycore 528100001234
+DESTINATION = "528100001234"  # Mexico: Contacta takes 8100001234, Skycore +528100001234
 
 
 @pytest.fixture

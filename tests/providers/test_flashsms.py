@@ -14,6 +14,7 @@ from aiohttp import web
 from bridge.config import ConfigError, parse_config
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
+from bridge.core.numbers import Number
 from bridge.providers.base import Outcome
 from bridge.providers.flashsms import (
     FlashSms,
@@ -55,21 +56,21 @@ def connector(**overrides: Any) -> FlashSms:
 
 
 @pytest.mark.parametrize(
-    ("digits", "rendered"),
+    ("number", "rendered"),
     [
-        ("233201234567", "233201234567"),
-        ("233541234567", "233541234567"),
-        ("0201234567", "233201234567"),  # national (TON 0) Ghana number
-        ("23320123456", None),  # one digit short
-        ("2332012345678", None),  # one digit long
-        ("233001234567", None),  # no national number starts with 0
-        ("4917012345", None),  # not Ghana
-        ("14155550100", None),
-        ("", None),
+        (Number("233201234567"), "233201234567"),
+        (Number("233541234567"), "233541234567"),
+        (Number("0201234567", international=False), "233201234567"),  # national, country unknown: Ghana's form
+        (Number("23320123456"), None),  # one digit short
+        (Number("2332012345678"), None),  # one digit long
+        (Number("233001234567"), None),  # no national number starts with 0
+        (Number("4917012345"), None),  # not Ghana
+        (Number("14155550100"), None),
+        (Number("4917012345", international=False), None),  # national digits in no Ghanaian form
     ],
 )
-def test_render_number(digits: str, rendered: str | None) -> None:
-    assert render_number(digits) == rendered
+def test_render_number(number: Number, rendered: str | None) -> None:
+    assert render_number(number) == rendered
 
 
 @pytest.mark.parametrize("written", ["233201234567", "+233201234567", "0201234567", "233 20 123 4567"])
@@ -112,7 +113,7 @@ def test_request_body() -> None:
 
 
 def test_no_sender_and_no_campaign_leave_the_fields_out() -> None:
-    body = connector(campaign_name="").build_request(make_message(to="0201234567"))
+    body = connector(campaign_name="").build_request(make_message(to="0201234567", ton=2))
     assert body == {"recipients": [PHONE], "message": "Hello"}
 
 

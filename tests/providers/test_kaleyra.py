@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bridge.config import ConfigError
 from bridge.config import KaleyraProvider as KaleyraSettings
+from bridge.core.numbers import Number
 from bridge.providers.base import Outcome
 from bridge.providers.kaleyra import (
     Kaleyra,
@@ -65,24 +66,22 @@ def connector(reports: Reports | None = None, **overrides: Any) -> Kaleyra:
 # -- numbers and text ----------------------------------------------------------------------
 
 NUMBERS = [
-    ("919876543210", "+919876543210"),
-    ("14155550100", "+14155550100"),
-    ("2335551234", "+2335551234"),
-    ("4917012345", "+4917012345"),
-    ("683123", None),  # 6 digits: too short for E.164 with a country code
-    ("1234567890123456", None),  # 16 digits: longer than E.164 allows
-    ("09876543210", None),  # national (trunk prefix): no country code
-    ("", None),
+    (Number("919876543210"), "+919876543210"),  # the document's +91XXXXXXXXXX
+    (Number("14155550100"), "+14155550100"),
+    (Number("233201234567"), "+233201234567"),
+    (Number("4917012345"), "+4917012345"),
+    (Number("09876543210", international=False), None),  # national, country unknown: no country code to give
+    (Number("9876543210", international=False), None),
 ]
 
 
-@pytest.mark.parametrize(("digits", "rendered"), NUMBERS)
-def test_render_number(digits: str, rendered: str | None) -> None:
-    assert render_number(digits) == rendered
+@pytest.mark.parametrize(("number", "rendered"), NUMBERS)
+def test_render_number(number: Number, rendered: str | None) -> None:
+    assert render_number(number) == rendered
 
 
 def test_numbers_kaleyra_cannot_take_are_rejected_before_any_request() -> None:
-    result = connector().check(make_message(to="09876543210"))
+    result = connector().check(make_message(to="9876543210", ton=2))
     assert result is not None
     assert (result.outcome, result.status) == (Outcome.REJECTED, Status.ESME_RINVDSTADR)
 

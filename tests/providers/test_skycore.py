@@ -11,6 +11,7 @@ import pytest
 
 from bridge.config import ConfigError, SkycoreProvider
 from bridge.core.message import Message
+from bridge.core.numbers import Number
 from bridge.providers.base import Outcome
 from bridge.providers.skycore import (
     Skycore,
@@ -39,8 +40,8 @@ def settings(**overrides: Any) -> SkycoreProvider:
     return provider
 
 
-def message(text: str = "Hello", destination: str = "17743199144", source: str = "12345") -> Message:
-    return make_message(text, destination, source=source, message_id=99)
+def message(text: str = "Hello", destination: str = "17743199144", source: str = "12345", ton: int = 1) -> Message:
+    return make_message(text, destination, source=source, message_id=99, ton=ton)
 
 
 # -- request -------------------------------------------------------------------------
@@ -49,15 +50,14 @@ def message(text: str = "Hello", destination: str = "17743199144", source: str =
 @pytest.mark.parametrize(
     ("number", "plus", "expected"),
     [
-        ("17743199144", False, "17743199144"),  # the v2 intro: digits, no +
-        ("17743199144", True, "+17743199144"),  # the document's examples
-        ("6831234", False, "6831234"),  # 7 digits: the shortest E.164 numbers
-        ("123456", False, None),
-        ("1234567890123456", False, None),  # E.164 stops at 15
-        ("0017743199144", False, None),  # a dialling prefix is not international format
+        (Number("10000000001"), True, "+10000000001"),  # the document's examples
+        (Number("17743199144"), True, "+17743199144"),
+        (Number("6831234"), True, "+6831234"),  # 7 digits: the shortest E.164 numbers
+        (Number("17743199144"), False, "17743199144"),  # plus_prefix = false: the v2 intro's digits
+        (Number("7743199144", international=False), True, None),  # national, country unknown
     ],
 )
-def test_render_to(number: str, plus: bool, expected: str | None) -> None:
+def test_render_to(number: Number, plus: bool, expected: str | None) -> None:
     assert render_to(number, plus) == expected
 
 
@@ -100,7 +100,7 @@ def test_senders(source: str, allowed: list[str], expected: tuple[str, str]) -> 
 
 
 def test_refusals_before_any_call() -> None:
-    bad_number = build_body(settings(), message(destination="12345"))
+    bad_number = build_body(settings(), message(destination="7743199144", ton=2))
     assert not isinstance(bad_number, dict)
     assert (bad_number.outcome, bad_number.status) == (Outcome.REJECTED, Status.ESME_RINVDSTADR)
     too_long = build_body(settings(max_parts=2), message("x" * 307))

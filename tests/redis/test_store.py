@@ -14,6 +14,7 @@ import redis
 
 from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Address, Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.numbers import Number
 from bridge.smpp.constants import MessageState
 from bridge.store.base import StoreUnavailable
 from bridge.store.redis import RedisCluster, RedisStore
@@ -171,6 +172,7 @@ def segment(set_key: str, index: int, total: int, at: float) -> PendingSegment:
         flash=False,
         source=Address(1, 1, "123"),
         destination=Address(1, 1, "4917012345"),
+        number=Number("4917012345"),
     )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from bridge.config import parse_config
 from bridge.core.message import Address, Lifecycle, Message, Part
+from bridge.core.numbers import Number
 from bridge.metrics import Metrics
 from bridge.providers.base import ProviderContext, StatusReport
 from bridge.providers.http import HttpAnswer
@@ -53,14 +54,17 @@ def make_message(
     message_id: int = 4242,
     created_at: float | None = None,
 ) -> Message:
-    """A whole (one-part) message to `to` (`ton` 1: international), from an
-    alphanumeric `source`, taken by the bridge at `created_at` (now)."""
+    """A whole (one-part) message to `to`, from an alphanumeric `source`, taken by the
+    bridge at `created_at` (now). `ton` 1: `to` is E.164 digits; any other: national
+    digits of an unknown country (what the pipeline makes of them without a
+    `default_country`)."""
     taken = time.time() if created_at is None else created_at
     return Message(
         id=message_id,
         system_id="esme1",
         source=Address(5, 0, source),
         destination=Address(ton, 1, to),
+        number=Number(to, international=ton == 1),
         text=text,
         flash=flash,
         parts=[Part(message_id, 1, taken, text[:20])],
@@ -89,6 +93,7 @@ def stored_message(
         system_id=system_id,
         source=Address(1, 1, "123"),
         destination=Address(1, 1, "4917012345"),
+        number=Number("4917012345"),
         text="",
         flash=False,
         parts=[Part(message_id + i, 1, 1.0, "hello") for i in range(parts)],
