@@ -12,8 +12,10 @@ written, and the peer's answers to our deliver_sm are still read (or time out).
 It knows nothing about sockets, clocks, accounts, the store or providers. Feed it
 bytes with `receive_data(data, now)` and time with `tick(now)`; it returns `Event`s
 and queues outgoing bytes, which `data_to_send()` hands to whoever owns the socket.
-The application answers the requests it is given with `accept_bind`, `reject_bind`
-and `respond`, and sends its own requests (deliver_sm, unbind) with `send_request`;
+Events carry typed PDUs (`bridge.smpp.pdu`). The application answers the requests it
+is given with `accept_bind`, `reject_bind` and `respond` (with a typed response body),
+and sends its own requests (a `DeliverSm`) with `send_request`, which numbers them;
+every PDU written to a v3.3 bind leaves its TLVs out (decided once, at the bind);
 `window_room()` says how many more fit, `take_back_outstanding()` hands back those
 still unanswered when the session ends. Like h11, the session refuses misuse by the
 application: answering a request twice, or one it never handed over, raises
