@@ -597,7 +597,6 @@ class Bridge:
     def _rebind_sessions(self) -> int:
         """Bound sessions take their account's new settings (route, throughput, ack);
         sessions of an account that is gone are unbound. Returns how many were."""
-        now = time.monotonic()
         unbound = 0
         for conn in list(self.registry.all()):
             account = self.authenticator.account(conn.session.system_id or "")
@@ -605,8 +604,7 @@ class Bridge:
                 conn.account = account
                 continue
             conn.log.warning("unbinding", reason="account removed from the config")
-            conn.session.unbind(now)
-            conn.flush()
+            conn.unbind()
             unbound += 1
         return unbound
 

@@ -275,7 +275,7 @@ class ReceiptEngine:
         """Receipts the receivers of `system_id` here could take now beyond those queued."""
         free = 0
         for conn in self._registry.receivers(system_id):
-            free += max(0, conn.session.config.window - len(conn.session.outstanding))
+            free += conn.session.window_room()
         return free - len(self._queues.get(system_id, ()))
 
     def enqueue(self, receipts: Iterable[Receipt]) -> None:
@@ -301,8 +301,7 @@ class ReceiptEngine:
             return
         if queue:
             for conn in receivers:
-                session = conn.session
-                room = session.config.window - len(session.outstanding)
+                room = conn.session.window_room()
                 if room <= 0:
                     continue
                 while queue and room > 0:
@@ -322,7 +321,7 @@ class ReceiptEngine:
         esm_class = ESM_CLASS_DELIVERY_RECEIPT
         if account is not None and not receipt.state.is_final:
             esm_class = account.intermediate_esm_class
-        params, tlvs = receipt_deliver_sm(
+        deliver_sm = receipt_deliver_sm(
             rendered,
             receipt.state,
             receipt.submitted_at,
@@ -333,7 +332,7 @@ class ReceiptEngine:
             (receipt.destination.ton, receipt.destination.npi, receipt.destination.addr),
             esm_class,
         )
-        conn.session.send_request(Command.DELIVER_SM, params, time.monotonic(), tlvs, context=receipt)
+        conn.session.send_request(deliver_sm, time.monotonic(), context=receipt)
         self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1
 
     def on_response(self, conn: Connection, receipt: Receipt, command: Command, status: int) -> None:
@@ -370,8 +369,7 @@ class ReceiptEngine:
 
     def on_session_closed(self, conn: Connection) -> None:
         """Receipts sent on a session that went away go back to the front of the queue."""
-        returned = [r.context for r in conn.session.outstanding.values() if isinstance(r.context, Receipt)]
-        conn.session.outstanding.clear()
+        returned = [c for c in conn.session.take_back_outstanding() if isinstance(c, Receipt)]
         for receipt in reversed(returned):
             self._in_flight[receipt.system_id] -= 1
             self._queues.setdefault(receipt.system_id, deque()).appendleft(receipt)

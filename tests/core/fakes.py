@@ -318,6 +318,7 @@ class FakeConnection:
     a real sans-IO Session; the bytes it would write are kept in `written`."""
 
     def __init__(self, now: float = 0.0, account: Any = None, peer_host: str = "127.0.0.1") -> None:
+        self.now = now
         self.session = Session(SessionConfig(), now)
         self.account = account
         self.peer_host = peer_host
@@ -331,6 +332,10 @@ class FakeConnection:
     def close(self) -> None:
         self.flush()
         self.closed = True
+
+    def unbind(self) -> None:
+        self.session.unbind(self.now)
+        self.flush()
 
     @property
     def connection_id(self) -> str:
