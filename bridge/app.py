@@ -23,11 +23,14 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.admin import add_admin_routes
 from bridge.config import Config, ConfigError
+from bridge.core.actions import Actions
 from bridge.core.auth import Authenticator
 from bridge.core.cluster import Cluster, LocalCluster, LocalReceiptQueue, ReceiptQueue
 from bridge.core.due import DueTimers
 from bridge.core.ids import IdAllocator
+from bridge.core.lookup import Lookup
 from bridge.core.outbox import Outbox
 from bridge.core.pipeline import Pipeline
 from bridge.core.receipts import ReceiptEngine
@@ -38,7 +41,7 @@ from bridge.core.tasks import Tasks
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
 from bridge.providers import build_provider
-from bridge.providers.base import Provider, ProviderContext
+from bridge.providers.base import Provider, ProviderContext, check_access
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
 from bridge.store.base import Store
@@ -47,6 +50,7 @@ from bridge.web import make_app
 MAINTENANCE_INTERVAL = 30.0
 RETIRE_TIMEOUT = 120.0  # longest wait for a replaced provider's requests before closing it anyway
 READINESS_TIMEOUT = 5.0  # /readyz: a store write that takes longer counts as failed
+FIRST_CHECK_AFTER = 60.0  # the daemon's first provider access check, at most this long after start
 # Settings a reload cannot change in a running process (listeners, store, pool sizes).
 RESTART_KEYS = (
     "smpp.host",
@@ -79,7 +83,7 @@ def open_store(config: Config) -> Store:
             [f"store.url: the Redis store needs redis-py: pip install 'smpp-bridge[redis]' ({exc})"]
         ) from exc
     s = config.store
-    return RedisStore(s.url, prefix=s.prefix, timeout=s.redis_timeout)
+    return RedisStore(s.url, prefix=s.prefix, timeout=s.redis_timeout, retention=s.retention)
 
 
 def open_cluster(config: Config, store: Store) -> tuple[Cluster, ReceiptQueue]:
@@ -138,7 +142,7 @@ class Bridge:
             queue=self.receipt_queue,
         )
         self.providers: dict[str, Provider] = {}
-        self.sender = Sender(self.providers, self.metrics, get_logger("sender"))
+        self.sender = Sender(self.providers, self.metrics, get_logger("sender"), journal=self.store.journal)
         self.outbox = outbox = Outbox(
             config.outbox, self.store, self.sender, self.receipts, self.metrics, get_logger("outbox")
         )
@@ -170,6 +174,10 @@ class Bridge:
             cluster=self.cluster,
         )
         self.server = SmppServer(config.smpp, config.security, self.smsc, self.counters, get_logger("smpp"))
+        self.lookup = Lookup(self.store, config, receivers=lambda system_id: len(self.registry.receivers(system_id)))
+        self.actions = Actions(self.lookup, self.outbox, self.receipts, get_logger("admin"))
+        self.provider_checks: dict[str, dict[str, Any]] = {}
+        self._checkers: dict[str, tuple[Provider, asyncio.Task[None]]] = {}
         self.metrics.attach_live(
             LiveCollector(
                 self.counters,
@@ -239,6 +247,7 @@ class Bridge:
             self.ports.update(self.server.ports)
             self._on_stop(stack, "background", self._background.cancel)
             self._background.spawn(self._maintain())
+            self._start_checkers()
             self._stack = stack.pop_all()
         self.log.info(
             "started",
@@ -273,7 +282,14 @@ class Bridge:
         return [(name, 1.0 if self.sender.usable(name) else 0.0) for name in sorted(self.providers)]
 
     async def _start_http(self) -> None:
-        app = make_app(self.metrics, lambda: self.providers, self.readiness, get_logger("http"))
+        app = make_app(
+            self.metrics,
+            lambda: self.providers,
+            self.readiness,
+            get_logger("http"),
+            details=lambda: {"providers": self.provider_checks} if self.provider_checks else {},
+        )
+        add_admin_routes(app, self._admin_token, self.actions, lambda: self.provider_checks, get_logger("admin"))
         self._web_runner = web.AppRunner(app, access_log=None)
         await self._web_runner.setup()
         site = web.TCPSite(self._web_runner, self.config.http.host, self.config.http.port)
@@ -327,6 +343,43 @@ class Bridge:
             self._readiness_errors[check] = error
             self.log.error("not_ready", check=check, error=error, exc_info=exc)
 
+    def _admin_token(self) -> str | None:
+        token = self.config.http.admin_token
+        return token.get_secret_value() if token is not None else None
+
+    # -- provider access checks --------------------------------------------------------
+
+    def _start_checkers(self) -> None:
+        """One checker per provider with a check_interval (restarted when a reload
+        replaces the provider)."""
+        for name, (checked, task) in list(self._checkers.items()):
+            if self.providers.get(name) is not checked:
+                task.cancel()
+                del self._checkers[name]
+                self.provider_checks.pop(name, None)
+        for name, provider in self.providers.items():
+            if name not in self._checkers and provider.settings.check_interval > 0:
+                self._checkers[name] = (provider, self._background.spawn(self._check_forever(name)))
+
+    async def _check_forever(self, name: str) -> None:
+        interval = self.providers[name].settings.check_interval
+        await asyncio.sleep(min(interval, FIRST_CHECK_AFTER))
+        while True:
+            await self.check_provider(name)
+            await asyncio.sleep(interval)
+
+    async def check_provider(self, name: str) -> dict[str, Any]:
+        check = self.provider_checks[name] = await check_access(self.providers[name])
+        if not check["ok"]:
+            self.log.warning(
+                "provider_check_failed",
+                provider=name,
+                reachable=check["reachable"],
+                credentials=check["credentials"],
+                detail=check["detail"],
+            )
+        return check
+
     async def _maintain(self) -> None:
         """Expire incomplete concatenated sets and purge old finished messages: every
         quarter of the shorter timeout (at most every 30 s), until nothing is due."""
@@ -335,9 +388,11 @@ class Bridge:
             await asyncio.sleep(min(MAINTENANCE_INTERVAL, *(t / 4 for t in timeouts)))
             try:
                 await self.pipeline.expire_segments(self.config.smpp.reassembly_timeout)
-                purged = await self.store.purge_due(time.time() - self.config.store.retention)
+                cutoff = time.time() - self.config.store.retention
+                purged = await self.store.purge_due(cutoff)
                 if purged:
                     self.log.debug("purged", messages=purged)
+                await self.store.purge_history(cutoff)
             except Exception:
                 self.log.exception("maintenance_failed")
 
@@ -394,6 +449,8 @@ class Bridge:
         self.outbox.settings = config.outbox
         self.timers.sync(config.providers)
         self.pipeline.reload(config)
+        self.lookup.config = config
+        self._start_checkers()
         self.smsc.reload(config)
         self.server.reload(config.smpp, config.security)
         unbound = self._rebind_sessions()
@@ -428,7 +485,6 @@ class Bridge:
     def _rebind_sessions(self) -> int:
         """Bound sessions take their account's new settings (route, throughput, ack);
         sessions of an account that is gone are unbound. Returns how many were."""
-        now = time.monotonic()
         unbound = 0
         for conn in list(self.registry.all()):
             account = self.authenticator.account(conn.session.system_id or "")
@@ -436,8 +492,7 @@ class Bridge:
                 conn.account = account
                 continue
             conn.log.warning("unbinding", reason="account removed from the config")
-            conn.session.unbind(now)
-            conn.flush()
+            conn.unbind()
             unbound += 1
         return unbound
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.smpp.constants import Command, Tag, status_name
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.pdu import BindTransceiver, SubmitSm, encode_pdu
 
 _HEADER = struct.Struct(">IIII")
 _SUBMIT_SM_RESP = Command.SUBMIT_SM_RESP.value
@@ -90,21 +90,16 @@ class BenchClient(asyncio.Protocol):
         first = int(options.destination)
         self.submit_bodies = [
             encode_pdu(
-                Pdu(
-                    Command.SUBMIT_SM,
-                    0,
-                    0,
-                    {
-                        "source_addr_ton": 1,
-                        "source_addr_npi": 1,
-                        "source_addr": "BENCH",
-                        "dest_addr_ton": 1,
-                        "dest_addr_npi": 1,
-                        "destination_addr": str(first + i),
-                        "registered_delivery": 1 if options.receipts else 0,
-                        "data_coding": 0,
-                        "short_message": options.text.encode("ascii"),
-                    },
+                SubmitSm(
+                    source_addr_ton=1,
+                    source_addr_npi=1,
+                    source_addr="BENCH",
+                    dest_addr_ton=1,
+                    dest_addr_npi=1,
+                    destination_addr=str(first + i),
+                    registered_delivery=1 if options.receipts else 0,
+                    data_coding=0,
+                    short_message=options.text.encode("ascii"),
                 )
             )[16:]
             for i in range(max(1, options.destinations))
@@ -117,11 +112,8 @@ class BenchClient(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        bind = Pdu(
-            Command.BIND_TRANSCEIVER,
-            self._next_sequence(),
-            0,
-            {"system_id": self.o.system_id, "password": self.o.password, "interface_version": 0x34},
+        bind = BindTransceiver(
+            self._next_sequence(), system_id=self.o.system_id, password=self.o.password, interface_version=0x34
         )
         self.transport.write(encode_pdu(bind))  # type: ignore[union-attr]
 

@@ -1,4 +1,5 @@
-"""Command line: run, check-config, hash-password, simulate, bench."""
+"""Command line: run, check-config, hash-password, simulate, bench, and the operator's
+commands (messages, receipts, queues, check-providers: bridge/ops.py)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", help="SMPP load generator", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
 
+    from bridge import ops
+
+    ops.add_commands(commands)
+
     args = parser.parse_args(argv)
     if args.command == "run":
         return _run(args.config)
@@ -61,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return _hash_password()
     if args.command == "simulate":
         return _simulate(args.provider, args.host, args.port)
+    if args.command in ("messages", "receipts", "queues", "check-providers"):
+        return ops.run(args)
     from bridge.bench import main as bench_main
 
     return bench_main(args.bench_args)

@@ -36,7 +36,7 @@ from pydantic import (
 DEFAULT_CONFIG_PATH = Path("config/bridge.toml")
 
 # Keys whose value may come from `<key>_file`; their values never appear in messages.
-SECRET_KEYS = frozenset({"password", "password_hash", "api_key", "callback_token"})
+SECRET_KEYS = frozenset({"password", "password_hash", "api_key", "callback_token", "admin_token"})
 _ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -140,6 +140,16 @@ class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     public_url: BaseUrl = "http://127.0.0.1:8080"
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token of the admin API under /admin/ (unset: the admin API is off)"
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("at least 16 characters (a long random string)")
+        return value
 
 
 class StoreSettings(Section):
@@ -259,6 +269,12 @@ class ProviderBase(Section):
     coalesce_max: int = Field(0, ge=0, description="recipients per coalesced request (0 = the API's maximum)")
     callback_allowed_networks: Networks = Field(
         default_factory=list, description="source addresses allowed to call this provider's callback URL (empty: any)"
+    )
+    check_interval: float = Field(
+        300,
+        ge=0,
+        description="seconds between two access checks in the daemon (credentials, reachability; shown in "
+        "/readyz); the first comes after at most 60 s; 0 = never",
     )
 
 

@@ -231,7 +231,7 @@ class SmppConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._server._connection_gone(self)
+        self._server.connection_closed(self)
         if self._timer is not None:
             self._timer.cancel()
         if self._stall is not None:
@@ -276,6 +276,21 @@ class SmppConnection(asyncio.Protocol):
         self._write_now()
         if self._transport is not None:
             self._transport.close()
+
+    def unbind(self) -> None:
+        """Unbind from our side (shutdown): the unbind goes out now; the session closes
+        the connection once it is settled, or after `response_timeout`."""
+        self.session.unbind(time.monotonic())
+        self._write_now()
+        if self.session.is_closing:
+            self.close()
+        else:
+            self._arm()
+
+    def abort(self) -> None:
+        """Drop the connection at once, without writing what is queued."""
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- internals -------------------------------------------------------------------
 
@@ -374,14 +389,8 @@ class SmppServer:
         self._servers.clear()
 
     def unbind_all(self) -> None:
-        now = time.monotonic()
         for conn in list(self.connections):
-            conn.session.unbind(now)
-            conn._write_now()
-            if conn.session.is_closing:
-                conn.close()
-            else:
-                conn._arm()
+            conn.unbind()
 
     async def wait_closed(self, timeout: float) -> bool:
         """Wait until every connection has closed, at most `timeout` seconds."""
@@ -393,12 +402,12 @@ class SmppServer:
                 return False
         return True
 
-    def _connection_gone(self, conn: SmppConnection) -> None:
+    def connection_closed(self, conn: SmppConnection) -> None:
+        """`conn` is gone (called by the connection itself)."""
         self.connections.discard(conn)
         if not self.connections:
             self._all_closed.set()
 
     def abort_all(self) -> None:
         for conn in list(self.connections):
-            if conn._transport is not None:
-                conn._transport.abort()
+            conn.abort()

@@ -25,8 +25,13 @@ Check = Callable[[], Awaitable[tuple[dict[str, bool], dict[str, str]]]]
 
 
 def make_app(
-    metrics: Metrics, providers: Callable[[], Mapping[str, Provider]], readiness: Check, log: Any
+    metrics: Metrics,
+    providers: Callable[[], Mapping[str, Provider]],
+    readiness: Check,
+    log: Any,
+    details: Callable[[], dict[str, Any]] | None = None,
 ) -> web.Application:
+    """`details`: more for /readyz to show (the provider access checks), not checked."""
     app = web.Application(client_max_size=MAX_CALLBACK_BODY)
 
     async def metrics_handler(request: web.Request) -> web.Response:
@@ -43,6 +48,8 @@ def make_app(
         body: dict[str, Any] = {"ready": ready, "checks": checks}
         if errors:
             body["errors"] = errors
+        if details is not None:
+            body.update(details())
         return web.json_response(body, status=200 if ready else 503)
 
     async def callback(request: web.Request) -> web.StreamResponse:

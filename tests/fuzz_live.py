@@ -19,8 +19,18 @@ import struct
 import time
 from dataclasses import asdict, dataclass
 
-from bridge.smpp.constants import Command
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.pdu import (
+    BindTransceiver,
+    DataSm,
+    DeliverSmResp,
+    DistributionList,
+    EnquireLink,
+    QuerySm,
+    SubmitMulti,
+    SubmitSm,
+    Unbind,
+    encode_pdu,
+)
 
 
 @dataclass
@@ -46,27 +56,25 @@ def rss_kib(pid: int) -> int:
 
 
 def valid_pdus(system_id: str, password: str) -> list[bytes]:
-    submit = {
+    text = {
         "source_addr_ton": 1,
         "source_addr_npi": 1,
         "source_addr": "123",
-        "dest_addr_ton": 1,
-        "dest_addr_npi": 1,
-        "destination_addr": "4917012345",
         "esm_class": 0x40,
         "registered_delivery": 1,
         "data_coding": 8,
         "short_message": bytes((5, 0, 3, 7, 2, 1)) + "héllo 😀".encode("utf-16-be"),
     }
+    destination = {"dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "4917012345"}
     return [
-        encode_pdu(Pdu(Command.BIND_TRANSCEIVER, 1, 0, {"system_id": system_id, "password": password})),
-        encode_pdu(Pdu(Command.SUBMIT_SM, 2, 0, submit, {0x0424: b"x" * 40, 0x020C: b"\x00\x01"})),
-        encode_pdu(Pdu(Command.ENQUIRE_LINK, 3, 0)),
-        encode_pdu(Pdu(Command.QUERY_SM, 4, 0, {"message_id": "12", "source_addr": "1"})),
-        encode_pdu(Pdu(Command.SUBMIT_MULTI, 5, 0, {**submit, "dest_addresses": [{"dest_flag": 2, "dl_name": "x"}]})),
-        encode_pdu(Pdu(Command.DATA_SM, 6, 0, {"destination_addr": "1", "source_addr": "2"})),
-        encode_pdu(Pdu(Command.DELIVER_SM_RESP, 7, 0, {"message_id": ""})),
-        encode_pdu(Pdu(Command.UNBIND, 8, 0)),
+        encode_pdu(BindTransceiver(1, system_id=system_id, password=password)),
+        encode_pdu(SubmitSm(2, 0, {0x0424: b"x" * 40, 0x020C: b"\x00\x01"}, **text, **destination)),
+        encode_pdu(EnquireLink(3)),
+        encode_pdu(QuerySm(4, message_id="12", source_addr="1")),
+        encode_pdu(SubmitMulti(5, dest_addresses=[DistributionList("x")], **text)),
+        encode_pdu(DataSm(6, destination_addr="1", source_addr="2")),
+        encode_pdu(DeliverSmResp(7, message_id="")),
+        encode_pdu(Unbind(8)),
     ]
 
 
@@ -123,20 +131,10 @@ def control(host: str, port: int, system_id: str, password: str) -> bool:
     try:
         with socket.create_connection((host, port), timeout=10) as sock:
             frames = [
-                encode_pdu(Pdu(Command.BIND_TRANSCEIVER, 1, 0, {"system_id": system_id, "password": password})),
-                encode_pdu(Pdu(Command.ENQUIRE_LINK, 2, 0)),
+                encode_pdu(BindTransceiver(1, system_id=system_id, password=password)),
+                encode_pdu(EnquireLink(2)),
                 encode_pdu(
-                    Pdu(
-                        Command.SUBMIT_SM,
-                        3,
-                        0,
-                        {
-                            "source_addr": "1",
-                            "dest_addr_ton": 1,
-                            "destination_addr": "4917012345",
-                            "short_message": b"ok",
-                        },
-                    )
+                    SubmitSm(3, source_addr="1", dest_addr_ton=1, destination_addr="4917012345", short_message=b"ok")
                 ),
             ]
             statuses = {}

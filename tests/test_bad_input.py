@@ -9,7 +9,7 @@ import struct
 from collections.abc import Callable
 
 from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, decode_pdu, encode_pdu
+from bridge.smpp.pdu import EnquireLink, SubmitSm, decode_pdu, encode_pdu
 from tests.support.esme import Esme
 
 
@@ -74,7 +74,7 @@ def test_window_overflow_is_throttled_and_session_stays_healthy(start_bridge: Ca
             "destination_addr": "4917012345",
             "short_message": b"w",
         }
-        burst = b"".join(encode_pdu(Pdu(Command.SUBMIT_SM, 1000 + i, 0, params)) for i in range(20))
+        burst = b"".join(encode_pdu(SubmitSm(1000 + i, **params)) for i in range(20))
         client.send_raw(burst)
         statuses = [client.read_raw_until(1000 + i).status for i in range(20)]
         assert Status.ESME_RTHROTTLED in statuses
@@ -85,7 +85,7 @@ def test_window_overflow_is_throttled_and_session_stays_healthy(start_bridge: Ca
 
 
 def test_pdu_trickled_one_byte_at_a_time_is_understood(esme: Esme) -> None:
-    frame = encode_pdu(Pdu(Command.ENQUIRE_LINK, 555, 0))
+    frame = encode_pdu(EnquireLink(555))
     for byte in frame:
         esme.send_raw(bytes((byte,)))
     resp = esme.read_raw_until(555)

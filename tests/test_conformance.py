@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 
 from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.pdu import (
+    BindTransceiver,
+    DataSm,
+    Pdu,
+    QuerySm,
+    QuerySmResp,
+    SmeAddress,
+    SubmitMulti,
+    SubmitSm,
+    encode_pdu,
+)
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
 from tests.support.waiting import wait_for
@@ -35,22 +45,25 @@ def submit_sm(sequence: int, **overrides: Any) -> Pdu:
     }
     tlvs = overrides.pop("tlvs", {})
     params.update(overrides)
-    return Pdu(Command.SUBMIT_SM, sequence, 0, params, tlvs)
+    return SubmitSm(sequence, 0, tlvs, **params)
 
 
 def submit_multi(sequence: int, destinations: list[tuple[int, int, str]], **overrides: Any) -> Pdu:
-    params: dict[str, Any] = {
-        "source_addr_ton": 1,
-        "source_addr_npi": 1,
-        "source_addr": "12345",
-        "dest_addresses": [
-            {"dest_flag": 1, "dest_addr_ton": ton, "dest_addr_npi": npi, "destination_addr": addr}
-            for ton, npi, addr in destinations
-        ],
-        "short_message": b"Hello",
+    return SubmitMulti(
+        sequence,
+        source_addr_ton=1,
+        source_addr_npi=1,
+        source_addr="12345",
+        dest_addresses=[SmeAddress(ton, npi, addr) for ton, npi, addr in destinations],
+        short_message=b"Hello",
         **overrides,
-    }
-    return Pdu(Command.SUBMIT_MULTI, sequence, 0, params)
+    )
+
+
+def query_answer(client: Esme, query: QuerySm) -> QuerySmResp:
+    answer = client.exchange(query)
+    assert isinstance(answer, QuerySmResp)
+    return answer
 
 
 def header(length: int, command_id: int, status: int, sequence: int) -> bytes:
@@ -74,7 +87,7 @@ def v50(bridge: RunningBridge) -> Any:
 
 
 def test_query_sm_for_an_unknown_id(esme: Esme) -> None:
-    query = Pdu(Command.QUERY_SM, 501, 0, {"message_id": "999", "source_addr_ton": 1, "source_addr_npi": 1})
+    query = QuerySm(501, message_id="999", source_addr_ton=1, source_addr_npi=1)
     # message_id NULL, final_date NULL, message_state 7 (UNKNOWN), error_code 0
     assert esme.exchange_bytes(query) == header(20, 0x80000003, 0x67, 501) + b"\x00\x00\x07\x00"
 
@@ -85,12 +98,13 @@ def test_submit_multi_resp_with_an_error_keeps_message_id_and_no_unsuccess(esme:
 
 
 def test_data_sm_resp_with_an_error_keeps_message_id(esme: Esme) -> None:
-    data_sm = Pdu(
-        Command.DATA_SM,
+    data_sm = DataSm(
         503,
-        0,
-        {"source_addr": "12345", "dest_addr_ton": 9, "dest_addr_npi": 1, "destination_addr": DESTINATION},
-        {0x0424: b"Hello"},
+        tlvs={0x0424: b"Hello"},
+        source_addr="12345",
+        dest_addr_ton=9,
+        dest_addr_npi=1,
+        destination_addr=DESTINATION,
     )
     assert esme.exchange_bytes(data_sm) == header(17, 0x80000103, 0x50, 503) + b"\x00"
 
@@ -105,9 +119,7 @@ def test_submit_sm_resp_with_an_error_is_16_octets(esme: Esme) -> None:
 def test_refused_bind_bytes(bridge: RunningBridge) -> None:
     client = Esme(bridge.smpp_port)
     try:
-        bind = Pdu(
-            Command.BIND_TRANSCEIVER, 7, 0, {"system_id": "esme1", "password": "wrong", "interface_version": 0x34}
-        )
+        bind = BindTransceiver(7, system_id="esme1", password="wrong", interface_version=0x34)
         assert client.exchange_bytes(bind) == header(27, 0x80000009, 0x0E, 7) + b"SMPPBRIDGE\x00"
     finally:
         client.close()
@@ -184,10 +196,8 @@ def test_registered_delivery_3_is_success_only_for_v50(bridge: RunningBridge, v5
     assert receipt["id"] == delivered.message_id.decode()
     assert receipt["stat"] == "DELIVRD"
     # The failed one is final too (query_sm says so) and nothing waits to be sent.
-    query = Pdu(
-        Command.QUERY_SM, 541, 0, {"message_id": failed.message_id.decode(), "source_addr_ton": 1, "source_addr_npi": 1}
-    )
-    wait_for(lambda: v50.exchange(query).params["message_state"] == 5)
+    query = QuerySm(541, message_id=failed.message_id.decode(), source_addr_ton=1, source_addr_npi=1)
+    wait_for(lambda: query_answer(v50, query).message_state == 5)
 
     async def waiting() -> float:
         assert bridge.bridge is not None
@@ -301,9 +311,9 @@ def test_v33_bind_of_a_decimal_account_gets_hex_ids_of_at_most_8_digits(bridge: 
         assert re.fullmatch(r"[0-9a-f]{1,8}", message_id)
         [receipt] = client.wait_receipts(1)
         assert receipt["id"] == message_id  # the receipt repeats it (v3.3: no TLVs)
-        query = Pdu(Command.QUERY_SM, 570, 0, {"message_id": message_id, "source_addr_ton": 1, "source_addr_npi": 1})
-        answer = client.exchange(query)
-        assert (answer.status, answer.params["message_id"], answer.params["message_state"]) == (0, message_id, 2)
+        query = QuerySm(570, message_id=message_id, source_addr_ton=1, source_addr_npi=1)
+        answer = query_answer(client, query)
+        assert (answer.status, answer.message_id, answer.message_state) == (0, message_id, 2)
     finally:
         client.close()
 
@@ -336,10 +346,10 @@ def test_intermediate_notification_esm_class_per_account(
 def test_query_sm_reports_a_final_state_with_its_final_date(esme: Esme) -> None:
     message_id = esme.submit().message_id.decode()
     esme.wait_receipts(1)
-    query = Pdu(Command.QUERY_SM, 580, 0, {"message_id": message_id, "source_addr_ton": 1, "source_addr_npi": 1})
-    answer = esme.exchange(query)
-    assert answer.params["message_state"] == 2
-    assert re.fullmatch(r"\d{13}00\+", answer.params["final_date"])  # YYMMDDhhmmss t 00 +
+    query = QuerySm(580, message_id=message_id, source_addr_ton=1, source_addr_npi=1)
+    answer = query_answer(esme, query)
+    assert answer.message_state == 2
+    assert re.fullmatch(r"\d{13}00\+", answer.final_date)  # YYMMDDhhmmss t 00 +
 
 
 # -- 13. our unbind while answers are owed ------------------------------------------------

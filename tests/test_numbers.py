@@ -21,8 +21,8 @@ from bridge.config import ConfigError, parse_config
 from bridge.core.message import Address
 from bridge.core.numbers import Number, Unusable, national_in, normalise
 from bridge.core.router import Router
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import DistributionList, SmeAddress, SubmitMulti, SubmitMultiResp
 from bridge.store.records import dump_message, dump_segment, load_message, load_segment
 from bridge.store.sqlite import SCHEMA
 from tests.support.esme import Esme
@@ -333,17 +333,20 @@ def test_receipt_source_addr_is_the_destination_as_sent(
 def test_submit_multi_normalises_each_destination(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
     bridge = start_bridge(**routed_config(tmp_path, "MX"))
     client = bound(bridge)
-    dests = [
-        {"dest_flag": 1, "dest_addr_ton": 2, "dest_addr_npi": 1, "destination_addr": "5512345678"},
-        {"dest_flag": 1, "dest_addr_ton": 2, "dest_addr_npi": 1, "destination_addr": "12345"},  # no MX number
-        {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "551123456789"},
-        {"dest_flag": 1, "dest_addr_ton": 5, "dest_addr_npi": 0, "destination_addr": "BANK"},
+    dests: list[SmeAddress | DistributionList] = [
+        SmeAddress(dest_addr_ton=2, dest_addr_npi=1, destination_addr="5512345678"),
+        SmeAddress(dest_addr_ton=2, dest_addr_npi=1, destination_addr="12345"),  # no MX number
+        SmeAddress(dest_addr_ton=1, dest_addr_npi=1, destination_addr="551123456789"),
+        SmeAddress(dest_addr_ton=5, dest_addr_npi=0, destination_addr="BANK"),
     ]
     try:
-        params = {"source_addr": "12345", "dest_addresses": dests, "registered_delivery": 1, "short_message": b"all"}
-        resp = client.exchange(Pdu(Command.SUBMIT_MULTI, 900100, 0, params))
+        multi = SubmitMulti(
+            900100, source_addr="12345", dest_addresses=dests, registered_delivery=1, short_message=b"all"
+        )
+        resp = client.exchange(multi)
+        assert isinstance(resp, SubmitMultiResp)
         assert resp.status == Status.ESME_ROK
-        failures = {u["destination_addr"]: u["error_status_code"] for u in resp.params["unsuccess_smes"]}
+        failures = {u.destination_addr: u.error_status_code for u in resp.unsuccess_smes}
         assert failures == {"12345": Status.ESME_RINVDSTADR, "BANK": Status.ESME_RINVDSTADR}
         assert [r["to"] for r in simulator_records(tmp_path / "mexico.jsonl")] == ["525512345678"]
         assert [r["to"] for r in simulator_records(tmp_path / "brazil.jsonl")] == ["551123456789"]

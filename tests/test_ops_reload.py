@@ -23,8 +23,8 @@ from bridge.config import ConfigError
 from bridge.core.message import Message
 from bridge.providers.base import SendResult
 from bridge.providers.simulator import Simulator
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import SubmitSm, SubmitSmResp, encode_pdu
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge, make_config
 from tests.support.waiting import wait_for
@@ -93,17 +93,13 @@ def test_replaced_provider_is_closed_only_after_its_in_flight_send(
     client = Esme(bridge.smpp_port)
     try:
         assert client.bind().status == Status.ESME_ROK
-        held = Pdu(
-            Command.SUBMIT_SM,
+        held = SubmitSm(
             77,
-            0,
-            {
-                "source_addr": "1",
-                "dest_addr_ton": 1,
-                "destination_addr": GATED_PREFIX + "000001",
-                "short_message": b"x",
-                "registered_delivery": 1,
-            },
+            source_addr="1",
+            dest_addr_ton=1,
+            destination_addr=GATED_PREFIX + "000001",
+            short_message=b"x",
+            registered_delivery=1,
         )
         client.send_raw(encode_pdu(held))
         wait_for(lambda: bridge.run(inner.sender.in_flight.busy, old) == 1)
@@ -118,11 +114,12 @@ def test_replaced_provider_is_closed_only_after_its_in_flight_send(
 
         gate.open(bridge)
         answer = client.read_raw_until(77)
+        assert isinstance(answer, SubmitSmResp)
         assert answer.status == Status.ESME_ROK  # answered by the old provider, not cut off
         wait_for(lambda: old in gate.closed)
         assert new not in gate.closed
         # The message the old provider accepted gets its receipt through the new one.
-        client.wait_until(lambda: answer.params["message_id"] in [r["id"] for r in client.receipts()])
+        client.wait_until(lambda: answer.message_id in [r["id"] for r in client.receipts()])
     finally:
         client.close()
 
@@ -272,7 +269,7 @@ def test_a_coalesced_request_in_flight_keeps_its_provider_open_across_a_reload(
     try:
         assert client.bind().status == Status.ESME_ROK
         params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "919876543210", "short_message": b"x"}
-        client.send_raw(encode_pdu(Pdu(Command.SUBMIT_SM, 5, 0, params)))
+        client.send_raw(encode_pdu(SubmitSm(5, **params)))
         assert upstream.arrived.wait(10)  # the batch request is under way
 
         changed = make_config(tmp_path, accounts=[account], providers={"k": {**kaleyra, "timeout": 9}})

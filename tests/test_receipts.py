@@ -174,3 +174,28 @@ def test_receipts_spread_over_several_receivers(bridge: RunningBridge) -> None:
         tx.close()
         for rx in receivers:
             rx.close()
+
+
+def test_deliver_sm_resp_sent_after_unbind_still_answers_the_receipt(bridge: RunningBridge) -> None:
+    # Net::SMPP and libsmpp34 unbind, then answer the receipt that arrived meanwhile
+    # (the exact bytes they sent, in one write). The answer counts: unbind_resp comes
+    # after it, and the next receiver does not get the same receipt again.
+    tx = bound(bridge, "transmitter")
+    message_id = tx.submit().message_id.decode()
+    rx = bound(bridge, "receiver")
+    unbind = bytes.fromhex("00000010 00000006 00000000 00000003")
+    rx.deliver_sm_answer = lambda sequence: (
+        unbind + bytes.fromhex("00000011 80000005 00000000") + (sequence.to_bytes(4, "big") + b"\x00")
+    )
+    again = None
+    try:
+        [receipt] = rx.wait_receipts(1)
+        assert receipt["id"] == message_id
+        assert rx.read_frame_until(3) == bytes.fromhex("00000010 80000006 00000000 00000003")
+        assert rx.closed_by_peer()
+        again = bound(bridge, "receiver")
+        again.assert_no_deliver_sm(settle=1.0)
+    finally:
+        for client in (tx, rx, again):
+            if client is not None:
+                client.close()

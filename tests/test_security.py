@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import BindTransceiver, EnquireLink, encode_pdu
 from tests.support.certs import make_certificate
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
@@ -106,7 +106,7 @@ def test_tls_with_client_certificates(start_bridge: Callable[..., RunningBridge]
         client_context(cert).wrap_socket(raw) as tls,
     ):
         assert tls.version() == "TLSv1.3"
-        bind = Pdu(Command.BIND_TRANSCEIVER, 1, 0, {"system_id": "esme1", "password": "secret1"})
+        bind = BindTransceiver(1, system_id="esme1", password="secret1")
         tls.sendall(encode_pdu(bind))
         try:
             answer = tls.recv(16)
@@ -144,8 +144,8 @@ def test_a_peer_that_never_reads_is_cut_off_others_keep_working(
     hostile.settimeout(20)
     hostile.connect(("127.0.0.1", bridge.smpp_port))
     try:
-        hostile.sendall(encode_pdu(Pdu(Command.BIND_TRANSCEIVER, 1, 0, {"system_id": "esme1", "password": "secret1"})))
-        flood = encode_pdu(Pdu(Command.ENQUIRE_LINK, 2, 0)) * 2000
+        hostile.sendall(encode_pdu(BindTransceiver(1, system_id="esme1", password="secret1")))
+        flood = encode_pdu(EnquireLink(2)) * 2000
         with pytest.raises((BrokenPipeError, ConnectionResetError)):
             for _ in range(10_000):  # enquire_links whose answers it never reads
                 hostile.sendall(flood)
@@ -161,7 +161,7 @@ def test_a_pdu_trickled_slower_than_pdu_timeout_is_cut_off(start_bridge: Callabl
     good = bound(bridge)
     slow = socket.create_connection(("127.0.0.1", bridge.smpp_port), timeout=10)
     try:
-        frame = encode_pdu(Pdu(Command.BIND_TRANSCEIVER, 1, 0, {"system_id": "esme1", "password": "secret1"}))
+        frame = encode_pdu(BindTransceiver(1, system_id="esme1", password="secret1"))
         slow.sendall(frame[:10])  # a header begun, never finished
         assert slow.recv(100) == b""  # closed by the bridge
         assert good.send("enquire_link").status == Status.ESME_ROK

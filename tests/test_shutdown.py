@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import SubmitSm, encode_pdu
 from tests.support.daemon import Daemon
 from tests.support.esme import Esme
 
@@ -42,7 +42,7 @@ def test_sigterm_answers_in_flight_submits_unbinds_and_exits_0(tmp_path: Path) -
         client = Esme(daemon.smpp_port)
         assert client.bind().status == Status.ESME_ROK
         params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "4917012345", "short_message": b"x"}
-        client.send_raw(b"".join(encode_pdu(Pdu(Command.SUBMIT_SM, 100 + i, 0, params)) for i in range(20)))
+        client.send_raw(b"".join(encode_pdu(SubmitSm(100 + i, **params)) for i in range(20)))
         assert client.send("enquire_link").status == 0  # answered after the 20 submits: all were read
         assert daemon.process is not None
         daemon.process.send_signal(signal.SIGTERM)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import SubmitSm, encode_pdu
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
 
@@ -49,7 +49,7 @@ def test_outbox_limit_answers_rmsgqful(start_bridge: Callable[..., RunningBridge
         assert client.bind().status == Status.ESME_ROK
         params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "4917012345", "short_message": b"q"}
         # One burst: all 30 are read before the outbox can drain, so most find it full.
-        client.send_raw(b"".join(encode_pdu(Pdu(Command.SUBMIT_SM, 500 + i, 0, params)) for i in range(30)))
+        client.send_raw(b"".join(encode_pdu(SubmitSm(500 + i, **params)) for i in range(30)))
         statuses = [client.read_raw_until(500 + i).status for i in range(30)]
         assert Status.ESME_RMSGQFUL in statuses
         assert Status.ESME_ROK in statuses

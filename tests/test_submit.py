@@ -10,7 +10,15 @@ import smpplib.gsm
 
 from bridge.core.cluster import LocalCluster
 from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu
+from bridge.smpp.pdu import (
+    CancelSm,
+    DistributionList,
+    ReplaceSm,
+    SmeAddress,
+    SubmitMulti,
+    SubmitMultiResp,
+    SubmitSm,
+)
 from tests.support.clock import Clock
 from tests.support.esme import Esme
 from tests.support.records import simulator_records
@@ -138,26 +146,20 @@ def test_data_coding_refusal_depends_on_the_bind_version(
     client = Esme(bridge.smpp_port)
     try:
         assert client.bind("transceiver", interface_version=interface_version).status == Status.ESME_ROK
-        answer = client.exchange(
-            Pdu(
-                Command.SUBMIT_SM,
+        answer = client.exchange_bytes(
+            SubmitSm(
                 77,
-                0,
-                {
-                    "destination_addr": "4917012345",
-                    "dest_addr_ton": 1,
-                    "dest_addr_npi": 1,
-                    "data_coding": 0x02,
-                    "short_message": b"\x01\x02",
-                },
+                destination_addr="4917012345",
+                dest_addr_ton=1,
+                dest_addr_npi=1,
+                data_coding=0x02,
+                short_message=b"\x01\x02",
             )
         )
-        assert (answer.command, answer.status, answer.sequence, answer.params) == (
-            Command.SUBMIT_SM_RESP,
-            status,
-            77,
-            {},
-        )
+        # submit_sm_resp with an error: the bare header (v3.4 4.4.2)
+        assert answer == (16).to_bytes(4, "big") + bytes.fromhex("80000004") + status.to_bytes(4, "big") + (
+            77
+        ).to_bytes(4, "big")
     finally:
         client.close()
     # the metric counts what the ESME was told
@@ -253,50 +255,38 @@ def test_query_sm_reports_the_state(esme: Esme) -> None:
 
 def test_cancel_and_replace_say_not_possible(esme: Esme) -> None:
     message_id = esme.submit().message_id.decode()
-    cancel = esme.exchange(
-        Pdu(
-            Command.CANCEL_SM,
-            900001,
-            0,
-            {"message_id": message_id, "source_addr": "12345", "destination_addr": "4917012345"},
-        )
-    )
+    cancel = esme.exchange(CancelSm(900001, message_id=message_id, source_addr="12345", destination_addr="4917012345"))
     assert (cancel.command, cancel.status) == (Command.CANCEL_SM_RESP, Status.ESME_RCANCELFAIL)
-    replace = esme.exchange(
-        Pdu(Command.REPLACE_SM, 900002, 0, {"message_id": message_id, "source_addr": "12345", "short_message": b"x"})
-    )
+    replace = esme.exchange(ReplaceSm(900002, message_id=message_id, source_addr="12345", short_message=b"x"))
     assert (replace.command, replace.status) == (Command.REPLACE_SM_RESP, Status.ESME_RREPLACEFAIL)
 
 
 def test_submit_multi_sends_each_destination_and_lists_failures(recording: tuple[RunningBridge, Path]) -> None:
     bridge, record = recording
     client = bound(bridge)
-    dests = [
-        {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "4917011111"},
-        {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "9990000000"},
-        {"dest_flag": 2, "dl_name": "friends"},
-        {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "4917022222"},
+    dests: list[SmeAddress | DistributionList] = [
+        SmeAddress(dest_addr_ton=1, dest_addr_npi=1, destination_addr="4917011111"),
+        SmeAddress(dest_addr_ton=1, dest_addr_npi=1, destination_addr="9990000000"),
+        DistributionList(dl_name="friends"),
+        SmeAddress(dest_addr_ton=1, dest_addr_npi=1, destination_addr="4917022222"),
     ]
     try:
         resp = client.exchange(
-            Pdu(
-                Command.SUBMIT_MULTI,
+            SubmitMulti(
                 900003,
-                0,
-                {
-                    "source_addr_ton": 1,
-                    "source_addr_npi": 1,
-                    "source_addr": "12345",
-                    "dest_addresses": dests,
-                    "registered_delivery": 1,
-                    "data_coding": 0,
-                    "short_message": b"to many",
-                },
+                source_addr_ton=1,
+                source_addr_npi=1,
+                source_addr="12345",
+                dest_addresses=dests,
+                registered_delivery=1,
+                data_coding=0,
+                short_message=b"to many",
             )
         )
+        assert isinstance(resp, SubmitMultiResp)
         assert resp.status == Status.ESME_ROK
-        message_id = resp.params["message_id"]
-        failures = {u["destination_addr"]: u["error_status_code"] for u in resp.params["unsuccess_smes"]}
+        message_id = resp.message_id
+        failures = {u.destination_addr: u.error_status_code for u in resp.unsuccess_smes}
         assert failures == {"9990000000": Status.ESME_RINVDSTADR, "friends": Status.ESME_RINVDLNAME}
         assert sorted(row["to"] for row in simulator_records(record)) == ["4917011111", "4917022222"]
         receipts = client.wait_receipts(2)

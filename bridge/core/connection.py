@@ -1,7 +1,7 @@
 """What core code needs from one SMPP connection; `bridge.server` provides it.
 
-Core code never touches sockets: it changes the sans-IO `session` and asks for a
-flush; the transport writes the bytes.
+Core code never touches sockets: it drives the sans-IO `session` through its public
+methods and asks for a flush (or an unbind); the transport writes the bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ class Connection(Protocol):
 
     def close(self) -> None:
         """Write what is queued, then close."""
+
+    def unbind(self) -> None:
+        """Unbind from our side: the unbind goes out now; the session closes the
+        connection once nothing is owed either way, or after response_timeout."""
 
     @property
     def connection_id(self) -> str: ...

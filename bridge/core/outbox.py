@@ -116,6 +116,7 @@ class Outbox:
             for message in batch:
                 if message.lifecycle is Lifecycle.SENDING:
                     self._possible_duplicate(message, "in flight at the last stop")
+                self._store.journal.recovered(message, "restart")
                 self.submit(message)
                 count += 1
             after = batch[-1].id
@@ -132,6 +133,7 @@ class Outbox:
                     continue
                 if message.lifecycle is Lifecycle.SENDING:
                     self._possible_duplicate(message, "in flight on an instance that went away")
+                self._store.journal.recovered(message, "adopted from an instance that went away")
                 self.submit(message)
                 count += 1
         if count:
@@ -209,6 +211,9 @@ class Outbox:
             self._later(message, self.settings.backoff_max)
 
     async def _attempt(self, message: Message) -> None:
+        if message.lifecycle is Lifecycle.FINAL:  # an operator gave up on it meanwhile
+            self._done(message)
+            return
         message.lifecycle = Lifecycle.SENDING
         message.attempts += 1
         await self._store.update_messages([message])
@@ -237,6 +242,7 @@ class Outbox:
         )
         message.lifecycle = Lifecycle.QUEUED
         message.next_attempt_at = self._clock() + delay
+        self._store.journal.retry_scheduled(message, delay)
         await self._store.update_messages([message])
         self._log.info(
             "outbox_retry",
@@ -251,6 +257,7 @@ class Outbox:
         self._log.warning(
             "outbox_failed", message_id=message.id, attempts=message.attempts, reason=result.reason, state=state.stat
         )
+        self._store.journal.gave_up(message, state, result.reason)
         await self._store.update_messages([message])
         await self._receipts.apply(message.id, state, int(result.status), self._clock())
         self._done(message)
@@ -261,15 +268,24 @@ class Outbox:
     def wake(self, provider: str) -> None:
         """A provider is back (its circuit closed): retry its waiting messages now
         instead of at the end of their backoff."""
+        self.retry_now(lambda message: provider in message.route)
+
+    def retry_now(self, wanted: Callable[[Message], bool]) -> list[int]:
+        """The waiting messages `wanted` picks are due now (a provider back, an
+        operator's "retry"); returns their ids, those already due included."""
         now = self._clock()
-        woken = [
-            (min(due, now), order, message) if provider in message.route else (due, order, message)
-            for due, order, message in self._queue
-        ]
-        if woken != self._queue:
-            heapq.heapify(woken)
-            self._queue = woken
+        woken: list[int] = []
+        queue = []
+        for due, order, message in self._queue:
+            if wanted(message):
+                woken.append(message.id)
+                due = min(due, now)
+            queue.append((due, order, message))
+        if woken:
+            heapq.heapify(queue)
+            self._queue = queue
             self._dispatch()
+        return woken
 
     def _done(self, message: Message) -> None:
         first = message.route[0] if message.route else "none"

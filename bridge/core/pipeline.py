@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.config import Account, Config
@@ -34,10 +34,23 @@ from bridge.smpp.constants import (
     Command,
     MessageState,
     Status,
-    Tag,
     status_name,
 )
-from bridge.smpp.pdu import Pdu
+from bridge.smpp.pdu import (
+    DataSm,
+    DataSmResp,
+    DistributionList,
+    MessageIdResp,
+    Pdu,
+    QuerySm,
+    QuerySmResp,
+    SmeAddress,
+    SubmitMulti,
+    SubmitMultiResp,
+    SubmitSm,
+    SubmitSmResp,
+    UnsuccessSme,
+)
 from bridge.smpp.receipt import ascii_safe
 from bridge.smpp.text import Charset, TextError, coding_of, decode_text, ia5_charset
 from bridge.smpp.times import format_smpp_time, parse_smpp_time
@@ -48,6 +61,8 @@ from bridge.store.base import Store, StoreUnavailable
 PREVIEW_CHARS = 20
 _CHARSETS = {"gsm0338": Charset.GSM0338, "latin1": Charset.LATIN1, "ascii": Charset.ASCII}
 _SCHEDULE_SLACK = 5.0  # seconds: a schedule_delivery_time this close to now means "now"
+# The response carrying the message_id of an accepted submit_sm / data_sm.
+_ID_RESPONSES: dict[Command, type[MessageIdResp]] = {Command.SUBMIT_SM: SubmitSmResp, Command.DATA_SM: DataSmResp}
 
 
 class Refused(Exception):
@@ -61,12 +76,16 @@ class Refused(Exception):
 
 @dataclass(slots=True)
 class Answer:
+    """How a request is answered. `body` is a response built by its handler
+    (submit_multi_resp, query_sm_resp); without one, an accepted submit_sm / data_sm
+    is answered with `message_id` rendered for the bind."""
+
     status: int
     message_id: int | None = None
     provider: str = "none"
     flash: bool = False
     release: Sequence[int] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    body: Pdu | None = None
 
 
 @dataclass(slots=True)
@@ -108,7 +127,8 @@ class Pipeline:
         self._open_sets: dict[str, set[str]] = {}  # incomplete concatenated sets per account
         self._submit_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
-        self._handlers: dict[Command, Callable[[Connection, Account, Pdu], Awaitable[Answer]]] = {
+        # Each handler takes its own command's class (the session hands over only these).
+        self._handlers: dict[Command, Callable[[Connection, Account, Any], Awaitable[Answer]]] = {
             Command.SUBMIT_SM: self._submit_sm,
             Command.DATA_SM: self._submit_sm,
             Command.SUBMIT_MULTI: self._submit_multi,
@@ -149,10 +169,10 @@ class Pipeline:
         self._respond(conn, account, pdu, answer, started)
 
     def _respond(self, conn: Connection, account: Account, pdu: Pdu, answer: Answer, started: float) -> None:
-        params = dict(answer.extra)
-        if answer.message_id is not None and pdu.command is not Command.QUERY_SM:
-            params["message_id"] = render_id(answer.message_id, _id_format(conn, account))
-        conn.session.respond(pdu, answer.status, params if (params or answer.status == 0) else None)
+        body = answer.body
+        if body is None and answer.message_id is not None:
+            body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, _id_format(conn, account)))
+        conn.session.respond(pdu, answer.status, body)
         conn.flush()
         if answer.release:
             self._receipts.release(answer.release)
@@ -171,11 +191,11 @@ class Pipeline:
 
     # -- submit_sm / data_sm ---------------------------------------------------------
 
-    async def _submit_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
+    async def _submit_sm(self, conn: Connection, account: Account, pdu: SubmitSm | DataSm) -> Answer:
         await self._throttle(account)
         parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
-        destination, number, route = self._destination(account, pdu.params, parsed.flash)
+        destination, number, route = self._destination(account, pdu, parsed.flash)
         if account.ack == "stored" and self._outbox.full():
             raise self._outbox_full(account)
         message_id = await self._ids.next_id()
@@ -191,40 +211,30 @@ class Pipeline:
             return await self._dispatch(conn, account, message, part)
         return await self._add_segment(account, parsed, destination, number, route, message_id, now, conn)
 
-    def _parse(self, account: Account, pdu: Pdu, interface_version: int) -> Parsed:
-        p = pdu.params
-        _check_addresses(p)
-        if p.get("esm_class", 0) & ESM_CLASS_MESSAGE_TYPE_MASK:
+    def _parse(self, account: Account, pdu: SubmitSm | SubmitMulti | DataSm, interface_version: int) -> Parsed:
+        _check_addresses(pdu)
+        if pdu.esm_class & ESM_CLASS_MESSAGE_TYPE_MASK:
             raise Refused(Status.ESME_RINVESMCLASS, "esm_class message type must be default")
-        if p.get("protocol_id", 0) not in PLAIN_PROTOCOL_IDS:
-            raise Refused(
-                Status.ESME_RSUBMITFAIL,
-                f"protocol_id 0x{p['protocol_id']:02X} is not an ordinary SMS (Type 0, replace, data download ...)",
-            )
-        if p.get("priority_flag", 0) > 4:
-            raise Refused(Status.ESME_RINVPRTFLG, "priority_flag above 4")
-        replace_if_present = p.get("replace_if_present_flag", 0)
-        if replace_if_present == 1:
-            raise Refused(Status.ESME_RINVSUBREP, "replace_if_present: an HTTP API cannot replace a message")
-        if replace_if_present > 1:
-            raise Refused(Status.ESME_RINVREPFLAG, "replace_if_present_flag above 1")
-        registered_delivery = p.get("registered_delivery", 0)
+        if not isinstance(pdu, DataSm):  # data_sm has none of these fields
+            _check_submit_flags(pdu)
+        registered_delivery = pdu.registered_delivery
         if not receipt_kind_allowed(registered_delivery, interface_version):
             raise Refused(Status.ESME_RINVREGDLVFLG, "registered_delivery 3 (receipt on success) is v5.0 only")
-        self._check_times(p)
-        coding = coding_of(p["data_coding"])
+        if not isinstance(pdu, DataSm):
+            self._check_times(pdu)
+        coding = coding_of(pdu.data_coding)
         charset = _CHARSETS[account.default_charset] if coding.charset is Charset.DEFAULT else coding.charset
         if charset in (Charset.BINARY, Charset.UNSUPPORTED):
-            raise Refused(Status.ESME_RINVDCS, f"data_coding 0x{p['data_coding']:02X} is not text we can send")
+            raise Refused(Status.ESME_RINVDCS, f"data_coding 0x{pdu.data_coding:02X} is not text we can send")
         data, segment = split_payload(pdu)
         if not data and segment is None:
             raise Refused(Status.ESME_RINVMSGLEN, "empty message")
-        flash = coding.is_flash or pdu.tlv_int(Tag.DEST_ADDR_SUBUNIT) == 1
+        flash = coding.is_flash or pdu.dest_addr_subunit == 1
         return Parsed(
-            source=Address(p["source_addr_ton"], p["source_addr_npi"], p["source_addr"]),
+            source=Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr),
             data=data,
             segment=segment,
-            data_coding=p["data_coding"],
+            data_coding=pdu.data_coding,
             charset=charset,
             flash=flash,
             registered_delivery=registered_delivery,
@@ -237,16 +247,16 @@ class Pipeline:
             charset = ia5_charset(data, account.ia5_charset)
         return decode_text(data, charset)
 
-    def _check_times(self, params: dict[str, Any]) -> None:
+    def _check_times(self, pdu: SubmitSm | SubmitMulti) -> None:
         now = self._clock()
         try:
-            scheduled = parse_smpp_time(params.get("schedule_delivery_time", ""), now)
+            scheduled = parse_smpp_time(pdu.schedule_delivery_time, now)
         except ValueError:
             raise Refused(Status.ESME_RINVSCHED, "schedule_delivery_time malformed") from None
         if scheduled is not None and scheduled > now + _SCHEDULE_SLACK:
             raise Refused(Status.ESME_RINVSCHED, "scheduled delivery is not supported")
         try:
-            parse_smpp_time(params.get("validity_period", ""), now)
+            parse_smpp_time(pdu.validity_period, now)
         except ValueError:
             raise Refused(Status.ESME_RINVEXPIRY, "validity_period malformed") from None
 
@@ -268,10 +278,12 @@ class Pipeline:
             self._metrics.throttled.labels(account.system_id, "throughput").inc()
             raise Refused(Status.ESME_RTHROTTLED, "account throughput exceeded")
 
-    def _destination(self, account: Account, fields: dict[str, Any], flash: bool) -> tuple[Address, Number, Resolved]:
+    def _destination(
+        self, account: Account, target: SubmitSm | DataSm | SmeAddress, flash: bool
+    ) -> tuple[Address, Number, Resolved]:
         """The destination as sent (for the receipt), normalised once (for everything
         else, see `bridge.core.numbers`), and its route."""
-        destination = Address(fields["dest_addr_ton"], fields["dest_addr_npi"], fields["destination_addr"])
+        destination = Address(target.dest_addr_ton, target.dest_addr_npi, target.destination_addr)
         number = normalise(
             destination.addr, destination.ton, account.default_country, account.ton0_reading == "national"
         )
@@ -418,8 +430,10 @@ class Pipeline:
 
     async def _dispatch(self, conn: Connection, account: Account, message: Message, part: Part) -> Answer:
         part_ids = [p.message_id for p in message.parts]
+        self._store.journal.received(message, conn.connection_id)  # stored with the message
         if account.ack == "stored":
             if not self._outbox.reserve():
+                self._store.journal.discard(message.id)
                 others = [p for p in message.parts if p is not part]
                 await self._receipts.fail_parts(message, others, MessageState.REJECTED, Status.ESME_RMSGQFUL)
                 raise self._outbox_full(account)
@@ -434,6 +448,7 @@ class Pipeline:
             return Answer(Status.ESME_ROK, part.message_id, message.route[0], message.flash, part_ids)
         result, provider = await self._sender.send(message)
         if result.outcome is not Outcome.ACCEPTED:
+            self._store.journal.discard(message.id)  # not stored: the ESME has the answer
             if result.status == Status.ESME_RTHROTTLED:
                 self._metrics.throttled.labels(account.system_id, "upstream").inc()
             # A definitive rejection is the ESME's business; anything else is ours to watch.
@@ -461,9 +476,8 @@ class Pipeline:
 
     # -- submit_multi ----------------------------------------------------------------
 
-    async def _submit_multi(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
+    async def _submit_multi(self, conn: Connection, account: Account, pdu: SubmitMulti) -> Answer:
         await self._throttle(account)
-        p = pdu.params
         parsed = self._parse(account, pdu, conn.session.interface_version)
         if parsed.segment is not None:
             raise Refused(Status.ESME_RINVESMCLASS, "concatenated submit_multi is not supported")
@@ -472,11 +486,14 @@ class Pipeline:
             raise self._outbox_full(account)
         message_id = await self._ids.next_id()
         now = self._clock()
-        unsuccess: list[dict[str, Any]] = []
-        jobs: list[tuple[dict[str, Any], Awaitable[Answer]]] = []
+        unsuccess: list[UnsuccessSme] = []
+        jobs: list[tuple[SmeAddress, Awaitable[Answer]]] = []
         first = True
-        for dest in p["dest_addresses"]:
-            failure = _unsuccess(dest)
+        for dest in pdu.dest_addresses:
+            if isinstance(dest, DistributionList):  # we keep no distribution lists
+                unsuccess.append(UnsuccessSme(0, 0, dest.dl_name, Status.ESME_RINVDLNAME))
+                continue
+            failure = _address_status(dest.dest_addr_ton, dest.dest_addr_npi, *_DEST_STATUSES)
             if failure is None:
                 try:
                     destination, number, route = self._destination(account, dest, parsed.flash)
@@ -506,12 +523,13 @@ class Pipeline:
             else:
                 release.extend(answer.release)
                 provider = answer.provider
-        return Answer(Status.ESME_ROK, message_id, provider, parsed.flash, release, extra={"unsuccess_smes": unsuccess})
+        body = SubmitMultiResp(message_id=render_id(message_id, _id_format(conn, account)), unsuccess_smes=unsuccess)
+        return Answer(Status.ESME_ROK, message_id, provider, parsed.flash, release, body)
 
     # -- query_sm, cancel_sm, replace_sm ---------------------------------------------
 
-    async def _query_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
-        rendered = pdu.params["message_id"]
+    async def _query_sm(self, conn: Connection, account: Account, pdu: QuerySm) -> Answer:
+        rendered = pdu.message_id
         message_id = parse_id(rendered, _id_format(conn, account))
         message = await self._store.get_message(message_id) if message_id else None
         if message is None or message.system_id != account.system_id:
@@ -524,12 +542,9 @@ class Pipeline:
         final_date = format_smpp_time(done_at) if done_at is not None else ""
         return Answer(
             Status.ESME_ROK,
-            extra={
-                "message_id": rendered,
-                "final_date": final_date,
-                "message_state": int(state),
-                "error_code": message.error & 0xFF,
-            },
+            body=QuerySmResp(
+                message_id=rendered, final_date=final_date, message_state=int(state), error_code=message.error & 0xFF
+            ),
         )
 
     async def _cancel_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
@@ -545,36 +560,44 @@ def _id_format(conn: Connection, account: Account) -> str:
     return id_format_for(account.message_id_format, conn.session.interface_version)
 
 
-def _check_addresses(params: dict[str, Any]) -> None:
+_SOURCE_STATUSES = (Status.ESME_RINVSRCTON, Status.ESME_RINVSRCNPI)
+_DEST_STATUSES = (Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI)
+
+
+def _check_addresses(pdu: SubmitSm | SubmitMulti | DataSm) -> None:
     """Reserved TON / NPI values (spec 5.2.5, 5.2.6) are refused with their own status."""
-    status = _address_status(params, "source_addr", Status.ESME_RINVSRCTON, Status.ESME_RINVSRCNPI)
-    if status is None and "dest_addr_ton" in params:  # submit_multi: per destination, see _unsuccess
-        status = _address_status(params, "dest_addr", Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI)
+    status = _address_status(pdu.source_addr_ton, pdu.source_addr_npi, *_SOURCE_STATUSES)
+    if status is None and not isinstance(pdu, SubmitMulti):  # submit_multi: per destination, in unsuccess_smes
+        status = _address_status(pdu.dest_addr_ton, pdu.dest_addr_npi, *_DEST_STATUSES)
     if status is not None:
         raise Refused(status, f"reserved TON/NPI ({status_name(status)})")
 
 
-def _address_status(params: dict[str, Any], prefix: str, bad_ton: Status, bad_npi: Status) -> Status | None:
-    if params.get(f"{prefix}_ton", 0) not in TON_VALUES:
+def _address_status(ton: int, npi: int, bad_ton: Status, bad_npi: Status) -> Status | None:
+    if ton not in TON_VALUES:
         return bad_ton
-    if params.get(f"{prefix}_npi", 0) not in NPI_VALUES:
+    if npi not in NPI_VALUES:
         return bad_npi
     return None
 
 
-def _unsuccess(dest: dict[str, Any]) -> Status | None:
-    if dest.get("dest_flag") == 2:
-        return Status.ESME_RINVDLNAME
-    return _address_status(dest, "dest_addr", Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI)
+def _check_submit_flags(pdu: SubmitSm | SubmitMulti) -> None:
+    """protocol_id, priority_flag and replace_if_present_flag: what an HTTP API can honour."""
+    if pdu.protocol_id not in PLAIN_PROTOCOL_IDS:
+        raise Refused(
+            Status.ESME_RSUBMITFAIL,
+            f"protocol_id 0x{pdu.protocol_id:02X} is not an ordinary SMS (Type 0, replace, data download ...)",
+        )
+    if pdu.priority_flag > 4:
+        raise Refused(Status.ESME_RINVPRTFLG, "priority_flag above 4")
+    if pdu.replace_if_present_flag == 1:
+        raise Refused(Status.ESME_RINVSUBREP, "replace_if_present: an HTTP API cannot replace a message")
+    if pdu.replace_if_present_flag > 1:
+        raise Refused(Status.ESME_RINVREPFLAG, "replace_if_present_flag above 1")
 
 
-def _unsuccess_entry(dest: dict[str, Any], status: int) -> dict[str, Any]:
-    return {
-        "dest_addr_ton": dest.get("dest_addr_ton", 0),
-        "dest_addr_npi": dest.get("dest_addr_npi", 0),
-        "destination_addr": dest.get("destination_addr", dest.get("dl_name", "")),
-        "error_status_code": int(status),
-    }
+def _unsuccess_entry(dest: SmeAddress, status: int) -> UnsuccessSme:
+    return UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi, dest.destination_addr, int(status))
 
 
 def _preview_chunks(segments: Sequence[PendingSegment], text: str) -> list[str]:

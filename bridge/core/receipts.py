@@ -153,7 +153,10 @@ class ReceiptEngine:
             self._count_report(report.provider, "unknown_id")
             self._log.warning("report_unknown_id", provider=report.provider, state=report.state.stat)
             return False
+        self._store.journal.report(message, report)  # stored with the new state it brings
         applied = await self.apply_to(message, report.state, report.error, report.at)
+        if not applied:
+            self._store.flush_history([message.id])  # a late or repeated report: no state change to ride with
         self._count_report(report.provider, report.state.stat.lower() if applied else "duplicate")
         return True
 
@@ -223,7 +226,11 @@ class ReceiptEngine:
     async def fail_parts(self, message: Message, parts: Sequence[Part], state: MessageState, error: int) -> None:
         """Receipts for parts that will never be sent (an incomplete concatenated
         set, a refused final segment), without a stored Message."""
-        receipts = receipts_for(message, parts, state, error, self._clock())
+        await self.queue_receipts(receipts_for(message, parts, state, error, self._clock()))
+
+    async def queue_receipts(self, receipts: Sequence[Receipt]) -> None:
+        """Store receipts made outside a state change (failed parts, an operator's
+        redelivery) and queue them for delivery."""
         if receipts:
             await self._store.add_receipts(receipts)
             self.enqueue(self._shared.added(receipts))
@@ -268,7 +275,7 @@ class ReceiptEngine:
         """Receipts the receivers of `system_id` here could take now beyond those queued."""
         free = 0
         for conn in self._registry.receivers(system_id):
-            free += max(0, conn.session.config.window - len(conn.session.outstanding))
+            free += conn.session.window_room()
         return free - len(self._queues.get(system_id, ()))
 
     def enqueue(self, receipts: Iterable[Receipt]) -> None:
@@ -294,8 +301,7 @@ class ReceiptEngine:
             return
         if queue:
             for conn in receivers:
-                session = conn.session
-                room = session.config.window - len(session.outstanding)
+                room = conn.session.window_room()
                 if room <= 0:
                     continue
                 while queue and room > 0:
@@ -315,7 +321,7 @@ class ReceiptEngine:
         esm_class = ESM_CLASS_DELIVERY_RECEIPT
         if account is not None and not receipt.state.is_final:
             esm_class = account.intermediate_esm_class
-        params, tlvs = receipt_deliver_sm(
+        deliver_sm = receipt_deliver_sm(
             rendered,
             receipt.state,
             receipt.submitted_at,
@@ -326,13 +332,14 @@ class ReceiptEngine:
             (receipt.destination.ton, receipt.destination.npi, receipt.destination.addr),
             esm_class,
         )
-        conn.session.send_request(Command.DELIVER_SM, params, time.monotonic(), tlvs, context=receipt)
+        conn.session.send_request(deliver_sm, time.monotonic(), context=receipt)
         self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1
 
     def on_response(self, conn: Connection, receipt: Receipt, command: Command, status: int) -> None:
         """The ESME answered a receipt with `command` (its deliver_sm_resp or a
         generic_nack; the session passes nothing else) and `status`."""
         self._in_flight[receipt.system_id] -= 1
+        self._store.journal.receipt_answered(receipt, conn.connection_id, status)
         if command is not Command.DELIVER_SM_RESP:
             conn.log.warning(
                 "receipt_refused", message_id=receipt.message_id, command=command.label, command_status=status
@@ -356,13 +363,13 @@ class ReceiptEngine:
 
     def on_timeout(self, conn: Connection, receipt: Receipt) -> None:
         self._in_flight[receipt.system_id] -= 1
+        self._store.journal.receipt_answered(receipt, conn.connection_id, None)
         conn.log.warning("receipt_unanswered", message_id=receipt.message_id)
         self._retry(receipt)
 
     def on_session_closed(self, conn: Connection) -> None:
         """Receipts sent on a session that went away go back to the front of the queue."""
-        returned = [r.context for r in conn.session.outstanding.values() if isinstance(r.context, Receipt)]
-        conn.session.outstanding.clear()
+        returned = [c for c in conn.session.take_back_outstanding() if isinstance(c, Receipt)]
         for receipt in reversed(returned):
             self._in_flight[receipt.system_id] -= 1
             self._queues.setdefault(receipt.system_id, deque()).appendleft(receipt)
@@ -379,6 +386,7 @@ class ReceiptEngine:
             return
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
+        self._store.journal.receipt_retry(receipt)
         self._store.update_receipt(receipt)
         self._later(receipt, delay)
 
@@ -390,6 +398,7 @@ class ReceiptEngine:
             attempts=receipt.attempts,
             reason=reason,
         )
+        self._store.journal.receipt_dropped(receipt)
         self._store.delete_receipt(receipt.id)
 
     def _later(self, receipt: Receipt, delay: float) -> None:

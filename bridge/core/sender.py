@@ -20,6 +20,7 @@ from typing import Any
 
 from bridge.core.circuit import CircuitBreaker, CircuitState
 from bridge.core.coalesce import Coalescer
+from bridge.core.history import Journal
 from bridge.core.message import Lifecycle, Message
 from bridge.metrics import Metrics, labels
 from bridge.providers.base import Outcome, Provider, SendResult
@@ -74,11 +75,17 @@ class InFlight:
 
 class Sender:
     def __init__(
-        self, providers: Mapping[str, Provider], metrics: Metrics, log: Any, clock: Callable[[], float] = time.monotonic
+        self,
+        providers: Mapping[str, Provider],
+        metrics: Metrics,
+        log: Any,
+        clock: Callable[[], float] = time.monotonic,
+        journal: Journal | None = None,
     ) -> None:
         self.providers = providers
         self._metrics = metrics
         self._log = log
+        self._journal = journal or Journal()  # each attempt goes into the message's history
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
         self._coalescers: dict[str, Coalescer] = {}
@@ -136,6 +143,7 @@ class Sender:
                     metric="circuit_open",
                 )
                 labels(self._metrics.upstream_requests, self._request_children, name, "circuit_open").inc()
+                self._journal.attempt(message, name, last, None)
                 continue
             result = await self._attempt(provider, message)
             if result.outcome in (Outcome.NOT_SENT, Outcome.UNKNOWN) and result.metric != "throttled":
@@ -206,6 +214,7 @@ class Sender:
             self._log.exception("provider_exception", provider=provider.name, message_id=message.id)
             result = SendResult.unknown(f"connector raised {type(exc).__name__}", metric="error")
         elapsed = time.perf_counter() - started
+        self._journal.attempt(message, provider.name, result, elapsed)
         labels(self._metrics.upstream_requests, self._request_children, provider.name, result.metric).inc()
         labels(self._metrics.upstream_duration, self._duration_children, provider.name).observe(elapsed)
         return result

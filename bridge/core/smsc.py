@@ -120,8 +120,7 @@ class Smsc:
     async def _bind(self, conn: Connection, event: BindRequested) -> None:
         """Every bind is answered: one whose check fails unexpectedly (a bug, a store
         that raised) is refused with ESME_RBINDFAIL and logged with its traceback."""
-        pdu = event.pdu
-        system_id = pdu.params.get("system_id", "")
+        system_id = event.pdu.system_id
         try:
             decision_status, account, reason = await self._decide_bind(conn, event)
         except Exception:
@@ -131,13 +130,13 @@ class Smsc:
 
     async def _decide_bind(self, conn: Connection, event: BindRequested) -> tuple[Status, Account | None, str]:
         pdu = event.pdu
-        system_id = pdu.params.get("system_id", "")
+        system_id = pdu.system_id
         if not self.accepting:
             decision_status, account, reason = Status.ESME_RBINDFAIL, None, "shutting down"
         else:
             decision = await self.authenticator.check(
                 system_id,
-                pdu.params.get("password", ""),
+                pdu.password,
                 conn.peer_host,
                 time.monotonic(),
             )
@@ -158,7 +157,7 @@ class Smsc:
         self, conn: Connection, event: BindRequested, decision_status: Status, account: Account | None, reason: str
     ) -> None:
         pdu = event.pdu
-        system_id = pdu.params.get("system_id", "")
+        system_id = pdu.system_id
         our_id = self.config.smpp.system_id
         known = self.authenticator.account(system_id) is not None
         label = system_id if known else "unknown"

@@ -9,6 +9,7 @@ bytes; it speaks in `command_status` and `message_state` values only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import time
 from abc import ABC, abstractmethod
@@ -18,6 +19,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from bridge.core.history import iso
 from bridge.core.message import UPGRADE_DUE, Message
 from bridge.logging import get_logger
 from bridge.metrics import Metrics
@@ -41,6 +43,15 @@ class SendResult:
     retry_after: float | None = None
     reason: str = ""  # for logs: never a number, a text or a secret
     metric: str = "accepted"  # upstream_requests outcome label
+    # For the message's history (never a number or a text): the HTTP status of the
+    # provider's answer, and the provider's own error code or word when it gave one.
+    http_status: int | None = None
+    provider_code: str = ""
+
+    def answered(self, http_status: int, provider_code: str = "") -> SendResult:
+        """This result, noting the HTTP answer it came from (and the provider's code)."""
+        code = (provider_code or self.provider_code)[:64]
+        return dataclasses.replace(self, http_status=http_status, provider_code=code)
 
     @classmethod
     def accepted(cls, *provider_ids: str) -> SendResult:
@@ -70,7 +81,42 @@ class StatusReport:
     state: MessageState
     error: int = 0
     at: float = field(default_factory=time.time)
-    detail: str = ""  # the provider's own status word, for logs
+    detail: str = ""  # the provider's own status word, for logs and the message's history
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCheck:
+    """The result of `Provider.check_access`: can we reach the provider, does it take our
+    credentials? `checked` False: the API has no harmless call, nothing was sent."""
+
+    checked: bool
+    reachable: bool | None = None
+    credentials: str = "unknown"  # "ok" | "refused" | "unknown"
+    http_status: int | None = None
+    latency_ms: float | None = None
+    detail: str = ""
+    at: float = field(default_factory=time.time)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing wrong was found (an unchecked provider is not a failure)."""
+        return not self.checked or (self.reachable is True and self.credentials != "refused")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON of /readyz, /admin/providers and `check-providers --json`."""
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "reachable": self.reachable,
+            "credentials": self.credentials,
+            "http_status": self.http_status,
+            "latency_ms": self.latency_ms,
+            "detail": self.detail,
+            "at": iso(self.at),
+        }
+
+
+NOT_CHECKABLE = "the API documents no call that checks credentials without sending a message"
 
 
 ReportSink = Callable[[StatusReport], Awaitable[bool]]
@@ -187,6 +233,21 @@ class Provider(ABC):
     def callback_token(self) -> str | None:
         """The secret path segment of this provider's callback URL, if it has one."""
         return None
+
+    async def check_access(self) -> ProviderCheck:
+        """One harmless authenticated request (never a message) that tells whether the
+        provider is reachable and takes our credentials. Connectors whose API has such
+        a call override this; the others say honestly that nothing was checked."""
+        return ProviderCheck(checked=False, detail=NOT_CHECKABLE)
+
+
+async def check_access(provider: Provider) -> dict[str, Any]:
+    """`provider.check_access()` as JSON (with the provider's type), never raising."""
+    try:
+        check = await asyncio.wait_for(provider.check_access(), provider.settings.timeout + 5)
+    except Exception as exc:
+        check = ProviderCheck(checked=True, reachable=False, detail=f"check failed: {type(exc).__name__}")
+    return {"type": provider.kind, **check.as_dict()}
 
 
 async def send_checked(

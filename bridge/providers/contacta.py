@@ -25,7 +25,7 @@ from bridge.config import ContactaProvider as ContactaSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number, national_in
 from bridge.logging import mask_number
-from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult
+from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -213,7 +213,8 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
             matched = error_rule(error_text(body))
             if matched is not None:
                 prefix, rule = matched
-                return refusal(rule.status, rule.outcome, f"contacta error: {prefix}"), rule.alert
+                result = refusal(rule.status, rule.outcome, f"contacta error: {prefix}")
+                return result.answered(answer.status, prefix), rule.alert
             reason = f"contacta error not documented (HTTP {answer.status})"
             return refusal(UNKNOWN_ERROR.status, UNKNOWN_ERROR.outcome, reason), False
     return undocumented_answer(answer, "contacta"), answer.status in CREDENTIALS_REFUSED
@@ -252,9 +253,14 @@ class Contacta(Provider):
         if isinstance(answer, SendResult):
             return answer
         result, alert = parse_answer(answer, str(message.id))
+        result = result.answered(answer.status)
         if alert:
             self.log.error("contacta_account_problem", reason=result.reason, http_status=answer.status)
         return result
+
+    async def check_access(self) -> ProviderCheck:
+        """Document 000 has the send endpoints only: nothing to check without sending."""
+        return ProviderCheck(checked=False, detail="document 000 has no call but sending: not checkable")
 
     # -- synthetic receipts ------------------------------------------------------------
 

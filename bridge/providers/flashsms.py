@@ -19,6 +19,7 @@ an HTTP 429 pauses every request of this provider. `FLASHSMS_STATUSES` maps PEND
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from bridge.logging import mask_number
 from bridge.providers.base import (
     Outcome,
     Provider,
+    ProviderCheck,
     ProviderContext,
     SendResult,
     StatusReport,
@@ -41,6 +43,7 @@ from bridge.providers.http import (
     HttpAnswer,
     HttpClient,
     RequestWindow,
+    access_check,
     refusal,
     refused_by_status,
     retry_after,
@@ -206,6 +209,15 @@ class FlashSms(Provider):
     async def close(self) -> None:
         await self._http.close()
 
+    async def check_access(self) -> ProviderCheck:
+        """`GET /balance` (document 002, "Check Balance"), within the key's request rate.
+        It needs the balance:read scope: a 403 says the key is valid without it."""
+        async with self._window.slot():
+            check = await access_check(self._http, f"{self.base_url}/balance")
+        if check.http_status == 403:
+            return dataclasses.replace(check, credentials="ok", detail="key valid; it lacks the balance:read scope")
+        return check
+
     # -- send --------------------------------------------------------------------------
 
     def check(self, message: Message) -> SendResult | None:
@@ -285,7 +297,7 @@ class FlashSms(Provider):
             return [answer] * len(batch)
         self._note_throttle(answer)
         credits = Status[self.settings.credits_status]
-        results = [parse_send_answer(answer, phone, credits) for phone in phones]
+        results = [parse_send_answer(answer, phone, credits).answered(answer.status) for phone in phones]
         if answer.status in CREDENTIALS_REFUSED:
             self.log.error("flashsms_credentials_refused", http_status=answer.status, message_id=first.id)
         elif answer.status == 404:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from bridge import __version__
-from bridge.providers.base import Outcome, SendResult
+from bridge.providers.base import Outcome, ProviderCheck, SendResult
 from bridge.providers.wire import AnswerLost, ConnectFailed, WireClient
 from bridge.smpp.constants import Status
 
@@ -170,6 +170,28 @@ class HttpClient:
             reason = str(exc)
             return SendResult.unknown(reason, metric="timeout" if "timeout" in reason else "error")
         return HttpAnswer(status, answer_headers, raw.decode("utf-8", "replace"))
+
+
+async def access_check(http: HttpClient, url: str, params: dict[str, Any] | None = None) -> ProviderCheck:
+    """One harmless authenticated GET, and what its answer says about our access:
+    2xx credentials taken, 401/403 refused, anything else reachable but not conclusive."""
+    started = time.perf_counter()
+    answer = await http.request("GET", url, params=params)
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    if isinstance(answer, SendResult):
+        return ProviderCheck(checked=True, reachable=False, latency_ms=latency, detail=answer.reason)
+    if 200 <= answer.status < 300:
+        credentials, detail = "ok", "credentials accepted"
+    elif answer.status in CREDENTIALS_REFUSED:
+        credentials, detail = "refused", f"HTTP {answer.status}: credentials refused"
+    elif answer.status == 404:
+        credentials, detail = "unknown", "HTTP 404: check the URL (base_url, sid)"
+    else:
+        credentials, detail = "unknown", f"HTTP {answer.status}"
+    return ProviderCheck(
+        checked=True, reachable=True, credentials=credentials, http_status=answer.status, latency_ms=latency,
+        detail=detail,
+    )  # fmt: skip
 
 
 class RequestWindow:

@@ -39,6 +39,7 @@ from bridge.logging import mask_number
 from bridge.providers.base import (
     Outcome,
     Provider,
+    ProviderCheck,
     ProviderContext,
     SendResult,
     StatusReport,
@@ -49,6 +50,7 @@ from bridge.providers.http import (
     HttpAnswer,
     HttpClient,
     RequestWindow,
+    access_check,
     refusal,
     refused_by_status,
     retry_after,
@@ -169,6 +171,8 @@ CALLBACK_FIELDS: dict[str, tuple[str, ...]] = {
     "timestamp": ("timestamp", "delivered_at", "updated_at", "datetime"),
 }
 
+PROBE_ID = "00000000-0000-0000-0000-000000000000:0"  # a message id no send ever gets (check_access)
+
 
 # -- pure functions: request, answers, reports ----------------------------------------
 
@@ -240,7 +244,7 @@ def parse_send_answer(answer: HttpAnswer) -> SendResult:
         return SendResult.accepted(*ids)
     mapped = error_status(body)
     if mapped is not None:
-        return refusal(*mapped)
+        return refusal(*mapped).answered(answer.status, mapped[2])
     if answer.status == 404:
         return refusal(Status.ESME_RSYSERR, Outcome.NOT_SENT, "kaleyra: HTTP 404, check base_url and sid")
     return undocumented_answer(answer, "kaleyra")
@@ -318,6 +322,12 @@ class Kaleyra(Provider):
         token = self.settings.callback_token
         return None if token is None or self.settings.callback_mode == "none" else token.get_secret_value()
 
+    async def check_access(self) -> ProviderCheck:
+        """A status lookup of an id that cannot exist: nothing is sent, and Kaleyra
+        answers it ("no records") only to a valid api-key and SID."""
+        async with self._poll_rate.slot():
+            return await access_check(self._http, self.status_url, {"message_ids": PROBE_ID})
+
     @property
     def callback_url(self) -> str:
         return f"{self.context.public_url.rstrip('/')}/callbacks/{self.name}/{self.callback_token()}"
@@ -389,7 +399,7 @@ class Kaleyra(Provider):
         elif answer.status == 404 and result.outcome is Outcome.NOT_SENT:
             self.log.error("kaleyra_not_found", http_status=404, message_id=first.id, hint="check base_url and sid")
         if result.outcome is not Outcome.ACCEPTED:
-            return [result] * len(batch)
+            return [result.answered(answer.status)] * len(batch)
         if len(batch) == 1:
             results = [result]
         else:
@@ -400,7 +410,7 @@ class Kaleyra(Provider):
                 else SendResult.rejected(Status.ESME_RINVDSTADR, "kaleyra: recipient missing from the answer")
                 for message in batch
             ]
-        return results
+        return [sent.answered(answer.status) for sent in results]
 
     # -- callbacks -----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from bridge.config import SimulatorProvider as SimulatorSettings
 from bridge.core.message import Message
-from bridge.providers.base import Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.base import Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.smpp.constants import MessageState, Status
 
 SIMULATOR_ERRORS = {MessageState.UNDELIVERABLE: 1, MessageState.EXPIRED: 0}
@@ -56,6 +56,9 @@ class Simulator(Provider):
         if self._record is not None:
             self._append_record(provider_id, message)
         return SendResult.accepted(provider_id)
+
+    async def check_access(self) -> ProviderCheck:
+        return ProviderCheck(checked=True, reachable=True, credentials="ok", latency_ms=0.0, detail="built in")
 
     # -- reports, when due -----------------------------------------------------------
 

@@ -26,7 +26,7 @@ from bridge.config import SkycoreProvider as SkycoreSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number
 from bridge.logging import mask_number
-from bridge.providers.base import Outcome, Provider, ProviderContext, SendResult, StatusReport
+from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -173,7 +173,8 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     if isinstance(status, str) and status.strip().lower() == FAILURE:
         code = str(body.get("error-code", "")).strip().upper()
         rule = ERRORS.get(code, UNKNOWN_ERROR)
-        return refusal(rule.status, rule.outcome, f"skycore {code or 'failure without error-code'}"), rule.alert
+        result = refusal(rule.status, rule.outcome, f"skycore {code or 'failure without error-code'}")
+        return result.answered(answer.status, code), rule.alert
     return undocumented_answer(answer, "skycore"), answer.status in CREDENTIALS_REFUSED
 
 
@@ -240,9 +241,14 @@ class Skycore(Provider):
         if isinstance(answer, SendResult):
             return answer
         result, alert = parse_answer(answer, str(message.id))
+        result = result.answered(answer.status)
         if alert:
             self.log.error("skycore_operator_attention", reason=result.reason, http_status=answer.status)
         return result
+
+    async def check_access(self) -> ProviderCheck:
+        """Document 003 has `action=sendsms` only: nothing to check without sending."""
+        return ProviderCheck(checked=False, detail="document 003 has no action but sendsms: not checkable")
 
     # -- postbacks ---------------------------------------------------------------------
 

@@ -1,4 +1,11 @@
-"""SMPP v3.4 PDU codec: bytes <-> `Pdu`, bounds-checked, driven by one field table.
+"""SMPP v3.4 PDU codec: bytes <-> typed PDUs, bounds-checked, one class per command.
+
+Each command is a slotted class (`SubmitSm`, `DeliverSmResp` ...) whose fields are
+named as in the spec and declared once, each with its wire format (`FieldSpec`: kind,
+maximum size, the status a bad value is answered with). `BODIES`, the table the codec
+runs on, is read off those declarations, so the classes and the table cannot disagree.
+Optional parameters stay raw in `tlvs` (unknown tags included); the ones the bridge
+reads have typed accessors.
 
 Why our own codec rather than smpplib's: smpplib's decoder is 6-60x slower on the
 hot path, has no submit_multi / cancel_sm / replace_sm bodies, and accepts malformed
@@ -11,17 +18,18 @@ This module knows the wire format only: no sessions, no sockets, no clocks.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any, ClassVar, Final
 
-from bridge.smpp.constants import COMMAND_BY_ID, Command, Status, Tag
+from bridge.smpp.constants import Command, Status, Tag
 
 HEADER = struct.Struct(">IIII")
 HEADER_SIZE: Final = 16
 _TLV_HEAD = struct.Struct(">HH")
 _U32 = struct.Struct(">I")
-
-Params = dict[str, Any]
+MAX_DESTS: Final = 254  # number_of_dests (spec 4.5.1)
 
 
 class PduError(Exception):
@@ -39,33 +47,12 @@ class PduError(Exception):
         self.sequence = sequence
 
 
-@dataclass(slots=True)
-class Pdu:
-    """One decoded PDU. `params` holds the mandatory fields by spec name; `tlvs`
-    holds every optional parameter as raw bytes, unknown tags included."""
-
-    command: Command
-    sequence: int
-    status: int = 0
-    params: Params = field(default_factory=dict)
-    tlvs: dict[int, bytes] = field(default_factory=dict)
-
-    def tlv_int(self, tag: int, default: int | None = None) -> int | None:
-        raw = self.tlvs.get(tag)
-        if raw is None or not 1 <= len(raw) <= 4:
-            return default
-        return int.from_bytes(raw, "big")
-
-    def __repr__(self) -> str:  # short_message stays out of reprs (it may be an OTP)
-        return f"Pdu({self.command.label}, seq={self.sequence}, status=0x{self.status:X})"
-
-
-# -- field table ---------------------------------------------------------------------
+# -- field declarations -----------------------------------------------------------------
 #
-# Kinds: "c" C-octet string (max size includes the NUL), "u8" one octet,
-# "sm" sm_length + short_message, "dests" submit_multi destination list,
-# "unsuccess" submit_multi_resp failure list.  The status is what a bad value
-# of that field is answered with.
+# Kinds: "c" C-octet string (size: the maximum including the NUL), "u8" one octet,
+# "u32" four octets, "sm" sm_length + short_message, "dests" the submit_multi
+# destination list, "unsuccess" the submit_multi_resp failure list. `status` is what
+# a bad value of that field is answered with.
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,136 +63,411 @@ class FieldSpec:
     status: Status = Status.ESME_RINVCMDLEN
 
 
-def _c(name: str, size: int, status: Status = Status.ESME_RINVPARLEN) -> FieldSpec:
-    return FieldSpec(name, "c", size, status)
+_WIRE: Final = "smpp"  # the dataclass field metadata key holding (kind, size, status)
 
 
-def _u8(name: str) -> FieldSpec:
-    return FieldSpec(name, "u8")
+def _wire(kind: str, size: int, status: Status) -> dict[str, tuple[str, int, Status]]:
+    return {_WIRE: (kind, size, status)}
 
 
-_SM = FieldSpec("short_message", "sm", 254, Status.ESME_RINVMSGLEN)
-_SOURCE = (
-    _u8("source_addr_ton"),
-    _u8("source_addr_npi"),
-    _c("source_addr", 21, Status.ESME_RINVSRCADR),
-)
-_DEST = (
-    _u8("dest_addr_ton"),
-    _u8("dest_addr_npi"),
-    _c("destination_addr", 21, Status.ESME_RINVDSTADR),
-)
-_BIND = (
-    _c("system_id", 16, Status.ESME_RINVSYSID),
-    _c("password", 9, Status.ESME_RINVPASWD),
-    _c("system_type", 13, Status.ESME_RINVSYSTYP),
-    _u8("interface_version"),
-    _u8("addr_ton"),
-    _u8("addr_npi"),
-    _c("address_range", 41),
-)
-_SM_BODY = (
-    _c("service_type", 6, Status.ESME_RINVSERTYP),
-    *_SOURCE,
-    *_DEST,
-    _u8("esm_class"),
-    _u8("protocol_id"),
-    _u8("priority_flag"),
-    _c("schedule_delivery_time", 17, Status.ESME_RINVSCHED),
-    _c("validity_period", 17, Status.ESME_RINVEXPIRY),
-    _u8("registered_delivery"),
-    _u8("replace_if_present_flag"),
-    _u8("data_coding"),
-    _u8("sm_default_msg_id"),
-    _SM,
-)
-_MESSAGE_ID = _c("message_id", 65, Status.ESME_RINVMSGID)
+def _c(size: int, status: Status = Status.ESME_RINVPARLEN) -> Any:
+    return field(default="", metadata=_wire("c", size, status))
 
-BODIES: dict[Command, tuple[FieldSpec, ...]] = {
-    Command.GENERIC_NACK: (),
-    Command.BIND_RECEIVER: _BIND,
-    Command.BIND_TRANSMITTER: _BIND,
-    Command.BIND_TRANSCEIVER: _BIND,
-    Command.BIND_RECEIVER_RESP: (_c("system_id", 16, Status.ESME_RINVSYSID),),
-    Command.BIND_TRANSMITTER_RESP: (_c("system_id", 16, Status.ESME_RINVSYSID),),
-    Command.BIND_TRANSCEIVER_RESP: (_c("system_id", 16, Status.ESME_RINVSYSID),),
-    Command.OUTBIND: (
-        _c("system_id", 16, Status.ESME_RINVSYSID),
-        _c("password", 9, Status.ESME_RINVPASWD),
-    ),
-    Command.UNBIND: (),
-    Command.UNBIND_RESP: (),
-    Command.ENQUIRE_LINK: (),
-    Command.ENQUIRE_LINK_RESP: (),
-    Command.SUBMIT_SM: _SM_BODY,
-    Command.SUBMIT_SM_RESP: (_MESSAGE_ID,),
-    Command.DELIVER_SM: _SM_BODY,
-    Command.DELIVER_SM_RESP: (_MESSAGE_ID,),
-    Command.SUBMIT_MULTI: (
-        _c("service_type", 6, Status.ESME_RINVSERTYP),
-        *_SOURCE,
-        FieldSpec("dest_addresses", "dests", 254, Status.ESME_RINVNUMDESTS),
-        _u8("esm_class"),
-        _u8("protocol_id"),
-        _u8("priority_flag"),
-        _c("schedule_delivery_time", 17, Status.ESME_RINVSCHED),
-        _c("validity_period", 17, Status.ESME_RINVEXPIRY),
-        _u8("registered_delivery"),
-        _u8("replace_if_present_flag"),
-        _u8("data_coding"),
-        _u8("sm_default_msg_id"),
-        _SM,
-    ),
-    Command.SUBMIT_MULTI_RESP: (
-        _MESSAGE_ID,
-        FieldSpec("unsuccess_smes", "unsuccess", 254, Status.ESME_RINVNUMDESTS),
-    ),
-    Command.DATA_SM: (
-        _c("service_type", 6, Status.ESME_RINVSERTYP),
-        _u8("source_addr_ton"),
-        _u8("source_addr_npi"),
-        _c("source_addr", 65, Status.ESME_RINVSRCADR),
-        _u8("dest_addr_ton"),
-        _u8("dest_addr_npi"),
-        _c("destination_addr", 65, Status.ESME_RINVDSTADR),
-        _u8("esm_class"),
-        _u8("registered_delivery"),
-        _u8("data_coding"),
-    ),
-    Command.DATA_SM_RESP: (_MESSAGE_ID,),
-    Command.QUERY_SM: (_MESSAGE_ID, *_SOURCE),
-    Command.QUERY_SM_RESP: (
-        _MESSAGE_ID,
-        _c("final_date", 17),
-        _u8("message_state"),
-        _u8("error_code"),
-    ),
-    Command.CANCEL_SM: (
-        _c("service_type", 6, Status.ESME_RINVSERTYP),
-        _MESSAGE_ID,
-        *_SOURCE,
-        *_DEST,
-    ),
-    Command.CANCEL_SM_RESP: (),
-    Command.REPLACE_SM: (
-        _MESSAGE_ID,
-        *_SOURCE,
-        _c("schedule_delivery_time", 17, Status.ESME_RINVSCHED),
-        _c("validity_period", 17, Status.ESME_RINVEXPIRY),
-        _u8("registered_delivery"),
-        _u8("sm_default_msg_id"),
-        _SM,
-    ),
-    Command.REPLACE_SM_RESP: (),
-    Command.ALERT_NOTIFICATION: (
-        _u8("source_addr_ton"),
-        _u8("source_addr_npi"),
-        _c("source_addr", 65, Status.ESME_RINVSRCADR),
-        _u8("esme_addr_ton"),
-        _u8("esme_addr_npi"),
-        _c("esme_addr", 65),
-    ),
+
+def _u8() -> Any:
+    return field(default=0, metadata=_wire("u8", 1, Status.ESME_RINVCMDLEN))
+
+
+def _u32() -> Any:
+    return field(default=0, metadata=_wire("u32", 4, Status.ESME_RINVCMDLEN))
+
+
+def _sm() -> Any:
+    return field(default=b"", metadata=_wire("sm", 254, Status.ESME_RINVMSGLEN))
+
+
+def body_of(cls: type) -> tuple[FieldSpec, ...]:
+    """The wire layout a class declares: its fields with wire metadata, in order."""
+    return tuple(FieldSpec(f.name, *f.metadata[_WIRE]) for f in fields(cls) if _WIRE in f.metadata)
+
+
+# -- PDUs -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, repr=False)
+class Pdu:
+    """One PDU: the header's sequence and status, the command's mandatory fields (in
+    the subclass) and every optional parameter as raw bytes by tag."""
+
+    command: ClassVar[Command]
+    sequence: int = 0
+    status: int = 0
+    tlvs: dict[int, bytes] = field(default_factory=dict)
+
+    def tlv_int(self, tag: int, default: int | None = None) -> int | None:
+        """An integer TLV (1-4 octets), or `default` when absent or of another size."""
+        raw = self.tlvs.get(tag)
+        if raw is None or not 1 <= len(raw) <= 4:
+            return default
+        return int.from_bytes(raw, "big")
+
+    def __repr__(self) -> str:  # short_message stays out of reprs (it may be an OTP)
+        return f"{type(self).__name__}(seq={self.sequence}, status=0x{self.status:X})"
+
+
+@dataclass(slots=True, repr=False)
+class MessagePdu(Pdu):
+    """A PDU that carries a message (submit_sm, submit_multi, data_sm, deliver_sm),
+    with typed accessors for the optional parameters the bridge reads (None: absent)."""
+
+    @property
+    def message_payload(self) -> bytes | None:
+        return self.tlvs.get(Tag.MESSAGE_PAYLOAD)
+
+    @property
+    def sar_msg_ref_num(self) -> int | None:
+        return self.tlv_int(Tag.SAR_MSG_REF_NUM)
+
+    @property
+    def sar_total_segments(self) -> int | None:
+        return self.tlv_int(Tag.SAR_TOTAL_SEGMENTS)
+
+    @property
+    def sar_segment_seqnum(self) -> int | None:
+        return self.tlv_int(Tag.SAR_SEGMENT_SEQNUM)
+
+    @property
+    def dest_addr_subunit(self) -> int | None:
+        return self.tlv_int(Tag.DEST_ADDR_SUBUNIT)
+
+
+@dataclass(slots=True, repr=False)
+class GenericNack(Pdu):  # 4.3
+    command = Command.GENERIC_NACK
+
+
+@dataclass(slots=True, repr=False)
+class Bind(Pdu):  # 4.1.1, 4.1.3, 4.1.5: one body for the three binds
+    system_id: str = _c(16, Status.ESME_RINVSYSID)
+    password: str = _c(9, Status.ESME_RINVPASWD)
+    system_type: str = _c(13, Status.ESME_RINVSYSTYP)
+    interface_version: int = _u8()
+    addr_ton: int = _u8()
+    addr_npi: int = _u8()
+    address_range: str = _c(41)
+
+
+@dataclass(slots=True, repr=False)
+class BindTransmitter(Bind):
+    command = Command.BIND_TRANSMITTER
+
+
+@dataclass(slots=True, repr=False)
+class BindReceiver(Bind):
+    command = Command.BIND_RECEIVER
+
+
+@dataclass(slots=True, repr=False)
+class BindTransceiver(Bind):
+    command = Command.BIND_TRANSCEIVER
+
+
+@dataclass(slots=True, repr=False)
+class BindResp(Pdu):  # 4.1.2, 4.1.4, 4.1.6
+    system_id: str = _c(16, Status.ESME_RINVSYSID)
+
+
+@dataclass(slots=True, repr=False)
+class BindTransmitterResp(BindResp):
+    command = Command.BIND_TRANSMITTER_RESP
+
+
+@dataclass(slots=True, repr=False)
+class BindReceiverResp(BindResp):
+    command = Command.BIND_RECEIVER_RESP
+
+
+@dataclass(slots=True, repr=False)
+class BindTransceiverResp(BindResp):
+    command = Command.BIND_TRANSCEIVER_RESP
+
+
+@dataclass(slots=True, repr=False)
+class Outbind(Pdu):  # 4.1.7
+    command = Command.OUTBIND
+    system_id: str = _c(16, Status.ESME_RINVSYSID)
+    password: str = _c(9, Status.ESME_RINVPASWD)
+
+
+@dataclass(slots=True, repr=False)
+class Unbind(Pdu):  # 4.2.1
+    command = Command.UNBIND
+
+
+@dataclass(slots=True, repr=False)
+class UnbindResp(Pdu):  # 4.2.2
+    command = Command.UNBIND_RESP
+
+
+@dataclass(slots=True, repr=False)
+class EnquireLink(Pdu):  # 4.11.1
+    command = Command.ENQUIRE_LINK
+
+
+@dataclass(slots=True, repr=False)
+class EnquireLinkResp(Pdu):  # 4.11.2
+    command = Command.ENQUIRE_LINK_RESP
+
+
+@dataclass(slots=True, repr=False)
+class ShortMessagePdu(MessagePdu):  # 4.4.1, 4.6.1: one body for submit_sm and deliver_sm
+    service_type: str = _c(6, Status.ESME_RINVSERTYP)
+    source_addr_ton: int = _u8()
+    source_addr_npi: int = _u8()
+    source_addr: str = _c(21, Status.ESME_RINVSRCADR)
+    dest_addr_ton: int = _u8()
+    dest_addr_npi: int = _u8()
+    destination_addr: str = _c(21, Status.ESME_RINVDSTADR)
+    esm_class: int = _u8()
+    protocol_id: int = _u8()
+    priority_flag: int = _u8()
+    schedule_delivery_time: str = _c(17, Status.ESME_RINVSCHED)
+    validity_period: str = _c(17, Status.ESME_RINVEXPIRY)
+    registered_delivery: int = _u8()
+    replace_if_present_flag: int = _u8()
+    data_coding: int = _u8()
+    sm_default_msg_id: int = _u8()
+    short_message: bytes = _sm()
+
+
+@dataclass(slots=True, repr=False)
+class SubmitSm(ShortMessagePdu):
+    command = Command.SUBMIT_SM
+
+
+@dataclass(slots=True, repr=False)
+class DeliverSm(ShortMessagePdu):
+    command = Command.DELIVER_SM
+
+
+@dataclass(slots=True, repr=False)
+class MessageIdResp(Pdu):  # 4.4.2, 4.6.2, 4.7.2: a message_id only
+    message_id: str = _c(65, Status.ESME_RINVMSGID)
+
+
+@dataclass(slots=True, repr=False)
+class SubmitSmResp(MessageIdResp):
+    command = Command.SUBMIT_SM_RESP
+
+
+@dataclass(slots=True, repr=False)
+class DeliverSmResp(MessageIdResp):
+    command = Command.DELIVER_SM_RESP
+
+
+@dataclass(slots=True, repr=False)
+class DataSmResp(MessageIdResp):
+    command = Command.DATA_SM_RESP
+
+
+@dataclass(slots=True)
+class SmeAddress:
+    """A submit_multi destination with dest_flag 1 (an SME address)."""
+
+    dest_flag: ClassVar[int] = 1
+    dest_addr_ton: int = _u8()
+    dest_addr_npi: int = _u8()
+    destination_addr: str = _c(21, Status.ESME_RINVDSTADR)
+
+
+@dataclass(slots=True)
+class DistributionList:
+    """A submit_multi destination with dest_flag 2 (a distribution list name)."""
+
+    dest_flag: ClassVar[int] = 2
+    dl_name: str = _c(21, Status.ESME_RINVDLNAME)
+
+
+@dataclass(slots=True)
+class UnsuccessSme:
+    """One destination submit_multi could not take (4.5.2), with why."""
+
+    dest_addr_ton: int = _u8()
+    dest_addr_npi: int = _u8()
+    destination_addr: str = _c(21, Status.ESME_RINVDSTADR)
+    error_status_code: int = _u32()
+
+
+@dataclass(slots=True, repr=False)
+class SubmitMulti(MessagePdu):  # 4.5.1
+    command = Command.SUBMIT_MULTI
+    service_type: str = _c(6, Status.ESME_RINVSERTYP)
+    source_addr_ton: int = _u8()
+    source_addr_npi: int = _u8()
+    source_addr: str = _c(21, Status.ESME_RINVSRCADR)
+    dest_addresses: list[SmeAddress | DistributionList] = field(
+        default_factory=list, metadata=_wire("dests", MAX_DESTS, Status.ESME_RINVNUMDESTS)
+    )
+    esm_class: int = _u8()
+    protocol_id: int = _u8()
+    priority_flag: int = _u8()
+    schedule_delivery_time: str = _c(17, Status.ESME_RINVSCHED)
+    validity_period: str = _c(17, Status.ESME_RINVEXPIRY)
+    registered_delivery: int = _u8()
+    replace_if_present_flag: int = _u8()
+    data_coding: int = _u8()
+    sm_default_msg_id: int = _u8()
+    short_message: bytes = _sm()
+
+
+@dataclass(slots=True, repr=False)
+class SubmitMultiResp(Pdu):  # 4.5.2
+    command = Command.SUBMIT_MULTI_RESP
+    message_id: str = _c(65, Status.ESME_RINVMSGID)
+    unsuccess_smes: list[UnsuccessSme] = field(
+        default_factory=list, metadata=_wire("unsuccess", MAX_DESTS, Status.ESME_RINVNUMDESTS)
+    )
+
+
+@dataclass(slots=True, repr=False)
+class DataSm(MessagePdu):  # 4.7.1: no short_message; the text is in message_payload
+    command = Command.DATA_SM
+    service_type: str = _c(6, Status.ESME_RINVSERTYP)
+    source_addr_ton: int = _u8()
+    source_addr_npi: int = _u8()
+    source_addr: str = _c(65, Status.ESME_RINVSRCADR)
+    dest_addr_ton: int = _u8()
+    dest_addr_npi: int = _u8()
+    destination_addr: str = _c(65, Status.ESME_RINVDSTADR)
+    esm_class: int = _u8()
+    registered_delivery: int = _u8()
+    data_coding: int = _u8()
+
+
+@dataclass(slots=True, repr=False)
+class QuerySm(Pdu):  # 4.8.1
+    command = Command.QUERY_SM
+    message_id: str = _c(65, Status.ESME_RINVMSGID)
+    source_addr_ton: int = _u8()
+    source_addr_npi: int = _u8()
+    source_addr: str = _c(21, Status.ESME_RINVSRCADR)
+
+
+@dataclass(slots=True, repr=False)
+class QuerySmResp(Pdu):  # 4.8.2
+    command = Command.QUERY_SM_RESP
+    message_id: str = _c(65, Status.ESME_RINVMSGID)
+    final_date: str = _c(17)
+    message_state: int = _u8()
+    error_code: int = _u8()
+
+
+@dataclass(slots=True, repr=False)
+class CancelSm(Pdu):  # 4.9.1
+    command = Command.CANCEL_SM
+    service_type: str = _c(6, Status.ESME_RINVSERTYP)
+    message_id: str = _c(65, Status.ESME_RINVMSGID)
+    source_addr_ton: int = _u8()
+    source_addr_npi: int = _u8()
+    source_addr: str = _c(21, Status.ESME_RINVSRCADR)
+    dest_addr_ton: int = _u8()
+    dest_addr_npi: int = _u8()
+    destination_addr: str = _c(21, Status.ESME_RINVDSTADR)
+
+
+@dataclass(slots=True, repr=False)
+class CancelSmResp(Pdu):  # 4.9.2
+    command = Command.CANCEL_SM_RESP
+
+
+@dataclass(slots=True, repr=False)
+class ReplaceSm(Pdu):  # 4.10.1
+    command = Command.REPLACE_SM
+    message_id: str = _c(65, Status.ESME_RINVMSGID)
+    source_addr_ton: int = _u8()
+    source_addr_npi: int = _u8()
+    source_addr: str = _c(21, Status.ESME_RINVSRCADR)
+    schedule_delivery_time: str = _c(17, Status.ESME_RINVSCHED)
+    validity_period: str = _c(17, Status.ESME_RINVEXPIRY)
+    registered_delivery: int = _u8()
+    sm_default_msg_id: int = _u8()
+    short_message: bytes = _sm()
+
+
+@dataclass(slots=True, repr=False)
+class ReplaceSmResp(Pdu):  # 4.10.2
+    command = Command.REPLACE_SM_RESP
+
+
+@dataclass(slots=True, repr=False)
+class AlertNotification(Pdu):  # 4.12.1
+    command = Command.ALERT_NOTIFICATION
+    source_addr_ton: int = _u8()
+    source_addr_npi: int = _u8()
+    source_addr: str = _c(65, Status.ESME_RINVSRCADR)
+    esme_addr_ton: int = _u8()
+    esme_addr_npi: int = _u8()
+    esme_addr: str = _c(65)
+
+
+PDU_CLASSES: dict[Command, type[Pdu]] = {
+    cls.command: cls
+    for cls in (
+        GenericNack,
+        BindTransmitter,
+        BindReceiver,
+        BindTransceiver,
+        BindTransmitterResp,
+        BindReceiverResp,
+        BindTransceiverResp,
+        Outbind,
+        Unbind,
+        UnbindResp,
+        EnquireLink,
+        EnquireLinkResp,
+        SubmitSm,
+        SubmitSmResp,
+        DeliverSm,
+        DeliverSmResp,
+        SubmitMulti,
+        SubmitMultiResp,
+        DataSm,
+        DataSmResp,
+        QuerySm,
+        QuerySmResp,
+        CancelSm,
+        CancelSmResp,
+        ReplaceSm,
+        ReplaceSmResp,
+        AlertNotification,
+    )
 }
+
+# The codec table, read off the classes: the single description of each body.
+BODIES: dict[Command, tuple[FieldSpec, ...]] = {command: body_of(cls) for command, cls in PDU_CLASSES.items()}
+_SME_ADDRESS = body_of(SmeAddress)
+_DL_NAME = body_of(DistributionList)
+_UNSUCCESS = body_of(UnsuccessSme)
+
+
+def _getter(body: tuple[FieldSpec, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """Reads a body's field values off an object in wire order, in one call."""
+    names = [spec.name for spec in body]
+    if not names:
+        return lambda _obj: ()
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    return attrgetter(*names)
+
+
+# command_id -> (class, body, values getter): one lookup per PDU on the hot path.
+_CODEC: dict[int, tuple[type[Pdu], tuple[FieldSpec, ...], Callable[[Any], tuple[Any, ...]]]] = {
+    int(command): (cls, BODIES[command], _getter(BODIES[command])) for command, cls in PDU_CLASSES.items()
+}
+_GET_SME_ADDRESS = _getter(_SME_ADDRESS)
+_GET_DL_NAME = _getter(_DL_NAME)
+_GET_UNSUCCESS = _getter(_UNSUCCESS)
 
 # What an error response carries (command_status not 0). v3.4 says "not returned on
 # error" only for the bind responses and submit_sm_resp: submit_sm_resp is then always
@@ -218,7 +480,12 @@ BODY_IF_GIVEN_ON_ERROR = frozenset(
     {Command.BIND_RECEIVER_RESP, Command.BIND_TRANSMITTER_RESP, Command.BIND_TRANSCEIVER_RESP}
 )
 # message_state 0 is not a state (strict decoders refuse it): 7 = UNKNOWN (spec 5.2.28).
-ERROR_BODY_DEFAULTS: dict[Command, Params] = {Command.QUERY_SM_RESP: {"message_state": 7}}
+ERROR_BODY_DEFAULTS: dict[Command, dict[str, Any]] = {Command.QUERY_SM_RESP: {"message_state": 7}}
+# The body of a response given none: every field empty; on error, with the defaults above.
+_EMPTY_BODIES: dict[Command, Pdu] = {command: cls() for command, cls in PDU_CLASSES.items()}
+_ERROR_BODIES: dict[Command, Pdu] = {
+    command: PDU_CLASSES[command](**values) for command, values in ERROR_BODY_DEFAULTS.items()
+}
 
 # Known TLVs with a fixed value size, and limits of variable ones (spec 5.3.2). A bad
 # length is ESME_RINVPARLEN only on the TLVs the bridge reads (`STRICT_TLVS`); on any
@@ -261,12 +528,6 @@ STRICT_TLVS = frozenset(
 # -- decoding ------------------------------------------------------------------------
 
 
-def read_header(data: bytes | bytearray | memoryview, offset: int = 0) -> tuple[int, int, int, int]:
-    """(command_length, command_id, command_status, sequence_number) at `offset`."""
-    length, command_id, status, sequence = HEADER.unpack_from(data, offset)
-    return length, command_id, status, sequence
-
-
 def decode_pdu(frame: bytes) -> Pdu:
     """Decode one complete PDU (header included). Raises `PduError`, nothing else.
 
@@ -278,41 +539,45 @@ def decode_pdu(frame: bytes) -> Pdu:
     length, command_id, status, sequence = HEADER.unpack_from(frame, 0)
     if length != len(frame):
         raise PduError(Status.ESME_RINVCMDLEN, "command_length does not match", command_id, sequence)
-    command = COMMAND_BY_ID.get(command_id)
-    if command is None:
+    codec = _CODEC.get(command_id)
+    if codec is None:
         raise PduError(Status.ESME_RINVCMDID, "unknown command_id", command_id, sequence)
-    pdu = Pdu(command, sequence, status)
-    body = BODIES[command]
-    if length == HEADER_SIZE and command.is_response:
+    cls, body, _ = codec
+    if length == HEADER_SIZE and command_id & 0x80000000:
         # Responses with no body at all are common from real ESMEs (an empty
         # deliver_sm_resp instead of one NUL); nothing in them is needed.
-        return pdu
+        return cls(sequence, status)
+    values: list[Any] = []
+    tlvs: dict[int, bytes] = {}
     try:
-        pos = _decode_fields(frame, HEADER_SIZE, body, pdu.params)
+        pos = _decode_fields(frame, HEADER_SIZE, body, values)
         if pos < length:
-            _decode_tlvs(frame, pos, pdu.tlvs)
+            _decode_tlvs(frame, pos, tlvs)
     except PduError as exc:
         exc.command_id, exc.sequence = command_id, sequence
         raise
-    return pdu
+    return cls(sequence, status, tlvs, *values)
 
 
-def _decode_fields(data: bytes, pos: int, body: tuple[FieldSpec, ...], out: Params) -> int:
+def _decode_fields(data: bytes, pos: int, body: tuple[FieldSpec, ...], out: list[Any]) -> int:
     end = len(data)
+    find = data.find
+    append = out.append
     for spec in body:
         kind = spec.kind
         if kind == "c":
-            nul = data.find(b"\x00", pos, min(end, pos + spec.size))
+            limit = pos + spec.size
+            nul = find(b"\x00", pos, limit if limit < end else end)
             if nul < 0:
-                if pos + spec.size > end and data.find(b"\x00", pos) < 0:
+                if limit > end and find(b"\x00", pos) < 0:
                     raise PduError(Status.ESME_RINVCMDLEN, f"{spec.name}: body ends inside it")
                 raise PduError(spec.status, f"{spec.name}: longer than {spec.size - 1} octets")
-            out[spec.name] = data[pos:nul].decode("latin-1")
+            append(data[pos:nul].decode("latin-1"))
             pos = nul + 1
         elif kind == "u8":
             if pos >= end:
                 raise PduError(Status.ESME_RINVCMDLEN, f"{spec.name}: body ends before it")
-            out[spec.name] = data[pos]
+            append(data[pos])
             pos += 1
         elif kind == "sm":
             if pos >= end:
@@ -321,8 +586,13 @@ def _decode_fields(data: bytes, pos: int, body: tuple[FieldSpec, ...], out: Para
             pos += 1
             if sm_length > spec.size or pos + sm_length > end:
                 raise PduError(Status.ESME_RINVMSGLEN, "sm_length runs past the body")
-            out[spec.name] = data[pos : pos + sm_length]
+            append(data[pos : pos + sm_length])
             pos += sm_length
+        elif kind == "u32":
+            if pos + 4 > end:
+                raise PduError(Status.ESME_RINVCMDLEN, f"{spec.name}: body ends inside it")
+            append(_U32.unpack_from(data, pos)[0])
+            pos += 4
         elif kind == "dests":
             pos = _decode_dests(data, pos, out)
         else:  # "unsuccess"
@@ -330,52 +600,43 @@ def _decode_fields(data: bytes, pos: int, body: tuple[FieldSpec, ...], out: Para
     return pos
 
 
-_DEST_ADDRESS = (_u8("dest_addr_ton"), _u8("dest_addr_npi"), _c("destination_addr", 21, Status.ESME_RINVDSTADR))
-_DL_NAME = (_c("dl_name", 21, Status.ESME_RINVDLNAME),)
-_UNSUCCESS = (*_DEST_ADDRESS,)
-MAX_DESTS: Final = 254  # number_of_dests (spec 4.5.1)
-
-
-def _decode_dests(data: bytes, pos: int, out: Params) -> int:
+def _decode_dests(data: bytes, pos: int, out: list[Any]) -> int:
     if pos >= len(data):
         raise PduError(Status.ESME_RINVCMDLEN, "number_of_dests: body ends before it")
     count = data[pos]
     pos += 1
     if not 1 <= count <= MAX_DESTS:
         raise PduError(Status.ESME_RINVNUMDESTS, f"number_of_dests is {count}")
-    dests: list[Params] = []
+    dests: list[SmeAddress | DistributionList] = []
     for _ in range(count):
         if pos >= len(data):
             raise PduError(Status.ESME_RINVCMDLEN, "dest_address list ends early")
         flag = data[pos]
         pos += 1
-        dest: Params = {"dest_flag": flag}
-        if flag == 1:
-            pos = _decode_fields(data, pos, _DEST_ADDRESS, dest)
-        elif flag == 2:
-            pos = _decode_fields(data, pos, _DL_NAME, dest)
+        values: list[Any] = []
+        if flag == SmeAddress.dest_flag:
+            pos = _decode_fields(data, pos, _SME_ADDRESS, values)
+            dests.append(SmeAddress(*values))
+        elif flag == DistributionList.dest_flag:
+            pos = _decode_fields(data, pos, _DL_NAME, values)
+            dests.append(DistributionList(*values))
         else:
             raise PduError(Status.ESME_RINVDESTFLAG, f"dest_flag {flag}")
-        dests.append(dest)
-    out["dest_addresses"] = dests
+    out.append(dests)
     return pos
 
 
-def _decode_unsuccess(data: bytes, pos: int, out: Params) -> int:
+def _decode_unsuccess(data: bytes, pos: int, out: list[Any]) -> int:
     if pos >= len(data):
         raise PduError(Status.ESME_RINVCMDLEN, "no_unsuccess: body ends before it")
     count = data[pos]
     pos += 1
-    items: list[Params] = []
+    items: list[UnsuccessSme] = []
     for _ in range(count):
-        item: Params = {}
-        pos = _decode_fields(data, pos, _UNSUCCESS, item)
-        if pos + 4 > len(data):
-            raise PduError(Status.ESME_RINVCMDLEN, "error_status_code ends early")
-        item["error_status_code"] = _U32.unpack_from(data, pos)[0]
-        pos += 4
-        items.append(item)
-    out["unsuccess_smes"] = items
+        values: list[Any] = []
+        pos = _decode_fields(data, pos, _UNSUCCESS, values)
+        items.append(UnsuccessSme(*values))
+    out.append(items)
     return pos
 
 
@@ -399,71 +660,90 @@ def _decode_tlvs(data: bytes, pos: int, out: dict[int, bytes]) -> None:
 # -- encoding ------------------------------------------------------------------------
 
 
-def encode_pdu(pdu: Pdu) -> bytes:
-    """Bytes for `pdu`. Raises `ValueError` for values that do not fit their field:
-    encoding is our own output, so a misfit is a bug here, not the peer's fault."""
+def encode_pdu(pdu: Pdu, *, sequence: int | None = None, status: int | None = None, tlvs: bool = True) -> bytes:
+    """Bytes for `pdu`; `sequence` and `status` replace its header's, and `tlvs=False`
+    leaves its optional parameters out (a v3.3 peer has none). Raises `ValueError` for
+    values that do not fit their field: encoding is our own output, so a misfit is a
+    bug here, not the peer's fault."""
     command = pdu.command
+    if sequence is None:
+        sequence = pdu.sequence
+    if status is None:
+        status = pdu.status
+    _, body, values = _CODEC[command]
     parts: list[bytes] = []
-    params: Params | None = pdu.params
-    if pdu.status:
-        if command in NO_BODY_ON_ERROR or (command in BODY_IF_GIVEN_ON_ERROR and not params):
-            params = None
-        elif command in ERROR_BODY_DEFAULTS:
-            params = {**ERROR_BODY_DEFAULTS[command], **pdu.params}
-    if params is not None:
-        _encode_fields(BODIES[command], params, parts)
-    for tag, value in pdu.tlvs.items():
-        if len(value) > 0xFFFF:
-            raise ValueError(f"TLV 0x{tag:04X} longer than 65535 octets")
-        parts.append(_TLV_HEAD.pack(tag, len(value)))
-        parts.append(value)
-    body = b"".join(parts)
-    return HEADER.pack(HEADER_SIZE + len(body), command, pdu.status, pdu.sequence) + body
+    if not (status and command in NO_BODY_ON_ERROR):
+        _encode_fields(body, values(pdu), parts)
+    if tlvs:
+        for tag, value in pdu.tlvs.items():
+            if len(value) > 0xFFFF:
+                raise ValueError(f"TLV 0x{tag:04X} longer than 65535 octets")
+            parts.append(_TLV_HEAD.pack(tag, len(value)))
+            parts.append(value)
+    data = b"".join(parts)
+    return HEADER.pack(HEADER_SIZE + len(data), command, status, sequence) + data
 
 
-def _encode_fields(body: tuple[FieldSpec, ...], params: Params, parts: list[bytes]) -> None:
-    for spec in body:
+# One-octet values as bytes, looked up rather than built (bytes((n,)) is the slowest
+# step of an encode); a value that is not a key does not fit an octet.
+_OCTET: dict[int, bytes] = {n: bytes((n,)) for n in range(256)}
+
+
+def _encode_fields(body: tuple[FieldSpec, ...], values: tuple[Any, ...], parts: list[bytes]) -> None:
+    append = parts.append
+    for spec, value in zip(body, values, strict=True):
         kind = spec.kind
-        value = params.get(spec.name)
         if kind == "c":
-            raw = (value or "").encode("latin-1") if not isinstance(value, bytes) else value
+            raw = value.encode("latin-1")
             if len(raw) >= spec.size:
                 raise ValueError(f"{spec.name} longer than {spec.size - 1} octets")
-            parts.append(raw + b"\x00")
+            append(raw)
+            append(b"\x00")
         elif kind == "u8":
-            parts.append(bytes((value or 0,)))
+            try:
+                append(_OCTET[value])
+            except KeyError:
+                raise ValueError(f"{spec.name} {value!r} does not fit one octet") from None
         elif kind == "sm":
-            raw = value or b""
-            if len(raw) > spec.size:
+            if len(value) > spec.size:
                 raise ValueError("short_message longer than 254 octets; use message_payload")
-            parts.append(bytes((len(raw),)) + raw)
+            append(_OCTET[len(value)])
+            append(value)
+        elif kind == "u32":
+            append(_U32.pack(value))
         elif kind == "dests":
-            dests = value or []
-            if len(dests) > MAX_DESTS:
+            if len(value) > MAX_DESTS:
                 raise ValueError(f"more than {MAX_DESTS} destinations")
-            parts.append(bytes((len(dests),)))
-            for dest in dests:
-                flag = dest.get("dest_flag", 1)
-                parts.append(bytes((flag,)))
-                _encode_fields(_DEST_ADDRESS if flag == 1 else _DL_NAME, dest, parts)
+            append(_OCTET[len(value)])
+            for dest in value:
+                append(_OCTET[dest.dest_flag])
+                if isinstance(dest, SmeAddress):
+                    _encode_fields(_SME_ADDRESS, _GET_SME_ADDRESS(dest), parts)
+                else:
+                    _encode_fields(_DL_NAME, _GET_DL_NAME(dest), parts)
         else:  # "unsuccess"
-            items = value or []
-            parts.append(bytes((len(items),)))
-            for item in items:
-                _encode_fields(_UNSUCCESS, item, parts)
-                parts.append(_U32.pack(item.get("error_status_code", 0)))
+            if len(value) > MAX_DESTS:
+                raise ValueError(f"more than {MAX_DESTS} unsuccess_smes")
+            append(_OCTET[len(value)])
+            for item in value:
+                _encode_fields(_UNSUCCESS, _GET_UNSUCCESS(item), parts)
 
 
 def encode_response(
-    request_command: Command,
-    sequence: int,
-    status: int = 0,
-    params: Params | None = None,
-    tlvs: dict[int, bytes] | None = None,
+    request_command: Command, sequence: int, status: int = 0, body: Pdu | None = None, *, tlvs: bool = True
 ) -> bytes:
-    """The *_resp to a request, or a generic_nack for commands that have no response."""
+    """The *_resp to a request (a generic_nack for commands that have none). `body`
+    is the response's fields and TLVs (its header is ignored); without one, every
+    field is empty, or on error what `ERROR_BODY_DEFAULTS` says, and a bind response
+    or submit_sm_resp with an error is the bare header."""
     command = request_command.response or Command.GENERIC_NACK
-    return encode_pdu(Pdu(command, sequence, status, params or {}, tlvs or {}))
+    if body is None:
+        if status and (command in NO_BODY_ON_ERROR or command in BODY_IF_GIVEN_ON_ERROR):
+            return HEADER.pack(HEADER_SIZE, command, status, sequence)
+        body = _ERROR_BODIES.get(command, _EMPTY_BODIES[command]) if status else _EMPTY_BODIES[command]
+    elif body.command is not command:
+        raise ValueError(f"a {body.command.label} does not answer a {request_command.label}")
+    return encode_pdu(body, sequence=sequence, status=status, tlvs=tlvs)
 
 
 def generic_nack(sequence: int, status: int) -> bytes:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from bridge.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, MessageState, Tag
-from bridge.smpp.pdu import Params
+from bridge.smpp.pdu import DeliverSm
 
 TEXT_CHARS = 20
 # `err:` has three digits: a code above 999 is reported as 999 ("see network_error_code",
@@ -69,22 +69,11 @@ def receipt_deliver_sm(
     source: tuple[int, int, str],
     destination: tuple[int, int, str],
     esm_class: int = ESM_CLASS_DELIVERY_RECEIPT,
-) -> tuple[Params, dict[int, bytes]]:
-    """deliver_sm params and TLVs for a receipt. `source` is the handset (the original
-    destination), `destination` the ESME's original source address; `esm_class` 0x04
-    (delivery receipt) or, for an intermediate state, 0x20 if the account asks."""
-    params: Params = {
-        "service_type": "",
-        "source_addr_ton": source[0],
-        "source_addr_npi": source[1],
-        "source_addr": source[2][:20],
-        "dest_addr_ton": destination[0],
-        "dest_addr_npi": destination[1],
-        "destination_addr": destination[2][:20],
-        "esm_class": esm_class,
-        "data_coding": 0,
-        "short_message": format_receipt(message_id, state, submitted_at, done_at, error, text).encode("ascii"),
-    }
+) -> DeliverSm:
+    """The deliver_sm of a receipt (the session numbers it). `source` is the handset
+    (the original destination), `destination` the ESME's original source address;
+    `esm_class` 0x04 (delivery receipt) or, for an intermediate state, 0x20 if the
+    account asks."""
     tlvs: dict[int, bytes] = {
         Tag.RECEIPTED_MESSAGE_ID: message_id.encode("ascii") + b"\x00",
         Tag.MESSAGE_STATE: bytes((state,)),
@@ -92,7 +81,18 @@ def receipt_deliver_sm(
     if error:
         # network_error_code: type 3 (GSM), then the error in two octets.
         tlvs[Tag.NETWORK_ERROR_CODE] = bytes((3,)) + min(error, NETWORK_ERROR_MAX).to_bytes(2, "big")
-    return params, tlvs
+    return DeliverSm(
+        tlvs=tlvs,
+        source_addr_ton=source[0],
+        source_addr_npi=source[1],
+        source_addr=source[2][:20],
+        dest_addr_ton=destination[0],
+        dest_addr_npi=destination[1],
+        destination_addr=destination[2][:20],
+        esm_class=esm_class,
+        data_coding=0,
+        short_message=format_receipt(message_id, state, submitted_at, done_at, error, text).encode("ascii"),
+    )
 
 
 _RECEIPT = re.compile(

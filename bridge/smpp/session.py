@@ -5,13 +5,21 @@ which requests each bind state allows (the `PEER_REQUESTS` table: a missing entr
 is the ESME_RINVBNDSTS answer), framing limits, the window of unanswered requests,
 enquire_link, unbind in both directions, and the bind / inactivity / response timers.
 Every request read is answered exactly once: a second bind while one is being decided
-is ESME_RINVBNDSTS, and a peer's unbind is answered after the requests read before it.
+is ESME_RINVBNDSTS. An unbind (the peer's, or ours once answered) ends the session only
+when nothing is owed either way: our answers to the requests read before it are
+written, and the peer's answers to our deliver_sm are still read (or time out).
 
 It knows nothing about sockets, clocks, accounts, the store or providers. Feed it
 bytes with `receive_data(data, now)` and time with `tick(now)`; it returns `Event`s
 and queues outgoing bytes, which `data_to_send()` hands to whoever owns the socket.
-The application answers the requests it is given with `accept_bind`, `reject_bind`
-and `respond`, and sends its own requests (deliver_sm, unbind) with `send_request`.
+Events carry typed PDUs (`bridge.smpp.pdu`). The application answers the requests it
+is given with `accept_bind`, `reject_bind` and `respond` (with a typed response body),
+and sends its own requests (a `DeliverSm`) with `send_request`, which numbers them;
+every PDU written to a v3.3 bind leaves its TLVs out (decided once, at the bind);
+`window_room()` says how many more fit, `take_back_outstanding()` hands back those
+still unanswered when the session ends. Like h11, the session refuses misuse by the
+application: answering a request twice, or one it never handed over, raises
+`LocalProtocolError` instead of corrupting its count of answers owed.
 """
 
 from __future__ import annotations
@@ -21,18 +29,29 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.smpp.constants import BIND_COMMANDS, INTERFACE_VERSION_34, Command, Status, Tag
+from bridge.smpp.constants import BIND_COMMANDS, COMMAND_BY_ID, INTERFACE_VERSION_34, Command, Status, Tag
 from bridge.smpp.pdu import (
     HEADER_SIZE,
-    Params,
+    Bind,
+    BindReceiverResp,
+    BindResp,
+    BindTransceiverResp,
+    BindTransmitterResp,
+    EnquireLink,
     Pdu,
     PduError,
+    Unbind,
     decode_pdu,
     encode_pdu,
     encode_response,
     generic_nack,
 )
 from bridge.smpp.versions import status_for, takes_tlvs
+
+
+class LocalProtocolError(Exception):
+    """The application used the session wrongly (our bug, not the peer's): e.g. it
+    answered a request twice, or one the session never handed to it."""
 
 
 class State(enum.Enum):
@@ -50,10 +69,6 @@ class BindType(enum.Enum):
     TRANSCEIVER = "transceiver"
 
     @property
-    def can_submit(self) -> bool:
-        return self is not BindType.RECEIVER
-
-    @property
     def can_receive(self) -> bool:
         return self is not BindType.TRANSMITTER
 
@@ -62,6 +77,11 @@ BIND_TYPE_BY_COMMAND = {
     Command.BIND_TRANSMITTER: BindType.TRANSMITTER,
     Command.BIND_RECEIVER: BindType.RECEIVER,
     Command.BIND_TRANSCEIVER: BindType.TRANSCEIVER,
+}
+BIND_RESP_BY_COMMAND: dict[Command, type[BindResp]] = {
+    Command.BIND_TRANSMITTER: BindTransmitterResp,
+    Command.BIND_RECEIVER: BindReceiverResp,
+    Command.BIND_TRANSCEIVER: BindTransceiverResp,
 }
 BOUND_STATE_BY_TYPE = {
     BindType.TRANSMITTER: State.BOUND_TX,
@@ -93,9 +113,10 @@ PEER_REQUESTS: dict[State, frozenset[Command]] = {
     State.CLOSED: frozenset(),
 }
 
-# Requests the session hands to the application (everything else it answers itself).
-APPLICATION_REQUESTS = _TX_REQUESTS
 BOUND_STATES = frozenset({State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX})
+# Our requests an unbind does not wait for: node-smpp never answers enquire_link, and
+# our own unbind is what the unbind settles.
+_NOT_AWAITED = frozenset({Command.ENQUIRE_LINK, Command.UNBIND})
 MAX_SEQUENCE = 0x7FFFFFFF
 
 
@@ -106,7 +127,7 @@ MAX_SEQUENCE = 0x7FFFFFFF
 class BindRequested:
     """Answer with `accept_bind` or `reject_bind`."""
 
-    pdu: Pdu
+    pdu: Bind
     bind_type: BindType
 
 
@@ -197,10 +218,14 @@ class Session:
         self.bind_type: BindType | None = None
         self.system_id: str | None = None
         self.interface_version = INTERFACE_VERSION_34
+        # Whether the PDUs we write carry TLVs: not to a v3.3 bind (decided at bind).
+        self._tlvs = True
         self.opened_at = now
         self.last_received = now
-        self.unanswered = 0
-        self.outstanding: dict[int, OutstandingRequest] = {}
+        # Requests read and not yet answered, by sequence (a count: a peer may reuse one).
+        self._owed: dict[int, int] = {}
+        self._unanswered = 0
+        self._outstanding: dict[int, OutstandingRequest] = {}
         self._next_sequence = 1
         self._buffer = bytearray()
         self._out: list[bytes] = []
@@ -286,44 +311,46 @@ class Session:
                 if command in BIND_COMMANDS and self.state in BOUND_STATES
                 else Status.ESME_RINVBNDSTS
             )
-            self._answer(command, pdu.sequence, status)
+            self._answer_to(command, pdu.sequence, status)
             events.append(PeerError(status, f"{command.label} in state {self.state.value}", command))
 
     def _refuse(self, exc: PduError, events: list[Event]) -> None:
-        command = Command(exc.command_id) if exc.command_id in _KNOWN_IDS else None
+        command = COMMAND_BY_ID.get(exc.command_id)
         if command is not None and command.is_response:
             events.append(PeerError(exc.status, f"malformed {command.label}: {exc.reason}", exc.command_id))
             return
         if command is None:
             self._write(generic_nack(exc.sequence, exc.status), Command.GENERIC_NACK)
         else:
-            self._answer(command, exc.sequence, exc.status)
+            self._answer_to(command, exc.sequence, exc.status)
         events.append(PeerError(exc.status, exc.reason, exc.command_id))
 
     def _handle_request(self, pdu: Pdu, now: float, events: list[Event]) -> None:
         command = pdu.command
         if command is Command.ENQUIRE_LINK:
-            self._answer(command, pdu.sequence, Status.ESME_ROK)
+            self._answer_to(command, pdu.sequence, Status.ESME_ROK)
         elif command is Command.UNBIND:
             self._handle_unbind(pdu, now, events)
-        elif command in BIND_COMMANDS:
-            self.unanswered += 1
+        elif isinstance(pdu, Bind):
+            self._owe(pdu.sequence)
             self._bind_pending = True
             events.append(BindRequested(pdu, BIND_TYPE_BY_COMMAND[command]))
         elif self.state is State.UNBINDING:
-            self._answer(command, pdu.sequence, Status.ESME_RINVBNDSTS)
-        elif self.unanswered >= self.config.window:
-            self._answer(command, pdu.sequence, Status.ESME_RTHROTTLED)
+            self._answer_to(command, pdu.sequence, Status.ESME_RINVBNDSTS)
+        elif self._unanswered >= self.config.window:
+            self._answer_to(command, pdu.sequence, Status.ESME_RTHROTTLED)
             events.append(PeerError(Status.ESME_RTHROTTLED, "window full", command))
         else:
-            self.unanswered += 1
+            self._owe(pdu.sequence)
             events.append(RequestReceived(pdu))
 
     def _handle_unbind(self, pdu: Pdu, now: float, events: list[Event]) -> None:
-        if self.unanswered > 0:
-            # Answers still owed (an ESME that unbinds without waiting for its
-            # submit_sm_resp would resubmit): unbind_resp once they are written, or
-            # after response_timeout. Meanwhile only enquire_link and unbind pass.
+        if not self._settled():
+            # Answers still owed, either way: ours (an ESME that unbinds without waiting
+            # for its submit_sm_resp would resubmit) or the peer's (a deliver_sm_resp it
+            # sends after its unbind: a receipt whose answer is lost goes out again on
+            # the next bind). unbind_resp once both are settled, or after
+            # response_timeout. Meanwhile only enquire_link, unbind and answers pass.
             if not self._peer_unbinds:
                 self.state = State.UNBINDING
                 self._unbind_reason = "peer unbind"
@@ -332,96 +359,126 @@ class Session:
                     self._unbind_deadline = deadline
             self._peer_unbinds.append(pdu.sequence)
             return
-        self._answer(Command.UNBIND, pdu.sequence, Status.ESME_ROK)
+        self._answer_to(Command.UNBIND, pdu.sequence, Status.ESME_ROK)
         self._leave_bound("peer unbind", events)
         self._close("peer unbind", events)
 
+    def _settled(self) -> bool:
+        """No answer owed either way: none of ours, and none to our requests that matter
+        (an unanswered enquire_link is allowed, and our unbind is what ends the session)."""
+        return self._unanswered <= 0 and all(r.command in _NOT_AWAITED for r in self._outstanding.values())
+
+    def _unbind_settled(self) -> bool:
+        """An unbind (the peer's, or ours once answered) has nothing left to wait for."""
+        return bool(self._peer_unbinds or self._unbind_answered) and self._settled()
+
+    def _finish_unbind(self, events: list[Event]) -> None:
+        if self._unbind_settled():
+            self._answer_peer_unbinds()
+            self._leave_bound(self._unbind_reason, events)
+            self._close(self._unbind_reason, events)
+
     def _answer_peer_unbinds(self) -> None:
-        if self._peer_unbinds:
-            for sequence in self._peer_unbinds:
-                self._answer(Command.UNBIND, sequence, Status.ESME_ROK)
-            self._peer_unbinds.clear()
-            self._unbind_deadline = -math.inf  # nothing left to wait for: the next tick closes
+        for sequence in self._peer_unbinds:
+            self._answer_to(Command.UNBIND, sequence, Status.ESME_ROK)
+        self._peer_unbinds.clear()
 
     def _handle_response(self, pdu: Pdu, events: list[Event]) -> None:
-        request = self.outstanding.get(pdu.sequence)
+        request = self._outstanding.get(pdu.sequence)
         if request is None or pdu.command not in (request.command.response, Command.GENERIC_NACK):
             # Only the request's own *_resp or a generic_nack answers it: an
             # enquire_link_resp carrying a deliver_sm's sequence leaves it waiting.
             events.append(PeerError(Status.ESME_RINVCMDID, f"unexpected {pdu.command.label}", pdu.command))
             return
-        del self.outstanding[pdu.sequence]
+        del self._outstanding[pdu.sequence]
         if request.command is Command.ENQUIRE_LINK:
             self._enquire_link_sequence = None
         elif request.command is Command.UNBIND:
+            # Closes once nothing is owed either way; else the answers still owed go
+            # out first (`respond`) and theirs are read, until the unbind deadline.
             self._unbind_answered = True
             self._unbind_reason = "unbind answered"
-            self._answer_peer_unbinds()
-            if self.unanswered <= 0:
-                self._leave_bound("unbind answered", events)
-                self._close("unbind answered", events)
-            # else: the answers still owed go out first (`respond`), until the unbind deadline
         else:
             events.append(ResponseReceived(pdu, request))
+        self._finish_unbind(events)
 
     # -- answers from the application ------------------------------------------------
 
-    def accept_bind(self, request: Pdu, our_system_id: str) -> None:
+    def accept_bind(self, request: Bind, our_system_id: str) -> None:
         """Answer a `BindRequested` with success. A no-op once the session is closing
         (bind timeout, framing error, lost connection): it must not come back bound."""
         bind_type = BIND_TYPE_BY_COMMAND[request.command]
-        self.unanswered -= 1
+        self._settle(request)
         self._bind_pending = False
         if self._closing:
             return
         self.bind_type = bind_type
-        self.system_id = request.params["system_id"]
-        self.interface_version = request.params.get("interface_version", INTERFACE_VERSION_34)
+        self.system_id = request.system_id
+        self.interface_version = request.interface_version
+        self._tlvs = takes_tlvs(request.interface_version)
         self.state = BOUND_STATE_BY_TYPE[bind_type]
-        tlvs: dict[int, bytes] = {}
-        if takes_tlvs(self.interface_version):
-            tlvs[Tag.SC_INTERFACE_VERSION] = bytes((INTERFACE_VERSION_34,))
-        self._answer(request.command, request.sequence, Status.ESME_ROK, {"system_id": our_system_id}, tlvs)
+        self._answer(request, Status.ESME_ROK, self._bind_resp(request, our_system_id, sc_interface_version=True))
 
-    def reject_bind(self, request: Pdu, status: Status, our_system_id: str) -> None:
-        self.unanswered -= 1
+    def reject_bind(self, request: Bind, status: Status, our_system_id: str) -> None:
+        self._settle(request)
         self._bind_pending = False
-        self._answer(request.command, request.sequence, status, {"system_id": our_system_id})
+        self._answer(request, status, self._bind_resp(request, our_system_id))
 
-    def respond(
-        self,
-        request: Pdu,
-        status: int,
-        params: Params | None = None,
-        tlvs: dict[int, bytes] | None = None,
-    ) -> None:
-        """Answer a `RequestReceived`. Safe after the session closed (then a no-op)."""
-        self.unanswered -= 1
+    @staticmethod
+    def _bind_resp(request: Bind, our_system_id: str, sc_interface_version: bool = False) -> BindResp:
+        tlvs: dict[int, bytes] = (
+            {Tag.SC_INTERFACE_VERSION: bytes((INTERFACE_VERSION_34,))} if sc_interface_version else {}
+        )
+        return BIND_RESP_BY_COMMAND[request.command](system_id=our_system_id, tlvs=tlvs)
+
+    def respond(self, request: Pdu, status: int, body: Pdu | None = None) -> None:
+        """Answer a `RequestReceived` with `status` and, if given, the response's
+        fields and TLVs in `body` (a `SubmitSmResp` ...; its header is ignored). Safe
+        after the session closed (then a no-op)."""
+        if body is not None and body.command is not request.command.response:
+            raise LocalProtocolError(f"a {body.command.label} does not answer a {request.command.label}")
+        self._settle(request)
         if self.state is not State.CLOSED:
-            self._answer(request.command, request.sequence, status, params, tlvs)
-            if self.unanswered <= 0:
-                if self._peer_unbinds:
-                    self._answer_peer_unbinds()
-                elif self._unbind_answered:
-                    self._unbind_deadline = -math.inf  # owes nothing now: the next tick closes
+            self._answer(request, status, body)
+            if self._unbind_settled():
+                self._answer_peer_unbinds()  # right after the last answer owed
+                self._unbind_deadline = -math.inf  # nothing left to wait for: the next tick closes
+
+    @property
+    def unanswered(self) -> int:
+        """Requests read from the peer and not yet answered."""
+        return self._unanswered
+
+    def _owe(self, sequence: int) -> None:
+        self._owed[sequence] = self._owed.get(sequence, 0) + 1
+        self._unanswered += 1
+
+    def _settle(self, request: Pdu) -> None:
+        """Count `request` as answered; raises `LocalProtocolError` when it is not owed."""
+        owed = self._owed.get(request.sequence, 0)
+        if owed <= 0:
+            raise LocalProtocolError(
+                f"{request.command.label} sequence {request.sequence} is not waiting for an answer"
+                " (answered already, or never received)"
+            )
+        if owed == 1:
+            del self._owed[request.sequence]
+        else:
+            self._owed[request.sequence] = owed - 1
+        self._unanswered -= 1
 
     # -- our requests ----------------------------------------------------------------
 
-    def send_request(
-        self,
-        command: Command,
-        params: Params,
-        now: float,
-        tlvs: dict[int, bytes] | None = None,
-        context: Any = None,
-    ) -> int:
-        """Queue a request to the peer; its answer comes back as `ResponseReceived`
-        (or `ResponseTimedOut`) carrying `context`. Returns the sequence number."""
+    def send_request(self, request: Pdu, now: float, context: Any = None) -> int:
+        """Queue a request to the peer (a `DeliverSm` ...; the session numbers it); its
+        answer comes back as `ResponseReceived` (or `ResponseTimedOut`) carrying
+        `context`. Returns the sequence number."""
+        command = request.command
+        if command.is_response:
+            raise LocalProtocolError(f"{command.label} is not a request")
         sequence = self._allocate_sequence()
-        if not takes_tlvs(self.interface_version):
-            tlvs = None  # a v3.3 peer gets no optional parameters
-        self.outstanding[sequence] = OutstandingRequest(command, sequence, now + self.config.response_timeout, context)
-        self._write(encode_pdu(Pdu(command, sequence, 0, params, tlvs or {})), command)
+        self._outstanding[sequence] = OutstandingRequest(command, sequence, now + self.config.response_timeout, context)
+        self._write(encode_pdu(request, sequence=sequence, status=0, tlvs=self._tlvs), command)
         return sequence
 
     def unbind(self, now: float) -> None:
@@ -431,9 +488,21 @@ class Session:
         if self.state in BOUND_STATES:
             self.state = State.UNBINDING
             self._unbind_deadline = now + self.config.response_timeout
-            self.send_request(Command.UNBIND, {}, now)
+            self.send_request(Unbind(), now)
         elif self.state is State.OPEN:
             self._closing = True
+
+    def window_room(self) -> int:
+        """How many more requests of ours fit in the window now."""
+        return max(0, self.config.window - len(self._outstanding))
+
+    def take_back_outstanding(self) -> list[Any]:
+        """The contexts of our requests still unanswered, oldest first, forgotten here:
+        their answers will not be waited for (the session ended)."""
+        contexts = [request.context for request in self._outstanding.values() if request.context is not None]
+        self._outstanding.clear()
+        self._enquire_link_sequence = None
+        return contexts
 
     @property
     def can_deliver(self) -> bool:
@@ -473,7 +542,7 @@ class Session:
             return events
         # Deadlines grow with insertion order (one response_timeout), so the
         # expired requests are the first ones in the dict.
-        outstanding = self.outstanding
+        outstanding = self._outstanding
         while outstanding:
             request = next(iter(outstanding.values()))
             if now < request.deadline:
@@ -483,12 +552,13 @@ class Session:
                 self._enquire_link_sequence = None  # unanswered is allowed (node-smpp)
             else:
                 events.append(ResponseTimedOut(request))
+        self._finish_unbind(events)
         idle = now - self.last_received
         if self.state in BOUND_STATES:
             if idle >= config.inactivity_timeout:
                 self.unbind(now)
             elif idle >= config.enquire_link_interval and self._enquire_link_sequence is None:
-                self._enquire_link_sequence = self.send_request(Command.ENQUIRE_LINK, {}, now)
+                self._enquire_link_sequence = self.send_request(EnquireLink(), now)
         return events
 
     def next_deadline(self) -> float | None:
@@ -501,8 +571,8 @@ class Session:
             candidates.append(self._partial_since + config.pdu_timeout)
         if self.state is State.OPEN:
             return min([self.opened_at + config.bind_timeout, *candidates])
-        if self.outstanding:
-            candidates.append(next(iter(self.outstanding.values())).deadline)
+        if self._outstanding:
+            candidates.append(next(iter(self._outstanding.values())).deadline)
         if self._unbind_deadline is not None:
             candidates.append(self._unbind_deadline)
         if self.state in BOUND_STATES:
@@ -530,21 +600,15 @@ class Session:
 
     # -- internals -------------------------------------------------------------------
 
-    def _answer(
-        self,
-        command: Command,
-        sequence: int,
-        status: int,
-        params: Params | None = None,
-        tlvs: dict[int, bytes] | None = None,
-    ) -> None:
+    def _answer(self, request: Pdu, status: int, body: Pdu | None = None) -> None:
+        self._answer_to(request.command, request.sequence, status, body)
+
+    def _answer_to(self, command: Command, sequence: int, status: int, body: Pdu | None = None) -> None:
         """Every answer goes through here: the status is the one the bind's version
-        knows, and a v3.3 bind gets no TLVs."""
+        knows (and, like every PDU we write, it carries no TLVs to a v3.3 bind)."""
         response = command.response or Command.GENERIC_NACK
-        if not takes_tlvs(self.interface_version):
-            tlvs = None
         status = status_for(status, self.interface_version)
-        self._write(encode_response(command, sequence, status, params, tlvs), response)
+        self._write(encode_response(command, sequence, status, body, tlvs=self._tlvs), response)
 
     def _write(self, data: bytes, command: Command) -> None:
         sent = self.counters.sent
@@ -565,6 +629,3 @@ class Session:
         if not self._closing:
             self._closing = True
             events.append(Closing(reason))
-
-
-_KNOWN_IDS = frozenset(c.value for c in Command)

@@ -4,7 +4,7 @@ A UDH holding any other information element is refused (ESME_RINVESMCLASS): the
 HTTP APIs send text only, so the element would be lost and the handset would get
 something else than was submitted.
 
-`split_payload` takes a submit_sm / data_sm and returns the user data without its
+`split_payload` takes a submit_sm / submit_multi / data_sm and returns the user data without its
 header plus the segment's place in its set, or a `TextError` carrying the status to
 answer. Reassembly itself (waiting for the other segments) is the pipeline's job.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.smpp.constants import ESM_CLASS_UDHI, Status, Tag
-from bridge.smpp.pdu import Pdu
+from bridge.smpp.pdu import DataSm, MessagePdu, ShortMessagePdu, SubmitMulti
 from bridge.smpp.text import TextError
 
 IEI_CONCAT_8BIT = 0x00
@@ -33,14 +33,14 @@ class Segment:
     scheme: str  # "udh8", "udh16" or "sar": part of the reassembly key
 
 
-def split_payload(pdu: Pdu) -> tuple[bytes, Segment | None]:
+def split_payload(pdu: ShortMessagePdu | SubmitMulti | DataSm) -> tuple[bytes, Segment | None]:
     """(user data, segment or None for a whole message)."""
-    short_message: bytes = pdu.params.get("short_message", b"")
-    payload = pdu.tlvs.get(Tag.MESSAGE_PAYLOAD)
+    short_message = b"" if isinstance(pdu, DataSm) else pdu.short_message  # data_sm has message_payload only
+    payload = pdu.message_payload
     if payload is not None and short_message:
         raise TextError(Status.ESME_RINVOPTPARAMVAL, "both short_message and message_payload")
     data = short_message if payload is None else payload
-    if pdu.params.get("esm_class", 0) & ESM_CLASS_UDHI:
+    if pdu.esm_class & ESM_CLASS_UDHI:
         return _split_udh(data)
     return data, _sar_segment(pdu)
 
@@ -76,17 +76,16 @@ def _split_udh(data: bytes) -> tuple[bytes, Segment | None]:
     return data[header_end:], segment
 
 
-def _sar_segment(pdu: Pdu) -> Segment | None:
-    tags = (Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS, Tag.SAR_SEGMENT_SEQNUM)
-    present = [tag in pdu.tlvs for tag in tags]
+_SAR_TAGS = (Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS, Tag.SAR_SEGMENT_SEQNUM)
+
+
+def _sar_segment(pdu: MessagePdu) -> Segment | None:
+    present = [tag in pdu.tlvs for tag in _SAR_TAGS]
     if not any(present):
         return None
     if not all(present):
         raise TextError(Status.ESME_RMISSINGOPTPARAM, "SAR TLVs must come as a set of three")
-    reference = pdu.tlv_int(Tag.SAR_MSG_REF_NUM, 0) or 0
-    total = pdu.tlv_int(Tag.SAR_TOTAL_SEGMENTS, 0) or 0
-    index = pdu.tlv_int(Tag.SAR_SEGMENT_SEQNUM, 0) or 0
-    return _checked(reference, total, index, "sar")
+    return _checked(pdu.sar_msg_ref_num or 0, pdu.sar_total_segments or 0, pdu.sar_segment_seqnum or 0, "sar")
 
 
 def _checked(reference: int, total: int, index: int, scheme: str) -> Segment | None:

@@ -15,6 +15,7 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 
+from bridge.core.history import HistoryEvent, Journal
 from bridge.core.message import Message, PendingSegment, Receipt
 
 PURGE_BATCH = 1000  # messages one purge step deletes: a few ms of the store's time
@@ -45,6 +46,11 @@ class StoreUnavailable(Exception):
 
 
 class Store(ABC):
+    def __init__(self) -> None:
+        # Events of messages' lives noted by core code; every write below takes the
+        # pending events of the messages it writes into the same transaction.
+        self.journal = Journal()
+
     @abstractmethod
     async def open(self) -> None: ...
 
@@ -146,3 +152,26 @@ class Store(ABC):
 
     @abstractmethod
     async def pending_receipts(self, system_id: str | None = None, limit: int = 10000) -> list[Receipt]: ...
+
+    # history and the operator's queries (bridge.core.lookup)
+    @abstractmethod
+    def flush_history(self, message_ids: Sequence[int]) -> Awaitable[None]:
+        """Write the pending events of these messages on their own (events with no
+        state change to ride with: operator actions)."""
+
+    @abstractmethod
+    async def history(self, message_id: int) -> list[HistoryEvent]:
+        """The events of one Message (by its id, not a Part id), oldest first."""
+
+    @abstractmethod
+    async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
+        """Messages to `destination` received in [since, until), oldest first."""
+
+    @abstractmethod
+    async def purge_history(self, before: float) -> int:
+        """Delete history events older than the cutoff; returns how many."""
+
+    @abstractmethod
+    async def incomplete_sets(self, limit: int = 1000) -> list[list[PendingSegment]]:
+        """The concatenated sets still waiting for parts (segments without their
+        data), oldest first."""

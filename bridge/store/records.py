@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bridge.core.history import HistoryEvent
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment, Receipt
 from bridge.core.numbers import Number, normalise
 from bridge.smpp.constants import MessageState
@@ -183,3 +184,12 @@ def load_segment(text: str | bytes, data: bytes) -> PendingSegment:
         number=_number(rest[1] if len(rest) > 1 else None, sent_to),
         id_format=rest[0] if rest else "",  # records from before id formats were per bind
     )
+
+
+def dump_event(e: HistoryEvent) -> str:
+    return _dumps([_VERSION, e.message_id, e.at, e.kind, e.data])
+
+
+def load_event(text: str | bytes) -> HistoryEvent:
+    _, message_id, at, kind, data = _loads(text)
+    return HistoryEvent(message_id, at, kind, data)

@@ -36,6 +36,8 @@ Keys, all under `<prefix>:`
   binds:<system_id>          bound sessions cluster-wide, scored by expiry
   tp:<system_id>             throughput bucket
   lease:<name>               holder of a once-per-cluster job
+  h:<id>                     the message's history events (list), expiring `retention` after the last
+  to:<destination>           message ids by created_at (the operator's lookup), trimmed to `retention`
 """
 
 from __future__ import annotations
@@ -55,10 +57,20 @@ from redis.exceptions import ExecAbortError, RedisError, ResponseError
 from redis.retry import Retry
 
 from bridge.core.cluster import Cluster, Lease, OrphanSink, OwnershipLost, ReceiptQueue, new_instance_id
+from bridge.core.history import HistoryEvent, receipt_owner
 from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
 from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable, id_seed
-from bridge.store.records import dump_message, dump_receipt, dump_segment, load_message, load_receipt, load_segment
+from bridge.store.records import (
+    dump_event,
+    dump_message,
+    dump_receipt,
+    dump_segment,
+    load_event,
+    load_message,
+    load_receipt,
+    load_segment,
+)
 
 GROUP = "receipts"
 _MAX_OPS = 2000  # calls per MULTI/EXEC
@@ -101,7 +113,10 @@ local key = P .. 'm:' .. id
 local old = redis.call('HMGET', key, 'l', 'o')
 local oldl = tonumber(old[1])
 local owner = old[2] or ''
-if oldl == 3 then return 0 end
+if oldl == 3 then
+  if l <= 1 then return -1 end  -- finished meanwhile (an operator gave up on it): no more attempts
+  return 0
+end
 if mode == 'u' and l <= 1 and (oldl == nil or oldl > 1 or owner ~= me) then return -1 end
 local newowner = ''
 if l <= 1 then newowner = me end
@@ -159,6 +174,46 @@ for b = 2, #ARGV, 3 do added = added + add_receipt(ARGV[1], ARGV[b], ARGV[b + 1]
 return added
 """
 )
+
+# The history events of one write, and the destination index of the messages it
+# inserts. ARGV: prefix, ttl ms, n, (destination, created_at, id)..., (id, event)...
+_JOURNAL = """
+local P, ttl = ARGV[1], tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+for j = 0, n - 1 do
+  local b = 4 + 3 * j
+  local k = P .. 'to:' .. ARGV[b]
+  redis.call('ZADD', k, ARGV[b + 1], ARGV[b + 2])
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. (tonumber(ARGV[b + 1]) - ttl / 1000))
+  redis.call('PEXPIRE', k, ttl)
+end
+for b = 4 + 3 * n, #ARGV, 2 do
+  local k = P .. 'h:' .. ARGV[b]
+  redis.call('RPUSH', k, ARGV[b + 1])
+  redis.call('PEXPIRE', k, ttl)
+end
+return 0
+"""
+
+# ARGV: prefix, destination, since, until, limit -> records, oldest first
+_FIND_BY_DESTINATION = """
+local out = {}
+local ids = redis.call('ZRANGEBYSCORE', ARGV[1] .. 'to:' .. ARGV[2], ARGV[3], '(' .. ARGV[4], 'LIMIT', 0, ARGV[5])
+for _, id in ipairs(ids) do
+  local r = redis.call('HGET', ARGV[1] .. 'm:' .. id, 'r')
+  if r then out[#out + 1] = r end
+end
+return out
+"""
+
+# ARGV: prefix, limit -> the fields of the oldest incomplete sets
+_INCOMPLETE_SETS = """
+local out = {}
+for _, sk in ipairs(redis.call('ZRANGE', ARGV[1] .. 'segs', 0, tonumber(ARGV[2]) - 1)) do
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. 'seg:' .. sk)
+end
+return out
+"""
 
 # Up to `limit` finished messages done before the cutoff, with their provider-id and
 # part-id entries (named in the fields p, k, q that _SAVE writes; a record stored before
@@ -521,8 +576,11 @@ class RedisStore(Store):
         prefix: str = "smpp-bridge",
         timeout: float = 5.0,
         instance_id: str | None = None,
+        retention: float = 7 * 86400,
     ) -> None:
+        super().__init__()
         self.url = url
+        self.retention = retention
         self.prefix = prefix
         self.p = f"{prefix}:"
         self.timeout = timeout
@@ -727,7 +785,8 @@ class RedisStore(Store):
         return _eval(_SAVE, *args)
 
     def insert_messages(self, messages: Sequence[Message]) -> Awaitable[None]:
-        return self._submit([self._save(m, "i") for m in messages], _check_owned)
+        commands = [self._save(m, "i") for m in messages]
+        return self._submit(self._journaled(commands, [m.id for m in messages], messages), _check_owned)
 
     def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:
         # Each message's receipts go with it: they land only if its new state does.
@@ -743,7 +802,7 @@ class RedisStore(Store):
         commands = [self._save(m, "u", grouped[i]) for i, m in enumerate(messages)]
         if loose:
             commands.append(self._add_receipts(loose))
-        return self._submit(commands, _check_owned)
+        return self._submit(self._journaled(commands, [m.id for m in messages]), _check_owned)
 
     async def get_message(self, message_id: int) -> Message | None:
         record = await self._submit([_eval(_GET_MESSAGE, self.p, message_id)], _first, write=False)
@@ -841,15 +900,18 @@ class RedisStore(Store):
     def add_receipts(self, receipts: Sequence[Receipt]) -> Awaitable[None]:
         if not receipts:
             return self._submit([])
-        return self._submit([self._add_receipts(receipts)])
+        owners = sorted({receipt_owner(r.id, r.message_id) for r in receipts})
+        return self._submit(self._journaled([self._add_receipts(receipts)], owners))
 
     def update_receipt(self, receipt: Receipt) -> Awaitable[None]:
-        return self._submit([_eval(_UPDATE_RECEIPT, self.p, receipt.id, dump_receipt(receipt))])
+        command = _eval(_UPDATE_RECEIPT, self.p, receipt.id, dump_receipt(receipt))
+        return self._submit(self._journaled([command], [receipt_owner(receipt.id, receipt.message_id)]))
 
     def delete_receipt(self, receipt_id: str) -> Awaitable[None]:
         """An acknowledged receipt must not stay in its stream (it would be sent again
         one day): a delete that fails is tried again once Redis answers."""
-        future = self._submit([_eval(_DELETE_RECEIPT, self.p, receipt_id)])
+        command = _eval(_DELETE_RECEIPT, self.p, receipt_id)
+        future = self._submit(self._journaled([command], [receipt_owner(receipt_id)]))
 
         def done(f: asyncio.Future[Any]) -> None:
             if not f.cancelled() and f.exception() is not None and not self.healthy and not self._closing:
@@ -877,6 +939,42 @@ class RedisStore(Store):
             )
             out.extend(load_receipt(r) for r in records or ())
         return out
+
+    # -- history and the operator's queries -----------------------------------------------
+
+    def _journaled(
+        self, commands: list[tuple[Any, ...]], owners: Sequence[int], inserted: Sequence[Message] = ()
+    ) -> list[tuple[Any, ...]]:
+        """`commands` and, in the same MULTI, one command appending the history events
+        pending for `owners` (and indexing the `inserted` messages by destination)."""
+        events = self.journal.take(owners)
+        if not events and not inserted:
+            return commands
+        args: list[Any] = [self.p, max(1, int(self.retention * 1000)), len(inserted)]
+        for m in inserted:
+            args.extend((m.number.digits, repr(m.created_at), m.id))
+        for event in events:
+            args.extend((event.message_id, dump_event(event)))
+        return [*commands, _eval(_JOURNAL, *args)]
+
+    def flush_history(self, message_ids: Sequence[int]) -> Awaitable[None]:
+        return self._submit(self._journaled([], message_ids))
+
+    async def history(self, message_id: int) -> list[HistoryEvent]:
+        records = await self._submit([("LRANGE", self.key("h:", message_id), 0, -1)], _first, write=False)
+        return [load_event(r) for r in records or ()]
+
+    async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
+        command = _eval(_FIND_BY_DESTINATION, self.p, destination, repr(since), repr(until), limit)
+        records = await self._submit([command], _first, write=False)
+        return [load_message(r) for r in records or ()]
+
+    async def purge_history(self, before: float) -> int:
+        return 0  # each message's events expire by themselves (h:<id>, `retention` after the last)
+
+    async def incomplete_sets(self, limit: int = 1000) -> list[list[PendingSegment]]:
+        sets = await self._submit([_eval(_INCOMPLETE_SETS, self.p, limit)], _first, write=False)
+        return [_segments(fields) for fields in sets or () if fields]
 
 
 def _first(replies: list[Any]) -> Any:

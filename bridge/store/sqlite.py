@@ -12,6 +12,10 @@ report finds its message without a round trip to the disk.
 
 Why not aiosqlite: it makes one thread hop and one commit per call; batching the
 commits and statements is the point here.
+
+Each write also appends the history events pending for its messages (one more row
+per event in the same transaction), and `read_only` opens a stopped daemon's file
+for the operator's CLI without ever writing to it.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bridge.core.history import HistoryEvent, receipt_owner
 from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
 from bridge.store.base import (
@@ -36,7 +41,16 @@ from bridge.store.base import (
     id_seed,
     wrapped,
 )
-from bridge.store.records import dump_message, dump_receipt, dump_segment, load_message, load_receipt, load_segment
+from bridge.store.records import (
+    dump_event,
+    dump_message,
+    dump_receipt,
+    dump_segment,
+    load_event,
+    load_message,
+    load_receipt,
+    load_segment,
+)
 
 T = TypeVar("T")
 Read = Callable[[sqlite3.Connection], Any]
@@ -94,13 +108,29 @@ MIGRATE: dict[str, tuple[str, ...]] = {
     "polls": ("ALTER TABLE messages ADD COLUMN polls INTEGER NOT NULL DEFAULT 0",),
 }
 
+# The operator's view: every message's events in arrival order (rowid: an append),
+# and messages by destination and time. Stores made before these existed are
+# brought up to date at open (the two columns are added; older rows stay NULL).
+HISTORY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY,
+    message_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_message ON history (message_id, seq);
+CREATE INDEX IF NOT EXISTS messages_by_destination ON messages (destination, created_at);
+"""
+HISTORY_PURGE_BATCH = 5000
+
 # Each kind of write, in the order a batch runs them: a row inserted and then
 # updated or deleted in the same batch ends up right.
 WRITES: tuple[tuple[str, str], ...] = (
     (
         "insert_message",
-        "INSERT OR REPLACE INTO messages (id, lifecycle, first_provider, provider, done_at, record, due_at, polls)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO messages"
+        " (id, lifecycle, first_provider, provider, done_at, record, destination, created_at, due_at, polls)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     ("insert_part", "INSERT OR IGNORE INTO part_ids (part_id, message_id) VALUES (?, ?)"),
     ("insert_provider_id", "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)"),
@@ -116,6 +146,7 @@ WRITES: tuple[tuple[str, str], ...] = (
     ("insert_receipt", "INSERT OR IGNORE INTO receipts (id, system_id, seq, record) VALUES (?, ?, ?, ?)"),
     ("update_receipt", "UPDATE receipts SET record = ? WHERE id = ?"),
     ("delete_receipt", "DELETE FROM receipts WHERE id = ?"),
+    ("insert_history", "INSERT INTO history (message_id, at, record) VALUES (?, ?, ?)"),
 )
 WRITE_SQL = dict(WRITES)
 # The highest Message or Part id stored in a range (reserve_ids skips past it).
@@ -145,9 +176,11 @@ class _Read:
 
 
 class SqliteStore(Store):
-    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path | str, synchronous: str = "FULL", read_only: bool = False) -> None:
+        super().__init__()
         self.path = Path(path)
         self.synchronous = synchronous
+        self.read_only = read_only
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +193,7 @@ class SqliteStore(Store):
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if str(self.path) != ":memory:":
+        if str(self.path) != ":memory:" and not self.read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         ready: asyncio.Future[int] = self._loop.create_future()
         self._thread = threading.Thread(target=self._serve, args=(ready,), name="sqlite-store", daemon=True)
@@ -178,12 +211,18 @@ class SqliteStore(Store):
         loop = self._loop
         assert loop is not None
         try:
-            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.executescript(SCHEMA)
-            _migrate(conn)
-            (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM receipts").fetchone()
+            if self.read_only:
+                conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+                conn.execute("SELECT COUNT(*) FROM messages")
+                seq = 0
+            else:
+                conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.executescript(SCHEMA)
+                _add_history(conn)
+                _migrate(conn)
+                (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM receipts").fetchone()
         except sqlite3.Error as exc:
             loop.call_soon_threadsafe(_settle, [(ready, None, StoreUnavailable(f"cannot open {self.path}: {exc}"))])
             return
@@ -204,6 +243,15 @@ class SqliteStore(Store):
         conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
+        if self.read_only:  # reads only: no transaction to open on a read-only file
+            results: list[Any] = []
+            for item in items:
+                try:
+                    results.append((item.future, item.fn(conn), None))
+                except Exception as exc:
+                    error = StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
+                    results.append((item.future, None, error))
+            return results
         try:
             conn.execute("BEGIN IMMEDIATE")
             results = self._run_items(conn, items)
@@ -242,10 +290,19 @@ class SqliteStore(Store):
         _execute_writes(conn, pending)
         return results
 
-    def _write(self, rows: dict[str, list[tuple[Any, ...]]]) -> asyncio.Future[None]:
+    def _write(self, rows: dict[str, list[tuple[Any, ...]]], owners: Iterable[int] = ()) -> asyncio.Future[None]:
+        """Queue `rows`, with the history events pending for the messages `owners`."""
         if self._thread is None or self._loop is None:
             raise StoreUnavailable("store is closed")
+        if self.read_only:
+            raise StoreUnavailable(f"{self.path} is open read-only")
+        events = self.journal.take(owners)
+        if events:
+            rows["insert_history"] = _history_rows(events)
         future: asyncio.Future[None] = self._loop.create_future()
+        if not rows:
+            future.set_result(None)
+            return future
         future.add_done_callback(self._log_failure)
         self._queue.put(_Write(rows, future))
         return future
@@ -288,14 +345,24 @@ class SqliteStore(Store):
         for m in messages:
             due_at, polls = _due(m)
             rows["insert_message"].append(
-                (m.id, int(m.lifecycle), m.route[0] if m.route else "", m.provider, m.done_at, dump_message(m),
-                 due_at, polls)
-            )  # fmt: skip
+                (
+                    m.id,
+                    int(m.lifecycle),
+                    m.route[0] if m.route else "",
+                    m.provider,
+                    m.done_at,
+                    dump_message(m),
+                    m.number.digits,
+                    m.created_at,
+                    due_at,
+                    polls,
+                )
+            )
             rows["insert_part"].extend((p.message_id, m.id) for p in m.parts if p.message_id != m.id)
             if m.provider:
                 rows["insert_provider_id"].extend((m.provider, pid, m.id) for pid in m.provider_ids)
             self._remember(m)
-        return self._write(rows)
+        return self._write(rows, [m.id for m in messages])
 
     def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:
         rows: dict[str, list[tuple[Any, ...]]] = {"insert_provider_id": [], "update_message": []}
@@ -306,7 +373,7 @@ class SqliteStore(Store):
             self._remember(m)
         if receipts:
             rows["insert_receipt"] = self._receipt_rows(receipts)
-        return self._write(rows)
+        return self._write(rows, [m.id for m in messages])
 
     def _remember(self, m: Message) -> None:
         """Keep not-final messages in memory for report lookups; forget final ones."""
@@ -485,13 +552,15 @@ class SqliteStore(Store):
         return rows
 
     def add_receipts(self, receipts: Sequence[Receipt]) -> Awaitable[None]:
-        return self._write({"insert_receipt": self._receipt_rows(receipts)})
+        owners = {receipt_owner(r.id, r.message_id) for r in receipts}
+        return self._write({"insert_receipt": self._receipt_rows(receipts)}, owners)
 
     def update_receipt(self, receipt: Receipt) -> Awaitable[None]:
-        return self._write({"update_receipt": [(dump_receipt(receipt), receipt.id)]})
+        owner = receipt_owner(receipt.id, receipt.message_id)
+        return self._write({"update_receipt": [(dump_receipt(receipt), receipt.id)]}, [owner])
 
     def delete_receipt(self, receipt_id: str) -> Awaitable[None]:
-        return self._write({"delete_receipt": [(receipt_id,)]})
+        return self._write({"delete_receipt": [(receipt_id,)]}, [receipt_owner(receipt_id)])
 
     async def pending_receipts(self, system_id: str | None = None, limit: int = 10000) -> list[Receipt]:
         def select(conn: sqlite3.Connection) -> list[Receipt]:
@@ -504,6 +573,76 @@ class SqliteStore(Store):
             return [load_receipt(row[0]) for row in rows]
 
         return await self._read(select)
+
+    # -- history and the operator's queries -------------------------------------------
+
+    def flush_history(self, message_ids: Sequence[int]) -> Awaitable[None]:
+        return self._write({}, message_ids)
+
+    async def history(self, message_id: int) -> list[HistoryEvent]:
+        def select(conn: sqlite3.Connection) -> list[HistoryEvent]:
+            rows = conn.execute("SELECT record FROM history WHERE message_id = ? ORDER BY seq", (message_id,))
+            return [load_event(row[0]) for row in rows]
+
+        return await self._read(select)
+
+    async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
+        def select(conn: sqlite3.Connection) -> list[Message]:
+            rows = conn.execute(
+                "SELECT record FROM messages WHERE destination = ? AND created_at >= ? AND created_at < ?"
+                " ORDER BY created_at LIMIT ?",
+                (destination, since, until, limit),
+            )
+            return [load_message(row[0]) for row in rows]
+
+        return [self._live.get(m.id, m) for m in await self._read(select)]
+
+    async def purge_history(self, before: float) -> int:
+        # Rows are appended in time order: everything before the first young row is
+        # old, found without an index on `at` by reading only the rows to delete.
+        def purge(conn: sqlite3.Connection) -> int:
+            young = conn.execute("SELECT seq FROM history WHERE at >= ? ORDER BY seq LIMIT 1", (before,)).fetchone()
+            bound = young[0] if young else conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM history").fetchone()[0]
+            cursor = conn.execute(
+                "DELETE FROM history WHERE seq IN (SELECT seq FROM history WHERE seq < ? ORDER BY seq LIMIT ?)",
+                (bound, HISTORY_PURGE_BATCH),
+            )
+            return cursor.rowcount
+
+        total = 0
+        while True:
+            deleted = await self._read(purge)
+            total += deleted
+            if deleted < HISTORY_PURGE_BATCH:
+                return total
+
+    async def incomplete_sets(self, limit: int = 1000) -> list[list[PendingSegment]]:
+        def select(conn: sqlite3.Connection) -> list[list[PendingSegment]]:
+            sets: dict[str, list[PendingSegment]] = {}
+            rows = conn.execute(
+                "SELECT s.set_key, s.record FROM segments s JOIN"
+                " (SELECT set_key, MIN(created_at) AS began FROM segments GROUP BY set_key"
+                "  ORDER BY began LIMIT ?) o ON o.set_key = s.set_key ORDER BY o.began, s.idx",
+                (limit,),
+            )
+            for set_key, record in rows:
+                sets.setdefault(set_key, []).append(load_segment(record, b""))
+            return list(sets.values())
+
+        return await self._read(select)
+
+
+def _add_history(conn: sqlite3.Connection) -> None:
+    """The history table and the destination index (columns added to older stores)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+    for column, kind in (("destination", "TEXT"), ("created_at", "REAL")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
+    conn.executescript(HISTORY_SCHEMA)
+
+
+def _history_rows(events: Sequence[HistoryEvent]) -> list[tuple[Any, ...]]:
+    return [(e.message_id, e.at, dump_event(e)) for e in events]
 
 
 def _due(m: Message) -> tuple[float | None, int]:

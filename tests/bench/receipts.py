@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bridge.smpp.constants import Command
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.pdu import BindTransceiver, encode_pdu
 from tests.bench.compare import bench, bridge, cpu_seconds, upstream
 
 HEADER = struct.Struct(">IIII")
@@ -36,7 +36,7 @@ class Receiver(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        bind = Pdu(Command.BIND_TRANSCEIVER, 1, 0, {"system_id": "bench", "password": "bench"})
+        bind = BindTransceiver(1, system_id="bench", password="bench")
         transport.write(encode_pdu(bind))  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from bridge.config import parse_config
+from bridge.core.history import HistoryEvent
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.metrics import Metrics
 from bridge.providers.base import Provider, ProviderContext, SendResult
@@ -79,6 +80,7 @@ class FakeStore(Store):
     unfinished message, as the real stores do)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.live: dict[int, Message] = {}
         self.committed: dict[int, Message] = {}
         self.receipts: dict[str, Receipt] = {}
@@ -90,6 +92,7 @@ class FakeStore(Store):
         self.gate: asyncio.Event | None = None  # when set up, writes wait for it
         self.opened = False
         self.closed = False
+        self.events: list[HistoryEvent] = []
 
     # -- lifecycle
     async def open(self) -> None:
@@ -252,6 +255,24 @@ class FakeStore(Store):
     async def pending_receipts(self, system_id: str | None = None, limit: int = 10000) -> list[Receipt]:
         return [r for r in self.receipts.values() if system_id is None or r.system_id == system_id][:limit]
 
+    # -- history (the operator's view): events on their own, kept in memory
+    def flush_history(self, message_ids: Sequence[int]) -> Awaitable[None]:
+        events = self.journal.take(message_ids)
+        return self._write(lambda: self.events.extend(events))
+
+    async def history(self, message_id: int) -> list[HistoryEvent]:
+        return [e for e in self.events if e.message_id == message_id]
+
+    async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
+        found = [m for m in self.committed.values() if m.destination.addr == destination]
+        return sorted((m for m in found if since <= m.created_at < until), key=lambda m: m.created_at)[:limit]
+
+    async def purge_history(self, before: float) -> int:
+        return 0
+
+    async def incomplete_sets(self, limit: int = 1000) -> list[list[PendingSegment]]:
+        return [sorted(s.values(), key=lambda seg: seg.index) for s in self.segments.values()][:limit]
+
 
 def provider_settings(**settings: Any) -> Any:
     """Settings of one provider as the config loader makes them (type simulator: the
@@ -333,6 +354,7 @@ class FakeConnection:
     a real sans-IO Session; the bytes it would write are kept in `written`."""
 
     def __init__(self, now: float = 0.0, account: Any = None, peer_host: str = "127.0.0.1") -> None:
+        self.now = now
         self.session = Session(SessionConfig(), now)
         self.account = account
         self.peer_host = peer_host
@@ -346,6 +368,10 @@ class FakeConnection:
     def close(self) -> None:
         self.flush()
         self.closed = True
+
+    def unbind(self) -> None:
+        self.session.unbind(self.now)
+        self.flush()
 
     @property
     def connection_id(self) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import SubmitSm, SubmitSmResp, encode_pdu
 from tests.support.esme import Esme
 from tests.support.providers import Rig
 
@@ -15,16 +15,15 @@ from tests.support.providers import Rig
 def burst(esme: Esme, destinations: list[str], text: bytes, first_sequence: int = 7000) -> list[str]:
     """submit_sm to each destination in one write (they arrive together); the message_ids."""
     pdus = [
-        Pdu(Command.SUBMIT_SM, first_sequence + i, 0, {
-            "source_addr_ton": 5, "source_addr": "MyBrand", "dest_addr_ton": 1, "dest_addr_npi": 1,
-            "destination_addr": destination, "registered_delivery": 1, "short_message": text,
-        })
+        SubmitSm(first_sequence + i, source_addr_ton=5, source_addr="MyBrand", dest_addr_ton=1, dest_addr_npi=1,
+                 destination_addr=destination, registered_delivery=1, short_message=text)
         for i, destination in enumerate(destinations)
     ]  # fmt: skip
     esme.send_raw(b"".join(encode_pdu(pdu) for pdu in pdus))
     answers = [esme.read_raw_until(pdu.sequence) for pdu in pdus]
     assert [answer.status for answer in answers] == [Status.ESME_ROK] * len(pdus)
-    return [answer.params["message_id"] for answer in answers]
+    assert all(isinstance(answer, SubmitSmResp) for answer in answers)
+    return [answer.message_id for answer in answers if isinstance(answer, SubmitSmResp)]
 
 
 def test_flashsms_sends_one_request_for_many_recipients(flashsms_rig_factory: Callable[..., Rig]) -> None:

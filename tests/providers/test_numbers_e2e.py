@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 
 from bridge.simulators.contacta import make_app as contacta_double
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import SubmitSm, SubmitSmResp, encode_pdu
 from tests.providers.test_contacta_e2e import PASSWORD, USER
 from tests.providers.test_contacta_e2e import provider as contacta_provider
 from tests.providers.test_skycore_e2e import api_url, double
@@ -142,16 +142,14 @@ def test_kaleyra_recipients_listed_without_plus_are_matched_on_digits(kaleyra_ri
     rig = kaleyra_rig_factory(coalesce_window=0.3, account_settings={"default_country": "IN"})
     esme = rig.esme
     pdus = [
-        Pdu(Command.SUBMIT_SM, 7000 + i, 0, {
-            "source_addr": "12345", "dest_addr_ton": ton, "dest_addr_npi": 1, "destination_addr": addr,
-            "registered_delivery": 1, "short_message": b"Your order has shipped",
-        })
+        SubmitSm(7000 + i, source_addr="12345", dest_addr_ton=ton, dest_addr_npi=1, destination_addr=addr,
+                 registered_delivery=1, short_message=b"Your order has shipped")
         for i, (addr, ton) in enumerate([("9876543210", 2), ("+919876543211", 0), ("919876543212", 1)])
     ]  # fmt: skip
     esme.send_raw(b"".join(encode_pdu(pdu) for pdu in pdus))  # written together: one coalesced request
     answers = [esme.read_raw_until(pdu.sequence) for pdu in pdus]
     assert [answer.status for answer in answers] == [Status.ESME_ROK] * 3
-    ids = {answer.params["message_id"] for answer in answers}
+    ids = {answer.message_id for answer in answers if isinstance(answer, SubmitSmResp)}
     [request] = rig.sends()
     fields = request["form"] or request["json"]
     assert sorted(fields["to"].split(",")) == ["+919876543210", "+919876543211", "+919876543212"]
@@ -201,10 +199,8 @@ def test_one_number_written_two_ways_is_not_coalesced_into_one_request(
     GH) and `+233241234567` are one phone, so the second starts a request of its own."""
     rig = flashsms_rig_factory(coalesce_window=0.3, account_settings={"default_country": "GH"})
     pdus = [
-        Pdu(Command.SUBMIT_SM, 7100 + i, 0, {
-            "source_addr": "MyBrand", "source_addr_ton": 5, "dest_addr_ton": ton, "dest_addr_npi": 1,
-            "destination_addr": addr, "registered_delivery": 1, "short_message": b"Market closes at 5pm",
-        })
+        SubmitSm(7100 + i, source_addr="MyBrand", source_addr_ton=5, dest_addr_ton=ton, dest_addr_npi=1,
+                 destination_addr=addr, registered_delivery=1, short_message=b"Market closes at 5pm")
         for i, (addr, ton) in enumerate([("0241234567", 2), ("+233241234567", 0), ("0201234567", 2)])
     ]  # fmt: skip
     rig.esme.send_raw(b"".join(encode_pdu(pdu) for pdu in pdus))

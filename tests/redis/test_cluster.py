@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.simulators import build_simulator
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import SubmitSm, encode_pdu
 from tests.redis.support import RedisServer
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
@@ -201,7 +201,7 @@ def test_throughput_holds_across_instances(start_cluster_bridge: Start) -> None:
     try:
         started = time.monotonic()
         for client in clients:  # one burst per instance, all read before any is answered
-            client.send_raw(b"".join(encode_pdu(Pdu(Command.SUBMIT_SM, 100 + i, 0, params)) for i in range(15)))
+            client.send_raw(b"".join(encode_pdu(SubmitSm(100 + i, **params)) for i in range(15)))
         statuses = [client.read_raw_until(100 + i).status for client in clients for i in range(15)]
         elapsed = time.monotonic() - started  # at least as long as the bucket could refill
         accepted = statuses.count(Status.ESME_ROK)

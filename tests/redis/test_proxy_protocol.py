@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.constants import Status
+from bridge.smpp.pdu import BindTransceiver, encode_pdu
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
 from tests.support.servers import free_port
@@ -184,15 +184,7 @@ def test_a_header_in_pieces_is_put_together(strict: RunningBridge) -> None:
         client.close()
 
 
-BIND_PDU = encode_pdu(
-    Pdu(
-        Command.BIND_TRANSCEIVER,
-        1,
-        0,
-        {"system_id": "direct", "password": "pw", "system_type": "", "interface_version": 0x34, "addr_ton": 0,
-         "addr_npi": 0, "address_range": ""},
-    )
-)  # fmt: skip
+BIND_PDU = encode_pdu(BindTransceiver(1, system_id="direct", password="pw", interface_version=0x34))
 BROKEN: dict[str, bytes | None] = {
     "smpp-without-header": None,  # a bind PDU straight away
     "http": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",

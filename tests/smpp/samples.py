@@ -12,7 +12,7 @@ import struct
 from typing import Any
 
 from bridge.smpp.constants import Command, Status, Tag
-from bridge.smpp.pdu import Pdu, encode_pdu
+from bridge.smpp.pdu import PDU_CLASSES, DistributionList, Pdu, SmeAddress, UnsuccessSme, encode_pdu
 
 # (name, kind, max size including the NUL for C-strings). Kinds as in the spec:
 # "c" C-Octet String, "u8" 1-octet Integer, "sm" sm_length + short_message,
@@ -359,7 +359,62 @@ def spec_pdu(
 def request_bytes(command: Command, sequence: int, **overrides: Any) -> bytes:
     """A valid request of `command` (its sample) through our encoder."""
     params, tlvs = SAMPLES[command]
-    return encode_pdu(Pdu(command, sequence, 0, {**params, **overrides}, dict(tlvs)))
+    return encode_pdu(build(command, {**params, **overrides}, tlvs, sequence))
+
+
+# -- between the plain values above and our typed PDUs ---------------------------------
+
+
+def build(
+    command: Command,
+    values: dict[str, Any] | None = None,
+    tlvs: dict[int, bytes] | None = None,
+    sequence: int = 1,
+    status: int = 0,
+) -> Pdu:
+    """Our PDU of `command` holding `values` (submit_multi lists as plain dicts too)."""
+    fields = dict(values or {})
+    if "dest_addresses" in fields:
+        fields["dest_addresses"] = [
+            SmeAddress(d["dest_addr_ton"], d["dest_addr_npi"], d["destination_addr"])
+            if d["dest_flag"] == 1
+            else DistributionList(d["dl_name"])
+            for d in fields["dest_addresses"]
+        ]
+    if "unsuccess_smes" in fields:
+        fields["unsuccess_smes"] = [UnsuccessSme(**u) for u in fields["unsuccess_smes"]]
+    return PDU_CLASSES[command](sequence, status, dict(tlvs or {}), **fields)
+
+
+def values_of(pdu: Pdu) -> dict[str, Any]:
+    """The mandatory fields of `pdu` by spec name, as plain values (the inverse of `build`)."""
+    out: dict[str, Any] = {}
+    for name, _kind, _size in SPEC_BODIES[pdu.command]:
+        value = getattr(pdu, name)
+        if name == "dest_addresses":
+            value = [
+                {
+                    "dest_flag": 1,
+                    "dest_addr_ton": d.dest_addr_ton,
+                    "dest_addr_npi": d.dest_addr_npi,
+                    "destination_addr": d.destination_addr,
+                }
+                if isinstance(d, SmeAddress)
+                else {"dest_flag": 2, "dl_name": d.dl_name}
+                for d in value
+            ]
+        elif name == "unsuccess_smes":
+            value = [
+                {
+                    "dest_addr_ton": u.dest_addr_ton,
+                    "dest_addr_npi": u.dest_addr_npi,
+                    "destination_addr": u.destination_addr,
+                    "error_status_code": u.error_status_code,
+                }
+                for u in value
+            ]
+        out[name] = value
+    return out
 
 
 def split_frames(data: bytes) -> list[bytes]:
@@ -373,3 +428,9 @@ def split_frames(data: bytes) -> list[bytes]:
         frames.append(data[pos : pos + length])
         pos += length
     return frames
+
+
+def answer_body(response: Command, message_id: str = "42") -> Pdu:
+    """A `response` body, with `message_id` if it has one."""
+    has_id = any(name == "message_id" for name, _kind, _size in SPEC_BODIES[response])
+    return build(response, {"message_id": message_id} if has_id else {})

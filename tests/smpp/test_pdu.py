@@ -11,15 +11,23 @@ from bridge.smpp.constants import Command, Status, Tag
 from bridge.smpp.pdu import (
     BODIES,
     HEADER_SIZE,
+    PDU_CLASSES,
     TLV_MAX_SIZES,
     TLV_SIZES,
-    Pdu,
+    BindTransmitter,
+    BindTransmitterResp,
+    DataSm,
+    DistributionList,
     PduError,
+    SmeAddress,
+    SubmitMulti,
+    SubmitMultiResp,
+    SubmitSm,
+    SubmitSmResp,
     decode_pdu,
     encode_pdu,
     encode_response,
     generic_nack,
-    read_header,
 )
 from tests.smpp.samples import (
     DL_NAME,
@@ -28,12 +36,14 @@ from tests.smpp.samples import (
     SME_ADDRESS,
     SPEC_BODIES,
     UNKNOWN_TAG,
+    build,
     cstr,
     frame,
     header,
     spec_fields,
     spec_pdu,
     tlv,
+    values_of,
 )
 
 ALL_COMMANDS = sorted(BODIES, key=int)
@@ -49,7 +59,20 @@ def _decode_error(data: bytes) -> PduError:
 
 
 def test_bodies_cover_every_command() -> None:
-    assert set(BODIES) == set(Command) == set(SPEC_BODIES)
+    assert set(BODIES) == set(Command) == set(SPEC_BODIES) == set(PDU_CLASSES)
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: c.label)
+def test_each_class_is_its_commands_body(command: Command) -> None:
+    # The table is read off the classes: a class's attributes are its body's fields.
+    cls = PDU_CLASSES[command]
+    assert cls.command is command
+    names = [name for name, _kind, _size in SPEC_BODIES[command]]
+    pdu = cls()
+    assert [name for name in names if hasattr(pdu, name)] == names
+    assert not hasattr(pdu, "__dict__")  # slotted: a misspelt field cannot be set
+    with pytest.raises(AttributeError):
+        pdu.misspelt = 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: c.label)
@@ -71,26 +94,28 @@ def test_bodies_row_c_string_statuses_match_spec(command: Command) -> None:
 @pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: c.label)
 def test_round_trip_every_command(command: Command) -> None:
     params, tlvs = SAMPLES[command]
-    pdu = Pdu(command, 0x12345678, 0, dict(params), dict(tlvs))
+    pdu = build(command, params, tlvs, 0x12345678)
     decoded = decode_pdu(encode_pdu(pdu))
+    assert type(decoded) is PDU_CLASSES[command]
     assert decoded.command is command
     assert decoded.sequence == 0x12345678
     assert decoded.status == 0
-    assert decoded.params == params
+    assert values_of(decoded) == params
     assert decoded.tlvs == tlvs
+    assert decoded == pdu
 
 
 @pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: c.label)
 def test_encode_matches_spec_built_bytes(command: Command) -> None:
     params, tlvs = SAMPLES[command]
-    assert encode_pdu(Pdu(command, 7, 0, dict(params), dict(tlvs))) == spec_pdu(command, sequence=7)
+    assert encode_pdu(build(command, params, tlvs, 7)) == spec_pdu(command, sequence=7)
 
 
 @pytest.mark.parametrize("command", ALL_COMMANDS, ids=lambda c: c.label)
 def test_decode_spec_built_bytes(command: Command) -> None:
     params, tlvs = SAMPLES[command]
     pdu = decode_pdu(spec_pdu(command, sequence=9))
-    assert (pdu.command, pdu.sequence, pdu.params, pdu.tlvs) == (command, 9, params, tlvs)
+    assert (pdu.command, pdu.sequence, values_of(pdu), pdu.tlvs) == (command, 9, params, tlvs)
 
 
 def test_submit_sm_golden_bytes() -> None:
@@ -106,12 +131,12 @@ def test_submit_sm_golden_bytes() -> None:
     )
     data = struct.pack(">IIII", 16 + len(body), 4, 0, 3) + body
     pdu = decode_pdu(data)
-    assert pdu.command is Command.SUBMIT_SM
+    assert isinstance(pdu, SubmitSm)
     assert pdu.sequence == 3
-    assert pdu.params["source_addr"] == "12345"
-    assert pdu.params["destination_addr"] == "5215512345678"
-    assert pdu.params["registered_delivery"] == 1
-    assert pdu.params["short_message"] == b"hello"
+    assert pdu.source_addr == "12345"
+    assert pdu.destination_addr == "5215512345678"
+    assert pdu.registered_delivery == 1
+    assert pdu.short_message == b"hello"
     assert pdu.tlvs == {Tag.USER_MESSAGE_REFERENCE: b"\x00\x2a"}
     assert pdu.tlv_int(Tag.USER_MESSAGE_REFERENCE) == 42
     assert encode_pdu(pdu) == data
@@ -124,39 +149,40 @@ def test_unknown_tlvs_are_kept_as_raw_bytes() -> None:
 
 
 def test_header_fields_round_trip() -> None:
-    data = encode_pdu(Pdu(Command.SUBMIT_SM_RESP, 0x7FFFFFFF, Status.ESME_RTHROTTLED, {"message_id": "1"}))
-    assert read_header(data) == (len(data), 0x80000004, 0x58, 0x7FFFFFFF)
+    data = encode_pdu(SubmitSmResp(0x7FFFFFFF, Status.ESME_RTHROTTLED, message_id="1"))
+    assert struct.unpack_from(">IIII", data) == (len(data), 0x80000004, 0x58, 0x7FFFFFFF)
     pdu = decode_pdu(data)
     assert pdu.status == Status.ESME_RTHROTTLED
     assert pdu.sequence == 0x7FFFFFFF
 
 
 def test_latin1_c_strings_round_trip() -> None:
-    params = {**SAMPLES[Command.SUBMIT_SM][0], "source_addr": "Café ÿ"}
-    pdu = decode_pdu(encode_pdu(Pdu(Command.SUBMIT_SM, 1, 0, params)))
-    assert pdu.params["source_addr"] == "Café ÿ"
+    pdu = decode_pdu(encode_pdu(SubmitSm(1, source_addr="Café ÿ")))
+    assert isinstance(pdu, SubmitSm)
+    assert pdu.source_addr == "Café ÿ"
 
 
 def test_short_message_of_254_octets_is_accepted() -> None:
     data = spec_pdu(Command.SUBMIT_SM, {**SAMPLES[Command.SUBMIT_SM][0], "short_message": b"\xff" * 254}, {})
-    assert decode_pdu(data).params["short_message"] == b"\xff" * 254
+    assert values_of(decode_pdu(data))["short_message"] == b"\xff" * 254
 
 
 def test_c_string_of_maximum_length_is_accepted() -> None:
     params = {**SAMPLES[Command.BIND_TRANSMITTER][0], "system_id": "s" * 15, "password": "p" * 8}
     pdu = decode_pdu(spec_pdu(Command.BIND_TRANSMITTER, params, {}))
-    assert pdu.params["system_id"] == "s" * 15
-    assert pdu.params["password"] == "p" * 8
+    assert isinstance(pdu, BindTransmitter)
+    assert (pdu.system_id, pdu.password) == ("s" * 15, "p" * 8)
 
 
 def test_submit_multi_destinations_sme_and_distribution_list() -> None:
     pdu = decode_pdu(spec_pdu(Command.SUBMIT_MULTI))
-    assert pdu.params["dest_addresses"] == [
-        {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "5215500000001"},
-        {"dest_flag": 2, "dl_name": "customers"},
-        {"dest_flag": 1, "dest_addr_ton": 0, "dest_addr_npi": 0, "destination_addr": "447700900123"},
+    assert isinstance(pdu, SubmitMulti)
+    assert pdu.dest_addresses == [
+        SmeAddress(dest_addr_ton=1, dest_addr_npi=1, destination_addr="5215500000001"),
+        DistributionList(dl_name="customers"),
+        SmeAddress(dest_addr_ton=0, dest_addr_npi=0, destination_addr="447700900123"),
     ]
-    assert pdu.params["short_message"] == SAMPLES[Command.SUBMIT_SM][0]["short_message"]
+    assert pdu.short_message == SAMPLES[Command.SUBMIT_SM][0]["short_message"]
 
 
 def test_submit_multi_254_destinations_is_the_maximum() -> None:
@@ -164,29 +190,32 @@ def test_submit_multi_254_destinations_is_the_maximum() -> None:
         {"dest_flag": 1, "dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": f"52{i:08d}"} for i in range(254)
     ]
     params = {**SAMPLES[Command.SUBMIT_MULTI][0], "dest_addresses": dests}
-    assert len(decode_pdu(spec_pdu(Command.SUBMIT_MULTI, params, {})).params["dest_addresses"]) == 254
-    assert decode_pdu(encode_pdu(Pdu(Command.SUBMIT_MULTI, 1, 0, params))).params["dest_addresses"] == dests
+    assert len(values_of(decode_pdu(spec_pdu(Command.SUBMIT_MULTI, params, {})))["dest_addresses"]) == 254
+    assert values_of(decode_pdu(encode_pdu(build(Command.SUBMIT_MULTI, params))))["dest_addresses"] == dests
 
 
 def test_submit_multi_resp_unsuccess_list() -> None:
     pdu = decode_pdu(spec_pdu(Command.SUBMIT_MULTI_RESP))
-    assert pdu.params["message_id"] == "4712"
-    assert pdu.params["unsuccess_smes"] == SAMPLES[Command.SUBMIT_MULTI_RESP][0]["unsuccess_smes"]
+    assert isinstance(pdu, SubmitMultiResp)
+    assert pdu.message_id == "4712"
+    assert values_of(pdu)["unsuccess_smes"] == SAMPLES[Command.SUBMIT_MULTI_RESP][0]["unsuccess_smes"]
+    assert pdu.unsuccess_smes[0].error_status_code == Status.ESME_RINVDSTADR
 
 
 def test_submit_multi_resp_with_no_unsuccess() -> None:
     pdu = decode_pdu(spec_pdu(Command.SUBMIT_MULTI_RESP, {"message_id": "1", "unsuccess_smes": []}, {}))
-    assert pdu.params == {"message_id": "1", "unsuccess_smes": []}
+    assert values_of(pdu) == {"message_id": "1", "unsuccess_smes": []}
 
 
 @pytest.mark.parametrize("command", sorted(c for c in Command if c.is_response), ids=lambda c: c.label)
 def test_response_with_empty_body_decodes(command: Command) -> None:
     pdu = decode_pdu(header(16, command, Status.ESME_RSYSERR, 5))
-    assert (pdu.command, pdu.status, pdu.sequence, pdu.params, pdu.tlvs) == (command, Status.ESME_RSYSERR, 5, {}, {})
+    assert (pdu.command, pdu.status, pdu.sequence, pdu.tlvs) == (command, Status.ESME_RSYSERR, 5, {})
+    assert all(value in ("", 0, []) for value in values_of(pdu).values())  # every field empty
 
 
 def test_deliver_sm_resp_with_ok_status_and_no_body_decodes() -> None:
-    assert decode_pdu(header(16, Command.DELIVER_SM_RESP, 0, 8)).params == {}
+    assert values_of(decode_pdu(header(16, Command.DELIVER_SM_RESP, 0, 8))) == {"message_id": ""}
 
 
 # Error responses as a strict decoder (cloudhopper, jSMPP) reads them, written out
@@ -212,12 +241,15 @@ ERROR_RESPONSES = {
 
 @pytest.mark.parametrize("command", sorted(ERROR_RESPONSES), ids=lambda c: c.label)
 def test_error_response_bytes_a_strict_decoder_expects(command: Command) -> None:
-    assert encode_pdu(Pdu(command, 3, Status.ESME_RSYSERR)) == ERROR_RESPONSES[command]
+    request = Command(command & ~0x80000000)  # a request's id is its response's without bit 31
+    assert encode_response(request, 3, Status.ESME_RSYSERR) == ERROR_RESPONSES[command]
 
 
 def test_submit_sm_resp_error_stays_16_octets_even_when_given_a_message_id() -> None:
-    data = encode_pdu(Pdu(Command.SUBMIT_SM_RESP, 3, Status.ESME_RSYSERR, {"message_id": "12"}))
+    data = encode_pdu(SubmitSmResp(3, Status.ESME_RSYSERR, message_id="12"))
     assert data == ERROR_RESPONSES[Command.SUBMIT_SM_RESP]
+    answer = SubmitSmResp(message_id="12")
+    assert encode_response(Command.SUBMIT_SM, 3, Status.ESME_RSYSERR, answer) == ERROR_RESPONSES[Command.SUBMIT_SM_RESP]
 
 
 def test_query_sm_resp_error_for_an_unknown_id() -> None:
@@ -228,13 +260,18 @@ def test_query_sm_resp_error_for_an_unknown_id() -> None:
 
 
 def test_error_response_with_params_keeps_its_body() -> None:
-    data = encode_pdu(Pdu(Command.BIND_TRANSMITTER_RESP, 1, Status.ESME_RBINDFAIL, {"system_id": "SMSC"}))
+    data = encode_pdu(BindTransmitterResp(1, Status.ESME_RBINDFAIL, system_id="SMSC"))
     assert data == header(21, Command.BIND_TRANSMITTER_RESP, Status.ESME_RBINDFAIL, 1) + b"SMSC\x00"
+    answer = BindTransmitterResp(system_id="SMSC")
+    assert encode_response(Command.BIND_TRANSMITTER, 1, Status.ESME_RBINDFAIL, answer) == data
 
 
 def test_encode_response_and_generic_nack() -> None:
     assert encode_response(Command.ENQUIRE_LINK, 9) == header(16, Command.ENQUIRE_LINK_RESP, 0, 9)
-    assert encode_response(Command.SUBMIT_SM, 9, 0, {"message_id": "77"}) == frame(Command.SUBMIT_SM_RESP, b"77\x00", 9)
+    answer = SubmitSmResp(1234, 5, message_id="77")  # its header is the request's business
+    assert encode_response(Command.SUBMIT_SM, 9, 0, answer) == frame(Command.SUBMIT_SM_RESP, b"77\x00", 9)
+    with pytest.raises(ValueError):
+        encode_response(Command.DATA_SM, 9, 0, answer)  # not a data_sm_resp
     # Commands with no response of their own are answered with a generic_nack.
     assert encode_response(Command.OUTBIND, 4, Status.ESME_RINVBNDSTS) == header(
         16, Command.GENERIC_NACK, Status.ESME_RINVBNDSTS, 4
@@ -244,7 +281,7 @@ def test_encode_response_and_generic_nack() -> None:
 
 
 def test_tlv_int() -> None:
-    pdu = Pdu(Command.SUBMIT_SM, 1, tlvs={1: b"\x01", 2: b"\x01\x02", 3: b"", 4: b"\x00" * 5, 5: b"\x00\x00\x01\x00"})
+    pdu = SubmitSm(1, tlvs={1: b"\x01", 2: b"\x01\x02", 3: b"", 4: b"\x00" * 5, 5: b"\x00\x00\x01\x00"})
     assert pdu.tlv_int(1) == 1
     assert pdu.tlv_int(2) == 0x0102
     assert pdu.tlv_int(5) == 256
@@ -253,10 +290,21 @@ def test_tlv_int() -> None:
     assert pdu.tlv_int(9, 7) == 7
 
 
+def test_typed_accessors_of_the_tlvs_the_bridge_reads() -> None:
+    submit = decode_pdu(spec_pdu(Command.SUBMIT_SM))
+    assert isinstance(submit, SubmitSm)
+    # the sample's SAR TLVs: reference 0x1234, part 1 of 2
+    assert (submit.sar_msg_ref_num, submit.sar_total_segments, submit.sar_segment_seqnum) == (0x1234, 2, 1)
+    assert (submit.message_payload, submit.dest_addr_subunit) == (None, None)
+    data_sm = decode_pdu(spec_pdu(Command.DATA_SM, tlvs={Tag.MESSAGE_PAYLOAD: b"hi", Tag.DEST_ADDR_SUBUNIT: b"\x01"}))
+    assert isinstance(data_sm, DataSm)
+    assert (data_sm.message_payload, data_sm.dest_addr_subunit, data_sm.sar_msg_ref_num) == (b"hi", 1, None)
+
+
 def test_repr_leaves_out_the_message_text() -> None:
     pdu = decode_pdu(spec_pdu(Command.SUBMIT_SM))
     assert "123456" not in repr(pdu)
-    assert "submit_sm" in repr(pdu)
+    assert "SubmitSm" in repr(pdu)
 
 
 # -- encode refuses what does not fit --------------------------------------------
@@ -277,7 +325,7 @@ def test_encode_raises_value_error_for_values_that_do_not_fit(
     command: Command, params: dict[str, object], tlvs: dict[int, bytes]
 ) -> None:
     with pytest.raises(ValueError):
-        encode_pdu(Pdu(command, 1, 0, params, tlvs))
+        encode_pdu(build(command, params, tlvs))
 
 
 # -- header-level refusals ------------------------------------------------------
@@ -378,7 +426,7 @@ def test_trailing_fragment_shorter_than_a_tlv_header_is_ignored(tail: bytes) -> 
     data = spec_pdu(Command.SUBMIT_SM, tlvs={})
     pdu = decode_pdu(frame(Command.SUBMIT_SM, data[16:] + tail, 21))
     assert (pdu.command, pdu.sequence, pdu.tlvs) == (Command.SUBMIT_SM, 21, {})
-    assert pdu.params["short_message"] == decode_pdu(data).params["short_message"]
+    assert values_of(pdu) == values_of(decode_pdu(data))
 
 
 def test_tlv_running_past_the_body() -> None:

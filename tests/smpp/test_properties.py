@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.smpp.constants import COMMAND_BY_ID, Command, Status, Tag
-from bridge.smpp.pdu import BODIES, Pdu, PduError, decode_pdu, encode_pdu
+from bridge.smpp.pdu import BODIES, PDU_CLASSES, DataSm, DeliverSm, Pdu, PduError, SubmitSm, decode_pdu, encode_pdu
 from bridge.smpp.receipt import ascii_safe, format_receipt, parse_receipt
 from bridge.smpp.session import (
     BindRequested,
@@ -31,7 +31,7 @@ from bridge.smpp.session import (
 from bridge.smpp.text import GSM_BASIC, GSM_EXTENSION, Charset, TextError, decode_text, gsm_decode, gsm_encode
 from bridge.smpp.times import parse_smpp_time
 from bridge.smpp.udh import split_payload
-from tests.smpp.samples import REQUESTS, frame, request_bytes, spec_pdu, split_frames
+from tests.smpp.samples import REQUESTS, answer_body, frame, request_bytes, spec_pdu, split_frames
 
 EXAMPLES = int(os.environ.get("SMPP_HYPOTHESIS_EXAMPLES", "200"))
 PROPERTY = settings(
@@ -129,12 +129,11 @@ def test_decode_mutated_valid_pdus(data: bytes) -> None:
     pdu = _decodes_or_refuses(data)
     # submit_sm_resp with an error is written without its body (v3.4 4.4.2), whatever it held
     dropped = pdu is not None and pdu.status and pdu.command is Command.SUBMIT_SM_RESP
-    if pdu is not None and (pdu.params or not BODIES[pdu.command]) and not dropped:
+    if pdu is not None and not dropped:
         # what we accept we can write back, and it reads the same
         again = decode_pdu(encode_pdu(pdu))
         assert (again.command, again.sequence, again.status) == (pdu.command, pdu.sequence, pdu.status)
-        assert again.params == pdu.params
-        assert again.tlvs == pdu.tlvs
+        assert again == pdu
 
 
 # -- the session ---------------------------------------------------------------------
@@ -153,7 +152,8 @@ def _answer_now(session: Session, events: list[Event], accept: bool) -> None:
             else:
                 session.reject_bind(event.pdu, Status.ESME_RBINDFAIL, "SMSC")
         elif isinstance(event, RequestReceived):
-            session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+            response = Command(event.pdu.command | 0x80000000)  # spec 5.1.2.1: the request's id, bit 31 set
+            session.respond(event.pdu, Status.ESME_ROK, answer_body(response, "1"))
 
 
 def _bound_session(now: float = 0.0) -> Session:
@@ -358,7 +358,13 @@ _SPLIT_TAGS = [Tag.MESSAGE_PAYLOAD, Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS,
 def test_split_payload_raises_only_text_error(
     command: Command, esm_class: int, short_message: bytes, tlvs: dict[int, bytes]
 ) -> None:
-    pdu = Pdu(command, 1, 0, {"esm_class": esm_class, "short_message": short_message}, tlvs)
+    fields = (
+        {"esm_class": esm_class}
+        if command is Command.DATA_SM
+        else {"esm_class": esm_class, "short_message": short_message}
+    )
+    pdu = PDU_CLASSES[command](1, 0, tlvs, **fields)
+    assert isinstance(pdu, SubmitSm | DataSm | DeliverSm)
     try:
         data, segment = split_payload(pdu)
     except TextError as exc:

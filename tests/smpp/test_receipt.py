@@ -10,7 +10,7 @@ import gsm0338  # noqa: F401  (registers the 'gsm03.38' codec)
 import pytest
 
 from bridge.smpp.constants import Command, MessageState, Tag
-from bridge.smpp.pdu import Pdu, decode_pdu, encode_pdu
+from bridge.smpp.pdu import DeliverSm, decode_pdu, encode_pdu
 from bridge.smpp.receipt import ascii_safe, format_receipt, parse_receipt, receipt_date, receipt_deliver_sm
 
 SUBMITTED = datetime(2024, 1, 31, 23, 59, 30, tzinfo=UTC).timestamp()
@@ -96,7 +96,7 @@ def test_receipt_text_part_is_ascii_safe() -> None:
 
 
 def test_receipt_deliver_sm() -> None:
-    params, tlvs = receipt_deliver_sm(
+    pdu = receipt_deliver_sm(
         "4711",
         MessageState.DELIVERED,
         SUBMITTED,
@@ -106,19 +106,18 @@ def test_receipt_deliver_sm() -> None:
         (1, 1, "5215512345678"),
         (5, 0, "BANK"),
     )
-    assert params["esm_class"] == 0x04
-    assert params["data_coding"] == 0
-    assert (params["source_addr_ton"], params["source_addr_npi"], params["source_addr"]) == (1, 1, "5215512345678")
-    assert (params["dest_addr_ton"], params["dest_addr_npi"], params["destination_addr"]) == (5, 0, "BANK")
-    assert params["short_message"] == (
+    assert (pdu.command, pdu.esm_class, pdu.data_coding, pdu.service_type) == (Command.DELIVER_SM, 0x04, 0, "")
+    assert (pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr) == (1, 1, "5215512345678")
+    assert (pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.destination_addr) == (5, 0, "BANK")
+    assert pdu.short_message == (
         b"id:4711 sub:001 dlvrd:001 submit date:2401312359 done date:2402010000 "
         b"stat:DELIVRD err:000 text:Your code is 123456"
     )
-    assert tlvs == {Tag.RECEIPTED_MESSAGE_ID: b"4711\x00", Tag.MESSAGE_STATE: b"\x02"}
+    assert pdu.tlvs == {Tag.RECEIPTED_MESSAGE_ID: b"4711\x00", Tag.MESSAGE_STATE: b"\x02"}
     # and it is a deliver_sm our codec (and the ESME's) reads back
-    pdu = decode_pdu(encode_pdu(Pdu(Command.DELIVER_SM, 1, 0, params, tlvs)))
-    assert pdu.params["short_message"] == params["short_message"]
-    assert pdu.tlvs == tlvs
+    again = decode_pdu(encode_pdu(pdu))
+    assert isinstance(again, DeliverSm)
+    assert again == pdu
 
 
 @pytest.mark.parametrize(
@@ -126,30 +125,31 @@ def test_receipt_deliver_sm() -> None:
     [(34, b"\x03\x00\x22"), (0x1FF, b"\x03\x01\xff"), (1234, b"\x03\x04\xd2"), (0x12345, b"\x03\xff\xff")],
 )
 def test_receipt_deliver_sm_network_error_code_only_on_error(error: int, value: bytes) -> None:
-    _, tlvs = receipt_deliver_sm("a1", MessageState.UNDELIVERABLE, SUBMITTED, DONE, error, "", (1, 1, "1"), (1, 1, "2"))
+    tlvs = receipt_deliver_sm(
+        "a1", MessageState.UNDELIVERABLE, SUBMITTED, DONE, error, "", (1, 1, "1"), (1, 1, "2")
+    ).tlvs
     assert tlvs[Tag.NETWORK_ERROR_CODE] == value
     assert tlvs[Tag.MESSAGE_STATE] == b"\x05"
 
 
 @pytest.mark.parametrize("state", list(MessageState), ids=lambda s: s.name)
 def test_receipt_deliver_sm_message_state_tlv(state: MessageState) -> None:
-    _, tlvs = receipt_deliver_sm("1", state, SUBMITTED, DONE, 0, "", (1, 1, "1"), (1, 1, "2"))
+    tlvs = receipt_deliver_sm("1", state, SUBMITTED, DONE, 0, "", (1, 1, "1"), (1, 1, "2")).tlvs
     assert tlvs[Tag.MESSAGE_STATE] == bytes((int(state),))
     assert Tag.NETWORK_ERROR_CODE not in tlvs
 
 
 def test_receipt_deliver_sm_addresses_fit_their_fields() -> None:
-    params, tlvs = receipt_deliver_sm("1", MessageState.DELIVERED, 0, 0, 0, "", (1, 1, "9" * 30), (1, 1, "8" * 30))
-    assert params["source_addr"] == "9" * 20
-    assert params["destination_addr"] == "8" * 20
-    encode_pdu(Pdu(Command.DELIVER_SM, 1, 0, params, tlvs))
+    pdu = receipt_deliver_sm("1", MessageState.DELIVERED, 0, 0, 0, "", (1, 1, "9" * 30), (1, 1, "8" * 30))
+    assert (pdu.source_addr, pdu.destination_addr) == ("9" * 20, "8" * 20)
+    encode_pdu(pdu)
 
 
 def test_receipt_for_a_36_character_uuid_id() -> None:
     message_id = "0b6f3b4e-2c55-4d0e-9a7c-1d2f3a4b5c6d"
-    params, tlvs = receipt_deliver_sm(message_id, MessageState.EXPIRED, 0, 0, 0, "x", (1, 1, "1"), (1, 1, "2"))
-    assert params["short_message"].startswith(f"id:{message_id} ".encode())
-    assert tlvs[Tag.RECEIPTED_MESSAGE_ID] == message_id.encode() + b"\x00"
+    pdu = receipt_deliver_sm(message_id, MessageState.EXPIRED, 0, 0, 0, "x", (1, 1, "1"), (1, 1, "2"))
+    assert pdu.short_message.startswith(f"id:{message_id} ".encode())
+    assert pdu.tlvs[Tag.RECEIPTED_MESSAGE_ID] == message_id.encode() + b"\x00"
 
 
 @pytest.mark.parametrize("state", list(MessageState), ids=lambda s: s.name)

@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 
 from bridge.smpp.constants import BIND_COMMANDS, Command, Status, Tag
-from bridge.smpp.pdu import Pdu, decode_pdu, encode_pdu
+from bridge.smpp.pdu import (
+    PDU_CLASSES,
+    DataSmResp,
+    EnquireLink,
+    EnquireLinkResp,
+    Pdu,
+    SubmitSmResp,
+    UnbindResp,
+    decode_pdu,
+    encode_pdu,
+)
 from bridge.smpp.session import (
     MAX_SEQUENCE,
     PEER_REQUESTS,
@@ -18,6 +28,7 @@ from bridge.smpp.session import (
     BindType,
     Closing,
     Event,
+    LocalProtocolError,
     PduCounters,
     PeerError,
     RequestReceived,
@@ -28,7 +39,18 @@ from bridge.smpp.session import (
     State,
     Unbound,
 )
-from tests.smpp.samples import REQUESTS, SAMPLES, frame, header, request_bytes, spec_pdu, split_frames
+from tests.smpp.samples import (
+    REQUESTS,
+    SAMPLES,
+    answer_body,
+    build,
+    frame,
+    header,
+    request_bytes,
+    spec_pdu,
+    split_frames,
+    values_of,
+)
 
 CONFIG = SessionConfig(
     window=3,
@@ -145,8 +167,10 @@ def only(pdus: list[Pdu]) -> Pdu:
     return pdus[0]
 
 
-def answer_params(command: Command) -> dict[str, Any]:
-    return {"message_id": "42"} if command is not Command.CANCEL_SM else {}
+def deliver_sm(with_tlvs: bool = False) -> Pdu:
+    """The sample deliver_sm (a receipt), to send as ours."""
+    params, tlvs = SAMPLES[Command.DELIVER_SM]
+    return build(Command.DELIVER_SM, params, tlvs if with_tlvs else {})
 
 
 # -- the table -----------------------------------------------------------------------
@@ -168,8 +192,9 @@ def test_every_state_and_request(state: State, command: Command) -> None:
         (event,) = events
         assert isinstance(event, RequestReceived)
         assert event.pdu.command is command and event.pdu.sequence == sequence
-        assert event.pdu.params == SAMPLES[command][0]
-        peer.session.respond(event.pdu, Status.ESME_ROK, answer_params(command))
+        assert type(event.pdu) is PDU_CLASSES[command]
+        assert values_of(event.pdu) == SAMPLES[command][0]
+        peer.session.respond(event.pdu, Status.ESME_ROK, answer_body(RESPONSE_OF[command]))
         resp = only(peer.read())
         assert (resp.command, resp.sequence, resp.status) == (RESPONSE_OF[command], sequence, 0)
     elif command in ALLOWED[state] and command in BINDS:
@@ -315,9 +340,13 @@ def test_malformed_request_gets_its_response_with_the_precise_status(
 ) -> None:
     peer = reach(state)
     events = peer.send(spec_pdu(command, tlvs=tlvs, sequence=88, raw=raw))
-    resp = only(peer.read())
+    data = peer.session.data_to_send()
+    resp = only([decode_pdu(f) for f in split_frames(data)])
     assert (resp.command, resp.status, resp.sequence) == (RESPONSE_OF[command], status, 88)
-    assert resp.params == ERROR_BODY.get(resp.command, {})
+    if resp.command in ERROR_BODY:
+        assert values_of(resp) == ERROR_BODY[resp.command]
+    else:
+        assert len(data) == 16  # the header only
     (event,) = events
     assert isinstance(event, PeerError) and event.status is status and event.command_id == command
     assert peer.session.state is state
@@ -327,7 +356,7 @@ def test_malformed_request_gets_its_response_with_the_precise_status(
 
 def test_malformed_response_is_not_answered() -> None:
     peer = reach(State.BOUND_RX)
-    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0)
+    sequence = peer.session.send_request(deliver_sm(), 0.0)
     peer.read()
     events = peer.send(frame(Command.DELIVER_SM_RESP, b"\x00" + bytes.fromhex("0204 0005 01"), sequence))
     assert peer.read() == []
@@ -360,7 +389,7 @@ def test_window_full_is_throttled_and_the_session_stays_usable() -> None:
     # enquire_link is not counted against the window
     enquire, _ = peer.request(Command.ENQUIRE_LINK)
     assert only(peer.read()).sequence == enquire
-    peer.session.respond(pending.pop(0), Status.ESME_ROK, {"message_id": "1"})
+    peer.session.respond(pending.pop(0), Status.ESME_ROK, SubmitSmResp(message_id="1"))
     assert only(peer.read()).status == 0
     _, (event,) = peer.request(Command.DATA_SM)
     assert isinstance(event, RequestReceived)
@@ -385,7 +414,7 @@ def test_enquire_link_answered_in_open() -> None:
     peer = Peer()
     sequence, events = peer.request(Command.ENQUIRE_LINK)
     assert events == []
-    assert only(peer.read()) == Pdu(Command.ENQUIRE_LINK_RESP, sequence, 0)
+    assert only(peer.read()) == EnquireLinkResp(sequence)
 
 
 def test_idle_bound_session_gets_our_enquire_link_after_the_interval() -> None:
@@ -398,7 +427,7 @@ def test_idle_bound_session_gets_our_enquire_link_after_the_interval() -> None:
     assert enquire.command is Command.ENQUIRE_LINK
     # answered: no event for the application, the next one an interval after
     assert peer.send(header(16, Command.ENQUIRE_LINK_RESP, 0, enquire.sequence), at=31.0) == []
-    assert peer.session.outstanding == {}
+    assert peer.session.window_room() == CONFIG.window
     assert peer.session.next_deadline() == 61.0
 
 
@@ -468,9 +497,7 @@ def test_bind_timeout_applies_while_a_bind_is_undecided_and_a_late_accept_does_n
 
 def test_response_timed_out_for_an_unanswered_deliver_sm() -> None:
     peer = reach(State.BOUND_TRX)
-    sequence = peer.session.send_request(
-        Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 5.0, SAMPLES[Command.DELIVER_SM][1], context="receipt-1"
-    )
+    sequence = peer.session.send_request(deliver_sm(with_tlvs=True), 5.0, context="receipt-1")
     sent = only(peer.read())
     assert (sent.command, sent.sequence, sent.tlvs) == (Command.DELIVER_SM, sequence, SAMPLES[Command.DELIVER_SM][1])
     assert peer.session.next_deadline() == 25.0
@@ -482,7 +509,8 @@ def test_response_timed_out_for_an_unanswered_deliver_sm() -> None:
         sequence,
         "receipt-1",
     )
-    assert peer.session.outstanding == {}
+    assert peer.session.window_room() == CONFIG.window
+    assert peer.session.take_back_outstanding() == []
     # a late answer is reported, not delivered as a response
     late = peer.send(header(16, Command.DELIVER_SM_RESP, 0, sequence), at=26.0)
     assert [type(e) for e in late] == [PeerError]
@@ -491,7 +519,7 @@ def test_response_timed_out_for_an_unanswered_deliver_sm() -> None:
 @pytest.mark.parametrize("status", [Status.ESME_ROK, Status.ESME_RSYSERR])
 def test_deliver_sm_resp_is_response_received_with_its_context(status: Status) -> None:
     peer = reach(State.BOUND_RX)
-    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context=7)
+    sequence = peer.session.send_request(deliver_sm(), 0.0, context=7)
     peer.read()
     (event,) = peer.send(header(16, Command.DELIVER_SM_RESP, status, sequence))
     assert isinstance(event, ResponseReceived)
@@ -500,7 +528,7 @@ def test_deliver_sm_resp_is_response_received_with_its_context(status: Status) -
 
 def test_generic_nack_to_our_request_is_its_response() -> None:
     peer = reach(State.BOUND_TRX)
-    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0)
+    sequence = peer.session.send_request(deliver_sm(), 0.0)
     peer.read()
     (event,) = peer.send(header(16, Command.GENERIC_NACK, Status.ESME_RINVCMDID, sequence))
     assert isinstance(event, ResponseReceived)
@@ -514,7 +542,7 @@ def test_generic_nack_to_our_request_is_its_response() -> None:
 def test_unbind_from_the_peer(state: State) -> None:
     peer = reach(state)
     sequence, events = peer.request(Command.UNBIND)
-    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, sequence, 0)
+    assert only(peer.read()) == UnbindResp(sequence)
     assert events == [Unbound("peer unbind"), Closing("peer unbind")]
     assert peer.session.state is State.CLOSED
     assert not peer.session.can_deliver
@@ -543,7 +571,7 @@ def test_peer_unbind_waits_for_the_answers_to_earlier_requests() -> None:
         (Command.SUBMIT_SM_RESP, late, Status.ESME_RINVBNDSTS),
         (Command.ENQUIRE_LINK_RESP, enquire, 0),
     ]
-    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "77"})
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="77"))
     assert [(p.command, p.sequence) for p in peer.read()] == [
         (Command.SUBMIT_SM_RESP, submit),
         (Command.UNBIND_RESP, unbind),
@@ -562,9 +590,9 @@ def test_peer_unbind_is_answered_after_response_timeout_if_the_application_is_si
     assert peer.session.next_deadline() == 2.0 + CONFIG.response_timeout
     assert peer.tick(21.9) == []
     assert peer.tick(22.0) == [Unbound("peer unbind"), Closing("peer unbind")]
-    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, unbind, 0)
+    assert only(peer.read()) == UnbindResp(unbind)
     assert isinstance(event, RequestReceived)
-    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})  # too late: no-op
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="1"))  # too late: no-op
     assert peer.read() == []
 
 
@@ -576,7 +604,7 @@ def test_repeated_peer_unbind_waits_with_the_first() -> None:
     assert events == []
     assert peer.read() == []
     assert isinstance(event, RequestReceived)
-    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="1"))
     assert [(p.command, p.sequence) for p in peer.read()] == [
         (Command.SUBMIT_SM_RESP, submit),
         (Command.UNBIND_RESP, first),
@@ -590,11 +618,93 @@ def test_unbind_after_the_waiting_one_was_answered_closes_at_once() -> None:
     _, (event,) = peer.request(Command.SUBMIT_SM)
     peer.request(Command.UNBIND)
     assert isinstance(event, RequestReceived)
-    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="1"))
     peer.read()
     again, events = peer.request(Command.UNBIND)
-    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, again, 0)
+    assert only(peer.read()) == UnbindResp(again)
     assert events == [Unbound("peer unbind"), Closing("peer unbind")]
+
+
+def _receiver_with_a_receipt_out() -> tuple[Peer, int]:
+    """A receiver bound, one deliver_sm of ours (context "r") waiting for its answer."""
+    peer = reach(State.BOUND_RX)
+    sequence = peer.session.send_request(deliver_sm(), 0.0, context="r")
+    assert only(peer.read()).command is Command.DELIVER_SM
+    return peer, sequence
+
+
+def test_peer_unbind_then_the_deliver_sm_resp_it_owes_is_read_before_unbind_resp() -> None:
+    # Net::SMPP and libsmpp34 do this when a receipt arrives just after they decided to
+    # unbind; the bytes below are theirs. Closing at the unbind lost the answer, and the
+    # receipt went out again on the next bind (a duplicate receipt).
+    peer, sequence = _receiver_with_a_receipt_out()
+    assert sequence == 1
+    unbind = bytes.fromhex("00000010 00000006 00000000 00000003")
+    deliver_sm_resp = bytes.fromhex("00000011 80000005 00000000 00000001 00")
+    events = peer.send(unbind + deliver_sm_resp)
+    assert [type(e) for e in events] == [ResponseReceived, Unbound, Closing]
+    assert isinstance(events[0], ResponseReceived) and events[0].request.context == "r"
+    assert events[1:] == [Unbound("peer unbind"), Closing("peer unbind")]
+    assert peer.session.data_to_send() == bytes.fromhex("00000010 80000006 00000000 00000003")
+    assert peer.session.take_back_outstanding() == []  # nothing left to send again
+
+
+def test_peer_unbind_waits_for_the_answer_to_our_deliver_sm_in_a_later_chunk() -> None:
+    peer, sequence = _receiver_with_a_receipt_out()
+    unbind, events = peer.request(Command.UNBIND, at=1.0)
+    assert events == []
+    assert peer.read() == []  # unbind_resp waits for the deliver_sm_resp
+    assert peer.session.state is State.UNBINDING and not peer.session.can_deliver
+    enquire, _ = peer.request(Command.ENQUIRE_LINK, at=2.0)
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.ENQUIRE_LINK_RESP, enquire)]
+    events = peer.send(header(17, Command.DELIVER_SM_RESP, 0, sequence) + b"\x00", at=3.0)
+    assert [type(e) for e in events] == [ResponseReceived, Unbound, Closing]
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.UNBIND_RESP, unbind)]
+
+
+def test_peer_unbind_with_our_deliver_sm_never_answered_closes_when_it_times_out() -> None:
+    peer, _ = _receiver_with_a_receipt_out()
+    unbind, _ = peer.request(Command.UNBIND, at=1.0)
+    assert peer.session.next_deadline() == CONFIG.response_timeout  # the deliver_sm's, sent at 0
+    assert peer.tick(CONFIG.response_timeout - 0.01) == []
+    events = peer.tick(CONFIG.response_timeout)
+    assert [type(e) for e in events] == [ResponseTimedOut, Unbound, Closing]
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.UNBIND_RESP, unbind)]
+
+
+def test_peer_unbind_does_not_wait_for_our_unanswered_enquire_link() -> None:
+    # node-smpp never answers enquire_link: its unbind is answered at once.
+    peer = reach(State.BOUND_TRX)
+    peer.tick(30.0)
+    assert only(peer.read()).command is Command.ENQUIRE_LINK
+    unbind, events = peer.request(Command.UNBIND, at=31.0)
+    assert events == [Unbound("peer unbind"), Closing("peer unbind")]
+    assert only(peer.read()) == UnbindResp(unbind)
+
+
+def test_peer_unbind_waits_for_both_our_answers_and_theirs() -> None:
+    peer = reach(State.BOUND_TRX)
+    deliver = peer.session.send_request(deliver_sm(), 0.0, context="r")
+    peer.read()
+    submit, (event,) = peer.request(Command.SUBMIT_SM)
+    unbind, _ = peer.request(Command.UNBIND)
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="1"))
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.SUBMIT_SM_RESP, submit)]
+    events = peer.send(header(17, Command.DELIVER_SM_RESP, 0, deliver) + b"\x00")
+    assert [type(e) for e in events] == [ResponseReceived, Unbound, Closing]
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.UNBIND_RESP, unbind)]
+
+
+def test_our_unbind_answered_before_our_deliver_sm_waits_for_its_answer() -> None:
+    peer, sequence = _receiver_with_a_receipt_out()
+    peer.session.unbind(1.0)
+    (ours,) = peer.read()
+    assert peer.send(header(16, Command.UNBIND_RESP, 0, ours.sequence), at=2.0) == []
+    assert not peer.session.is_closing
+    events = peer.send(header(17, Command.DELIVER_SM_RESP, 0, sequence) + b"\x00", at=3.0)
+    assert events[0].request.context == "r"  # type: ignore[union-attr]
+    assert events[1:] == [Unbound("unbind answered"), Closing("unbind answered")]
 
 
 @pytest.mark.parametrize("state", BOUND, ids=lambda s: s.value)
@@ -617,15 +727,15 @@ def test_unbind_from_us_still_answers_requests_read_before_it() -> None:
     peer.session.unbind(1.0)
     peer.read()
     assert isinstance(event, RequestReceived)
-    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "5"})
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="5"))
     resp = only(peer.read())
-    assert (resp.command, resp.sequence, resp.params) == (Command.SUBMIT_SM_RESP, sequence, {"message_id": "5"})
+    assert (resp.command, resp.sequence, values_of(resp)) == (Command.SUBMIT_SM_RESP, sequence, {"message_id": "5"})
 
 
 def test_unbind_crossing_ours_is_answered_and_closes() -> None:
     peer = reach(State.UNBINDING)
     sequence, events = peer.request(Command.UNBIND)
-    assert only(peer.read()) == Pdu(Command.UNBIND_RESP, sequence, 0)
+    assert only(peer.read()) == UnbindResp(sequence)
     assert events == [Unbound("peer unbind"), Closing("peer unbind")]
 
 
@@ -642,7 +752,7 @@ def test_connection_lost() -> None:
     assert peer.session.connection_lost() == [Unbound("connection lost")]
     assert peer.session.state is State.CLOSED
     assert isinstance(event, RequestReceived)
-    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "1"})
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="1"))
     assert peer.read() == []
     assert Peer().session.connection_lost() == []
 
@@ -654,7 +764,7 @@ def test_connection_lost() -> None:
 def test_accept_bind_to_v34_or_later_carries_sc_interface_version(version: int) -> None:
     peer = Peer()
     resp = peer.bind(State.BOUND_TRX, interface_version=version)
-    assert (resp.command, resp.status, resp.params) == (Command.BIND_TRANSCEIVER_RESP, 0, {"system_id": SMSC_ID})
+    assert (resp.command, resp.status, values_of(resp)) == (Command.BIND_TRANSCEIVER_RESP, 0, {"system_id": SMSC_ID})
     assert resp.tlvs == {Tag.SC_INTERFACE_VERSION: b"\x34"}
     assert peer.session.interface_version == version
     assert peer.session.system_id == "esme1"
@@ -666,14 +776,14 @@ def test_accept_bind_to_v33_carries_no_tlvs_and_later_pdus_have_none(version: in
     peer = Peer()
     resp = peer.bind(State.BOUND_TRX, interface_version=version)
     assert resp.tlvs == {}
-    params, tlvs = SAMPLES[Command.DELIVER_SM]
-    peer.session.send_request(Command.DELIVER_SM, params, 0.0, tlvs)
+    peer.session.send_request(deliver_sm(with_tlvs=True), 0.0)
     data = peer.session.data_to_send()
     assert decode_pdu(data).tlvs == {}
-    assert data == encode_pdu(Pdu(Command.DELIVER_SM, decode_pdu(data).sequence, 0, params))
+    assert data == encode_pdu(deliver_sm(), sequence=decode_pdu(data).sequence)
     _, (event,) = peer.request(Command.DATA_SM)
     assert isinstance(event, RequestReceived)
-    peer.session.respond(event.pdu, 0, {"message_id": "1"}, {Tag.ADDITIONAL_STATUS_INFO_TEXT: b"x\x00"})
+    answer = DataSmResp(message_id="1", tlvs={Tag.ADDITIONAL_STATUS_INFO_TEXT: b"x\x00"})
+    peer.session.respond(event.pdu, 0, answer)
     assert only(peer.read()).tlvs == {}
 
 
@@ -682,7 +792,6 @@ def test_bind_type_and_can_deliver(state: State) -> None:
     peer = reach(state)
     assert peer.session.can_deliver == (state is not State.BOUND_TX)
     assert peer.session.bind_type is not None
-    assert peer.session.bind_type.can_submit == (state is not State.BOUND_RX)
 
 
 def test_reject_bind_keeps_the_session_open_for_another_bind() -> None:
@@ -746,8 +855,8 @@ def test_pdus_fed_one_byte_at_a_time_decode_the_same() -> None:
     for byte in _conversation():
         events_split += split.send(bytes((byte,)))
     assert _summary(events_split) == _summary(events_whole)
-    assert [e.pdu.params for e in events_split if isinstance(e, BindRequested | RequestReceived)] == [
-        e.pdu.params for e in events_whole if isinstance(e, BindRequested | RequestReceived)
+    assert [e.pdu for e in events_split if isinstance(e, BindRequested | RequestReceived)] == [
+        e.pdu for e in events_whole if isinstance(e, BindRequested | RequestReceived)
     ]
     assert split.session.data_to_send() == whole.session.data_to_send()
 
@@ -774,16 +883,14 @@ def test_data_to_send_drains() -> None:
 def test_sequence_numbers_wrap_at_0x7fffffff() -> None:
     peer = reach(State.BOUND_TRX)
     peer.session._next_sequence = MAX_SEQUENCE - 1  # 2**31 requests are too many to send
-    params = SAMPLES[Command.DELIVER_SM][0]
-    sequences = [peer.session.send_request(Command.DELIVER_SM, params, 0.0) for _ in range(3)]
+    sequences = [peer.session.send_request(deliver_sm(), 0.0) for _ in range(3)]
     assert sequences == [0x7FFFFFFE, 0x7FFFFFFF, 1]
     assert [p.sequence for p in peer.read()] == sequences
 
 
 def test_our_sequence_numbers_start_at_one_and_increase() -> None:
     peer = reach(State.BOUND_TRX)
-    params = SAMPLES[Command.DELIVER_SM][0]
-    assert [peer.session.send_request(Command.DELIVER_SM, params, 0.0) for _ in range(3)] == [1, 2, 3]
+    assert [peer.session.send_request(deliver_sm(), 0.0) for _ in range(3)] == [1, 2, 3]
 
 
 def test_pdu_counters() -> None:
@@ -819,7 +926,7 @@ def _enquire_pending() -> Peer:
 
 def _deliver_outstanding() -> Peer:
     peer = reach(State.BOUND_TRX)
-    peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 2.0)
+    peer.session.send_request(deliver_sm(), 2.0)
     peer.read()
     return peer
 
@@ -842,8 +949,16 @@ def _short_inactivity() -> Peer:
     return peer
 
 
+def _peer_unbind_waiting_for_its_answer() -> Peer:
+    peer = reach(State.BOUND_RX)
+    peer.session.send_request(deliver_sm(), 2.0)
+    peer.read()
+    peer.request(Command.UNBIND, at=5.0)
+    return peer
+
+
 SCENARIOS = [_open, _bound_idle, _enquire_pending, _deliver_outstanding, _unbinding, _peer_unbind_waiting]
-SCENARIOS.append(_short_inactivity)
+SCENARIOS += [_short_inactivity, _peer_unbind_waiting_for_its_answer]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda f: f.__name__.strip("_"))
@@ -876,7 +991,7 @@ def test_bind_commands_table_constant() -> None:
 
 def test_max_pdus_takes_a_bounded_share_and_keeps_the_rest() -> None:
     session = Session(SessionConfig(), 0.0)
-    frames = b"".join(encode_pdu(Pdu(Command.ENQUIRE_LINK, i, 0)) for i in range(1, 11))
+    frames = b"".join(encode_pdu(EnquireLink(i)) for i in range(1, 11))
     session.receive_data(frames, 0.0, max_pdus=4)
     assert session.has_buffered_pdu
     assert len(split_frames(session.data_to_send())) == 4
@@ -928,18 +1043,18 @@ def test_refused_bind_carries_our_system_id() -> None:
 )
 def test_only_deliver_sm_resp_or_generic_nack_answers_a_deliver_sm(answer: str) -> None:
     peer = reach(State.BOUND_TRX)
-    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context="r")
+    sequence = peer.session.send_request(deliver_sm(), 0.0, context="r")
     peer.read()
     events = peer.send(bytes.fromhex(answer) + sequence.to_bytes(4, "big"))
     assert [type(e) for e in events] == [PeerError]
-    assert sequence in peer.session.outstanding  # still waiting: its own answer or the timeout
+    assert peer.session.window_room() == CONFIG.window - 1  # still waiting: its own answer or the timeout
     (event,) = peer.send(bytes.fromhex("00000011 80000005 00000000") + sequence.to_bytes(4, "big") + b"\x00")
     assert isinstance(event, ResponseReceived) and event.request.context == "r"
 
 
 def test_generic_nack_with_status_0_is_still_a_generic_nack() -> None:
     peer = reach(State.BOUND_TRX)
-    sequence = peer.session.send_request(Command.DELIVER_SM, SAMPLES[Command.DELIVER_SM][0], 0.0, context="r")
+    sequence = peer.session.send_request(deliver_sm(), 0.0, context="r")
     peer.read()
     (event,) = peer.send(bytes.fromhex("00000010 80000000 00000000") + sequence.to_bytes(4, "big"))
     assert isinstance(event, ResponseReceived)
@@ -955,12 +1070,12 @@ def test_our_unbind_answered_keeps_writing_the_answers_still_owed() -> None:
     (unbind,) = peer.read()
     assert peer.send(header(16, Command.UNBIND_RESP, 0, unbind.sequence), at=2.0) == []
     assert not peer.session.is_closing
-    peer.session.respond(event1.pdu, Status.ESME_ROK, {"message_id": "5"})
+    peer.session.respond(event1.pdu, Status.ESME_ROK, SubmitSmResp(message_id="5"))
     assert (
         peer.session.data_to_send() == bytes.fromhex("00000012 80000004 00000000") + first.to_bytes(4, "big") + b"5\x00"
     )
     assert peer.tick(3.0) == []
-    peer.session.respond(event2.pdu, Status.ESME_ROK, {"message_id": "6"})
+    peer.session.respond(event2.pdu, Status.ESME_ROK, SubmitSmResp(message_id="6"))
     assert (
         peer.session.data_to_send()
         == bytes.fromhex("00000012 80000004 00000000") + second.to_bytes(4, "big") + b"6\x00"
@@ -981,5 +1096,99 @@ def test_our_unbind_answered_closes_after_response_timeout_if_answers_never_come
     assert peer.tick(deadline - 0.01) == []
     assert peer.tick(deadline) == [Unbound("unbind answered"), Closing("unbind answered")]
     assert isinstance(event, RequestReceived)
-    peer.session.respond(event.pdu, Status.ESME_ROK, {"message_id": "5"})  # too late: not written
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="5"))  # too late: not written
     assert peer.read() == []
+
+
+# -- what the application may and may not do ------------------------------------------
+
+
+def test_window_room_counts_our_requests_still_unanswered() -> None:
+    peer = reach(State.BOUND_RX)
+    assert peer.session.window_room() == CONFIG.window
+    sequences = [peer.session.send_request(deliver_sm(), 0.0, context=i) for i in range(CONFIG.window)]
+    peer.read()
+    assert peer.session.window_room() == 0
+    peer.send(header(16, Command.DELIVER_SM_RESP, 0, sequences[1]))
+    assert peer.session.window_room() == 1
+
+
+def test_take_back_outstanding_returns_the_contexts_oldest_first_and_forgets_them() -> None:
+    peer = reach(State.BOUND_TRX)
+    first = peer.session.send_request(deliver_sm(), 20.0, context="r1")
+    peer.session.send_request(deliver_sm(), 20.0, context="r2")
+    assert peer.tick(30.0) == []  # our enquire_link: no context, not handed back
+    assert [p.command for p in peer.read()] == [Command.DELIVER_SM, Command.DELIVER_SM, Command.ENQUIRE_LINK]
+    assert peer.session.take_back_outstanding() == ["r1", "r2"]
+    assert peer.session.window_room() == CONFIG.window
+    assert peer.session.take_back_outstanding() == []
+    # an answer to a request taken back is no longer a response to anything
+    assert [type(e) for e in peer.send(header(17, Command.DELIVER_SM_RESP, 0, first) + b"\x00")] == [PeerError]
+
+
+def test_answering_a_request_twice_is_a_local_protocol_error() -> None:
+    peer = reach(State.BOUND_TRX)
+    _, (event,) = peer.request(Command.SUBMIT_SM)
+    assert isinstance(event, RequestReceived)
+    peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="1"))
+    peer.read()
+    with pytest.raises(LocalProtocolError):
+        peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="1"))
+    assert peer.read() == []  # nothing written for the misuse
+    assert peer.session.unanswered == 0  # and the count did not go negative
+
+
+def test_answering_a_request_never_received_is_a_local_protocol_error() -> None:
+    peer = reach(State.BOUND_TRX)
+    stranger = decode_pdu(request_bytes(Command.SUBMIT_SM, 4242))
+    with pytest.raises(LocalProtocolError):
+        peer.session.respond(stranger, Status.ESME_ROK)
+    assert peer.read() == []
+    assert peer.session.unanswered == 0
+
+
+@pytest.mark.parametrize("answer", ["accept", "reject"])
+def test_answering_a_bind_twice_is_a_local_protocol_error(answer: str) -> None:
+    peer = Peer()
+    _, (event,) = peer.request(Command.BIND_TRANSCEIVER)
+    assert isinstance(event, BindRequested)
+    peer.session.accept_bind(event.pdu, SMSC_ID)
+    peer.read()
+    with pytest.raises(LocalProtocolError):
+        if answer == "accept":
+            peer.session.accept_bind(event.pdu, SMSC_ID)
+        else:
+            peer.session.reject_bind(event.pdu, Status.ESME_RBINDFAIL, SMSC_ID)
+    assert peer.read() == []
+
+
+def test_a_sequence_the_peer_reuses_is_owed_once_per_request() -> None:
+    # A peer may (wrongly) reuse a sequence number for two requests in flight: both
+    # are answered, and a third answer is still refused.
+    peer = reach(State.BOUND_TRX)
+    events = peer.send(request_bytes(Command.SUBMIT_SM, 9) + request_bytes(Command.SUBMIT_SM, 9))
+    first, second = (e.pdu for e in events if isinstance(e, RequestReceived))
+    peer.session.respond(first, Status.ESME_ROK, SubmitSmResp(message_id="1"))
+    peer.session.respond(second, Status.ESME_ROK, SubmitSmResp(message_id="2"))
+    assert [(p.command, p.sequence) for p in peer.read()] == [(Command.SUBMIT_SM_RESP, 9)] * 2
+    with pytest.raises(LocalProtocolError):
+        peer.session.respond(first, Status.ESME_ROK)
+
+
+def test_answering_with_another_commands_response_is_a_local_protocol_error() -> None:
+    peer = reach(State.BOUND_TRX)
+    _, (event,) = peer.request(Command.DATA_SM)
+    assert isinstance(event, RequestReceived)
+    with pytest.raises(LocalProtocolError):
+        peer.session.respond(event.pdu, Status.ESME_ROK, SubmitSmResp(message_id="1"))  # not a data_sm_resp
+    assert peer.read() == []
+    peer.session.respond(event.pdu, Status.ESME_ROK, DataSmResp(message_id="1"))  # still owed: answered now
+    assert only(peer.read()).command is Command.DATA_SM_RESP
+
+
+def test_sending_a_response_as_our_request_is_a_local_protocol_error() -> None:
+    peer = reach(State.BOUND_TRX)
+    with pytest.raises(LocalProtocolError):
+        peer.session.send_request(SubmitSmResp(message_id="1"), 0.0)
+    assert peer.read() == []
+    assert peer.session.window_room() == CONFIG.window

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from bridge.smpp.constants import Command, Status, Tag
-from bridge.smpp.pdu import Pdu
+from bridge.smpp.constants import Status, Tag
+from bridge.smpp.pdu import DataSm, SubmitSm
 from bridge.smpp.text import TextError
 from bridge.smpp.udh import Segment, split_payload
 
 
-def submit(short_message: bytes = b"", esm_class: int = 0, tlvs: Mapping[int, bytes] | None = None) -> Pdu:
-    return Pdu(Command.SUBMIT_SM, 1, 0, {"esm_class": esm_class, "short_message": short_message}, dict(tlvs or {}))
+def submit(short_message: bytes = b"", esm_class: int = 0, tlvs: Mapping[int, bytes] | None = None) -> SubmitSm:
+    return SubmitSm(1, tlvs=dict(tlvs or {}), esm_class=esm_class, short_message=short_message)
 
 
 def udh(*elements: bytes) -> bytes:
@@ -24,7 +24,7 @@ def udh(*elements: bytes) -> bytes:
     return bytes((len(body),)) + body
 
 
-def refusal(pdu: Pdu) -> Status:
+def refusal(pdu: SubmitSm) -> Status:
     with pytest.raises(TextError) as info:
         split_payload(pdu)
     return info.value.status
@@ -45,7 +45,7 @@ def test_whole_message_without_udh_or_sar() -> None:
 
 
 def test_empty_pdu_params() -> None:
-    assert split_payload(Pdu(Command.DATA_SM, 1)) == (b"", None)
+    assert split_payload(DataSm(1)) == (b"", None)
 
 
 # -- UDH ---------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def test_message_payload_used_when_present() -> None:
 
 
 def test_message_payload_in_data_sm() -> None:
-    pdu = Pdu(Command.DATA_SM, 1, 0, {"esm_class": 0}, {Tag.MESSAGE_PAYLOAD: b"data sm text"})
+    pdu = DataSm(1, tlvs={Tag.MESSAGE_PAYLOAD: b"data sm text"}, esm_class=0)
     assert split_payload(pdu) == (b"data sm text", None)
 
 
