@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from bridge.simulators import build_simulator
-from bridge.simulators.contacta import make_app as contacta_app
 from bridge.smpp.constants import Status
 from tests.support.daemon import Daemon
+from tests.support.due import DUE_PROVIDERS, due_doubles
 from tests.support.esme import Esme
-from tests.support.servers import AppThread, free_port
+from tests.support.servers import free_port
 
 DUE_IN = 3.0  # seconds from acceptance to each report: the bridge is killed well before
 LATER = 86400  # the restarted bridge's own settings: a stored due time must win
 
-CONFIG = """
+CONFIG = (
+    """
 [smpp]
 host = "127.0.0.1"
 port = {smpp_port}
@@ -45,16 +45,6 @@ throughput = 0
 route = "sim"
 
 [[routes]]
-name = "mexico"
-match = {{ destination_prefix = "52" }}
-providers = ["contacta"]
-
-[[routes]]
-name = "ghana"
-match = {{ destination_prefix = "233" }}
-providers = ["flashsms"]
-
-[[routes]]
 name = "india"
 match = {{ destination_prefix = "91" }}
 providers = ["kaleyra"]
@@ -67,21 +57,6 @@ providers = ["skycore"]
 [providers.sim]
 type = "simulator"
 delivery_delay = {delay}
-
-[providers.contacta]
-type = "contacta"
-base_url = "{contacta}"
-username = "user"
-password = "secret"
-receipt_timeout = {delay}
-receipt_state = "DELIVRD"
-
-[providers.flashsms]
-type = "flashsms"
-base_url = "{flashsms}/api/v1"
-api_key = "f-key"
-sender = "MyBrand"
-poll_interval = {delay}
 
 [providers.kaleyra]
 type = "kaleyra"
@@ -101,6 +76,8 @@ from = "60856"
 callback_token = "token-token-token-token"
 final_timeout = {delay}
 """
+    + DUE_PROVIDERS
+)
 
 # destination -> the receipt's stat
 DESTINATIONS = {
@@ -114,16 +91,8 @@ DESTINATIONS = {
 
 @pytest.fixture
 def doubles() -> Iterator[dict[str, str]]:
-    apps = {
-        "contacta": contacta_app(username="user", password="secret"),
-        "flashsms": build_simulator("flashsms", api_key="f-key", sent_after=0.1, final_after=0.2),
-        "kaleyra": build_simulator("kaleyra", api_key="k-key", sid="HXAP1"),
-        "skycore": build_simulator("skycore", api_key="s-key", path="/API/v2", sent_delay=0.05),
-    }
-    threads = {name: AppThread(app).start() for name, app in apps.items()}
-    yield {name: thread.url for name, thread in threads.items()}
-    for thread in threads.values():
-        thread.stop()
+    with due_doubles() as urls:
+        yield urls
 
 
 def test_reports_due_at_a_kill_come_from_the_restarted_bridge_at_their_stored_time(

@@ -7,10 +7,10 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from bridge.core.message import UPGRADE_DUE, Lifecycle, Message
+from bridge.core.message import Lifecycle, Message
 from bridge.store.records import dump_message
 from bridge.store.sqlite import SqliteStore
-from tests.support.due_store import check_due_times_survive_a_restart
+from tests.support.due_store import check_due_times_survive_a_restart, check_upgraded
 from tests.support.providers import stored_message
 
 
@@ -175,8 +175,4 @@ async def test_messages_waiting_in_an_older_database_become_due_at_once(tmp_path
         conn.commit()
     store = SqliteStore(path)
     await store.open()
-    try:
-        [found] = await store.due_messages("p", 0.0)
-        assert (found.id, found.due_at, found.polls) == (1, UPGRADE_DUE, 0)
-    finally:
-        await store.close()
+    await check_upgraded(store)

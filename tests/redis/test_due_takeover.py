@@ -14,62 +14,28 @@ from pathlib import Path
 
 import pytest
 
-from bridge.simulators import build_simulator
-from bridge.simulators.contacta import make_app as contacta_app
 from bridge.smpp.constants import Status
 from tests.redis.conftest import TTL
 from tests.redis.support import DAEMON_CONFIG, RedisServer
 from tests.support.daemon import Daemon
+from tests.support.due import DUE_PROVIDERS, due_doubles
 from tests.support.esme import Esme
-from tests.support.servers import AppThread
 
 DUE_IN = 4  # seconds from acceptance to each report: A is killed well before
 PROVIDERS = ("sim", "contacta", "flashsms")
 
-CONFIG = (
-    DAEMON_CONFIG
-    + """
-[[routes]]
-name = "mexico"
-match = {{ destination_prefix = "52" }}
-providers = ["contacta"]
-
-[[routes]]
-name = "ghana"
-match = {{ destination_prefix = "233" }}
-providers = ["flashsms"]
-
-[providers.contacta]
-type = "contacta"
-base_url = "{contacta_url}"
-username = "user"
-password = "secret"
-receipt_timeout = {delay}
-receipt_state = "DELIVRD"
-
-[providers.flashsms]
-type = "flashsms"
-base_url = "{flashsms_url}/api/v1"
-api_key = "f-key"
-sender = "MyBrand"
-poll_interval = {delay}
-"""
-)
+CONFIG = DAEMON_CONFIG + DUE_PROVIDERS
 
 
 @pytest.fixture
-def doubles() -> Iterator[tuple[AppThread, AppThread]]:
-    contacta = AppThread(contacta_app(username="user", password="secret")).start()
-    flashsms = AppThread(build_simulator("flashsms", api_key="f-key", sent_after=0.1, final_after=0.2)).start()
-    yield contacta, flashsms
-    contacta.stop()
-    flashsms.stop()
+def doubles() -> Iterator[dict[str, str]]:
+    with due_doubles() as urls:
+        yield urls
 
 
 def test_reports_due_on_a_killed_instance_come_from_another(
-    tmp_path: Path, redis_server: RedisServer, prefix: str, doubles: tuple[AppThread, AppThread]
+    tmp_path: Path, redis_server: RedisServer, prefix: str, doubles: dict[str, str]
 ) -> None:
-    contacta, flashsms = doubles
     values = {
         "redis_url": redis_server.url,
         "prefix": prefix,
@@ -77,8 +43,7 @@ def test_reports_due_on_a_killed_instance_come_from_another(
         "delay": DUE_IN,
         "latency": 0,
         "record": tmp_path / "sim.jsonl",
-        "contacta_url": contacta.url,
-        "flashsms_url": flashsms.url,
+        **doubles,
     }
     a = Daemon(tmp_path, CONFIG, "a", **values).start()  # first up: it takes every due-timer lease
     b = Daemon(tmp_path, CONFIG, "b", **values).start()

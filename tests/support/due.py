@@ -6,8 +6,9 @@ and the real `DueTimer` loop hands due messages to the connector's `on_due`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bridge.core.cluster import LocalCluster
@@ -17,7 +18,10 @@ from bridge.core.sender import Sender
 from bridge.logging import get_logger
 from bridge.metrics import Metrics
 from bridge.providers.base import Provider, SendResult, StatusReport
+from bridge.simulators import build_simulator
+from bridge.simulators.contacta import make_app as contacta_app
 from tests.core.fakes import FakeStore
+from tests.support.servers import AppThread
 
 
 class DueRig:
@@ -78,3 +82,53 @@ class DueRig:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+# Routes and providers whose reports are due `{delay}` seconds after acceptance, for
+# the restart and takeover tests (TOML for tests.support.daemon.Daemon): Contacta's
+# synthetic receipt for Mexico (52), a FlashSMS poll for Ghana (233). `{contacta}`
+# and `{flashsms}` are the doubles' URLs (`due_doubles`).
+DUE_PROVIDERS = """
+[[routes]]
+name = "mexico"
+match = {{ destination_prefix = "52" }}
+providers = ["contacta"]
+
+[[routes]]
+name = "ghana"
+match = {{ destination_prefix = "233" }}
+providers = ["flashsms"]
+
+[providers.contacta]
+type = "contacta"
+base_url = "{contacta}"
+username = "user"
+password = "secret"
+receipt_timeout = {delay}
+receipt_state = "DELIVRD"
+
+[providers.flashsms]
+type = "flashsms"
+base_url = "{flashsms}/api/v1"
+api_key = "f-key"
+sender = "MyBrand"
+poll_interval = {delay}
+"""
+
+
+@contextlib.contextmanager
+def due_doubles() -> Iterator[dict[str, str]]:
+    """The provider doubles DUE_PROVIDERS (and the Kaleyra, api-key "k-key", SID
+    "HXAP1", and Skycore, api-key "s-key" at /API/v2, doubles) talk to: name -> URL."""
+    apps = {
+        "contacta": contacta_app(username="user", password="secret"),
+        "flashsms": build_simulator("flashsms", api_key="f-key", sent_after=0.1, final_after=0.2),
+        "kaleyra": build_simulator("kaleyra", api_key="k-key", sid="HXAP1"),
+        "skycore": build_simulator("skycore", api_key="s-key", path="/API/v2", sent_delay=0.05),
+    }
+    threads = {name: AppThread(app).start() for name, app in apps.items()}
+    try:
+        yield {name: thread.url for name, thread in threads.items()}
+    finally:
+        for thread in threads.values():
+            thread.stop()

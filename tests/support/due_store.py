@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bridge.core.message import Lifecycle, Message
+from bridge.core.message import UPGRADE_DUE, Lifecycle, Message
 from bridge.smpp.constants import MessageState
 from bridge.store.base import Store
 from tests.support.providers import stored_message
@@ -61,5 +61,15 @@ async def check_due_times_survive_a_restart(open_store: Callable[[], Awaitable[S
         await store.reschedule([third])  # nothing more to do for it
         assert due(await store.due_messages("p", 1000.0)) == [(1, 500.0, 1)]
         assert await store.next_due("p") == 500.0
+    finally:
+        await store.close()
+
+
+async def check_upgraded(store: Store) -> None:
+    """After an upgrade: message 1, accepted by provider "p" before due times were
+    stored, is due at once (UPGRADE_DUE); then the store is closed."""
+    try:
+        [found] = await store.due_messages("p", 0.0)
+        assert (found.id, found.due_at, found.polls) == (1, UPGRADE_DUE, 0)
     finally:
         await store.close()
