@@ -1,14 +1,14 @@
 """The running bridge: builds every part from a Config, starts and stops them in order.
 
 Start: store -> stored receipts -> cluster -> providers -> HTTP -> outbox (recovery)
--> due timers (polls, synthetic receipts: `bridge.core.due`) -> SMPP. Each part is entered on one `AsyncExitStack`, so a
-start-up that fails halfway (a port taken) tears down what had started, in reverse
-order, and so does stop (SIGTERM/SIGINT): refuse new binds and submits, answer what
-was already read, unbind every session, let in-flight HTTP calls finish or stay
-stored, close the store; all within `shutdown_timeout`. A stop step that fails is
-logged and the others still run: the store is always closed, its queued writes
-flushed. Reload (SIGHUP): accounts, routes, timers and provider settings change in
-place while sessions stay bound.
+-> due timers (polls, synthetic receipts: `bridge.core.due`) -> SMPP. Each part is
+entered on one `AsyncExitStack`, so a start-up that fails halfway (a port taken)
+tears down what had started, in reverse order, and so does stop (SIGTERM/SIGINT):
+refuse new binds and submits, answer what was already read, unbind every session,
+let in-flight HTTP calls finish or stay stored, close the store; all within
+`shutdown_timeout`. A stop step that fails is logged and the others still run: the
+store is always closed, its queued writes flushed. Reload (SIGHUP): accounts,
+routes, timers and provider settings change in place while sessions stay bound.
 """
 
 from __future__ import annotations
