@@ -33,6 +33,8 @@ from bridge.core.ids import IdAllocator
 from bridge.core.lookup import Lookup
 from bridge.core.outbox import Outbox
 from bridge.core.pipeline import Pipeline
+from bridge.core.ports import Provider, ProviderContext, Store
+from bridge.core.provider_set import check_access
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
 from bridge.core.sender import Sender
@@ -41,10 +43,8 @@ from bridge.core.tasks import Tasks
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
 from bridge.providers import build_provider
-from bridge.providers.base import Provider, ProviderContext, check_access
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
-from bridge.store.base import Store
 from bridge.web import make_app
 
 MAINTENANCE_INTERVAL = 30.0

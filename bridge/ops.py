@@ -237,7 +237,7 @@ def _read_directly(path: Path, config: Config | None, args: argparse.Namespace) 
 
 async def _read(path: Path, config: Config | None, args: argparse.Namespace) -> Any:
     from bridge.core.lookup import Lookup, LookupFailed, parse_time
-    from bridge.store.base import StoreUnavailable
+    from bridge.core.ports import StoreUnavailable
     from bridge.store.sqlite import SqliteStore
 
     store = SqliteStore(path, read_only=True)
@@ -279,9 +279,10 @@ def check_providers(path: Path, as_json: bool) -> int:
 
 
 async def _check_all(config: Config) -> dict[str, dict[str, Any]]:
+    from bridge.core.ports import ProviderContext
+    from bridge.core.provider_set import check_access
     from bridge.metrics import Metrics
     from bridge.providers import build_provider
-    from bridge.providers.base import ProviderContext, check_access
 
     async def no_report(report: Any) -> bool:
         return False

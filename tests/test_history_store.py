@@ -16,8 +16,7 @@ from bridge.core.history import Journal
 from bridge.core.lookup import Lookup, mask, parse_time
 from bridge.core.message import Lifecycle
 from bridge.core.numbers import Number
-from bridge.providers.base import SendResult
-from bridge.store.base import StoreUnavailable
+from bridge.core.ports import SendResult, StoreUnavailable
 from bridge.store.sqlite import SCHEMA, SqliteStore
 from tests.support.providers import stored_message
 

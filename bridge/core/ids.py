@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.store.base import Store
+from bridge.core.ports import Store
 
 FORMATS = ("decimal", "hex")
 

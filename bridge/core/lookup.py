@@ -22,8 +22,8 @@ from bridge.core.history import HistoryEvent, iso
 from bridge.core.ids import parse_id, render_id
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.core.numbers import TON_INTERNATIONAL, TON_UNKNOWN, Number, normalise
+from bridge.core.ports import Store
 from bridge.core.receipts import wants_receipt
-from bridge.store.base import Store
 
 KEEP_DIGITS = 4  # a masked number shows this many of its last digits
 LIST_LIMIT = 20  # message ids listed per queue line

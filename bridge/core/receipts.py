@@ -35,9 +35,9 @@ from bridge.core.cluster import LocalReceiptQueue, ReceiptQueue
 from bridge.core.connection import Connection
 from bridge.core.ids import render_id
 from bridge.core.message import Lifecycle, Message, Part, Receipt
+from bridge.core.ports import StatusReport, Store
 from bridge.core.registry import SessionRegistry
 from bridge.metrics import Metrics, labels
-from bridge.providers.base import StatusReport
 from bridge.smpp.constants import (
     ESM_CLASS_DELIVERY_RECEIPT,
     RECEIPT_ALWAYS,
@@ -51,7 +51,6 @@ from bridge.smpp.constants import (
 )
 from bridge.smpp.receipt import receipt_deliver_sm
 from bridge.smpp.versions import RECEIPT_SUCCESS_ONLY
-from bridge.store.base import Store
 
 RETRY_DELAY_MAX = 600.0
 # A report may beat the store write of its own send (a provider calling back before

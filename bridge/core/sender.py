@@ -22,8 +22,8 @@ from bridge.core.circuit import CircuitBreaker, CircuitState
 from bridge.core.coalesce import Coalescer
 from bridge.core.history import Journal
 from bridge.core.message import Lifecycle, Message
+from bridge.core.ports import Outcome, Provider, SendResult
 from bridge.metrics import Metrics, labels
-from bridge.providers.base import Outcome, Provider, SendResult
 from bridge.smpp.constants import Status
 
 NO_FLASH = SendResult.rejected(Status.ESME_RSUBMITFAIL, "no provider on the route can send flash")

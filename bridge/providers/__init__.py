@@ -10,7 +10,7 @@ import inspect
 from typing import Any
 
 from bridge.config import PROVIDER_TYPES
-from bridge.providers.base import Provider, ProviderContext
+from bridge.core.ports import Provider, ProviderContext
 
 
 def connector_class(kind: str) -> type[Provider]:

@@ -28,16 +28,8 @@ from typing import Any, ClassVar
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number, national_in
+from bridge.core.ports import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.logging import mask_number
-from bridge.providers.base import (
-    Outcome,
-    Provider,
-    ProviderCheck,
-    ProviderContext,
-    SendResult,
-    StatusReport,
-    send_checked,
-)
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -47,6 +39,7 @@ from bridge.providers.http import (
     refusal,
     refused_by_status,
     retry_after,
+    send_checked,
     undocumented_answer,
 )
 from bridge.providers.polling import hold_off, next_poll, worth_reporting

@@ -20,14 +20,15 @@ import contextlib
 import json as _json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from bridge import __version__
-from bridge.providers.base import Outcome, ProviderCheck, SendResult
+from bridge.core.message import Message
+from bridge.core.ports import Outcome, ProviderCheck, SendResult
 from bridge.providers.wire import AnswerLost, ConnectFailed, WireClient
 from bridge.smpp.constants import Status
 
@@ -246,3 +247,18 @@ class RequestWindow:
             yield
         finally:
             self.release()
+
+
+async def send_checked(
+    messages: Sequence[Message],
+    check: Callable[[Message], SendResult | None],
+    send_together: Callable[[list[Message]], Awaitable[list[SendResult]]],
+) -> list[SendResult]:
+    """Results in order: what `check` refuses is refused, the rest share one request."""
+    results: list[SendResult | None] = [check(message) for message in messages]
+    positions = [i for i, refused in enumerate(results) if refused is None]
+    if positions:
+        sent = await send_together([messages[i] for i in positions])
+        for i, result in zip(positions, sent, strict=True):
+            results[i] = result
+    return [result for result in results if result is not None]

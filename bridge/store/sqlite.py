@@ -31,16 +31,9 @@ from typing import Any, TypeVar
 
 from bridge.core.history import HistoryEvent, receipt_owner
 from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.ports import MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable
 from bridge.logging import get_logger
-from bridge.store.base import (
-    MAX_ID_PROBES,
-    MAX_MESSAGE_ID,
-    PURGE_BATCH,
-    Store,
-    StoreUnavailable,
-    id_seed,
-    wrapped,
-)
+from bridge.store.ids import MAX_ID_PROBES, id_seed, wrapped
 from bridge.store.records import (
     dump_event,
     dump_message,

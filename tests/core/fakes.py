@@ -1,6 +1,6 @@
 """Fakes for the core's unit tests: a store, a provider, a clock, a log and an SMPP
-connection, each implementing the interface core code uses (`bridge/store/base.py`,
-`bridge/providers/base.py`, `bridge/core/connection.py`) and nothing more.
+connection, each implementing the interface core code uses (`bridge/core/ports.py`:
+`Store`, `Provider`; `bridge/core/connection.py`) and nothing more.
 
 The store keeps what was committed apart from the objects core code holds, so a
 test can ask what a crash would leave; its writes can be held (a slow disk) or made
@@ -19,10 +19,9 @@ from typing import Any, ClassVar
 from bridge.config import parse_config
 from bridge.core.history import HistoryEvent
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.ports import Provider, ProviderContext, SendResult, Store, StoreUnavailable
 from bridge.metrics import Metrics
-from bridge.providers.base import Provider, ProviderContext, SendResult
 from bridge.smpp.session import Session, SessionConfig
-from bridge.store.base import Store, StoreUnavailable
 
 
 class FakeClock:

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from bridge.core.cluster import Lease, LocalCluster
 from bridge.core.due import RETRY_AFTER_FAILURE, DueTimer
 from bridge.core.message import Lifecycle, Message
-from bridge.providers.base import Provider, SendResult
-from bridge.store.base import StoreUnavailable
+from bridge.core.ports import Provider, SendResult, StoreUnavailable
 from tests.core.fakes import FakeStore, RecordingLog, provider_settings
 from tests.support.clock import Clock
 from tests.support.providers import Reports, stored_message

@@ -15,7 +15,7 @@ from bridge.config import ConfigError, parse_config
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number
-from bridge.providers.base import Outcome
+from bridge.core.ports import Outcome
 from bridge.providers.flashsms import (
     FlashSms,
     map_status,

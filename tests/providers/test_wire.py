@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.providers.base import Outcome
+from bridge.core.ports import Outcome
 from bridge.providers.http import HttpAnswer, HttpClient
 from bridge.providers.wire import AnswerLost, ConnectFailed, WireClient
 from tests.support.certs import make_certificate
