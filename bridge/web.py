@@ -28,7 +28,7 @@ Check = Callable[[], Awaitable[tuple[dict[str, bool], dict[str, str]]]]
 
 def make_app(
     metrics: Metrics,
-    providers: Callable[[], Mapping[str, Provider]],
+    providers: Mapping[str, Provider],
     readiness: Check,
     log: Any,
     details: Callable[[], dict[str, Any]] | None = None,
@@ -56,7 +56,7 @@ def make_app(
 
     async def callback(request: web.Request) -> web.StreamResponse:
         name = request.match_info["provider"]
-        provider = providers().get(name)
+        provider = providers.get(name)
         expected = provider.callback_token() if provider is not None else None
         given = request.match_info["token"]
         if provider is None or expected is None or not hmac.compare_digest(expected.encode(), given.encode()):

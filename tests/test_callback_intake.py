@@ -49,7 +49,7 @@ async def intake() -> AsyncIterator[tuple[Recorder, str]]:
     async def ready() -> tuple[dict[str, bool], dict[str, str]]:
         return {}, {}
 
-    server = TestServer(make_app(Metrics(), lambda: {"rec": recorder}, ready, RecordingLog()), host="127.0.0.1")
+    server = TestServer(make_app(Metrics(), {"rec": recorder}, ready, RecordingLog()), host="127.0.0.1")
     await server.start_server()
     yield recorder, str(server.make_url(f"/callbacks/rec/{TOKEN}"))
     await server.close()

@@ -81,6 +81,7 @@ class Sender:
         log: Any,
         clock: Callable[[], float] = time.monotonic,
         journal: Journal | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.providers = providers
         self._metrics = metrics
@@ -89,7 +90,7 @@ class Sender:
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
         self._coalescers: dict[str, Coalescer] = {}
-        self.in_flight = InFlight()
+        self.in_flight = in_flight if in_flight is not None else InFlight()
         self.on_circuit_closed: Callable[[str], None] | None = None
         self.on_due_set: Callable[[str, float], None] | None = None  # (provider, due time): DueTimers.wake
         self._request_children: dict[tuple[str, ...], Any] = {}
