@@ -204,14 +204,12 @@ class Bridge:
         self._stop_by = 0.0  # monotonic deadline of the stop under way
         self._readiness_errors: dict[str, str] = {}
         self.ports: dict[str, int] = {}
-        self.started_at = 0.0
 
     # -- start -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start every part; if one fails, what had started is stopped again (in
         reverse order) before the error is raised."""
-        self.started_at = time.time()
         self._stop_by = time.monotonic() + self.config.smpp.shutdown_timeout
         async with contextlib.AsyncExitStack() as stack:
             await self.store.open()

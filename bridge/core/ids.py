@@ -11,8 +11,6 @@ import asyncio
 
 from bridge.core.ports import Store
 
-FORMATS = ("decimal", "hex")
-
 
 def render_id(message_id: int, fmt: str) -> str:
     return format(message_id, "x") if fmt == "hex" else str(message_id)

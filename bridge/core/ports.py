@@ -124,10 +124,6 @@ class Store(ABC):
         no due time."""
 
     @abstractmethod
-    async def count_outbox(self) -> dict[str, int]:
-        """Queued or sending messages by first provider of their route."""
-
-    @abstractmethod
     async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
         """Delete up to `limit` final messages done before the cutoff, with their
         indexes; returns how many. One short step: submits wait for it."""
@@ -399,7 +395,7 @@ class Provider(ABC):
     loop (`bridge.core.due`) hands due messages to `on_due`, on one instance of a
     cluster, restarts included."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[str] = ""  # the config `type`: each connector names its own
     supports_flash: ClassVar[bool] = False
     max_batch: int = 1  # recipients one request can carry (bulk coalescing)
     due_batch: int = 500  # due messages handed to one on_due call

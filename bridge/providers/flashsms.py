@@ -175,12 +175,12 @@ def recipient_statuses(body: Any, phones: Sequence[str]) -> dict[str, str]:
 class FlashSms(Provider):
     kind: ClassVar[str] = "flashsms"
     supports_flash: ClassVar[bool] = False
-    max_batch = 1000  # recipients per request (document 002)
     due_batch = 1000  # due messages per on_due: grouped by messageId, one poll each
     settings: FlashSmsSettings
 
     def __init__(self, name: str, settings: FlashSmsSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
+        self.max_batch = settings.max_recipients  # recipients per request: at most 1000 (document 002)
         key = settings.api_key.get_secret_value()
         auth = {"Authorization": f"Bearer {key}"} if settings.auth_header == "bearer" else {"X-API-Key": key}
         self._http = HttpClient.for_provider(settings, {**auth, "Accept": "*/*"})

@@ -228,13 +228,6 @@ class FakeStore(Store):
 
         return self._write(apply)
 
-    async def count_outbox(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for m in self.committed.values():
-            if m.lifecycle in (Lifecycle.QUEUED, Lifecycle.SENDING):
-                counts[m.route[0]] = counts.get(m.route[0], 0) + 1
-        return counts
-
     async def purge(self, finished_before: float) -> int:
         return 0
 

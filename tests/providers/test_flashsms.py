@@ -53,6 +53,11 @@ def connector(**overrides: Any) -> FlashSms:
     return FlashSms("flashsms", flashsms_settings(**overrides), Reports().context())
 
 
+def test_a_request_carries_at_most_max_recipients() -> None:
+    assert connector().max_batch == 1000  # document 002: "recipients" takes up to 1000 numbers
+    assert connector(max_recipients=50).max_batch == 50
+
+
 # -- numbers -------------------------------------------------------------------------------
 
 
