@@ -414,9 +414,9 @@ def render_queues(v: dict[str, Any]) -> str:
         )
     lines.append("awaiting a provider report:")
     for a in v["awaiting_reports"]:
-        within = "never expected" if a["expected_within_seconds"] is None else f"{a['expected_within_seconds']:g} s"
         lines.append(
-            f"  {a['provider']}: {a['awaiting']} awaiting, {a['overdue']} past {within} ({a['expected_by']})"
+            f"  {a['provider']}: {a['awaiting']} awaiting, {a['overdue']} past their due time"
+            + (f"  next due {a['next_due_at']}" if a["next_due_at"] else "  none due")
             + (f"  oldest {a['oldest_overdue_received_at']}" if a["oldest_overdue_received_at"] else "")
             + (f"  first {_list(a['first_overdue'][:5])}" if a["first_overdue"] else "")
         )
