@@ -9,6 +9,9 @@ as their HTTP server's own request type.
   (`SendResult`, `Outcome`), a provider's word on a message (`StatusReport`), its
   callbacks (`CallbackRequest` -> `CallbackAnswer`), its access check (`ProviderCheck`).
 
+(`Cluster` and `ReceiptQueue`, what instances sharing one store agree on, are ports
+too: they live in `core/cluster.py` beside their single-instance implementations.)
+
 Store writes are queued the moment they are called, in call order, and return an
 awaitable that completes once the write is durable (group-committed with whatever
 else was waiting). A caller that must not answer before the write is safe awaits
@@ -61,6 +64,9 @@ class StoreUnavailable(Exception):
 
 
 class Store(ABC):
+    """Messages, their parts and provider ids, segments, receipts, due times, history:
+    `bridge/store/sqlite.py` (one instance) and `bridge/store/redis.py` (several)."""
+
     def __init__(self) -> None:
         # Events of messages' lives noted by core code; every write below takes the
         # pending events of the messages it writes into the same transaction.
