@@ -65,7 +65,7 @@ class StoreUnavailable(Exception):
 
 class Store(ABC):
     """Messages, their parts and provider ids, segments, receipts, due times, history:
-    `bridge/store/sqlite.py` (one instance) and `bridge/store/redis.py` (several)."""
+    `bridge/store/sqlite.py` (one instance) and `bridge/store/redis` (several)."""
 
     def __init__(self) -> None:
         # Events of messages' lives noted by core code; every write below takes the
