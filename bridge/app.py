@@ -299,7 +299,8 @@ class Bridge:
         try:
             # A real write through the path submits use: reserving zero ids rewrites
             # the id counter unchanged (a read-only or full disk fails here).
-            await asyncio.wait_for(self.store.reserve_ids(0), READINESS_TIMEOUT)
+            async with asyncio.timeout(READINESS_TIMEOUT):  # not wait_for: see bridge.core.tasks
+                await self.store.reserve_ids(0)
         except TimeoutError:
             errors["store"] = f"a write took longer than {READINESS_TIMEOUT:g} s"
         except Exception as exc:

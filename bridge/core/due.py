@@ -74,8 +74,9 @@ class DueTimer:
             wait = await self.step()
             if wait > 0:
                 self._until = self._clock() + wait
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                with contextlib.suppress(TimeoutError):  # not wait_for: see bridge.core.tasks
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
 
     async def step(self) -> float:
         """One round: act on what is due now (if this instance holds the lease);

@@ -59,7 +59,8 @@ class Swapped:
 async def check_access(provider: Provider) -> dict[str, Any]:
     """`provider.check_access()` as JSON (with the provider's type), never raising."""
     try:
-        check = await asyncio.wait_for(provider.check_access(), provider.settings.timeout + 5)
+        async with asyncio.timeout(provider.settings.timeout + 5):  # not wait_for: see bridge.core.tasks
+            check = await provider.check_access()
     except Exception as exc:
         check = ProviderCheck(checked=True, reachable=False, detail=f"check failed: {type(exc).__name__}")
     return {"type": provider.kind, **check.as_dict()}

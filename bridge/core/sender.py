@@ -67,7 +67,8 @@ class InFlight:
             return True
         idle = self._idle.setdefault(key, asyncio.Event())
         try:
-            await asyncio.wait_for(idle.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see bridge.core.tasks
+                await idle.wait()
         except TimeoutError:
             return False
         return True

@@ -268,7 +268,8 @@ class FlashSms(Provider):
                 )
             ] * len(batch)
         try:
-            await asyncio.wait_for(self._window.acquire(), max(self.settings.rate_limit_wait, 0.01))
+            async with asyncio.timeout(max(self.settings.rate_limit_wait, 0.01)):  # see bridge.core.tasks
+                await self._window.acquire()
         except TimeoutError:
             throttled = SendResult.not_sent(
                 Status.ESME_RTHROTTLED,

@@ -230,8 +230,9 @@ class RequestWindow:
         async with self._lock:
             while (wait := self.delay()) != 0.0:
                 self._released.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._released.wait(), wait)
+                with contextlib.suppress(TimeoutError):  # not wait_for: see bridge.core.tasks
+                    async with asyncio.timeout(wait):
+                        await self._released.wait()
             self._open += 1
 
     def release(self) -> None:

@@ -92,6 +92,7 @@ class FakeStore(Store):
         self.opened = False
         self.closed = False
         self.events: list[HistoryEvent] = []
+        self._pending: set[asyncio.Future[None]] = set()
 
     # -- lifecycle
     async def open(self) -> None:
@@ -109,7 +110,16 @@ class FakeStore(Store):
                 raise self.fail
             apply()
 
-        return asyncio.ensure_future(commit())
+        write = asyncio.ensure_future(commit())
+        self._pending.add(write)
+        write.add_done_callback(self._pending.discard)
+        return write
+
+    async def _after_writes(self) -> None:
+        """As in the real stores, whose reads queue behind the writes called before
+        them: the due times a timer reads include an acceptance written just before."""
+        if self._pending:
+            await asyncio.wait(list(self._pending))
 
     def _keep(self, messages: Sequence[Message]) -> None:
         for message in messages:
@@ -199,6 +209,7 @@ class FakeStore(Store):
         return found[:limit]
 
     async def due_messages(self, provider: str, now: float, limit: int = 500) -> list[Message]:
+        await self._after_writes()
         due = sorted(
             (m for m in self._waiting(provider) if m.due_at is not None and m.due_at <= now),
             key=lambda m: (m.due_at, m.id),
@@ -212,6 +223,7 @@ class FakeStore(Store):
         return found
 
     async def next_due(self, provider: str) -> float | None:
+        await self._after_writes()
         return min((m.due_at for m in self._waiting(provider) if m.due_at is not None), default=None)
 
     def _waiting(self, provider: str) -> list[Message]:

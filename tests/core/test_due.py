@@ -178,3 +178,25 @@ async def test_an_acceptance_wakes_the_sleeping_timer_when_it_is_due_sooner() ->
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_timer_woken_as_it_is_cancelled_still_stops() -> None:
+    """Stop (`DueTimers.stop` cancels each timer) can come in the very loop turn an
+    acceptance wakes the timer; the cancellation must not be lost in that race, or
+    the bridge's stop waits for a timer that goes on looping."""
+    store, provider, clock = FakeStore(), Timed(), Clock(1000.0)
+    due = timer(store, provider, clock)
+    asked = asyncio.Event()
+    next_due = store.next_due
+
+    async def noted(name: str) -> float | None:
+        asked.set()
+        return await next_due(name)
+
+    store.next_due = noted  # type: ignore[method-assign]
+    running = asyncio.ensure_future(due.run())
+    await asyncio.wait_for(asked.wait(), 5)  # its first round is done: it sleeps now
+    due.wake(clock.now)  # an acceptance wakes it ...
+    running.cancel()  # ... in the same turn as the stop
+    done, _ = await asyncio.wait([running], timeout=5)
+    assert running in done and running.cancelled()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bridge.config import ConfigError, ProviderBase
-from bridge.core.ports import Provider, ProviderContext
+from bridge.core.ports import Provider, ProviderCheck, ProviderContext
 from bridge.core.provider_set import ProviderSet
 from bridge.core.sender import InFlight
 from bridge.metrics import Metrics
@@ -131,3 +131,30 @@ async def test_close_closes_the_retiring_and_the_current_ones() -> None:
         new = providers["a"]
         await providers.close()
         assert old.closed and new.closed  # type: ignore[attr-defined]
+
+
+async def test_checks_stop_even_when_a_check_ends_as_the_stop_comes() -> None:
+    """A check that answers in the very loop turn of the stop must not lose the
+    cancellation, or the checker goes on and the bridge's stop waits for it."""
+    started, answer, never = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def check_access() -> ProviderCheck:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            await never.wait()  # a checker that went on after its stop waits here
+        started.set()
+        await answer.wait()
+        return ProviderCheck(checked=True, reachable=True, credentials="ok")
+
+    providers = ProviderSet(Builder(), InFlight(), RecordingLog())
+    providers.build(config(a={"check_interval": 0.01}), CONTEXT)
+    providers["a"].check_access = check_access  # type: ignore[method-assign]
+    await providers.start()
+    await asyncio.wait_for(started.wait(), 5)  # a check is under way
+    answer.set()  # it answers ...
+    stopping = asyncio.ensure_future(providers.stop_checks())  # ... in the same turn as the stop
+    done, _ = await asyncio.wait([stopping], timeout=5)
+    assert stopping in done and calls == 1
+    await providers.close()
