@@ -12,17 +12,14 @@ Only RedisStore's public calls are used, so the same script measures any version
 
 from __future__ import annotations
 
-import asyncio
-import json
-import tempfile
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 
 import redis
 
 from bridge.core.message import Lifecycle, Message, Receipt
 from bridge.smpp.constants import MessageState
 from bridge.store.redis import RedisStore
-from tests.redis.support import RedisServer
+from tests.redis.support import print_measured
 from tests.support.providers import stored_message
 
 
@@ -57,11 +54,11 @@ async def measure(url: str, messages: int = 1000) -> dict[str, float]:
     def received() -> int:
         return int(client.info("stats")["total_net_input_bytes"])
 
-    async def step(name: str, write: object) -> None:
+    async def step(name: str, write: Callable[[int], Awaitable[None]]) -> None:
         before = received()
         for i in range(messages):
-            await write(i)  # type: ignore[operator]
-        # INFO itself is counted: take off what the `before` INFO sent.
+            await write(i)
+        # INFO itself is counted: take off what the second INFO sent.
         sent[name] = received() - before - len(b"*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n")
 
     batch = [_message(10_000 + i) for i in range(messages)]
@@ -93,12 +90,7 @@ async def measure(url: str, messages: int = 1000) -> dict[str, float]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp)).start()
-        try:
-            print(json.dumps(asyncio.run(measure(server.url)), indent=2))
-        finally:
-            server.stop()
+    print_measured(measure)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,12 @@ Run by hand against a throwaway redis-server (it starts one):
 from __future__ import annotations
 
 import asyncio
-import json
-import tempfile
 import time
-from pathlib import Path
 
 from bridge.store.redis import RedisCluster, RedisStore
 from bridge.store.redis.connection import first_reply
 from bridge.store.redis.scripts import TAKE_TOKENS
-from tests.redis.support import RedisServer
+from tests.redis.support import print_measured
 
 
 async def measure(url: str, submits: int = 20_000) -> dict[str, float]:
@@ -67,12 +64,7 @@ async def measure(url: str, submits: int = 20_000) -> dict[str, float]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp)).start()
-        try:
-            print(json.dumps(asyncio.run(measure(server.url)), indent=2))
-        finally:
-            server.stop()
+    print_measured(measure)
 
 
 if __name__ == "__main__":

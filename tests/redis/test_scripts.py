@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,6 @@ from bridge.store.redis.scripts import SCRIPTS, VALUES, Script
 from tests.redis.support import RedisServer
 from tests.support.due_store import check_upgraded
 from tests.support.providers import stored_message
-
-
-@pytest.fixture
-async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisStore]:
-    opened = RedisStore(redis_server.url, prefix=prefix)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
@@ -76,67 +68,58 @@ def shifted_scripts(monkeypatch: pytest.MonkeyPatch, client: redis.Redis) -> Non
         monkeypatch.setattr(scripts, script.name.upper(), shifted)
 
 
-@pytest.mark.usefixtures("shifted_scripts")
 async def test_with_every_lifecycle_value_shifted_the_store_behaves_the_same(
-    redis_server: RedisServer, client: redis.Redis, prefix: str
+    shifted_scripts: None, store: RedisStore, client: redis.Redis, prefix: str
 ) -> None:
-    store = RedisStore(redis_server.url, prefix=prefix)
-    await store.open()
-    try:
-        queued = stored_message(1, Lifecycle.QUEUED, provider_id="")
-        accepted = stored_message(10, Lifecycle.ACCEPTED)
-        accepted.due_at = 5.0
-        await store.insert_messages([queued, accepted])
-        assert ids(await store.messages_in([Lifecycle.QUEUED, Lifecycle.SENDING])) == [1]
-        assert ids(await store.messages_in([Lifecycle.ACCEPTED], provider="p")) == [10]
-        assert await store.count_outbox() == {"p": 1}
-        assert ids(await store.due_messages("p", 6.0)) == [10]
+    queued = stored_message(1, Lifecycle.QUEUED, provider_id="")
+    accepted = stored_message(10, Lifecycle.ACCEPTED)
+    accepted.due_at = 5.0
+    await store.insert_messages([queued, accepted])
+    assert ids(await store.messages_in([Lifecycle.QUEUED, Lifecycle.SENDING])) == [1]
+    assert ids(await store.messages_in([Lifecycle.ACCEPTED], provider="p")) == [10]
+    assert await store.count_outbox() == {"p": 1}
+    assert ids(await store.due_messages("p", 6.0)) == [10]
 
-        queued.lifecycle = Lifecycle.SENDING  # this instance owns it: allowed
+    queued.lifecycle = Lifecycle.SENDING  # this instance owns it: allowed
+    await store.update_messages([queued])
+    queued.lifecycle, queued.provider, queued.provider_ids, queued.due_at = Lifecycle.ACCEPTED, "p", ["p-1"], 7.0
+    await store.update_messages([queued])
+    assert await store.count_outbox() == {}
+    assert ids(await store.due_messages("p", 8.0)) == [10, 1]  # by due time
+    accepted.due_at = 100.0
+    await store.reschedule([accepted])
+    assert ids(await store.due_messages("p", 8.0)) == [1]
+    assert ids(await store.due_messages("p", 200.0)) == [1, 10]
+
+    queued.lifecycle, queued.state, queued.done_at = Lifecycle.FINAL, MessageState.DELIVERED, 9.0
+    await store.update_messages([queued])
+    assert client.zscore(f"{prefix}:due:p", 1) is None
+    assert await store.due_messages("p", 8.0) == []
+    assert ids(await store.messages_in([Lifecycle.ACCEPTED], provider="p")) == [10]
+    late = stored_message(1, Lifecycle.FINAL, "p-1")  # a late report, read before it was final
+    late.state = MessageState.UNDELIVERABLE
+    await store.update_messages([late])
+    stored = await store.get_message(1)
+    assert stored is not None and stored.state is MessageState.DELIVERED
+    queued.lifecycle = Lifecycle.SENDING  # a final message never goes back to the outbox
+    with pytest.raises(OwnershipLost):
         await store.update_messages([queued])
-        queued.lifecycle, queued.provider, queued.provider_ids, queued.due_at = Lifecycle.ACCEPTED, "p", ["p-1"], 7.0
-        await store.update_messages([queued])
-        assert await store.count_outbox() == {}
-        assert ids(await store.due_messages("p", 8.0)) == [10, 1]  # by due time
-        accepted.due_at = 100.0
-        await store.reschedule([accepted])
-        assert ids(await store.due_messages("p", 8.0)) == [1]
-        assert ids(await store.due_messages("p", 200.0)) == [1, 10]
 
-        queued.lifecycle, queued.state, queued.done_at = Lifecycle.FINAL, MessageState.DELIVERED, 9.0
-        await store.update_messages([queued])
-        assert client.zscore(f"{prefix}:due:p", 1) is None
-        assert await store.due_messages("p", 8.0) == []
-        assert ids(await store.messages_in([Lifecycle.ACCEPTED], provider="p")) == [10]
-        late = stored_message(1, Lifecycle.FINAL, "p-1")  # a late report, read before it was final
-        late.state = MessageState.UNDELIVERABLE
-        await store.update_messages([late])
-        stored = await store.get_message(1)
-        assert stored is not None and stored.state is MessageState.DELIVERED
-        queued.lifecycle = Lifecycle.SENDING  # a final message never goes back to the outbox
-        with pytest.raises(OwnershipLost):
-            await store.update_messages([queued])
-
-        accepted_key = f"{prefix}:lc:{int(Lifecycle.ACCEPTED) + SHIFT}"
-        assert set(client.scan_iter(f"{prefix}:lc:*")) == {accepted_key.encode(), f"{accepted_key}:p".encode()}
-        assert client.hget(f"{prefix}:m:1", "l") == str(int(Lifecycle.FINAL) + SHIFT).encode()
-        assert await store.purge(finished_before=10.0) == 1  # found among the finished
-    finally:
-        await store.close()
+    accepted_key = f"{prefix}:lc:{int(Lifecycle.ACCEPTED) + SHIFT}"
+    assert set(client.scan_iter(f"{prefix}:lc:*")) == {accepted_key.encode(), f"{accepted_key}:p".encode()}
+    assert client.hget(f"{prefix}:m:1", "l") == str(int(Lifecycle.FINAL) + SHIFT).encode()
+    assert await store.purge(finished_before=10.0) == 1  # found among the finished
 
 
-@pytest.mark.usefixtures("shifted_scripts")
 async def test_with_every_lifecycle_value_shifted_an_upgraded_store_makes_accepted_messages_due(
-    redis_server: RedisServer, client: redis.Redis, prefix: str
+    shifted_scripts: None, store: RedisStore, redis_server: RedisServer, client: redis.Redis, prefix: str
 ) -> None:
-    store = RedisStore(redis_server.url, prefix=prefix)
-    await store.open()
     await store.insert_messages([stored_message(1, Lifecycle.ACCEPTED)])  # no due time
     await store.close()
     client.delete(f"{prefix}:schema:due")  # as a store from before due times
-    store = RedisStore(redis_server.url, prefix=prefix)
-    await store.open()
-    await check_upgraded(store)
+    upgraded = RedisStore(redis_server.url, prefix=prefix)
+    await upgraded.open()
+    await check_upgraded(upgraded)
 
 
 # A lifecycle number written into a script: compared with a lifecycle (`l`, `oldl`,

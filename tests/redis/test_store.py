@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from bridge.store.redis import RedisCluster, RedisStore
 from tests.redis.support import RedisServer
 from tests.support.due_store import check_due_times_survive_a_restart, check_upgraded
 from tests.support.providers import stored_message
-
-
-@pytest.fixture
-async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisStore]:
-    opened = RedisStore(redis_server.url, prefix=prefix)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def message(
