@@ -274,7 +274,8 @@ class RedisConnection:
 
     async def _ping(self) -> bool:
         try:
-            await asyncio.wait_for(self.submit([("PING",)], write=False), self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: see bridge.core.tasks
+                await self.submit([("PING",)], write=False)
         except AWAY:
             return False
         except Exception:
