@@ -33,24 +33,22 @@ from bridge.core.ids import IdAllocator
 from bridge.core.lookup import Lookup
 from bridge.core.outbox import Outbox
 from bridge.core.pipeline import Pipeline
+from bridge.core.ports import ProviderContext, Store
+from bridge.core.provider_set import ProviderSet, Replacement
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
-from bridge.core.sender import Sender
+from bridge.core.sender import InFlight, Sender
 from bridge.core.smsc import Smsc
 from bridge.core.tasks import Tasks
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
 from bridge.providers import build_provider
-from bridge.providers.base import Provider, ProviderContext, check_access
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
-from bridge.store.base import Store
 from bridge.web import make_app
 
 MAINTENANCE_INTERVAL = 30.0
-RETIRE_TIMEOUT = 120.0  # longest wait for a replaced provider's requests before closing it anyway
 READINESS_TIMEOUT = 5.0  # /readyz: a store write that takes longer counts as failed
-FIRST_CHECK_AFTER = 60.0  # the daemon's first provider access check, at most this long after start
 # Settings a reload cannot change in a running process (listeners, store, pool sizes).
 RESTART_KEYS = (
     "smpp.host",
@@ -141,8 +139,11 @@ class Bridge:
             retry_base=config.smpp.receipt_retry_base,
             queue=self.receipt_queue,
         )
-        self.providers: dict[str, Provider] = {}
-        self.sender = Sender(self.providers, self.metrics, get_logger("sender"), journal=self.store.journal)
+        in_flight = InFlight()  # what each provider object is serving: a replaced one is closed once idle
+        self.providers = ProviderSet(build_provider, in_flight, get_logger("providers"))
+        self.sender = Sender(
+            self.providers, self.metrics, get_logger("sender"), journal=self.store.journal, in_flight=in_flight
+        )
         self.outbox = outbox = Outbox(
             config.outbox, self.store, self.sender, self.receipts, self.metrics, get_logger("outbox")
         )
@@ -176,8 +177,6 @@ class Bridge:
         self.server = SmppServer(config.smpp, config.security, self.smsc, self.counters, get_logger("smpp"))
         self.lookup = Lookup(self.store, config, receivers=lambda system_id: len(self.registry.receivers(system_id)))
         self.actions = Actions(self.lookup, self.outbox, self.receipts, get_logger("admin"))
-        self.provider_checks: dict[str, dict[str, Any]] = {}
-        self._checkers: dict[str, tuple[Provider, asyncio.Task[None]]] = {}
         self.metrics.attach_live(
             LiveCollector(
                 self.counters,
@@ -200,38 +199,31 @@ class Bridge:
         self._tls: ssl.SSLContext | None = None
         self._web_runner: web.AppRunner | None = None
         self._background = Tasks(self.log, "background")
-        self._retirements = Tasks(self.log, "provider_retire")
         self._reload_lock = asyncio.Lock()
-        self._retiring: dict[asyncio.Task[None], Provider] = {}
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop_by = 0.0  # monotonic deadline of the stop under way
         self._readiness_errors: dict[str, str] = {}
         self.ports: dict[str, int] = {}
-        self.started_at = 0.0
 
     # -- start -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Start every part; if one fails, what had started is stopped again (in
         reverse order) before the error is raised."""
-        self.started_at = time.time()
         self._stop_by = time.monotonic() + self.config.smpp.shutdown_timeout
         async with contextlib.AsyncExitStack() as stack:
             await self.store.open()
             self._on_stop(stack, "store", self.store.close)
             self._on_stop(stack, "receipt_queue", self.receipt_queue.close)
             self._on_stop(stack, "receipts", self._stop_receipts)
-            context = self._provider_context(self.config)
-            for name, settings in self.config.providers.items():
-                self.providers[name] = build_provider(name, settings, context)
+            self.providers.build(self.config.providers, self._provider_context(self.config))
             # Stored receipts first: a report a provider makes while starting must not be
             # queued twice (once from its own report, once from the store).
             waiting = await self.receipts.load_pending()
             self._on_stop(stack, "cluster", self.cluster.stop)
             await self.cluster.start(self.outbox.adopt)
-            self._on_stop(stack, "providers", self._close_providers)
-            for provider in self.providers.values():
-                await provider.start()
+            self._on_stop(stack, "providers", self.providers.close)
+            await self.providers.start()
             self._on_stop(stack, "http", self._stop_http)
             await self._start_http()
             self._on_stop(stack, "outbox", self._stop_outbox)
@@ -245,9 +237,8 @@ class Bridge:
             self._tls = tls_context(self.config)
             await self.server.start(self._tls)
             self.ports.update(self.server.ports)
-            self._on_stop(stack, "background", self._background.cancel)
+            self._on_stop(stack, "background", self._stop_background)
             self._background.spawn(self._maintain())
-            self._start_checkers()
             self._stack = stack.pop_all()
         self.log.info(
             "started",
@@ -284,20 +275,16 @@ class Bridge:
     async def _start_http(self) -> None:
         app = make_app(
             self.metrics,
-            lambda: self.providers,
+            self.providers,
             self.readiness,
             get_logger("http"),
-            details=lambda: {"providers": self.provider_checks} if self.provider_checks else {},
+            details=lambda: {"providers": self.providers.checks} if self.providers.checks else {},
         )
-        add_admin_routes(app, self._admin_token, self.actions, lambda: self.provider_checks, get_logger("admin"))
-        self._web_runner = web.AppRunner(app, access_log=None)
-        await self._web_runner.setup()
-        site = web.TCPSite(self._web_runner, self.config.http.host, self.config.http.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.ports["http"] = sockets[0].getsockname()[1]
+        add_admin_routes(app, self._admin_token, self.actions, lambda: self.providers.checks, get_logger("admin"))
+        self._web_runner = runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, self.config.http.host, self.config.http.port).start()
+        self.ports["http"] = runner.addresses[0][1]  # the port taken when the config says 0
 
     async def _stop_http(self) -> None:
         runner, self._web_runner = self._web_runner, None
@@ -312,7 +299,8 @@ class Bridge:
         try:
             # A real write through the path submits use: reserving zero ids rewrites
             # the id counter unchanged (a read-only or full disk fails here).
-            await asyncio.wait_for(self.store.reserve_ids(0), READINESS_TIMEOUT)
+            async with asyncio.timeout(READINESS_TIMEOUT):  # not wait_for: see bridge.core.tasks
+                await self.store.reserve_ids(0)
         except TimeoutError:
             errors["store"] = f"a write took longer than {READINESS_TIMEOUT:g} s"
         except Exception as exc:
@@ -347,39 +335,6 @@ class Bridge:
         token = self.config.http.admin_token
         return token.get_secret_value() if token is not None else None
 
-    # -- provider access checks --------------------------------------------------------
-
-    def _start_checkers(self) -> None:
-        """One checker per provider with a check_interval (restarted when a reload
-        replaces the provider)."""
-        for name, (checked, task) in list(self._checkers.items()):
-            if self.providers.get(name) is not checked:
-                task.cancel()
-                del self._checkers[name]
-                self.provider_checks.pop(name, None)
-        for name, provider in self.providers.items():
-            if name not in self._checkers and provider.settings.check_interval > 0:
-                self._checkers[name] = (provider, self._background.spawn(self._check_forever(name)))
-
-    async def _check_forever(self, name: str) -> None:
-        interval = self.providers[name].settings.check_interval
-        await asyncio.sleep(min(interval, FIRST_CHECK_AFTER))
-        while True:
-            await self.check_provider(name)
-            await asyncio.sleep(interval)
-
-    async def check_provider(self, name: str) -> dict[str, Any]:
-        check = self.provider_checks[name] = await check_access(self.providers[name])
-        if not check["ok"]:
-            self.log.warning(
-                "provider_check_failed",
-                provider=name,
-                reachable=check["reachable"],
-                credentials=check["credentials"],
-                detail=check["detail"],
-            )
-        return check
-
     async def _maintain(self) -> None:
         """Expire incomplete concatenated sets and purge old finished messages: every
         quarter of the shorter timeout (at most every 30 s), until nothing is due."""
@@ -404,42 +359,18 @@ class Bridge:
         starts, takes over, and the old one is closed once the requests it is serving
         are answered. Raises ConfigError, changing nothing, if a provider cannot start."""
         async with self._reload_lock:
-            fresh = await self._start_changed_providers(config)
-            self._apply(config, fresh)
+            replacement = await self.providers.prepare(
+                config.providers,
+                self._provider_context(config),
+                rebuild_all=config.http.public_url != self.config.http.public_url,  # callback URLs change
+            )
+            self._apply(config, replacement)
 
-    async def _start_changed_providers(self, config: Config) -> dict[str, Provider]:
-        """New providers for names that are new or whose settings changed, started."""
-        context = self._provider_context(config)
-        url_changed = config.http.public_url != self.config.http.public_url
-        fresh: dict[str, Provider] = {}
-        name = ""
-        try:
-            for name, settings in config.providers.items():
-                current = self.providers.get(name)
-                if current is not None and current.settings == settings and not url_changed:
-                    continue
-                provider = fresh[name] = build_provider(name, settings, context)
-                await provider.start()
-        except Exception as exc:
-            self.log.exception("provider_start_failed", provider=name)
-            for provider in fresh.values():
-                try:
-                    await provider.close()
-                except Exception:
-                    self.log.exception("provider_close_failed", provider=provider.name)
-            raise ConfigError([f"providers.{name}: cannot start ({type(exc).__name__}: {exc})"]) from exc
-        return fresh
-
-    def _apply(self, config: Config, fresh: dict[str, Provider]) -> None:
+    def _apply(self, config: Config, replacement: Replacement) -> None:
         """Swap everything at once (no await): routes and providers change together."""
         restart = restart_needed(self.config, config)
-        retired = {
-            name: self.providers.pop(name)
-            for name in list(self.providers)
-            if name in fresh or name not in config.providers
-        }
-        self.providers.update(fresh)
-        for name in fresh:
+        swapped = self.providers.swap(replacement)
+        for name in swapped.rebuilt:
             self.sender.forget(name)  # new settings, new breaker
         self.config = config
         self._reload_certificate(config)
@@ -450,22 +381,17 @@ class Bridge:
         self.timers.sync(config.providers)
         self.pipeline.reload(config)
         self.lookup.config = config
-        self._start_checkers()
         self.smsc.reload(config)
         self.server.reload(config.smpp, config.security)
         unbound = self._rebind_sessions()
-        for name, old in retired.items():
-            task = self._retirements.spawn(self._retire(name, old, fresh.get(name)))
-            self._retiring[task] = old
-            task.add_done_callback(lambda done: self._retiring.pop(done, None))
         self.log.info(
             "reloaded",
             accounts=len(config.accounts),
             routes=len(config.routes),
             providers=len(config.providers),
-            providers_added=sorted(set(fresh) - set(retired)),
-            providers_replaced=sorted(set(fresh) & set(retired)),
-            providers_removed=sorted(set(retired) - set(fresh)),
+            providers_added=swapped.added,
+            providers_replaced=swapped.replaced,
+            providers_removed=swapped.removed,
             sessions_unbound=unbound,
         )
         if restart:
@@ -495,19 +421,6 @@ class Bridge:
             conn.unbind()
             unbound += 1
         return unbound
-
-    async def _retire(self, name: str, old: Provider, new: Provider | None) -> None:
-        """Close a replaced or removed provider after its in-flight sends; its successor
-        takes over the messages still waiting for a report (their due times are in the
-        store: the due timer hands them to whichever connector holds the name)."""
-        if not await self.sender.in_flight.wait_idle(old, RETIRE_TIMEOUT):
-            self.log.warning("provider_retire_timeout", provider=name, timeout=RETIRE_TIMEOUT)
-        try:
-            await old.close()
-        except Exception:
-            self.log.exception("provider_close_failed", provider=name)
-        self._retiring.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-        self.log.info("provider_removed" if new is None else "provider_replaced", provider=name)
 
     # -- stop ------------------------------------------------------------------------
 
@@ -540,16 +453,9 @@ class Bridge:
     async def _stop_outbox(self) -> None:
         await self.outbox.stop(self._time_left())
 
-    async def _close_providers(self) -> None:
-        """Close every provider (those being retired first); one that fails to close
-        does not keep the others open."""
-        closing = [*self._retiring.values(), *self.providers.values()]
-        await self._retirements.cancel()
-        for provider in closing:
-            try:
-                await provider.close()
-            except Exception:
-                self.log.exception("provider_close_failed", provider=provider.name)
+    async def _stop_background(self) -> None:
+        await self.providers.stop_checks()
+        await self._background.cancel()
 
     async def _stop_receipts(self) -> None:
         self.receipts.stop()

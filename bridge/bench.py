@@ -170,6 +170,11 @@ class BenchClient(asyncio.Protocol):
 
     # -- sending ---------------------------------------------------------------------
 
+    def unbind(self) -> None:
+        """Send unbind (the answer is not waited for)."""
+        if self.transport is not None:
+            self.transport.write(_HEADER.pack(16, Command.UNBIND, 0, self._next_sequence()))
+
     def _next_sequence(self) -> int:
         sequence = self.sequence
         self.sequence = sequence + 1 if sequence < 0x7FFFFFFF else 1
@@ -293,8 +298,7 @@ async def _run_process(options: Options) -> Tally:
         while tally.receipts < tally.acked and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
     for client in clients:
-        if client.transport is not None:
-            client.transport.write(_HEADER.pack(16, Command.UNBIND, 0, client._next_sequence()))
+        client.unbind()
     await asyncio.sleep(0.05)
     for client in clients:
         if client.transport is not None:

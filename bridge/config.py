@@ -476,7 +476,7 @@ class FlashSmsProvider(ProviderBase):
         60, gt=0, description="seconds requests_per_minute counts over (60: document 002's minute; tests shorten it)"
     )
     max_recipients: int = Field(
-        1000, ge=1, le=1000, description="FlashSMS's per-request cap; each message is sent to its one destination"
+        1000, ge=1, le=1000, description="recipients one coalesced request may carry (document 002: at most 1000)"
     )
     pending_max_age: float = Field(72 * 3600, gt=0, description="seconds without a final state before giving up")
     pending_final_state: Literal["EXPIRED", "UNKNOWN"] = Field(

@@ -90,6 +90,7 @@ def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="the daemon's HTTP address, e.g. http://127.0.0.1:8080")
     parser.add_argument("--token", help=f"admin token (default ${TOKEN_ENV}, then the config's admin_token)")
     parser.add_argument("--json", action="store_true", help="print the admin API's JSON")
+    parser.set_defaults(db=None, show_numbers=False, reason="")  # options some commands have
 
 
 def _reading(parser: argparse.ArgumentParser, numbers: bool = True) -> None:
@@ -119,7 +120,7 @@ def _dispatch(args: argparse.Namespace) -> tuple[Any, Callable[[Any], str]]:
     command = args.command if args.command == "queues" else f"{args.command} {args.action}"
     reading = command in ("messages show", "messages find", "queues")
     config = _config(args.config) if args.config or (args.url is None and DEFAULT_CONFIG_PATH.exists()) else None
-    if reading and getattr(args, "db", None) is not None:
+    if reading and args.db is not None:
         return _read_directly(args.db, config, args), _RENDER[command]
     client = AdminClient(_url(args.url, config), _token(args.token, config))
     try:
@@ -197,12 +198,12 @@ def _http_error(exc: urllib.error.HTTPError) -> str:
 
 
 def _numbers(args: argparse.Namespace) -> dict[str, str]:
-    return {"numbers": "full"} if getattr(args, "show_numbers", False) else {}
+    return {"numbers": "full"} if args.show_numbers else {}
 
 
 def _ask(client: AdminClient, command: str, args: argparse.Namespace) -> Any:
     quote = urllib.parse.quote
-    reason = {"reason": getattr(args, "reason", "") or ""}
+    reason = {"reason": args.reason or ""}
     if command == "messages show":
         if args.provider_id:
             query = {"provider_id": args.id, **({"provider": args.provider} if args.provider else {})}
@@ -237,14 +238,14 @@ def _read_directly(path: Path, config: Config | None, args: argparse.Namespace) 
 
 async def _read(path: Path, config: Config | None, args: argparse.Namespace) -> Any:
     from bridge.core.lookup import Lookup, LookupFailed, parse_time
-    from bridge.store.base import StoreUnavailable
+    from bridge.core.ports import StoreUnavailable
     from bridge.store.sqlite import SqliteStore
 
     store = SqliteStore(path, read_only=True)
     try:
         await store.open()
         lookup = Lookup(store, config)
-        numbers = getattr(args, "show_numbers", False)
+        numbers = args.show_numbers
         if args.command == "queues":
             return await lookup.queues()
         if args.action == "find":
@@ -279,9 +280,10 @@ def check_providers(path: Path, as_json: bool) -> int:
 
 
 async def _check_all(config: Config) -> dict[str, dict[str, Any]]:
+    from bridge.core.ports import ProviderContext
+    from bridge.core.provider_set import check_access
     from bridge.metrics import Metrics
     from bridge.providers import build_provider
-    from bridge.providers.base import ProviderContext, check_access
 
     async def no_report(report: Any) -> bool:
         return False
@@ -412,9 +414,9 @@ def render_queues(v: dict[str, Any]) -> str:
         )
     lines.append("awaiting a provider report:")
     for a in v["awaiting_reports"]:
-        within = "never expected" if a["expected_within_seconds"] is None else f"{a['expected_within_seconds']:g} s"
         lines.append(
-            f"  {a['provider']}: {a['awaiting']} awaiting, {a['overdue']} past {within} ({a['expected_by']})"
+            f"  {a['provider']}: {a['awaiting']} awaiting, {a['overdue']} past their due time"
+            + (f"  next due {a['next_due_at']}" if a["next_due_at"] else "  none due")
             + (f"  oldest {a['oldest_overdue_received_at']}" if a["oldest_overdue_received_at"] else "")
             + (f"  first {_list(a['first_overdue'][:5])}" if a["first_overdue"] else "")
         )

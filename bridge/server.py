@@ -397,7 +397,8 @@ class SmppServer:
         if self.connections:
             self._all_closed.clear()
             try:
-                await asyncio.wait_for(self._all_closed.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: see bridge.core.tasks
+                    await self._all_closed.wait()
             except TimeoutError:
                 return False
         return True

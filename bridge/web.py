@@ -3,7 +3,9 @@
 Callbacks arrive at /callbacks/{provider}/{token}: `{provider}` is the provider's
 name in the config, `{token}` its `callback_token`, compared in constant time. A
 wrong name or token gets the same 404 and changes nothing. Parsing a provider's
-payload belongs to its connector; this module only routes.
+payload belongs to its connector, which gets the request as a plain
+`CallbackRequest` (no aiohttp type): this module only routes, bounds the body and
+checks the token and the source address.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from bridge.core.auth import address_allowed
+from bridge.core.ports import CallbackRequest, Provider
 from bridge.metrics import Metrics
-from bridge.providers.base import Provider
 
 MAX_CALLBACK_BODY = 64 * 1024
 
@@ -26,7 +28,7 @@ Check = Callable[[], Awaitable[tuple[dict[str, bool], dict[str, str]]]]
 
 def make_app(
     metrics: Metrics,
-    providers: Callable[[], Mapping[str, Provider]],
+    providers: Mapping[str, Provider],
     readiness: Check,
     log: Any,
     details: Callable[[], dict[str, Any]] | None = None,
@@ -54,18 +56,20 @@ def make_app(
 
     async def callback(request: web.Request) -> web.StreamResponse:
         name = request.match_info["provider"]
-        provider = providers().get(name)
+        provider = providers.get(name)
         expected = provider.callback_token() if provider is not None else None
         given = request.match_info["token"]
         if provider is None or expected is None or not hmac.compare_digest(expected.encode(), given.encode()):
             metrics.callbacks.labels(name if provider is not None else "unknown", "not_found").inc()
             log.warning("callback_refused", provider=name if provider is not None else "unknown", remote=request.remote)
             raise web.HTTPNotFound()
-        if not _source_allowed(provider, request.remote):
+        networks = provider.settings.callback_allowed_networks
+        if networks and not address_allowed(networks, request.remote):
             metrics.callbacks.labels(name, "forbidden").inc()
             log.warning("callback_refused", provider=name, remote=request.remote, reason="source not allowed")
             raise web.HTTPForbidden()
-        return await provider.handle_callback(request)
+        answer = await provider.handle_callback(await callback_request(request))
+        return web.Response(status=answer.status, text=answer.body, headers=answer.headers)
 
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
@@ -74,7 +78,14 @@ def make_app(
     return app
 
 
-def _source_allowed(provider: Provider, remote: str | None) -> bool:
-    """The provider's `callback_allowed_networks` (empty: every address)."""
-    networks = getattr(provider.settings, "callback_allowed_networks", None)
-    return not networks or address_allowed(networks, remote)
+async def callback_request(request: web.Request) -> CallbackRequest:
+    """aiohttp's request as the neutral value connectors take (the body read here, up
+    to MAX_CALLBACK_BODY: aiohttp answers 413 beyond)."""
+    return CallbackRequest(
+        method=request.method,
+        path=request.path,
+        query={name: request.query[name] for name in request.query},
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=await request.read(),
+        peer=request.remote,
+    )

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from bridge.config import parse_config
 from bridge.core.history import Journal
 from bridge.core.lookup import Lookup, mask, parse_time
 from bridge.core.message import Lifecycle
 from bridge.core.numbers import Number
-from bridge.providers.base import SendResult
-from bridge.store.base import StoreUnavailable
+from bridge.core.ports import SendResult, StoreUnavailable
 from bridge.store.sqlite import SCHEMA, SqliteStore
 from tests.support.providers import stored_message
 
@@ -148,6 +148,39 @@ async def test_masking_reaches_provider_ids_that_carry_the_number(tmp_path: Path
         full = await lookup.message_view(message, numbers=True)
         assert full["provider_ids"] == ["cmjveq0001:233201234567"] and full["destination"] == "0201234567"
         assert full["number"] == "+233201234567"
+    finally:
+        await store.close()
+
+
+async def test_reports_overdue_are_the_accepted_messages_past_their_stored_due_time(tmp_path: Path) -> None:
+    config = parse_config({"providers": {"p": {"type": "simulator"}, "q": {"type": "simulator"}}})
+    store = SqliteStore(tmp_path / "b.db")
+    await store.open()
+    try:
+        late, early, later, never = (stored_message(i) for i in (10, 20, 30, 40))
+        late.due_at, early.due_at, later.due_at, never.due_at = 900.0, 500.0, 1100.0, None
+        late.created_at, early.created_at = 300.0, 200.0
+        done = stored_message(50, Lifecycle.FINAL, done_at=400.0)
+        await store.insert_messages([late, early, later, never, done])
+        queues = await Lookup(store, config, clock=lambda: 1000.0).queues()
+        assert queues["awaiting_reports"] == [
+            {
+                "provider": "p",
+                "awaiting": 4,
+                "next_due_at": "1970-01-01T00:08:20.000Z",  # 500 s: the earliest, already past
+                "overdue": 2,
+                "oldest_overdue_received_at": "1970-01-01T00:03:20.000Z",
+                "first_overdue": ["20", "10"],  # the longest overdue first
+            },
+            {
+                "provider": "q",
+                "awaiting": 0,
+                "next_due_at": None,
+                "overdue": 0,
+                "oldest_overdue_received_at": None,
+                "first_overdue": [],
+            },
+        ]
     finally:
         await store.close()
 

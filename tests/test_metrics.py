@@ -23,8 +23,8 @@ import pytest
 import structlog.testing
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.core.ports import StoreUnavailable
 from bridge.smpp.constants import Status
-from bridge.store.base import StoreUnavailable
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
 from tests.support.waiting import wait_for

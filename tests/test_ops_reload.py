@@ -21,7 +21,7 @@ import pytest
 
 from bridge.config import ConfigError
 from bridge.core.message import Message
-from bridge.providers.base import SendResult
+from bridge.core.ports import SendResult
 from bridge.providers.simulator import Simulator
 from bridge.smpp.constants import Status
 from bridge.smpp.pdu import SubmitSm, SubmitSmResp, encode_pdu

@@ -19,13 +19,12 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from bridge.core.message import Message, Receipt
+from bridge.core.ports import ProviderContext, StoreUnavailable
 from bridge.metrics import Metrics
-from bridge.providers.base import ProviderContext
 from bridge.providers.kaleyra import Kaleyra
 from bridge.simulators.common import wait_for as double_wait_for
 from bridge.simulators.skycore import make_app
 from bridge.smpp.constants import Status
-from bridge.store.base import StoreUnavailable
 from tests.support.daemon import Daemon
 from tests.support.esme import Esme
 from tests.support.providers import account, provider_settings

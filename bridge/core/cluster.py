@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from bridge.core.limits import TokenBucket
 from bridge.core.message import Receipt
-from bridge.store.base import Store, StoreUnavailable
+from bridge.core.ports import Store, StoreUnavailable
 
 # An outbox message adopted from a gone instance is handed to this callback.
 OrphanSink = Callable[[Sequence[int]], Awaitable[object]]

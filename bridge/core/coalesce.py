@@ -18,8 +18,8 @@ from typing import Any
 
 from bridge.core.message import Message
 from bridge.core.numbers import Number
+from bridge.core.ports import Provider, SendResult
 from bridge.core.tasks import Tasks
-from bridge.providers.base import Provider, SendResult
 
 Key = tuple[str, str, str, bool]
 

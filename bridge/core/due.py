@@ -23,9 +23,8 @@ from typing import Any
 
 from bridge.core.cluster import Cluster, Lease
 from bridge.core.message import Lifecycle, Message
+from bridge.core.ports import Provider, Store, StoreUnavailable
 from bridge.core.tasks import Tasks
-from bridge.providers.base import Provider
-from bridge.store.base import Store, StoreUnavailable
 
 RETRY_AFTER_FAILURE = 5.0  # the store or the connector failed: look again after this many seconds
 LOCAL_IDLE = 30.0  # one instance: acceptances wake the timer; the store is read again at least this often
@@ -75,8 +74,9 @@ class DueTimer:
             wait = await self.step()
             if wait > 0:
                 self._until = self._clock() + wait
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                with contextlib.suppress(TimeoutError):  # not wait_for: see bridge.core.tasks
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
 
     async def step(self) -> float:
         """One round: act on what is due now (if this instance holds the lease);

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from bridge.core.message import Message, Receipt
 from bridge.smpp.constants import MessageState, status_name
 
-if TYPE_CHECKING:  # no import cycle at run time: providers import core
-    from bridge.providers.base import SendResult, StatusReport
+if TYPE_CHECKING:  # no import cycle at run time: the ports import the history
+    from bridge.core.ports import SendResult, StatusReport
 
 MAX_PENDING = 50_000  # messages with events waiting for their write; beyond, the oldest are dropped
 

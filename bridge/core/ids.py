@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bridge.store.base import Store
-
-FORMATS = ("decimal", "hex")
+from bridge.core.ports import Store
 
 
 def render_id(message_id: int, fmt: str) -> str:

@@ -22,8 +22,8 @@ from bridge.core.history import HistoryEvent, iso
 from bridge.core.ids import parse_id, render_id
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.core.numbers import TON_INTERNATIONAL, TON_UNKNOWN, Number, normalise
+from bridge.core.ports import Store
 from bridge.core.receipts import wants_receipt
-from bridge.store.base import Store
 
 KEEP_DIGITS = 4  # a masked number shows this many of its last digits
 LIST_LIMIT = 20  # message ids listed per queue line
@@ -73,25 +73,6 @@ def destination_keys(text: str) -> list[str]:
         if isinstance(number, Number) and number.digits not in keys:
             keys.append(number.digits)
     return keys
-
-
-def report_expected_within(settings: Any) -> tuple[float | None, str]:
-    """Seconds after acceptance within which a provider's final report is expected, and
-    which setting says so (None: never expected). Kept apart so that it can move to
-    due times stored per message."""
-    kind = settings.type
-    if kind == "simulator":
-        return settings.delivery_delay, "delivery_delay"
-    if kind == "contacta":
-        timeout = settings.receipt_timeout
-        return (timeout, "receipt_timeout (synthetic receipt)") if timeout > 0 else (None, "no delivery reports")
-    if kind in ("kaleyra", "flashsms"):
-        if settings.poll_interval > 0:
-            return settings.poll_interval, "poll_interval"
-        return settings.pending_max_age, "pending_max_age"
-    if kind == "skycore":
-        return (settings.final_timeout, "final_timeout") if settings.final_timeout > 0 else (None, "final_timeout 0")
-    return None, "unknown provider type"
 
 
 class Lookup:
@@ -346,22 +327,25 @@ class Lookup:
         return lines
 
     async def _awaiting_reports(self, now: float) -> list[dict[str, Any]]:
+        """Per provider: accepted messages waiting for its report, and those whose
+        stored due time (the next poll, synthetic receipt or give-up) has passed
+        without the bridge acting: normally none for long, since the due timer acts
+        at the due time; many mean nobody runs that provider's due timer (the daemon
+        is stopped; in a cluster, the lease holder is gone) or the store fails."""
         if self.config is None:
             return []
         lines = []
-        for name, settings in sorted(self.config.providers.items()):
-            within, basis = report_expected_within(settings)
-            messages = await self._scan([Lifecycle.ACCEPTED], provider=name)
-            overdue = [m for m in messages if within is not None and m.created_at + within < now]
-            overdue.sort(key=lambda m: m.created_at)
+        for name in sorted(self.config.providers):
+            awaiting = await self._scan([Lifecycle.ACCEPTED], provider=name)
+            overdue = await self.store.due_messages(name, now, SCAN_LIMIT)
+            next_due = await self.store.next_due(name)
             lines.append(
                 {
                     "provider": name,
-                    "awaiting": len(messages),
-                    "expected_within_seconds": within,
-                    "expected_by": basis,
+                    "awaiting": len(awaiting),
+                    "next_due_at": iso(next_due),
                     "overdue": len(overdue),
-                    "oldest_overdue_received_at": iso(overdue[0].created_at) if overdue else None,
+                    "oldest_overdue_received_at": iso(min(m.created_at for m in overdue)) if overdue else None,
                     "first_overdue": [self.render(m.id, m.system_id) for m in overdue[:LIST_LIMIT]],
                 }
             )

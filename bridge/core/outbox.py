@@ -32,13 +32,12 @@ from typing import Any
 from bridge.config import OutboxSettings
 from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Lifecycle, Message
+from bridge.core.ports import Outcome, SendResult, Store, StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.sender import Sender
 from bridge.core.tasks import Tasks
 from bridge.metrics import Metrics
-from bridge.providers.base import Outcome, SendResult
 from bridge.smpp.constants import MessageState
-from bridge.store.base import Store, StoreUnavailable
 
 
 def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | None, rand: float) -> float:

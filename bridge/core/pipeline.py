@@ -21,11 +21,11 @@ from bridge.core.ids import IdAllocator, parse_id, render_id
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment
 from bridge.core.numbers import Number, Unusable, normalise
 from bridge.core.outbox import Outbox
+from bridge.core.ports import Outcome, Store, StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.router import Resolved, Router
 from bridge.core.sender import Sender
 from bridge.metrics import Metrics, labels
-from bridge.providers.base import Outcome
 from bridge.smpp.constants import (
     ESM_CLASS_MESSAGE_TYPE_MASK,
     NPI_VALUES,
@@ -56,7 +56,6 @@ from bridge.smpp.text import Charset, TextError, coding_of, decode_text, ia5_cha
 from bridge.smpp.times import format_smpp_time, parse_smpp_time
 from bridge.smpp.udh import Segment, split_payload
 from bridge.smpp.versions import id_format_for, receipt_kind_allowed, status_for
-from bridge.store.base import Store, StoreUnavailable
 
 PREVIEW_CHARS = 20
 _CHARSETS = {"gsm0338": Charset.GSM0338, "latin1": Charset.LATIN1, "ascii": Charset.ASCII}

@@ -35,9 +35,9 @@ from bridge.core.cluster import LocalReceiptQueue, ReceiptQueue
 from bridge.core.connection import Connection
 from bridge.core.ids import render_id
 from bridge.core.message import Lifecycle, Message, Part, Receipt
+from bridge.core.ports import StatusReport, Store
 from bridge.core.registry import SessionRegistry
 from bridge.metrics import Metrics, labels
-from bridge.providers.base import StatusReport
 from bridge.smpp.constants import (
     ESM_CLASS_DELIVERY_RECEIPT,
     RECEIPT_ALWAYS,
@@ -51,7 +51,6 @@ from bridge.smpp.constants import (
 )
 from bridge.smpp.receipt import receipt_deliver_sm
 from bridge.smpp.versions import RECEIPT_SUCCESS_ONLY
-from bridge.store.base import Store
 
 RETRY_DELAY_MAX = 600.0
 # A report may beat the store write of its own send (a provider calling back before
@@ -137,8 +136,8 @@ class ReceiptEngine:
         self._receipt_children: dict[tuple[str, ...], Any] = {}
         self._report_children: dict[tuple[str, ...], Any] = {}
         self._latency_children: dict[tuple[str, ...], Any] = {}
-        self._shared = queue or LocalReceiptQueue(store)
-        self._shared.attach(self._take_shared, self.room)
+        self._receipt_queue = queue or LocalReceiptQueue(store)
+        self._receipt_queue.attach(self._take_handed_over, self.room)
 
     # -- intake ----------------------------------------------------------------------
 
@@ -220,7 +219,7 @@ class ReceiptEngine:
         finally:
             if self._committing.get(message.id) is write:
                 del self._committing[message.id]
-        self.enqueue(self._shared.added(receipts))
+        self.enqueue(self._receipt_queue.added(receipts))
         return True
 
     async def fail_parts(self, message: Message, parts: Sequence[Part], state: MessageState, error: int) -> None:
@@ -233,7 +232,7 @@ class ReceiptEngine:
         redelivery) and queue them for delivery."""
         if receipts:
             await self._store.add_receipts(receipts)
-            self.enqueue(self._shared.added(receipts))
+            self.enqueue(self._receipt_queue.added(receipts))
 
     def _count_report(self, provider: str, result: str) -> None:
         labels(self._metrics.provider_reports, self._report_children, provider, result).inc()
@@ -254,13 +253,13 @@ class ReceiptEngine:
 
     async def load_pending(self) -> int:
         """Queue every stored receipt that is this instance's to send (at start-up)."""
-        pending = await self._shared.load()
+        pending = await self._receipt_queue.load()
         for receipt in pending:
             self._queues.setdefault(receipt.system_id, deque()).append(receipt)
         return len(pending)
 
-    def _take_shared(self, receipts: list[Receipt]) -> None:
-        """Receipts the shared queue handed to this instance; one refused before (by
+    def _take_handed_over(self, receipts: list[Receipt]) -> None:
+        """Receipts the receipt queue handed to this instance; one refused before (by
         any instance) waits here until its next attempt is due."""
         now = self._clock()
         due = []
@@ -296,7 +295,7 @@ class ReceiptEngine:
         queue = self._queues.get(system_id)
         receivers = self._registry.receivers(system_id)
         if not receivers:
-            if queue and self._shared.give_back(system_id, list(queue)):
+            if queue and self._receipt_queue.give_back(system_id, list(queue)):
                 queue.clear()
             return
         if queue:
@@ -311,7 +310,7 @@ class ReceiptEngine:
                 if not queue:
                     break
         if not queue:
-            self._shared.want(system_id)
+            self._receipt_queue.want(system_id)
 
     def _send(self, conn: Connection, receipt: Receipt) -> None:
         account = self._account_of(receipt.system_id)
@@ -422,11 +421,11 @@ class ReceiptEngine:
         local = (
             len(self._queues.get(system_id, ())) + self._in_flight.get(system_id, 0) + self._delayed.get(system_id, 0)
         )
-        return self._shared.waiting(system_id, local)
+        return self._receipt_queue.waiting(system_id, local)
 
     def waiting(self) -> list[tuple[str, float]]:
         """Receipts not yet acknowledged, by system_id (queued, in flight, delayed)."""
-        names = set(self._queues) | set(self._in_flight) | set(self._delayed) | set(self._shared.accounts())
+        names = set(self._queues) | set(self._in_flight) | set(self._delayed) | set(self._receipt_queue.accounts())
         return sorted((name, float(self.waiting_for(name))) for name in names)
 
     def stop(self) -> None:

@@ -22,8 +22,8 @@ from bridge.core.circuit import CircuitBreaker, CircuitState
 from bridge.core.coalesce import Coalescer
 from bridge.core.history import Journal
 from bridge.core.message import Lifecycle, Message
+from bridge.core.ports import Outcome, Provider, SendResult
 from bridge.metrics import Metrics, labels
-from bridge.providers.base import Outcome, Provider, SendResult
 from bridge.smpp.constants import Status
 
 NO_FLASH = SendResult.rejected(Status.ESME_RSUBMITFAIL, "no provider on the route can send flash")
@@ -67,7 +67,8 @@ class InFlight:
             return True
         idle = self._idle.setdefault(key, asyncio.Event())
         try:
-            await asyncio.wait_for(idle.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see bridge.core.tasks
+                await idle.wait()
         except TimeoutError:
             return False
         return True
@@ -81,6 +82,7 @@ class Sender:
         log: Any,
         clock: Callable[[], float] = time.monotonic,
         journal: Journal | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.providers = providers
         self._metrics = metrics
@@ -89,7 +91,7 @@ class Sender:
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
         self._coalescers: dict[str, Coalescer] = {}
-        self.in_flight = InFlight()
+        self.in_flight = in_flight if in_flight is not None else InFlight()
         self.on_circuit_closed: Callable[[str], None] | None = None
         self.on_due_set: Callable[[str, float], None] | None = None  # (provider, due time): DueTimers.wake
         self._request_children: dict[tuple[str, ...], Any] = {}

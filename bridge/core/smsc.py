@@ -17,6 +17,7 @@ from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
 from bridge.core.message import Receipt
 from bridge.core.pipeline import Pipeline
+from bridge.core.ports import StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
 from bridge.core.tasks import Tasks
@@ -32,7 +33,6 @@ from bridge.smpp.session import (
     ResponseTimedOut,
     Unbound,
 )
-from bridge.store.base import StoreUnavailable
 
 
 class Smsc:

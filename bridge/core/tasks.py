@@ -4,6 +4,13 @@ A `Tasks` set keeps each task it spawned until the task ends, logs a task that d
 with an exception (with its traceback) the moment it does, and on `cancel` cancels
 and awaits every task still running, so that nothing outlives the part that
 started it. `wait` lets the running ones finish first (a drain with a deadline).
+
+A task that may be cancelled (every task here, at stop) bounds a wait with
+`asyncio.timeout()`, never `asyncio.wait_for()`: on Python 3.11, when what wait_for
+awaits completes in the very loop turn the task is cancelled (an event set as the
+stop comes), wait_for returns its result and the cancellation is lost
+(bpo-42130, fixed in 3.12), so the task goes on (a due timer, a provider check) and
+`cancel` waits for it for ever.
 """
 
 from __future__ import annotations

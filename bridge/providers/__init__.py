@@ -10,7 +10,7 @@ import inspect
 from typing import Any
 
 from bridge.config import PROVIDER_TYPES
-from bridge.providers.base import Provider, ProviderContext
+from bridge.core.ports import Provider, ProviderContext
 
 
 def connector_class(kind: str) -> type[Provider]:
@@ -18,7 +18,7 @@ def connector_class(kind: str) -> type[Provider]:
         raise KeyError(kind)
     module = importlib.import_module(f"bridge.providers.{kind}")
     for value in vars(module).values():
-        if inspect.isclass(value) and issubclass(value, Provider) and getattr(value, "kind", None) == kind:
+        if inspect.isclass(value) and issubclass(value, Provider) and value.kind == kind:
             return value
     raise LookupError(f"bridge.providers.{kind} has no Provider of kind {kind!r}")
 

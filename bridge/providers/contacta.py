@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 from bridge.config import ContactaProvider as ContactaSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number, national_in
+from bridge.core.ports import Outcome, Provider, ProviderCheck, ProviderContext, SendResult
 from bridge.logging import mask_number
-from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,

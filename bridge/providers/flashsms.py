@@ -28,16 +28,8 @@ from typing import Any, ClassVar
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number, national_in
+from bridge.core.ports import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.logging import mask_number
-from bridge.providers.base import (
-    Outcome,
-    Provider,
-    ProviderCheck,
-    ProviderContext,
-    SendResult,
-    StatusReport,
-    send_checked,
-)
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -47,6 +39,7 @@ from bridge.providers.http import (
     refusal,
     refused_by_status,
     retry_after,
+    send_checked,
     undocumented_answer,
 )
 from bridge.providers.polling import hold_off, next_poll, worth_reporting
@@ -182,12 +175,12 @@ def recipient_statuses(body: Any, phones: Sequence[str]) -> dict[str, str]:
 class FlashSms(Provider):
     kind: ClassVar[str] = "flashsms"
     supports_flash: ClassVar[bool] = False
-    max_batch = 1000  # recipients per request (document 002)
     due_batch = 1000  # due messages per on_due: grouped by messageId, one poll each
     settings: FlashSmsSettings
 
     def __init__(self, name: str, settings: FlashSmsSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
+        self.max_batch = settings.max_recipients  # recipients per request: at most 1000 (document 002)
         key = settings.api_key.get_secret_value()
         auth = {"Authorization": f"Bearer {key}"} if settings.auth_header == "bearer" else {"X-API-Key": key}
         self._http = HttpClient.for_provider(settings, {**auth, "Accept": "*/*"})
@@ -275,7 +268,8 @@ class FlashSms(Provider):
                 )
             ] * len(batch)
         try:
-            await asyncio.wait_for(self._window.acquire(), max(self.settings.rate_limit_wait, 0.01))
+            async with asyncio.timeout(max(self.settings.rate_limit_wait, 0.01)):  # see bridge.core.tasks
+                await self._window.acquire()
         except TimeoutError:
             throttled = SendResult.not_sent(
                 Status.ESME_RTHROTTLED,

@@ -20,14 +20,15 @@ import contextlib
 import json as _json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from bridge import __version__
-from bridge.providers.base import Outcome, ProviderCheck, SendResult
+from bridge.core.message import Message
+from bridge.core.ports import Outcome, ProviderCheck, SendResult
 from bridge.providers.wire import AnswerLost, ConnectFailed, WireClient
 from bridge.smpp.constants import Status
 
@@ -229,8 +230,9 @@ class RequestWindow:
         async with self._lock:
             while (wait := self.delay()) != 0.0:
                 self._released.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._released.wait(), wait)
+                with contextlib.suppress(TimeoutError):  # not wait_for: see bridge.core.tasks
+                    async with asyncio.timeout(wait):
+                        await self._released.wait()
             self._open += 1
 
     def release(self) -> None:
@@ -246,3 +248,18 @@ class RequestWindow:
             yield
         finally:
             self.release()
+
+
+async def send_checked(
+    messages: Sequence[Message],
+    check: Callable[[Message], SendResult | None],
+    send_together: Callable[[list[Message]], Awaitable[list[SendResult]]],
+) -> list[SendResult]:
+    """Results in order: what `check` refuses is refused, the rest share one request."""
+    results: list[SendResult | None] = [check(message) for message in messages]
+    positions = [i for i, refused in enumerate(results) if refused is None]
+    if positions:
+        sent = await send_together([messages[i] for i in positions])
+        for i, result in zip(positions, sent, strict=True):
+            results[i] = result
+    return [result for result in results if result is not None]

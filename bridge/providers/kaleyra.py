@@ -30,21 +30,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from aiohttp import web
-
 from bridge.config import KaleyraProvider as KaleyraSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number
-from bridge.logging import mask_number
-from bridge.providers.base import (
+from bridge.core.ports import (
+    CallbackAnswer,
+    CallbackRequest,
     Outcome,
     Provider,
     ProviderCheck,
     ProviderContext,
     SendResult,
     StatusReport,
-    send_checked,
+    StoreUnavailable,
 )
+from bridge.logging import mask_number
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -54,12 +54,12 @@ from bridge.providers.http import (
     refusal,
     refused_by_status,
     retry_after,
+    send_checked,
     undocumented_answer,
 )
 from bridge.providers.polling import hold_off, next_poll, worth_reporting
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import is_gsm, sms_parts
-from bridge.store.base import StoreUnavailable
 
 # -- mapping tables (PROVIDERS.md 3.2 and 3.3; the SMPP side is a proposal) ------------
 
@@ -414,12 +414,12 @@ class Kaleyra(Provider):
 
     # -- callbacks -----------------------------------------------------------------------
 
-    async def handle_callback(self, request: web.Request) -> web.StreamResponse:
+    async def handle_callback(self, request: CallbackRequest) -> CallbackAnswer:
         """GET with query parameters, or POST/PUT with a JSON object (or list) or form
         fields. Answered 200 only once every report in it is committed to the store;
         503 when the store failed, so that Kaleyra calls again."""
         try:
-            reports = await _callback_fields(request)
+            reports = callback_fields(request)
         except ValueError:
             return self._callback_answer("invalid", 400)
         results = []
@@ -447,9 +447,9 @@ class Kaleyra(Provider):
         known = await self.context.report(report)  # returns once committed (a final state ends polling)
         return "accepted" if known else "unknown_id"
 
-    def _callback_answer(self, result: str, status: int) -> web.Response:
+    def _callback_answer(self, result: str, status: int) -> CallbackAnswer:
         self.context.metrics.callbacks.labels(self.name, result).inc()
-        return web.Response(status=status, text="OK" if status == 200 else "ERROR")
+        return CallbackAnswer(status, "OK" if status == 200 else "ERROR")
 
     # -- polling -------------------------------------------------------------------------
 
@@ -520,19 +520,19 @@ class Kaleyra(Provider):
                 due[i] = None
 
 
-async def _callback_fields(request: web.Request) -> list[dict[str, Any]]:
+def callback_fields(request: CallbackRequest) -> list[dict[str, Any]]:
     """The reports of one callback request: the query, merged with a JSON object, each
     object of a JSON list, or form fields. ValueError for a body that is none of these."""
     query: dict[str, Any] = dict(request.query)
-    if request.method == "GET" or not request.can_read_body:
+    if request.method == "GET" or not request.body:
         return [query]
     if request.content_type == "application/json" or request.content_type.endswith("+json"):
         try:
-            body = await request.json()
+            body = request.json()
         except ValueError as exc:
             raise ValueError("not JSON") from exc
         items = body if isinstance(body, list) else [body]
         if not items or not all(isinstance(item, dict) for item in items):
             raise ValueError("not a JSON object")
         return [{**query, **item} for item in items]
-    return [{**query, **dict(await request.post())}]
+    return [{**query, **request.form()}]

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from bridge.config import SimulatorProvider as SimulatorSettings
 from bridge.core.message import Message
-from bridge.providers.base import Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
+from bridge.core.ports import Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.smpp.constants import MessageState, Status
 
 SIMULATOR_ERRORS = {MessageState.UNDELIVERABLE: 1, MessageState.EXPIRED: 0}

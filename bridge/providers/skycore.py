@@ -20,13 +20,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple
 
-from aiohttp import web
-
 from bridge.config import SkycoreProvider as SkycoreSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number
+from bridge.core.ports import (
+    CallbackAnswer,
+    CallbackRequest,
+    Outcome,
+    Provider,
+    ProviderCheck,
+    ProviderContext,
+    SendResult,
+    StatusReport,
+)
 from bridge.logging import mask_number
-from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -252,21 +259,21 @@ class Skycore(Provider):
 
     # -- postbacks ---------------------------------------------------------------------
 
-    async def handle_callback(self, request: web.Request) -> web.StreamResponse:
+    async def handle_callback(self, request: CallbackRequest) -> CallbackAnswer:
         """One postback. Cheap on purpose (one store lookup and one group-committed
         write) so Skycore gets its 200 well within its 10 seconds. The 200 comes only
         after the new state is committed; a failure to record answers 503 so that
         Skycore sends the postback again later."""
         if request.method != "POST":
             self._count("bad_method")
-            raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+            return CallbackAnswer.error(405, headers={"Allow": "POST"})
         try:
-            payload = await request.json()
+            payload = request.json()
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
             self._count("bad_request")
-            raise web.HTTPBadRequest(text="expected a JSON object")
+            return CallbackAnswer.error(400, "expected a JSON object")
         mapped = postback_state(payload)
         tracking_id = payload.get("tracking-id")
         tracking_id = str(tracking_id).strip() if isinstance(tracking_id, (str, int)) else ""
@@ -274,12 +281,12 @@ class Skycore(Provider):
             # Other origins (SMS_MO, MMS_*) share the URL: they are not ours to handle.
             self._count("ignored")
             self.log.info("skycore_postback_ignored", origin=str(payload.get("origin")), code=str(payload.get("code")))
-            return web.Response(text="OK")
+            return CallbackAnswer()
         code, postback = mapped
         key = (tracking_id, code)
         if key in self._seen:
             self._count("duplicate")
-            return web.Response(text="OK")
+            return CallbackAnswer()
         report = StatusReport(
             self.name,
             tracking_id,
@@ -293,10 +300,10 @@ class Skycore(Provider):
         except Exception:
             self._count("error")
             self.log.exception("skycore_postback_failed", code=code)
-            raise web.HTTPServiceUnavailable() from None
+            return CallbackAnswer.error(503)
         self._remember(key)
         self._count("ok" if known else "unknown_id")
-        return web.Response(text="OK")
+        return CallbackAnswer()
 
     def _remember(self, key: tuple[str, str]) -> None:
         self._seen[key] = None

@@ -179,15 +179,13 @@ class Pool:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
+            async with asyncio.timeout(self.connect_timeout):  # not wait_for: see bridge.core.tasks
+                _, conn = await loop.create_connection(
                     lambda: _Connection(self),
                     self.origin.host,
                     self.origin.port,
                     ssl=self.ssl_context if self.origin.tls else None,
-                ),
-                self.connect_timeout,
-            )
+                )
         except TimeoutError as exc:
             raise ConnectFailed("connect timeout") from exc
         except OSError as exc:
@@ -260,7 +258,8 @@ class WireClient:
         conn = await pool.acquire()
         answer = conn.send(request)
         try:
-            result = await asyncio.wait_for(answer, self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: see bridge.core.tasks
+                result = await answer
         except TimeoutError as exc:
             pool.release(conn, reusable=False)
             raise AnswerLost("read timeout after the request was sent") from exc

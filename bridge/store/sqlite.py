@@ -31,16 +31,9 @@ from typing import Any, TypeVar
 
 from bridge.core.history import HistoryEvent, receipt_owner
 from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.ports import MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable
 from bridge.logging import get_logger
-from bridge.store.base import (
-    MAX_ID_PROBES,
-    MAX_MESSAGE_ID,
-    PURGE_BATCH,
-    Store,
-    StoreUnavailable,
-    id_seed,
-    wrapped,
-)
+from bridge.store.ids import MAX_ID_PROBES, id_seed, wrapped
 from bridge.store.records import (
     dump_event,
     dump_message,
@@ -53,7 +46,7 @@ from bridge.store.records import (
 )
 
 T = TypeVar("T")
-Read = Callable[[sqlite3.Connection], Any]
+OnConnection = Callable[[sqlite3.Connection], Any]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -148,7 +141,6 @@ WRITES: tuple[tuple[str, str], ...] = (
     ("delete_receipt", "DELETE FROM receipts WHERE id = ?"),
     ("insert_history", "INSERT INTO history (message_id, at, record) VALUES (?, ?, ?)"),
 )
-WRITE_SQL = dict(WRITES)
 # The highest Message or Part id stored in a range (reserve_ids skips past it).
 _HIGHEST_TAKEN = (
     "SELECT MAX(id) FROM (SELECT MAX(id) AS id FROM messages WHERE id BETWEEN ? AND ?"
@@ -167,10 +159,10 @@ class _Write:
         self.future = future
 
 
-class _Read:
+class _Call:
     __slots__ = ("fn", "future")
 
-    def __init__(self, fn: Read, future: asyncio.Future[Any]) -> None:
+    def __init__(self, fn: OnConnection, future: asyncio.Future[Any]) -> None:
         self.fn = fn
         self.future = future
 
@@ -311,11 +303,13 @@ class SqliteStore(Store):
         if not future.cancelled() and future.exception() is not None:
             self._log.error("store_write_failed", error=str(future.exception()))
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the writer thread's connection, in order with the queued writes
+        and inside their transaction (so it may write too: ids, purges, segments)."""
         if self._thread is None or self._loop is None:
             raise StoreUnavailable("store is closed")
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Read(fn, future))
+        self._queue.put(_Call(fn, future))
         return await future
 
     # -- ids -------------------------------------------------------------------------
@@ -336,7 +330,7 @@ class SqliteStore(Store):
                 first = taken + 1  # after the stored ids (after a wrap: still in retention)
             raise StoreUnavailable("no free message ids: the store holds too many messages")
 
-        return await self._read(reserve)
+        return await self._transact(reserve)
 
     # -- messages --------------------------------------------------------------------
 
@@ -403,7 +397,7 @@ class SqliteStore(Store):
                 ).fetchone()
             return load_message(row[0]) if row else None
 
-        found = await self._read(get)
+        found = await self._transact(get)
         if found is not None and found.lifecycle is not Lifecycle.FINAL:
             found = self._live.setdefault(found.id, found)  # one object per unfinished message
         return found
@@ -421,7 +415,7 @@ class SqliteStore(Store):
             ).fetchone()
             return load_message(row[0]) if row else None
 
-        found = await self._read(find)
+        found = await self._transact(find)
         if found is not None and found.lifecycle is not Lifecycle.FINAL:
             found = self._live.setdefault(found.id, found)  # one object per message, whoever read it first
         return found
@@ -441,7 +435,7 @@ class SqliteStore(Store):
         def select(conn: sqlite3.Connection) -> list[Message]:
             return [load_message(row[0]) for row in conn.execute(sql, args)]
 
-        found = await self._read(select)
+        found = await self._transact(select)
         out = []
         for message in found:
             live = self._live.get(message.id)
@@ -459,7 +453,7 @@ class SqliteStore(Store):
             ).fetchall()
 
         out = []
-        for record, due_at, polls in await self._read(select):
+        for record, due_at, polls in await self._transact(select):
             message = load_message(record)
             live = self._live.get(message.id)
             if live is None:
@@ -476,20 +470,10 @@ class SqliteStore(Store):
             ).fetchone()
             return row[0] if row else None
 
-        return await self._read(select)
+        return await self._transact(select)
 
     def reschedule(self, messages: Sequence[Message]) -> Awaitable[None]:
         return self._write({"reschedule": [(m.due_at, m.polls, m.id) for m in messages]})
-
-    async def count_outbox(self) -> dict[str, int]:
-        def count(conn: sqlite3.Connection) -> dict[str, int]:
-            rows = conn.execute(
-                "SELECT first_provider, COUNT(*) FROM messages WHERE lifecycle IN (?, ?) GROUP BY first_provider",
-                (int(Lifecycle.QUEUED), int(Lifecycle.SENDING)),
-            )
-            return {provider: n for provider, n in rows}
-
-        return await self._read(count)
 
     async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
         # By id, through the indexes on message_id: no record is decoded. One batch is
@@ -504,7 +488,7 @@ class SqliteStore(Store):
             conn.executemany("DELETE FROM messages WHERE id = ?", ids)
             return len(ids)
 
-        return await self._read(purge)
+        return await self._transact(purge)
 
     # -- segments --------------------------------------------------------------------
 
@@ -525,7 +509,7 @@ class SqliteStore(Store):
             conn.execute("DELETE FROM segments WHERE set_key = ?", (segment.set_key,))
             return [load_segment(r, data) for r, data in rows]
 
-        return await self._read(add)
+        return await self._transact(add)
 
     async def take_expired_segments(self, created_before: float) -> list[PendingSegment]:
         def take(conn: sqlite3.Connection) -> list[PendingSegment]:
@@ -540,7 +524,7 @@ class SqliteStore(Store):
                 conn.execute("DELETE FROM segments WHERE set_key = ?", (key,))
             return out
 
-        return await self._read(take)
+        return await self._transact(take)
 
     # -- receipts --------------------------------------------------------------------
 
@@ -572,7 +556,7 @@ class SqliteStore(Store):
                 )
             return [load_receipt(row[0]) for row in rows]
 
-        return await self._read(select)
+        return await self._transact(select)
 
     # -- history and the operator's queries -------------------------------------------
 
@@ -584,7 +568,7 @@ class SqliteStore(Store):
             rows = conn.execute("SELECT record FROM history WHERE message_id = ? ORDER BY seq", (message_id,))
             return [load_event(row[0]) for row in rows]
 
-        return await self._read(select)
+        return await self._transact(select)
 
     async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
         def select(conn: sqlite3.Connection) -> list[Message]:
@@ -595,7 +579,7 @@ class SqliteStore(Store):
             )
             return [load_message(row[0]) for row in rows]
 
-        return [self._live.get(m.id, m) for m in await self._read(select)]
+        return [self._live.get(m.id, m) for m in await self._transact(select)]
 
     async def purge_history(self, before: float) -> int:
         # Rows are appended in time order: everything before the first young row is
@@ -611,7 +595,7 @@ class SqliteStore(Store):
 
         total = 0
         while True:
-            deleted = await self._read(purge)
+            deleted = await self._transact(purge)
             total += deleted
             if deleted < HISTORY_PURGE_BATCH:
                 return total
@@ -629,7 +613,7 @@ class SqliteStore(Store):
                 sets.setdefault(set_key, []).append(load_segment(record, b""))
             return list(sets.values())
 
-        return await self._read(select)
+        return await self._transact(select)
 
 
 def _add_history(conn: sqlite3.Connection) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.store.base import PURGE_BATCH, Store
+from bridge.core.ports import PURGE_BATCH, Store
 from bridge.store.sqlite import SqliteStore
 from tests.bench.large_store import make
 from tests.support.daemon import Daemon

@@ -1,6 +1,6 @@
 """Fakes for the core's unit tests: a store, a provider, a clock, a log and an SMPP
-connection, each implementing the interface core code uses (`bridge/store/base.py`,
-`bridge/providers/base.py`, `bridge/core/connection.py`) and nothing more.
+connection, each implementing the interface core code uses (`bridge/core/ports.py`:
+`Store`, `Provider`; `bridge/core/connection.py`) and nothing more.
 
 The store keeps what was committed apart from the objects core code holds, so a
 test can ask what a crash would leave; its writes can be held (a slow disk) or made
@@ -19,10 +19,9 @@ from typing import Any, ClassVar
 from bridge.config import parse_config
 from bridge.core.history import HistoryEvent
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.ports import Provider, ProviderContext, SendResult, Store, StoreUnavailable
 from bridge.metrics import Metrics
-from bridge.providers.base import Provider, ProviderContext, SendResult
 from bridge.smpp.session import Session, SessionConfig
-from bridge.store.base import Store, StoreUnavailable
 
 
 class FakeClock:
@@ -93,6 +92,7 @@ class FakeStore(Store):
         self.opened = False
         self.closed = False
         self.events: list[HistoryEvent] = []
+        self._pending: set[asyncio.Future[None]] = set()
 
     # -- lifecycle
     async def open(self) -> None:
@@ -110,7 +110,16 @@ class FakeStore(Store):
                 raise self.fail
             apply()
 
-        return asyncio.ensure_future(commit())
+        write = asyncio.ensure_future(commit())
+        self._pending.add(write)
+        write.add_done_callback(self._pending.discard)
+        return write
+
+    async def _after_writes(self) -> None:
+        """As in the real stores, whose reads queue behind the writes called before
+        them: the due times a timer reads include an acceptance written just before."""
+        if self._pending:
+            await asyncio.wait(list(self._pending))
 
     def _keep(self, messages: Sequence[Message]) -> None:
         for message in messages:
@@ -200,6 +209,7 @@ class FakeStore(Store):
         return found[:limit]
 
     async def due_messages(self, provider: str, now: float, limit: int = 500) -> list[Message]:
+        await self._after_writes()
         due = sorted(
             (m for m in self._waiting(provider) if m.due_at is not None and m.due_at <= now),
             key=lambda m: (m.due_at, m.id),
@@ -213,6 +223,7 @@ class FakeStore(Store):
         return found
 
     async def next_due(self, provider: str) -> float | None:
+        await self._after_writes()
         return min((m.due_at for m in self._waiting(provider) if m.due_at is not None), default=None)
 
     def _waiting(self, provider: str) -> list[Message]:
@@ -228,13 +239,6 @@ class FakeStore(Store):
                     stored.due_at, stored.polls = due_at, polls
 
         return self._write(apply)
-
-    async def count_outbox(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for m in self.committed.values():
-            if m.lifecycle in (Lifecycle.QUEUED, Lifecycle.SENDING):
-                counts[m.route[0]] = counts.get(m.route[0], 0) + 1
-        return counts
 
     async def purge(self, finished_before: float) -> int:
         return 0

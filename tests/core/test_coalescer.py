@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from bridge.core.coalesce import Coalescer
-from bridge.providers.base import Outcome, SendResult
+from bridge.core.ports import Outcome, SendResult
 from tests.core.fakes import FakeProvider, RecordingLog
 from tests.support.providers import make_message
 

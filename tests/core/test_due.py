@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from bridge.core.cluster import Lease, LocalCluster
 from bridge.core.due import RETRY_AFTER_FAILURE, DueTimer
 from bridge.core.message import Lifecycle, Message
-from bridge.providers.base import Provider, SendResult
-from bridge.store.base import StoreUnavailable
+from bridge.core.ports import Provider, SendResult, StoreUnavailable
 from tests.core.fakes import FakeStore, RecordingLog, provider_settings
 from tests.support.clock import Clock
 from tests.support.providers import Reports, stored_message
@@ -179,3 +178,25 @@ async def test_an_acceptance_wakes_the_sleeping_timer_when_it_is_due_sooner() ->
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_timer_woken_as_it_is_cancelled_still_stops() -> None:
+    """Stop (`DueTimers.stop` cancels each timer) can come in the very loop turn an
+    acceptance wakes the timer; the cancellation must not be lost in that race, or
+    the bridge's stop waits for a timer that goes on looping."""
+    store, provider, clock = FakeStore(), Timed(), Clock(1000.0)
+    due = timer(store, provider, clock)
+    asked = asyncio.Event()
+    next_due = store.next_due
+
+    async def noted(name: str) -> float | None:
+        asked.set()
+        return await next_due(name)
+
+    store.next_due = noted  # type: ignore[method-assign]
+    running = asyncio.ensure_future(due.run())
+    await asyncio.wait_for(asked.wait(), 5)  # its first round is done: it sleeps now
+    due.wake(clock.now)  # an acceptance wakes it ...
+    running.cancel()  # ... in the same turn as the stop
+    done, _ = await asyncio.wait([running], timeout=5)
+    assert running in done and running.cancelled()

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bridge.core.ids import IdAllocator
-from bridge.store.base import StoreUnavailable
+from bridge.core.ports import StoreUnavailable
 from tests.core.fakes import FakeStore
 
 

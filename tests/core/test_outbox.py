@@ -10,11 +10,11 @@ from typing import Any
 from bridge.config import OutboxSettings
 from bridge.core.message import Lifecycle, Message
 from bridge.core.outbox import Outbox
+from bridge.core.ports import SendResult
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
 from bridge.core.sender import Sender
 from bridge.metrics import Metrics
-from bridge.providers.base import SendResult
 from bridge.smpp.constants import MessageState, Status
 from tests.core.fakes import FakeClock, FakeProvider, FakeStore, RecordingLog
 from tests.support.providers import make_message

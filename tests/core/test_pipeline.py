@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 
 from bridge.core.message import Lifecycle
-from bridge.providers.base import SendResult, StatusReport
+from bridge.core.ports import SendResult, StatusReport, StoreUnavailable
 from bridge.smpp.constants import MessageState, Status
-from bridge.store.base import StoreUnavailable
 from tests.core.fakes import FakeProvider
 from tests.core.smsc_rig import (
     DELIVER_SM,

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from bridge.core.message import Lifecycle, Message
+from bridge.core.ports import StatusReport, StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
 from bridge.logging import get_logger
 from bridge.metrics import Metrics
-from bridge.providers.base import StatusReport
 from bridge.smpp.constants import MessageState
-from bridge.store.base import StoreUnavailable
 from bridge.store.sqlite import SqliteStore
 from tests.core.fakes import FakeStore
 from tests.support.providers import stored_message

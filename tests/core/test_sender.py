@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 
 from bridge.core.message import Message
+from bridge.core.ports import Outcome, Provider, SendResult
 from bridge.core.sender import Sender
 from bridge.metrics import Metrics
-from bridge.providers.base import Outcome, Provider, SendResult
 from bridge.smpp.constants import Status
 from tests.core.fakes import FakeClock, FakeProvider, RecordingLog
 from tests.support.providers import make_message

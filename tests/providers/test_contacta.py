@@ -14,7 +14,7 @@ import pytest
 from bridge.config import ConfigError, ContactaProvider
 from bridge.core.message import UPGRADE_DUE, Message
 from bridge.core.numbers import Number
-from bridge.providers.base import Outcome
+from bridge.core.ports import Outcome, StoreUnavailable
 from bridge.providers.contacta import (
     Contacta,
     Request,
@@ -28,7 +28,6 @@ from bridge.providers.contacta import (
 )
 from bridge.simulators.contacta import make_app
 from bridge.smpp.constants import MessageState, Status
-from bridge.store.base import StoreUnavailable
 from tests.support.providers import Reports, answer, make_message, provider_settings
 from tests.support.servers import AppThread
 

@@ -15,7 +15,7 @@ from bridge.config import ConfigError, parse_config
 from bridge.config import FlashSmsProvider as FlashSmsSettings
 from bridge.core.message import Message
 from bridge.core.numbers import Number
-from bridge.providers.base import Outcome
+from bridge.core.ports import Outcome
 from bridge.providers.flashsms import (
     FlashSms,
     map_status,
@@ -51,6 +51,11 @@ def make_message(text: str = "Hello", to: str = PHONE, **fields: Any) -> Message
 
 def connector(**overrides: Any) -> FlashSms:
     return FlashSms("flashsms", flashsms_settings(**overrides), Reports().context())
+
+
+def test_a_request_carries_at_most_max_recipients() -> None:
+    assert connector().max_batch == 1000  # document 002: "recipients" takes up to 1000 numbers
+    assert connector(max_recipients=50).max_batch == 50
 
 
 # -- numbers -------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from aiohttp import web
 
+from bridge.core.ports import Outcome
 from bridge.providers import contacta, flashsms, kaleyra, skycore
-from bridge.providers.base import Outcome
 from bridge.providers.contacta import Contacta
 from bridge.providers.flashsms import FlashSms
 from bridge.providers.http import HttpAnswer

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.providers.base import Outcome
+from bridge.core.ports import Outcome
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     RequestWindow,

@@ -8,14 +8,13 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
 from bridge.config import ConfigError
 from bridge.config import KaleyraProvider as KaleyraSettings
 from bridge.core.numbers import Number
-from bridge.providers.base import Outcome
+from bridge.core.ports import CallbackRequest, Outcome
 from bridge.providers.kaleyra import (
     Kaleyra,
     form_fields,
@@ -488,30 +487,33 @@ def test_callback_timestamps(value: str, epoch: float | None) -> None:
     assert parse_timestamp(value) == epoch
 
 
-# -- callbacks over real HTTP -----------------------------------------------------------------
+# -- callbacks, as the HTTP intake hands them over (hand-written bodies) -----------------------
+
+JSON = {"content-type": "application/json"}
+FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 
 @pytest.fixture
-async def callback_server(
-    serve_here: Callable[[web.Application], Awaitable[str]],
-) -> AsyncIterator[tuple[Kaleyra, Reports, str]]:
+async def callbacks() -> AsyncIterator[tuple[Kaleyra, Reports]]:
     reports = Reports()
     kaleyra = Kaleyra(
         "kaleyra", kaleyra_settings(callback_fields={"id": ["dlr_ref"]}), reports.context("http://127.0.0.1:1")
     )
-    app = web.Application()
-    app.router.add_route("*", "/cb", kaleyra.handle_callback)
-    url = await serve_here(app)
     await kaleyra.start()
-    yield kaleyra, reports, url + "/cb"
+    yield kaleyra, reports
     await kaleyra.close()
 
 
-async def test_callback_by_get_query(callback_server: tuple[Kaleyra, Reports, str]) -> None:
-    _, reports, url = callback_server
+def callback(method: str = "POST", query: dict[str, str] | None = None, headers: dict[str, str] | None = None,
+             body: bytes = b"") -> CallbackRequest:  # fmt: skip
+    return CallbackRequest(method, f"/callbacks/kaleyra/{TOKEN}", query or {}, headers or {}, body, "127.0.0.1")
+
+
+async def test_callback_by_get_query(callbacks: tuple[Kaleyra, Reports]) -> None:
+    kaleyra, reports = callbacks
     query = {"id": "abc:1", "status": "Undelivered", "status_trace": "ABSENT-SUB", "recipient": "919876543210"}
-    async with aiohttp.ClientSession() as http, http.get(url, params=query) as response:
-        assert response.status == 200
+    answer = await kaleyra.handle_callback(callback("GET", query))
+    assert (answer.status, answer.body) == (200, "OK")
     [report] = reports.items
     assert (report.provider, report.provider_id, report.state, report.error) == (
         "kaleyra",
@@ -522,50 +524,56 @@ async def test_callback_by_get_query(callback_server: tuple[Kaleyra, Reports, st
     assert report.detail == "Undelivered"
 
 
-async def test_callback_by_post_json_and_form(callback_server: tuple[Kaleyra, Reports, str]) -> None:
-    _, reports, url = callback_server
-    async with aiohttp.ClientSession() as http:
-        payload = {"message_id": "j:1", "status": "Delivered", "timestamp": "2024-07-13T12:58:00+04:30"}
-        async with http.post(url, json=payload) as response:
-            assert response.status == 200
-        async with http.post(url, data={"id": "f:1", "status": "EXPIRED"}) as response:
-            assert response.status == 200
-        async with http.post(url, json=[{"id": "l:1", "status": "Sent"}, {"id": "l:2", "status": "Failed"}]) as resp:
-            assert resp.status == 200
-        async with http.put(url, data={"dlr_ref": "custom:1", "status": "Delivered"}) as response:
-            assert response.status == 200
+async def test_callback_by_post_json_and_form(callbacks: tuple[Kaleyra, Reports]) -> None:
+    kaleyra, reports = callbacks
+    requests = [
+        callback(
+            headers=JSON, body=b'{"message_id":"j:1","status":"Delivered","timestamp":"2024-07-13T12:58:00+04:30"}'
+        ),
+        callback(headers=FORM, body=b"id=f%3A1&status=EXPIRED"),
+        callback(headers={"content-type": "application/json; charset=utf-8"},
+                 body=b'[{"id":"l:1","status":"Sent"},{"id":"l:2","status":"Failed"}]'),
+        callback("PUT", headers=FORM, body=b"dlr_ref=custom%3A1&status=Delivered"),
+        callback(  # multipart/form-data (RFC 7578), as a form post may come
+            headers={"content-type": "multipart/form-data; boundary=XyZ"},
+            body=b'--XyZ\r\nContent-Disposition: form-data; name="id"\r\n\r\nm:1\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="status"\r\n\r\nDelivered\r\n--XyZ--\r\n',
+        ),
+    ]  # fmt: skip
+    for request in requests:
+        assert (await kaleyra.handle_callback(request)).status == 200
     by_id = {r.provider_id: r for r in reports.items}
     assert by_id["j:1"].state is MessageState.DELIVERED and by_id["j:1"].at == 1720859280.0
     assert by_id["f:1"].state is MessageState.EXPIRED
     assert by_id["l:1"].state is MessageState.ENROUTE
     assert (by_id["l:2"].state, by_id["l:2"].error) == (MessageState.UNDELIVERABLE, NO_TRACE)
     assert by_id["custom:1"].state is MessageState.DELIVERED  # a name added in callback_fields
+    assert by_id["m:1"].state is MessageState.DELIVERED
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "status"),
+    ("request_", "status"),
     [
-        ({"params": {"status": "Delivered"}}, 400),  # no id
-        ({"params": {"id": "x:1"}}, 400),  # no status
-        ({"data": "{not json", "headers": {"Content-Type": "application/json"}}, 400),
-        ({"json": [1, 2]}, 400),
-        ({"params": {"id": "x:1", "status": "Teleported"}}, 200),  # unknown word: ignored, not retried forever
+        (callback(query={"status": "Delivered"}), 400),  # no id
+        (callback(query={"id": "x:1"}), 400),  # no status
+        (callback(headers=JSON, body=b"{not json"), 400),
+        (callback(headers=JSON, body=b"[1, 2]"), 400),
+        (callback(headers={"content-type": "application/json; charset=nope"}, body=b"{}"), 400),
+        (callback(query={"id": "x:1", "status": "Teleported"}), 200),  # unknown word: ignored, not retried forever
     ],
 )
 async def test_bad_callbacks_change_nothing(
-    callback_server: tuple[Kaleyra, Reports, str], kwargs: dict[str, Any], status: int
+    callbacks: tuple[Kaleyra, Reports], request_: CallbackRequest, status: int
 ) -> None:
-    _, reports, url = callback_server
-    async with aiohttp.ClientSession() as http, http.post(url, **kwargs) as response:
-        assert response.status == status
+    kaleyra, reports = callbacks
+    assert (await kaleyra.handle_callback(request_)).status == status
     assert reports.items == []
 
 
-async def test_a_callback_for_an_unknown_id_is_answered_200(callback_server: tuple[Kaleyra, Reports, str]) -> None:
-    _, reports, url = callback_server
+async def test_a_callback_for_an_unknown_id_is_answered_200(callbacks: tuple[Kaleyra, Reports]) -> None:
+    kaleyra, reports = callbacks
     reports.known = False
-    async with aiohttp.ClientSession() as http, http.get(url, params={"id": "nope:1", "status": "Delivered"}) as resp:
-        assert resp.status == 200
+    assert (await kaleyra.handle_callback(callback("GET", {"id": "nope:1", "status": "Delivered"}))).status == 200
     assert len(reports.items) == 1  # not ours, not one we just sent: not retried
 
 

@@ -12,8 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.core.ports import Outcome, SendResult
 from bridge.providers import contacta, flashsms, kaleyra, skycore
-from bridge.providers.base import Outcome, SendResult
 from bridge.providers.http import HttpAnswer
 from bridge.smpp.constants import MessageState
 

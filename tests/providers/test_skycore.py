@@ -12,7 +12,15 @@ import pytest
 from bridge.config import ConfigError, SkycoreProvider
 from bridge.core.message import Message
 from bridge.core.numbers import Number
-from bridge.providers.base import Outcome
+from bridge.core.ports import (
+    CallbackAnswer,
+    CallbackRequest,
+    Outcome,
+    ProviderContext,
+    StatusReport,
+    StoreUnavailable,
+)
+from bridge.metrics import Metrics
 from bridge.providers.skycore import (
     Skycore,
     build_body,
@@ -24,7 +32,7 @@ from bridge.providers.skycore import (
 )
 from bridge.simulators.skycore import ERROR_INFO, make_app
 from bridge.smpp.constants import MessageState, Status
-from tests.support.providers import answer, make_message, provider_settings
+from tests.support.providers import Reports, answer, make_message, provider_settings
 from tests.support.servers import AppThread
 
 
@@ -275,6 +283,37 @@ def test_postback_time() -> None:
     assert postback_time({"timestamp": "2021-02-01T23:35:54"}, 0.0) == 1612222554.0  # naive: UTC
     assert postback_time({"timestamp": "yesterday"}, 5.0) == 5.0
     assert postback_time({}, 5.0) == 5.0
+
+
+def postback(method: str = "POST", body: bytes = b"") -> CallbackRequest:
+    headers = {"content-type": "application/json"}
+    return CallbackRequest(method, "/callbacks/skycore/tok", {}, headers, body, "127.0.0.1")
+
+
+async def test_postbacks_as_the_intake_hands_them_over() -> None:
+    reports = Reports()
+    skycore = Skycore("skycore", settings(), reports.context())
+    documented = json.dumps(N201).encode()  # the document's N201 example
+    assert await skycore.handle_callback(postback(body=documented)) == CallbackAnswer(200, "OK")
+    assert await skycore.handle_callback(postback(body=documented)) == CallbackAnswer(200, "OK")  # again: once
+    [report] = reports.items
+    assert (report.provider_id, report.state, report.detail) == ("xxxxxxxxxxxx", MessageState.ENROUTE, "Sent")
+    wrong_method = await skycore.handle_callback(postback("GET"))
+    assert (wrong_method.status, wrong_method.headers) == (405, {"Allow": "POST"})
+    assert (await skycore.handle_callback(postback(body=b"[1]"))).status == 400
+    assert (await skycore.handle_callback(postback(body=b"{not json"))).status == 400
+    mo = json.dumps({"origin": "SMS_MO", "code": "N101"}).encode()
+    assert (await skycore.handle_callback(postback(body=mo))).status == 200  # not ours: ignored
+    assert len(reports.items) == 1
+
+
+async def test_a_postback_the_store_cannot_take_is_answered_503() -> None:
+    async def store_away(report: StatusReport) -> bool:
+        raise StoreUnavailable("disk full")
+
+    skycore = Skycore("skycore", settings(), ProviderContext(store_away, Metrics(), "http://127.0.0.1:9"))
+    body = json.dumps(N201 | {"code": "N202", "status": "Delivered"}).encode()
+    assert (await skycore.handle_callback(postback(body=body))).status == 503
 
 
 # -- settings ------------------------------------------------------------------------

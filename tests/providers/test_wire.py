@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bridge.providers.base import Outcome
+from bridge.core.ports import Outcome
 from bridge.providers.http import HttpAnswer, HttpClient
 from bridge.providers.wire import AnswerLost, ConnectFailed, WireClient
 from tests.support.certs import make_certificate
@@ -153,9 +153,8 @@ async def test_https(tmp_path: Path) -> None:
     app.router.add_post("/api", api)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context).start()
+    port = runner.addresses[0][1]
     client = HttpClient(5, 5, 2)
     client._wire._ssl = ssl.create_default_context(cafile=str(cert))  # trust the test certificate
     try:

@@ -1,5 +1,5 @@
 """RedisStore against a real redis-server: every promise of the Store interface
-(bridge/store/base.py) that the SQLite store keeps, plus what sharing adds (a final
+(bridge/core/ports.py) that the SQLite store keeps, plus what sharing adds (a final
 state is final for every instance, an outbox message has one owner)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import redis
 from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Address, Lifecycle, Message, PendingSegment, Receipt
 from bridge.core.numbers import Number
+from bridge.core.ports import StoreUnavailable
 from bridge.smpp.constants import MessageState
-from bridge.store.base import StoreUnavailable
 from bridge.store.redis import RedisCluster, RedisStore
 from tests.redis.support import RedisServer
 from tests.support.due_store import check_due_times_survive_a_restart, check_upgraded

@@ -14,10 +14,10 @@ from typing import Any
 from bridge.core.cluster import LocalCluster
 from bridge.core.due import DueTimer
 from bridge.core.message import Lifecycle, Message
+from bridge.core.ports import Provider, SendResult, StatusReport
 from bridge.core.sender import Sender
 from bridge.logging import get_logger
 from bridge.metrics import Metrics
-from bridge.providers.base import Provider, SendResult, StatusReport
 from bridge.simulators import build_simulator
 from bridge.simulators.contacta import make_app as contacta_app
 from tests.core.fakes import FakeStore

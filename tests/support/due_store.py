@@ -1,4 +1,4 @@
-"""What every Store promises about due times (bridge/store/base.py), checked the same
+"""What every Store promises about due times (bridge/core/ports.py), checked the same
 way on SQLite and on Redis: written with the acceptance, kept while ACCEPTED,
 changed by `reschedule`, dropped with the final state, and still there after the
 store is closed and opened again (a restart)."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bridge.core.message import UPGRADE_DUE, Lifecycle, Message
+from bridge.core.ports import Store
 from bridge.smpp.constants import MessageState
-from bridge.store.base import Store
 from tests.support.providers import stored_message
 
 

@@ -22,8 +22,8 @@ from typing import Any
 from bridge.config import parse_config
 from bridge.core.message import Address, Lifecycle, Message, Part
 from bridge.core.numbers import Number
+from bridge.core.ports import ProviderContext, StatusReport
 from bridge.metrics import Metrics
-from bridge.providers.base import ProviderContext, StatusReport
 from bridge.providers.http import HttpAnswer
 from bridge.smpp.constants import MessageState
 from tests.support.esme import Esme

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.core.cluster import Cluster, Lease, OrphanSink
+from bridge.core.ports import StoreUnavailable
 from bridge.logging import get_logger
-from bridge.store.base import StoreUnavailable
 from bridge.store.redis import scripts
 from bridge.store.redis.connection import AWAY, first_reply, retrieve, text
 from bridge.store.redis.receipts import requeue_receipts_of
@@ -91,7 +91,8 @@ class RedisCluster(Cluster):
         self._leases.clear()
         self._binds.clear()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._redis.submit(commands), self._redis.timeout)
+            async with asyncio.timeout(self._redis.timeout):  # not wait_for: see bridge.core.tasks
+                await self._redis.submit(commands)
 
     # -- heartbeat and taking over ------------------------------------------------------
 
@@ -130,7 +131,8 @@ class RedisCluster(Cluster):
             commands.append(
                 scripts.LEASE.command(r.key("lease:", name), self.instance_id, int(self._leases[name] * 1000))
             )
-        replies = await asyncio.wait_for(r.submit(commands, list), r.timeout)
+        async with asyncio.timeout(r.timeout):  # not wait_for: a stop's cancel must not be lost (bridge.core.tasks)
+            replies = await r.submit(commands, list)
         if replies[0] is None and self._connected_since is not None:
             # Our heartbeat had lapsed: the others may have taken our outbox over.
             self._log.warning("cluster_heartbeat_lapsed")
@@ -268,7 +270,8 @@ class RedisCluster(Cluster):
         self._leases.pop(name, None)  # no longer renewed: it lapses if the release fails
         with contextlib.suppress(Exception):
             command = scripts.RELEASE.command(self._redis.key("lease:", name), self.instance_id)
-            await asyncio.wait_for(self._redis.submit([command]), self._redis.timeout)
+            async with asyncio.timeout(self._redis.timeout):  # not wait_for: see bridge.core.tasks
+                await self._redis.submit([command])
 
     def holds(self, name: str) -> bool:
         return name in self._leases

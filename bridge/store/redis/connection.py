@@ -41,8 +41,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ExecAbortError, NoScriptError, RedisError
 
 from bridge.core.cluster import OwnershipLost
+from bridge.core.ports import StoreUnavailable
 from bridge.logging import get_logger
-from bridge.store.base import StoreUnavailable
 from bridge.store.redis.scripts import SCRIPTS
 
 Command = tuple[Any, ...]
@@ -274,7 +274,8 @@ class RedisConnection:
 
     async def _ping(self) -> bool:
         try:
-            await asyncio.wait_for(self.submit([("PING",)], write=False), self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: see bridge.core.tasks
+                await self.submit([("PING",)], write=False)
         except AWAY:
             return False
         except Exception:

@@ -20,8 +20,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from bridge.core.cluster import ReceiptQueue
 from bridge.core.message import Receipt
+from bridge.core.ports import StoreUnavailable
 from bridge.logging import get_logger
-from bridge.store.base import StoreUnavailable
 from bridge.store.records import load_receipt
 from bridge.store.redis import scripts
 from bridge.store.redis.connection import ERROR_LOG_INTERVAL, RedisConnection, first_reply, text

@@ -19,8 +19,9 @@ from typing import Any
 from bridge.core.cluster import OwnershipLost, new_instance_id
 from bridge.core.history import HistoryEvent, receipt_owner
 from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.ports import MAX_MESSAGE_ID, PURGE_BATCH, Store
 from bridge.logging import get_logger
-from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, PURGE_BATCH, Store, id_seed
+from bridge.store.ids import MAX_ID_PROBES, id_seed
 from bridge.store.records import (
     dump_event,
     dump_message,
