@@ -649,6 +649,11 @@ class HttpServer:
         self._sweeper = loop.create_task(self._sweep())
         return int(self._server.sockets[0].getsockname()[1])
 
+    @property
+    def listening(self) -> bool:
+        """Accepting connections (False once `stop` has begun)."""
+        return self._server is not None and self._server.is_serving()
+
     async def _sweep(self) -> None:
         """Expire connections past their deadline (one timer for all of them,
         rather than a timer set and cancelled per request)."""
