@@ -54,6 +54,7 @@ COMPILED_SOURCES: tuple[str, ...] = (
     "bridge/smpp/times.py",
     "bridge/smpp/versions.py",
     "bridge/store/records.py",
+    "bridge/providers/render.py",
 )
 
 

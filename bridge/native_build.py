@@ -64,7 +64,7 @@ def build(root: Path, target: Path, environ: Mapping[str, str] | None = None) ->
 
 def _why(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:300] or type(exc).__name__
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         return f"no C compiler ({compiler}: {type(exc).__name__}: {text})"
     return f"{type(exc).__name__}: {text}"
