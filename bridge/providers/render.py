@@ -16,7 +16,7 @@ escaper json itself uses. Pure logic: compiled with the hot path (bridge/native.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final
 from urllib.parse import quote_plus
@@ -25,11 +25,6 @@ from urllib.parse import quote_plus
 # the same encoder json.dumps(fields, separators=(",", ":")) would build.
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"))
 _CACHE_LIMIT: Final = 1024  # keys kept; our builders use a few dozen names in all
-
-_json_keys: dict[str, str] = {}
-_json_last: dict[str, tuple[object, str]] = {}
-_form_keys: dict[str, str] = {}
-_form_last: dict[str, tuple[object, str]] = {}
 
 # urlencode's quote_plus: these stay, a space is "+", any other octet is %XX (upper
 # case) of its UTF-8 encoding. The table covers ASCII; anything else takes quote_plus.
@@ -53,25 +48,7 @@ def json_value(value: object) -> str:
 
 def json_body(fields: Mapping[str, Any]) -> bytes:
     """`json.dumps(fields, separators=(",", ":")).encode()`, for a dict of str keys."""
-    parts: list[str] = []
-    for key, value in fields.items():
-        prefix = _json_keys.get(key)
-        if prefix is None:
-            prefix = encode_basestring_ascii(key) + ":"
-            if len(_json_keys) < _CACHE_LIMIT:
-                _json_keys[key] = prefix
-        if type(value) is str:  # immutable: the same object means the same encoding
-            last = _json_last.get(key)
-            if last is not None and last[0] is value:
-                encoded = last[1]
-            else:
-                encoded = encode_basestring_ascii(value)
-                if len(_json_last) < _CACHE_LIMIT or key in _json_last:
-                    _json_last[key] = (value, encoded)
-        else:
-            encoded = json_value(value)
-        parts.append(prefix + encoded)
-    return ("{" + ",".join(parts) + "}").encode("ascii")
+    return ("{" + ",".join(_JSON.pairs(fields)) + "}").encode("ascii")
 
 
 def form_value(value: str) -> str:
@@ -84,22 +61,41 @@ def form_value(value: str) -> str:
 def form_encode(fields: Mapping[str, Any]) -> str:
     """`urllib.parse.urlencode(fields)`: `key=value` pairs joined by `&`, each side
     `str()` and quote_plus'd (a form body, or a query string)."""
-    parts: list[str] = []
-    for key, value in fields.items():
-        prefix = _form_keys.get(key)
-        if prefix is None:
-            prefix = form_value(str(key)) + "="
-            if len(_form_keys) < _CACHE_LIMIT:
-                _form_keys[key] = prefix
-        if type(value) is str:  # immutable: the same object means the same encoding
-            last = _form_last.get(key)
-            if last is not None and last[0] is value:
-                encoded = last[1]
+    return "&".join(_FORM.pairs(fields))
+
+
+class _Parts:
+    """One format's kept parts: each key's rendered prefix, and per key the last str
+    value with its encoding (a str is immutable: the same object, the same encoding)."""
+
+    def __init__(self, key: Callable[[str], str], text: Callable[[str], str], other: Callable[[Any], str]) -> None:
+        self.key = key
+        self.text = text
+        self.other = other
+        self.prefixes: dict[str, str] = {}
+        self.last: dict[str, tuple[str, str]] = {}
+
+    def pairs(self, fields: Mapping[str, Any]) -> list[str]:
+        out: list[str] = []
+        for key, value in fields.items():
+            prefix = self.prefixes.get(key)
+            if prefix is None:
+                prefix = self.key(key)
+                if len(self.prefixes) < _CACHE_LIMIT:
+                    self.prefixes[key] = prefix
+            if type(value) is str:
+                last = self.last.get(key)
+                if last is not None and last[0] is value:
+                    encoded = last[1]
+                else:
+                    encoded = self.text(value)
+                    if len(self.last) < _CACHE_LIMIT or key in self.last:
+                        self.last[key] = (value, encoded)
             else:
-                encoded = form_value(value)
-                if len(_form_last) < _CACHE_LIMIT or key in _form_last:
-                    _form_last[key] = (value, encoded)
-        else:
-            encoded = form_value(str(value))
-        parts.append(prefix + encoded)
-    return "&".join(parts)
+                encoded = self.other(value)
+            out.append(prefix + encoded)
+        return out
+
+
+_JSON: Final = _Parts(lambda key: encode_basestring_ascii(key) + ":", encode_basestring_ascii, json_value)
+_FORM: Final = _Parts(lambda key: form_value(str(key)) + "=", form_value, lambda value: form_value(str(value)))
