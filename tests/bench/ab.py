@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -97,12 +98,20 @@ def main() -> int:
     raw: list[dict[str, Any]] = []
     for round_ in range(args.rounds):
         if not args.no_node and set(scenarios) & {"bare", "upstream"}:
-            figs = figures(node(args))
-            results.setdefault("node", {}).setdefault("node", []).append(figs)
-            print(f"round {round_ + 1} {'node':<9} {'node':<12} {line(figs)}", flush=True)
+            try:
+                figs = figures(node(args))
+            except (subprocess.SubprocessError, OSError) as exc:  # the machine is shared: keep going
+                print(f"round {round_ + 1} node failed: {exc}", flush=True)
+            else:
+                results.setdefault("node", {}).setdefault("node", []).append(figs)
+                print(f"round {round_ + 1} {'node':<9} {'node':<12} {line(figs)}", flush=True)
         for scenario in scenarios:
             for name, tree, env in variants:
-                report = run(scenario, tree, env, args)
+                try:
+                    report = run(scenario, tree, env, args)
+                except (subprocess.SubprocessError, OSError) as exc:
+                    print(f"round {round_ + 1} {scenario} {name} failed: {exc}", flush=True)
+                    continue
                 raw.append({"round": round_ + 1, "scenario": scenario, "variant": name, "report": report})
                 figs = figures(report)
                 results.setdefault(scenario, {}).setdefault(name, []).append(figs)

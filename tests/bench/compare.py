@@ -211,6 +211,7 @@ def bench(port: int, pid: int, *extra: str, system_id: str = "bench", password: 
             capture_output=True,
             text=True,
             check=True,
+            timeout=600,  # a target that died mid-run must not hang the whole comparison
         )
     finally:
         done.set()
