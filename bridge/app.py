@@ -1,21 +1,20 @@
 """The running bridge: builds every part from a Config, starts and stops them in order.
 
 Start: store -> stored receipts -> cluster -> providers -> HTTP -> outbox (recovery)
--> unfinished messages -> SMPP. Each part is entered on one `AsyncExitStack`, so a
-start-up that fails halfway (a port taken) tears down what had started, in reverse
-order, and so does stop (SIGTERM/SIGINT): refuse new binds and submits, answer what
-was already read, unbind every session, let in-flight HTTP calls finish or stay
-stored, close the store; all within `shutdown_timeout`. A stop step that fails is
-logged and the others still run: the store is always closed, its queued writes
-flushed. Reload (SIGHUP): accounts, routes, timers and provider settings change in
-place while sessions stay bound.
+-> due timers (polls, synthetic receipts: `bridge.core.due`) -> SMPP. Each part is
+entered on one `AsyncExitStack`, so a start-up that fails halfway (a port taken)
+tears down what had started, in reverse order, and so does stop (SIGTERM/SIGINT):
+refuse new binds and submits, answer what was already read, unbind every session,
+let in-flight HTTP calls finish or stay stored, close the store; all within
+`shutdown_timeout`. A stop step that fails is logged and the others still run: the
+store is always closed, its queued writes flushed. Reload (SIGHUP): accounts,
+routes, timers and provider settings change in place while sessions stay bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -28,10 +27,10 @@ from bridge.admin import add_admin_routes
 from bridge.config import Config, ConfigError
 from bridge.core.actions import Actions
 from bridge.core.auth import Authenticator
-from bridge.core.cluster import Cluster, Lease, LocalCluster, LocalReceiptQueue, ReceiptQueue
+from bridge.core.cluster import Cluster, LocalCluster, LocalReceiptQueue, ReceiptQueue
+from bridge.core.due import DueTimers
 from bridge.core.ids import IdAllocator
 from bridge.core.lookup import Lookup
-from bridge.core.message import Lifecycle
 from bridge.core.outbox import Outbox
 from bridge.core.pipeline import Pipeline
 from bridge.core.receipts import ReceiptEngine
@@ -41,11 +40,11 @@ from bridge.core.smsc import Smsc
 from bridge.core.tasks import Tasks
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
-from bridge.providers import build_provider, connector_class
+from bridge.providers import build_provider
 from bridge.providers.base import Provider, ProviderContext, check_access
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
-from bridge.store.base import Store, StoreUnavailable
+from bridge.store.base import Store
 from bridge.web import make_app
 
 MAINTENANCE_INTERVAL = 30.0
@@ -71,9 +70,6 @@ RESTART_KEYS = (
 )
 
 
-FOLLOW_WAIT = 5.0  # longest wait for the feed of accepted messages in one read
-
-
 def open_store(config: Config) -> Store:
     path = config.store.sqlite_path
     if path is not None:
@@ -87,9 +83,7 @@ def open_store(config: Config) -> Store:
             [f"store.url: the Redis store needs redis-py: pip install 'smpp-bridge[redis]' ({exc})"]
         ) from exc
     s = config.store
-    return RedisStore(
-        s.url, prefix=s.prefix, timeout=s.redis_timeout, followed=polled_providers(config), retention=s.retention
-    )
+    return RedisStore(s.url, prefix=s.prefix, timeout=s.redis_timeout, retention=s.retention)
 
 
 def open_cluster(config: Config, store: Store) -> tuple[Cluster, ReceiptQueue]:
@@ -100,13 +94,6 @@ def open_cluster(config: Config, store: Store) -> tuple[Cluster, ReceiptQueue]:
 
     assert isinstance(store, RedisStore)
     return RedisCluster(store, config.store.instance_ttl), RedisReceiptQueue(store)
-
-
-def polled_providers(config: Config) -> list[str]:
-    """Providers whose status polling must run on one instance of a cluster."""
-    return [
-        name for name, settings in config.providers.items() if connector_class(settings.type).polls_status(settings)
-    ]
 
 
 def tls_context(config: Config) -> ssl.SSLContext | None:
@@ -160,6 +147,11 @@ class Bridge:
             config.outbox, self.store, self.sender, self.receipts, self.metrics, get_logger("outbox")
         )
         self.sender.on_circuit_closed = outbox.wake
+        # In a cluster a provider's due timers run on the instance holding its lease.
+        self.timers = DueTimers(
+            self.providers, self.store, self.cluster, get_logger("due"), lease_ttl=config.store.instance_ttl
+        )
+        self.sender.on_due_set = self.timers.wake
         self.pipeline = Pipeline(
             config,
             self.store,
@@ -211,7 +203,6 @@ class Bridge:
         self._retirements = Tasks(self.log, "provider_retire")
         self._reload_lock = asyncio.Lock()
         self._retiring: dict[asyncio.Task[None], Provider] = {}
-        self._followers: dict[str, asyncio.Task[None]] = {}
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop_by = 0.0  # monotonic deadline of the stop under way
         self._readiness_errors: dict[str, str] = {}
@@ -248,9 +239,8 @@ class Bridge:
             # One instance re-queues its whole outbox; in a cluster each instance's outbox
             # is its own, and that of a gone instance is adopted by the others.
             queued = 0 if self.cluster.shared else await self.outbox.recover()
-            resumed = 0
-            for name, provider in self.providers.items():
-                resumed += await self._resume(name, provider)
+            self._on_stop(stack, "due_timers", self.timers.stop)
+            self.timers.sync(self.providers)
             self._on_stop(stack, "smpp", self._stop_smpp)
             self._tls = tls_context(self.config)
             await self.server.start(self._tls)
@@ -258,8 +248,6 @@ class Bridge:
             self._on_stop(stack, "background", self._background.cancel)
             self._background.spawn(self._maintain())
             self._start_checkers()
-            if self.cluster.shared:
-                self._background.spawn(self._keep_poll_leases())
             self._stack = stack.pop_all()
         self.log.info(
             "started",
@@ -267,7 +255,6 @@ class Bridge:
             http_port=self.ports.get("http"),
             receipts_waiting=waiting,
             outbox=queued,
-            awaiting_reports=resumed,
         )
 
     def _on_stop(self, stack: contextlib.AsyncExitStack, step: str, action: Callable[[], Awaitable[Any]]) -> None:
@@ -289,104 +276,7 @@ class Bridge:
             metrics=self.metrics,
             public_url=config.http.public_url,
             log=get_logger("provider"),
-            find_messages=self.store.messages_in,
-            lease=self._poll_lease,
         )
-
-    # -- status polling, once per cluster ----------------------------------------------
-
-    async def _poll_lease(self, name: str, ttl: float) -> bool:
-        """ProviderContext.lease: may this instance poll provider `name` now? The one
-        that gains the lease polls for the whole cluster from then on: every message
-        accepted under `name`, and those the others send later (the feed). Like all
-        of an instance's roles, it moves on instance_ttl after the holder is gone."""
-        if self.cluster.shared:
-            ttl = self.config.store.instance_ttl
-        state = await self.cluster.lease(f"poll:{name}", ttl)
-        if state is Lease.GAINED:
-            provider = self.providers.get(name)
-            if provider is not None:
-                self.log.info("poll_lease_gained", provider=name)
-                try:
-                    cursor = await self.cluster.feed_position(name)
-                    await self._resume(name, provider)
-                except Exception as exc:  # Redis away: let the lease lapse, catch up when it is gained again
-                    self.log.warning(
-                        "poll_lease_catch_up_failed",
-                        provider=name,
-                        error=str(exc),
-                        exc_info=not isinstance(exc, StoreUnavailable),
-                    )
-                    await self.cluster.release(f"poll:{name}")
-                    return False
-                old = self._followers.get(name)
-                if old is None or old.done():
-                    self._followers[name] = self._background.spawn(self._follow(name, cursor))
-        return state is not Lease.NO
-
-    async def _keep_poll_leases(self) -> None:
-        """Ask for the poll leases now and then, so that when their holder is gone
-        another instance takes polling over even if nothing falls due on it."""
-        while True:
-            for name in polled_providers(self.config):
-                if name in self.providers and not self.cluster.holds(f"poll:{name}"):
-                    try:
-                        await self._poll_lease(name, self.config.store.instance_ttl)
-                    except Exception as exc:
-                        self.log.warning(
-                            "poll_lease_failed",
-                            provider=name,
-                            error=str(exc),
-                            exc_info=not isinstance(exc, StoreUnavailable),
-                        )
-            await asyncio.sleep(self.config.store.instance_ttl / 2)
-
-    async def _follow(self, name: str, cursor: str) -> None:
-        """While this instance polls `name`: messages another instance had it accept
-        are handed to it when their first poll is due (poll_interval after acceptance)."""
-        due: list[tuple[float, int]] = []
-        while self.cluster.holds(f"poll:{name}"):
-            provider = self.providers.get(name)
-            if provider is None:
-                return
-            now = time.time()
-            wait = min(FOLLOW_WAIT, max(0.05, due[0][0] - now)) if due else FOLLOW_WAIT
-            try:
-                ids, cursor = await self.cluster.accepted_since(name, cursor, wait)
-                now = time.time()
-                delay = float(getattr(provider.settings, "poll_interval", 0.0))
-                for message_id in ids:
-                    heapq.heappush(due, (now + delay, message_id))
-                ready = []
-                while due and due[0][0] <= now:
-                    ready.append(heapq.heappop(due)[1])
-                if ready:
-                    found = await asyncio.gather(*(self.store.get_message(i) for i in ready))
-                    waiting = [m for m in found if m is not None and m.lifecycle is Lifecycle.ACCEPTED]
-                    if waiting:
-                        await provider.resume(waiting)
-            except Exception as exc:  # Redis away: the feed keeps its entries
-                self.log.warning(
-                    "poll_follow_failed", provider=name, error=str(exc), exc_info=not isinstance(exc, StoreUnavailable)
-                )
-                await asyncio.sleep(1.0)
-
-    async def _resume(self, name: str, provider: Provider, created_before: float | None = None) -> int:
-        """Hand `provider` the messages accepted under `name` that still wait for a
-        final report (at start-up; after a reload replaced the provider)."""
-        count = 0
-        after = 0
-        while True:
-            batch = await self.store.messages_in([Lifecycle.ACCEPTED], provider=name, limit=1000, after_id=after)
-            if not batch:
-                break
-            after = batch[-1].id
-            if created_before is not None:
-                batch = [message for message in batch if message.created_at <= created_before]
-            if batch:
-                await provider.resume(batch)
-                count += len(batch)
-        return count
 
     def _provider_usable(self) -> list[tuple[str, float]]:
         return [(name, 1.0 if self.sender.usable(name) else 0.0) for name in sorted(self.providers)]
@@ -543,7 +433,6 @@ class Bridge:
     def _apply(self, config: Config, fresh: dict[str, Provider]) -> None:
         """Swap everything at once (no await): routes and providers change together."""
         restart = restart_needed(self.config, config)
-        swapped_at = time.time()
         retired = {
             name: self.providers.pop(name)
             for name in list(self.providers)
@@ -558,8 +447,7 @@ class Bridge:
         self.receipts.max_attempts = config.smpp.receipt_max_attempts
         self.receipts.retry_base = config.smpp.receipt_retry_base
         self.outbox.settings = config.outbox
-        if hasattr(self.store, "followed"):
-            self.store.followed = set(polled_providers(config))
+        self.timers.sync(config.providers)
         self.pipeline.reload(config)
         self.lookup.config = config
         self._start_checkers()
@@ -567,7 +455,7 @@ class Bridge:
         self.server.reload(config.smpp, config.security)
         unbound = self._rebind_sessions()
         for name, old in retired.items():
-            task = self._retirements.spawn(self._retire(name, old, fresh.get(name), swapped_at))
+            task = self._retirements.spawn(self._retire(name, old, fresh.get(name)))
             self._retiring[task] = old
             task.add_done_callback(lambda done: self._retiring.pop(done, None))
         self.log.info(
@@ -608,9 +496,10 @@ class Bridge:
             unbound += 1
         return unbound
 
-    async def _retire(self, name: str, old: Provider, new: Provider | None, swapped_at: float) -> None:
+    async def _retire(self, name: str, old: Provider, new: Provider | None) -> None:
         """Close a replaced or removed provider after its in-flight sends; its successor
-        takes over the messages still waiting for a report."""
+        takes over the messages still waiting for a report (their due times are in the
+        store: the due timer hands them to whichever connector holds the name)."""
         if not await self.sender.in_flight.wait_idle(old, RETIRE_TIMEOUT):
             self.log.warning("provider_retire_timeout", provider=name, timeout=RETIRE_TIMEOUT)
         try:
@@ -618,13 +507,7 @@ class Bridge:
         except Exception:
             self.log.exception("provider_close_failed", provider=name)
         self._retiring.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-        if new is None:
-            self.log.info("provider_removed", provider=name)
-            return
-        # messages_in runs after every store write queued before it, so what the old
-        # provider accepted up to its last send is found here.
-        resumed = await self._resume(name, new, created_before=swapped_at)
-        self.log.info("provider_replaced", provider=name, awaiting_reports=resumed)
+        self.log.info("provider_removed" if new is None else "provider_replaced", provider=name)
 
     # -- stop ------------------------------------------------------------------------
 

@@ -420,7 +420,7 @@ reject_prefixes = []
 record_path = "{a}"
 [providers.b]
 type = "simulator"
-delivery_delay = 3600      # never reports while this provider object runs
+delivery_delay = 2         # due 2 s after acceptance, stored with the message: the rebuilt b reports it
 reject_prefixes = []
 record_path = "{b}"
 [[routes]]
@@ -474,7 +474,7 @@ def test_sighup_reload_keeps_sessions_and_applies_passwords_routes_and_providers
     daemons.append(daemon)
     esme1 = Esme(daemon.smpp_port)
     assert esme1.bind(system_id="esme1", password="secret1").status == Status.ESME_ROK
-    waiting = esme1.submit(destination="4916000001")  # provider b: no report before the reload
+    waiting = esme1.submit(destination="4916000001")  # provider b: its report is due after the reload
     assert waiting.status == Status.ESME_ROK
     assert esme1.submit(destination="4917000001").status == Status.ESME_ROK
     esme1.wait_receipts(1)
@@ -489,7 +489,7 @@ def test_sighup_reload_keeps_sessions_and_applies_passwords_routes_and_providers
 
     # The session bound before the reload is still bound and follows the new config.
     assert esme1.send("enquire_link").status == Status.ESME_ROK
-    receipts = esme1.wait_receipts(2)  # the rebuilt b took over the message the old b held
+    receipts = esme1.wait_receipts(2)  # the message the old b held, reported when due
     assert receipts[1]["id"] == waiting.message_id.decode()
     assert esme1.submit(destination="4917000002").status == Status.ESME_ROK
     assert recorded(b)[-1] == "4917000002" and recorded(a) == ["4917000001"]

@@ -1,4 +1,5 @@
-"""Store maintenance: finished messages expire after the retention; unfinished ones stay."""
+"""Store maintenance: finished messages expire after the retention; unfinished ones stay;
+due times survive a restart and an upgrade."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import sqlite3
 from pathlib import Path
 
 from bridge.core.message import Lifecycle, Message
+from bridge.store.records import dump_message
 from bridge.store.sqlite import SqliteStore
+from tests.support.due_store import check_due_times_survive_a_restart, check_upgraded
 from tests.support.providers import stored_message
 
 
@@ -137,3 +140,39 @@ async def test_the_counter_wraps_past_ids_still_stored(tmp_path: Path) -> None:
         assert await store.reserve_ids(1000) == 2501
     finally:
         await store.close()
+
+
+async def test_due_times_survive_a_restart(tmp_path: Path) -> None:
+    async def open_store() -> SqliteStore:
+        store = SqliteStore(tmp_path / "s.db")
+        await store.open()
+        return store
+
+    await check_due_times_survive_a_restart(open_store)
+
+
+# The messages table as it was before due times were stored.
+OLD_MESSAGES = """
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY, lifecycle INTEGER NOT NULL, first_provider TEXT NOT NULL,
+    provider TEXT, done_at REAL, record TEXT NOT NULL
+)
+"""
+
+
+async def test_messages_waiting_in_an_older_database_become_due_at_once(tmp_path: Path) -> None:
+    """Upgrading: an older database gets the due columns, and its accepted messages
+    are due at once (UPGRADE_DUE: their connectors work out what is left); a queued
+    one gets its due time when it is accepted."""
+    path = tmp_path / "old.db"
+    waiting, queued = stored_message(1, Lifecycle.ACCEPTED), stored_message(2, Lifecycle.QUEUED)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(OLD_MESSAGES)
+        conn.executemany(
+            "INSERT INTO messages VALUES (?, ?, 'p', ?, NULL, ?)",
+            [(m.id, int(m.lifecycle), m.provider, dump_message(m)) for m in (waiting, queued)],
+        )
+        conn.commit()
+    store = SqliteStore(path)
+    await store.open()
+    await check_upgraded(store)

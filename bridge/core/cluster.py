@@ -1,9 +1,10 @@
 """What bridge instances sharing one store must agree on, behind two small interfaces.
 
 `Cluster`: bind counts per system_id (`max_binds`), the per-account throughput bucket,
-leases for work that must run once (provider status polling) and the outbox of an
-instance that went away. `ReceiptQueue`: where receipts wait until a receiver of
-their account is bound, and how they reach the instance that holds one.
+leases for work that must run once (each provider's due timers: polls, synthetic
+receipts, give-ups) and the outbox of an instance that went away. `ReceiptQueue`:
+where receipts wait until a receiver of their account is bound, and how they reach
+the instance that holds one.
 
 `LocalCluster` and `LocalReceiptQueue` are the single-instance behaviour (the SQLite
 store): counts and buckets in memory, every lease held, receipts in an in-memory queue
@@ -37,7 +38,7 @@ class Lease(enum.Enum):
 
     NO = 0  # another instance holds it
     HELD = 1  # this instance held it already
-    GAINED = 2  # this instance holds it from now on: catch up on what the last holder did
+    GAINED = 2  # this instance holds it from now on
 
 
 def new_instance_id() -> str:
@@ -84,15 +85,6 @@ class Cluster(ABC):
     def holds(self, name: str) -> bool:
         """Does this instance hold the lease `name` now?"""
         return True
-
-    async def feed_position(self, provider: str) -> str:
-        """Where the feed of messages `provider` accepted ends now (see accepted_since)."""
-        return ""
-
-    async def accepted_since(self, provider: str, cursor: str, timeout: float) -> tuple[list[int], str]:
-        """Ids of messages other instances had `provider` accept after `cursor`, waiting
-        up to `timeout` seconds for some; and the new cursor. One instance: none."""
-        return [], cursor
 
 
 class LocalCluster(Cluster):

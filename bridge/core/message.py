@@ -42,6 +42,11 @@ class Part:
     id_format: str = ""  # how its submit_sm_resp rendered the id ("" = the account's format)
 
 
+# The due time an upgrade gives the messages accepted before due times were stored:
+# due at once, and their connector works out from the message what is left to do.
+UPGRADE_DUE = 0.0
+
+
 @dataclass(slots=True)
 class Message:
     id: int
@@ -63,6 +68,12 @@ class Message:
     attempts: int = 0
     next_attempt_at: float = 0.0
     done_at: float | None = None
+    # While ACCEPTED: when its provider must next act on it without a report (a poll,
+    # a synthetic receipt, a give-up), and how many times it already did. Stored beside
+    # the record and indexed per provider (`Store.due_messages`), so the timer outlives
+    # the process; set with the acceptance, cleared when the message becomes final.
+    due_at: float | None = None  # UPGRADE_DUE: accepted before due times were stored
+    polls: int = 0
 
 
 @dataclass(slots=True)

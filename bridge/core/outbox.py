@@ -219,10 +219,7 @@ class Outbox:
         await self._store.update_messages([message])
         result, provider = await self._sender.send(message)
         if result.outcome is Outcome.ACCEPTED:
-            message.lifecycle = Lifecycle.ACCEPTED
-            message.provider = provider
-            message.provider_ids = list(result.provider_ids)
-            message.text = ""  # handed over: keep no more personal data than needed
+            self._sender.accepted(message, result, provider, self._clock())
             self._receipts.hold(p.message_id for p in message.parts)
             try:
                 await self._store.update_messages([message])

@@ -465,10 +465,7 @@ class Pipeline:
                 message.provider = provider
                 await self._receipts.fail_parts(message, others, MessageState.REJECTED, int(result.status))
             return Answer(result.status, None, provider or message.route[0], message.flash)
-        message.lifecycle = Lifecycle.ACCEPTED
-        message.provider = provider
-        message.provider_ids = list(result.provider_ids)
-        message.text = ""  # handed over: keep no more personal data than needed
+        self._sender.accepted(message, result, provider, self._clock())
         self._receipts.hold(part_ids)
         try:
             await self._store.insert_messages([message])

@@ -21,7 +21,7 @@ from typing import Any
 from bridge.core.circuit import CircuitBreaker, CircuitState
 from bridge.core.coalesce import Coalescer
 from bridge.core.history import Journal
-from bridge.core.message import Message
+from bridge.core.message import Lifecycle, Message
 from bridge.metrics import Metrics, labels
 from bridge.providers.base import Outcome, Provider, SendResult
 from bridge.smpp.constants import Status
@@ -91,6 +91,7 @@ class Sender:
         self._coalescers: dict[str, Coalescer] = {}
         self.in_flight = InFlight()
         self.on_circuit_closed: Callable[[str], None] | None = None
+        self.on_due_set: Callable[[str, float], None] | None = None  # (provider, due time): DueTimers.wake
         self._request_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
 
@@ -160,6 +161,21 @@ class Sender:
                 next_provider=_after(message.route, name),
             )
         return last or NO_PROVIDER, None
+
+    def accepted(self, message: Message, result: SendResult, name: str | None, now: float) -> None:
+        """Record on `message` that provider `name` accepted it (`now`: epoch seconds),
+        before the store write that saves it: its provider ids, its first due time
+        (`Provider.due_after`, stored by that same write), and no more text than needed."""
+        message.lifecycle = Lifecycle.ACCEPTED
+        message.provider = name
+        message.provider_ids = list(result.provider_ids)
+        provider = self.providers.get(name) if name is not None else None
+        delay = provider.due_after(message) if provider is not None else None
+        message.due_at = None if delay is None else now + delay
+        message.polls = 0
+        message.text = ""  # handed over: keep no more personal data than needed
+        if name is not None and message.due_at is not None and self.on_due_set is not None:
+            self.on_due_set(name, message.due_at)
 
     def _coalescer(self, provider: Provider) -> Coalescer | None:
         """The provider's coalescer, when coalescing is on and its API takes batches."""

@@ -13,14 +13,14 @@ import dataclasses
 import enum
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from aiohttp import web
 
 from bridge.core.history import iso
-from bridge.core.message import Message
+from bridge.core.message import UPGRADE_DUE, Message
 from bridge.logging import get_logger
 from bridge.metrics import Metrics
 from bridge.smpp.constants import MessageState, Status
@@ -120,14 +120,7 @@ NOT_CHECKABLE = "the API documents no call that checks credentials without sendi
 
 
 ReportSink = Callable[[StatusReport], Awaitable[bool]]
-# lease(provider name, ttl seconds) -> may this instance poll now? (one poller per cluster)
-PollLease = Callable[[str, float], Awaitable[bool]]
-POLL_LEASE_TTL = 15.0  # a dead poller's lease lapses after this; a live one keeps renewing it
-
-
-async def always_lease(name: str, ttl: float) -> bool:
-    """One instance: it is always the poller."""
-    return True
+DUE_RETRY = 10.0  # seconds before a due message whose report could not be stored is taken again
 
 
 @dataclass
@@ -139,25 +132,21 @@ class ProviderContext:
     public_url: str
     clock: Callable[[], float] = time.time
     log: Any = None
-    find_messages: Callable[..., Awaitable[list[Message]]] | None = None
-    # Status polling runs on one instance of a cluster: a poller asks before each poll,
-    # and drops what falls due while another instance holds the lease (that one polls
-    # every accepted message, sent by whichever instance).
-    lease: PollLease = always_lease
 
 
 class Provider(ABC):
-    """Base of the connectors. `kind` is the config `type`; `name` its config key."""
+    """Base of the connectors. `kind` is the config `type`; `name` its config key.
+
+    Work a connector does later for an accepted message without a report (poll its
+    status, issue a synthetic receipt, give up) is not a timer of its own: `due_after`
+    gives the first due time, stored with the acceptance, and the bridge's due-timer
+    loop (`bridge.core.due`) hands due messages to `on_due`, on one instance of a
+    cluster, restarts included."""
 
     kind: ClassVar[str]
     supports_flash: ClassVar[bool] = False
     max_batch: int = 1  # recipients one request can carry (bulk coalescing)
-
-    @classmethod
-    def polls_status(cls, settings: Any) -> bool:
-        """Does this connector poll for delivery status with these settings? (Polling
-        runs on one instance of a cluster.)"""
-        return False
+    due_batch: int = 500  # due messages handed to one on_due call
 
     def __init__(self, name: str, settings: Any, context: ProviderContext) -> None:
         self.name = name
@@ -180,9 +169,62 @@ class Provider(ABC):
         (and `max_batch`); the default sends them one by one, concurrently."""
         return list(await asyncio.gather(*(self.send(message) for message in messages)))
 
-    async def resume(self, messages: Sequence[Message]) -> None:
-        """After a restart: messages this provider accepted that have no final state
-        yet, so pollers and timers can pick them up again."""
+    def due_after(self, message: Message) -> float | None:
+        """Seconds after its acceptance when this connector must act on `message` if
+        no report came (None: never, the provider reports by itself or not at all)."""
+        return None
+
+    async def on_due(self, messages: Sequence[Message]) -> list[float | None]:
+        """Act on messages whose due time came (ACCEPTED, `polls` = times already
+        acted on). Returns, per message, its next due time (epoch seconds) or None
+        when nothing more is to be done; reports go through `context.report`."""
+        return [None] * len(messages)
+
+    async def reported(self, reports: Sequence[StatusReport]) -> list[bool]:
+        """Hand each report to the bridge, concurrently; per report, True once it is
+        committed (or its id is unknown), False when storing it failed (the store is
+        away): the caller acts on that message again later."""
+        results = await asyncio.gather(*(self.context.report(r) for r in reports), return_exceptions=True)
+        out = []
+        for result in results:
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                self.log.warning("report_not_stored", error=str(result))
+            out.append(not isinstance(result, BaseException))
+        return out
+
+    async def report_timed_out(
+        self, messages: Sequence[Message], timeout: float, state: MessageState, detail: str
+    ) -> list[float | None]:
+        """`on_due` of a connector whose only due work is to end a message in `state`
+        `timeout` seconds (> 0) after its acceptance (a synthetic receipt, a give-up).
+        A message accepted before due times were stored (`UPGRADE_DUE`) waits for
+        `timeout` from its creation."""
+        now = self.context.clock()
+        due: list[float | None] = []
+        reports: dict[int, StatusReport] = {}
+        for message in messages:
+            not_before = message.created_at + timeout
+            if timeout > 0 and message.due_at == UPGRADE_DUE and not_before > now:
+                due.append(not_before)
+                continue
+            if timeout > 0 and message.provider_ids:
+                reports[len(due)] = StatusReport(self.name, message.provider_ids[0], state, 0, now, detail)
+            due.append(None)
+        return await self.report_due(due, reports)
+
+    async def report_due(self, due: list[float | None], reports: Mapping[int, StatusReport]) -> list[float | None]:
+        """`on_due`'s answer: `due`, the next due time of each message once the report
+        at its position in `reports` (if any) is stored; a message whose report could
+        not be stored is taken again after DUE_RETRY."""
+        positions = list(reports)
+        stored = await self.reported([reports[i] for i in positions])
+        retry = self.context.clock() + DUE_RETRY
+        for i, ok in zip(positions, stored, strict=True):
+            if not ok:
+                due[i] = retry
+        return due
 
     async def handle_callback(self, request: web.Request) -> web.StreamResponse:
         """A request to /callbacks/{name}/{token}, token already checked."""

@@ -8,25 +8,24 @@ table. It never sees SMPP bytes.
 Contacta documents no delivery report of any kind (no webhook, no status endpoint).
 What the ESME gets instead is a synthetic receipt, `receipt_timeout` seconds after
 Contacta accepted the message, in the state `receipt_state`: it says the bridge
-stopped waiting, not what happened on the handset.
+stopped waiting, not what happened on the handset. Its due time is stored with the
+message (`due_after`, `on_due`), so it survives a restart and, in a cluster, the
+instance that sent the message.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
-import heapq
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from bridge.config import ContactaProvider as ContactaSettings
-from bridge.core.message import Lifecycle, Message
+from bridge.core.message import Message
 from bridge.core.numbers import Number, national_in
 from bridge.logging import mask_number
-from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
+from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -49,6 +48,11 @@ MAX_LENGTH = 160  # the schema's maxLength of `msg`, counted per `length_unit`
 SENDER_ID = re.compile(r"^(?:[A-Za-z0-9]{1,11}|\d{12,15})$")
 
 
+# The one documented text that says the message may already be on its way. With an
+# HTTP 5xx (which otherwise means "not sent": fail over, re-send) it makes the outcome
+# UNKNOWN: never re-sent blindly, and counted as a possible duplicate by the outbox.
+MAY_BE_QUEUED = "failed to append to the queue"
+
 # Document 000's error texts, matched on the start of the normalised text: lower case,
 # without apostrophes (the document writes "dont", "don't" and, in a heading, "don"
 # U+2019 "t"). HTTP statuses of these answers are not documented, so the text decides.
@@ -60,7 +64,7 @@ ERRORS: dict[str, Rule] = {
     "your account dont have credits availables": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED, alert=True),
     "country or carrier not reachable": Rule(Status.ESME_RINVDSTADR, Outcome.REJECTED),
     # "no need to resend": not re-sent, not failed over (it might go out twice).
-    "failed to append to the queue": Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
+    MAY_BE_QUEUED: Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED),
     "your account dont have enabled for send multi messages": Rule(Status.ESME_RINVNUMDESTS, Outcome.REJECTED),
 }
 UNKNOWN_ERROR = Rule(Status.ESME_RSUBMITFAIL, Outcome.REJECTED)  # any other error text
@@ -193,10 +197,14 @@ def parse_answer(answer: HttpAnswer, reference: str) -> tuple[SendResult, bool]:
     """(result, alert): what Contacta's answer means, and whether the operator must act.
 
     `reference` is our message id, the `id` we sent."""
-    refused = refused_by_status(answer)  # 429 and 5xx go by the status, whatever the body says
+    body = answer.json()
+    if answer.status >= 500 and isinstance(body, dict):
+        matched = error_rule(error_text(body))
+        if matched is not None and matched[0] == MAY_BE_QUEUED:  # "no need to resend"
+            return SendResult.unknown(f"contacta: HTTP {answer.status}, {MAY_BE_QUEUED}", metric="error"), False
+    refused = refused_by_status(answer)  # other 429 and 5xx go by the status, whatever the body says
     if refused is not None:
         return refused, False
-    body = answer.json()
     if isinstance(body, dict):
         description = body.get("description")
         if body.get("status") is True and isinstance(description, dict) and 200 <= answer.status < 300:
@@ -225,22 +233,11 @@ class Contacta(Provider):
         self._http = HttpClient.for_provider(
             settings, {"Authorization": basic_auth(settings.username, settings.password.get_secret_value())}
         )
-        # Synthetic receipts: (due time, provider id) in a heap, issued by one task.
-        self._due: list[tuple[float, str]] = []
-        self._wake = asyncio.Event()
-        self._receipt_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._http.start()
-        if self.settings.receipt_timeout > 0:
-            self._receipt_task = asyncio.ensure_future(self._issue_receipts())
 
     async def close(self) -> None:
-        if self._receipt_task is not None:
-            self._receipt_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._receipt_task
-            self._receipt_task = None
         await self._http.close()
 
     async def send(self, message: Message) -> SendResult:
@@ -259,43 +256,18 @@ class Contacta(Provider):
         result = result.answered(answer.status)
         if alert:
             self.log.error("contacta_account_problem", reason=result.reason, http_status=answer.status)
-        if result.outcome is Outcome.ACCEPTED and self.settings.receipt_timeout > 0:
-            self._arm(result.provider_ids[0], self.context.clock() + self.settings.receipt_timeout)
         return result
 
     async def check_access(self) -> ProviderCheck:
         """Document 000 has the send endpoints only: nothing to check without sending."""
         return ProviderCheck(checked=False, detail="document 000 has no call but sending: not checkable")
 
-    async def resume(self, messages: Sequence[Message]) -> None:
-        """Re-arm the synthetic receipts of messages accepted before a restart,
-        counting from when the bridge took them."""
-        if self.settings.receipt_timeout <= 0:
-            return
-        for message in messages:
-            # Not final yet: that includes one that got ACCEPTD when it was intermediate.
-            if message.provider_ids and message.lifecycle is not Lifecycle.FINAL:
-                self._arm(message.provider_ids[0], message.created_at + self.settings.receipt_timeout)
-
     # -- synthetic receipts ------------------------------------------------------------
 
-    def _arm(self, provider_id: str, due: float) -> None:
-        heapq.heappush(self._due, (due, provider_id))
-        self._wake.set()
+    def due_after(self, message: Message) -> float | None:
+        return self.settings.receipt_timeout if self.settings.receipt_timeout > 0 else None
 
-    async def _issue_receipts(self) -> None:
-        """One task for every synthetic receipt: one heap, not one timer per message."""
+    async def on_due(self, messages: Sequence[Message]) -> list[float | None]:
+        """The synthetic receipt of each message."""
         state = RECEIPT_STATES[self.settings.receipt_state]
-        while True:
-            self._wake.clear()
-            wait = self._due[0][0] - self.context.clock() if self._due else None
-            if wait is None or wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
-                continue
-            _, provider_id = heapq.heappop(self._due)
-            report = StatusReport(self.name, provider_id, state, 0, self.context.clock(), SYNTHETIC)
-            try:
-                await self.context.report(report)
-            except Exception:  # a store hiccup must not stop the receipts that follow
-                self.log.exception("contacta_receipt_failed")
+        return await self.report_timed_out(messages, self.settings.receipt_timeout, state, SYNTHETIC)

@@ -9,7 +9,9 @@ the provider id we store is `"<messageId>:<phone>"`. Errors are
 the words of the text, `FLASHSMS_400_WORDS`).
 
 Reports: polling only, `GET /sms/:id/recipients` (or `/sms/status/:id`), first after
-`poll_interval` seconds and then backing off, within the account's 100 requests per
+`poll_interval` seconds and then backing off (due times and poll counts stored with
+the messages: `due_after`, `on_due`; the messages of one coalesced request share
+their messageId and one poll), within the account's 100 requests per
 minute shared with the sends (`RequestWindow`: never more than 100 in any 60 seconds);
 an HTTP 429 pauses every request of this provider. `FLASHSMS_STATUSES` maps PENDING/SENT/DELIVERED/FAILED.
 """
@@ -20,7 +22,7 @@ import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from bridge.config import FlashSmsProvider as FlashSmsSettings
@@ -47,7 +49,7 @@ from bridge.providers.http import (
     retry_after,
     undocumented_answer,
 )
-from bridge.providers.polling import PollSchedule, Watch
+from bridge.providers.polling import hold_off, next_poll, worth_reporting
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import is_gsm
 
@@ -86,7 +88,6 @@ FLASHSMS_STATUSES: dict[str, tuple[MessageState, int]] = {
 GHANA = "GH"
 _GHANA_NSN = re.compile(r"^[1-9]\d{8}$")  # a Ghanaian national significant number: 9 digits
 THROTTLE_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)  # 429 without Retry-After
-MAX_UNKNOWN_POLLS = 3
 
 
 # -- pure functions ------------------------------------------------------------------------
@@ -182,11 +183,8 @@ class FlashSms(Provider):
     kind: ClassVar[str] = "flashsms"
     supports_flash: ClassVar[bool] = False
     max_batch = 1000  # recipients per request (document 002)
+    due_batch = 1000  # due messages per on_due: grouped by messageId, one poll each
     settings: FlashSmsSettings
-
-    @classmethod
-    def polls_status(cls, settings: Any) -> bool:
-        return True  # FlashSMS has no webhooks: polling is the only report channel
 
     def __init__(self, name: str, settings: FlashSmsSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
@@ -202,17 +200,13 @@ class FlashSms(Provider):
         )
         self._blocked_until = 0.0  # time.monotonic() before which FlashSMS said 429
         self._throttles = 0
-        # Keys are messageIds; each watch's items are its phones with their last status.
-        self._schedule = PollSchedule(context.clock, settings.poll_interval, settings.poll_interval_max)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._http.start()
-        self._schedule.start(self.name, self.context.lease, self._poll_each, 1, self.log)
 
     async def close(self) -> None:
-        await self._schedule.stop()
         await self._http.close()
 
     async def check_access(self) -> ProviderCheck:
@@ -308,9 +302,6 @@ class FlashSms(Provider):
             self.log.error("flashsms_credentials_refused", http_status=answer.status, message_id=first.id)
         elif answer.status == 404:
             self.log.error("flashsms_not_found", http_status=404, message_id=first.id, hint="check base_url")
-        for message, result in zip(batch, results, strict=True):
-            if result.outcome is Outcome.ACCEPTED:
-                self._track(result.provider_ids, message.created_at, self.context.clock() + self.settings.poll_interval)
         return results
 
     def _blocked_for(self) -> float:
@@ -331,29 +322,44 @@ class FlashSms(Provider):
 
     # -- polling -------------------------------------------------------------------------
 
-    def _track(self, provider_ids: Sequence[str], since: float, due: float) -> None:
-        for value in provider_ids:
-            message_id, phone = split_provider_id(value)
-            self._schedule.watch(message_id, since, due).items.setdefault(phone, "")
+    def due_after(self, message: Message) -> float | None:
+        return self.settings.poll_interval  # no webhooks: polling is the only report channel
 
-    async def resume(self, messages: Sequence[Message]) -> None:
-        """After a restart: poll every unfinished message again, soonest first."""
+    async def on_due(self, messages: Sequence[Message]) -> list[float | None]:
+        """One poll per messageId among the due messages (a coalesced request's share
+        one), one after the other within the rate limits; each phone's status is
+        reported when it changed. Messages older than pending_max_age end in
+        pending_final_state."""
+        s = self.settings
         now = self.context.clock()
-        for message in messages:
-            self._track(message.provider_ids, message.created_at, now)
+        due: list[float | None] = [None] * len(messages)
+        reports: dict[int, StatusReport] = {}
+        groups: dict[str, dict[str, int]] = {}  # messageId -> phone -> position
+        for i, message in enumerate(messages):
+            if not message.provider_ids:
+                continue
+            message_id, phone = split_provider_id(message.provider_ids[0])
+            if now - message.created_at >= s.pending_max_age:
+                state = MessageState[s.pending_final_state]
+                self.log.info("flashsms_no_final_state", message=message_id, state=state.stat)
+                reports[i] = StatusReport(self.name, message.provider_ids[0], state, 0, now, "max age")
+                continue
+            due[i] = next_poll(now, s.poll_interval, s.poll_interval_max, message.polls + 1)
+            groups.setdefault(message_id, {})[phone] = i
+        for message_id, phones in groups.items():
+            await self._poll(message_id, phones, messages, due, reports)
+        return await self.report_due(due, reports)
 
-    async def _poll_each(self, message_ids: list[str]) -> None:
-        for message_id in message_ids:
-            await self.poll(message_id)
-
-    async def poll(self, message_id: str) -> None:
-        """Ask FlashSMS about one messageId and report each phone whose status changed."""
-        watch = self._schedule.watches.get(message_id)
-        if watch is None:
-            return
-        if self.context.clock() - watch.since >= self.settings.pending_max_age:
-            await self._give_up(message_id, watch)
-            return
+    async def _poll(
+        self,
+        message_id: str,
+        phones: dict[str, int],
+        messages: Sequence[Message],
+        due: list[float | None],
+        reports: dict[int, StatusReport],
+    ) -> None:
+        """Ask FlashSMS about one messageId; fill in the reports of the phones whose
+        status changed and end the final ones (`due` holds their next poll otherwise)."""
         if self.settings.poll_endpoint == "recipients":
             url = f"{self.base_url}/sms/{message_id}/recipients"
         else:
@@ -366,7 +372,6 @@ class FlashSms(Provider):
                 answer = await self._http.request("GET", url)
         if isinstance(answer, SendResult):
             self.log.warning("flashsms_poll_transport", reason=answer.reason)
-            self._schedule.reschedule([message_id])
             return
         self._note_throttle(answer)
         if answer.status != 200:
@@ -374,43 +379,17 @@ class FlashSms(Provider):
                 self.log.error("flashsms_credentials_refused", http_status=answer.status, during="poll")
             else:
                 self.log.warning("flashsms_poll_refused", http_status=answer.status, message=message_id)
-            self._schedule.reschedule([message_id], retry_after(answer.headers))
+            hold_off(due, phones.values(), retry_after(answer.headers), self.context.clock())
             return
-        for phone, word in recipient_statuses(answer.json(), list(watch.items)).items():
-            if word != watch.items.get(phone):
-                await self._report(message_id, watch, phone, word)
-        if not watch.items or watch.unknown >= MAX_UNKNOWN_POLLS:
-            if watch.items:
-                self.log.warning("flashsms_poll_dropped", message=message_id)
-            self._schedule.forget(message_id)
-            return
-        self._schedule.reschedule([message_id])
-
-    async def _report(self, message_id: str, watch: Watch, phone: str, word: str) -> None:
-        mapped = map_status(word)
-        if mapped is None:
-            self.log.warning("flashsms_status_unknown", status=word[:32], message=message_id)
-            return
-        state, error = mapped
-        known = await self.context.report(
-            StatusReport(self.name, provider_id(message_id, phone), state, error, self.context.clock(), word)
-        )
-        watch.items[phone] = word
-        watch.unknown = 0 if known else watch.unknown + 1
-        if state.is_final:
-            del watch.items[phone]
-
-    async def _give_up(self, message_id: str, watch: Watch) -> None:
-        state = MessageState[self.settings.pending_final_state]
-        self.log.info("flashsms_no_final_state", message=message_id, phones=len(watch.items), state=state.stat)
-        for phone in list(watch.items):
-            await self.context.report(
-                StatusReport(self.name, provider_id(message_id, phone), state, 0, self.context.clock(), "max age")
-            )
-            del watch.items[phone]  # committed: a failure above leaves the rest watched
-        self._schedule.forget(message_id)
-
-    @property
-    def watching(self) -> Mapping[str, Sequence[str]]:
-        """messageId -> phones still polled (for tests and debugging)."""
-        return {message_id: list(watch.items) for message_id, watch in self._schedule.watches.items()}
+        now = self.context.clock()
+        for phone, word in recipient_statuses(answer.json(), list(phones)).items():
+            i = phones[phone]
+            mapped = map_status(word)
+            if mapped is None:
+                self.log.warning("flashsms_status_unknown", status=word[:32], message=message_id)
+                continue
+            state, error = mapped
+            if worth_reporting(messages[i], state):
+                reports[i] = StatusReport(self.name, provider_id(message_id, phone), state, error, now, word)
+            if state.is_final:
+                due[i] = None

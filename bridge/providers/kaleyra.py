@@ -14,7 +14,8 @@ with `data[].message_id` (`<uuid>:<n>`): those are the provider ids. Errors are
 Reports: callbacks (GET query or POST JSON/form, tolerant field names) when the send
 asked for them, and, for messages whose final callback has not come `poll_interval`
 seconds after the send (or always, without callbacks),
-`GET {base_url}/v1/{sid}/sms/status?message_ids=...` in batches, backing off. Status
+`GET {base_url}/v1/{sid}/sms/status?message_ids=...` in batches, backing off (the
+due times and poll counts are stored with the messages: `due_after`, `on_due`). Status
 words map by `KALEYRA_STATUSES`, status-trace codes by `KALEYRA_TRACES`.
 
 It never sees SMPP bytes and never touches the store: reports go through
@@ -23,7 +24,6 @@ It never sees SMPP bytes and never touches the store: reports go through
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -56,7 +56,7 @@ from bridge.providers.http import (
     retry_after,
     undocumented_answer,
 )
-from bridge.providers.polling import PollSchedule
+from bridge.providers.polling import hold_off, next_poll, worth_reporting
 from bridge.smpp.constants import MessageState, Status
 from bridge.smpp.text import is_gsm, sms_parts
 from bridge.store.base import StoreUnavailable
@@ -171,7 +171,6 @@ CALLBACK_FIELDS: dict[str, tuple[str, ...]] = {
     "timestamp": ("timestamp", "delivered_at", "updated_at", "datetime"),
 }
 
-MAX_UNKNOWN_POLLS = 3  # polled ids the bridge keeps not knowing are dropped
 PROBE_ID = "00000000-0000-0000-0000-000000000000:0"  # a message id no send ever gets (check_access)
 
 
@@ -297,10 +296,6 @@ class Kaleyra(Provider):
     supports_flash: ClassVar[bool] = True
     settings: KaleyraSettings
 
-    @classmethod
-    def polls_status(cls, settings: Any) -> bool:
-        return bool(settings.poll_interval > 0)  # a fallback for callbacks that never came
-
     def __init__(self, name: str, settings: KaleyraSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
         # `to` takes up to 100 numbers; with type OTP exactly one (E404, E405).
@@ -312,33 +307,20 @@ class Kaleyra(Provider):
         extra = {str(key): names for key, names in settings.callback_fields.items()}
         self._callback_names = {key: (*extra.get(key, ()), *names) for key, names in CALLBACK_FIELDS.items()}
         self._poll_rate = RequestWindow(settings.poll_requests_per_minute, 60.0)
-        self._schedule = PollSchedule(context.clock, settings.poll_interval, settings.poll_interval_max)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.due_batch = settings.poll_batch  # one status request per on_due
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._http.start()
-        if self.settings.poll_interval > 0:
-            self._schedule.start(self.name, self.context.lease, self.poll, self.settings.poll_batch, self.log)
 
     async def close(self) -> None:
-        await self._schedule.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._http.close()
 
     def callback_token(self) -> str | None:
         """The token of our callback URL; None (no callback route) when sends ask for none."""
         token = self.settings.callback_token
         return None if token is None or self.settings.callback_mode == "none" else token.get_secret_value()
-
-    @property
-    def watching(self) -> list[str]:
-        """Provider ids still polled for their final state (for tests and debugging)."""
-        return sorted(self._schedule.watches)
 
     async def check_access(self) -> ProviderCheck:
         """A status lookup of an id that cannot exist: nothing is sent, and Kaleyra
@@ -428,25 +410,7 @@ class Kaleyra(Provider):
                 else SendResult.rejected(Status.ESME_RINVDSTADR, "kaleyra: recipient missing from the answer")
                 for message in batch
             ]
-        for message, sent in zip(batch, results, strict=True):
-            if sent.outcome is Outcome.ACCEPTED:
-                self._track(sent.provider_ids, message.created_at)
         return [sent.answered(answer.status) for sent in results]
-
-    def _track(self, provider_ids: Sequence[str], since: float) -> None:
-        now = self.context.clock()
-        for provider_id in provider_ids:
-            if self.settings.poll_interval > 0:
-                self._schedule.watch(provider_id, since, now + self.settings.poll_interval)
-
-    async def resume(self, messages: Sequence[Message]) -> None:
-        """After a restart: callbacks may have come while we were down, so ask soon."""
-        if self.settings.poll_interval <= 0:
-            return
-        now = self.context.clock()
-        for message in messages:
-            for provider_id in message.provider_ids:
-                self._schedule.watch(provider_id, message.created_at, now)
 
     # -- callbacks -----------------------------------------------------------------------
 
@@ -480,87 +444,80 @@ class Kaleyra(Provider):
         state, error = mapped
         at = parse_timestamp(pick(fields, self._callback_names["timestamp"])) or self.context.clock()
         report = StatusReport(self.name, provider_id, state, error, at, status[:32])
-        known = await self.context.report(report)  # returns once committed; raises if not
-        if state.is_final:
-            self._schedule.forget(provider_id)
+        known = await self.context.report(report)  # returns once committed (a final state ends polling)
         return "accepted" if known else "unknown_id"
 
     def _callback_answer(self, result: str, status: int) -> web.Response:
         self.context.metrics.callbacks.labels(self.name, result).inc()
         return web.Response(status=status, text="OK" if status == 200 else "ERROR")
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # -- polling -------------------------------------------------------------------------
 
-    async def poll(self, provider_ids: Sequence[str]) -> None:
-        """One status request for a batch of watched ids; report what changed."""
+    def due_after(self, message: Message) -> float | None:
+        return self.settings.poll_interval if self.settings.poll_interval > 0 else None
+
+    async def on_due(self, messages: Sequence[Message]) -> list[float | None]:
+        """One status request for the due messages (at most poll_batch); each one gets
+        its report, if its status changed, and its next poll (backing off), or none
+        once final. Messages older than pending_max_age end in pending_final_state."""
+        s = self.settings
         now = self.context.clock()
-        live: list[str] = []
-        for provider_id in provider_ids:
-            watch = self._schedule.watches.get(provider_id)
-            if watch is None:
-                continue
-            if now - watch.since >= self.settings.pending_max_age:
-                await self._give_up(provider_id)
+        due: list[float | None] = [None] * len(messages)
+        if s.poll_interval <= 0:
+            return due
+        reports: dict[int, StatusReport] = {}
+        asked: dict[str, int] = {}  # provider id -> position
+        for i, message in enumerate(messages):
+            if now - message.created_at >= s.pending_max_age and message.provider_ids:
+                state = MessageState[s.pending_final_state]
+                self.log.info("kaleyra_no_final_state", message_id=message.id, state=state.stat)
+                reports[i] = StatusReport(self.name, message.provider_ids[0], state, 0, now, "max age")
             else:
-                live.append(provider_id)
-        if not live:
-            return
+                for provider_id in message.provider_ids:
+                    asked[provider_id] = i
+                due[i] = next_poll(now, s.poll_interval, s.poll_interval_max, message.polls + 1)
+        if asked:
+            await self._poll(messages, asked, due, reports, now)
+        return await self.report_due(due, reports)
+
+    async def _poll(
+        self,
+        messages: Sequence[Message],
+        asked: dict[str, int],
+        due: list[float | None],
+        reports: dict[int, StatusReport],
+        now: float,
+    ) -> None:
+        """Ask for `asked`; fill in the reports of what changed and end the final ones
+        (`due` holds their next poll otherwise)."""
         async with self._poll_rate.slot():
-            answer = await self._http.request("GET", self.status_url, params={"message_ids": ",".join(live)})
+            answer = await self._http.request("GET", self.status_url, params={"message_ids": ",".join(asked)})
         if isinstance(answer, SendResult):
-            self.log.warning("kaleyra_poll_transport", reason=answer.reason, ids=len(live))
-            self._schedule.reschedule(live)
+            self.log.warning("kaleyra_poll_transport", reason=answer.reason, ids=len(asked))
             return
-        if refused_by_status(answer) is not None:  # 429 or 5xx: ask again later
+        if refused_by_status(answer) is not None:  # 429 or 5xx: ask again later, not sooner than told
             self.log.warning("kaleyra_poll_refused", http_status=answer.status)
-            self._schedule.reschedule(live, retry_after(answer.headers))
+            hold_off(due, asked.values(), retry_after(answer.headers), now)
             return
         if answer.status in CREDENTIALS_REFUSED:
             self.log.error("kaleyra_credentials_refused", http_status=answer.status, during="poll")
         body = answer.json()
         items = body.get("data") if isinstance(body, dict) else None
-        seen: set[str] = set()
         for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
+            provider_id = pick(item, CALLBACK_FIELDS["id"]) if isinstance(item, dict) else ""
+            i = asked.pop(provider_id, None)
+            if i is None:
                 continue
-            provider_id = pick(item, CALLBACK_FIELDS["id"])
-            if provider_id in live and provider_id not in seen:
-                seen.add(provider_id)
-                await self._polled(provider_id, item)
-        self._schedule.reschedule([pid for pid in live if pid not in seen])
-
-    async def _polled(self, provider_id: str, item: Mapping[str, Any]) -> None:
-        status = pick(item, ("status",))
-        mapped = map_report(status, pick(item, ("status_details", "status_trace")))
-        if mapped is None:
-            self.log.warning("kaleyra_status_unknown", status=status[:32], provider_id=provider_id)
-            self._schedule.reschedule([provider_id])
-            return
-        state, error = mapped
-        known = await self.context.report(
-            StatusReport(self.name, provider_id, state, error, self.context.clock(), status[:32])
-        )
-        watch = self._schedule.watches.get(provider_id)
-        if state.is_final or watch is None:
-            self._schedule.forget(provider_id)
-            return
-        watch.unknown = 0 if known else watch.unknown + 1
-        if watch.unknown >= MAX_UNKNOWN_POLLS:
-            self.log.warning("kaleyra_poll_dropped", provider_id=provider_id)
-            self._schedule.forget(provider_id)
-            return
-        self._schedule.reschedule([provider_id])
-
-    async def _give_up(self, provider_id: str) -> None:
-        state = MessageState[self.settings.pending_final_state]
-        self.log.info("kaleyra_no_final_state", provider_id=provider_id, state=state.stat)
-        await self.context.report(StatusReport(self.name, provider_id, state, 0, self.context.clock(), "max age"))
-        self._schedule.forget(provider_id)  # only once the report is committed
+            status = pick(item, ("status",))
+            mapped = map_report(status, pick(item, ("status_details", "status_trace")))
+            if mapped is None:
+                self.log.warning("kaleyra_status_unknown", status=status[:32], provider_id=provider_id)
+                continue
+            state, error = mapped
+            if worth_reporting(messages[i], state):
+                reports[i] = StatusReport(self.name, provider_id, state, error, now, status[:32])
+            if state.is_final:
+                due[i] = None
 
 
 async def _callback_fields(request: web.Request) -> list[dict[str, Any]]:

@@ -5,8 +5,9 @@ prefix (of the normalised digits: E.164 without `+`, or national digits of an
 unknown country, which it takes like any others): `reject_prefixes` are refused at
 submit (ESME_RINVDSTADR), `fail_prefixes` end UNDELIV, `expire_prefixes` EXPIRED,
 `silent_prefixes` never report; anything else is DELIVRD after `delivery_delay`
-seconds. Outcomes depend only on the
-destination, so after a restart the unfinished ones are simply scheduled again.
+seconds (with `intermediate`, ENROUTE after half of it). Outcomes depend only on the
+destination; when each report is due is stored with the message (`due_after`,
+`on_due`), so a restart, or another instance of a cluster, issues it at its time.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ class Simulator(Provider):
 
     def __init__(self, name: str, settings: SimulatorSettings, context: ProviderContext) -> None:
         super().__init__(name, settings, context)
-        self._timers: set[asyncio.TimerHandle] = set()
-        self._tasks: set[asyncio.Task[bool]] = set()
         self._record = Path(settings.record_path) if settings.record_path else None
 
     def outcome(self, destination: str) -> MessageState | None:
@@ -56,43 +55,40 @@ class Simulator(Provider):
         provider_id = f"sim-{message.id}"
         if self._record is not None:
             self._append_record(provider_id, message)
-        self._schedule(provider_id, destination, self.settings.delivery_delay)
         return SendResult.accepted(provider_id)
 
     async def check_access(self) -> ProviderCheck:
         return ProviderCheck(checked=True, reachable=True, credentials="ok", latency_ms=0.0, detail="built in")
 
-    async def resume(self, messages: Sequence[Message]) -> None:
+    # -- reports, when due -----------------------------------------------------------
+
+    def due_after(self, message: Message) -> float | None:
+        if self.outcome(message.number.digits) is None:
+            return None  # silent: never reports
+        delay = self.settings.delivery_delay
+        return delay / 2 if self.settings.intermediate else delay
+
+    async def on_due(self, messages: Sequence[Message]) -> list[float | None]:
+        """The final report of each message; with `intermediate`, ENROUTE first (at
+        half the delay) and the final one half a delay later."""
+        now = self.context.clock()
+        due: list[float | None] = []
+        reports: dict[int, StatusReport] = {}
         for message in messages:
-            for provider_id in message.provider_ids:
-                self._schedule(provider_id, message.number.digits, self.settings.delivery_delay)
-
-    async def close(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _schedule(self, provider_id: str, destination: str, delay: float) -> None:
-        state = self.outcome(destination)
-        if state is None:
-            return
-        loop = asyncio.get_running_loop()
-        if self.settings.intermediate:
-            self._report_later(loop, delay / 2, StatusReport(self.name, provider_id, MessageState.ENROUTE))
-        report = StatusReport(self.name, provider_id, state, SIMULATOR_ERRORS.get(state, 0))
-        self._report_later(loop, delay, report)
-
-    def _report_later(self, loop: asyncio.AbstractEventLoop, delay: float, report: StatusReport) -> None:
-        def fire() -> None:
-            self._timers.discard(handle)
-            task = asyncio.ensure_future(self.context.report(_stamped(report, self.context.clock())))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        handle = loop.call_later(delay, fire)
-        self._timers.add(handle)
+            state = self.outcome(message.number.digits)
+            if state is None or not message.provider_ids:
+                due.append(None)
+                continue
+            provider_id = message.provider_ids[0]
+            if self.settings.intermediate and message.state is None:
+                report = StatusReport(self.name, provider_id, MessageState.ENROUTE, 0, now)
+                after: float | None = (message.due_at or now) + self.settings.delivery_delay / 2
+            else:
+                report = StatusReport(self.name, provider_id, state, SIMULATOR_ERRORS.get(state, 0), now)
+                after = None
+            reports[len(due)] = report
+            due.append(after)
+        return await self.report_due(due, reports)
 
     def _append_record(self, provider_id: str, message: Message) -> None:
         assert self._record is not None
@@ -109,7 +105,3 @@ class Simulator(Provider):
         )
         with self._record.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
-
-
-def _stamped(report: StatusReport, now: float) -> StatusReport:
-    return StatusReport(report.provider, report.provider_id, report.state, report.error, now, report.detail)

@@ -8,13 +8,12 @@ postbacks (N201 sent, N202 delivered, E201 failed, E202 rejected) that Skycore P
 to the one postback URL of the account, {public_url}/callbacks/<name>/<callback_token>.
 
 Skycore has no flash message class. Not every carrier returns a delivery receipt, so
-a message without a final postback ends UNKNOWN after `final_timeout`.
+a message without a final postback ends UNKNOWN after `final_timeout` (a due time
+stored with the message: `due_after`, `on_due`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from typing import Any, ClassVar, NamedTuple
 from aiohttp import web
 
 from bridge.config import SkycoreProvider as SkycoreSettings
-from bridge.core.message import Lifecycle, Message
+from bridge.core.message import Message
 from bridge.core.numbers import Number
 from bridge.logging import mask_number
 from bridge.providers.base import Outcome, Provider, ProviderCheck, ProviderContext, SendResult, StatusReport
@@ -54,7 +53,6 @@ SENDER_NUMBER = re.compile(r"^\d{3,15}$")
 # retry span at ~33 messages a second sustained, in ~22 MB (measured with tracemalloc,
 # 12-character ids); beyond that a replay costs one store lookup, nothing more.
 DEDUP_ENTRIES = 100_000
-SWEEP_BATCH = 500
 
 
 # `error-code` of a Failure answer -> what the ESME is told. Errors about our account,
@@ -224,19 +222,11 @@ class Skycore(Provider):
         super().__init__(name, settings, context)
         self._http = HttpClient.for_provider(settings, {"x-api-key": settings.api_key.get_secret_value()})
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._http.start()
-        if self.settings.final_timeout > 0 and self.context.find_messages is not None:
-            self._sweeper = asyncio.ensure_future(self._sweep_forever())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
         await self._http.close()
 
     def callback_token(self) -> str | None:
@@ -259,10 +249,6 @@ class Skycore(Provider):
     async def check_access(self) -> ProviderCheck:
         """Document 003 has `action=sendsms` only: nothing to check without sending."""
         return ProviderCheck(checked=False, detail="document 003 has no action but sendsms: not checkable")
-
-    async def resume(self, messages: Sequence[Message]) -> None:
-        """Nothing to re-arm: postbacks come by themselves (Skycore retries them for
-        25 minutes), and the final_timeout sweep reads the store, restarts included."""
 
     # -- postbacks ---------------------------------------------------------------------
 
@@ -322,42 +308,10 @@ class Skycore(Provider):
 
     # -- messages that never get a final postback ------------------------------------
 
-    async def _sweep_forever(self) -> None:
-        """Every interval (not at once: start() runs before the bridge has loaded its
-        stored receipts, and a receipt made meanwhile would be queued twice)."""
-        interval = min(300.0, self.settings.final_timeout / 4)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.expire_silent()
-            except Exception:  # the store may be briefly away; the next sweep retries
-                self.log.exception("skycore_sweep_failed")
+    def due_after(self, message: Message) -> float | None:
+        return self.settings.final_timeout if self.settings.final_timeout > 0 else None
 
-    async def expire_silent(self) -> int:
-        """End UNKNOWN every message accepted more than final_timeout ago that is still
-        waiting for its final postback. Oldest first; stops at the first young one."""
-        assert self.context.find_messages is not None
-        cutoff = self.context.clock() - self.settings.final_timeout
-        expired = 0
-        after = 0
-        while True:
-            batch = await self.context.find_messages(
-                [Lifecycle.ACCEPTED], provider=self.name, limit=SWEEP_BATCH, after_id=after
-            )
-            for message in batch:
-                if message.created_at > cutoff:
-                    return expired
-                if message.provider_ids:
-                    report = StatusReport(
-                        self.name,
-                        message.provider_ids[0],
-                        MessageState.UNKNOWN,
-                        0,
-                        self.context.clock(),
-                        NO_FINAL_POSTBACK,
-                    )
-                    await self.context.report(report)
-                    expired += 1
-            if len(batch) < SWEEP_BATCH:
-                return expired
-            after = batch[-1].id
+    async def on_due(self, messages: Sequence[Message]) -> list[float | None]:
+        """End UNKNOWN each message still waiting for its final postback."""
+        timeout = self.settings.final_timeout
+        return await self.report_timed_out(messages, timeout, MessageState.UNKNOWN, NO_FINAL_POSTBACK)

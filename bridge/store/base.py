@@ -68,12 +68,15 @@ class Store(ABC):
     # messages
     @abstractmethod
     def insert_messages(self, messages: Sequence[Message]) -> Awaitable[None]:
-        """New messages, with their part-id and provider-id indexes."""
+        """New messages, with their part-id and provider-id indexes (and the due time
+        of one inserted ACCEPTED)."""
 
     @abstractmethod
     def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:
         """New lifecycle / state / provider ids of stored messages, and `receipts` to
-        add, in one transaction (a final state and its receipts land together)."""
+        add, in one transaction (a final state and its receipts land together). A
+        message's `due_at` and `polls` are written when it becomes ACCEPTED (and by
+        `reschedule`), cleared when it leaves ACCEPTED, and otherwise left as stored."""
 
     @abstractmethod
     async def get_message(self, message_id: int) -> Message | None:
@@ -87,6 +90,23 @@ class Store(ABC):
         self, lifecycles: Sequence[int], provider: str | None = None, limit: int = 1000, after_id: int = 0
     ) -> list[Message]:
         """Messages in the given lifecycles, by id (outbox, polling, recovery)."""
+
+    # due times of accepted messages (written by insert/update_messages with the
+    # acceptance, cleared with the final state)
+    @abstractmethod
+    async def due_messages(self, provider: str, now: float, limit: int = 500) -> list[Message]:
+        """ACCEPTED messages of `provider` whose `due_at` is at or before `now`, the
+        earliest first, with `due_at` and `polls` filled in."""
+
+    @abstractmethod
+    async def next_due(self, provider: str) -> float | None:
+        """The earliest `due_at` of `provider`'s messages; None when none is due ever."""
+
+    @abstractmethod
+    def reschedule(self, messages: Sequence[Message]) -> Awaitable[None]:
+        """Store the new `due_at` (None: nothing more to do) and `polls` of each
+        message that is still ACCEPTED; a message that became final meanwhile keeps
+        no due time."""
 
     @abstractmethod
     async def count_outbox(self) -> dict[str, int]:

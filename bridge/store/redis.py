@@ -10,7 +10,7 @@ them by hash) rather than EVALSHA: after a Redis restart a NOSCRIPT inside MULTI
 would apply the rest of the transaction without the script.
 
 `RedisCluster` and `RedisReceiptQueue` are the shared implementations of
-`bridge.core.cluster`: heartbeats, bind counts, throughput, poll leases, outbox
+`bridge.core.cluster`: heartbeats, bind counts, throughput, due-timer leases, outbox
 ownership and the per-account receipt streams. Everything Redis is in this module.
 
 Redis going away never crashes the bridge: calls fail with StoreUnavailable (the
@@ -27,7 +27,8 @@ Keys, all under `<prefix>:`
   ob:<first provider>, obp   outbox by first provider of the route; the providers seen
   own:<instance>             outbox message ids an instance is responsible for
   parts, pid:<prov>          part id -> message id; provider id -> message id
-  feed:<prov>                stream of ids accepted by a polled provider (the poller follows it)
+  due:<prov>                 accepted message ids by due time (m:<id> d = due time, n = polls)
+  schema:due                 set once the messages stored before due times were given one
   seg:<set key>, segs        parts of incomplete concatenated sets; sets by first arrival
   r:<receipt id>             hash: d = record, s = stream entry id, a = system_id
   rq:<system_id>, rqa        per-account receipt stream (group "receipts"); accounts seen
@@ -57,7 +58,7 @@ from redis.retry import Retry
 
 from bridge.core.cluster import Cluster, Lease, OrphanSink, OwnershipLost, ReceiptQueue, new_instance_id
 from bridge.core.history import HistoryEvent, receipt_owner
-from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
 from bridge.store.base import MAX_ID_PROBES, MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable, id_seed
 from bridge.store.records import (
@@ -73,7 +74,6 @@ from bridge.store.records import (
 
 GROUP = "receipts"
 _MAX_OPS = 2000  # calls per MULTI/EXEC
-_FEED_LENGTH = 100_000  # accepted ids kept per followed provider (approximate trim)
 _ERROR_LOG_INTERVAL = 1.0  # at most one "store_write_failed" line per second while Redis is away
 # What "Redis is away" looks like; any other exception in a handler is a bug and is
 # logged with its traceback rather than reported as an outage.
@@ -100,13 +100,15 @@ end
 # message never changes again (a late or replayed report on another instance changes
 # nothing, and adds no receipt); an outbox write (QUEUED/SENDING) by an instance
 # that no longer owns the message is refused (-1).
+# An ACCEPTED message's due time is written when it becomes ACCEPTED (later changes
+# are `_RESCHEDULE`'s) and removed when it leaves ACCEPTED.
 # ARGV: prefix, me, mode (i|u), id, record, lifecycle, provider, first, done_at,
-#       follow (1|0), n, provider ids..., n, part ids..., n, (receipt id, system_id, record)...
+#       due ('' = none), polls, n, provider ids..., n, part ids..., n, (receipt id, system_id, record)...
 _SAVE = (
     _ADD_RECEIPT
     + """
 local P, me, mode, id, rec = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local l, prov, first, done, follow = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local l, prov, first, done, due = tonumber(ARGV[6]), ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local key = P .. 'm:' .. id
 local old = redis.call('HMGET', key, 'l', 'o')
 local oldl = tonumber(old[1])
@@ -126,11 +128,13 @@ end
 if l <= 2 then redis.call('ZADD', P .. 'lc:' .. l, id, id) end
 if l == 2 and oldl ~= 2 and prov ~= '' then
   redis.call('ZADD', P .. 'lc:2:' .. prov, id, id)
-  if follow == '1' then
-    redis.call('XADD', P .. 'feed:' .. prov, 'MAXLEN', '~', '"""
-    + str(_FEED_LENGTH)
-    + """', '*', 'i', id, 'o', me)
+  if due ~= '' then
+    redis.call('ZADD', P .. 'due:' .. prov, due, id)
+    redis.call('HSET', key, 'd', due, 'n', ARGV[11])
   end
+elseif l ~= 2 and oldl == 2 and prov ~= '' then
+  redis.call('ZREM', P .. 'due:' .. prov, id)
+  redis.call('HDEL', key, 'd', 'n')
 end
 if l <= 1 then
   redis.call('ZADD', P .. 'ob:' .. first, id, id)
@@ -141,7 +145,7 @@ elseif oldl ~= nil and oldl <= 1 then
   if owner ~= '' then redis.call('ZREM', P .. 'own:' .. owner, id) end
 end
 if l == 3 and done ~= '' then redis.call('ZADD', P .. 'done', done, id) end
-local i = 11
+local i = 12
 local n = tonumber(ARGV[i])
 for j = 1, n do redis.call('HSET', P .. 'pid:' .. prov, ARGV[i + j], id) end
 if n > 0 then  -- what purge deletes, so that it need not decode the record
@@ -237,6 +241,64 @@ for _, id in ipairs(ids) do
 end
 if #ids > 0 then redis.call('ZREM', P .. 'done', unpack(ids)) end
 return #ids
+"""
+
+# New due times of messages still ACCEPTED; a message final or gone loses its entry.
+# ARGV: prefix, then (id, provider, due or '', polls)...
+_RESCHEDULE = """
+local P = ARGV[1]
+for b = 2, #ARGV, 4 do
+  local id, z = ARGV[b], P .. 'due:' .. ARGV[b + 1]
+  local key = P .. 'm:' .. id
+  if ARGV[b + 2] ~= '' and redis.call('HGET', key, 'l') == '2' then
+    redis.call('ZADD', z, ARGV[b + 2], id)
+    redis.call('HSET', key, 'd', ARGV[b + 2], 'n', ARGV[b + 3])
+  else
+    redis.call('ZREM', z, id)
+    redis.call('HDEL', key, 'd', 'n')
+  end
+end
+return 1
+"""
+
+# ARGV: prefix, provider, now, limit -> (record, due, polls)... of the due messages
+_DUE_MESSAGES = """
+local P = ARGV[1]
+local z = P .. 'due:' .. ARGV[2]
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))) do
+  local v = redis.call('HMGET', P .. 'm:' .. id, 'r', 'd', 'n', 'l')
+  if v[1] and v[4] == '2' then
+    out[#out + 1] = v[1]
+    out[#out + 1] = v[2] or '0'
+    out[#out + 1] = v[3] or '0'
+  else
+    redis.call('ZREM', z, id)
+  end
+end
+return out
+"""
+
+# Once per store: messages accepted before due times existed are due at once (their
+# connector decides what is left to do). ARGV: prefix, UPGRADE_DUE -> how many
+_MIGRATE_DUE = """
+local P = ARGV[1]
+if redis.call('EXISTS', P .. 'schema:due') == 1 then return 0 end
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', P .. 'lc:2', 0, -1)) do
+  local key = P .. 'm:' .. id
+  local v = redis.call('HMGET', key, 'r', 'd')
+  if v[1] and not v[2] then
+    local prov = cjson.decode(v[1])[13]
+    if type(prov) == 'string' and prov ~= '' then
+      redis.call('ZADD', P .. 'due:' .. prov, ARGV[2], id)
+      redis.call('HSET', key, 'd', ARGV[2], 'n', 0)
+      n = n + 1
+    end
+  end
+end
+redis.call('SET', P .. 'schema:due', 1)
+return n
 """
 
 # ARGV: prefix, receipt id
@@ -514,7 +576,6 @@ class RedisStore(Store):
         prefix: str = "smpp-bridge",
         timeout: float = 5.0,
         instance_id: str | None = None,
-        followed: Sequence[str] = (),
         retention: float = 7 * 86400,
     ) -> None:
         super().__init__()
@@ -524,7 +585,6 @@ class RedisStore(Store):
         self.p = f"{prefix}:"
         self.timeout = timeout
         self.instance_id = instance_id or new_instance_id()
-        self.followed = set(followed)  # providers whose accepted messages go to their feed
         self.client: Redis | None = None
         self.healthy = False
         self.batches = 0  # MULTI/EXEC round trips (for the benchmark notes)
@@ -561,6 +621,9 @@ class RedisStore(Store):
             raise StoreUnavailable(f"cannot reach Redis at {_safe_url(self.url)}: {exc}") from exc
         self.healthy = True
         self._writer = asyncio.ensure_future(self._write_loop())
+        migrated = await self._submit([_eval(_MIGRATE_DUE, self.p, repr(UPGRADE_DUE))], _first)
+        if migrated:
+            self._log.info("store_migrated", messages_given_a_due_time=int(migrated))
 
     async def close(self) -> None:
         if self._writer is None:
@@ -707,7 +770,8 @@ class RedisStore(Store):
             provider,
             m.route[0] if m.route else "",
             repr(m.done_at) if m.done_at is not None else "",
-            "1" if provider in self.followed else "0",
+            repr(m.due_at) if m.due_at is not None and m.lifecycle is Lifecycle.ACCEPTED else "",
+            m.polls,
         ]
         provider_ids = m.provider_ids if provider else []
         args.append(len(provider_ids))
@@ -769,6 +833,25 @@ class RedisStore(Store):
             if check is None:
                 break
         return out[:limit]
+
+    async def due_messages(self, provider: str, now: float, limit: int = 500) -> list[Message]:
+        reply = await self._submit([_eval(_DUE_MESSAGES, self.p, provider, repr(now), limit)], _first, write=False)
+        out = []
+        for record, due_at, polls in zip(reply[::3], reply[1::3], reply[2::3], strict=True):
+            message = load_message(record)
+            message.due_at, message.polls = float(due_at), int(polls)
+            out.append(message)
+        return out
+
+    async def next_due(self, provider: str) -> float | None:
+        first = await self._submit([("ZRANGE", self.key("due:", provider), 0, 0, "WITHSCORES")], _first, write=False)
+        return float(first[1]) if first else None
+
+    def reschedule(self, messages: Sequence[Message]) -> Awaitable[None]:
+        args: list[Any] = [self.p]
+        for m in messages:
+            args.extend((m.id, m.provider or "", repr(m.due_at) if m.due_at is not None else "", m.polls))
+        return self._submit([_eval(_RESCHEDULE, *args)] if messages else [])
 
     async def count_outbox(self) -> dict[str, int]:
         providers = await self._submit([("SMEMBERS", self.key("obp"))], _first, write=False)
@@ -1197,28 +1280,6 @@ class RedisCluster(Cluster):
 
     def holds(self, name: str) -> bool:
         return name in self._leases
-
-    # -- the feed of accepted messages ----------------------------------------------------
-
-    async def feed_position(self, provider: str) -> str:
-        s = self._store
-        assert s.client is not None
-        info = await s.client.xrevrange(s.key("feed:", provider), count=1)
-        return _text(info[0][0]) if info else "0-0"
-
-    async def accepted_since(self, provider: str, cursor: str, timeout: float) -> tuple[list[int], str]:
-        """Ids other instances had `provider` accept after `cursor` (waits up to `timeout`)."""
-        s = self._store
-        assert s.client is not None
-        stream = s.key("feed:", provider)
-        reply = await s.client.xread({stream: cursor}, count=1000, block=max(1, int(timeout * 1000)))
-        ids: list[int] = []
-        for _name, entries in _stream_entries(reply):
-            for entry_id, fields in entries:
-                cursor = _text(entry_id)
-                if _text(fields.get(b"o", b"")) != self.instance_id:
-                    ids.append(int(fields[b"i"]))
-        return ids, cursor
 
 
 def _stream_entries(reply: Any) -> list[tuple[Any, list[tuple[Any, dict[bytes, Any]]]]]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bridge.core.history import HistoryEvent, receipt_owner
-from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
 from bridge.logging import get_logger
 from bridge.store.base import (
     MAX_ID_PROBES,
@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS messages (
     first_provider TEXT NOT NULL,
     provider TEXT,
     done_at REAL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    due_at REAL,
+    polls INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_lifecycle ON messages (lifecycle, id);
 CREATE INDEX IF NOT EXISTS messages_by_done_at ON messages (done_at) WHERE done_at IS NOT NULL;
@@ -93,6 +95,18 @@ CREATE TABLE IF NOT EXISTS receipts (
 );
 CREATE INDEX IF NOT EXISTS receipts_by_system_id ON receipts (system_id, seq);
 """
+# After MIGRATE (a database from before due times lacks the column).
+DUE_INDEX = "CREATE INDEX IF NOT EXISTS messages_due ON messages (provider, due_at) WHERE due_at IS NOT NULL"
+# Columns added since the first schema, and what fills them in an older database:
+# messages accepted before due times were stored are due at once (each connector
+# then decides, from the message, what is still to do and when).
+MIGRATE: dict[str, tuple[str, ...]] = {
+    "due_at": (
+        "ALTER TABLE messages ADD COLUMN due_at REAL",
+        f"UPDATE messages SET due_at = {UPGRADE_DUE} WHERE lifecycle = 2",
+    ),
+    "polls": ("ALTER TABLE messages ADD COLUMN polls INTEGER NOT NULL DEFAULT 0",),
+}
 
 # The operator's view: every message's events in arrival order (rowid: an append),
 # and messages by destination and time. Stores made before these existed are
@@ -115,12 +129,20 @@ WRITES: tuple[tuple[str, str], ...] = (
     (
         "insert_message",
         "INSERT OR REPLACE INTO messages"
-        " (id, lifecycle, first_provider, provider, done_at, record, destination, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " (id, lifecycle, first_provider, provider, done_at, record, destination, created_at, due_at, polls)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     ),
     ("insert_part", "INSERT OR IGNORE INTO part_ids (part_id, message_id) VALUES (?, ?)"),
     ("insert_provider_id", "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)"),
-    ("update_message", "UPDATE messages SET lifecycle = ?, provider = ?, done_at = ?, record = ? WHERE id = ?"),
+    # The due time is the acceptance's (when the row becomes ACCEPTED), the stored one
+    # (while it stays ACCEPTED: `reschedule` owns it), or none. SET sees the old row.
+    (
+        "update_message",
+        "UPDATE messages SET lifecycle = ?1, provider = ?2, done_at = ?3, record = ?4,"
+        " due_at = CASE WHEN ?1 != 2 THEN NULL WHEN lifecycle = 2 THEN due_at ELSE ?5 END,"
+        " polls = CASE WHEN ?1 != 2 THEN 0 WHEN lifecycle = 2 THEN polls ELSE ?6 END WHERE id = ?7",
+    ),
+    ("reschedule", "UPDATE messages SET due_at = ?, polls = ? WHERE id = ? AND lifecycle = 2"),
     ("insert_receipt", "INSERT OR IGNORE INTO receipts (id, system_id, seq, record) VALUES (?, ?, ?, ?)"),
     ("update_receipt", "UPDATE receipts SET record = ? WHERE id = ?"),
     ("delete_receipt", "DELETE FROM receipts WHERE id = ?"),
@@ -199,6 +221,7 @@ class SqliteStore(Store):
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 conn.executescript(SCHEMA)
                 _add_history(conn)
+                _migrate(conn)
                 (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM receipts").fetchone()
         except sqlite3.Error as exc:
             loop.call_soon_threadsafe(_settle, [(ready, None, StoreUnavailable(f"cannot open {self.path}: {exc}"))])
@@ -320,6 +343,7 @@ class SqliteStore(Store):
     def insert_messages(self, messages: Sequence[Message]) -> Awaitable[None]:
         rows: dict[str, list[tuple[Any, ...]]] = {"insert_message": [], "insert_part": [], "insert_provider_id": []}
         for m in messages:
+            due_at, polls = _due(m)
             rows["insert_message"].append(
                 (
                     m.id,
@@ -330,6 +354,8 @@ class SqliteStore(Store):
                     dump_message(m),
                     m.number.digits,
                     m.created_at,
+                    due_at,
+                    polls,
                 )
             )
             rows["insert_part"].extend((p.message_id, m.id) for p in m.parts if p.message_id != m.id)
@@ -341,7 +367,7 @@ class SqliteStore(Store):
     def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:
         rows: dict[str, list[tuple[Any, ...]]] = {"insert_provider_id": [], "update_message": []}
         for m in messages:
-            rows["update_message"].append((int(m.lifecycle), m.provider, m.done_at, dump_message(m), m.id))
+            rows["update_message"].append((int(m.lifecycle), m.provider, m.done_at, dump_message(m), *_due(m), m.id))
             if m.provider:
                 rows["insert_provider_id"].extend((m.provider, pid, m.id) for pid in m.provider_ids)
             self._remember(m)
@@ -424,6 +450,36 @@ class SqliteStore(Store):
                 live = message
             out.append(live or message)
         return out
+
+    async def due_messages(self, provider: str, now: float, limit: int = 500) -> list[Message]:
+        def select(conn: sqlite3.Connection) -> list[tuple[str, float, int]]:
+            return conn.execute(
+                "SELECT record, due_at, polls FROM messages WHERE provider = ? AND due_at <= ? ORDER BY due_at LIMIT ?",
+                (provider, now, limit),
+            ).fetchall()
+
+        out = []
+        for record, due_at, polls in await self._read(select):
+            message = load_message(record)
+            live = self._live.get(message.id)
+            if live is None:
+                self._remember(message)
+                live = message
+            live.due_at, live.polls = due_at, polls
+            out.append(live)
+        return out
+
+    async def next_due(self, provider: str) -> float | None:
+        def select(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT MIN(due_at) FROM messages WHERE provider = ? AND due_at IS NOT NULL", (provider,)
+            ).fetchone()
+            return row[0] if row else None
+
+        return await self._read(select)
+
+    def reschedule(self, messages: Sequence[Message]) -> Awaitable[None]:
+        return self._write({"reschedule": [(m.due_at, m.polls, m.id) for m in messages]})
 
     async def count_outbox(self) -> dict[str, int]:
         def count(conn: sqlite3.Connection) -> dict[str, int]:
@@ -587,6 +643,24 @@ def _add_history(conn: sqlite3.Connection) -> None:
 
 def _history_rows(events: Sequence[HistoryEvent]) -> list[tuple[Any, ...]]:
     return [(e.message_id, e.at, dump_event(e)) for e in events]
+
+
+def _due(m: Message) -> tuple[float | None, int]:
+    """The due columns of a message as written with its lifecycle."""
+    return (m.due_at, m.polls) if m.lifecycle is Lifecycle.ACCEPTED else (None, 0)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns an older database lacks, in one transaction."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+    missing = [statements for column, statements in MIGRATE.items() if column not in columns]
+    if missing:
+        conn.execute("BEGIN IMMEDIATE")
+        for statements in missing:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    conn.execute(DUE_INDEX)
 
 
 def _execute_writes(conn: sqlite3.Connection, pending: dict[str, list[tuple[Any, ...]]]) -> None:

@@ -130,7 +130,13 @@ class FakeStore(Store):
         self._keep(messages)
 
         def apply() -> None:
-            self.committed.update((m.id, m) for m in copies)
+            for m in copies:  # the due time is the acceptance's, then reschedule's (as in the real stores)
+                before = self.committed.get(m.id)
+                if m.lifecycle is not Lifecycle.ACCEPTED:
+                    m.due_at, m.polls = None, 0
+                elif before is not None and before.lifecycle is Lifecycle.ACCEPTED:
+                    m.due_at, m.polls = before.due_at, before.polls
+                self.committed[m.id] = m
             for receipt in added:
                 self.receipts.setdefault(receipt.id, receipt)
 
@@ -192,6 +198,36 @@ class FakeStore(Store):
                 assert current is not None
                 found.append(current)
         return found[:limit]
+
+    async def due_messages(self, provider: str, now: float, limit: int = 500) -> list[Message]:
+        due = sorted(
+            (m for m in self._waiting(provider) if m.due_at is not None and m.due_at <= now),
+            key=lambda m: (m.due_at, m.id),
+        )[:limit]
+        found = []
+        for stored in due:
+            current = self._current(stored.id)
+            assert current is not None
+            current.due_at, current.polls = stored.due_at, stored.polls
+            found.append(current)
+        return found
+
+    async def next_due(self, provider: str) -> float | None:
+        return min((m.due_at for m in self._waiting(provider) if m.due_at is not None), default=None)
+
+    def _waiting(self, provider: str) -> list[Message]:
+        return [m for m in self.committed.values() if m.provider == provider and m.lifecycle is Lifecycle.ACCEPTED]
+
+    def reschedule(self, messages: Sequence[Message]) -> Awaitable[None]:
+        changes = [(m.id, m.due_at, m.polls) for m in messages]
+
+        def apply() -> None:
+            for message_id, due_at, polls in changes:
+                stored = self.committed.get(message_id)
+                if stored is not None and stored.lifecycle is Lifecycle.ACCEPTED:
+                    stored.due_at, stored.polls = due_at, polls
+
+        return self._write(apply)
 
     async def count_outbox(self) -> dict[str, int]:
         counts: dict[str, int] = {}

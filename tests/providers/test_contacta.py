@@ -4,6 +4,7 @@ the answer parser and its error table row by row, synthetic receipts."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from bridge.config import ConfigError, ContactaProvider
-from bridge.core.message import Lifecycle, Message
+from bridge.core.message import UPGRADE_DUE, Message
 from bridge.core.numbers import Number
 from bridge.providers.base import Outcome
 from bridge.providers.contacta import (
@@ -27,6 +28,7 @@ from bridge.providers.contacta import (
 )
 from bridge.simulators.contacta import make_app
 from bridge.smpp.constants import MessageState, Status
+from bridge.store.base import StoreUnavailable
 from tests.support.providers import Reports, answer, make_message, provider_settings
 from tests.support.servers import AppThread
 
@@ -202,6 +204,23 @@ def test_the_headings_typographic_apostrophe_reads_the_same() -> None:
     assert error_rule(text) is not None
 
 
+# Document 000, "Failed to append to the queue, no need to resend > Example".
+QUEUE_FAILED = "Failed to append to the queue, no need to resend"
+QUEUE_FAILED_EXAMPLE = {"status": False, "error": True, "description": QUEUE_FAILED}
+
+
+@pytest.mark.parametrize("http_status", [500, 502, 503, 504])
+def test_queue_error_with_a_5xx_is_unknown_never_resent_blindly(http_status: int) -> None:
+    """ "No need to resend": Contacta may have queued the message after all. Other 5xx
+    answers say it was not sent (failover, re-send); this one must not be re-sent
+    blindly, so it is UNKNOWN (a possible duplicate if the outbox tries again)."""
+    result, alerted = parse_answer(answer(http_status, QUEUE_FAILED_EXAMPLE), "1")
+    assert (result.outcome, result.status, alerted) == (Outcome.UNKNOWN, Status.ESME_RSYSERR, False)
+    assert result.provider_ids == () and QUEUE_FAILED not in result.reason
+    other, _ = parse_answer(answer(http_status, {"status": False, "error": True, "description": "kaboom"}), "1")
+    assert other.outcome is Outcome.NOT_SENT
+
+
 # PROVIDERS.md 2.2, "Proposed command_status" (and "+ alert operator" for the key); the
 # outcome (may another provider send it?) from docs/providers/contacta.md.
 DOCUMENTED_ERROR_RULES = [
@@ -225,7 +244,7 @@ DOCUMENTED_ERROR_RULES = [
         False,
     ),
     # "no need to resend": 0x45, not re-sent, not failed over
-    ("Failed to append to the queue, no need to resend", Status.ESME_RSUBMITFAIL, Outcome.REJECTED, False),
+    (QUEUE_FAILED, Status.ESME_RSUBMITFAIL, Outcome.REJECTED, False),
     (
         "Your account don't have enabled for send multi messages, please contact your administrator",
         Status.ESME_RINVNUMDESTS,
@@ -243,9 +262,11 @@ def test_error_table_row_by_row(
 ) -> None:
     """Each documented error, whichever field carries the text and whatever the HTTP
     status below 500 (not documented): the documented text decides. A 5xx goes by its
-    status (DESIGN.md: not sent), whatever the text."""
+    status (DESIGN.md: not sent), whatever the text, but for the queue error."""
     result, alerted = parse_answer(answer(http_status, {"status": False, "error": True, field: text}), "1")
-    if http_status >= 500:
+    if http_status >= 500 and text == QUEUE_FAILED:
+        status, outcome, alert = Status.ESME_RSYSERR, Outcome.UNKNOWN, False  # see below
+    elif http_status >= 500:
         status, outcome, alert = Status.ESME_RSYSERR, Outcome.NOT_SENT, False
     assert (result.outcome, result.status, alerted) == (outcome, status, alert)
     assert result.provider_ids == ()
@@ -295,47 +316,47 @@ def test_throttled_answer_honours_retry_after() -> None:
 async def test_receipt_states_row_by_row(name: str, state: MessageState) -> None:
     sink = Reports()
     provider = Contacta("contacta", settings(receipt_timeout=600, receipt_state=name), sink.context())
-    await provider.start()
-    try:
-        due = message(created_at=0.0)  # long past its receipt_timeout
-        due.provider_ids = ["p1"]
-        await provider.resume([due])
-        [report] = await sink.wait_for(1)
-        assert (report.state, report.state.stat) == (state, name)
-    finally:
-        await provider.close()
+    due = message(created_at=0.0)
+    due.provider_ids, due.due_at = ["p1"], 600.0
+    assert provider.due_after(due) == 600
+    assert await provider.on_due([due]) == [None]  # done: nothing more is due
+    [report] = sink.items
+    assert (report.provider_id, report.state, report.state.stat, report.error) == ("p1", state, name, 0)
+    assert report.provider == "contacta" and report.detail.startswith("synthetic")
 
 
-async def test_resume_rearms_receipts_from_created_at() -> None:
-    """After a restart: receipts already due go out at once, in due order; a message
-    already final is not reported again."""
+async def test_a_receipt_that_could_not_be_stored_is_due_again() -> None:
+    async def store_away(report: Any) -> bool:
+        raise StoreUnavailable("disk full")
+
+    provider = Contacta("contacta", settings(receipt_timeout=600), Reports().context())
+    provider.context.report = store_away
+    due = message(created_at=0.0)
+    due.provider_ids, due.due_at = ["p1"], 600.0
+    [again] = await provider.on_due([due])
+    assert again is not None and again > time.time()
+
+
+async def test_a_message_from_before_due_times_waits_for_receipt_timeout_from_its_creation() -> None:
+    """An upgrade makes every waiting message due at once (UPGRADE_DUE): one taken
+    less than receipt_timeout ago gets its receipt at creation + receipt_timeout."""
     sink = Reports()
     provider = Contacta("contacta", settings(receipt_timeout=600, receipt_state="DELIVRD"), sink.context())
-    await provider.start()
-    try:
-        late, early, done = message(created_at=200.0), message(created_at=100.0), message(created_at=50.0)
-        late.provider_ids, early.provider_ids, done.provider_ids = ["late"], ["early"], ["done"]
-        done.state, done.lifecycle = MessageState.DELIVERED, Lifecycle.FINAL
-        await provider.resume([late, early, done])
-        reports = await sink.wait_for(2)
-    finally:
-        await provider.close()
-    assert [(r.provider_id, r.state, r.error) for r in reports] == [
-        ("early", MessageState.DELIVERED, 0),
-        ("late", MessageState.DELIVERED, 0),
-    ]
-    assert all(r.provider == "contacta" and r.detail.startswith("synthetic") for r in reports)
+    young, old = message(created_at=time.time() - 100), message(created_at=time.time() - 700)
+    for m, pid in ((young, "young"), (old, "old")):
+        m.provider_ids, m.due_at = [pid], UPGRADE_DUE
+    later, done = await provider.on_due([young, old])
+    assert later == young.created_at + 600 and done is None
+    assert [r.provider_id for r in sink.items] == ["old"]
 
 
 async def test_no_receipts_when_receipt_timeout_is_zero() -> None:
     sink = Reports()
     provider = Contacta("contacta", settings(receipt_timeout=0), sink.context())
-    await provider.start()
     stale = message(created_at=0.0)
     stale.provider_ids = ["x"]
-    await provider.resume([stale])
-    await provider.close()
-    assert provider._receipt_task is None
+    assert provider.due_after(stale) is None
+    assert await provider.on_due([stale]) == [None]
     assert sink.items == []
 
 

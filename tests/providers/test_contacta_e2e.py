@@ -235,6 +235,30 @@ def test_every_documented_error_gives_its_command_status(
         assert esme.submit(destination=DESTINATION, text=b"Todo bien").status == Status.ESME_ROK
 
 
+def test_queue_error_with_a_5xx_is_not_failed_over_but_a_plain_5xx_is(
+    start_bridge: Callable[..., RunningBridge],
+    serve: Callable[[web.Application], AppThread],
+    connect: Callable[[RunningBridge], Esme],
+) -> None:
+    """Document 000's "Failed to append to the queue, no need to resend" with HTTP 500:
+    the message may be queued at Contacta, so the second provider of the route must
+    not send it again; a 500 without that text was not sent, so it fails over."""
+    first = serve(make_app(username=USER, password=PASSWORD))
+    second = serve(make_app(username=USER, password=PASSWORD))
+    route = {"name": "mexico", "match": {"destination_prefix": "52"}, "providers": ["first", "second"]}
+    bridge = start_bridge(
+        accounts=[account("mexico")],
+        providers={"first": provider(first.url), "second": provider(second.url)},
+        routes=[route],
+    )
+    esme = connect(bridge)
+    assert esme.submit(destination=QUEUE_FAILED, text=b"Codigo 1234").status == Status.ESME_RSYSERR
+    assert (len(received(first)), received(second)) == (1, [])
+    assert post_json(first.url + "/_sim/fail", {"status": 500}) == 200
+    assert esme.submit(destination=DESTINATION, text=b"Codigo 1234").status == Status.ESME_ROK
+    assert len(received(second)) == 1
+
+
 def test_wrong_credentials_are_refused_by_the_double(
     start_bridge: Callable[..., RunningBridge], contacta: AppThread, connect: Callable[[RunningBridge], Esme]
 ) -> None:
@@ -259,16 +283,16 @@ def test_short_text_is_refused_before_calling(
 # -- restart -------------------------------------------------------------------------
 
 
-def test_synthetic_receipt_is_rearmed_after_a_restart(
+def test_synthetic_receipt_due_at_a_restart_comes_from_the_next_run_at_its_stored_time(
     start_bridge: Callable[..., RunningBridge],
     contacta: AppThread,
     connect: Callable[[RunningBridge], Esme],
 ) -> None:
-    """Accepted with a receipt an hour away; the bridge restarts with a shorter
-    receipt_timeout, counted from when the message was taken: the receipt is due at
-    once and reaches the ESME on its next bind."""
+    """Accepted with its receipt 1.5 s away, which is stored with the message; the
+    bridge restarts with a receipt_timeout of an hour: the receipt still comes at
+    its stored time and reaches the ESME on its next bind."""
     first = start_bridge(
-        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=3600)}
+        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=1.5)}
     )
     esme = connect(first)
     resp = esme.submit(destination=DESTINATION, text=b"Antes del reinicio")
@@ -277,7 +301,7 @@ def test_synthetic_receipt_is_rearmed_after_a_restart(
     first.stop()
 
     second = start_bridge(
-        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=0.5)}
+        accounts=[account("contacta")], providers={"contacta": provider(contacta.url, receipt_timeout=3600)}
     )
     [receipt] = connect(second).wait_receipts(1)
     assert (receipt["id"], receipt["stat"]) == (resp.message_id.decode(), "DELIVRD")

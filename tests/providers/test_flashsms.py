@@ -29,6 +29,7 @@ from bridge.simulators import build_simulator
 from bridge.simulators.flashsms import cuid, ghana_number
 from bridge.smpp.constants import MessageState, Status
 from tests.support import providers as support
+from tests.support.due import DueRig
 from tests.support.providers import Reports, answer, provider_settings
 
 KEY = "bms_live_test_key"
@@ -406,12 +407,13 @@ async def test_polls_until_delivered_with_an_intermediate_first(simulator: tuple
     flashsms = FlashSms("flashsms", flashsms_settings(base_url=url, poll_interval=0.02), reports.context())
     await flashsms.start()
     try:
-        result = await flashsms.send(make_message())
+        async with DueRig(flashsms) as rig:
+            result = await rig.send(make_message())
+            [final] = await reports.wait_final()
         assert result.outcome is Outcome.ACCEPTED
         [provider_id] = result.provider_ids
         message_id, phone = provider_id.split(":")
         assert phone == PHONE and app["messages"][message_id]["campaignName"] == "bridge-4242"
-        [final] = await reports.wait_final()
         assert (final.provider_id, final.state, final.error) == (provider_id, MessageState.DELIVERED, 0)
         assert reports.items[0].state is MessageState.ENROUTE  # PENDING (or SENT) came first
         words = [r.detail for r in reports.items]
@@ -419,7 +421,7 @@ async def test_polls_until_delivered_with_an_intermediate_first(simulator: tuple
         poll = next(r for r in app["received"] if r["method"] == "GET")
         assert poll["path"] == f"/api/v1/sms/{message_id}/recipients"
         assert poll["headers"]["Authorization"] == f"Bearer {KEY}"
-        assert flashsms.watching == {}
+        assert await rig.store.next_due("flashsms") is None  # final: polled no more
     finally:
         await flashsms.close()
 
@@ -432,8 +434,9 @@ async def test_failed_is_undeliverable_with_err_1(simulator: tuple[web.Applicati
     )
     await flashsms.start()
     try:
-        result = await flashsms.send(make_message(to="233200000901"))
-        [final] = await reports.wait_final()
+        async with DueRig(flashsms) as rig:
+            result = await rig.send(make_message(to="233200000901"))
+            [final] = await reports.wait_final()
         assert (final.provider_id, final.state, final.error) == (result.provider_ids[0], MessageState.UNDELIVERABLE, 1)
     finally:
         await flashsms.close()
@@ -451,34 +454,47 @@ async def test_still_pending_after_max_age(
     flashsms = FlashSms("flashsms", settings, reports.context())
     await flashsms.start()
     try:
-        result = await flashsms.send(make_message(to="233200000801"))  # stays PENDING
-        [final] = await reports.wait_final()
+        async with DueRig(flashsms) as rig:
+            result = await rig.send(make_message(to="233200000801"))  # stays PENDING
+            [final] = await reports.wait_final()
         assert (final.provider_id, final.state) == (result.provider_ids[0], state)
     finally:
         await flashsms.close()
 
 
-async def test_resume_polls_what_a_previous_run_left(simulator: tuple[web.Application, str]) -> None:
-    _, url = simulator
-    first = FlashSms("flashsms", flashsms_settings(base_url=url, poll_interval=3600), Reports().context())
-    await first.start()
-    sent = make_message()
-    result = await first.send(sent)
-    await first.close()
-    sent.provider_ids = list(result.provider_ids)
-    message_id = result.provider_ids[0].split(":")[0]
-    control = f"{url.removesuffix('/api/v1')}/_sim/messages/{message_id}/status"
-    async with aiohttp.ClientSession() as http, http.post(control, json={"status": "DELIVERED"}) as response:
-        assert response.status == 200  # delivered while the bridge was down
+async def test_one_poll_per_message_id_for_the_messages_of_one_request(
+    simulator: tuple[web.Application, str],
+) -> None:
+    """A coalesced request gives its messages one messageId: one poll answers for
+    all of them, each phone's status going to its own message, and each message's
+    next poll backs off from its own poll count."""
+    app, url = simulator
     reports = Reports()
-    second = FlashSms("flashsms", flashsms_settings(base_url=url, poll_interval=3600), reports.context())
-    await second.start()
+    flashsms = FlashSms("flashsms", flashsms_settings(base_url=url, poll_interval=30), reports.context())
+    await flashsms.start()
     try:
-        await second.resume([sent])
-        [final] = await reports.wait_final()
-        assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.DELIVERED)
+        rig = DueRig(flashsms)
+        batch = [make_message(to=to, message_id=n) for n, to in enumerate(["233200000801", PHONE], start=1)]
+        results = await flashsms.send_batch(batch)
+        for message, result in zip(batch, results, strict=True):
+            await rig.accepted(message, result, now=1000.0)
+        [pending, delivered] = batch
+        message_id = delivered.provider_ids[0].split(":")[0]
+        control = f"{url.removesuffix('/api/v1')}/_sim/messages/{message_id}/status"
+        async with aiohttp.ClientSession() as http, http.post(control, json={"status": "DELIVERED", "phone": PHONE}):
+            pass
+        pending.polls = 2  # polled twice already: the next wait is 8 x 30 s
+        due = await flashsms.on_due(batch)
     finally:
-        await second.close()
+        await flashsms.close()
+    polls = [r for r in app["received"] if r["method"] == "GET"]
+    assert len(polls) == 1 and pending.provider_ids[0].split(":")[0] == delivered.provider_ids[0].split(":")[0]
+    assert {r.provider_id: r.state for r in reports.items} == {
+        pending.provider_ids[0]: MessageState.ENROUTE,
+        delivered.provider_ids[0]: MessageState.DELIVERED,
+    }
+    now = reports.items[0].at
+    assert due[1] is None and due[0] is not None and due[0] - now == pytest.approx(240, abs=5)
 
 
 def test_two_entries_cannot_share_one_key() -> None:

@@ -27,6 +27,7 @@ from bridge.providers.kaleyra import (
 )
 from bridge.simulators import build_simulator
 from bridge.smpp.constants import MessageState, Status
+from tests.support.due import DueRig
 from tests.support.providers import Reports, answer, make_message, provider_settings
 
 SID = "HXAP16XXXXXX97IN"
@@ -584,10 +585,11 @@ async def test_send_then_poll_until_final(simulator: tuple[web.Application, str]
     kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=0.05), reports.context())
     await kaleyra.start()
     try:
-        result = await kaleyra.send(make_message(to="999501234567"))  # this number never calls back
+        async with DueRig(kaleyra) as rig:
+            result = await rig.send(make_message(to="999501234567"))  # this number never calls back
+            final = (await reports.wait_final())[0]
         assert result.outcome is Outcome.ACCEPTED
         [provider_id] = result.provider_ids
-        final = (await reports.wait_final())[0]
         assert (final.provider_id, final.state, final.error) == (provider_id, MessageState.DELIVERED, 0)
         polls = [r for r in app["received"] if r["method"] == "GET"]
         assert polls[0]["path"] == f"/v1/{SID}/sms/status"
@@ -603,38 +605,46 @@ async def test_poll_batches_ids_in_one_request(simulator: tuple[web.Application,
     kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=3600), reports.context())
     await kaleyra.start()
     try:
-        ids = []
+        ids, messages = [], []
         for n in range(3):
-            result = await kaleyra.send(make_message(to=f"99950123456{n}", message_id=n + 1))
+            message = make_message(to=f"99950123456{n}", message_id=n + 1)
+            result = await kaleyra.send(message)
+            message.provider_ids = list(result.provider_ids)
             ids.extend(result.provider_ids)
-        await kaleyra.poll(ids)
+            messages.append(message)
+        await kaleyra.on_due(messages)
         polls = [r for r in app["received"] if r["method"] == "GET"]
         assert [p["query"]["message_ids"].split(",") for p in polls] == [ids]
     finally:
         await kaleyra.close()
 
 
-async def test_resume_polls_what_a_previous_run_left(simulator: tuple[web.Application, str]) -> None:
-    _, url = simulator
-    first = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=3600), Reports().context())
-    await first.start()
-    sent = make_message(to="999601234567")  # stays Sent until told otherwise
-    result = await first.send(sent)
-    await first.close()
-    sent.provider_ids = list(result.provider_ids)
-    async with aiohttp.ClientSession() as http:  # delivered while the bridge was down
-        report = {"message_id": result.provider_ids[0], "status": "Delivered", "poll_status": "Delivered"}
-        async with http.post(f"{url}/_sim/report", json=report) as response:
-            assert response.status == 200
+async def test_a_still_sent_message_backs_off_from_its_stored_poll_count(
+    simulator: tuple[web.Application, str],
+) -> None:
+    """The poll count comes with the message (from the store): after its third poll
+    a message still Sent waits 2**3 poll_intervals, capped at poll_interval_max, and
+    its Sent is reported once, not at every poll."""
+    app, url = simulator
     reports = Reports()
-    second = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=3600), reports.context())
-    await second.start()
+    kaleyra = Kaleyra(
+        "kaleyra", kaleyra_settings(base_url=url, poll_interval=30, poll_interval_max=300), reports.context()
+    )
+    await kaleyra.start()
     try:
-        await second.resume([sent])
-        final = (await reports.wait_final())[0]
-        assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.DELIVERED)
+        message = make_message(to="999601234567")  # stays Sent
+        message.provider_ids = list((await kaleyra.send(message)).provider_ids)
+        message.polls = 2
+        [due] = await kaleyra.on_due([message])
+        message.state = reports.items[-1].state  # the bridge applied the Sent
+        message.polls = 3
+        [capped] = await kaleyra.on_due([message])
     finally:
-        await second.close()
+        await kaleyra.close()
+    assert [r.state for r in reports.items] == [MessageState.ENROUTE]
+    assert due is not None and due - reports.items[0].at == pytest.approx(240, abs=5)
+    assert capped is not None and capped - reports.items[0].at == pytest.approx(300, abs=5)
+    assert len([r for r in app["received"] if r["method"] == "GET"]) == 2
 
 
 async def test_messages_without_a_final_state_give_up_after_max_age(simulator: tuple[web.Application, str]) -> None:
@@ -647,8 +657,9 @@ async def test_messages_without_a_final_state_give_up_after_max_age(simulator: t
     )
     await kaleyra.start()
     try:
-        result = await kaleyra.send(make_message(to="999601234567"))  # stays Sent
-        final = (await reports.wait_final())[0]
+        async with DueRig(kaleyra) as rig:
+            result = await rig.send(make_message(to="999601234567"))  # stays Sent
+            final = (await reports.wait_final())[0]
         assert (final.provider_id, final.state) == (result.provider_ids[0], MessageState.EXPIRED)
     finally:
         await kaleyra.close()

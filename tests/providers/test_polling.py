@@ -1,41 +1,37 @@
-"""The shared poll schedule, driven with a fake clock."""
+"""The polling backoff shared by Kaleyra and FlashSMS (their documents' "poll, then
+back off" as docs/providers/*.md state it: first after poll_interval, doubling up
+to poll_interval_max, never sooner than Retry-After)."""
 
 from __future__ import annotations
 
-from bridge.providers.polling import PollSchedule
-from tests.support.clock import Clock
+from bridge.core.message import Message
+from bridge.providers.polling import hold_off, next_poll, worth_reporting
+from bridge.smpp.constants import MessageState
+from tests.support.providers import make_message
 
 
-async def test_keys_come_due_in_order_and_back_off_to_the_cap() -> None:
-    clock = Clock()
-    schedule = PollSchedule(clock, interval=30, interval_max=100)
-    schedule.watch("b", since=1000, due=1040)
-    schedule.watch("a", since=1000, due=1030)
-    assert schedule.due(1029, limit=10) == []
-    assert schedule.next_due() == 1030
-    assert schedule.due(1040, limit=10) == ["a", "b"]
-    clock.now = 1040
-    schedule.reschedule(["a"])  # first poll done: 2 x 30
-    assert schedule.watches["a"].due == 1100
-    schedule.reschedule(["a"])  # 4 x 30, capped at 100
-    assert schedule.watches["a"].due == 1140
+def test_the_wait_doubles_per_poll_up_to_the_cap() -> None:
+    # FlashSMS's documented defaults: 30 s, 1, 2, 4, 8, 16, 32 min, then hourly.
+    waits = [next_poll(1000.0, 30, 3600, polls) - 1000.0 for polls in range(1, 9)]
+    assert waits == [60, 120, 240, 480, 960, 1920, 3600, 3600]
 
 
-async def test_retry_after_wins_over_a_shorter_backoff_and_forget_removes() -> None:
-    clock = Clock()
-    schedule = PollSchedule(clock, interval=1, interval_max=10)
-    schedule.watch("k", since=1000, due=1000)
-    schedule.reschedule(["k"], at_least=60)
-    assert schedule.watches["k"].due == 1060
-    schedule.forget("k")
-    assert schedule.due(2000, limit=10) == [] and schedule.next_due() is None
+def test_retry_after_wins_over_a_shorter_backoff_only() -> None:
+    assert next_poll(1000.0, 1, 10, 1, at_least=60) == 1060
+    assert next_poll(1000.0, 30, 3600, 3, at_least=5) == 1240
 
 
-async def test_watching_twice_keeps_the_first_watch_and_limits_batches() -> None:
-    schedule = PollSchedule(Clock(), interval=1, interval_max=10)
-    first = schedule.watch("k", since=1, due=5)
-    assert schedule.watch("k", since=2, due=9) is first
-    for key in ("x", "y", "z"):
-        schedule.watch(key, since=1, due=5)
-    assert len(schedule.due(10, limit=2)) == 2
-    assert len(schedule.due(10, limit=10)) == 2
+def test_a_refused_poll_holds_off_what_still_has_a_next_poll() -> None:
+    due: list[float | None] = [1010.0, None, 1100.0]
+    hold_off(due, [0, 1, 2], 60, now=1000.0)
+    assert due == [1060.0, None, 1100.0]
+    hold_off(due, [0], None, now=1000.0)
+    assert due == [1060.0, None, 1100.0]
+
+
+def test_a_status_is_reported_when_it_changes_or_is_final() -> None:
+    message: Message = make_message()
+    assert worth_reporting(message, MessageState.ENROUTE)
+    message.state = MessageState.ENROUTE
+    assert not worth_reporting(message, MessageState.ENROUTE)
+    assert worth_reporting(message, MessageState.DELIVERED)

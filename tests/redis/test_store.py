@@ -19,6 +19,7 @@ from bridge.smpp.constants import MessageState
 from bridge.store.base import StoreUnavailable
 from bridge.store.redis import RedisCluster, RedisStore
 from tests.redis.support import RedisServer
+from tests.support.due_store import check_due_times_survive_a_restart, check_upgraded
 from tests.support.providers import stored_message
 
 
@@ -278,3 +279,29 @@ async def test_the_counter_wraps_past_ids_still_stored(store: RedisStore) -> Non
     assert await store.reserve_ids(1000) == 6  # 1..1000 would hold message 5
     assert await store.reserve_ids(1000) == 1501  # 1006..2005 would hold parts 1499, 1500
     assert await store.reserve_ids(1000) == 2501
+
+
+async def test_due_times_survive_a_restart(redis_server: RedisServer, prefix: str) -> None:
+    async def open_store() -> RedisStore:
+        store = RedisStore(redis_server.url, prefix=prefix)
+        await store.open()
+        return store
+
+    await check_due_times_survive_a_restart(open_store)
+
+
+async def test_messages_waiting_in_an_older_store_become_due_at_once(redis_server: RedisServer, prefix: str) -> None:
+    """Upgrading: messages accepted before due times were stored (no `d` field, no
+    `due:` entry) are due at once (UPGRADE_DUE), once per store."""
+    store = RedisStore(redis_server.url, prefix=prefix)
+    await store.open()
+    try:
+        await store.insert_messages([message(1, Lifecycle.ACCEPTED, "p-1")])  # no due time
+        assert await store.due_messages("p", 1e12) == []
+    finally:
+        await store.close()
+    redis.Redis.from_url(redis_server.url).delete(f"{prefix}:schema:due")  # as a store from before
+    for _ in range(2):
+        store = RedisStore(redis_server.url, prefix=prefix)
+        await store.open()
+        await check_upgraded(store)
