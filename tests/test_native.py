@@ -173,28 +173,29 @@ type = "simulator"
 """
 
 
-def test_the_daemon_says_at_start_up_that_pure_python_was_asked_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SMPP_BRIDGE_PURE", "1")
+def startup_line(tmp_path: Path) -> dict[str, object]:
+    """The daemon's `compiled_modules` log line (started and stopped here)."""
     daemon = Daemon(tmp_path, CONFIG).start()
     try:
         wait_for(lambda: daemon.events("compiled_modules"))
         (line,) = daemon.events("compiled_modules")
     finally:
         assert daemon.stop() == 0
+    return line
+
+
+def test_the_daemon_says_at_start_up_that_pure_python_was_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMPP_BRIDGE_PURE", "1")
+    line = startup_line(tmp_path)
     assert line["in_use"] is False
     assert line["reason"] == "SMPP_BRIDGE_PURE=1 forces pure Python"
     assert line["level"] == "info"
 
 
 def test_the_daemon_says_at_start_up_whether_the_compiled_modules_run(tmp_path: Path) -> None:
-    daemon = Daemon(tmp_path, CONFIG).start()
-    try:
-        wait_for(lambda: daemon.events("compiled_modules"))
-        (line,) = daemon.events("compiled_modules")
-    finally:
-        assert daemon.stop() == 0
+    line = startup_line(tmp_path)
     assert line["in_use"] is native.MODE.compiled
     if not native.MODE.compiled:
         assert line["reason"] == native.MODE.reason
