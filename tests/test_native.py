@@ -150,6 +150,22 @@ def test_the_build_records_why_it_did_not_compile(tmp_path: Path) -> None:
     assert mode.reason == "not built: SMPP_BRIDGE_PURE was set when installing"
 
 
+@pytest.mark.slow
+def test_without_a_c_compiler_the_build_records_why_and_the_package_runs_pure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `pip install` on a machine without a compiler does (failure injected: CC
+    names no program); mypyc runs, the C compile fails, nothing raises."""
+    from bridge.native_build import build
+
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    target = tmp_path / "bridge" / native.COMPILED_DIR_NAME
+    error = build(native.PACKAGE_DIR.parent, target, {})
+    assert error is not None and error.startswith(f"no C compiler ({tmp_path / 'no-such-cc'}: ")
+    assert sorted(p.name for p in target.iterdir()) == [native.MANIFEST]
+    assert native.decide(tmp_path / "bridge", {}).reason == f"not built: {error}"
+
+
 # -- the daemon's start-up line ---------------------------------------------------------
 
 CONFIG = """
