@@ -112,6 +112,9 @@ def main() -> int:
                 except (subprocess.SubprocessError, OSError) as exc:
                     print(f"round {round_ + 1} {scenario} {name} failed: {exc}", flush=True)
                     continue
+                if not report["acked"]:  # nothing went through: a failed run, not a slow one
+                    print(f"round {round_ + 1} {scenario} {name} failed: no submit_sm acknowledged", flush=True)
+                    continue
                 raw.append({"round": round_ + 1, "scenario": scenario, "variant": name, "report": report})
                 figs = figures(report)
                 results.setdefault(scenario, {}).setdefault(name, []).append(figs)
