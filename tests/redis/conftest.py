@@ -4,12 +4,13 @@ and in-process bridges sharing both."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bridge.store.redis import RedisStore
 from tests.redis.support import RedisServer
 from tests.support.running import RunningBridge, make_config
 
@@ -27,6 +28,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def prefix(request: pytest.FixtureRequest) -> str:
     return f"t{next(_prefixes)}-{request.node.name[:40]}"
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisStore]:
+    """A RedisStore, opened, on the module's redis-server under the test's prefix."""
+    opened = RedisStore(redis_server.url, prefix=prefix)
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 def redis_store(url: str, prefix: str, **extra: Any) -> dict[str, Any]:

@@ -11,13 +11,12 @@ Run by hand against a throwaway redis-server (it starts one):
 from __future__ import annotations
 
 import asyncio
-import json
-import tempfile
 import time
-from pathlib import Path
 
-from bridge.store.redis import _TAKE_TOKENS, RedisCluster, RedisStore, _eval, _first
-from tests.redis.support import RedisServer
+from bridge.store.redis import RedisCluster, RedisStore
+from bridge.store.redis.connection import first_reply
+from bridge.store.redis.scripts import TAKE_TOKENS
+from tests.redis.support import print_measured
 
 
 async def measure(url: str, submits: int = 20_000) -> dict[str, float]:
@@ -25,30 +24,31 @@ async def measure(url: str, submits: int = 20_000) -> dict[str, float]:
     await store.open()
     cluster = RedisCluster(store)
     try:
-        key = store.key("tp:per-submit")
-        command = _eval(_TAKE_TOKENS, key, "1000000", "1000000", 1)
+        redis = store.connection
+        key = redis.key("tp:per-submit")
+        command = TAKE_TOKENS.command(key, "1000000", "1000000", 1)
         started, cpu = time.perf_counter(), time.process_time()
         for _ in range(submits):
-            await store._submit([command], _first)
+            await redis.submit([command], first_reply)
         sequential = (time.perf_counter() - started) / submits
         sequential_cpu = (time.process_time() - cpu) / submits
 
         started, cpu = time.perf_counter(), time.process_time()
         for _ in range(submits // 100):  # 100 submits in flight, as with a few busy binds
-            await asyncio.gather(*(store._submit([command], _first) for _ in range(100)))
+            await asyncio.gather(*(redis.submit([command], first_reply) for _ in range(100)))
         concurrent = (time.perf_counter() - started) / submits
         concurrent_cpu = (time.process_time() - cpu) / submits
 
         # The default throughput (500/s): a block is 25 tokens. Each account's first
         # 500 submits fit its burst, so nothing here waits for the rate itself.
-        batches = store.batches
+        batches = redis.batches
         started, cpu = time.perf_counter(), time.process_time()
         allowed = 0
         for i in range(submits):
             allowed += await cluster.admit(f"shares-{i // 500}", 500.0)
         shares = (time.perf_counter() - started) / submits
         shares_cpu = (time.process_time() - cpu) / submits
-        round_trips = store.batches - batches
+        round_trips = redis.batches - batches
     finally:
         await store.close()
     return {
@@ -64,12 +64,7 @@ async def measure(url: str, submits: int = 20_000) -> dict[str, float]:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = RedisServer(Path(tmp)).start()
-        try:
-            print(json.dumps(asyncio.run(measure(server.url)), indent=2))
-        finally:
-            server.stop()
+    print_measured(measure)
 
 
 if __name__ == "__main__":

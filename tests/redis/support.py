@@ -9,10 +9,15 @@ instance. Tests wait for conditions with deadlines, never for fixed times.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import signal
 import subprocess
+import tempfile
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -89,6 +94,17 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+def print_measured(measure: Callable[[str], Coroutine[Any, Any, dict[str, Any]]]) -> None:
+    """Run `measure(url)` against a throwaway redis-server and print what it returns
+    (the `python -m tests.redis.measure_*` scripts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp)).start()
+        try:
+            print(json.dumps(asyncio.run(measure(server.url)), indent=2))
+        finally:
+            server.stop()
 
 
 DAEMON_CONFIG = """

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,14 +20,6 @@ from bridge.store.redis import RedisCluster, RedisStore
 from tests.redis.support import RedisServer
 from tests.support.due_store import check_due_times_survive_a_restart, check_upgraded
 from tests.support.providers import stored_message
-
-
-@pytest.fixture
-async def store(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisStore]:
-    opened = RedisStore(redis_server.url, prefix=prefix)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 def message(
@@ -216,7 +207,7 @@ async def test_an_outbox_message_taken_over_is_refused_to_its_old_owner(redis_se
     cluster = RedisCluster(new, ttl=1.0)
     try:
         await old.insert_messages([message(700, Lifecycle.QUEUED)])  # old's; old has no heartbeat
-        await old._submit([("SADD", old.key("instances"), old.instance_id)])
+        await old.connection.submit([("SADD", old.connection.key("instances"), old.instance_id)])
         await cluster.start(adopt)
         cluster._connected_since = -1e9  # as if in contact for long: claim now
         await cluster._take_over()
@@ -243,10 +234,10 @@ async def test_redis_away_is_store_unavailable_and_recovers(tmp_path: Path, pref
             await s.insert_messages([message(810)])
         with pytest.raises(StoreUnavailable):
             await s.get_message(800)
-        assert not s.healthy
+        assert not s.connection.healthy
         server.restart()
-        assert await s.probe()
-        assert s.healthy
+        assert await s.connection.probe()
+        assert s.connection.healthy
         assert (await s.get_message(800)) is not None  # acknowledged before the kill: on disk
     finally:
         await s.close()
@@ -266,16 +257,18 @@ ID_MAX = 4294967295  # 2**32 - 1: 10 decimal digits, 8 hex digits
 
 
 async def test_a_counter_from_before_the_bounded_range_restarts_inside_it(store: RedisStore) -> None:
-    assert store.client is not None
-    await store.client.set(store.key("next_id"), 1733500000000)  # clock x 1000, as ids were made before
+    client = store.connection.client
+    assert client is not None
+    await client.set(store.connection.key("next_id"), 1733500000000)  # clock x 1000, as ids were made before
     first = await store.reserve_ids(1000)
     assert first >= 1 and first + 999 <= ID_MAX
 
 
 async def test_the_counter_wraps_past_ids_still_stored(store: RedisStore) -> None:
-    assert store.client is not None
+    client = store.connection.client
+    assert client is not None
     await store.insert_messages([message(5), message(1498, parts=3)])
-    await store.client.set(store.key("next_id"), ID_MAX - 10)
+    await client.set(store.connection.key("next_id"), ID_MAX - 10)
     assert await store.reserve_ids(1000) == 6  # 1..1000 would hold message 5
     assert await store.reserve_ids(1000) == 1501  # 1006..2005 would hold parts 1499, 1500
     assert await store.reserve_ids(1000) == 2501
