@@ -75,8 +75,11 @@ class DueTimer:
             wait = await self.step()
             if wait > 0:
                 self._until = self._clock() + wait
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that
+                # comes as the wake is set (stop then waited for this task forever).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
 
     async def step(self) -> float:
         """One round: act on what is due now (if this instance holds the lease);
