@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import structlog
 
 from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Address, Lifecycle, Message, PendingSegment, Receipt
@@ -298,3 +299,28 @@ async def test_messages_waiting_in_an_older_store_become_due_at_once(redis_serve
         store = RedisStore(redis_server.url, prefix=prefix)
         await store.open()
         await check_upgraded(store)
+
+
+# -- a bug is not an outage (issue 13 item 8): logged with its traceback, the writer lives on --
+
+
+async def test_a_bug_in_the_writer_fails_its_batch_is_logged_with_its_traceback_and_the_writer_goes_on(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = store.connection.client
+    assert client is not None
+    working = client.pipeline
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise TypeError("a bug, not Redis away")  # failure injection: a programming error in the write path
+
+    monkeypatch.setattr(client, "pipeline", broken)
+    with structlog.testing.capture_logs() as logged, pytest.raises(StoreUnavailable, match="a bug"):
+        await store.insert_messages([message(900)])
+    [line] = [entry for entry in logged if entry["event"] == "store_writer_failed"]
+    assert line["exc_info"] is True and line["log_level"] == "error"
+    assert store.connection.healthy  # a bug is not "Redis away": /readyz does not blame Redis for it
+    monkeypatch.setattr(client, "pipeline", working)
+    await store.insert_messages([message(901)])  # the writer task survived its batch
+    assert (await store.get_message(901)) is not None
+    assert (await store.get_message(900)) is None
