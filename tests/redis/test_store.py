@@ -298,3 +298,29 @@ async def test_messages_waiting_in_an_older_store_become_due_at_once(redis_serve
         store = RedisStore(redis_server.url, prefix=prefix)
         await store.open()
         await check_upgraded(store)
+
+
+async def test_finishing_a_message_another_instance_is_sending_is_refused(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """An operator's give-up through another instance, decided on a copy read before
+    the owner's attempt started: refused (the store decides), so the ESME gets no
+    UNDELIV for a request that went out. The owner may finish it (a failed attempt)."""
+    owner, other = RedisStore(redis_server.url, prefix=prefix), RedisStore(redis_server.url, prefix=prefix)
+    await owner.open()
+    await other.open()
+    try:
+        await owner.insert_messages([message(800, Lifecycle.QUEUED)])
+        await owner.update_messages([message(800, Lifecycle.SENDING)])
+        given_up = finish(message(800, Lifecycle.QUEUED), MessageState.UNDELIVERABLE)
+        with pytest.raises(OwnershipLost):
+            await other.update_messages([given_up], [receipt(given_up, MessageState.UNDELIVERABLE)])
+        found = await other.get_message(800)
+        assert found is not None and found.lifecycle is Lifecycle.SENDING
+        assert await other.pending_receipts("esme1") == []
+        await owner.update_messages([finish(message(800, Lifecycle.SENDING), MessageState.UNDELIVERABLE)])
+        found = await other.get_message(800)
+        assert found is not None and found.lifecycle is Lifecycle.FINAL
+    finally:
+        await owner.close()
+        await other.close()
