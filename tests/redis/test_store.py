@@ -324,3 +324,29 @@ async def test_a_bug_in_the_writer_fails_its_batch_is_logged_with_its_traceback_
     await store.insert_messages([message(901)])  # the writer task survived its batch
     assert (await store.get_message(901)) is not None
     assert (await store.get_message(900)) is None
+
+
+async def test_finishing_a_message_another_instance_is_sending_is_refused(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """An operator's give-up through another instance, decided on a copy read before
+    the owner's attempt started: refused (the store decides), so the ESME gets no
+    UNDELIV for a request that went out. The owner may finish it (a failed attempt)."""
+    owner, other = RedisStore(redis_server.url, prefix=prefix), RedisStore(redis_server.url, prefix=prefix)
+    await owner.open()
+    await other.open()
+    try:
+        await owner.insert_messages([message(800, Lifecycle.QUEUED)])
+        await owner.update_messages([message(800, Lifecycle.SENDING)])
+        given_up = finish(message(800, Lifecycle.QUEUED), MessageState.UNDELIVERABLE)
+        with pytest.raises(OwnershipLost):
+            await other.update_messages([given_up], [receipt(given_up, MessageState.UNDELIVERABLE)])
+        found = await other.get_message(800)
+        assert found is not None and found.lifecycle is Lifecycle.SENDING
+        assert await other.pending_receipts("esme1") == []
+        await owner.update_messages([finish(message(800, Lifecycle.SENDING), MessageState.UNDELIVERABLE)])
+        found = await other.get_message(800)
+        assert found is not None and found.lifecycle is Lifecycle.FINAL
+    finally:
+        await owner.close()
+        await other.close()
