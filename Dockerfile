@@ -10,7 +10,13 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# A C compiler for the compiled modules (bridge/native.py), in this stage only: the
+# wheel carries them. Versions are those of the base image's Debian release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml setup.py README.md ./
 COPY bridge ./bridge
 # The project and every dependency as wheels, so the runtime stage needs no compiler.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[fast,redis]"

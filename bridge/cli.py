@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from bridge import __version__
 from bridge.config import (
@@ -126,6 +127,7 @@ def _run(path: Path) -> int:
         return EXIT_CONFIG
     configure_logging(config.log.level, _log_format(config))
     log = get_logger("cli")
+    _log_native(log)
     for warning in permission_warnings(path):
         log.warning("config_permissions", problem=warning)
     with contextlib.suppress(ImportError):
@@ -138,6 +140,20 @@ def _run(path: Path) -> int:
         log.exception("fatal")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _log_native(log: Any) -> None:
+    """One line: the compiled modules in use, or why not (a warning unless the
+    operator chose pure Python with SMPP_BRIDGE_PURE)."""
+    from bridge import native
+
+    mode = native.MODE
+    if mode.compiled:
+        log.info("compiled_modules", in_use=True, modules=len(native.COMPILED_SOURCES))
+    elif mode.reason.startswith(native.ENV_PURE):
+        log.info("compiled_modules", in_use=False, reason=mode.reason)
+    else:
+        log.warning("compiled_modules", in_use=False, reason=mode.reason)
 
 
 def _log_format(config: Config) -> str:

@@ -27,10 +27,12 @@ ROOMS: dict[str, str] = {
     "logging": "shared",
     "metrics": "shared",
     "notify": "shared",
+    "native": "shared",
     "app": "wiring",
     "cli": "wiring",
     "ops": "wiring",
     "bench": "wiring",
+    "native_build": "wiring",
     "__main__": "wiring",
 }
 # Room -> the rooms it may import (its own always; `bridge` itself, the version, too).

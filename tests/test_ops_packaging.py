@@ -174,7 +174,14 @@ def test_dockerignore_keeps_what_the_build_copies_and_drops_the_rest() -> None:
         assert included(source.rstrip("/")), source
         assert (ROOT / source).exists(), source
     assert included("bridge/app.py")
-    for dropped in (".git/HEAD", "tests/test_metrics.py", "state/bridge.db", ".venv/bin/python", "config/bridge.toml"):
+    for dropped in (
+        ".git/HEAD",
+        "tests/test_metrics.py",
+        "state/bridge.db",
+        ".venv/bin/python",
+        "config/bridge.toml",
+        "bridge/_compiled/manifest.json",
+    ):
         assert not included(dropped), dropped
 
 

@@ -62,6 +62,7 @@ _CHARSETS = {"gsm0338": Charset.GSM0338, "latin1": Charset.LATIN1, "ascii": Char
 _SCHEDULE_SLACK = 5.0  # seconds: a schedule_delivery_time this close to now means "now"
 # The response carrying the message_id of an accepted submit_sm / data_sm.
 _ID_RESPONSES: dict[Command, type[MessageIdResp]] = {Command.SUBMIT_SM: SubmitSmResp, Command.DATA_SM: DataSmResp}
+_SUBMITS = frozenset((Command.SUBMIT_SM, Command.DATA_SM, Command.SUBMIT_MULTI))
 
 
 class Refused(Exception):
@@ -123,6 +124,8 @@ class Pipeline:
         self._metrics = metrics
         self._log = log
         self._clock = clock
+        self._turn: asyncio.Future[None] | None = None  # the store write of this turn's messages
+        self._turn_messages: list[Message] = []
         self._open_sets: dict[str, set[str]] = {}  # incomplete concatenated sets per account
         self._submit_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
@@ -144,14 +147,66 @@ class Pipeline:
 
     # -- entry point -----------------------------------------------------------------
 
+    async def handle_batch(self, conn: Connection, pdus: Sequence[Pdu], started: float) -> None:
+        """Answer the requests of one read together (the server hands over what one
+        `data_received` brought). Whole submit_sm / data_sm are checked one by one,
+        then with `ack = "stored"` stored by one store call and answered after its
+        commit in one write; with `ack = "upstream"` each is sent as it comes and the
+        accepted ones of one event-loop turn share one store write. Segments and the
+        other commands take `handle`'s way, side by side. Never raises."""
+        account = conn.account
+        assert account is not None
+        ready: list[tuple[Pdu, Message, Part]] = []
+        refused: list[tuple[Pdu, Answer]] = []
+        jobs: list[Awaitable[None]] = []
+        for pdu in pdus:
+            if not isinstance(pdu, (SubmitSm, DataSm)):
+                jobs.append(self.handle(conn, pdu, started))
+                continue
+            try:
+                prepared = await self._prepare(conn, account, pdu)
+            except Exception as exc:
+                refused.append((pdu, self._failure(conn, pdu, exc)))
+                continue
+            if isinstance(prepared, tuple):
+                ready.append((pdu, *prepared))
+            else:  # a segment of a concatenated message
+                jobs.append(self._answer(conn, account, pdu, prepared, started))
+        if refused:
+            self._respond_all(conn, account, refused, started)
+        if ready:
+            if account.ack == "stored":
+                jobs.append(self._store_batch(conn, account, ready, started))
+            else:
+                jobs.extend(
+                    self._answer(conn, account, pdu, self._dispatch(conn, account, message, part), started)
+                    for pdu, message, part in ready
+                )
+        if len(jobs) == 1:
+            await jobs[0]
+        elif jobs:
+            await asyncio.gather(*jobs)
+
     async def handle(self, conn: Connection, pdu: Pdu, started: float) -> None:
         """Answer one request the session handed over. Never raises."""
         account = conn.account
         assert account is not None
+        await self._answer(conn, account, pdu, self._handlers[pdu.command](conn, account, pdu), started)
+
+    async def _answer(
+        self, conn: Connection, account: Account, pdu: Pdu, job: Awaitable[Answer], started: float
+    ) -> None:
         try:
-            answer = await self._handlers[pdu.command](conn, account, pdu)
-        except (Refused, TextError) as exc:
-            answer = Answer(exc.status)
+            answer = await job
+        except Exception as exc:
+            answer = self._failure(conn, pdu, exc)
+        self._respond_all(conn, account, [(pdu, answer)], started)
+
+    @staticmethod
+    def _failure(conn: Connection, pdu: Pdu, exc: Exception) -> Answer:
+        """The answer to a request whose handling raised `exc` (called in its except
+        block: an unexpected error is logged with its traceback)."""
+        if isinstance(exc, (Refused, TextError)):
             conn.log.info(
                 "submit_refused",
                 sequence=pdu.sequence,
@@ -159,38 +214,61 @@ class Pipeline:
                 command_status=status_name(exc.status),
                 reason=exc.reason,
             )
-        except StoreUnavailable as exc:
-            answer = Answer(Status.ESME_RSYSERR)
+            return Answer(exc.status)
+        if isinstance(exc, StoreUnavailable):
             conn.log.error("store_unavailable", sequence=pdu.sequence, error=str(exc))
-        except Exception:
-            answer = Answer(Status.ESME_RSYSERR)
+        else:
             conn.log.exception("request_failed", sequence=pdu.sequence, command=pdu.command.label)
-        self._respond(conn, account, pdu, answer, started)
+        return Answer(Status.ESME_RSYSERR)
 
-    def _respond(self, conn: Connection, account: Account, pdu: Pdu, answer: Answer, started: float) -> None:
-        body = answer.body
-        if body is None and answer.message_id is not None:
-            body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, _id_format(conn, account)))
-        conn.session.respond(pdu, answer.status, body)
+    def _respond_all(
+        self, conn: Connection, account: Account, answers: Sequence[tuple[Pdu, Answer]], started: float
+    ) -> None:
+        """Answer requests: the answers leave in one write, the metrics count them once."""
+        session = conn.session
+        release: list[int] = []
+        counted: dict[tuple[str, int, bool], int] = {}
+        for pdu, answer in answers:
+            body = answer.body
+            if body is None and answer.message_id is not None:
+                body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, _id_format(conn, account)))
+            session.respond(pdu, answer.status, body)
+            release.extend(answer.release)
+            if pdu.command in _SUBMITS:
+                key = (answer.provider, answer.status, answer.flash)
+                counted[key] = counted.get(key, 0) + 1
         conn.flush()
-        if answer.release:
-            self._receipts.release(answer.release)
-        if pdu.command in (Command.SUBMIT_SM, Command.DATA_SM, Command.SUBMIT_MULTI):
-            labels(
-                self._metrics.submits,
-                self._submit_children,
-                account.system_id,
-                answer.provider,
-                status_name(status_for(answer.status, conn.session.interface_version)),  # what was sent
-                "true" if answer.flash else "false",
-            ).inc()
-            labels(self._metrics.submit_duration, self._duration_children, account.system_id).observe(
-                time.monotonic() - started
-            )
+        if release:
+            self._receipts.release(release)
+        if counted:
+            version = session.interface_version
+            for (provider, status, flash), count in counted.items():
+                labels(
+                    self._metrics.submits,
+                    self._submit_children,
+                    account.system_id,
+                    provider,
+                    status_name(status_for(status, version)),  # what was sent
+                    "true" if flash else "false",
+                ).inc(count)
+            duration = labels(self._metrics.submit_duration, self._duration_children, account.system_id)
+            elapsed = time.monotonic() - started
+            for _ in range(sum(counted.values())):
+                duration.observe(elapsed)
 
     # -- submit_sm / data_sm ---------------------------------------------------------
 
     async def _submit_sm(self, conn: Connection, account: Account, pdu: SubmitSm | DataSm) -> Answer:
+        prepared = await self._prepare(conn, account, pdu)
+        if isinstance(prepared, tuple):
+            return await self._dispatch(conn, account, *prepared)
+        return await prepared
+
+    async def _prepare(
+        self, conn: Connection, account: Account, pdu: SubmitSm | DataSm
+    ) -> tuple[Message, Part] | Awaitable[Answer]:
+        """A whole message checked, decoded and given its id, with its one Part; for a
+        segment of a concatenated message, what adds it to its set (to await)."""
         await self._throttle(account)
         parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
@@ -207,8 +285,40 @@ class Pipeline:
             message = self._message(
                 account, message_id, parsed.source, destination, number, text, parsed.flash, [part], route, now
             )
-            return await self._dispatch(conn, account, message, part)
-        return await self._add_segment(account, parsed, destination, number, route, message_id, now, conn)
+            return message, part
+        return self._add_segment(account, parsed, destination, number, route, message_id, now, conn)
+
+    async def _store_batch(
+        self, conn: Connection, account: Account, ready: Sequence[tuple[Pdu, Message, Part]], started: float
+    ) -> None:
+        """`ack = "stored"`: the whole messages of one read stored by one store call,
+        all answered after its commit, in one write."""
+        answers: list[tuple[Pdu, Answer]] = []
+        taken: list[tuple[Pdu, Message, Part]] = []
+        for pdu, message, part in ready:
+            if not self._outbox.reserve():
+                answers.append((pdu, self._failure(conn, pdu, self._outbox_full(account))))
+                continue
+            self._store.journal.received(message, conn.connection_id)  # stored with the message
+            taken.append((pdu, message, part))
+        held = [part.message_id for _, _, part in taken]
+        self._receipts.hold(held)
+        try:
+            if taken:
+                await self._store.insert_messages([message for _, message, _ in taken])
+        except BaseException as exc:
+            for _ in taken:
+                self._outbox.unreserve()
+            self._receipts.release(held)
+            if not isinstance(exc, Exception):
+                raise
+            answers.extend((pdu, self._failure(conn, pdu, exc)) for pdu, _, _ in taken)
+        else:
+            for pdu, message, part in taken:
+                self._outbox.submit(message, reserved=True)
+                answer = Answer(Status.ESME_ROK, part.message_id, message.route[0], message.flash, [part.message_id])
+                answers.append((pdu, answer))
+        self._respond_all(conn, account, answers, started)
 
     def _parse(self, account: Account, pdu: SubmitSm | SubmitMulti | DataSm, interface_version: int) -> Parsed:
         _check_addresses(pdu)
@@ -438,7 +548,7 @@ class Pipeline:
                 raise self._outbox_full(account)
             self._receipts.hold(part_ids)
             try:
-                await self._store.insert_messages([message])
+                await self._insert_soon(message)
             except BaseException:
                 self._outbox.unreserve()
                 self._receipts.release(part_ids)
@@ -467,11 +577,35 @@ class Pipeline:
         self._sender.accepted(message, result, provider, self._clock())
         self._receipts.hold(part_ids)
         try:
-            await self._store.insert_messages([message])
+            await self._insert_soon(message)
         except BaseException:
             self._receipts.release(part_ids)
             raise
         return Answer(Status.ESME_ROK, part.message_id, provider or "none", message.flash, part_ids)
+
+    def _insert_soon(self, message: Message) -> asyncio.Future[None]:
+        """Store `message` with the others of this event-loop turn: one store call for
+        all of them at the end of the turn (the messages accepted upstream come back
+        one HTTP answer at a time). Awaited directly, not shielded: only a stop
+        cancels these awaits, and it cancels them all."""
+        future = self._turn
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._turn = loop.create_future()
+            loop.call_soon(self._insert_turn)
+        self._turn_messages.append(message)
+        return future
+
+    def _insert_turn(self) -> None:
+        future, messages = self._turn, self._turn_messages
+        self._turn, self._turn_messages = None, []
+        assert future is not None
+        try:
+            write = asyncio.ensure_future(self._store.insert_messages(messages))
+        except Exception as exc:  # a store that is closed says so at once
+            future.set_exception(exc)
+            return
+        write.add_done_callback(lambda done: _settle(future, done))
 
     # -- submit_multi ----------------------------------------------------------------
 
@@ -551,6 +685,18 @@ class Pipeline:
 
     async def _replace_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         raise Refused(Status.ESME_RREPLACEFAIL, "messages handed to an HTTP API cannot be replaced")
+
+
+def _settle(future: asyncio.Future[None], done: asyncio.Future[None]) -> None:
+    """Give `future` the outcome of `done` (unless its awaiters were cancelled)."""
+    if future.done():
+        return
+    if done.cancelled():
+        future.cancel()
+    elif (error := done.exception()) is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(None)
 
 
 def _id_format(conn: Connection, account: Account) -> str:

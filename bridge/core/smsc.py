@@ -23,6 +23,7 @@ from bridge.core.registry import SessionRegistry
 from bridge.core.tasks import Tasks
 from bridge.metrics import Metrics
 from bridge.smpp.constants import Status, status_name
+from bridge.smpp.pdu import Pdu
 from bridge.smpp.session import (
     BindRequested,
     Closing,
@@ -59,7 +60,6 @@ class Smsc:
         self._tasks = Tasks(log, "smsc")
         self._handlers: dict[type, Callable[[Connection, Any, float], None]] = {
             BindRequested: self._on_bind,
-            RequestReceived: self._on_request,
             ResponseReceived: self._on_response,
             ResponseTimedOut: self._on_timeout,
             Unbound: self._on_unbound,
@@ -71,21 +71,30 @@ class Smsc:
         self.config = config
 
     def handle_events(self, conn: Connection, events: list[Event], now: float) -> None:
+        """The events of one read (or timer): the requests among them go to the
+        pipeline together, as one batch (one task, one store call, one write)."""
         handlers = self._handlers
+        requests: list[Pdu] = []
         for event in events:
-            handlers[type(event)](conn, event, now)
+            if type(event) is RequestReceived:
+                requests.append(event.pdu)
+            else:
+                handlers[type(event)](conn, event, now)
+        if requests:
+            self._on_requests(conn, requests, now)
 
     # -- events ----------------------------------------------------------------------
 
     def _on_bind(self, conn: Connection, event: BindRequested, now: float) -> None:
         self._spawn(self._bind(conn, event))
 
-    def _on_request(self, conn: Connection, event: RequestReceived, now: float) -> None:
+    def _on_requests(self, conn: Connection, requests: list[Pdu], now: float) -> None:
         if not self.accepting:
-            conn.session.respond(event.pdu, Status.ESME_RSYSERR)
+            for pdu in requests:
+                conn.session.respond(pdu, Status.ESME_RSYSERR)
             conn.flush()
             return
-        self._spawn(self.pipeline.handle(conn, event.pdu, now))
+        self._spawn(self.pipeline.handle_batch(conn, requests, now))
 
     def _on_response(self, conn: Connection, event: ResponseReceived, now: float) -> None:
         context = event.request.context

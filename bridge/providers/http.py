@@ -24,11 +24,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
-from urllib.parse import urlencode
 
 from bridge import __version__
 from bridge.core.message import Message
 from bridge.core.ports import Outcome, ProviderCheck, SendResult
+from bridge.providers.render import form_encode, json_body
 from bridge.providers.wire import AnswerLost, ConnectFailed, WireClient
 from bridge.smpp.constants import Status
 
@@ -122,7 +122,8 @@ class HttpClient:
     """One keep-alive connection pool to one provider (see bridge/providers/wire.py for
     why it is not aiohttp's client). Takes aiohttp-style keywords: `json=` (a JSON
     body), `data=` (a dict as a form body), `params=` (a dict as the query string),
-    `headers=`."""
+    `headers=`; bodies and queries are rendered by bridge/providers/render.py, the
+    request line and headers once per URL (wire.prepare)."""
 
     def __init__(
         self,
@@ -158,11 +159,11 @@ class HttpClient:
         """The answer, or the SendResult a transport failure means."""
         body, content_type = b"", None
         if json is not None:
-            body, content_type = _json.dumps(json, separators=(",", ":")).encode(), "application/json"
+            body, content_type = json_body(json), "application/json"
         elif data is not None:
-            body, content_type = urlencode(data).encode(), "application/x-www-form-urlencoded"
+            body, content_type = form_encode(data).encode(), "application/x-www-form-urlencoded"
         if params:
-            url += ("&" if "?" in url else "?") + urlencode(params)
+            url += ("&" if "?" in url else "?") + form_encode(params)
         try:
             status, answer_headers, raw = await self._wire.request(method, url, body, content_type, headers)
         except ConnectFailed as exc:

@@ -18,6 +18,7 @@ connections well before servers do (15 s) and never reuses one it saw close.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections import deque
@@ -60,6 +61,32 @@ def split_url(url: str) -> tuple[Origin, str, str]:
     if parts.query:
         path += "?" + parts.query
     return Origin(parts.scheme, parts.hostname, port), host_header, path
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A method and URL with their fixed headers, rendered once: a request is then
+    `head` + the body's length + `tail` + the body, the same bytes as before
+    (request line, Host, Content-Length, Content-Type, the client's headers)."""
+
+    origin: Origin
+    head: bytes  # "POST /path HTTP/1.1\r\nHost: h\r\nContent-Length: "
+    tail: bytes  # "\r\nContent-Type: ...\r\nName: value\r\n...\r\n\r\n" (one CRLF ends the length)
+
+    def render(self, body: bytes) -> bytes:
+        return self.head + str(len(body)).encode() + self.tail + body
+
+
+@functools.lru_cache(maxsize=256)
+def prepare(method: str, url: str, content_type: str | None, headers: tuple[tuple[str, str], ...]) -> Endpoint:
+    """The Endpoint of a request; cached, so the connectors' send URLs are rendered
+    once (a poll URL with its ids in it takes one place, until pushed out)."""
+    origin, host, path = split_url(url)
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: "
+    lines = [f"Content-Type: {content_type}"] if content_type else []
+    lines += [f"{name}: {value}" for name, value in headers]
+    tail = "".join(f"\r\n{line}" for line in lines) + "\r\n\r\n"
+    return Endpoint(origin, head.encode("latin-1"), tail.encode("latin-1"))
 
 
 class _Connection(asyncio.Protocol):
@@ -234,6 +261,7 @@ class WireClient:
         self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self.headers = headers or {}
+        self._fixed = tuple(self.headers.items())
         self._pools: dict[Origin, Pool] = {}
         self._ssl = ssl.create_default_context()
         self._closed = False
@@ -245,16 +273,14 @@ class WireClient:
         """(status, headers, body). ConnectFailed: nothing sent; AnswerLost: sent, no answer."""
         if self._closed:
             raise ConnectFailed("client closed")
-        origin, host, path = split_url(url)
-        pool = self._pools.get(origin)
+        fixed = tuple({**self.headers, **headers}.items()) if headers else self._fixed
+        endpoint = prepare(method, url, content_type, fixed)
+        pool = self._pools.get(endpoint.origin)
         if pool is None:
-            pool = self._pools[origin] = Pool(origin, self.max_connections, self.connect_timeout, self._ssl)
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
-        if content_type:
-            lines.append(f"Content-Type: {content_type}")
-        for name, value in {**self.headers, **(headers or {})}.items():
-            lines.append(f"{name}: {value}")
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+            pool = self._pools[endpoint.origin] = Pool(
+                endpoint.origin, self.max_connections, self.connect_timeout, self._ssl
+            )
+        request = endpoint.render(body)
         conn = await pool.acquire()
         answer = conn.send(request)
         try:

@@ -94,12 +94,20 @@ def body_of(cls: type) -> tuple[FieldSpec, ...]:
 # -- PDUs -------------------------------------------------------------------------------
 
 
+class CommandOf:
+    """Where `command` is declared: outside the dataclasses, and set from
+    `PDU_CLASSES`, because mypyc turns a ClassVar in a dataclass body into a field
+    (mypyc/mypyc#740, #1122) and this module is compiled (README, Development)."""
+
+    __slots__ = ()
+    command: ClassVar[Command]
+
+
 @dataclass(slots=True, repr=False)
-class Pdu:
+class Pdu(CommandOf):
     """One PDU: the header's sequence and status, the command's mandatory fields (in
     the subclass) and every optional parameter as raw bytes by tag."""
 
-    command: ClassVar[Command]
     sequence: int = 0
     status: int = 0
     tlvs: dict[int, bytes] = field(default_factory=dict)
@@ -143,7 +151,7 @@ class MessagePdu(Pdu):
 
 @dataclass(slots=True, repr=False)
 class GenericNack(Pdu):  # 4.3
-    command = Command.GENERIC_NACK
+    pass
 
 
 @dataclass(slots=True, repr=False)
@@ -159,17 +167,17 @@ class Bind(Pdu):  # 4.1.1, 4.1.3, 4.1.5: one body for the three binds
 
 @dataclass(slots=True, repr=False)
 class BindTransmitter(Bind):
-    command = Command.BIND_TRANSMITTER
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class BindReceiver(Bind):
-    command = Command.BIND_RECEIVER
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class BindTransceiver(Bind):
-    command = Command.BIND_TRANSCEIVER
+    pass
 
 
 @dataclass(slots=True, repr=False)
@@ -179,44 +187,43 @@ class BindResp(Pdu):  # 4.1.2, 4.1.4, 4.1.6
 
 @dataclass(slots=True, repr=False)
 class BindTransmitterResp(BindResp):
-    command = Command.BIND_TRANSMITTER_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class BindReceiverResp(BindResp):
-    command = Command.BIND_RECEIVER_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class BindTransceiverResp(BindResp):
-    command = Command.BIND_TRANSCEIVER_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class Outbind(Pdu):  # 4.1.7
-    command = Command.OUTBIND
     system_id: str = _c(16, Status.ESME_RINVSYSID)
     password: str = _c(9, Status.ESME_RINVPASWD)
 
 
 @dataclass(slots=True, repr=False)
 class Unbind(Pdu):  # 4.2.1
-    command = Command.UNBIND
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class UnbindResp(Pdu):  # 4.2.2
-    command = Command.UNBIND_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class EnquireLink(Pdu):  # 4.11.1
-    command = Command.ENQUIRE_LINK
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class EnquireLinkResp(Pdu):  # 4.11.2
-    command = Command.ENQUIRE_LINK_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
@@ -242,12 +249,12 @@ class ShortMessagePdu(MessagePdu):  # 4.4.1, 4.6.1: one body for submit_sm and d
 
 @dataclass(slots=True, repr=False)
 class SubmitSm(ShortMessagePdu):
-    command = Command.SUBMIT_SM
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class DeliverSm(ShortMessagePdu):
-    command = Command.DELIVER_SM
+    pass
 
 
 @dataclass(slots=True, repr=False)
@@ -257,35 +264,44 @@ class MessageIdResp(Pdu):  # 4.4.2, 4.6.2, 4.7.2: a message_id only
 
 @dataclass(slots=True, repr=False)
 class SubmitSmResp(MessageIdResp):
-    command = Command.SUBMIT_SM_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class DeliverSmResp(MessageIdResp):
-    command = Command.DELIVER_SM_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class DataSmResp(MessageIdResp):
-    command = Command.DATA_SM_RESP
+    pass
+
+
+class DestFlagOf:
+    """Where `dest_flag` is declared, outside the dataclasses (as `CommandOf`)."""
+
+    __slots__ = ()
+    dest_flag: ClassVar[int]
 
 
 @dataclass(slots=True)
-class SmeAddress:
+class SmeAddress(DestFlagOf):
     """A submit_multi destination with dest_flag 1 (an SME address)."""
 
-    dest_flag: ClassVar[int] = 1
     dest_addr_ton: int = _u8()
     dest_addr_npi: int = _u8()
     destination_addr: str = _c(21, Status.ESME_RINVDSTADR)
 
 
 @dataclass(slots=True)
-class DistributionList:
+class DistributionList(DestFlagOf):
     """A submit_multi destination with dest_flag 2 (a distribution list name)."""
 
-    dest_flag: ClassVar[int] = 2
     dl_name: str = _c(21, Status.ESME_RINVDLNAME)
+
+
+SmeAddress.dest_flag = 1
+DistributionList.dest_flag = 2
 
 
 @dataclass(slots=True)
@@ -300,7 +316,6 @@ class UnsuccessSme:
 
 @dataclass(slots=True, repr=False)
 class SubmitMulti(MessagePdu):  # 4.5.1
-    command = Command.SUBMIT_MULTI
     service_type: str = _c(6, Status.ESME_RINVSERTYP)
     source_addr_ton: int = _u8()
     source_addr_npi: int = _u8()
@@ -322,7 +337,6 @@ class SubmitMulti(MessagePdu):  # 4.5.1
 
 @dataclass(slots=True, repr=False)
 class SubmitMultiResp(Pdu):  # 4.5.2
-    command = Command.SUBMIT_MULTI_RESP
     message_id: str = _c(65, Status.ESME_RINVMSGID)
     unsuccess_smes: list[UnsuccessSme] = field(
         default_factory=list, metadata=_wire("unsuccess", MAX_DESTS, Status.ESME_RINVNUMDESTS)
@@ -331,7 +345,6 @@ class SubmitMultiResp(Pdu):  # 4.5.2
 
 @dataclass(slots=True, repr=False)
 class DataSm(MessagePdu):  # 4.7.1: no short_message; the text is in message_payload
-    command = Command.DATA_SM
     service_type: str = _c(6, Status.ESME_RINVSERTYP)
     source_addr_ton: int = _u8()
     source_addr_npi: int = _u8()
@@ -346,7 +359,6 @@ class DataSm(MessagePdu):  # 4.7.1: no short_message; the text is in message_pay
 
 @dataclass(slots=True, repr=False)
 class QuerySm(Pdu):  # 4.8.1
-    command = Command.QUERY_SM
     message_id: str = _c(65, Status.ESME_RINVMSGID)
     source_addr_ton: int = _u8()
     source_addr_npi: int = _u8()
@@ -355,7 +367,6 @@ class QuerySm(Pdu):  # 4.8.1
 
 @dataclass(slots=True, repr=False)
 class QuerySmResp(Pdu):  # 4.8.2
-    command = Command.QUERY_SM_RESP
     message_id: str = _c(65, Status.ESME_RINVMSGID)
     final_date: str = _c(17)
     message_state: int = _u8()
@@ -364,7 +375,6 @@ class QuerySmResp(Pdu):  # 4.8.2
 
 @dataclass(slots=True, repr=False)
 class CancelSm(Pdu):  # 4.9.1
-    command = Command.CANCEL_SM
     service_type: str = _c(6, Status.ESME_RINVSERTYP)
     message_id: str = _c(65, Status.ESME_RINVMSGID)
     source_addr_ton: int = _u8()
@@ -377,12 +387,11 @@ class CancelSm(Pdu):  # 4.9.1
 
 @dataclass(slots=True, repr=False)
 class CancelSmResp(Pdu):  # 4.9.2
-    command = Command.CANCEL_SM_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class ReplaceSm(Pdu):  # 4.10.1
-    command = Command.REPLACE_SM
     message_id: str = _c(65, Status.ESME_RINVMSGID)
     source_addr_ton: int = _u8()
     source_addr_npi: int = _u8()
@@ -396,12 +405,11 @@ class ReplaceSm(Pdu):  # 4.10.1
 
 @dataclass(slots=True, repr=False)
 class ReplaceSmResp(Pdu):  # 4.10.2
-    command = Command.REPLACE_SM_RESP
+    pass
 
 
 @dataclass(slots=True, repr=False)
 class AlertNotification(Pdu):  # 4.12.1
-    command = Command.ALERT_NOTIFICATION
     source_addr_ton: int = _u8()
     source_addr_npi: int = _u8()
     source_addr: str = _c(65, Status.ESME_RINVSRCADR)
@@ -410,38 +418,38 @@ class AlertNotification(Pdu):  # 4.12.1
     esme_addr: str = _c(65)
 
 
+# Each command's class; `command` is set on the class from here (see `CommandOf`).
 PDU_CLASSES: dict[Command, type[Pdu]] = {
-    cls.command: cls
-    for cls in (
-        GenericNack,
-        BindTransmitter,
-        BindReceiver,
-        BindTransceiver,
-        BindTransmitterResp,
-        BindReceiverResp,
-        BindTransceiverResp,
-        Outbind,
-        Unbind,
-        UnbindResp,
-        EnquireLink,
-        EnquireLinkResp,
-        SubmitSm,
-        SubmitSmResp,
-        DeliverSm,
-        DeliverSmResp,
-        SubmitMulti,
-        SubmitMultiResp,
-        DataSm,
-        DataSmResp,
-        QuerySm,
-        QuerySmResp,
-        CancelSm,
-        CancelSmResp,
-        ReplaceSm,
-        ReplaceSmResp,
-        AlertNotification,
-    )
+    Command.GENERIC_NACK: GenericNack,
+    Command.BIND_TRANSMITTER: BindTransmitter,
+    Command.BIND_RECEIVER: BindReceiver,
+    Command.BIND_TRANSCEIVER: BindTransceiver,
+    Command.BIND_TRANSMITTER_RESP: BindTransmitterResp,
+    Command.BIND_RECEIVER_RESP: BindReceiverResp,
+    Command.BIND_TRANSCEIVER_RESP: BindTransceiverResp,
+    Command.OUTBIND: Outbind,
+    Command.UNBIND: Unbind,
+    Command.UNBIND_RESP: UnbindResp,
+    Command.ENQUIRE_LINK: EnquireLink,
+    Command.ENQUIRE_LINK_RESP: EnquireLinkResp,
+    Command.SUBMIT_SM: SubmitSm,
+    Command.SUBMIT_SM_RESP: SubmitSmResp,
+    Command.DELIVER_SM: DeliverSm,
+    Command.DELIVER_SM_RESP: DeliverSmResp,
+    Command.SUBMIT_MULTI: SubmitMulti,
+    Command.SUBMIT_MULTI_RESP: SubmitMultiResp,
+    Command.DATA_SM: DataSm,
+    Command.DATA_SM_RESP: DataSmResp,
+    Command.QUERY_SM: QuerySm,
+    Command.QUERY_SM_RESP: QuerySmResp,
+    Command.CANCEL_SM: CancelSm,
+    Command.CANCEL_SM_RESP: CancelSmResp,
+    Command.REPLACE_SM: ReplaceSm,
+    Command.REPLACE_SM_RESP: ReplaceSmResp,
+    Command.ALERT_NOTIFICATION: AlertNotification,
 }
+for _command, _cls in PDU_CLASSES.items():
+    _cls.command = _command
 
 # The codec table, read off the classes: the single description of each body.
 BODIES: dict[Command, tuple[FieldSpec, ...]] = {command: body_of(cls) for command, cls in PDU_CLASSES.items()}

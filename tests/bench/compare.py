@@ -11,7 +11,8 @@ tests/bench/results/<time>.json and a table is printed.
 
 Scenarios:
   upstream  ack = "upstream", a real HTTP request per message, receipts on (Skycore
-            postbacks from the upstream), interleaved with the node-smpp bridge
+            postbacks from the upstream; --no-receipts: none), interleaved with the
+            node-smpp bridge
   stored    ack = "stored": submits accepted durably per second (outbox draining behind)
   latency   1,000 submit_sm/s: p99 submit_sm->resp with stored and with upstream
   sessions  5,000 bound sessions with enquire_link running: resident memory
@@ -119,9 +120,11 @@ def wait_port(port: int, timeout: float = 30) -> None:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str] | None = None, ready_port: int | None = None) -> Iterator[int]:
+def process(
+    args: list[str], env: dict[str, str] | None = None, ready_port: int | None = None, cwd: Path = ROOT
+) -> Iterator[int]:
     proc = subprocess.Popen(
-        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         if ready_port is not None:
@@ -136,7 +139,16 @@ def process(args: list[str], env: dict[str, str] | None = None, ready_port: int 
 
 
 @contextmanager
-def bridge(tmp: Path, ack: str, upstream_port: int, enquire_link_interval: float = 30) -> Iterator[dict[str, int]]:
+def bridge(
+    tmp: Path,
+    ack: str,
+    upstream_port: int,
+    enquire_link_interval: float = 30,
+    tree: Path = ROOT,
+    env: dict[str, str] | None = None,
+) -> Iterator[dict[str, int]]:
+    """The bridge of the source tree `tree` (default: this checkout), with `env` added
+    to its environment (e.g. SMPP_BRIDGE_PURE=1)."""
     smpp_port, http_port = free_port(), free_port()
     config = tmp / f"bridge-{smpp_port}.toml"
     config.write_text(
@@ -150,7 +162,9 @@ def bridge(tmp: Path, ack: str, upstream_port: int, enquire_link_interval: float
         )
     )
     config.chmod(0o600)
-    with process([PYTHON, "-m", "bridge", "run", "--config", str(config)], ready_port=smpp_port) as pid:
+    with process(
+        [PYTHON, "-m", "bridge", "run", "--config", str(config)], env=env, ready_port=smpp_port, cwd=tree
+    ) as pid:
         yield {"pid": pid, "smpp_port": smpp_port, "http_port": http_port}
 
 
@@ -197,6 +211,7 @@ def bench(port: int, pid: int, *extra: str, system_id: str = "bench", password: 
             capture_output=True,
             text=True,
             check=True,
+            timeout=600,  # a target that died mid-run must not hang the whole comparison
         )
     finally:
         done.set()
@@ -232,13 +247,16 @@ def measured_run(port: int, pid: int, upstream_pid: int, args: argparse.Namespac
     return report
 
 
-def ours_upstream(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def ours_upstream(
+    tmp: Path, args: argparse.Namespace, tree: Path = ROOT, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """ack = "upstream"; receipts (Skycore postbacks) unless `args.no_receipts`."""
     upstream_port = free_port()
-    with (
-        bridge(tmp, "upstream", upstream_port) as b,
-        upstream(upstream_port, f"http://127.0.0.1:{b['http_port']}/callbacks/sky/tok") as up,
-    ):
-        report = measured_run(b["smpp_port"], b["pid"], up, args)
+    receipts = not getattr(args, "no_receipts", False)
+    with bridge(tmp, "upstream", upstream_port, tree=tree, env=env) as b:
+        postback = f"http://127.0.0.1:{b['http_port']}/callbacks/sky/tok" if receipts else None
+        with upstream(upstream_port, postback) as up:
+            report = measured_run(b["smpp_port"], b["pid"], up, args, *(() if receipts else ("--no-receipts",)))
     return report
 
 
@@ -276,9 +294,11 @@ def scenario_upstream(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"rounds": rounds}
 
 
-def scenario_stored(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def scenario_stored(
+    tmp: Path, args: argparse.Namespace, tree: Path = ROOT, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     upstream_port = free_port()
-    with bridge(tmp, "stored", upstream_port) as b, upstream(upstream_port):
+    with bridge(tmp, "stored", upstream_port, tree=tree, env=env) as b, upstream(upstream_port):
         report = bench(
             b["smpp_port"],
             b["pid"],
@@ -291,6 +311,39 @@ def scenario_stored(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
             "--no-receipts",
         )
         report["outbox_after"] = scrape(b["http_port"], "smpp_bridge_outbox_messages")
+    return report
+
+
+def scenario_burst(
+    tmp: Path, args: argparse.Namespace, tree: Path = ROOT, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """ack = "stored": a burst of `args.count` submits (default 100,000) as fast as
+    they are accepted, then the time until the outbox has sent them all upstream."""
+    upstream_port = free_port()
+    count = getattr(args, "count", None) or 100_000
+    with bridge(tmp, "stored", upstream_port, tree=tree, env=env) as b, upstream(upstream_port):
+        started = time.monotonic()
+        report = bench(
+            b["smpp_port"],
+            b["pid"],
+            "--binds",
+            str(args.binds),
+            "--window",
+            str(args.window),
+            "--count",
+            str(count),
+            "--no-receipts",
+        )
+        accepted_at = time.monotonic()
+        report["outbox_after_burst"] = scrape(b["http_port"], "smpp_bridge_outbox_messages")
+        deadline = accepted_at + 900
+        while scrape(b["http_port"], "smpp_bridge_outbox_messages") > 0:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("outbox drain", 900)
+            time.sleep(0.2)  # polling a gauge; the interval only bounds how late the end is seen
+        drained_at = time.monotonic()
+        report["drain_seconds"] = round(drained_at - accepted_at, 2)
+        report["sent_upstream_per_s"] = round(report["acked"] / (drained_at - started), 1)
     return report
 
 
@@ -386,6 +439,7 @@ def histogram_p99(http_port: int, name: str) -> float | None:
 SCENARIOS = {
     "upstream": scenario_upstream,
     "stored": scenario_stored,
+    "burst": scenario_burst,
     "latency": scenario_latency,
     "sessions": scenario_sessions,
     "soak": scenario_soak,
@@ -400,7 +454,9 @@ def main() -> int:
     parser.add_argument("--binds", type=int, default=4)
     parser.add_argument("--window", type=int, default=50)
     parser.add_argument("--sessions", type=int, default=5000)
+    parser.add_argument("--count", type=int, default=100_000, help="burst: submits in the burst")
     parser.add_argument("--soak-minutes", type=float, default=10)
+    parser.add_argument("--no-receipts", action="store_true", help="upstream: no postbacks, no receipts asked")
     args = parser.parse_args()
     names = [n for n in SCENARIOS if n != "soak"] if args.scenario == "all" else [args.scenario]
     results: dict[str, Any] = {"machine": machine(), "args": vars(args)}

@@ -91,7 +91,7 @@ async def test_a_request_task_that_dies_is_logged_with_its_traceback() -> None:
     async def broken(*args: object) -> None:
         raise RuntimeError("a bug outside the pipeline's own handlers")
 
-    rig.pipeline.handle = broken  # type: ignore[method-assign]
+    rig.pipeline.handle_batch = broken  # type: ignore[method-assign]
     await rig.answered(conn, submit_sm(2))
     [line] = rig.log.events("task_failed")
     assert line["task"] == "smsc" and isinstance(line["exc_info"], RuntimeError)
