@@ -25,11 +25,12 @@ Two parts, as `smpp/session.py` and `server.py` are for SMPP:
 - `HttpServer` is the asyncio edge: a listener whose connections feed an
   `HttpConnection`, run the handler for each request as its own task (a callback
   is answered only once its report is committed, so handlers of one connection
-  overlap), write what the connection says and close when it says. It stops
-  reading from a connection with `max_pipelined` answers owed or whose peer does
-  not read its answers, and after a refusal it closes gently: it shuts its side
-  down and discards what the peer still sends for `linger` seconds, so the peer
-  reads the 413 instead of a connection reset.
+  overlap), write what the connection says (the answers finished in one turn of
+  the loop in one write) and close when it says. It stops reading from a
+  connection with `max_pipelined` answers owed or whose peer does not read its
+  answers, and after a refusal it closes gently: it shuts its side down and
+  discards what the peer still sends for `linger` seconds, so the peer reads the
+  413 instead of a connection reset.
 """
 
 from __future__ import annotations
@@ -498,6 +499,7 @@ class _HttpProtocol(asyncio.Protocol):
         self.write_blocked_since: float | None = None
         self.linger_until: float | None = None
         self.peer_done = False
+        self.flush_due = False  # a write of the answers is scheduled for this turn
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -560,6 +562,14 @@ class _HttpProtocol(asyncio.Protocol):
         except ValueError:
             self.server.log.exception("http_answer_invalid", method=request.method, path=request.raw_path)
             self.conn.answer(exchange, Response.error(500), self.loop.time())
+        if not self.flush_due:
+            # Handlers finishing in one turn of the loop (the callbacks of one store
+            # commit) have their answers written together, in one write.
+            self.flush_due = True
+            self.loop.call_soon(self._flush_turn)
+
+    def _flush_turn(self) -> None:
+        self.flush_due = False
         self._flush()
 
     def _flush(self) -> None:
