@@ -26,6 +26,8 @@ ROOMS: dict[str, str] = {
     "logging": "shared",
     "metrics": "shared",
     "notify": "shared",
+    "native": "shared",
+    "native_build": "wiring",
     "app": "wiring",
     "cli": "wiring",
     "ops": "wiring",
