@@ -49,6 +49,7 @@ from bridge.smpp.constants import MessageState
 
 INTAKE_SHARE = 4  # messages in flight while stored intake is running (concurrency otherwise)
 
+
 def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | None, rand: float) -> float:
     """Full-jitter exponential backoff, never shorter than the provider's Retry-After."""
     delay = min(cap, base * (2 ** max(0, attempts - 1))) * (0.5 + rand / 2)
