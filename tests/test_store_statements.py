@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import sqlite3
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bridge.core.history import HistoryEvent
@@ -39,6 +40,19 @@ class Statements:
         return taken
 
 
+@contextlib.asynccontextmanager
+async def traced(path: Path) -> AsyncIterator[tuple[SqliteStore, Statements]]:
+    """An open store whose writing statements are counted from here on."""
+    trace = Statements()
+    store = SqliteStore(path, trace=trace)
+    await store.open()
+    try:
+        trace.take()  # the schema's
+        yield store, trace
+    finally:
+        await store.close()
+
+
 def kinds(statements: list[str]) -> Counter[str]:
     """Statements by table and verb ("INSERT messages")."""
     counted: Counter[str] = Counter()
@@ -59,11 +73,7 @@ def queued(message_id: int) -> Message:
 async def test_a_message_accepted_upstream_is_two_statements(tmp_path: Path) -> None:
     """`ack = "upstream"`: received and accepted (a provider id, two events) in one
     write: the message row with its provider id, and one history row."""
-    trace = Statements()
-    store = SqliteStore(tmp_path / "s.db", trace=trace)
-    await store.open()
-    try:
-        trace.take()
+    async with traced(tmp_path / "s.db") as (store, trace):
         messages = [stored_message(i) for i in range(1, 11)]
         for m in messages:
             store.journal.received(m, "s1")
@@ -72,8 +82,6 @@ async def test_a_message_accepted_upstream_is_two_statements(tmp_path: Path) -> 
         written = trace.take()
         assert kinds(written) == {"INSERT messages": 10, "INSERT history": 10}
         assert await store.find_by_provider_id("p", "p-7") is messages[6]  # kept in memory
-    finally:
-        await store.close()
     reopened = SqliteStore(tmp_path / "s.db")
     await reopened.open()
     try:
@@ -89,11 +97,7 @@ async def test_a_message_accepted_upstream_is_two_statements(tmp_path: Path) -> 
 async def test_a_stored_message_is_two_statements_per_write(tmp_path: Path) -> None:
     """`ack = "stored"`: stored (row + history), marked SENDING (row), accepted
     (row with its provider id + history)."""
-    trace = Statements()
-    store = SqliteStore(tmp_path / "s.db", trace=trace)
-    await store.open()
-    try:
-        trace.take()
+    async with traced(tmp_path / "s.db") as (store, trace):
         messages = [queued(i) for i in range(1, 6)]
         for m in messages:
             store.journal.received(m, "s1")
@@ -108,8 +112,6 @@ async def test_a_stored_message_is_two_statements_per_write(tmp_path: Path) -> N
             m.lifecycle, m.provider, m.provider_ids, m.text, m.due_at = Lifecycle.ACCEPTED, "p", [f"p-{m.id}"], "", 50.0
         await store.update_messages(messages)
         assert kinds(trace.take()) == {"UPDATE messages": 5, "INSERT history": 5}
-    finally:
-        await store.close()
     reopened = SqliteStore(tmp_path / "s.db")
     await reopened.open()
     try:
@@ -122,11 +124,7 @@ async def test_a_stored_message_is_two_statements_per_write(tmp_path: Path) -> N
 
 async def test_writes_of_many_messages_are_one_executemany_per_kind(tmp_path: Path) -> None:
     """Concurrent writes of one batch: each kind of statement prepared once."""
-    trace = Statements()
-    store = SqliteStore(tmp_path / "s.db", trace=trace)
-    await store.open()
-    try:
-        trace.take()
+    async with traced(tmp_path / "s.db") as (store, trace):
         messages = [queued(i) for i in range(1, 21)]
         for m in messages:
             store.journal.received(m, "s1")
@@ -134,8 +132,6 @@ async def test_writes_of_many_messages_are_one_executemany_per_kind(tmp_path: Pa
         written = trace.take()
         assert len(written) == 40
         assert len({sql.split("VALUES")[0] for sql in written}) == 2  # two statement texts
-    finally:
-        await store.close()
 
 
 async def test_concatenated_and_multi_id_messages_keep_their_parts_and_ids(tmp_path: Path) -> None:
