@@ -27,6 +27,7 @@ ROOMS: dict[str, str] = {
     "metrics": "shared",
     "notify": "shared",
     "native": "shared",
+    "gc_policy": "shared",
     "native_build": "wiring",
     "app": "wiring",
     "cli": "wiring",
