@@ -125,6 +125,12 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.answers_after_final = Counter(
+            f"{NAMESPACE}_answers_after_final",
+            "Provider answers to an attempt whose message had finished meanwhile: ignored, no second receipt",
+            ["provider"],
+            registry=r,
+        )
         self.bind_lockouts = Counter(
             f"{NAMESPACE}_bind_lockouts", "Lockouts started after repeated bind failures", ["kind"], registry=r
         )

@@ -28,11 +28,11 @@ ROOMS: dict[str, str] = {
     "notify": "shared",
     "native": "shared",
     "gc_policy": "shared",
-    "native_build": "wiring",
     "app": "wiring",
     "cli": "wiring",
     "ops": "wiring",
     "bench": "wiring",
+    "native_build": "wiring",
     "__main__": "wiring",
 }
 # Room -> the rooms it may import (its own always; `bridge` itself, the version, too).

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from bridge.simulators import build_simulator
+from bridge.smpp.constants import Status
 from tests.support.daemon import Daemon
 from tests.support.esme import Esme
 from tests.support.servers import AppThread, free_port
@@ -266,6 +267,47 @@ def test_history_survives_kill_9_and_the_outbox_picks_the_message_up_again(tmp_p
         running.stop()
 
 
+def test_a_message_is_found_by_the_id_its_provider_gave_it(tmp_path: Path) -> None:
+    """The id the operator reads in the provider's portal or postback (here: the
+    Skycore double's tracking-id, as it reports it), through the CLI and the admin API."""
+    sky = AppThread(build_simulator("skycore", sent_delay=0)).start()  # no postback URL: recorded only
+    running = start_daemon(tmp_path, sky_url=sky.url)
+    try:
+        esme = bound(running)
+        try:
+            message_id = esme.submit(destination=FAILOVER, text=b"find me").message_id.decode()
+        finally:
+            esme.close()
+        wait_for(lambda: sky.app["postbacks"], timeout=15)
+        tracking_id = sky.app["postbacks"][0]["payload"]["tracking-id"]
+        history_until(running, message_id, lambda v: v["lifecycle"] == "accepted")
+
+        for extra in (("--provider", "sky"), ()):  # without a name: every provider of the config
+            view = show(running, tracking_id, "--provider-id", *extra)
+            assert view["message_id"] == message_id and view["provider"] == "sky"
+            assert view["provider_ids"] == [tracking_id]
+        for query in (f"provider_id={tracking_id}&provider=sky", f"provider_id={tracking_id}"):
+            status, view = admin(running, f"/admin/messages?{query}")
+            assert status == 200 and view["message_id"] == message_id
+        text = cli("messages", "show", tracking_id, "--provider-id", config=running.config).stdout
+        assert message_id in text and tracking_id in text
+
+        # Another provider's id space, or an id nobody gave: not found.
+        assert admin(running, f"/admin/messages?provider_id={tracking_id}&provider=sim")[0] == 404
+        assert admin(running, "/admin/messages?provider_id=sky999999999")[0] == 404
+        missing = cli("messages", "show", "sky999999999", "--provider-id", config=running.config, check=False)
+        assert missing.returncode == 1 and "no such message" in missing.stderr
+    finally:
+        running.stop()
+        sky.stop()
+
+    # A stopped daemon's file: by the provider's name, or every provider of the config.
+    db = str(tmp_path / "bridge.db")
+    for extra in (("--provider", "sky"), ("--config", str(running.config))):
+        view = json.loads(cli("messages", "show", tracking_id, "--provider-id", "--db", db, "--json", *extra).stdout)
+        assert view["message_id"] == message_id and view["provider_ids"] == [tracking_id]
+
+
 # -- masking and the admin API's door ------------------------------------------------
 
 
@@ -316,6 +358,84 @@ def test_without_a_token_the_admin_api_does_not_exist(tmp_path: Path) -> None:
         assert done.returncode == 1 and "admin API is off" in done.stderr
     finally:
         running.stop()
+
+
+# -- queues ----------------------------------------------------------------------------
+
+
+def queues(daemon: Daemon, *where: str) -> dict[str, Any]:
+    args = where or ("--config", str(daemon.config))
+    found: dict[str, Any] = json.loads(cli("queues", "--json", *args).stdout)
+    return found
+
+
+def queue_holds(daemon: Daemon, name: str, condition: Any) -> dict[str, Any]:
+    """The queues once `condition(queues[name])` holds."""
+    seen: dict[str, Any] = {}
+
+    def holds() -> bool:
+        seen.update(queues(daemon))
+        return bool(condition(seen[name]))
+
+    wait_for(holds, timeout=15, interval=0.1)
+    return seen
+
+
+def test_receipts_waiting_per_account_say_why(tmp_path: Path) -> None:
+    running = start_daemon(tmp_path)
+    try:
+        sender = Esme(running.smpp_port)
+        assert sender.bind("transmitter", system_id="up", password="pw").status == 0
+        message_id = sender.submit(destination=NUMBER, text=b"no receiver").message_id.decode()
+        sender.close()
+        # Delivered upstream; its receipt has no session to go to.
+        (line,) = queue_holds(running, "receipts", lambda r: r)["receipts"]
+        assert (line["system_id"], line["waiting"], line["retrying"]) == ("up", 1, 0)
+        assert line["receivers_bound"] == 0 and line["why"] == "no receiver bound (bind_receiver or bind_transceiver)"
+        assert line["next_attempt_at"] is None
+
+        # A receiver that refuses deliver_sm (ESME_RX_T_APPN): the receipt is retried.
+        receiver = Esme(running.smpp_port)
+        receiver.deliver_sm_status = lambda pdu: int(Status.ESME_RX_T_APPN)
+        assert receiver.bind("receiver", system_id="up", password="pw").status == 0
+        receiver.wait_until(lambda: len(receiver.delivered) >= 1)
+        (line,) = queue_holds(running, "receipts", lambda r: r and r[0]["retrying"])["receipts"]
+        assert (line["waiting"], line["retrying"], line["receivers_bound"]) == (1, 1, 1)
+        assert line["why"] == "the ESME refused or did not answer deliver_sm: retrying"
+        assert line["next_attempt_at"] is not None
+        receiver.close()
+    finally:
+        running.stop()
+
+    # Read from the stopped daemon's file: still waiting, and nobody to bind to.
+    (line,) = queues(running, "--db", str(tmp_path / "bridge.db"))["receipts"]
+    assert (line["system_id"], line["waiting"], line["receivers_bound"]) == ("up", 1, None)
+    assert line["why"] == "the daemon is not running"
+    view = json.loads(cli("messages", "show", message_id, "--db", str(tmp_path / "bridge.db"), "--json").stdout)
+    assert view["receipts"][0]["waiting"]
+
+
+def test_incomplete_concatenated_sets_are_listed_until_complete(daemon: Daemon) -> None:
+    esme = bound(daemon)
+    ids = []
+    try:
+        for index in (1, 2):  # two of three parts (UDH IEI 0x00, reference 0x51)
+            udh = bytes((5, 0x00, 3, 0x51, 3, index))
+            ids.append(esme.submit(destination=NUMBER, text=udh + b"part", esm_class=0x40).message_id.decode())
+        found = queue_holds(daemon, "incomplete_sets", lambda s: s and s[0]["received"] == 2)
+        (line,) = found["incomplete_sets"]
+        assert (line["system_id"], line["received"], line["total"]) == ("up", 2, 3)
+        assert line["destination"] == "*********5678" and line["parts"] == ids
+        assert line["age_seconds"] >= 0
+        assert NUMBER not in json.dumps(found)
+        text = cli("queues", config=daemon.config).stdout
+        assert "*********5678" in text and NUMBER not in text
+
+        udh = bytes((5, 0x00, 3, 0x51, 3, 3))
+        assert esme.submit(destination=NUMBER, text=udh + b"last", esm_class=0x40).status == 0
+        queue_holds(daemon, "incomplete_sets", lambda s: s == [])
+    finally:
+        esme.close()
 
 
 # -- actions ---------------------------------------------------------------------------

@@ -179,3 +179,31 @@ async def test_messages_waiting_in_an_older_database_become_due_at_once(tmp_path
     store = SqliteStore(path)
     await store.open()
     await check_upgraded(store)
+
+
+async def test_a_finished_message_stays_finished_whatever_is_written_over_it(tmp_path: Path) -> None:
+    """A late write of an attempt (QUEUED after NOT_SENT, ACCEPTED after the provider
+    took it) for a message that finished meanwhile leaves the stored row final: as in
+    Redis, a final state never changes again."""
+    path = tmp_path / "s.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        done = message(1, Lifecycle.FINAL, done_at=5.0)
+        await store.insert_messages([message(1, Lifecycle.QUEUED, done_at=None)])
+        await store.update_messages([done])
+        for late in (Lifecycle.QUEUED, Lifecycle.SENDING, Lifecycle.ACCEPTED):
+            await store.update_messages([message(1, late, done_at=None)])
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        row = conn.execute("SELECT lifecycle, done_at, due_at FROM messages WHERE id = 1").fetchone()
+    assert row == (int(Lifecycle.FINAL), 5.0, None)
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        found = await reopened.get_message(1)
+        assert found is not None and (found.lifecycle, found.done_at) == (Lifecycle.FINAL, 5.0)
+        assert await reopened.messages_in([Lifecycle.QUEUED, Lifecycle.SENDING, Lifecycle.ACCEPTED]) == []
+    finally:
+        await reopened.close()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bridge.core.cluster import OwnershipLost
 from bridge.core.lookup import Lookup
 from bridge.core.message import Lifecycle, Message
 from bridge.core.outbox import Outbox
@@ -21,6 +22,7 @@ from bridge.smpp.constants import MessageState, Status
 
 MAX_REASON = 200
 GIVE_UP_ERROR = Status.ESME_RSUBMITFAIL  # the receipt's err: of a message an operator gave up on
+IN_FLIGHT = "an attempt is in flight: try again when it has an answer"
 
 
 class ActionRefused(Exception):
@@ -54,7 +56,7 @@ class Actions:
             raise ActionRefused(404, "no such message")
         return message
 
-    async def _record(self, message_ids: list[int], action: str, who: str, reason: str, **data: Any) -> None:
+    def _record(self, message_ids: list[int], action: str, who: str, reason: str, **data: Any) -> None:
         """The audit line, and the history event (unless a write of its own took it already)."""
         for message_id in message_ids:
             self.store.journal.operator(message_id, action, who, reason, **data)
@@ -79,7 +81,7 @@ class Actions:
         woken = self._outbox.retry_now(lambda m: m.id == message.id)
         if not woken:
             raise ActionRefused(409, "not waiting for a retry on this instance (in flight, or another instance's)")
-        await self._record(woken, "retry", who, reason)
+        self._record(woken, "retry", who, reason)
         await self.store.flush_history(woken)
         return {"action": "retry", "retried": [self._rendered(message)]}
 
@@ -91,7 +93,7 @@ class Actions:
             raise ActionRefused(404, "no such provider")
         woken = self._outbox.retry_now(lambda m: provider in m.route)
         if woken:
-            await self._record(woken, "retry", who, reason, provider=provider)
+            self._record(woken, "retry", who, reason, provider=provider)
             await self.store.flush_history(woken)
         else:
             self._log.info("admin_action", who=who, action="retry", provider=provider, messages=0, reason=reason)
@@ -103,13 +105,24 @@ class Actions:
         reason = reason.strip()[:MAX_REASON]
         if not reason:
             raise ActionRefused(400, "a reason is required")
-        message = await self._message(key)
+        found = await self._message(key)
+        # From here to apply_to's decision nothing awaits: the check that no attempt is
+        # in flight and the final state are one step. On the outbox's own object, when
+        # it holds the message, as the attempt checks and marks that one.
+        message = self._outbox.holding(found.id) or found
         if message.lifecycle is Lifecycle.FINAL:
             raise ActionRefused(409, "already final")
         if message.lifecycle is Lifecycle.SENDING:
-            raise ActionRefused(409, "an attempt is in flight: try again when it has an answer")
-        await self._record([message.id], "give_up", who, reason)
-        if not await self._receipts.apply(message.id, MessageState.UNDELIVERABLE, int(GIVE_UP_ERROR), self._clock()):
+            raise ActionRefused(409, IN_FLIGHT)
+        self._record([message.id], "give_up", who, reason)
+        try:
+            applied = await self._receipts.apply_to(
+                message, MessageState.UNDELIVERABLE, int(GIVE_UP_ERROR), self._clock()
+            )
+        except OwnershipLost:  # another instance's attempt started meanwhile (the store refused)
+            await self.store.flush_history([message.id])
+            raise ActionRefused(409, IN_FLIGHT) from None
+        if not applied:
             await self.store.flush_history([message.id])
             raise ActionRefused(409, "already final")
         self._outbox.retry_now(lambda m: m.id == message.id)  # its outbox place is let go now
@@ -128,7 +141,7 @@ class Actions:
         waiting = {r.id for r in await self.store.pending_receipts(message.system_id)}
         if any(r.id in waiting for r in receipts):
             raise ActionRefused(409, "its receipt is still waiting for delivery")
-        await self._record([message.id], "redeliver_receipt", who, reason, stat=message.state.stat)
+        self._record([message.id], "redeliver_receipt", who, reason, stat=message.state.stat)
         await self._receipts.queue_receipts(receipts)
         return {"action": "redeliver_receipt", "message_id": self._rendered(message), "receipts": len(receipts)}
 
@@ -136,7 +149,7 @@ class Actions:
         """Full phone numbers were shown (one message's, or a list of `listed` messages
         to a number): that access is audited too."""
         if message is not None:
-            await self._record([message.id], "show_numbers", who, "")
+            self._record([message.id], "show_numbers", who, "")
             await self.store.flush_history([message.id])
         else:
             self._log.info("admin_action", who=who, action="show_numbers", messages=listed, reason="")

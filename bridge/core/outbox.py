@@ -85,6 +85,7 @@ class Outbox:
         self._reserved = 0
         self._intake = 0  # intake batches running
         self._sending = 0  # messages taken by workers, not yet done with
+        self._holding: dict[int, Message] = {}  # by id: the object each attempt marks and checks
 
     @property
     def size(self) -> int:
@@ -131,7 +132,17 @@ class Outbox:
             self._reserved -= 1
         first = message.route[0] if message.route else "none"
         self._waiting[first] = self._waiting.get(first, 0) + 1
+        self._holding[message.id] = message
         self._push(message, message.next_attempt_at)
+
+    def holding(self, message_id: int) -> Message | None:
+        """The outbox's own object of a message it holds (waiting or in flight), else
+        None. An operator's action decides on this object: an attempt checks it
+        before it starts and marks it SENDING in the same step, with no await
+        between, so a decision taken on it cannot cross an attempt starting (a copy
+        read from the store could: Redis hands out copies, and so does SQLite for
+        messages beyond what it keeps in memory)."""
+        return self._holding.get(message_id)
 
     async def recover(self) -> int:
         """Re-queue what a previous run left in the outbox. SENDING ones may already
@@ -257,6 +268,9 @@ class Outbox:
         message.attempts += 1
         await self._store.update_messages([message])
         result, provider = await self._sender.send(message)
+        if message.lifecycle is Lifecycle.FINAL:  # finished during the attempt: its answer changes nothing
+            self._answer_after_final(message, result, provider)
+            return
         if result.outcome is Outcome.ACCEPTED:
             self._sender.accepted(message, result, provider, self._clock())
             self._receipts.hold(p.message_id for p in message.parts)
@@ -327,10 +341,19 @@ class Outbox:
         return woken
 
     def _done(self, message: Message) -> None:
+        self._holding.pop(message.id, None)
         first = message.route[0] if message.route else "none"
         self._waiting[first] -= 1
         if not self._waiting[first]:
             del self._waiting[first]
+
+    def _answer_after_final(self, message: Message, result: SendResult, provider: str | None) -> None:
+        """A provider's answer for a message that finished while it was in flight is
+        not written over the final state, and sends no second receipt."""
+        name = provider or (message.route[0] if message.route else "none")
+        self._metrics.answers_after_final.labels(name).inc()
+        self._log.debug("outbox_answer_after_final", message_id=message.id, provider=name, outcome=result.outcome.value)
+        self._done(message)
 
     def _possible_duplicate(self, message: Message, reason: str) -> None:
         provider = message.provider or (message.route[0] if message.route else "none")

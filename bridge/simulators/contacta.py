@@ -38,7 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.simulators.common import fault_control, hold, injected, make_double, next_fault, notify
-from bridge.smpp.text import is_gsm, sms_parts
+from bridge.simulators.gsm import is_gsm, sms_parts
 
 DEFAULT_USERNAME = "contacta"
 DEFAULT_PASSWORD = "contacta-key"

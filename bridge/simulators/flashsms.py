@@ -38,7 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.simulators.common import by_prefix, fault_control, hold, injected, make_double, next_fault
-from bridge.smpp.text import GSM_PART, GSM_SINGLE, UCS2_PART, UCS2_SINGLE, is_gsm
+from bridge.simulators.gsm import GSM_PART, GSM_SINGLE, UCS2_PART, UCS2_SINGLE, is_gsm
 
 DEFAULT_API_KEY = "bms_live_sim_key"
 ALL_SCOPES = frozenset(

@@ -171,12 +171,14 @@ WRITES: tuple[tuple[str, str], ...] = (
     ("insert_provider_id", "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)"),
     # The due time is the acceptance's (when the row becomes ACCEPTED), the stored one
     # (while it stays ACCEPTED: `reschedule` owns it), or none. SET sees the old row.
+    # A final row (3) never changes again: a late write cannot un-finish it.
     (
         "update_message",
         "UPDATE messages SET lifecycle = ?1, provider = ?2, done_at = ?3, body = ?4, provider_id = ?5, more_ids = ?6,"
         " state = ?7, error = ?8, attempts = ?9, next_attempt_at = ?10,"
         " due_at = CASE WHEN ?1 != 2 THEN NULL WHEN lifecycle = 2 THEN due_at ELSE ?11 END,"
-        " polls = CASE WHEN ?1 != 2 THEN 0 WHEN lifecycle = 2 THEN polls ELSE ?12 END WHERE id = ?13",
+        " polls = CASE WHEN ?1 != 2 THEN 0 WHEN lifecycle = 2 THEN polls ELSE ?12 END"
+        " WHERE id = ?13 AND lifecycle != 3",
     ),
     ("reschedule", "UPDATE messages SET due_at = ?, polls = ? WHERE id = ? AND lifecycle = 2"),
     ("insert_receipt", "INSERT OR IGNORE INTO receipts (id, system_id, seq, record) VALUES (?, ?, ?, ?)"),

@@ -12,7 +12,9 @@ A variant is NAME=TREE[:VAR=VALUE,...]: the bridge is started from the source tr
 has them) with those variables added. The load generator, the upstream and the node
 bridge are this checkout's. Scenarios: `bare` (ack = "upstream", no receipts), `upstream`
 (receipts from Skycore postbacks), `stored` (ack = "stored", submits accepted per
-second). Prints each run, then per variant the median and the range (min-max) of
+second), `burst` (ack = "stored", --count submits as fast as accepted, then the
+outbox drained; its accepted rate is also given as a multiple of the same variant's
+`bare` rate when both ran). Prints each run, then per variant the median and the range (min-max) of
 msg/s, bridge CPU µs per message and submit latency p50/p99, with the ratios to the
 node bridge's medians; the JSON goes to tests/bench/results/ab-<time>.json.
 """
@@ -30,7 +32,7 @@ from typing import Any
 
 from tests.bench import compare
 
-SCENARIOS = ("bare", "upstream", "stored")
+SCENARIOS = ("bare", "upstream", "stored", "burst")
 
 
 def parse_variant(text: str) -> tuple[str, Path, dict[str, str]]:
@@ -45,6 +47,8 @@ def run(scenario: str, tree: Path, env: dict[str, str], args: argparse.Namespace
     with tempfile.TemporaryDirectory() as tmp:
         if scenario == "stored":
             return compare.scenario_stored(Path(tmp), options, tree=tree, env=env)
+        if scenario == "burst":
+            return compare.scenario_burst(Path(tmp), options, tree=tree, env=env)
         return compare.ours_upstream(Path(tmp), options, tree=tree, env=env)
 
 
@@ -59,6 +63,7 @@ def figures(report: dict[str, Any]) -> dict[str, float]:
         "cpu_us": report["target_cpu_seconds"] / max(1, report["acked"]) * 1e6,
         "p50_ms": report["submit_latency"]["p50_ms"],
         "p99_ms": report["submit_latency"]["p99_ms"],
+        **({"drain_s": report["drain_seconds"]} if "drain_seconds" in report else {}),
     }
 
 
@@ -91,6 +96,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--binds", type=int, default=4)
     parser.add_argument("--window", type=int, default=50)
+    parser.add_argument("--count", type=int, default=100_000, help="burst: submits in the burst")
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variant]
     scenarios = args.scenario or ["bare"]
@@ -124,8 +130,17 @@ def main() -> int:
     print(f"medians (range) of {args.rounds} rounds, {args.binds} binds x window {args.window}, {args.duration} s:")
     for scenario, by_variant in results.items():
         for name, runs in by_variant.items():
-            ref = reference if scenario != "node" and scenario != "stored" else None
+            ref = reference if scenario in ("bare", "upstream") else None
             print(f"  {scenario:<9} {name:<12} {summary(runs, ref)}")
+            p99_p50 = statistics.median(r["p99_ms"] / r["p50_ms"] for r in runs if r["p50_ms"])
+            print(f"  {'':<9} {'':<12} p99/p50 {p99_p50:.1f}")
+            if scenario == "burst":
+                drain = statistics.median(r["drain_s"] for r in runs)
+                bare = results.get("bare", {}).get(name)
+                against = statistics.median(r["msg_s"] for r in bare) if bare else None
+                rate = statistics.median(r["msg_s"] for r in runs)
+                times = f" = {rate / against:.2f}x its bare rate" if against else ""
+                print(f"  {'':<9} {'':<12} outbox drained {drain:.1f} s after the burst{times}")
     compare.RESULTS.mkdir(parents=True, exist_ok=True)
     path = compare.RESULTS / f"ab-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps({"machine": compare.machine(), "args": vars(args), "runs": raw}, indent=2))

@@ -24,9 +24,9 @@ NOT_SENT = SendResult.not_sent(Status.ESME_RSYSERR, "HTTP 503")
 
 
 class Rig:
-    def __init__(self, provider: FakeProvider, **settings: Any) -> None:
+    def __init__(self, provider: FakeProvider, store: FakeStore | None = None, **settings: Any) -> None:
         self.clock = FakeClock()
-        self.store = FakeStore()
+        self.store = store or FakeStore()
         self.metrics = Metrics()
         self.log = RecordingLog()
         self.provider = provider

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+import structlog
+
+from bridge.core.cluster import Lease
 from bridge.simulators import build_simulator
 from bridge.smpp.constants import Status
 from bridge.smpp.pdu import SubmitSm, encode_pdu
+from bridge.store.redis import RedisCluster, RedisStore, scripts
 from tests.redis.support import RedisServer
 from tests.support.esme import Esme
 from tests.support.running import RunningBridge
 from tests.support.servers import AppThread, free_port
-from tests.support.waiting import wait_for
+from tests.support.waiting import until, wait_for
 
 Start = Callable[..., RunningBridge]
 
@@ -264,3 +269,38 @@ def test_status_polling_runs_on_one_instance_and_moves_when_it_stops(start_clust
             on_b.close()
     finally:
         sim.stop()
+
+
+async def adopt_nothing(orphans: Sequence[int]) -> None:
+    """An instance with nothing to adopt (none die in this test)."""
+
+
+async def test_a_bug_in_leases_and_heartbeat_is_logged_with_its_traceback_and_the_lease_kept(
+    redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 item 8: Redis away is said once per outage; anything else is a bug,
+    logged with its traceback, and whoever held a lease goes on holding it."""
+    store = RedisStore(redis_server.url, prefix=prefix)
+    await store.open()
+    cluster = RedisCluster(store, ttl=0.4)
+    try:
+        await cluster.start(adopt_nothing)
+        assert await cluster.lease("poll:p", 5.0) == Lease.GAINED
+
+        class BrokenLease:
+            def command(self, *args: object) -> object:
+                raise TypeError("a bug, not Redis away")  # failure injection
+
+        monkeypatch.setattr(scripts, "LEASE", BrokenLease())
+        with structlog.testing.capture_logs() as logged:
+            assert await cluster.lease("poll:p", 5.0) == Lease.HELD
+            assert await cluster.lease("poll:q", 5.0) == Lease.NO
+            await until(lambda: any(e["event"] == "cluster_heartbeat_failed" for e in logged))
+        failed = [e for e in logged if e["event"] == "lease_failed"]
+        assert [e["lease"] for e in failed] == ["poll:p", "poll:q"]
+        assert all(e["exc_info"] is True and e["log_level"] == "error" for e in failed)
+        beat = next(e for e in logged if e["event"] == "cluster_heartbeat_failed")
+        assert beat["exc_info"] is True and "a bug" in beat["error"]
+    finally:
+        await cluster.stop()
+        await store.close()

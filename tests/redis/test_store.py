@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import structlog
 
 from bridge.core.cluster import OwnershipLost
 from bridge.core.message import Address, Lifecycle, Message, PendingSegment, Receipt
@@ -298,3 +299,54 @@ async def test_messages_waiting_in_an_older_store_become_due_at_once(redis_serve
         store = RedisStore(redis_server.url, prefix=prefix)
         await store.open()
         await check_upgraded(store)
+
+
+# -- a bug is not an outage (issue 13 item 8): logged with its traceback, the writer lives on --
+
+
+async def test_a_bug_in_the_writer_fails_its_batch_is_logged_with_its_traceback_and_the_writer_goes_on(
+    store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = store.connection.client
+    assert client is not None
+    working = client.pipeline
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise TypeError("a bug, not Redis away")  # failure injection: a programming error in the write path
+
+    monkeypatch.setattr(client, "pipeline", broken)
+    with structlog.testing.capture_logs() as logged, pytest.raises(StoreUnavailable, match="a bug"):
+        await store.insert_messages([message(900)])
+    [line] = [entry for entry in logged if entry["event"] == "store_writer_failed"]
+    assert line["exc_info"] is True and line["log_level"] == "error"
+    assert store.connection.healthy  # a bug is not "Redis away": /readyz does not blame Redis for it
+    monkeypatch.setattr(client, "pipeline", working)
+    await store.insert_messages([message(901)])  # the writer task survived its batch
+    assert (await store.get_message(901)) is not None
+    assert (await store.get_message(900)) is None
+
+
+async def test_finishing_a_message_another_instance_is_sending_is_refused(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    """An operator's give-up through another instance, decided on a copy read before
+    the owner's attempt started: refused (the store decides), so the ESME gets no
+    UNDELIV for a request that went out. The owner may finish it (a failed attempt)."""
+    owner, other = RedisStore(redis_server.url, prefix=prefix), RedisStore(redis_server.url, prefix=prefix)
+    await owner.open()
+    await other.open()
+    try:
+        await owner.insert_messages([message(800, Lifecycle.QUEUED)])
+        await owner.update_messages([message(800, Lifecycle.SENDING)])
+        given_up = finish(message(800, Lifecycle.QUEUED), MessageState.UNDELIVERABLE)
+        with pytest.raises(OwnershipLost):
+            await other.update_messages([given_up], [receipt(given_up, MessageState.UNDELIVERABLE)])
+        found = await other.get_message(800)
+        assert found is not None and found.lifecycle is Lifecycle.SENDING
+        assert await other.pending_receipts("esme1") == []
+        await owner.update_messages([finish(message(800, Lifecycle.SENDING), MessageState.UNDELIVERABLE)])
+        found = await other.get_message(800)
+        assert found is not None and found.lifecycle is Lifecycle.FINAL
+    finally:
+        await owner.close()
+        await other.close()

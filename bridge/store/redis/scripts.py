@@ -90,7 +90,8 @@ _SERVER_MS = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + 
 # A message written with its indexes, provider ids, part ids and receipts. A final
 # message never changes again (a late or replayed report on another instance changes
 # nothing, and adds no receipt); an outbox write (QUEUED/SENDING) by an instance
-# that no longer owns the message is refused (-1).
+# that no longer owns the message is refused (-1), and so is finishing a message
+# another instance is sending (an operator's give-up through another instance).
 # An ACCEPTED message's due time is written when it becomes ACCEPTED (later changes
 # are RESCHEDULE's) and removed when it leaves ACCEPTED.
 # ARGV: prefix, me, mode (i|u), id, record, lifecycle, provider, first, done_at,
@@ -111,6 +112,8 @@ if oldl == $FINAL then
   return 0
 end
 if mode == 'u' and in_outbox(l) and (not in_outbox(oldl) or owner ~= me) then return -1 end
+-- another instance's attempt is in flight: an operator's give-up waits for its answer
+if l == $FINAL and oldl == $SENDING and owner ~= me then return -1 end
 local newowner = ''
 if in_outbox(l) then newowner = me end
 redis.call('HSET', key, 'r', rec, 'l', l, 'o', newowner)
