@@ -134,6 +134,9 @@ def _run(path: Path) -> int:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    from bridge.gc_policy import FreezeSurvivors
+
+    FreezeSurvivors().install()  # full collections scan only what is new (bridge/gc_policy.py)
     try:
         asyncio.run(_serve(path, config))
     except Exception:

@@ -28,6 +28,7 @@ ROOMS: dict[str, str] = {
     "metrics": "shared",
     "notify": "shared",
     "native": "shared",
+    "gc_policy": "shared",
     "app": "wiring",
     "cli": "wiring",
     "ops": "wiring",

@@ -22,7 +22,10 @@ def index_rows(path: Path) -> tuple[list[tuple[int, ...]], list[tuple[str, ...]]
     """The part-id and provider-id index rows, read from the file itself."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
         parts = conn.execute("SELECT part_id, message_id FROM part_ids ORDER BY part_id").fetchall()
-        provider_ids = conn.execute("SELECT provider_id FROM provider_ids ORDER BY provider_id").fetchall()
+        provider_ids = conn.execute(  # the first id is a column of its message, further ones have rows
+            "SELECT provider_id FROM messages WHERE provider_id IS NOT NULL"
+            " UNION ALL SELECT provider_id FROM provider_ids ORDER BY 1"
+        ).fetchall()
     return parts, provider_ids
 
 

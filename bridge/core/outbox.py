@@ -16,6 +16,14 @@ In memory the outbox is one queue ordered by next attempt time (a heap) drained 
 back (`wake`) each hand the earliest due message to an idle worker. Nothing else
 waits per message, so 100,000 stored messages cost 100,000 heap entries, not tasks.
 `stop` lets the workers finish what they are sending; what is not sent stays stored.
+
+Intake comes first: while the pipeline is taking in submits of `ack = "stored"`
+accounts (`intake_began` .. `intake_ended`, a read's batch from its PDUs to its
+answers), at most INTAKE_SHARE messages are in flight; the rest wait in the heap
+until intake pauses. Both compete for the one core the event loop runs on, and a
+burst is better taken at full speed (each submit stored and answered) with the
+backlog drained behind it than slowed to the providers' pace; the share keeps the
+outbox moving meanwhile, so a steady stream of submits does not starve it.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from bridge.core.sender import Sender
 from bridge.core.tasks import Tasks
 from bridge.metrics import Metrics
 from bridge.smpp.constants import MessageState
+
+INTAKE_SHARE = 4  # messages in flight while stored intake is running (concurrency otherwise)
 
 
 def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | None, rand: float) -> float:
@@ -73,6 +83,8 @@ class Outbox:
         self._workers = Tasks(log, "outbox_worker")
         self._stopping = False
         self._reserved = 0
+        self._intake = 0  # intake batches running
+        self._sending = 0  # messages taken by workers, not yet done with
         self._holding: dict[int, Message] = {}  # by id: the object each attempt marks and checks
 
     @property
@@ -92,6 +104,24 @@ class Outbox:
 
     def unreserve(self) -> None:
         self._reserved -= 1
+
+    def intake_began(self) -> None:
+        """A batch of stored submits is being taken in: the outbox steps back."""
+        self._intake += 1
+
+    def intake_ended(self) -> None:
+        self._intake -= 1
+        if not self._intake:
+            self._dispatch()
+
+    @property
+    def intake_running(self) -> bool:
+        return self._intake > 0
+
+    def _may_start(self) -> bool:
+        """Room for one more message in flight: all of `concurrency` while intake
+        rests, INTAKE_SHARE while it runs."""
+        return not self._intake or self._sending < INTAKE_SHARE
 
     def depth(self) -> list[tuple[str, float]]:
         return sorted((provider, float(n)) for provider, n in self._waiting.items())
@@ -171,11 +201,12 @@ class Outbox:
     def _dispatch(self) -> None:
         """Hand due messages to idle workers; arm one timer for the next one due."""
         now = self._clock()
-        while self._idle and self._queue and self._queue[0][0] <= now:
+        while self._idle and self._queue and self._queue[0][0] <= now and self._may_start():
             worker = self._idle.popleft()
             if not worker.done():
+                self._sending += 1
                 worker.set_result(heapq.heappop(self._queue)[2])
-        if not self._idle or not self._queue or self._stopping:
+        if not self._idle or not self._queue or self._stopping or not self._may_start():
             return
         due = self._queue[0][0]
         if self._timer is not None:
@@ -190,14 +221,20 @@ class Outbox:
         self._dispatch()
 
     async def _next(self) -> Message:
-        """The earliest message due, once it is due."""
-        if self._queue and self._queue[0][0] <= self._clock():
+        """The earliest message due, once it is due (and there is room: `_may_start`);
+        counted in `_sending` until its worker is done with it."""
+        if self._queue and self._queue[0][0] <= self._clock() and self._may_start():
+            self._sending += 1
             return heapq.heappop(self._queue)[2]
         worker: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._idle.append(worker)
         self._dispatch()
         try:
             return await worker
+        except asyncio.CancelledError:
+            if worker.done() and not worker.cancelled():  # handed a message, stopped before taking it
+                self._sending -= 1
+            raise
         finally:
             if not worker.done():
                 self._idle.remove(worker)
@@ -205,7 +242,10 @@ class Outbox:
     async def _work(self) -> None:
         while not self._stopping:
             message = await self._next()
-            await self._deliver(message)
+            try:
+                await self._deliver(message)
+            finally:
+                self._sending -= 1
 
     async def _deliver(self, message: Message) -> None:
         try:

@@ -156,6 +156,16 @@ class Pipeline:
         other commands take `handle`'s way, side by side. Never raises."""
         account = conn.account
         assert account is not None
+        if account.ack != "stored":
+            await self._handle_batch(conn, account, pdus, started)
+            return
+        self._outbox.intake_began()  # stored intake comes first: the outbox steps back meanwhile
+        try:
+            await self._handle_batch(conn, account, pdus, started)
+        finally:
+            self._outbox.intake_ended()
+
+    async def _handle_batch(self, conn: Connection, account: Account, pdus: Sequence[Pdu], started: float) -> None:
         ready: list[tuple[Pdu, Message, Part]] = []
         refused: list[tuple[Pdu, Answer]] = []
         jobs: list[Awaitable[None]] = []

@@ -16,6 +16,7 @@ country (`legacy_number`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from bridge.core.history import HistoryEvent
@@ -193,3 +194,141 @@ def dump_event(e: HistoryEvent) -> str:
 def load_event(text: str | bytes) -> HistoryEvent:
     _, message_id, at, kind, data = _loads(text)
     return HistoryEvent(message_id, at, kind, data)
+
+
+# -- the SQLite store's columns ---------------------------------------------------------
+#
+# The SQLite store keeps a message as columns, not as one JSON record: an insert binds
+# plain values (no encoder, no nested lists) and a state change updates only what
+# changes. The common single-part message keeps its Part in three columns; a
+# concatenated or submit_multi message (Parts with their own ids or times) keeps its
+# Parts as JSON. A route is its provider names joined with US (config keys: no
+# control characters); provider ids beyond the first (rare) are a JSON list.
+
+ROUTE_SEPARATOR = "\x1f"
+
+# The columns of a message row, in the order `message_row` gives them (after the id).
+MESSAGE_COLUMNS = (
+    "id, lifecycle, first_provider, provider, done_at, destination, created_at, system_id, src_ton, src_npi,"
+    " src_addr, dst_ton, dst_npi, dst_addr, international, body, flash, parts, registered_delivery, preview,"
+    " id_format, route, ack, provider_id, more_ids, state, error, attempts, next_attempt_at"
+)
+
+
+def message_row(m: Message) -> tuple[Any, ...]:
+    """The column values of a message (MESSAGE_COLUMNS)."""
+    parts = m.parts
+    one = parts[0] if len(parts) == 1 else None
+    if one is not None and one.message_id == m.id and one.submitted_at == m.created_at:
+        encoded_parts = None
+        registered_delivery: int | None = one.registered_delivery
+        preview: str | None = one.preview
+        id_format: str | None = one.id_format
+    else:
+        encoded_parts = _dumps(
+            [[p.message_id, p.registered_delivery, p.submitted_at, p.preview, p.id_format] for p in parts]
+        )
+        registered_delivery = preview = id_format = None
+    ids = m.provider_ids
+    source, destination = m.source, m.destination
+    return (
+        m.id,
+        int(m.lifecycle),
+        m.route[0] if m.route else "",
+        m.provider,
+        m.done_at,
+        m.number.digits,
+        m.created_at,
+        m.system_id,
+        source.ton,
+        source.npi,
+        source.addr,
+        destination.ton,
+        destination.npi,
+        destination.addr,
+        m.number.international,
+        m.text,
+        m.flash,
+        encoded_parts,
+        registered_delivery,
+        preview,
+        id_format,
+        ROUTE_SEPARATOR.join(m.route),
+        m.ack,
+        ids[0] if ids else None,
+        _dumps(ids[1:]) if len(ids) > 1 else None,
+        int(m.state) if m.state is not None else None,
+        m.error,
+        m.attempts,
+        m.next_attempt_at,
+    )
+
+
+def state_row(m: Message) -> tuple[Any, ...]:
+    """What a state change writes: lifecycle, provider, done_at, text (cleared once
+    handed over), provider ids, state, error, attempts, next attempt time."""
+    ids = m.provider_ids
+    return (
+        int(m.lifecycle),
+        m.provider,
+        m.done_at,
+        m.text,
+        ids[0] if ids else None,
+        _dumps(ids[1:]) if len(ids) > 1 else None,
+        int(m.state) if m.state is not None else None,
+        m.error,
+        m.attempts,
+        m.next_attempt_at,
+    )
+
+
+def row_message(row: Sequence[Any]) -> Message:
+    """A message from its columns (MESSAGE_COLUMNS, in that order)."""
+    (id_, lifecycle, _, provider, done_at, digits, created_at, system_id, src_ton, src_npi, src_addr, dst_ton,
+     dst_npi, dst_addr, international, body, flash, parts, registered_delivery, preview, id_format, route, ack,
+     provider_id, more_ids, state, error, attempts, next_attempt_at) = row  # fmt: skip
+    if parts is None:
+        loaded = [Part(id_, registered_delivery, created_at, preview, id_format)]
+    else:
+        loaded = [Part(*p) for p in _loads(parts)]
+    ids: list[str] = []
+    if provider_id is not None:
+        ids.append(provider_id)
+        if more_ids is not None:
+            ids.extend(_loads(more_ids))
+    return Message(
+        id=id_,
+        system_id=system_id,
+        source=Address(src_ton, src_npi, src_addr),
+        destination=Address(dst_ton, dst_npi, dst_addr),
+        number=Number(digits, bool(international)),
+        text=body,
+        flash=bool(flash),
+        parts=loaded,
+        route=route.split(ROUTE_SEPARATOR) if route else [],
+        ack=ack,
+        created_at=created_at,
+        lifecycle=Lifecycle(lifecycle),
+        provider=provider,
+        provider_ids=ids,
+        state=MessageState(state) if state is not None else None,
+        error=error,
+        attempts=attempts,
+        next_attempt_at=next_attempt_at,
+        done_at=done_at,
+    )
+
+
+def dump_events(events: Sequence[HistoryEvent]) -> str:
+    """The events of one message from one write, as one history row (SQLite): one
+    row per message and write instead of one per event. Format version 2; a version
+    1 row is one event (`dump_event`)."""
+    return _dumps([2, [[e.at, e.kind, e.data] for e in events]])
+
+
+def load_events(message_id: int, text: str | bytes) -> list[HistoryEvent]:
+    """The events of one history row: several (version 2) or one (version 1)."""
+    loaded = _loads(text)
+    if loaded[0] == 1:
+        return [HistoryEvent(loaded[1], loaded[2], loaded[3], loaded[4])]
+    return [HistoryEvent(message_id, at, kind, data) for at, kind, data in loaded[1]]

@@ -13,9 +13,14 @@ report finds its message without a round trip to the disk.
 Why not aiosqlite: it makes one thread hop and one commit per call; batching the
 commits and statements is the point here.
 
-Each write also appends the history events pending for its messages (one more row
-per event in the same transaction), and `read_only` opens a stopped daemon's file
-for the operator's CLI without ever writing to it.
+A message is a row of columns (bridge/store/records.py), not a JSON record: its
+insert binds plain values and a state change updates only what changes, its first
+provider id included (a column with an index, not a row of its own). Each write also
+appends the history events pending for its messages, one row per message holding
+its events of that write. So a message accepted upstream is two statements (its row,
+its history row), as is a stored one, and each later state change; an older store's
+unfinished messages are rewritten as columns when it is opened. `read_only` opens a
+stopped daemon's file for the operator's CLI without ever writing to it.
 """
 
 from __future__ import annotations
@@ -35,14 +40,17 @@ from bridge.core.ports import MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailab
 from bridge.logging import get_logger
 from bridge.store.ids import MAX_ID_PROBES, id_seed, wrapped
 from bridge.store.records import (
-    dump_event,
-    dump_message,
+    MESSAGE_COLUMNS,
+    dump_events,
     dump_receipt,
     dump_segment,
-    load_event,
+    load_events,
     load_message,
     load_receipt,
     load_segment,
+    message_row,
+    row_message,
+    state_row,
 )
 
 T = TypeVar("T")
@@ -56,7 +64,7 @@ CREATE TABLE IF NOT EXISTS messages (
     first_provider TEXT NOT NULL,
     provider TEXT,
     done_at REAL,
-    record TEXT NOT NULL,
+    record TEXT NOT NULL DEFAULT '',
     due_at REAL,
     polls INTEGER NOT NULL DEFAULT 0
 );
@@ -100,6 +108,41 @@ MIGRATE: dict[str, tuple[str, ...]] = {
     ),
     "polls": ("ALTER TABLE messages ADD COLUMN polls INTEGER NOT NULL DEFAULT 0",),
 }
+# The message as columns (bridge/store/records.py, MESSAGE_COLUMNS) instead of one JSON
+# `record`: added to every store, fresh or older (`_migrate`), in one transaction with
+# the rewrite of an older store's unfinished rows (`_columns_from_records`). Finished
+# rows of an older store keep their JSON record (`record` not empty) until the
+# retention purges them; they never change again, and `_load` reads either form.
+MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("system_id", "TEXT"),
+    ("src_ton", "INTEGER"),
+    ("src_npi", "INTEGER"),
+    ("src_addr", "TEXT"),
+    ("dst_ton", "INTEGER"),
+    ("dst_npi", "INTEGER"),
+    ("dst_addr", "TEXT"),
+    ("international", "INTEGER"),
+    ("body", "TEXT"),
+    ("flash", "INTEGER"),
+    ("parts", "TEXT"),
+    ("registered_delivery", "INTEGER"),
+    ("preview", "TEXT"),
+    ("id_format", "TEXT"),
+    ("route", "TEXT"),
+    ("ack", "TEXT"),
+    ("provider_id", "TEXT"),
+    ("more_ids", "TEXT"),
+    ("state", "INTEGER"),
+    ("error", "INTEGER"),
+    ("attempts", "INTEGER"),
+    ("next_attempt_at", "REAL"),
+)
+# A report's lookup by provider id: the first id is a column of its message (no row
+# of its own); `provider_ids` holds further ids and the ids of older stores.
+PROVIDER_ID_INDEX = (
+    "CREATE INDEX IF NOT EXISTS messages_by_provider_id ON messages (provider, provider_id)"
+    " WHERE provider_id IS NOT NULL"
+)
 
 # The operator's view: every message's events in arrival order (rowid: an append),
 # and messages by destination and time. Stores made before these existed are
@@ -121,9 +164,8 @@ HISTORY_PURGE_BATCH = 5000
 WRITES: tuple[tuple[str, str], ...] = (
     (
         "insert_message",
-        "INSERT OR REPLACE INTO messages"
-        " (id, lifecycle, first_provider, provider, done_at, record, destination, created_at, due_at, polls)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}, due_at, polls)"
+        f" VALUES ({', '.join('?' * (MESSAGE_COLUMNS.count(',') + 3))})",
     ),
     ("insert_part", "INSERT OR IGNORE INTO part_ids (part_id, message_id) VALUES (?, ?)"),
     ("insert_provider_id", "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)"),
@@ -132,9 +174,11 @@ WRITES: tuple[tuple[str, str], ...] = (
     # A final row (3) never changes again: a late write cannot un-finish it.
     (
         "update_message",
-        "UPDATE messages SET lifecycle = ?1, provider = ?2, done_at = ?3, record = ?4,"
-        " due_at = CASE WHEN ?1 != 2 THEN NULL WHEN lifecycle = 2 THEN due_at ELSE ?5 END,"
-        " polls = CASE WHEN ?1 != 2 THEN 0 WHEN lifecycle = 2 THEN polls ELSE ?6 END WHERE id = ?7 AND lifecycle != 3",
+        "UPDATE messages SET lifecycle = ?1, provider = ?2, done_at = ?3, body = ?4, provider_id = ?5, more_ids = ?6,"
+        " state = ?7, error = ?8, attempts = ?9, next_attempt_at = ?10,"
+        " due_at = CASE WHEN ?1 != 2 THEN NULL WHEN lifecycle = 2 THEN due_at ELSE ?11 END,"
+        " polls = CASE WHEN ?1 != 2 THEN 0 WHEN lifecycle = 2 THEN polls ELSE ?12 END"
+        " WHERE id = ?13 AND lifecycle != 3",
     ),
     ("reschedule", "UPDATE messages SET due_at = ?, polls = ? WHERE id = ? AND lifecycle = 2"),
     ("insert_receipt", "INSERT OR IGNORE INTO receipts (id, system_id, seq, record) VALUES (?, ?, ?, ?)"),
@@ -169,11 +213,20 @@ class _Call:
 
 
 class SqliteStore(Store):
-    def __init__(self, path: Path | str, synchronous: str = "FULL", read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        synchronous: str = "FULL",
+        read_only: bool = False,
+        trace: Callable[[str], object] | None = None,
+    ) -> None:
+        """`trace` is given every SQL statement the writer thread runs, with its values
+        (sqlite3's trace callback: what a test counts; it runs on that thread)."""
         super().__init__()
         self.path = Path(path)
         self.synchronous = synchronous
         self.read_only = read_only
+        self.trace = trace
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,6 +234,7 @@ class SqliteStore(Store):
         self._live: dict[int, Message] = {}
         self._by_provider: dict[tuple[str, str], int] = {}
         self._receipt_seq = 0
+        self._select, self._select_m = _SELECT, _SELECT_M
 
     # -- the writer thread -----------------------------------------------------------
 
@@ -208,15 +262,18 @@ class SqliteStore(Store):
                 conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
                 conn.execute("SELECT COUNT(*) FROM messages")
                 seq = 0
+                if "provider_id" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
+                    self._select, self._select_m = _SELECT_RECORDS, _SELECT_RECORDS_M
             else:
                 conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                conn.set_trace_callback(self.trace)
                 conn.executescript(SCHEMA)
                 _add_history(conn)
                 _migrate(conn)
                 (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM receipts").fetchone()
-        except sqlite3.Error as exc:
+        except Exception as exc:  # a failed migration too: the open fails, the thread ends
             loop.call_soon_threadsafe(_settle, [(ready, None, StoreUnavailable(f"cannot open {self.path}: {exc}"))])
             return
         loop.call_soon_threadsafe(_settle, [(ready, int(seq), None)])
@@ -336,35 +393,22 @@ class SqliteStore(Store):
     # -- messages --------------------------------------------------------------------
 
     def insert_messages(self, messages: Sequence[Message]) -> Awaitable[None]:
-        rows: dict[str, list[tuple[Any, ...]]] = {"insert_message": [], "insert_part": [], "insert_provider_id": []}
+        rows: dict[str, list[tuple[Any, ...]]] = {"insert_message": []}
         for m in messages:
-            due_at, polls = _due(m)
-            rows["insert_message"].append(
-                (
-                    m.id,
-                    int(m.lifecycle),
-                    m.route[0] if m.route else "",
-                    m.provider,
-                    m.done_at,
-                    dump_message(m),
-                    m.number.digits,
-                    m.created_at,
-                    due_at,
-                    polls,
-                )
-            )
-            rows["insert_part"].extend((p.message_id, m.id) for p in m.parts if p.message_id != m.id)
-            if m.provider:
-                rows["insert_provider_id"].extend((m.provider, pid, m.id) for pid in m.provider_ids)
+            rows["insert_message"].append((*message_row(m), *_due(m)))
+            if len(m.parts) > 1 or m.parts[0].message_id != m.id:
+                rows.setdefault("insert_part", []).extend((p.message_id, m.id) for p in m.parts if p.message_id != m.id)
+            if len(m.provider_ids) > 1:
+                rows.setdefault("insert_provider_id", []).extend(_more_ids(m))
             self._remember(m)
         return self._write(rows, [m.id for m in messages])
 
     def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:
-        rows: dict[str, list[tuple[Any, ...]]] = {"insert_provider_id": [], "update_message": []}
+        rows: dict[str, list[tuple[Any, ...]]] = {"update_message": []}
         for m in messages:
-            rows["update_message"].append((int(m.lifecycle), m.provider, m.done_at, dump_message(m), *_due(m), m.id))
-            if m.provider:
-                rows["insert_provider_id"].extend((m.provider, pid, m.id) for pid in m.provider_ids)
+            rows["update_message"].append((*state_row(m), *_due(m), m.id))
+            if len(m.provider_ids) > 1:
+                rows.setdefault("insert_provider_id", []).extend(_more_ids(m))
             self._remember(m)
         if receipts:
             rows["insert_receipt"] = self._receipt_rows(receipts)
@@ -390,13 +434,14 @@ class SqliteStore(Store):
             return live
 
         def get(conn: sqlite3.Connection) -> Message | None:
-            row = conn.execute("SELECT record FROM messages WHERE id = ?", (message_id,)).fetchone()
+            row = conn.execute(f"SELECT {self._select} FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 row = conn.execute(
-                    "SELECT m.record FROM part_ids p JOIN messages m ON m.id = p.message_id WHERE p.part_id = ?",
+                    f"SELECT {self._select_m} FROM part_ids p JOIN messages m ON m.id = p.message_id"
+                    " WHERE p.part_id = ?",
                     (message_id,),
                 ).fetchone()
-            return load_message(row[0]) if row else None
+            return _load(row) if row else None
 
         found = await self._transact(get)
         if found is not None and found.lifecycle is not Lifecycle.FINAL:
@@ -409,12 +454,19 @@ class SqliteStore(Store):
             return self._live[message_id]
 
         def find(conn: sqlite3.Connection) -> Message | None:
-            row = conn.execute(
-                "SELECT m.record FROM provider_ids p JOIN messages m ON m.id = p.message_id"
-                " WHERE p.provider = ? AND p.provider_id = ?",
-                (provider, provider_id),
-            ).fetchone()
-            return load_message(row[0]) if row else None
+            row = None
+            if self._select is _SELECT:
+                row = conn.execute(
+                    f"SELECT {_SELECT} FROM messages WHERE provider = ? AND provider_id = ? ORDER BY id DESC LIMIT 1",
+                    (provider, provider_id),
+                ).fetchone()
+            if row is None:  # a further id, or one stored before ids were columns
+                row = conn.execute(
+                    f"SELECT {self._select_m} FROM provider_ids p JOIN messages m ON m.id = p.message_id"
+                    " WHERE p.provider = ? AND p.provider_id = ?",
+                    (provider, provider_id),
+                ).fetchone()
+            return _load(row) if row else None
 
         found = await self._transact(find)
         if found is not None and found.lifecycle is not Lifecycle.FINAL:
@@ -425,7 +477,7 @@ class SqliteStore(Store):
         self, lifecycles: Sequence[int], provider: str | None = None, limit: int = 1000, after_id: int = 0
     ) -> list[Message]:
         marks = ",".join("?" * len(lifecycles))
-        sql = f"SELECT record FROM messages WHERE lifecycle IN ({marks}) AND id > ?"
+        sql = f"SELECT {self._select} FROM messages WHERE lifecycle IN ({marks}) AND id > ?"
         args: list[Any] = [*lifecycles, after_id]
         if provider is not None:
             sql += " AND provider = ?"
@@ -434,7 +486,7 @@ class SqliteStore(Store):
         args.append(limit)
 
         def select(conn: sqlite3.Connection) -> list[Message]:
-            return [load_message(row[0]) for row in conn.execute(sql, args)]
+            return [_load(row) for row in conn.execute(sql, args)]
 
         found = await self._transact(select)
         out = []
@@ -447,15 +499,17 @@ class SqliteStore(Store):
         return out
 
     async def due_messages(self, provider: str, now: float, limit: int = 500) -> list[Message]:
-        def select(conn: sqlite3.Connection) -> list[tuple[str, float, int]]:
+        def select(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
-                "SELECT record, due_at, polls FROM messages WHERE provider = ? AND due_at <= ? ORDER BY due_at LIMIT ?",
+                f"SELECT due_at, polls, {self._select} FROM messages WHERE provider = ? AND due_at <= ?"
+                " ORDER BY due_at LIMIT ?",
                 (provider, now, limit),
             ).fetchall()
 
         out = []
-        for record, due_at, polls in await self._transact(select):
-            message = load_message(record)
+        for row in await self._transact(select):
+            due_at, polls = row[0], row[1]
+            message = _load(row[2:])
             live = self._live.get(message.id)
             if live is None:
                 self._remember(message)
@@ -567,18 +621,18 @@ class SqliteStore(Store):
     async def history(self, message_id: int) -> list[HistoryEvent]:
         def select(conn: sqlite3.Connection) -> list[HistoryEvent]:
             rows = conn.execute("SELECT record FROM history WHERE message_id = ? ORDER BY seq", (message_id,))
-            return [load_event(row[0]) for row in rows]
+            return [event for row in rows for event in load_events(message_id, row[0])]
 
         return await self._transact(select)
 
     async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
         def select(conn: sqlite3.Connection) -> list[Message]:
             rows = conn.execute(
-                "SELECT record FROM messages WHERE destination = ? AND created_at >= ? AND created_at < ?"
+                f"SELECT {self._select} FROM messages WHERE destination = ? AND created_at >= ? AND created_at < ?"
                 " ORDER BY created_at LIMIT ?",
                 (destination, since, until, limit),
             )
-            return [load_message(row[0]) for row in rows]
+            return [_load(row) for row in rows]
 
         return [self._live.get(m.id, m) for m in await self._transact(select)]
 
@@ -627,7 +681,29 @@ def _add_history(conn: sqlite3.Connection) -> None:
 
 
 def _history_rows(events: Sequence[HistoryEvent]) -> list[tuple[Any, ...]]:
-    return [(e.message_id, e.at, dump_event(e)) for e in events]
+    """One row per message: its events of this write together (one statement each)."""
+    by_message: dict[int, list[HistoryEvent]] = {}
+    for e in events:
+        by_message.setdefault(e.message_id, []).append(e)
+    return [(message_id, group[0].at, dump_events(group)) for message_id, group in by_message.items()]
+
+
+def _more_ids(m: Message) -> list[tuple[str | None, str, int]]:
+    """The provider-id index rows of a message's ids beyond the first (its column)."""
+    return [(m.provider, pid, m.id) for pid in m.provider_ids[1:]]
+
+
+# What a read of a message selects, and `_load` makes a Message of: the JSON record of
+# a row from an older store, or else the columns. An older store opened read-only (the
+# operator's CLI on a stopped daemon's file: never migrated) has only records.
+_SELECT = f"record, {MESSAGE_COLUMNS}"
+_SELECT_M = "m.record, " + ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
+_SELECT_RECORDS = "record" + ", NULL" * (MESSAGE_COLUMNS.count(",") + 1)
+_SELECT_RECORDS_M = "m." + _SELECT_RECORDS
+
+
+def _load(row: Sequence[Any]) -> Message:
+    return load_message(row[0]) if row[0] else row_message(row[1:])
 
 
 def _due(m: Message) -> tuple[float | None, int]:
@@ -636,16 +712,39 @@ def _due(m: Message) -> tuple[float | None, int]:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Add the columns an older database lacks, in one transaction."""
+    """Add the columns an older database lacks, and rewrite its unfinished messages
+    as columns, in one transaction."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
     missing = [statements for column, statements in MIGRATE.items() if column not in columns]
+    missing.extend(
+        (f"ALTER TABLE messages ADD COLUMN {column} {kind}",)
+        for column, kind in MESSAGE_FIELDS
+        if column not in columns
+    )
     if missing:
         conn.execute("BEGIN IMMEDIATE")
         for statements in missing:
             for statement in statements:
                 conn.execute(statement)
+        _columns_from_records(conn)
         conn.execute("COMMIT")
     conn.execute(DUE_INDEX)
+    conn.execute(PROVIDER_ID_INDEX)
+
+
+def _columns_from_records(conn: sqlite3.Connection) -> None:
+    """An older store's unfinished messages (they still change) rewritten as columns,
+    their due time and polls kept; the finished ones keep their JSON record."""
+    names = [c.strip() for c in MESSAGE_COLUMNS.split(",")][1:]
+    rewrite = f"UPDATE messages SET {', '.join(f'{n} = ?' for n in names)}, record = '' WHERE id = ?"
+    found = conn.execute("SELECT record FROM messages WHERE record != '' AND lifecycle != ?", (int(Lifecycle.FINAL),))
+    rows = []
+    for (record,) in found.fetchall():
+        try:
+            rows.append(message_row(load_message(record)))
+        except (ValueError, TypeError):  # unreadable before as after: left as it is, not in the way of the others
+            continue
+    conn.executemany(rewrite, [(*row[1:], row[0]) for row in rows])
 
 
 def _execute_writes(conn: sqlite3.Connection, pending: dict[str, list[tuple[Any, ...]]]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge.config import OutboxSettings
 from bridge.core.message import Lifecycle, Message
-from bridge.core.outbox import Outbox
+from bridge.core.outbox import INTAKE_SHARE, Outbox
 from bridge.core.ports import SendResult
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
@@ -161,3 +161,28 @@ async def test_stop_cancels_a_request_that_outlives_the_timeout_and_awaits_it() 
     await asyncio.wait_for(rig.outbox.stop(0.05), 10)
     assert provider.in_request == 0  # cancelled and awaited, not left running
     assert rig.state(1) is Lifecycle.SENDING  # sent again, as a possible duplicate, after a restart
+
+
+async def test_while_stored_intake_runs_at_most_its_share_is_in_flight_then_all_of_concurrency() -> None:
+    """Intake first: with a batch of stored submits being taken in, the outbox keeps
+    INTAKE_SHARE messages in flight (it still moves), and goes back to `concurrency`
+    once intake rests."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    rig.outbox.start()
+    rig.outbox.intake_began()
+    for i in range(1, 41):
+        rig.outbox.submit(await rig.stored(i))
+    await until(lambda: provider.in_request == INTAKE_SHARE)
+    provider.gate.set()  # those finish; the next ones go, INTAKE_SHARE at a time
+    await until(lambda: sum(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 41)) >= 12)
+    provider.gate = asyncio.Event()
+    await until(lambda: provider.in_request == INTAKE_SHARE)
+    assert provider.most_in_request == INTAKE_SHARE
+    rig.outbox.intake_ended()
+    await until(lambda: provider.in_request == 10)
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 41)))
+    assert provider.most_in_request == 10
+    await rig.outbox.stop(1)

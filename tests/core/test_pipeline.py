@@ -97,3 +97,29 @@ async def test_a_receipt_never_overtakes_its_submit_sm_resp() -> None:
     conn.flush()
     kinds = [command_id for command_id, _, _ in conn.responses()]
     assert kinds.index(SUBMIT_SM_RESP) < kinds.index(DELIVER_SM)
+
+
+async def test_stored_intake_holds_the_outbox_back_until_its_answers_are_written() -> None:
+    """`ack = "stored"`: from a read's submits to their answers, intake runs (the
+    outbox keeps to its share meanwhile); an upstream account's batches do not."""
+    rig = SmscRig(ack="stored")
+    conn = await rig.bound()
+    rig.store.gate = asyncio.Event()  # the write of the batch waits
+    rig.feed(conn, submit_sm(2) + submit_sm(3))
+    await until(lambda: rig.store.gate is not None and rig.outbox.intake_running)
+    conn.flush()
+    assert [r for r in conn.responses() if r[0] == SUBMIT_SM_RESP] == []
+    rig.store.gate.set()
+    assert await rig.smsc.drain(10)
+    conn.flush()
+    assert [r[:2] for r in conn.responses() if r[0] == SUBMIT_SM_RESP] == [(SUBMIT_SM_RESP, ESME_ROK)] * 2
+    assert not rig.outbox.intake_running
+
+    upstream = SmscRig()
+    conn = await upstream.bound()
+    upstream.store.gate = asyncio.Event()
+    upstream.feed(conn, submit_sm(2))
+    await until(lambda: len(upstream.providers["p"].sent) == 1)  # sent; its store write waits
+    assert not upstream.outbox.intake_running
+    upstream.store.gate.set()
+    assert await upstream.smsc.drain(10)
