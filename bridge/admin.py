@@ -23,18 +23,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from aiohttp import web
-
 from bridge.core.actions import ActionRefused, Actions
 from bridge.core.lookup import LookupFailed, parse_time
 from bridge.core.message import Message
+from bridge.http_server import Request, Response, RouteHandler, Router
+from bridge.web import callback_request
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_FIND = 1000
 
 
 def add_admin_routes(
-    app: web.Application,
+    router: Router,
     token: Callable[[], str | None],
     actions: Actions,
     provider_checks: Callable[[], Mapping[str, Any]],
@@ -42,41 +41,41 @@ def add_admin_routes(
 ) -> None:
     lookup = actions.lookup
 
-    def guarded(handler: Handler) -> Handler:
-        async def check(request: web.Request) -> web.StreamResponse:
+    def guarded(handler: RouteHandler) -> RouteHandler:
+        async def check(request: Request, params: dict[str, str]) -> Response:
             expected = token()
             if not expected:
-                raise web.HTTPNotFound()
-            given = request.headers.get("Authorization", "")
+                return Response.error(404)
+            given = request.headers.get("authorization", "")
             scheme, _, value = given.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), expected.encode()):
-                log.warning("admin_refused", who=request.remote, path=request.path)
-                raise web.HTTPUnauthorized(headers={"WWW-Authenticate": "Bearer"})
+                log.warning("admin_refused", who=request.peer, path=request.path)
+                return Response.error(401, {"WWW-Authenticate": "Bearer"})
             try:
-                return await handler(request)
+                return await handler(request, params)
             except ActionRefused as exc:
-                return web.json_response({"error": exc.reason}, status=exc.status)
+                return Response.json({"error": exc.reason}, status=exc.status)
             except LookupFailed as exc:
-                return web.json_response({"error": str(exc)}, status=400)
+                return Response.json({"error": str(exc)}, status=400)
 
         return check
 
-    def full_numbers(request: web.Request) -> bool:
+    def full_numbers(request: Request) -> bool:
         return request.query.get("numbers") == "full"
 
-    async def view(request: web.Request, message: Message | None) -> web.StreamResponse:
+    async def view(request: Request, message: Message | None) -> Response:
         """One message's life (its full numbers only when asked, and audited)."""
         if message is None:
-            return web.json_response({"error": "no such message"}, status=404)
+            return Response.json({"error": "no such message"}, status=404)
         numbers = full_numbers(request)
         if numbers:
             await actions.numbers_shown(_who(request), message)
-        return web.json_response(await lookup.message_view(message, numbers))
+        return Response.json(await lookup.message_view(message, numbers))
 
-    async def show(request: web.Request) -> web.StreamResponse:
-        return await view(request, await lookup.find_message(request.match_info["id"]))
+    async def show(request: Request, params: dict[str, str]) -> Response:
+        return await view(request, await lookup.find_message(params["id"]))
 
-    async def find(request: web.Request) -> web.StreamResponse:
+    async def find(request: Request, params: dict[str, str]) -> Response:
         query = request.query
         if "provider_id" in query:
             return await view(
@@ -95,51 +94,54 @@ def add_admin_routes(
         found = await lookup.find(query["to"], since, until, limit, numbers)
         if numbers:
             await actions.numbers_shown(_who(request), listed=len(found["messages"]))
-        return web.json_response(found)
+        return Response.json(found)
 
-    async def queues(request: web.Request) -> web.StreamResponse:
-        return web.json_response(await lookup.queues())
+    async def queues(request: Request, params: dict[str, str]) -> Response:
+        return Response.json(await lookup.queues())
 
-    async def providers(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"providers": dict(provider_checks())})
+    async def providers(request: Request, params: dict[str, str]) -> Response:
+        return Response.json({"providers": dict(provider_checks())})
 
-    def action(run: Callable[[str, str, str], Awaitable[dict[str, Any]]], key: str = "id") -> Handler:
+    def action(run: Callable[[str, str, str], Awaitable[dict[str, Any]]], key: str = "id") -> RouteHandler:
         """POST handler: `run(the path's {key}, who, reason)` answered as JSON."""
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            reason = await _reason(request)
-            return web.json_response(await run(request.match_info[key], _who(request), reason))
+        async def handle(request: Request, params: dict[str, str]) -> Response:
+            return Response.json(await run(params[key], _who(request), _reason(request)))
 
         return handle
 
-    async def unknown(request: web.Request) -> web.StreamResponse:
-        raise web.HTTPNotFound()
+    async def unknown(request: Request, params: dict[str, str]) -> Response:
+        return Response.error(404)
 
-    app.router.add_get("/admin/messages/{id}", guarded(show))
-    app.router.add_get("/admin/messages", guarded(find))
-    app.router.add_get("/admin/queues", guarded(queues))
-    app.router.add_get("/admin/providers", guarded(providers))
-    app.router.add_post("/admin/messages/{id}/retry", guarded(action(actions.retry)))
-    app.router.add_post("/admin/messages/{id}/give-up", guarded(action(actions.give_up)))
-    app.router.add_post("/admin/receipts/{id}/redeliver", guarded(action(actions.redeliver_receipt)))
-    app.router.add_post("/admin/providers/{name}/retry", guarded(action(actions.retry_provider, "name")))
+    router.add("GET", "/admin/messages/{id}", guarded(show))
+    router.add("GET", "/admin/messages", guarded(find))
+    router.add("GET", "/admin/queues", guarded(queues))
+    router.add("GET", "/admin/providers", guarded(providers))
+    router.add("POST", "/admin/messages/{id}/retry", guarded(action(actions.retry)))
+    router.add("POST", "/admin/messages/{id}/give-up", guarded(action(actions.give_up)))
+    router.add("POST", "/admin/receipts/{id}/redeliver", guarded(action(actions.redeliver_receipt)))
+    router.add("POST", "/admin/providers/{name}/retry", guarded(action(actions.retry_provider, "name")))
     # Anything else under /admin/ is refused like the rest (401 without a good token).
-    app.router.add_route("*", "/admin/{tail:.*}", guarded(unknown))
+    router.add("*", "/admin/*", guarded(unknown))
 
 
-def _who(request: web.Request) -> str:
-    return request.remote or "unknown"
+def _who(request: Request) -> str:
+    return request.peer or "unknown"
 
 
-async def _reason(request: web.Request) -> str:
-    """`reason` from a JSON body or a form; empty when none was given."""
-    if not request.can_read_body:
+def _reason(request: Request) -> str:
+    """`reason` from a JSON body or a form (urlencoded or multipart); from the query
+    without a body; empty when none was given."""
+    if not request.body:
         return request.query.get("reason", "")
-    if request.content_type == "application/json":
+    body = callback_request(request)
+    if body.content_type == "application/json":
         try:
-            body = await request.json()
+            data = body.json()
         except ValueError:
             raise LookupFailed("the body is not JSON") from None
-        return str(body.get("reason", "")) if isinstance(body, dict) else ""
-    form = await request.post()
-    return str(form.get("reason", ""))
+        return str(data.get("reason", "")) if isinstance(data, dict) else ""
+    try:
+        return body.form().get("reason", "")
+    except ValueError:
+        raise LookupFailed("the body is not a readable form") from None

@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from bridge.admin import add_admin_routes
 from bridge.config import Config, ConfigError
 from bridge.core.actions import Actions
@@ -40,12 +38,13 @@ from bridge.core.registry import SessionRegistry
 from bridge.core.sender import InFlight, Sender
 from bridge.core.smsc import Smsc
 from bridge.core.tasks import Tasks
+from bridge.http_server import HttpServer, Limits
 from bridge.logging import get_logger
 from bridge.metrics import LiveCollector, Metrics
 from bridge.providers import build_provider
 from bridge.server import SmppServer
 from bridge.smpp.session import PduCounters
-from bridge.web import make_app
+from bridge.web import MAX_CALLBACK_BODY, make_routes
 
 MAINTENANCE_INTERVAL = 30.0
 READINESS_TIMEOUT = 5.0  # /readyz: a store write that takes longer counts as failed
@@ -197,7 +196,7 @@ class Bridge:
             )
         )
         self._tls: ssl.SSLContext | None = None
-        self._web_runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._background = Tasks(self.log, "background")
         self._reload_lock = asyncio.Lock()
         self._stack: contextlib.AsyncExitStack | None = None
@@ -273,23 +272,24 @@ class Bridge:
         return [(name, 1.0 if self.sender.usable(name) else 0.0) for name in sorted(self.providers)]
 
     async def _start_http(self) -> None:
-        app = make_app(
+        log = get_logger("http")
+        routes = make_routes(
             self.metrics,
             self.providers,
             self.readiness,
-            get_logger("http"),
+            log,
             details=lambda: {"providers": self.providers.checks} if self.providers.checks else {},
         )
-        add_admin_routes(app, self._admin_token, self.actions, lambda: self.providers.checks, get_logger("admin"))
-        self._web_runner = runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, self.config.http.host, self.config.http.port).start()
-        self.ports["http"] = runner.addresses[0][1]  # the port taken when the config says 0
+        add_admin_routes(routes, self._admin_token, self.actions, lambda: self.providers.checks, get_logger("admin"))
+        self._http = server = HttpServer(routes, log, Limits(max_body=MAX_CALLBACK_BODY))
+        # The port taken when the config says 0.
+        self.ports["http"] = await server.start(self.config.http.host, self.config.http.port)
 
     async def _stop_http(self) -> None:
-        runner, self._web_runner = self._web_runner, None
-        if runner is not None:
-            await runner.cleanup()
+        """Callbacks under way get until the stop's deadline to be committed and answered."""
+        server, self._http = self._http, None
+        if server is not None:
+            await server.stop(grace=self._time_left())
 
     async def readiness(self) -> tuple[dict[str, bool], dict[str, str]]:
         """/readyz: the SMPP listener is up, the store takes a write, a provider is

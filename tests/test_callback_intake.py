@@ -1,4 +1,4 @@
-"""The callback intake (bridge/web.py) over real HTTP: what a connector is handed is a
+"""The callback intake (bridge/web.py on bridge/http_server.py) over real HTTP: what a connector is handed is a
 plain `CallbackRequest` (method, path, query, headers, body, peer) and what it answers
 goes back as it said; a body over the limit never reaches it."""
 
@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from bridge.config import parse_config
 from bridge.core.message import Message
 from bridge.core.ports import CallbackAnswer, CallbackRequest, Provider, SendResult
+from bridge.http_server import HttpServer, Limits
 from bridge.metrics import Metrics
-from bridge.web import MAX_CALLBACK_BODY, make_app
+from bridge.web import MAX_CALLBACK_BODY, make_routes
 from tests.core.fakes import RecordingLog
 from tests.support.providers import Reports
 
@@ -49,10 +49,11 @@ async def intake() -> AsyncIterator[tuple[Recorder, str]]:
     async def ready() -> tuple[dict[str, bool], dict[str, str]]:
         return {}, {}
 
-    server = TestServer(make_app(Metrics(), {"rec": recorder}, ready, RecordingLog()), host="127.0.0.1")
-    await server.start_server()
-    yield recorder, str(server.make_url(f"/callbacks/rec/{TOKEN}"))
-    await server.close()
+    routes = make_routes(Metrics(), {"rec": recorder}, ready, RecordingLog())
+    server = HttpServer(routes, RecordingLog(), Limits(max_body=MAX_CALLBACK_BODY))
+    port = await server.start("127.0.0.1", 0)
+    yield recorder, f"http://127.0.0.1:{port}/callbacks/rec/{TOKEN}"
+    await server.stop(grace=1)
 
 
 async def test_a_callback_reaches_the_connector_as_plain_values(intake: tuple[Recorder, str]) -> None:

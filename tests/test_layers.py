@@ -21,6 +21,7 @@ ROOMS: dict[str, str] = {
     "simulators": "simulators",
     "server": "edges",
     "web": "edges",
+    "http_server": "edges",
     "admin": "edges",
     "config": "shared",
     "logging": "shared",

@@ -6,7 +6,7 @@ is most of the bridge's budget per message. This client writes the request bytes
 itself and parses the answer with `httptools` (the C parser uvicorn uses), ~20 µs
 per request. It does exactly what the connectors need: one pool of keep-alive
 connections per host, a connect timeout, a read timeout, HTTPS, Content-Length and
-chunked bodies. The aiohttp server still serves callbacks and metrics.
+chunked bodies. Its server side is `bridge/http_server.py`, on the same parser.
 
 Outcomes keep the distinction the pipeline depends on (DESIGN.md): a failure before
 the request was written is "not sent"; one after it is "unknown" and never retried.

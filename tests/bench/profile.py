@@ -40,6 +40,7 @@ AREAS: list[tuple[str, str]] = [
     ("bridge/store/records.py", "store records (JSON)"),
     ("bridge/store/sqlite.py", "store SQLite"),
     ("bridge/store/", "store (other)"),
+    ("bridge/http_server.py", "HTTP server (callbacks, probes)"),
     ("bridge/web.py", "web (callbacks)"),
     ("bridge/metrics.py", "metrics"),
     ("bridge/", "bridge (other)"),
