@@ -294,22 +294,19 @@ def scenario_upstream(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     return {"rounds": rounds}
 
 
+def unanswered_submits(b: dict[str, int], args: argparse.Namespace, *amount: str) -> dict[str, Any]:
+    """The load generator on `args.binds` binds of `args.window`, no receipts asked, for `amount`
+    (`--duration S` or `--count N`)."""
+    extra = ("--binds", str(args.binds), "--window", str(args.window), *amount, "--no-receipts")
+    return bench(b["smpp_port"], b["pid"], *extra)
+
+
 def scenario_stored(
     tmp: Path, args: argparse.Namespace, tree: Path = ROOT, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     upstream_port = free_port()
     with bridge(tmp, "stored", upstream_port, tree=tree, env=env) as b, upstream(upstream_port):
-        report = bench(
-            b["smpp_port"],
-            b["pid"],
-            "--binds",
-            str(args.binds),
-            "--window",
-            str(args.window),
-            "--duration",
-            str(args.duration),
-            "--no-receipts",
-        )
+        report = unanswered_submits(b, args, "--duration", str(args.duration))
         report["outbox_after"] = scrape(b["http_port"], "smpp_bridge_outbox_messages")
     return report
 
@@ -323,17 +320,7 @@ def scenario_burst(
     count = getattr(args, "count", None) or 100_000
     with bridge(tmp, "stored", upstream_port, tree=tree, env=env) as b, upstream(upstream_port):
         started = time.monotonic()
-        report = bench(
-            b["smpp_port"],
-            b["pid"],
-            "--binds",
-            str(args.binds),
-            "--window",
-            str(args.window),
-            "--count",
-            str(count),
-            "--no-receipts",
-        )
+        report = unanswered_submits(b, args, "--count", str(count))
         accepted_at = time.monotonic()
         report["outbox_after_burst"] = scrape(b["http_port"], "smpp_bridge_outbox_messages")
         deadline = accepted_at + 900
