@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -255,3 +256,41 @@ async def test_an_older_store_opened_read_only_is_read_from_its_records(tmp_path
         assert await store.find_by_destination("4917012345", 0.0, 10.0, 10) == [waiting]
     finally:
         await store.close()
+
+
+async def test_history_rows_are_the_json_the_json_module_writes_and_older_rows_still_read(tmp_path: Path) -> None:
+    """The history encoder (orjson) writes the compact JSON the json module wrote
+    before, text kept as UTF-8; a row the json module wrote reads back beside new
+    ones; a provider's raw report orjson refuses (an integer past 64 bits) is
+    written all the same."""
+    path = tmp_path / "h.db"
+    message = stored_message(1)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        store.journal.note(1, "received", session="s1", route=["p"], ack="upstream")
+        store.journal.note(1, "report", raw={"text": "Zürich ✓", "id": 2**70}, stat="DELIVRD")
+        await store.insert_messages([message])
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        ((record,),) = conn.execute("SELECT record FROM history WHERE message_id = 1").fetchall()
+        version, events = json.loads(record)
+        assert version == 2 and [kind for _, kind, _ in events] == ["received", "report"]
+        assert record == json.dumps([2, events], separators=(",", ":"), ensure_ascii=False)
+        assert "Zürich ✓" in record and str(2**70) in record
+        older = json.dumps([2, [[9.5, "operator", {"action": "cancel", "who": "ops é"}]]], separators=(",", ":"),
+                           ensure_ascii=False)  # fmt: skip
+        conn.execute("INSERT INTO history (message_id, at, record) VALUES (1, 9.5, ?)", (older,))
+        conn.commit()
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        history = await reopened.history(1)
+    finally:
+        await reopened.close()
+    assert [(e.kind, e.data) for e in history] == [
+        ("received", {"session": "s1", "route": ["p"], "ack": "upstream"}),
+        ("report", {"raw": {"text": "Zürich ✓", "id": 2**70}, "stat": "DELIVRD"}),
+        ("operator", {"action": "cancel", "who": "ops é"}),
+    ]

@@ -27,7 +27,6 @@ speaks in `command_status` and `message_state` values only.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import http
 import json
@@ -222,7 +221,11 @@ class SendResult:
     def answered(self, http_status: int, provider_code: str = "") -> SendResult:
         """This result, noting the HTTP answer it came from (and the provider's code)."""
         code = (provider_code or self.provider_code)[:64]
-        return dataclasses.replace(self, http_status=http_status, provider_code=code)
+        # The constructor, not dataclasses.replace: this runs once per message and
+        # replace walks the fields reflectively.
+        return SendResult(
+            self.outcome, self.status, self.provider_ids, self.retry_after, self.reason, self.metric, http_status, code
+        )
 
     @classmethod
     def accepted(cls, *provider_ids: str) -> SendResult:

@@ -5,6 +5,7 @@ work in flight per provider object that a reload waits for."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from bridge.core.message import Message
 from bridge.core.ports import Outcome, Provider, SendResult
@@ -125,3 +126,14 @@ async def test_a_coalesced_batch_counts_as_in_flight_while_its_request_runs_even
     assert s.in_flight.busy(batched) == 1  # the HTTP request is still under way
     batched.gate.set()
     assert await s.in_flight.wait_idle(batched, 10)
+
+
+def test_an_answered_result_keeps_every_field_and_notes_the_http_answer() -> None:
+    """`answered` copies the result field by field: every field keeps its value, the
+    HTTP status and the provider's code are noted, the code cut at 64."""
+    result = SendResult(
+        Outcome.NOT_SENT, Status.ESME_RTHROTTLED, ("a", "b"), 7.5, "throttled", "throttled", None, "OLD"
+    )
+    noted = result.answered(429, "X" * 70)
+    assert noted == dataclasses.replace(result, http_status=429, provider_code="X" * 64)
+    assert result.answered(503).provider_code == "OLD"

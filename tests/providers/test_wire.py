@@ -90,6 +90,60 @@ async def test_no_answer_in_time_is_answer_lost() -> None:
         server.close()
 
 
+async def test_a_request_past_its_deadline_closes_its_connection_and_the_next_one_uses_a_new_one() -> None:
+    """The read deadline fails the request with AnswerLost and the connection is
+    dropped (a late answer must never be read as the next request's)."""
+    connections: list[asyncio.Event] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        closed = asyncio.Event()
+        connections.append(closed)
+        await reader.readuntil(b"\r\n\r\n")
+        if len(connections) == 1:  # the first never answers; it sees the client hang up
+            if await reader.read(100) == b"":
+                closed.set()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    server, port = await raw_server(handle)
+    client = WireClient(0.2, 5, 4)
+    try:
+        with pytest.raises(AnswerLost, match="read timeout"):
+            await client.request("GET", f"http://127.0.0.1:{port}/")
+        await asyncio.wait_for(connections[0].wait(), 10)
+        assert (await client.request("GET", f"http://127.0.0.1:{port}/"))[0] == 200
+        assert len(connections) == 2
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_a_cancelled_request_is_cancelled_and_its_connection_closed() -> None:
+    """Cancelling the task awaiting an answer cancels it (never turned into a timeout
+    or swallowed) and drops the connection."""
+    arrived, hung_up = asyncio.Event(), asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        arrived.set()
+        if await reader.read(100) == b"":
+            hung_up.set()
+
+    server, port = await raw_server(handle)
+    client = WireClient(30, 5, 4)
+    try:
+        request = asyncio.ensure_future(client.request("GET", f"http://127.0.0.1:{port}/"))
+        await asyncio.wait_for(arrived.wait(), 10)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await asyncio.wait_for(hung_up.wait(), 10)
+    finally:
+        client.close()
+        server.close()
+
+
 @pytest.mark.parametrize(
     "answer",
     [b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", b""],
