@@ -224,7 +224,14 @@ class SendResult:
         # The constructor, not dataclasses.replace: this runs once per message and
         # replace walks the fields reflectively.
         return SendResult(
-            self.outcome, self.status, self.provider_ids, self.retry_after, self.reason, self.metric, http_status, code
+            outcome=self.outcome,
+            status=self.status,
+            provider_ids=self.provider_ids,
+            retry_after=self.retry_after,
+            reason=self.reason,
+            metric=self.metric,
+            http_status=http_status,
+            provider_code=code,
         )
 
     @classmethod

@@ -96,6 +96,9 @@ CREATE TABLE IF NOT EXISTS receipts (
 );
 CREATE INDEX IF NOT EXISTS receipts_by_system_id ON receipts (system_id, seq);
 """
+# Lifecycle values as the SQL below compares them: from the enum, never written out.
+_ACCEPTED = int(Lifecycle.ACCEPTED)
+_FINAL = int(Lifecycle.FINAL)
 # After MIGRATE (a database from before due times lacks the column).
 DUE_INDEX = "CREATE INDEX IF NOT EXISTS messages_due ON messages (provider, due_at) WHERE due_at IS NOT NULL"
 # Columns added since the first schema, and what fills them in an older database:
@@ -104,7 +107,7 @@ DUE_INDEX = "CREATE INDEX IF NOT EXISTS messages_due ON messages (provider, due_
 MIGRATE: dict[str, tuple[str, ...]] = {
     "due_at": (
         "ALTER TABLE messages ADD COLUMN due_at REAL",
-        f"UPDATE messages SET due_at = {UPGRADE_DUE} WHERE lifecycle = 2",
+        f"UPDATE messages SET due_at = {UPGRADE_DUE} WHERE lifecycle = {_ACCEPTED}",
     ),
     "polls": ("ALTER TABLE messages ADD COLUMN polls INTEGER NOT NULL DEFAULT 0",),
 }
@@ -171,16 +174,16 @@ WRITES: tuple[tuple[str, str], ...] = (
     ("insert_provider_id", "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)"),
     # The due time is the acceptance's (when the row becomes ACCEPTED), the stored one
     # (while it stays ACCEPTED: `reschedule` owns it), or none. SET sees the old row.
-    # A final row (3) never changes again: a late write cannot un-finish it.
+    # A final row never changes again: a late write cannot un-finish it.
     (
         "update_message",
         "UPDATE messages SET lifecycle = ?1, provider = ?2, done_at = ?3, body = ?4, provider_id = ?5, more_ids = ?6,"
         " state = ?7, error = ?8, attempts = ?9, next_attempt_at = ?10,"
-        " due_at = CASE WHEN ?1 != 2 THEN NULL WHEN lifecycle = 2 THEN due_at ELSE ?11 END,"
-        " polls = CASE WHEN ?1 != 2 THEN 0 WHEN lifecycle = 2 THEN polls ELSE ?12 END"
-        " WHERE id = ?13 AND lifecycle != 3",
+        f" due_at = CASE WHEN ?1 != {_ACCEPTED} THEN NULL WHEN lifecycle = {_ACCEPTED} THEN due_at ELSE ?11 END,"
+        f" polls = CASE WHEN ?1 != {_ACCEPTED} THEN 0 WHEN lifecycle = {_ACCEPTED} THEN polls ELSE ?12 END"
+        f" WHERE id = ?13 AND lifecycle != {_FINAL}",
     ),
-    ("reschedule", "UPDATE messages SET due_at = ?, polls = ? WHERE id = ? AND lifecycle = 2"),
+    ("reschedule", f"UPDATE messages SET due_at = ?, polls = ? WHERE id = ? AND lifecycle = {_ACCEPTED}"),
     ("insert_receipt", "INSERT OR IGNORE INTO receipts (id, system_id, seq, record) VALUES (?, ?, ?, ?)"),
     ("update_receipt", "UPDATE receipts SET record = ? WHERE id = ?"),
     ("delete_receipt", "DELETE FROM receipts WHERE id = ?"),
