@@ -321,13 +321,28 @@ def _process_main(options: Options, queue: Any) -> None:
 
 def cpu_seconds(pid: int) -> float | None:
     """utime + stime of a process (and its reaped children), from /proc."""
+    fields = _stat(f"/proc/{pid}/stat")
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def main_thread_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process's main thread alone (its thread id is the pid): the
+    event loop's share, without the store's writer thread."""
+    fields = _stat(f"/proc/{pid}/task/{pid}/stat")
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(path: str) -> list[str] | None:
+    """The fields of a /proc stat file after the command name."""
     try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
+        with open(path) as handle:
+            return handle.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -344,6 +359,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def run(options: Options) -> dict[str, Any]:
     """Run the load and return the report (also what --json prints)."""
     cpu_before = cpu_seconds(options.pid) if options.pid else None
+    main_before = main_thread_cpu_seconds(options.pid) if options.pid else None
     shares = _split(options)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
@@ -356,6 +372,7 @@ def run(options: Options) -> dict[str, Any]:
         worker.join()
     wall = time.perf_counter() - started
     cpu_after = cpu_seconds(options.pid) if options.pid else None
+    main_after = main_thread_cpu_seconds(options.pid) if options.pid else None
     errors = [value for kind, value in results if kind == "error"]
     if errors:
         raise RuntimeError("; ".join(errors))
@@ -387,6 +404,8 @@ def run(options: Options) -> dict[str, Any]:
         report["target_pid"] = options.pid
         report["target_cpu_seconds"] = round(cpu_after - cpu_before, 3)
         report["target_cpu_us_per_message"] = round((cpu_after - cpu_before) / acked * 1e6, 1) if acked else None
+    if main_before is not None and main_after is not None:
+        report["target_main_thread_cpu_seconds"] = round(main_after - main_before, 3)
     return report
 
 
@@ -429,6 +448,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"pid {report['target_pid']}: {report['target_cpu_seconds']:.2f} CPU s, "
             f"{report['target_cpu_us_per_message']} us per acked message"
+        )
+    if "target_main_thread_cpu_seconds" in report and report["acked"]:
+        main_us = report["target_main_thread_cpu_seconds"] / report["acked"] * 1e6
+        lines.append(
+            f"main thread: {report['target_main_thread_cpu_seconds']:.2f} CPU s, {main_us:.1f} us per acked message"
         )
     return "\n".join(lines)
 
