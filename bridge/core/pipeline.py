@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from bridge.core.ports import Outcome, Store, StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.router import Resolved, Router
 from bridge.core.sender import Sender
+from bridge.core.tasks import run_together
 from bridge.metrics import Metrics, labels
 from bridge.smpp.constants import (
     ESM_CLASS_MESSAGE_TYPE_MASK,
@@ -168,7 +169,7 @@ class Pipeline:
     async def _handle_batch(self, conn: Connection, account: Account, pdus: Sequence[Pdu], started: float) -> None:
         ready: list[tuple[Pdu, Message, Part]] = []
         refused: list[tuple[Pdu, Answer]] = []
-        jobs: list[Awaitable[None]] = []
+        jobs: list[Coroutine[Any, Any, None]] = []
         for pdu in pdus:
             if not isinstance(pdu, (SubmitSm, DataSm)):
                 jobs.append(self.handle(conn, pdu, started))
@@ -195,7 +196,7 @@ class Pipeline:
         if len(jobs) == 1:
             await jobs[0]
         elif jobs:
-            await asyncio.gather(*jobs)
+            await run_together(jobs)
 
     async def handle(self, conn: Connection, pdu: Pdu, started: float) -> None:
         """Answer one request the session handed over. Never raises."""
