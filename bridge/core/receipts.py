@@ -35,7 +35,7 @@ from bridge.core.cluster import LocalReceiptQueue, ReceiptQueue
 from bridge.core.connection import Connection
 from bridge.core.ids import render_id
 from bridge.core.message import Lifecycle, Message, Part, Receipt
-from bridge.core.ports import StatusReport, Store
+from bridge.core.ports import StatusReport, Store, StoreUnavailable
 from bridge.core.registry import SessionRegistry
 from bridge.metrics import Metrics, labels
 from bridge.smpp.constants import (
@@ -59,6 +59,11 @@ RETRY_DELAY_MAX = 600.0
 EARLY_REPORT_RETRIES = (0.1, 0.4, 1.5)
 MAX_EARLY_REPORTS = 10_000
 
+
+# The deletions of delivered receipts wait for the next state change's write (one
+# transaction for both: a commit is most of the store's cost) or this long, at most.
+# A crash in between sends those receipts again, as it would before their commit.
+DELETE_WAIT = 0.05
 
 # A deliver_sm_resp status that says "never send this again" (v3.4 5.1.3: permanent
 # and reject-message application errors); anything else is retried with backoff.
@@ -145,6 +150,8 @@ class ReceiptEngine:
         self._early = 0  # reports waiting for their message to be stored
         self._committing: dict[int, asyncio.Future[None]] = {}
         self._turn: _Turn | None = None  # state changes waiting for this turn's write
+        self._undeleted: list[str] = []  # delivered receipts whose deletion waits (DELETE_WAIT)
+        self._delete_timer: asyncio.TimerHandle | None = None
         self._receipt_children: dict[tuple[str, ...], Any] = {}
         self._report_children: dict[tuple[str, ...], Any] = {}
         self._latency_children: dict[tuple[str, ...], Any] = {}
@@ -248,6 +255,7 @@ class ReceiptEngine:
         turn, self._turn = self._turn, None
         if turn is None:
             return
+        self._delete_delivered()  # in the same transaction, most likely
         try:
             write = asyncio.ensure_future(self._store.update_messages(turn.messages, turn.receipts))
         except Exception as exc:  # StoreUnavailable: the store is closed
@@ -278,6 +286,7 @@ class ReceiptEngine:
         """Store receipts made outside a state change (failed parts, an operator's
         redelivery) and queue them for delivery."""
         if receipts:
+            self._delete_delivered()  # before an id delivered before is stored again
             await self._store.add_receipts(receipts)
             self.enqueue(self._receipt_queue.added(receipts))
 
@@ -411,9 +420,23 @@ class ReceiptEngine:
                 conn.log.warning("receipt_refused", message_id=receipt.message_id, command_status=status)
                 self._retry(receipt)
         if delivered:
-            self._store.delete_receipts(delivered)
+            self._undeleted.extend(delivered)
+            if self._delete_timer is None:
+                self._delete_timer = asyncio.get_running_loop().call_later(DELETE_WAIT, self._delete_delivered)
         for system_id in touched:
             self.pump(system_id)
+
+    def _delete_delivered(self) -> None:
+        """Delete the delivered receipts from the store, in one write."""
+        if self._delete_timer is not None:
+            self._delete_timer.cancel()
+            self._delete_timer = None
+        if self._undeleted:
+            delivered, self._undeleted = self._undeleted, []
+            try:
+                self._store.delete_receipts(delivered)
+            except StoreUnavailable as exc:  # closed: they are sent again after a restart
+                self._log.error("receipt_deletes_lost", receipts=len(delivered), error=str(exc))
 
     def on_timeout(self, conn: Connection, receipt: Receipt) -> None:
         self._in_flight[receipt.system_id] -= 1
@@ -440,6 +463,7 @@ class ReceiptEngine:
             return
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
+        self._delete_delivered()  # the store's writes of receipts stay in order
         self._store.journal.receipt_retry(receipt)
         self._store.update_receipt(receipt)
         self._later(receipt, delay)
@@ -453,7 +477,8 @@ class ReceiptEngine:
             reason=reason,
         )
         self._store.journal.receipt_dropped(receipt)
-        self._store.delete_receipt(receipt.id)
+        self._undeleted.append(receipt.id)
+        self._delete_delivered()
 
     def _later(self, receipt: Receipt, delay: float) -> None:
         """Queue `receipt` again after `delay` seconds."""
@@ -484,7 +509,9 @@ class ReceiptEngine:
         return sorted((name, float(self.waiting_for(name))) for name in names)
 
     def stop(self) -> None:
-        """Cancel retry timers (the receipts stay stored; the store finishes queued writes)."""
+        """Write the deletions waiting, cancel retry timers (the receipts stay stored;
+        the store finishes queued writes)."""
+        self._delete_delivered()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()

@@ -15,6 +15,7 @@ from bridge.core.ports import StatusReport, StoreUnavailable
 from bridge.smpp.constants import MessageState
 from tests.core.fakes import FakeConnection
 from tests.core.smsc_rig import DELIVER_SM, ESME_ROK, SmscRig, submit_sm
+from tests.support.waiting import until
 
 DELIVER_SM_RESP = 0x80000005  # SMPP 3.4 section 5.1.2.1
 ESME_RX_T_APPN = 0x64  # 5.1.3: temporary application error (retried)
@@ -25,13 +26,16 @@ def deliver_sm_resp(sequence: int, status: int = ESME_ROK) -> bytes:
     return struct.pack(">IIII", 17, DELIVER_SM_RESP, status, sequence) + b"\0"
 
 
-def spy(store: Any, method: str) -> list[tuple[Any, ...]]:
-    """The calls made to `store.method`, which still does its work."""
+def spy(store: Any, method: str, order: list[str] | None = None) -> list[tuple[Any, ...]]:
+    """The calls made to `store.method`, which still does its work (and its name
+    appended to `order` at each call)."""
     calls: list[tuple[Any, ...]] = []
     original = getattr(store, method)
 
     def recorded(*args: Any) -> Any:
         calls.append(args)
+        if order is not None:
+            order.append(method)
         return original(*args)
 
     setattr(store, method, recorded)
@@ -98,6 +102,7 @@ async def test_the_deliver_sm_resps_of_one_read_delete_their_receipts_in_one_wri
     assert len(sequences) == 3 and len(rig.store.receipts) == 3
     deletes = spy(rig.store, "delete_receipts")
     rig.feed(conn, b"".join(deliver_sm_resp(s) for s in sequences))
+    await until(lambda: deletes)  # at most DELETE_WAIT later, with no state change to ride with
     assert [len(ids) for (ids,) in deletes] == [3]
     await asyncio.wait_for(rig.store._after_writes(), 10)
     assert rig.store.receipts == {}
@@ -111,7 +116,7 @@ async def test_in_one_read_a_refused_receipt_stays_for_its_retry_and_the_accepte
     await asyncio.gather(*(rig.receipts.on_report(r) for r in reports(rig)))
     first, second = deliver_sms(conn)
     rig.feed(conn, deliver_sm_resp(first) + deliver_sm_resp(second, ESME_RX_T_APPN))
-    await asyncio.wait_for(rig.store._after_writes(), 10)
+    await until(lambda: len(rig.store.receipts) == 1)
     (kept,) = rig.store.receipts.values()
     assert kept.attempts == 1 and kept.next_attempt_at > rig.clock()
     assert rig.receipts.waiting_for("esme1") == 1  # waiting for its retry
@@ -133,3 +138,34 @@ async def test_a_report_repeated_within_its_own_turn_changes_nothing_and_waits_f
     rig.store.gate.set()
     assert await asyncio.wait_for(asyncio.gather(first, again), 10) == [True, True]
     assert len(rig.store.receipts) == 1 and len(deliver_sms(conn)) == 1
+
+
+async def test_the_deletions_of_delivered_receipts_ride_with_the_next_state_change_write() -> None:
+    rig = SmscRig()
+    conn = await submitted(rig, 2)
+    first, second = reports(rig)
+    assert await rig.receipts.on_report(first)
+    (sequence,) = deliver_sms(conn)
+    writes: list[str] = []
+    spy(rig.store, "delete_receipts", writes)
+    spy(rig.store, "update_messages", writes)
+    rig.feed(conn, deliver_sm_resp(sequence))
+    assert writes == []  # waiting for a write to ride with
+    assert await rig.receipts.on_report(second)
+    assert writes == ["delete_receipts", "update_messages"]  # queued together, the deletion first
+    await asyncio.wait_for(rig.store._after_writes(), 10)
+    assert [r.message_id for r in rig.store.receipts.values()] == [rig.providers["p"].sent[1].id]
+
+
+async def test_stop_writes_the_deletions_still_waiting() -> None:
+    rig = SmscRig()
+    conn = await submitted(rig, 1)
+    (report,) = reports(rig)
+    assert await rig.receipts.on_report(report)
+    (sequence,) = deliver_sms(conn)
+    deletes = spy(rig.store, "delete_receipts")
+    rig.feed(conn, deliver_sm_resp(sequence))
+    rig.receipts.stop()
+    assert [len(ids) for (ids,) in deletes] == [1]
+    await asyncio.wait_for(rig.store._after_writes(), 10)
+    assert rig.store.receipts == {}
