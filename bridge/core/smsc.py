@@ -72,7 +72,9 @@ class Smsc:
 
     def handle_events(self, conn: Connection, events: list[Event], now: float) -> None:
         """The events of one read (or timer): the requests among them go to the
-        pipeline together, as one batch (one task, one store call, one write)."""
+        pipeline together, as one batch (one task, one store call, one write); the
+        answers to receipts are settled together too (one store write deletes the
+        delivered ones), before any other event that follows them."""
         handlers = self._handlers
         requests: list[Pdu] = []
         answers: list[tuple[Receipt, Command, int]] = []  # to receipts: settled together
