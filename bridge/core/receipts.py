@@ -241,8 +241,8 @@ class ReceiptEngine:
     def _commit_with_turn(self, message: Message, receipts: list[Receipt]) -> asyncio.Future[None]:
         """Join the state changes of this event-loop turn: at its end they go to the
         store as one write (one transaction, one history batch) and, once committed,
-        their receipts are queued for delivery together (one pump per account, one
-        socket write per receiver). The future settles when that write does."""
+        their receipts are queued for delivery together (one pump per account). The
+        future settles when that write does."""
         turn = self._turn
         if turn is None:
             turn = self._turn = _Turn(asyncio.get_running_loop().create_future())
@@ -393,8 +393,9 @@ class ReceiptEngine:
     def on_responses(self, conn: Connection, answers: Sequence[tuple[Receipt, Command, int]]) -> None:
         """The ESME's answers to receipts that came in one read: (receipt, the command
         it answered with: its deliver_sm_resp or a generic_nack, the session passes
-        nothing else, status). Settled together: one store write deletes the
-        delivered ones, then each account's queue is pumped once."""
+        nothing else, status). Settled together: the delivered ones are deleted in
+        one store write, with the next state change's (DELETE_WAIT at most), and
+        each account's queue is pumped once."""
         delivered: list[str] = []
         touched: dict[str, None] = {}
         for receipt, command, status in answers:
