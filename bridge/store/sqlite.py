@@ -36,6 +36,7 @@ the reading thread alone).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import contextlib
 import os
@@ -69,7 +70,7 @@ from bridge.store.records import (
     row_message,
     state_row,
 )
-from bridge.store.sqlite_writer import HISTORY_PURGE_BATCH, SCHEMA, WRITES, Item, Result, error, frame, unframe
+from bridge.store.sqlite_writer import HISTORY_PURGE_BATCH, SCHEMA, WRITES, Item, Result, frame, unframe
 
 __all__ = ["SCHEMA", "WRITES", "SqliteStore"]
 
@@ -259,7 +260,7 @@ class SqliteStore(Store):
             if kind is None:
                 future.set_result(value)
             else:
-                future.set_exception(error(kind, value))
+                future.set_exception(_failed(kind, value))
 
     def _writer_lost(self, process: subprocess.Popen[bytes]) -> None:
         """The writer's stdout closed: it exited. At a stop, with nothing owed, that is
@@ -681,6 +682,14 @@ async def _end(process: subprocess.Popen[bytes], pipe: asyncio.WriteTransport | 
         get_logger("store").error("store_writer_stuck", pid=process.pid)
         process.kill()
         await loop.run_in_executor(None, process.wait)
+
+
+def _failed(kind: str, text: str) -> Exception:
+    """The exception of an item the writer failed (`sqlite_writer.failure`)."""
+    if kind == "StoreUnavailable":
+        return StoreUnavailable(text)
+    cls = getattr(builtins, kind, None)
+    return cls(text) if isinstance(cls, type) and issubclass(cls, Exception) else RuntimeError(f"{kind}: {text}")
 
 
 def _exit_cause(returncode: int | None) -> str:

@@ -2,13 +2,13 @@
 
 The daemon's process is bound to one core by the GIL, and running the writes there
 (executemany, the commit, the thread hand-offs around them) took about a quarter of
-it. So one process of its own runs them, on the other core: `SqliteStore` sends each
-batch of queued items as one frame on this process's stdin, and resolves their
-futures when the answer comes back on its stdout, after COMMIT (a write acknowledged
-is a write committed). A batch is one transaction, as the writer thread made it:
-everything queued while the writer was busy, hot writes (rows by kind, run as one
-`executemany` per kind in WRITES order) and named operations that write too
-(OPERATIONS: ids, purges, segments), in queue order.
+it. So one process of its own runs them, on the other core: `SqliteStore` sends what
+each turn of its event loop queued as one frame on this process's stdin, and
+resolves the futures when the answer comes back on its stdout, after COMMIT (a write
+acknowledged is a write committed). The writer, once free, takes every frame waiting
+into one transaction, as the writer thread took everything queued: hot writes (rows
+by kind, run as one `executemany` per kind in WRITES order) and named operations
+that write too (OPERATIONS: ids, purges, segments), in queue order.
 
 Frames: a 4-byte big-endian length, then a tag byte and the payload, marshal (the
 rows are tuples of str/int/float/None/bytes: marshal is the cheapest codec for them,
@@ -21,7 +21,6 @@ or cgroup): the daemon finishes its writes, then closes the pipe.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import marshal
 import os
@@ -387,16 +386,6 @@ def failure(exc: BaseException) -> Result:
     if isinstance(exc, sqlite3.Error | Unavailable):
         return ("StoreUnavailable", str(exc))
     return (type(exc).__name__, str(exc))
-
-
-def error(kind: str, text: str) -> Exception:
-    """The exception of a failed item, as the daemon raises it."""
-    if kind == "StoreUnavailable":
-        from bridge.core.ports import StoreUnavailable  # the daemon has it imported already
-
-        return StoreUnavailable(text)
-    cls = getattr(builtins, kind, None)
-    return cls(text) if isinstance(cls, type) and issubclass(cls, Exception) else RuntimeError(f"{kind}: {text}")
 
 
 # -- frames ------------------------------------------------------------------------
