@@ -80,6 +80,7 @@ Rows = dict[str, list[tuple[Any, ...]]]
 _STOP = object()
 _LIVE_LIMIT = 500_000  # messages kept in memory for report lookups; beyond, the disk answers
 _RESTART_DELAYS = (0.0, 0.1, 0.5, 1.0, 5.0)  # between attempts to start a writer again
+_IN_FLIGHT = 2  # frames sent and not answered at most: one running, the next waiting
 _STOP_TIMEOUT = 30.0  # for the writer to exit once its pipe is closed (it commits nothing more)
 
 
@@ -141,6 +142,7 @@ class SqliteStore(Store):
         self._queued: list[Item] = []
         self._queued_futures: list[asyncio.Future[Any]] = []
         self._sent: collections.deque[asyncio.Future[Any]] = collections.deque()  # in the pipe or running
+        self._frames: collections.deque[int] = collections.deque()  # items of each frame not answered
         self._send_soon = False
         self._last: asyncio.Future[Any] | None = None  # the last item queued: what a read waits for
         self._down = "store is closed"  # why writes fail while there is no writer
@@ -211,6 +213,7 @@ class SqliteStore(Store):
         assert process.stdin is not None and process.stdout is not None
         ready: asyncio.Future[int] = loop.create_future()
         self._process, self._sent, self._serving = process, collections.deque([ready]), False
+        self._frames = collections.deque([1])
         pipe: asyncio.WriteTransport | None = None
         try:
             await loop.connect_read_pipe(lambda: _Frames(self, process), process.stdout)
@@ -235,14 +238,17 @@ class SqliteStore(Store):
             await _end(process, pipe)
 
     def _send(self) -> None:
-        """Send what this turn of the loop queued, as one frame. The writer, once free,
-        takes every frame waiting in the pipe into one transaction."""
+        """Send what is queued as one frame, unless two are unanswered already: one
+        the writer runs, the next waiting for it (no idle writer between them; what
+        comes meanwhile waits in `_queued` and goes as one frame with the answer).
+        The writer, once free, takes every frame waiting into one transaction."""
         self._send_soon = False
-        if not self._queued or self._pipe is None:
+        if not self._queued or self._pipe is None or len(self._frames) >= _IN_FLIGHT:
             return
         items, futures = self._queued, self._queued_futures
         self._queued, self._queued_futures = [], []
         self._sent.extend(futures)
+        self._frames.append(len(items))
         self._pipe.write(frame(items))
 
     def _answered(self, process: subprocess.Popen[bytes], answer: tuple[list[Result], list[str]]) -> None:
@@ -252,6 +258,9 @@ class SqliteStore(Store):
         if self.trace is not None:
             for statement in statements:
                 self.trace(statement)
+        answered = len(results)
+        while answered > 0:
+            answered -= self._frames.popleft()
         sent = self._sent
         for kind, value in results:
             future = sent.popleft()
@@ -261,6 +270,8 @@ class SqliteStore(Store):
                 future.set_result(value)
             else:
                 future.set_exception(_failed(kind, value))
+        if self._queued:
+            self._send()
 
     def _writer_lost(self, process: subprocess.Popen[bytes]) -> None:
         """The writer's stdout closed: it exited. At a stop, with nothing owed, that is
@@ -274,6 +285,7 @@ class SqliteStore(Store):
         self._down = f"the store's writer process ended ({cause}); a new one is starting"
         failed = StoreUnavailable(f"the store's writer process ended ({cause}) before it committed this write")
         self._sent, self._queued, self._queued_futures = collections.deque(), [], []
+        self._frames = collections.deque()
         if self._pipe is not None:
             self._pipe.close()
         self._process = self._pipe = None

@@ -3,10 +3,11 @@
 The daemon's process is bound to one core by the GIL, and running the writes there
 (executemany, the commit, the thread hand-offs around them) took about a quarter of
 it. So one process of its own runs them, on the other core: `SqliteStore` sends what
-each turn of its event loop queued as one frame on this process's stdin, and
-resolves the futures when the answer comes back on its stdout, after COMMIT (a write
-acknowledged is a write committed). The writer, once free, takes every frame waiting
-into one transaction, as the writer thread took everything queued: hot writes (rows
+is queued as one frame on this process's stdin (two frames unanswered at most: one
+running, the next waiting), and resolves the futures when the answer comes back on
+its stdout, after COMMIT (a write acknowledged is a write committed). The writer,
+once free, takes every frame waiting into one transaction, as the writer thread
+took everything queued: hot writes (rows
 by kind, run as one `executemany` per kind in WRITES order) and named operations
 that write too (OPERATIONS: ids, purges, segments), in queue order.
 
