@@ -166,8 +166,9 @@ def test_base_urls_lose_their_trailing_slash_and_endpoints_are_kept_as_written()
 def test_every_provider_type_has_a_connector_and_every_http_one_a_double() -> None:
     from bridge.config import HTTP_PROVIDER_TYPES, PROVIDER_TYPES
     from bridge.providers import connector_class
-    from bridge.simulators import build_simulator
+    from bridge.simulators import SIMULATORS, build_simulator
 
+    assert set(SIMULATORS) == set(HTTP_PROVIDER_TYPES)
     assert set(PROVIDER_TYPES) == {"simulator", "contacta", "kaleyra", "flashsms", "skycore"}
     assert [connector_class(kind).kind for kind in PROVIDER_TYPES] == list(PROVIDER_TYPES)
     for kind in HTTP_PROVIDER_TYPES:
