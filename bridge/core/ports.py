@@ -166,6 +166,12 @@ class Store(ABC):
     @abstractmethod
     def delete_receipt(self, receipt_id: str) -> Awaitable[None]: ...
 
+    def delete_receipts(self, receipt_ids: Sequence[str]) -> None:
+        """Delete receipts acknowledged together (one write where the store can batch
+        them); failures are the store's to log or retry, as `delete_receipt`'s."""
+        for receipt_id in receipt_ids:
+            self.delete_receipt(receipt_id)
+
     @abstractmethod
     async def pending_receipts(self, system_id: str | None = None, limit: int = 10000) -> list[Receipt]: ...
 

@@ -35,7 +35,7 @@ from bridge.core.cluster import LocalReceiptQueue, ReceiptQueue
 from bridge.core.connection import Connection
 from bridge.core.ids import render_id
 from bridge.core.message import Lifecycle, Message, Part, Receipt
-from bridge.core.ports import StatusReport, Store
+from bridge.core.ports import StatusReport, Store, StoreUnavailable
 from bridge.core.registry import SessionRegistry
 from bridge.metrics import Metrics, labels
 from bridge.smpp.constants import (
@@ -59,6 +59,11 @@ RETRY_DELAY_MAX = 600.0
 EARLY_REPORT_RETRIES = (0.1, 0.4, 1.5)
 MAX_EARLY_REPORTS = 10_000
 
+
+# The deletions of delivered receipts wait for the next state change's write (one
+# transaction for both: a commit is most of the store's cost) or this long, at most.
+# A crash in between sends those receipts again, as it would before their commit.
+DELETE_WAIT = 0.05
 
 # A deliver_sm_resp status that says "never send this again" (v3.4 5.1.3: permanent
 # and reject-message application errors); anything else is retried with backoff.
@@ -104,6 +109,17 @@ def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, e
     ]
 
 
+class _Turn:
+    """The state changes of one event-loop turn, written together."""
+
+    __slots__ = ("future", "messages", "receipts")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.messages: list[Message] = []
+        self.receipts: list[Receipt] = []
+
+
 class ReceiptEngine:
     def __init__(
         self,
@@ -133,6 +149,9 @@ class ReceiptEngine:
         self._timers: set[asyncio.TimerHandle] = set()
         self._early = 0  # reports waiting for their message to be stored
         self._committing: dict[int, asyncio.Future[None]] = {}
+        self._turn: _Turn | None = None  # state changes waiting for this turn's write
+        self._undeleted: list[str] = []  # delivered receipts whose deletion waits (DELETE_WAIT)
+        self._delete_timer: asyncio.TimerHandle | None = None
         self._receipt_children: dict[tuple[str, ...], Any] = {}
         self._report_children: dict[tuple[str, ...], Any] = {}
         self._latency_children: dict[tuple[str, ...], Any] = {}
@@ -206,9 +225,7 @@ class ReceiptEngine:
             message.lifecycle = Lifecycle.FINAL
             message.done_at = at
         after = (message.state, message.error, message.lifecycle, message.done_at)
-        receipts = receipts_for(message, message.parts, state, error, at)
-        # Queued now, before any deliver_sm_resp's delete of these receipts is.
-        write = asyncio.ensure_future(self._store.update_messages([message], receipts))
+        write = self._commit_with_turn(message, receipts_for(message, message.parts, state, error, at))
         self._committing[message.id] = write
         try:
             await asyncio.shield(write)
@@ -219,8 +236,46 @@ class ReceiptEngine:
         finally:
             if self._committing.get(message.id) is write:
                 del self._committing[message.id]
-        self.enqueue(self._receipt_queue.added(receipts))
         return True
+
+    def _commit_with_turn(self, message: Message, receipts: list[Receipt]) -> asyncio.Future[None]:
+        """Join the state changes of this event-loop turn: at its end they go to the
+        store as one write (one transaction, one history batch) and, once committed,
+        their receipts are queued for delivery together (one pump per account). The
+        future settles when that write does."""
+        turn = self._turn
+        if turn is None:
+            turn = self._turn = _Turn(asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_soon(self._commit_turn)
+        turn.messages.append(message)
+        turn.receipts.extend(receipts)
+        return turn.future
+
+    def _commit_turn(self) -> None:
+        turn, self._turn = self._turn, None
+        if turn is None:
+            return
+        self._delete_delivered()  # in the same transaction, most likely
+        try:
+            write = asyncio.ensure_future(self._store.update_messages(turn.messages, turn.receipts))
+        except Exception as exc:  # StoreUnavailable: the store is closed
+            turn.future.set_exception(exc)
+            turn.future.exception()  # retrieved: each waiting report raises it on its own
+            return
+        write.add_done_callback(lambda done: self._turn_committed(turn, done))
+
+    def _turn_committed(self, turn: _Turn, write: asyncio.Future[None]) -> None:
+        error = None if write.cancelled() else write.exception()
+        if write.cancelled():
+            turn.future.cancel()
+        elif error is not None:
+            turn.future.set_exception(error)
+            turn.future.exception()
+        else:
+            try:  # committed: the reports are answered whatever delivery does now
+                self.enqueue(self._receipt_queue.added(turn.receipts))
+            finally:
+                turn.future.set_result(None)
 
     async def fail_parts(self, message: Message, parts: Sequence[Part], state: MessageState, error: int) -> None:
         """Receipts for parts that will never be sent (an incomplete concatenated
@@ -231,6 +286,7 @@ class ReceiptEngine:
         """Store receipts made outside a state change (failed parts, an operator's
         redelivery) and queue them for delivery."""
         if receipts:
+            self._delete_delivered()  # before an id delivered before is stored again
             await self._store.add_receipts(receipts)
             self.enqueue(self._receipt_queue.added(receipts))
 
@@ -334,31 +390,54 @@ class ReceiptEngine:
         conn.session.send_request(deliver_sm, time.monotonic(), context=receipt)
         self._in_flight[receipt.system_id] = self._in_flight.get(receipt.system_id, 0) + 1
 
-    def on_response(self, conn: Connection, receipt: Receipt, command: Command, status: int) -> None:
-        """The ESME answered a receipt with `command` (its deliver_sm_resp or a
-        generic_nack; the session passes nothing else) and `status`."""
-        self._in_flight[receipt.system_id] -= 1
-        self._store.journal.receipt_answered(receipt, conn.connection_id, status)
-        if command is not Command.DELIVER_SM_RESP:
-            conn.log.warning(
-                "receipt_refused", message_id=receipt.message_id, command=command.label, command_status=status
-            )
-            self._retry(receipt)
-        elif status in PERMANENT_REFUSALS:
-            self._drop(receipt, f"refused permanently ({status_name(status)})")
-        elif status == Status.ESME_ROK:
-            self._store.delete_receipt(receipt.id)
-            stat = receipt.state.stat
-            labels(self._metrics.receipts, self._receipt_children, receipt.system_id, stat).inc()
-            if receipt.state.is_final:
-                latency = self._clock() - receipt.submitted_at
-                labels(self._metrics.receipt_latency, self._latency_children, receipt.provider or "none").observe(
-                    latency
+    def on_responses(self, conn: Connection, answers: Sequence[tuple[Receipt, Command, int]]) -> None:
+        """The ESME's answers to receipts that came in one read: (receipt, the command
+        it answered with: its deliver_sm_resp or a generic_nack, the session passes
+        nothing else, status). Settled together: the delivered ones are deleted in
+        one store write, with the next state change's (DELETE_WAIT at most), and
+        each account's queue is pumped once."""
+        delivered: list[str] = []
+        touched: dict[str, None] = {}
+        for receipt, command, status in answers:
+            self._in_flight[receipt.system_id] -= 1
+            touched[receipt.system_id] = None
+            self._store.journal.receipt_answered(receipt, conn.connection_id, status)
+            if command is not Command.DELIVER_SM_RESP:
+                conn.log.warning(
+                    "receipt_refused", message_id=receipt.message_id, command=command.label, command_status=status
                 )
-        else:
-            conn.log.warning("receipt_refused", message_id=receipt.message_id, command_status=status)
-            self._retry(receipt)
-        self.pump(receipt.system_id)
+                self._retry(receipt)
+            elif status in PERMANENT_REFUSALS:
+                self._drop(receipt, f"refused permanently ({status_name(status)})")
+            elif status == Status.ESME_ROK:
+                delivered.append(receipt.id)
+                labels(self._metrics.receipts, self._receipt_children, receipt.system_id, receipt.state.stat).inc()
+                if receipt.state.is_final:
+                    latency = self._clock() - receipt.submitted_at
+                    labels(self._metrics.receipt_latency, self._latency_children, receipt.provider or "none").observe(
+                        latency
+                    )
+            else:
+                conn.log.warning("receipt_refused", message_id=receipt.message_id, command_status=status)
+                self._retry(receipt)
+        if delivered:
+            self._undeleted.extend(delivered)
+            if self._delete_timer is None:
+                self._delete_timer = asyncio.get_running_loop().call_later(DELETE_WAIT, self._delete_delivered)
+        for system_id in touched:
+            self.pump(system_id)
+
+    def _delete_delivered(self) -> None:
+        """Delete the delivered receipts from the store, in one write."""
+        if self._delete_timer is not None:
+            self._delete_timer.cancel()
+            self._delete_timer = None
+        if self._undeleted:
+            delivered, self._undeleted = self._undeleted, []
+            try:
+                self._store.delete_receipts(delivered)
+            except StoreUnavailable as exc:  # closed: they are sent again after a restart
+                self._log.error("receipt_deletes_lost", receipts=len(delivered), error=str(exc))
 
     def on_timeout(self, conn: Connection, receipt: Receipt) -> None:
         self._in_flight[receipt.system_id] -= 1
@@ -385,6 +464,7 @@ class ReceiptEngine:
             return
         delay = retry_delay(receipt.attempts, self.retry_base)
         receipt.next_attempt_at = self._clock() + delay
+        self._delete_delivered()  # the store's writes of receipts stay in order
         self._store.journal.receipt_retry(receipt)
         self._store.update_receipt(receipt)
         self._later(receipt, delay)
@@ -398,7 +478,8 @@ class ReceiptEngine:
             reason=reason,
         )
         self._store.journal.receipt_dropped(receipt)
-        self._store.delete_receipt(receipt.id)
+        self._undeleted.append(receipt.id)
+        self._delete_delivered()
 
     def _later(self, receipt: Receipt, delay: float) -> None:
         """Queue `receipt` again after `delay` seconds."""
@@ -429,7 +510,9 @@ class ReceiptEngine:
         return sorted((name, float(self.waiting_for(name))) for name in names)
 
     def stop(self) -> None:
-        """Cancel retry timers (the receipts stay stored; the store finishes queued writes)."""
+        """Write the deletions waiting, cancel retry timers (the receipts stay stored;
+        the store finishes queued writes)."""
+        self._delete_delivered()
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()

@@ -22,7 +22,7 @@ from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
 from bridge.core.tasks import Tasks
 from bridge.metrics import Metrics
-from bridge.smpp.constants import Status, status_name
+from bridge.smpp.constants import Command, Status, status_name
 from bridge.smpp.pdu import Pdu
 from bridge.smpp.session import (
     BindRequested,
@@ -72,14 +72,24 @@ class Smsc:
 
     def handle_events(self, conn: Connection, events: list[Event], now: float) -> None:
         """The events of one read (or timer): the requests among them go to the
-        pipeline together, as one batch (one task, one store call, one write)."""
+        pipeline together, as one batch (one task, one store call, one write); the
+        answers to receipts are settled together too (one store write deletes the
+        delivered ones), before any other event that follows them."""
         handlers = self._handlers
         requests: list[Pdu] = []
+        answers: list[tuple[Receipt, Command, int]] = []  # to receipts: settled together
         for event in events:
             if type(event) is RequestReceived:
                 requests.append(event.pdu)
+            elif type(event) is ResponseReceived and isinstance(event.request.context, Receipt):
+                answers.append((event.request.context, event.pdu.command, event.pdu.status))
             else:
+                if answers:
+                    self.receipts.on_responses(conn, answers)
+                    answers = []
                 handlers[type(event)](conn, event, now)
+        if answers:
+            self.receipts.on_responses(conn, answers)
         if requests:
             self._on_requests(conn, requests, now)
 
@@ -99,7 +109,7 @@ class Smsc:
     def _on_response(self, conn: Connection, event: ResponseReceived, now: float) -> None:
         context = event.request.context
         if isinstance(context, Receipt):
-            self.receipts.on_response(conn, context, event.pdu.command, event.pdu.status)
+            self.receipts.on_responses(conn, [(context, event.pdu.command, event.pdu.status)])
 
     def _on_timeout(self, conn: Connection, event: ResponseTimedOut, now: float) -> None:
         context = event.request.context

@@ -34,6 +34,7 @@ from bridge.core.ports import (
     StatusReport,
 )
 from bridge.logging import mask_number
+from bridge.metrics import labels
 from bridge.providers.http import (
     CREDENTIALS_REFUSED,
     HttpAnswer,
@@ -229,6 +230,7 @@ class Skycore(Provider):
         super().__init__(name, settings, context)
         self._http = HttpClient.for_provider(settings, {"x-api-key": settings.api_key.get_secret_value()})
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._callback_children: dict[tuple[str, ...], Any] = {}
 
     async def start(self) -> None:
         await self._http.start()
@@ -311,7 +313,7 @@ class Skycore(Provider):
             self._seen.popitem(last=False)
 
     def _count(self, result: str) -> None:
-        self.context.metrics.callbacks.labels(self.name, result).inc()
+        labels(self.context.metrics.callbacks, self._callback_children, self.name, result).inc()
 
     # -- messages that never get a final postback ------------------------------------
 

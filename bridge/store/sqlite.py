@@ -590,6 +590,9 @@ class SqliteStore(Store):
     def delete_receipt(self, receipt_id: str) -> Awaitable[None]:
         return self._write({"delete_receipt": [(receipt_id,)]}, [receipt_owner(receipt_id)])
 
+    def delete_receipts(self, receipt_ids: Sequence[str]) -> None:
+        self._write({"delete_receipt": [(i,) for i in receipt_ids]}, [receipt_owner(i) for i in receipt_ids])
+
     async def pending_receipts(self, system_id: str | None = None, limit: int = 10000) -> list[Receipt]:
         def select(conn: sqlite3.Connection) -> list[Receipt]:
             if system_id is None:
