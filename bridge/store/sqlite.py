@@ -1,11 +1,20 @@
-"""Embedded store on SQLite (WAL), with group commit.
+"""Embedded store on SQLite (WAL), with group commit, written by a process of its own.
 
-One thread owns the connection. Writes are queued as rows; the thread takes
-everything that is waiting, runs each kind of write as one `executemany` in a fixed
-order, and commits once: N concurrent submits cost one fsync and a handful of
-statements, not N of each. `synchronous=FULL` makes a completed write survive a
-power cut; a process crash (kill -9) loses nothing either way. A read queued behind
-writes sees them (it runs after them, in the same transaction).
+Writes are queued as rows; the writer takes everything that is waiting, runs each
+kind of write as one `executemany` in a fixed order, and commits once: N concurrent
+submits cost one fsync and a handful of statements, not N of each. `synchronous=FULL`
+makes a completed write survive a power cut; a process crash (kill -9) loses nothing
+either way.
+
+The writer is a child process (bridge/store/sqlite_writer.py), not a thread: the
+daemon's process is bound to one core by the GIL, and the writes took a quarter of
+it. The event loop sends each batch over a pipe and resolves its futures when the
+writer answers, after COMMIT; operations that write besides the hot rows (ids,
+purges, segments) are named operations of the writer, run in order with the rows.
+Reads run on a thread of the daemon with a read connection of their own (WAL: they
+never wait for the writer); a read waits for the writes queued before it, so it sees
+them. If the writer dies, every write not yet answered fails (StoreUnavailable:
+nothing uncommitted was acknowledged), and a new writer is started.
 
 Messages that may still change (not final) are also kept in memory, so a provider
 report finds its message without a round trip to the disk.
@@ -20,25 +29,34 @@ appends the history events pending for its messages, one row per message holding
 its events of that write. So a message accepted upstream is two statements (its row,
 its history row), as is a stored one, and each later state change; an older store's
 unfinished messages are rewritten as columns when it is opened. `read_only` opens a
-stopped daemon's file for the operator's CLI without ever writing to it.
+stopped daemon's file for the operator's CLI without ever writing to it (no writer:
+the reading thread alone).
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import collections
+import contextlib
+import os
 import queue
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import bridge
 from bridge.core.history import HistoryEvent, receipt_owner
-from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
+from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.core.ports import MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable
 from bridge.logging import get_logger
-from bridge.store.ids import MAX_ID_PROBES, id_seed, wrapped
+from bridge.store.ids import MAX_ID_PROBES, id_seed
 from bridge.store.records import (
     MESSAGE_COLUMNS,
     dump_events,
@@ -52,170 +70,47 @@ from bridge.store.records import (
     row_message,
     state_row,
 )
+from bridge.store.sqlite_writer import HISTORY_PURGE_BATCH, SCHEMA, WRITES, Item, Result, frame, unframe
+
+__all__ = ["SCHEMA", "WRITES", "SqliteStore"]
 
 T = TypeVar("T")
-OnConnection = Callable[[sqlite3.Connection], Any]
+Rows = dict[str, list[tuple[Any, ...]]]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY,
-    lifecycle INTEGER NOT NULL,
-    first_provider TEXT NOT NULL,
-    provider TEXT,
-    done_at REAL,
-    record TEXT NOT NULL DEFAULT '',
-    due_at REAL,
-    polls INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS messages_by_lifecycle ON messages (lifecycle, id);
-CREATE INDEX IF NOT EXISTS messages_by_done_at ON messages (done_at) WHERE done_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS part_ids (part_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS part_ids_by_message ON part_ids (message_id);
-CREATE TABLE IF NOT EXISTS provider_ids (
-    provider TEXT NOT NULL,
-    provider_id TEXT NOT NULL,
-    message_id INTEGER NOT NULL,
-    PRIMARY KEY (provider, provider_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS provider_ids_by_message ON provider_ids (message_id);
-CREATE TABLE IF NOT EXISTS segments (
-    set_key TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    record TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (set_key, idx)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS segments_by_age ON segments (created_at);
-CREATE TABLE IF NOT EXISTS receipts (
-    id TEXT PRIMARY KEY,
-    system_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS receipts_by_system_id ON receipts (system_id, seq);
-"""
-# Lifecycle values as the SQL below compares them: from the enum, never written out.
-_ACCEPTED = int(Lifecycle.ACCEPTED)
-_FINAL = int(Lifecycle.FINAL)
-# After MIGRATE (a database from before due times lacks the column).
-DUE_INDEX = "CREATE INDEX IF NOT EXISTS messages_due ON messages (provider, due_at) WHERE due_at IS NOT NULL"
-# Columns added since the first schema, and what fills them in an older database:
-# messages accepted before due times were stored are due at once (each connector
-# then decides, from the message, what is still to do and when).
-MIGRATE: dict[str, tuple[str, ...]] = {
-    "due_at": (
-        "ALTER TABLE messages ADD COLUMN due_at REAL",
-        f"UPDATE messages SET due_at = {UPGRADE_DUE} WHERE lifecycle = {_ACCEPTED}",
-    ),
-    "polls": ("ALTER TABLE messages ADD COLUMN polls INTEGER NOT NULL DEFAULT 0",),
-}
-# The message as columns (bridge/store/records.py, MESSAGE_COLUMNS) instead of one JSON
-# `record`: added to every store, fresh or older (`_migrate`), in one transaction with
-# the rewrite of an older store's unfinished rows (`_columns_from_records`). Finished
-# rows of an older store keep their JSON record (`record` not empty) until the
-# retention purges them; they never change again, and `_load` reads either form.
-MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
-    ("system_id", "TEXT"),
-    ("src_ton", "INTEGER"),
-    ("src_npi", "INTEGER"),
-    ("src_addr", "TEXT"),
-    ("dst_ton", "INTEGER"),
-    ("dst_npi", "INTEGER"),
-    ("dst_addr", "TEXT"),
-    ("international", "INTEGER"),
-    ("body", "TEXT"),
-    ("flash", "INTEGER"),
-    ("parts", "TEXT"),
-    ("registered_delivery", "INTEGER"),
-    ("preview", "TEXT"),
-    ("id_format", "TEXT"),
-    ("route", "TEXT"),
-    ("ack", "TEXT"),
-    ("provider_id", "TEXT"),
-    ("more_ids", "TEXT"),
-    ("state", "INTEGER"),
-    ("error", "INTEGER"),
-    ("attempts", "INTEGER"),
-    ("next_attempt_at", "REAL"),
-)
-# A report's lookup by provider id: the first id is a column of its message (no row
-# of its own); `provider_ids` holds further ids and the ids of older stores.
-PROVIDER_ID_INDEX = (
-    "CREATE INDEX IF NOT EXISTS messages_by_provider_id ON messages (provider, provider_id)"
-    " WHERE provider_id IS NOT NULL"
-)
-
-# The operator's view: every message's events in arrival order (rowid: an append),
-# and messages by destination and time. Stores made before these existed are
-# brought up to date at open (the two columns are added; older rows stay NULL).
-HISTORY_SCHEMA = """
-CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY,
-    message_id INTEGER NOT NULL,
-    at REAL NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_by_message ON history (message_id, seq);
-CREATE INDEX IF NOT EXISTS messages_by_destination ON messages (destination, created_at);
-"""
-HISTORY_PURGE_BATCH = 5000
-
-# Each kind of write, in the order a batch runs them: a row inserted and then
-# updated or deleted in the same batch ends up right.
-WRITES: tuple[tuple[str, str], ...] = (
-    (
-        "insert_message",
-        f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}, due_at, polls)"
-        f" VALUES ({', '.join('?' * (MESSAGE_COLUMNS.count(',') + 3))})",
-    ),
-    ("insert_part", "INSERT OR IGNORE INTO part_ids (part_id, message_id) VALUES (?, ?)"),
-    ("insert_provider_id", "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)"),
-    # The due time is the acceptance's (when the row becomes ACCEPTED), the stored one
-    # (while it stays ACCEPTED: `reschedule` owns it), or none. SET sees the old row.
-    # A final row never changes again: a late write cannot un-finish it.
-    (
-        "update_message",
-        "UPDATE messages SET lifecycle = ?1, provider = ?2, done_at = ?3, body = ?4, provider_id = ?5, more_ids = ?6,"
-        " state = ?7, error = ?8, attempts = ?9, next_attempt_at = ?10,"
-        f" due_at = CASE WHEN ?1 != {_ACCEPTED} THEN NULL WHEN lifecycle = {_ACCEPTED} THEN due_at ELSE ?11 END,"
-        f" polls = CASE WHEN ?1 != {_ACCEPTED} THEN 0 WHEN lifecycle = {_ACCEPTED} THEN polls ELSE ?12 END"
-        f" WHERE id = ?13 AND lifecycle != {_FINAL}",
-    ),
-    ("reschedule", f"UPDATE messages SET due_at = ?, polls = ? WHERE id = ? AND lifecycle = {_ACCEPTED}"),
-    ("insert_receipt", "INSERT OR IGNORE INTO receipts (id, system_id, seq, record) VALUES (?, ?, ?, ?)"),
-    ("update_receipt", "UPDATE receipts SET record = ? WHERE id = ?"),
-    ("delete_receipt", "DELETE FROM receipts WHERE id = ?"),
-    ("insert_history", "INSERT INTO history (message_id, at, record) VALUES (?, ?, ?)"),
-)
-# The highest Message or Part id stored in a range (reserve_ids skips past it).
-_HIGHEST_TAKEN = (
-    "SELECT MAX(id) FROM (SELECT MAX(id) AS id FROM messages WHERE id BETWEEN ? AND ?"
-    " UNION ALL SELECT MAX(part_id) FROM part_ids WHERE part_id BETWEEN ? AND ?)"
-)
 _STOP = object()
-_MAX_ITEMS = 5000
 _LIVE_LIMIT = 500_000  # messages kept in memory for report lookups; beyond, the disk answers
+_RESTART_DELAYS = (0.0, 0.1, 0.5, 1.0, 5.0)  # between attempts to start a writer again
+_IN_FLIGHT = 2  # frames sent and not answered at most: one running, the next waiting
+_STOP_TIMEOUT = 30.0  # for the writer to exit once its pipe is closed (it commits nothing more)
 
 
-class _Write:
-    __slots__ = ("future", "rows")
+class _Frames(asyncio.Protocol):
+    """The writer's answers, as they arrive on its stdout."""
 
-    def __init__(self, rows: dict[str, list[tuple[Any, ...]]], future: asyncio.Future[None]) -> None:
-        self.rows = rows
-        self.future = future
+    def __init__(self, store: SqliteStore, process: subprocess.Popen[bytes]) -> None:
+        self.store = store
+        self.process = process
+        self.buffer = bytearray()
 
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= 4:
+            size = int.from_bytes(buffer[:4], "big")
+            if len(buffer) < 4 + size:
+                return
+            answer = unframe(bytes(buffer[4 : 4 + size]))
+            del buffer[: 4 + size]
+            self.store._answered(self.process, answer)
 
-class _Call:
-    __slots__ = ("fn", "future")
-
-    def __init__(self, fn: OnConnection, future: asyncio.Future[Any]) -> None:
-        self.fn = fn
-        self.future = future
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.store._writer_lost(self.process)
 
 
 class SqliteStore(Store):
+    # What starts a writer (its arguments follow): this interpreter, this package.
+    writer_command: tuple[str, ...] = (sys.executable, "-m", "bridge.store.sqlite_writer")
+
     def __init__(
         self,
         path: Path | str,
@@ -223,175 +118,296 @@ class SqliteStore(Store):
         read_only: bool = False,
         trace: Callable[[str], object] | None = None,
     ) -> None:
-        """`trace` is given every SQL statement the writer thread runs, with its values
-        (sqlite3's trace callback: what a test counts; it runs on that thread)."""
+        """`trace` is given every SQL statement the store runs, with its values
+        (sqlite3's trace callback: what a test counts). The writer's are given on the
+        event loop with its answer, before the futures it resolves; the reads' on the
+        reading thread."""
         super().__init__()
         self.path = Path(path)
         self.synchronous = synchronous
         self.read_only = read_only
         self.trace = trace
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._log = get_logger("store")
         self._live: dict[int, Message] = {}
         self._by_provider: dict[tuple[str, str], int] = {}
         self._receipt_seq = 0
         self._select, self._select_m = _SELECT, _SELECT_M
+        # The reading thread.
+        self._reads: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._reader: threading.Thread | None = None
+        # The writer process: the items queued and not sent, the batch it is running.
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pipe: asyncio.WriteTransport | None = None
+        self._queued: list[Item] = []
+        self._queued_futures: list[asyncio.Future[Any]] = []
+        self._sent: collections.deque[asyncio.Future[Any]] = collections.deque()  # in the pipe or running
+        self._frames: collections.deque[int] = collections.deque()  # items of each frame not answered
+        self._send_soon = False
+        self._last: asyncio.Future[Any] | None = None  # the last item queued: what a read waits for
+        self._down = "store is closed"  # why writes fail while there is no writer
+        self._restart: asyncio.Task[None] | None = None
+        self._serving = False  # the writer answered that it is ready
+        self._closing = False
 
-    # -- the writer thread -----------------------------------------------------------
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid while one runs (what a failure-injection test kills)."""
+        return self._process.pid if self._process is not None and self._pipe is not None else None
+
+    # -- opening and closing -----------------------------------------------------------
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if str(self.path) != ":memory:" and not self.read_only:
+        self._closing = False
+        if not self.read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        ready: asyncio.Future[int] = self._loop.create_future()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="sqlite-store", daemon=True)
-        self._thread.start()
-        self._receipt_seq = await ready
+            self._receipt_seq = await self._start_writer()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._reader = threading.Thread(target=self._serve_reads, args=(ready,), name="sqlite-store", daemon=True)
+        self._reader.start()
+        try:
+            await ready
+        except BaseException:
+            self._reader = None
+            await self._stop_writer()
+            raise
 
     async def close(self) -> None:
-        if self._thread is None:
+        """Let the queued writes commit, then close the writer's pipe (it exits) and
+        stop the reading thread."""
+        if self._reader is None and self._process is None:
             return
-        self._queue.put(_STOP)
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
-        self._thread = None
+        self._closing = True
+        while self._last is not None and not self._last.done():
+            await asyncio.wait([self._last])
+        restart, self._restart = self._restart, None
+        if restart is not None:
+            restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await restart
+        self._down = "store is closed"
+        await self._stop_writer()
+        if self._reader is not None:
+            self._reads.put(_STOP)
+            await asyncio.get_running_loop().run_in_executor(None, self._reader.join)
+            self._reader = None
 
-    def _serve(self, ready: asyncio.Future[int]) -> None:
+    # -- the writer process -------------------------------------------------------------
+
+    async def _start_writer(self) -> int:
+        """Start a writer and wait for its first answer: the schema is up to date (an
+        older store migrated), and the highest receipt sequence number."""
         loop = self._loop
         assert loop is not None
+        # The child imports the same `bridge` as this process, wherever it runs from.
+        root = str(Path(bridge.__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
+        args = [*self.writer_command, str(self.path), self.synchronous, "trace" if self.trace else "-"]
         try:
-            if self.read_only:
-                conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-                conn.execute("SELECT COUNT(*) FROM messages")
-                seq = 0
-                if "provider_id" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
-                    self._select, self._select_m = _SELECT_RECORDS, _SELECT_RECORDS_M
-            else:
-                conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={self.synchronous}")
-                conn.set_trace_callback(self.trace)
-                conn.executescript(SCHEMA)
-                _add_history(conn)
-                _migrate(conn)
-                (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM receipts").fetchone()
-        except Exception as exc:  # a failed migration too: the open fails, the thread ends
-            loop.call_soon_threadsafe(_settle, [(ready, None, StoreUnavailable(f"cannot open {self.path}: {exc}"))])
+            # Its own process group: a terminal's Ctrl-C is the daemon's to handle (it
+            # ignores SIGINT and SIGTERM too, once started: bridge/store/sqlite_writer.py).
+            process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, process_group=0)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot start the store's writer process: {exc}") from exc
+        assert process.stdin is not None and process.stdout is not None
+        ready: asyncio.Future[int] = loop.create_future()
+        self._process, self._sent, self._serving = process, collections.deque([ready]), False
+        self._frames = collections.deque([1])
+        pipe: asyncio.WriteTransport | None = None
+        try:
+            await loop.connect_read_pipe(lambda: _Frames(self, process), process.stdout)
+            pipe, _ = await loop.connect_write_pipe(asyncio.Protocol, process.stdin)
+            if self._process is process:  # (not lost meanwhile)
+                self._pipe = pipe
+            seq = await ready
+        except BaseException:
+            if self._process is process:
+                self._process = self._pipe = None
+            await _end(process, pipe)
+            raise
+        self._serving = True
+        self._log.info("store_writer_started", pid=process.pid)
+        return int(seq)
+
+    async def _stop_writer(self) -> None:
+        """Close the writer's pipe and wait for it to exit."""
+        process, pipe = self._process, self._pipe
+        self._process = self._pipe = None
+        if process is not None:
+            await _end(process, pipe)
+
+    def _send(self) -> None:
+        """Send what is queued as one frame, unless two are unanswered already: one
+        the writer runs, the next waiting for it (no idle writer between them; what
+        comes meanwhile waits in `_queued` and goes as one frame with the answer).
+        The writer, once free, takes every frame waiting into one transaction."""
+        self._send_soon = False
+        if not self._queued or self._pipe is None or len(self._frames) >= _IN_FLIGHT:
             return
-        loop.call_soon_threadsafe(_settle, [(ready, int(seq), None)])
-        stopping = False
-        while not stopping:
-            items = [self._queue.get()]
-            while len(items) < _MAX_ITEMS:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if _STOP in items:
-                stopping = True
-                items = [item for item in items if item is not _STOP]
-            if items:
-                loop.call_soon_threadsafe(_settle, self._run_batch(conn, items))
-        conn.close()
+        items, futures = self._queued, self._queued_futures
+        self._queued, self._queued_futures = [], []
+        self._sent.extend(futures)
+        self._frames.append(len(items))
+        self._pipe.write(frame(items))
 
-    def _run_batch(self, conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
-        if self.read_only:  # reads only: no transaction to open on a read-only file
-            results: list[Any] = []
-            for item in items:
-                try:
-                    results.append((item.future, item.fn(conn), None))
-                except Exception as exc:
-                    error = StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
-                    results.append((item.future, None, error))
-            return results
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            results = self._run_items(conn, items)
-            conn.execute("COMMIT")
-            return results
-        except Exception:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-        # Something failed: run each item on its own so one bad write does not take
-        # the others down with it.
-        results = []
-        for item in items:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                results.extend(self._run_items(conn, [item]))
-                conn.execute("COMMIT")
-            except Exception as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                error = StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc
-                results.append((item.future, None, error))
-        return results
-
-    def _run_items(self, conn: sqlite3.Connection, items: list[Any]) -> list[Any]:
-        results: list[Any] = []
-        pending: dict[str, list[tuple[Any, ...]]] = {}
-        for item in items:
-            if isinstance(item, _Write):
-                for kind, rows in item.rows.items():
-                    pending.setdefault(kind, []).extend(rows)
-                results.append((item.future, None, None))
+    def _answered(self, process: subprocess.Popen[bytes], answer: tuple[list[Result], list[str]]) -> None:
+        if process is not self._process:
+            return
+        results, statements = answer
+        if self.trace is not None:
+            for statement in statements:
+                self.trace(statement)
+        answered = len(results)
+        while answered > 0:
+            answered -= self._frames.popleft()
+        sent = self._sent
+        for kind, value in results:
+            future = sent.popleft()
+            if future.done():
+                continue
+            if kind is None:
+                future.set_result(value)
             else:
-                _execute_writes(conn, pending)
-                pending = {}
-                results.append((item.future, item.fn(conn), None))
-        _execute_writes(conn, pending)
-        return results
+                future.set_exception(_failed(kind, value))
+        if self._queued:
+            self._send()
 
-    def _write(self, rows: dict[str, list[tuple[Any, ...]]], owners: Iterable[int] = ()) -> asyncio.Future[None]:
+    def _writer_lost(self, process: subprocess.Popen[bytes]) -> None:
+        """The writer's stdout closed: it exited. At a stop, with nothing owed, that is
+        the end; otherwise every write not answered fails and a new writer starts."""
+        if process is not self._process:
+            return
+        owed = [*self._sent, *self._queued_futures]
+        if self._closing and not owed:
+            return
+        cause = _exit_cause(process.poll())
+        self._down = f"the store's writer process ended ({cause}); a new one is starting"
+        failed = StoreUnavailable(f"the store's writer process ended ({cause}) before it committed this write")
+        self._sent, self._queued, self._queued_futures = collections.deque(), [], []
+        self._frames = collections.deque()
+        if self._pipe is not None:
+            self._pipe.close()
+        self._process = self._pipe = None
+        for future in owed:
+            if not future.done():
+                future.set_exception(failed)
+        if self._serving and self._restart is None:  # (one that never got ready: its starter says why)
+            self._restart = asyncio.get_running_loop().create_task(self._after_death(process, len(owed)))
+
+    async def _after_death(self, dead: subprocess.Popen[bytes], failed: int) -> None:
+        """Log why the writer ended (once reaped: no zombie), then start a new one."""
+        loop = asyncio.get_running_loop()
+        try:
+            cause = _exit_cause(await loop.run_in_executor(None, dead.wait))
+            self._log.error("store_writer_died", pid=dead.pid, cause=cause, writes_failed=failed)
+            attempt = 0
+            while not self._closing:
+                await asyncio.sleep(_RESTART_DELAYS[min(attempt, len(_RESTART_DELAYS) - 1)])
+                attempt += 1
+                try:
+                    await self._start_writer()
+                except Exception as exc:
+                    self._down = str(exc)
+                    self._log.error("store_writer_start_failed", error=str(exc), attempt=attempt)
+                    continue
+                self._down = ""
+                return
+        finally:
+            self._restart = None
+
+    def _queue(self, item: Item) -> asyncio.Future[Any]:
+        """Queue an item for the writer (sent at the loop's next turn with whatever
+        else is queued by then, or when the writer answers the batch it is running)."""
+        loop = self._loop
+        assert loop is not None
+        future: asyncio.Future[Any] = loop.create_future()
+        if self._pipe is None:
+            future.set_exception(StoreUnavailable(self._down))
+            return future
+        self._queued.append(item)
+        self._queued_futures.append(future)
+        self._last = future
+        if not self._send_soon:
+            self._send_soon = True
+            loop.call_soon(self._send)
+        return future
+
+    def _write(self, rows: Rows, owners: Iterable[int] = ()) -> asyncio.Future[None]:
         """Queue `rows`, with the history events pending for the messages `owners`."""
-        if self._thread is None or self._loop is None:
+        if self._loop is None or self._reader is None:
             raise StoreUnavailable("store is closed")
         if self.read_only:
             raise StoreUnavailable(f"{self.path} is open read-only")
         events = self.journal.take(owners)
         if events:
             rows["insert_history"] = _history_rows(events)
-        future: asyncio.Future[None] = self._loop.create_future()
         if not rows:
+            future: asyncio.Future[None] = self._loop.create_future()
             future.set_result(None)
             return future
+        future = self._queue(rows)
         future.add_done_callback(self._log_failure)
-        self._queue.put(_Write(rows, future))
         return future
 
     def _log_failure(self, future: asyncio.Future[None]) -> None:
         if not future.cancelled() and future.exception() is not None:
             self._log.error("store_write_failed", error=str(future.exception()))
 
-    async def _transact(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on the writer thread's connection, in order with the queued writes
-        and inside their transaction (so it may write too: ids, purges, segments)."""
-        if self._thread is None or self._loop is None:
+    async def _operate(self, name: str, *args: Any) -> Any:
+        """Run the writer's operation `name` (bridge/store/sqlite_writer.py, OPERATIONS)
+        in order with the queued writes and inside their transaction."""
+        if self._loop is None or self._reader is None:
             raise StoreUnavailable("store is closed")
+        if self.read_only:
+            raise StoreUnavailable(f"{self.path} is open read-only")
+        return await self._queue((name, args))
+
+    # -- the reading thread --------------------------------------------------------------
+
+    def _serve_reads(self, ready: asyncio.Future[None]) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            if self.read_only:
+                conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+                conn.execute("SELECT COUNT(*) FROM messages")
+                if "provider_id" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
+                    self._select, self._select_m = _SELECT_RECORDS, _SELECT_RECORDS_M
+            else:
+                conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA query_only=1")
+            conn.set_trace_callback(self.trace)
+        except Exception as exc:
+            loop.call_soon_threadsafe(_settle, [(ready, None, StoreUnavailable(f"cannot open {self.path}: {exc}"))])
+            return
+        loop.call_soon_threadsafe(_settle, [(ready, None, None)])
+        while (item := self._reads.get()) is not _STOP:
+            fn, future = item
+            result: tuple[asyncio.Future[Any], Any, Exception | None]
+            try:
+                result = (future, fn(conn), None)
+            except Exception as exc:
+                result = (future, None, StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc)
+            loop.call_soon_threadsafe(_settle, [result])
+        conn.close()
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the reading thread's connection, once the writes queued before
+        it are committed (so it sees them)."""
+        if self._loop is None or self._reader is None:
+            raise StoreUnavailable("store is closed")
+        last = self._last
+        if last is not None and not last.done():
+            await asyncio.wait([last])  # its outcome is its writer's to hear
         future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put(_Call(fn, future))
+        self._reads.put((fn, future))
         return await future
 
     # -- ids -------------------------------------------------------------------------
 
     async def reserve_ids(self, count: int) -> int:
-        def reserve(conn: sqlite3.Connection) -> int:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
-            # A fresh database, or one whose counter is from before ids were bounded
-            # (clock x 1000: its ids are all above the range), starts from the clock.
-            first = row[0] if row and 1 <= row[0] <= MAX_MESSAGE_ID + 1 else id_seed(time.time())
-            for _ in range(MAX_ID_PROBES):
-                first = wrapped(first, count)
-                last = first + count - 1
-                taken = conn.execute(_HIGHEST_TAKEN, (first, last, first, last)).fetchone()[0]
-                if taken is None:
-                    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", (first + count,))
-                    return int(first)
-                first = taken + 1  # after the stored ids (after a wrap: still in retention)
-            raise StoreUnavailable("no free message ids: the store holds too many messages")
-
-        return await self._transact(reserve)
+        return int(await self._operate("reserve_ids", count, id_seed(time.time()), MAX_MESSAGE_ID, MAX_ID_PROBES))
 
     # -- messages --------------------------------------------------------------------
 
@@ -446,7 +462,7 @@ class SqliteStore(Store):
                 ).fetchone()
             return _load(row) if row else None
 
-        found = await self._transact(get)
+        found = await self._read(get)
         if found is not None and found.lifecycle is not Lifecycle.FINAL:
             found = self._live.setdefault(found.id, found)  # one object per unfinished message
         return found
@@ -471,7 +487,7 @@ class SqliteStore(Store):
                 ).fetchone()
             return _load(row) if row else None
 
-        found = await self._transact(find)
+        found = await self._read(find)
         if found is not None and found.lifecycle is not Lifecycle.FINAL:
             found = self._live.setdefault(found.id, found)  # one object per message, whoever read it first
         return found
@@ -491,7 +507,7 @@ class SqliteStore(Store):
         def select(conn: sqlite3.Connection) -> list[Message]:
             return [_load(row) for row in conn.execute(sql, args)]
 
-        found = await self._transact(select)
+        found = await self._read(select)
         out = []
         for message in found:
             live = self._live.get(message.id)
@@ -510,7 +526,7 @@ class SqliteStore(Store):
             ).fetchall()
 
         out = []
-        for row in await self._transact(select):
+        for row in await self._read(select):
             due_at, polls = row[0], row[1]
             message = _load(row[2:])
             live = self._live.get(message.id)
@@ -528,61 +544,31 @@ class SqliteStore(Store):
             ).fetchone()
             return row[0] if row else None
 
-        return await self._transact(select)
+        return await self._read(select)
 
     def reschedule(self, messages: Sequence[Message]) -> Awaitable[None]:
         return self._write({"reschedule": [(m.due_at, m.polls, m.id) for m in messages]})
 
     async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
-        # By id, through the indexes on message_id: no record is decoded. One batch is
-        # one short step of the writer thread, between the group commits of submits.
-        def purge(conn: sqlite3.Connection) -> int:
-            ids = conn.execute(
-                "SELECT id FROM messages WHERE done_at IS NOT NULL AND done_at < ? AND lifecycle = ? LIMIT ?",
-                (finished_before, int(Lifecycle.FINAL), limit),
-            ).fetchall()
-            conn.executemany("DELETE FROM provider_ids WHERE message_id = ?", ids)
-            conn.executemany("DELETE FROM part_ids WHERE message_id = ?", ids)
-            conn.executemany("DELETE FROM messages WHERE id = ?", ids)
-            return len(ids)
-
-        return await self._transact(purge)
+        return int(await self._operate("purge", finished_before, limit))
 
     # -- segments --------------------------------------------------------------------
 
     async def add_segment(self, segment: PendingSegment) -> list[PendingSegment] | None:
-        record = dump_segment(segment)
-
-        def add(conn: sqlite3.Connection) -> list[PendingSegment] | None:
-            conn.execute(
-                "INSERT OR REPLACE INTO segments (set_key, idx, created_at, record, data) VALUES (?, ?, ?, ?, ?)",
-                (segment.set_key, segment.index, segment.submitted_at, record, segment.data),
-            )
-            (count,) = conn.execute("SELECT COUNT(*) FROM segments WHERE set_key = ?", (segment.set_key,)).fetchone()
-            if count < segment.total:
-                return None
-            rows = conn.execute(
-                "SELECT record, data FROM segments WHERE set_key = ? ORDER BY idx", (segment.set_key,)
-            ).fetchall()
-            conn.execute("DELETE FROM segments WHERE set_key = ?", (segment.set_key,))
-            return [load_segment(r, data) for r, data in rows]
-
-        return await self._transact(add)
+        rows = await self._operate(
+            "add_segment",
+            segment.set_key,
+            segment.index,
+            segment.submitted_at,
+            dump_segment(segment),
+            segment.data,
+            segment.total,
+        )
+        return None if rows is None else [load_segment(record, data) for record, data in rows]
 
     async def take_expired_segments(self, created_before: float) -> list[PendingSegment]:
-        def take(conn: sqlite3.Connection) -> list[PendingSegment]:
-            keys = [
-                row[0]
-                for row in conn.execute("SELECT DISTINCT set_key FROM segments WHERE created_at < ?", (created_before,))
-            ]
-            out: list[PendingSegment] = []
-            for key in keys:
-                rows = conn.execute("SELECT record, data FROM segments WHERE set_key = ? ORDER BY idx", (key,))
-                out.extend(load_segment(r, data) for r, data in rows)
-                conn.execute("DELETE FROM segments WHERE set_key = ?", (key,))
-            return out
-
-        return await self._transact(take)
+        rows = await self._operate("take_expired_segments", created_before)
+        return [load_segment(record, data) for record, data in rows]
 
     # -- receipts --------------------------------------------------------------------
 
@@ -617,7 +603,7 @@ class SqliteStore(Store):
                 )
             return [load_receipt(row[0]) for row in rows]
 
-        return await self._transact(select)
+        return await self._read(select)
 
     # -- history and the operator's queries -------------------------------------------
 
@@ -629,7 +615,7 @@ class SqliteStore(Store):
             rows = conn.execute("SELECT record FROM history WHERE message_id = ? ORDER BY seq", (message_id,))
             return [event for row in rows for event in load_events(message_id, row[0])]
 
-        return await self._transact(select)
+        return await self._read(select)
 
     async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
         def select(conn: sqlite3.Connection) -> list[Message]:
@@ -640,23 +626,12 @@ class SqliteStore(Store):
             )
             return [_load(row) for row in rows]
 
-        return [self._live.get(m.id, m) for m in await self._transact(select)]
+        return [self._live.get(m.id, m) for m in await self._read(select)]
 
     async def purge_history(self, before: float) -> int:
-        # Rows are appended in time order: everything before the first young row is
-        # old, found without an index on `at` by reading only the rows to delete.
-        def purge(conn: sqlite3.Connection) -> int:
-            young = conn.execute("SELECT seq FROM history WHERE at >= ? ORDER BY seq LIMIT 1", (before,)).fetchone()
-            bound = young[0] if young else conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM history").fetchone()[0]
-            cursor = conn.execute(
-                "DELETE FROM history WHERE seq IN (SELECT seq FROM history WHERE seq < ? ORDER BY seq LIMIT ?)",
-                (bound, HISTORY_PURGE_BATCH),
-            )
-            return cursor.rowcount
-
         total = 0
         while True:
-            deleted = await self._transact(purge)
+            deleted = int(await self._operate("purge_history", before))
             total += deleted
             if deleted < HISTORY_PURGE_BATCH:
                 return total
@@ -674,16 +649,7 @@ class SqliteStore(Store):
                 sets.setdefault(set_key, []).append(load_segment(record, b""))
             return list(sets.values())
 
-        return await self._transact(select)
-
-
-def _add_history(conn: sqlite3.Connection) -> None:
-    """The history table and the destination index (columns added to older stores)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
-    for column, kind in (("destination", "TEXT"), ("created_at", "REAL")):
-        if column not in columns:
-            conn.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
-    conn.executescript(HISTORY_SCHEMA)
+        return await self._read(select)
 
 
 def _history_rows(events: Sequence[HistoryEvent]) -> list[tuple[Any, ...]]:
@@ -717,56 +683,43 @@ def _due(m: Message) -> tuple[float | None, int]:
     return (m.due_at, m.polls) if m.lifecycle is Lifecycle.ACCEPTED else (None, 0)
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Add the columns an older database lacks, and rewrite its unfinished messages
-    as columns, in one transaction."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
-    missing = [statements for column, statements in MIGRATE.items() if column not in columns]
-    missing.extend(
-        (f"ALTER TABLE messages ADD COLUMN {column} {kind}",)
-        for column, kind in MESSAGE_FIELDS
-        if column not in columns
-    )
-    if missing:
-        conn.execute("BEGIN IMMEDIATE")
-        for statements in missing:
-            for statement in statements:
-                conn.execute(statement)
-        _columns_from_records(conn)
-        conn.execute("COMMIT")
-    conn.execute(DUE_INDEX)
-    conn.execute(PROVIDER_ID_INDEX)
+async def _end(process: subprocess.Popen[bytes], pipe: asyncio.WriteTransport | None) -> None:
+    """Close a writer's stdin (it exits at the end of its input) and wait for it
+    (killed if it does not exit: it has nothing more to commit)."""
+    if pipe is not None:
+        pipe.close()
+    elif process.stdin is not None:
+        process.stdin.close()
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, process.wait, _STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        get_logger("store").error("store_writer_stuck", pid=process.pid)
+        process.kill()
+        await loop.run_in_executor(None, process.wait)
 
 
-def _columns_from_records(conn: sqlite3.Connection) -> None:
-    """An older store's unfinished messages (they still change) rewritten as columns,
-    their due time and polls kept; the finished ones keep their JSON record."""
-    names = [c.strip() for c in MESSAGE_COLUMNS.split(",")][1:]
-    rewrite = f"UPDATE messages SET {', '.join(f'{n} = ?' for n in names)}, record = '' WHERE id = ?"
-    found = conn.execute("SELECT record FROM messages WHERE record != '' AND lifecycle != ?", (int(Lifecycle.FINAL),))
-    rows = []
-    for (record,) in found.fetchall():
-        try:
-            rows.append(message_row(load_message(record)))
-        except (ValueError, TypeError):  # unreadable before as after: left as it is, not in the way of the others
-            continue
-    conn.executemany(rewrite, [(*row[1:], row[0]) for row in rows])
+def _failed(kind: str, text: str) -> Exception:
+    """The exception of an item the writer failed (`sqlite_writer.failure`)."""
+    if kind == "StoreUnavailable":
+        return StoreUnavailable(text)
+    cls = getattr(builtins, kind, None)
+    return cls(text) if isinstance(cls, type) and issubclass(cls, Exception) else RuntimeError(f"{kind}: {text}")
 
 
-def _execute_writes(conn: sqlite3.Connection, pending: dict[str, list[tuple[Any, ...]]]) -> None:
-    if not pending:
-        return
-    for kind, sql in WRITES:
-        rows = pending.get(kind)
-        if rows:
-            conn.executemany(sql, rows)
+def _exit_cause(returncode: int | None) -> str:
+    if returncode is None:
+        return "its pipe closed"
+    if returncode < 0:
+        return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit status {returncode}"
 
 
 def _settle(results: list[Any]) -> None:
-    for future, value, error in results:
+    for future, value, failure in results:
         if future.done():
             continue
-        if error is not None:
-            future.set_exception(error)
+        if failure is not None:
+            future.set_exception(failure)
         else:
             future.set_result(value)
