@@ -53,6 +53,7 @@ COMPILED_SOURCES: tuple[str, ...] = (
     "bridge/smpp/receipt.py",
     "bridge/smpp/times.py",
     "bridge/smpp/versions.py",
+    "bridge/core/checks.py",
     "bridge/store/records.py",
     "bridge/providers/render.py",
 )

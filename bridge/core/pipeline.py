@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bridge.config import Account, Config
+from bridge.core.checks import DEST_STATUSES, Parsed, Refused, address_status, parse_submit
 from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
 from bridge.core.ids import IdAllocator, parse_id, render_id
@@ -25,12 +26,9 @@ from bridge.core.ports import Outcome, Store, StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.router import Resolved, Router
 from bridge.core.sender import Sender
+from bridge.core.tasks import run_together
 from bridge.metrics import Metrics, labels
 from bridge.smpp.constants import (
-    ESM_CLASS_MESSAGE_TYPE_MASK,
-    NPI_VALUES,
-    PLAIN_PROTOCOL_IDS,
-    TON_VALUES,
     Command,
     MessageState,
     Status,
@@ -52,26 +50,15 @@ from bridge.smpp.pdu import (
     UnsuccessSme,
 )
 from bridge.smpp.receipt import ascii_safe
-from bridge.smpp.text import Charset, TextError, coding_of, decode_text, ia5_charset
-from bridge.smpp.times import format_smpp_time, parse_smpp_time
-from bridge.smpp.udh import Segment, split_payload
-from bridge.smpp.versions import id_format_for, receipt_kind_allowed, status_for
+from bridge.smpp.text import Charset, TextError, decode_text, ia5_charset
+from bridge.smpp.times import format_smpp_time
+from bridge.smpp.versions import id_format_for, status_for
 
 PREVIEW_CHARS = 20
 _CHARSETS = {"gsm0338": Charset.GSM0338, "latin1": Charset.LATIN1, "ascii": Charset.ASCII}
-_SCHEDULE_SLACK = 5.0  # seconds: a schedule_delivery_time this close to now means "now"
 # The response carrying the message_id of an accepted submit_sm / data_sm.
 _ID_RESPONSES: dict[Command, type[MessageIdResp]] = {Command.SUBMIT_SM: SubmitSmResp, Command.DATA_SM: DataSmResp}
 _SUBMITS = frozenset((Command.SUBMIT_SM, Command.DATA_SM, Command.SUBMIT_MULTI))
-
-
-class Refused(Exception):
-    """A request we answer with an error status (validation, routing, capacity)."""
-
-    def __init__(self, status: Status, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -86,19 +73,6 @@ class Answer:
     flash: bool = False
     release: Sequence[int] = ()
     body: Pdu | None = None
-
-
-@dataclass(slots=True)
-class Parsed:
-    """What a submit_sm / data_sm says, validated and decoded as far as one PDU allows."""
-
-    source: Address
-    data: bytes
-    segment: Segment | None
-    data_coding: int
-    charset: Charset
-    flash: bool
-    registered_delivery: int
 
 
 class Pipeline:
@@ -168,7 +142,7 @@ class Pipeline:
     async def _handle_batch(self, conn: Connection, account: Account, pdus: Sequence[Pdu], started: float) -> None:
         ready: list[tuple[Pdu, Message, Part]] = []
         refused: list[tuple[Pdu, Answer]] = []
-        jobs: list[Awaitable[None]] = []
+        jobs: list[Coroutine[Any, Any, None]] = []
         for pdu in pdus:
             if not isinstance(pdu, (SubmitSm, DataSm)):
                 jobs.append(self.handle(conn, pdu, started))
@@ -195,7 +169,7 @@ class Pipeline:
         if len(jobs) == 1:
             await jobs[0]
         elif jobs:
-            await asyncio.gather(*jobs)
+            await run_together(jobs)
 
     async def handle(self, conn: Connection, pdu: Pdu, started: float) -> None:
         """Answer one request the session handed over. Never raises."""
@@ -331,33 +305,7 @@ class Pipeline:
         self._respond_all(conn, account, answers, started)
 
     def _parse(self, account: Account, pdu: SubmitSm | SubmitMulti | DataSm, interface_version: int) -> Parsed:
-        _check_addresses(pdu)
-        if pdu.esm_class & ESM_CLASS_MESSAGE_TYPE_MASK:
-            raise Refused(Status.ESME_RINVESMCLASS, "esm_class message type must be default")
-        if not isinstance(pdu, DataSm):  # data_sm has none of these fields
-            _check_submit_flags(pdu)
-        registered_delivery = pdu.registered_delivery
-        if not receipt_kind_allowed(registered_delivery, interface_version):
-            raise Refused(Status.ESME_RINVREGDLVFLG, "registered_delivery 3 (receipt on success) is v5.0 only")
-        if not isinstance(pdu, DataSm):
-            self._check_times(pdu)
-        coding = coding_of(pdu.data_coding)
-        charset = _CHARSETS[account.default_charset] if coding.charset is Charset.DEFAULT else coding.charset
-        if charset in (Charset.BINARY, Charset.UNSUPPORTED):
-            raise Refused(Status.ESME_RINVDCS, f"data_coding 0x{pdu.data_coding:02X} is not text we can send")
-        data, segment = split_payload(pdu)
-        if not data and segment is None:
-            raise Refused(Status.ESME_RINVMSGLEN, "empty message")
-        flash = coding.is_flash or pdu.dest_addr_subunit == 1
-        return Parsed(
-            source=Address(pdu.source_addr_ton, pdu.source_addr_npi, pdu.source_addr),
-            data=data,
-            segment=segment,
-            data_coding=pdu.data_coding,
-            charset=charset,
-            flash=flash,
-            registered_delivery=registered_delivery,
-        )
+        return parse_submit(pdu, _CHARSETS[account.default_charset], interface_version, self._clock())
 
     @staticmethod
     def _decode(account: Account, data: bytes, charset: Charset) -> str:
@@ -365,19 +313,6 @@ class Pipeline:
         if charset is Charset.ASCII:
             charset = ia5_charset(data, account.ia5_charset)
         return decode_text(data, charset)
-
-    def _check_times(self, pdu: SubmitSm | SubmitMulti) -> None:
-        now = self._clock()
-        try:
-            scheduled = parse_smpp_time(pdu.schedule_delivery_time, now)
-        except ValueError:
-            raise Refused(Status.ESME_RINVSCHED, "schedule_delivery_time malformed") from None
-        if scheduled is not None and scheduled > now + _SCHEDULE_SLACK:
-            raise Refused(Status.ESME_RINVSCHED, "scheduled delivery is not supported")
-        try:
-            parse_smpp_time(pdu.validity_period, now)
-        except ValueError:
-            raise Refused(Status.ESME_RINVEXPIRY, "validity_period malformed") from None
 
     def _outbox_full(self, account: Account) -> Refused:
         self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
@@ -636,7 +571,7 @@ class Pipeline:
             if isinstance(dest, DistributionList):  # we keep no distribution lists
                 unsuccess.append(UnsuccessSme(0, 0, dest.dl_name, Status.ESME_RINVDLNAME))
                 continue
-            failure = _address_status(dest.dest_addr_ton, dest.dest_addr_npi, *_DEST_STATUSES)
+            failure = address_status(dest.dest_addr_ton, dest.dest_addr_npi, *DEST_STATUSES)
             if failure is None:
                 try:
                     destination, number, route = self._destination(account, dest, parsed.flash)
@@ -713,42 +648,6 @@ def _id_format(conn: Connection, account: Account) -> str:
     """How this bind is given message_ids (submit_sm_resp, query_sm; its receipts
     repeat it): the account's format, hex to a v3.3 bind."""
     return id_format_for(account.message_id_format, conn.session.interface_version)
-
-
-_SOURCE_STATUSES = (Status.ESME_RINVSRCTON, Status.ESME_RINVSRCNPI)
-_DEST_STATUSES = (Status.ESME_RINVDSTTON, Status.ESME_RINVDSTNPI)
-
-
-def _check_addresses(pdu: SubmitSm | SubmitMulti | DataSm) -> None:
-    """Reserved TON / NPI values (spec 5.2.5, 5.2.6) are refused with their own status."""
-    status = _address_status(pdu.source_addr_ton, pdu.source_addr_npi, *_SOURCE_STATUSES)
-    if status is None and not isinstance(pdu, SubmitMulti):  # submit_multi: per destination, in unsuccess_smes
-        status = _address_status(pdu.dest_addr_ton, pdu.dest_addr_npi, *_DEST_STATUSES)
-    if status is not None:
-        raise Refused(status, f"reserved TON/NPI ({status_name(status)})")
-
-
-def _address_status(ton: int, npi: int, bad_ton: Status, bad_npi: Status) -> Status | None:
-    if ton not in TON_VALUES:
-        return bad_ton
-    if npi not in NPI_VALUES:
-        return bad_npi
-    return None
-
-
-def _check_submit_flags(pdu: SubmitSm | SubmitMulti) -> None:
-    """protocol_id, priority_flag and replace_if_present_flag: what an HTTP API can honour."""
-    if pdu.protocol_id not in PLAIN_PROTOCOL_IDS:
-        raise Refused(
-            Status.ESME_RSUBMITFAIL,
-            f"protocol_id 0x{pdu.protocol_id:02X} is not an ordinary SMS (Type 0, replace, data download ...)",
-        )
-    if pdu.priority_flag > 4:
-        raise Refused(Status.ESME_RINVPRTFLG, "priority_flag above 4")
-    if pdu.replace_if_present_flag == 1:
-        raise Refused(Status.ESME_RINVSUBREP, "replace_if_present: an HTTP API cannot replace a message")
-    if pdu.replace_if_present_flag > 1:
-        raise Refused(Status.ESME_RINVREPFLAG, "replace_if_present_flag above 1")
 
 
 def _unsuccess_entry(dest: SmeAddress, status: int) -> UnsuccessSme:

@@ -33,20 +33,19 @@ def route_matches(route: Route, system_id: str, number: Number, flash: bool) -> 
 
 
 class Router:
+    """Each route's Resolved is made once, with the config: `resolve` runs once per
+    message and only picks one."""
+
     def __init__(self, config: Config) -> None:
-        self._routes = list(config.routes)
-        self._by_name = {route.name: route for route in config.routes}
-        self._providers = set(config.providers)
+        self._routes = [(route, Resolved(route.name, tuple(route.providers))) for route in config.routes]
+        by_name = {route.name: resolved for route, resolved in self._routes}
+        # The account's own `route`: a route's name first, else a provider's.
+        self._named = {name: Resolved(name, (name,)) for name in config.providers} | by_name
 
     def resolve(self, account: Account, number: Number, flash: bool) -> Resolved | None:
-        for route in self._routes:
+        for route, resolved in self._routes:
             if route_matches(route, account.system_id, number, flash):
-                return Resolved(route.name, tuple(route.providers))
+                return resolved
         if account.route is None:
             return None
-        named = self._by_name.get(account.route)
-        if named is not None:
-            return Resolved(named.name, tuple(named.providers))
-        if account.route in self._providers:
-            return Resolved(account.route, (account.route,))
-        return None
+        return self._named.get(account.route)

@@ -41,20 +41,29 @@ class InFlight:
 
     @contextlib.asynccontextmanager
     async def using(self, provider: Provider) -> AsyncIterator[None]:
+        self.enter(provider)
+        try:
+            yield
+        finally:
+            self.leave(provider)
+
+    def enter(self, provider: Provider) -> None:
+        """One more piece of work on `provider` (`leave` ends it): the send path's plain
+        pair, since `using`'s async context manager cost ~1.7 µs per message."""
         key = id(provider)
         self._busy[key] = self._busy.get(key, 0) + 1
         idle = self._idle.get(key)
         if idle is not None:
             idle.clear()
-        try:
-            yield
-        finally:
-            self._busy[key] -= 1
-            if not self._busy[key]:
-                del self._busy[key]
-                idle = self._idle.pop(key, None)
-                if idle is not None:
-                    idle.set()
+
+    def leave(self, provider: Provider) -> None:
+        key = id(provider)
+        self._busy[key] -= 1
+        if not self._busy[key]:
+            del self._busy[key]
+            idle = self._idle.pop(key, None)
+            if idle is not None:
+                idle.set()
 
     def busy(self, provider: Provider) -> int:
         """Work in progress on `provider`."""
@@ -209,12 +218,14 @@ class Sender:
     async def _attempt(self, provider: Provider, message: Message) -> SendResult:
         started = time.perf_counter()
         coalescer = self._coalescer(provider)
+        self.in_flight.enter(provider)  # includes the wait in a coalesced batch
         try:
-            async with self.in_flight.using(provider):  # includes the wait in a coalesced batch
-                result = await (coalescer.send(message) if coalescer is not None else provider.send(message))
+            result = await (coalescer.send(message) if coalescer is not None else provider.send(message))
         except Exception as exc:  # a connector bug must not become a bridge fault
             self._log.exception("provider_exception", provider=provider.name, message_id=message.id)
             result = SendResult.unknown(f"connector raised {type(exc).__name__}", metric="error")
+        finally:
+            self.in_flight.leave(provider)
         elapsed = time.perf_counter() - started
         self._journal.attempt(message, provider.name, result, elapsed)
         labels(self._metrics.upstream_requests, self._request_children, provider.name, result.metric).inc()

