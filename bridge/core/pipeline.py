@@ -26,7 +26,7 @@ from bridge.core.ports import Outcome, Store, StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.router import Resolved, Router
 from bridge.core.sender import Sender
-from bridge.core.tasks import run_together
+from bridge.core.tasks import TurnWrite, run_together
 from bridge.metrics import Metrics, labels
 from bridge.smpp.constants import (
     Command,
@@ -98,8 +98,8 @@ class Pipeline:
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._turn: asyncio.Future[None] | None = None  # the store write of this turn's messages
-        self._turn_messages: list[Message] = []
+        # The messages accepted upstream in one event-loop turn: one store write.
+        self._inserts: TurnWrite[Message] = TurnWrite(lambda messages: self._store.insert_messages(messages))
         self._open_sets: dict[str, set[str]] = {}  # incomplete concatenated sets per account
         self._submit_children: dict[tuple[str, ...], Any] = {}
         self._duration_children: dict[tuple[str, ...], Any] = {}
@@ -529,28 +529,10 @@ class Pipeline:
         return Answer(Status.ESME_ROK, part.message_id, provider or "none", message.flash, part_ids)
 
     def _insert_soon(self, message: Message) -> asyncio.Future[None]:
-        """Store `message` with the others of this event-loop turn: one store call for
-        all of them at the end of the turn (the messages accepted upstream come back
-        one HTTP answer at a time). Awaited directly, not shielded: only a stop
-        cancels these awaits, and it cancels them all."""
-        future = self._turn
-        if future is None:
-            loop = asyncio.get_running_loop()
-            future = self._turn = loop.create_future()
-            loop.call_soon(self._insert_turn)
-        self._turn_messages.append(message)
-        return future
-
-    def _insert_turn(self) -> None:
-        future, messages = self._turn, self._turn_messages
-        self._turn, self._turn_messages = None, []
-        assert future is not None
-        try:
-            write = asyncio.ensure_future(self._store.insert_messages(messages))
-        except Exception as exc:  # a store that is closed says so at once
-            future.set_exception(exc)
-            return
-        write.add_done_callback(lambda done: _settle(future, done))
+        """Store `message` with the others of this event-loop turn (TurnWrite).
+        Awaited directly, not shielded: only a stop cancels these awaits, and it
+        cancels them all."""
+        return self._inserts.add(message)
 
     # -- submit_multi ----------------------------------------------------------------
 
@@ -630,18 +612,6 @@ class Pipeline:
 
     async def _replace_sm(self, conn: Connection, account: Account, pdu: Pdu) -> Answer:
         raise Refused(Status.ESME_RREPLACEFAIL, "messages handed to an HTTP API cannot be replaced")
-
-
-def _settle(future: asyncio.Future[None], done: asyncio.Future[None]) -> None:
-    """Give `future` the outcome of `done` (unless its awaiters were cancelled)."""
-    if future.done():
-        return
-    if done.cancelled():
-        future.cancel()
-    elif (error := done.exception()) is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(None)
 
 
 def _id_format(conn: Connection, account: Account) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from bridge.config import Account
@@ -37,6 +37,7 @@ from bridge.core.ids import render_id
 from bridge.core.message import Lifecycle, Message, Part, Receipt
 from bridge.core.ports import StatusReport, Store, StoreUnavailable
 from bridge.core.registry import SessionRegistry
+from bridge.core.tasks import TurnWrite
 from bridge.metrics import Metrics, labels
 from bridge.smpp.constants import (
     ESM_CLASS_DELIVERY_RECEIPT,
@@ -109,17 +110,6 @@ def receipts_for(message: Message, parts: Iterable[Part], state: MessageState, e
     ]
 
 
-class _Turn:
-    """The state changes of one event-loop turn, written together."""
-
-    __slots__ = ("future", "messages", "receipts")
-
-    def __init__(self, future: asyncio.Future[None]) -> None:
-        self.future = future
-        self.messages: list[Message] = []
-        self.receipts: list[Receipt] = []
-
-
 class ReceiptEngine:
     def __init__(
         self,
@@ -149,7 +139,9 @@ class ReceiptEngine:
         self._timers: set[asyncio.TimerHandle] = set()
         self._early = 0  # reports waiting for their message to be stored
         self._committing: dict[int, asyncio.Future[None]] = {}
-        self._turn: _Turn | None = None  # state changes waiting for this turn's write
+        # The state changes of one event-loop turn (a message and its receipts each):
+        # one store write, their receipts queued together once it is committed.
+        self._turn: TurnWrite[tuple[Message, list[Receipt]]] = TurnWrite(self._write_turn, self._turn_committed)
         self._undeleted: list[str] = []  # delivered receipts whose deletion waits (DELETE_WAIT)
         self._delete_timer: asyncio.TimerHandle | None = None
         self._receipt_children: dict[tuple[str, ...], Any] = {}
@@ -225,7 +217,7 @@ class ReceiptEngine:
             message.lifecycle = Lifecycle.FINAL
             message.done_at = at
         after = (message.state, message.error, message.lifecycle, message.done_at)
-        write = self._commit_with_turn(message, receipts_for(message, message.parts, state, error, at))
+        write = self._turn.add((message, receipts_for(message, message.parts, state, error, at)))
         self._committing[message.id] = write
         try:
             await asyncio.shield(write)
@@ -238,44 +230,17 @@ class ReceiptEngine:
                 del self._committing[message.id]
         return True
 
-    def _commit_with_turn(self, message: Message, receipts: list[Receipt]) -> asyncio.Future[None]:
-        """Join the state changes of this event-loop turn: at its end they go to the
-        store as one write (one transaction, one history batch) and, once committed,
-        their receipts are queued for delivery together (one pump per account). The
-        future settles when that write does."""
-        turn = self._turn
-        if turn is None:
-            turn = self._turn = _Turn(asyncio.get_running_loop().create_future())
-            asyncio.get_running_loop().call_soon(self._commit_turn)
-        turn.messages.append(message)
-        turn.receipts.extend(receipts)
-        return turn.future
+    def _write_turn(self, changes: list[tuple[Message, list[Receipt]]]) -> Awaitable[None]:
+        """The state changes of one turn and their receipts, in one store write (the
+        deletions waiting go first, in the same transaction most likely)."""
+        self._delete_delivered()
+        return self._store.update_messages(
+            [message for message, _ in changes], [receipt for _, receipts in changes for receipt in receipts]
+        )
 
-    def _commit_turn(self) -> None:
-        turn, self._turn = self._turn, None
-        if turn is None:
-            return
-        self._delete_delivered()  # in the same transaction, most likely
-        try:
-            write = asyncio.ensure_future(self._store.update_messages(turn.messages, turn.receipts))
-        except Exception as exc:  # StoreUnavailable: the store is closed
-            turn.future.set_exception(exc)
-            turn.future.exception()  # retrieved: each waiting report raises it on its own
-            return
-        write.add_done_callback(lambda done: self._turn_committed(turn, done))
-
-    def _turn_committed(self, turn: _Turn, write: asyncio.Future[None]) -> None:
-        error = None if write.cancelled() else write.exception()
-        if write.cancelled():
-            turn.future.cancel()
-        elif error is not None:
-            turn.future.set_exception(error)
-            turn.future.exception()
-        else:
-            try:  # committed: the reports are answered whatever delivery does now
-                self.enqueue(self._receipt_queue.added(turn.receipts))
-            finally:
-                turn.future.set_result(None)
+    def _turn_committed(self, changes: list[tuple[Message, list[Receipt]]]) -> None:
+        """Committed: the reports are answered whatever delivery does now."""
+        self.enqueue(self._receipt_queue.added([receipt for _, receipts in changes for receipt in receipts]))
 
     async def fail_parts(self, message: Message, parts: Sequence[Part], state: MessageState, error: int) -> None:
         """Receipts for parts that will never be sent (an incomplete concatenated

@@ -107,9 +107,9 @@ class Smsc:
         self._spawn(self.pipeline.handle_batch(conn, requests, now))
 
     def _on_response(self, conn: Connection, event: ResponseReceived, now: float) -> None:
-        context = event.request.context
-        if isinstance(context, Receipt):
-            self.receipts.on_responses(conn, [(context, event.pdu.command, event.pdu.status)])
+        """An answer to one of our other requests (enquire_link, unbind): the session
+        has settled it. Answers to receipts never come here: `handle_events` settles
+        those of one read together."""
 
     def _on_timeout(self, conn: Connection, event: ResponseTimedOut, now: float) -> None:
         context = event.request.context

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class Tasks:
@@ -101,3 +103,69 @@ async def run_together(jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
         error = task.exception()
         if error is not None:
             raise error
+
+
+class TurnWrite(Generic[T]):
+    """What one event-loop turn adds, written by one call at the turn's end: the
+    submits accepted upstream and the provider reports each come one HTTP answer at
+    a time, and one store write (one transaction) for all of a turn's costs about
+    what one write for each would.
+
+    `add` returns the future of that write, shared by everything added in the turn.
+    `write(items)` starts it (a store that is closed may raise at once: the future
+    gets the error); once it has succeeded, `committed(items)` runs before the future
+    settles. A future cancelled by its awaiters stays cancelled."""
+
+    def __init__(
+        self,
+        write: Callable[[list[T]], Awaitable[None]],
+        committed: Callable[[list[T]], None] | None = None,
+    ) -> None:
+        self._write = write
+        self._committed = committed
+        self._future: asyncio.Future[None] | None = None
+        self._items: list[T] = []
+
+    def add(self, item: T) -> asyncio.Future[None]:
+        future = self._future
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = self._future = loop.create_future()
+            loop.call_soon(self._flush)
+        self._items.append(item)
+        return future
+
+    def _flush(self) -> None:
+        future, items = self._future, self._items
+        self._future, self._items = None, []
+        assert future is not None
+        try:
+            write = asyncio.ensure_future(self._write(items))
+        except Exception as exc:  # a store that is closed says so at once
+            _fail(future, exc)
+            return
+        write.add_done_callback(lambda done: self._settle(future, items, done))
+
+    def _settle(self, future: asyncio.Future[None], items: list[T], done: asyncio.Future[None]) -> None:
+        if done.cancelled():
+            if not future.done():
+                future.cancel()
+            return
+        error = done.exception()
+        if error is not None:
+            _fail(future, error)
+            return
+        try:
+            if self._committed is not None:
+                self._committed(items)
+        finally:
+            if not future.done():
+                future.set_result(None)
+
+
+def _fail(future: asyncio.Future[None], error: BaseException) -> None:
+    """Fail `future`, its error marked as retrieved: each awaiter raises it on its own,
+    and a turn nobody awaits any more is not logged as a lost exception."""
+    if not future.done():
+        future.set_exception(error)
+        future.exception()
