@@ -152,9 +152,33 @@ def http_date() -> str:
     return _date_text
 
 
+# Answers without header fields of their own (a callback's "200 OK") rendered this
+# second, by (status, body, content type, head, close, http10): most answers are one
+# of a few, and each callback would otherwise format its whole head again.
+_RENDERED_MAX = 64
+_rendered: dict[tuple[int, bytes, str | None, bool, bool, bool], bytes] = {}
+_rendered_date = ""
+
+
 def render(response: Response, head: bool, close: bool, http10: bool, date: str) -> bytes:
     """The bytes of an answer. A header value with CR or LF raises ValueError (no
     response splitting, whatever a handler hands back)."""
+    global _rendered_date
+    if response.headers or len(response.body) > 256:
+        return _render(response, head, close, http10, date)
+    if date != _rendered_date:
+        _rendered.clear()
+        _rendered_date = date
+    key = (response.status, response.body, response.content_type, head, close, http10)
+    data = _rendered.get(key)
+    if data is None:
+        data = _render(response, head, close, http10, date)
+        if len(_rendered) < _RENDERED_MAX:
+            _rendered[key] = data
+    return data
+
+
+def _render(response: Response, head: bool, close: bool, http10: bool, date: str) -> bytes:
     status = response.status
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}", f"Date: {date}"]
     body = response.body
@@ -437,6 +461,7 @@ class HttpConnection:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+MATCHED_PATHS = 1024  # paths whose matching routes the router remembers
 RouteHandler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 
 
@@ -449,6 +474,9 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: list[tuple[frozenset[str] | None, list[str], bool, RouteHandler]] = []
+        # raw path -> the routes matching it, with their parameters: a busy bridge
+        # gets its callbacks on a handful of paths. Bounded (a scanner's paths).
+        self._matched: dict[str, list[tuple[frozenset[str] | None, RouteHandler, dict[str, str]]]] = {}
 
     def add(self, method: str, pattern: str, handler: RouteHandler) -> None:
         """`method`: "GET", "POST", ... or "*" for any."""
@@ -456,16 +484,27 @@ class Router:
         parts = pattern.split("/")
         rest = parts[-1] == "*"
         self._routes.append((methods, parts[:-1] if rest else parts, rest, handler))
+        self._matched.clear()
+
+    def _matching(self, raw_path: str) -> list[tuple[frozenset[str] | None, RouteHandler, dict[str, str]]]:
+        matched = self._matched.get(raw_path)
+        if matched is None:
+            segments = raw_path.split("/")
+            matched = []
+            for methods, parts, rest, handler in self._routes:
+                params = _match(parts, rest, segments)
+                if params is not None:
+                    matched.append((methods, handler, params))
+            if len(self._matched) >= MATCHED_PATHS:
+                self._matched.clear()
+            self._matched[raw_path] = matched
+        return matched
 
     async def __call__(self, request: Request) -> Response:
-        segments = request.raw_path.split("/")
         allowed: set[str] = set()
-        for methods, parts, rest, handler in self._routes:
-            params = _match(parts, rest, segments)
-            if params is None:
-                continue
+        for methods, handler, params in self._matching(request.raw_path):
             if methods is None or request.method in methods:
-                return await handler(request, params)
+                return await handler(request, dict(params))
             allowed |= methods
         if allowed:
             return Response.error(405, {"Allow": ", ".join(sorted(allowed))})

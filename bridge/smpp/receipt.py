@@ -38,9 +38,17 @@ def receipt_date(timestamp: float) -> str:
 def ascii_safe(text: str, limit: int = TEXT_CHARS) -> str:
     """The first `limit` characters, with anything outside the safe ASCII set as `?`."""
     head = text[:limit]
+    if _SAFE.issuperset(head):  # the common case (a preview was made safe at intake)
+        return head
     if not head.isascii():
         head = "".join(char if char.isascii() else "?" for char in head)
     return head.translate(_UNSAFE_ASCII)
+
+
+# The fixed pieces of the text, made once rather than formatted for every receipt.
+_DLVRD = {state: f"sub:001 dlvrd:{1 if state is MessageState.DELIVERED else 0:03d} " for state in MessageState}
+_STAT = {state: f"stat:{state.stat} " for state in MessageState}
+_ERR = [f"err:{error:03d} text:" for error in range(ERR_MAX + 1)]
 
 
 def format_receipt(
@@ -51,11 +59,10 @@ def format_receipt(
     error: int = 0,
     text: str = "",
 ) -> str:
-    delivered = 1 if state is MessageState.DELIVERED else 0
     return (
-        f"id:{message_id} sub:001 dlvrd:{delivered:03d} "
-        f"submit date:{receipt_date(submitted_at)} done date:{receipt_date(done_at)} "
-        f"stat:{state.stat} err:{min(error, ERR_MAX):03d} text:{ascii_safe(text)}"
+        f"id:{message_id} {_DLVRD[state]}submit date:{receipt_date(submitted_at)} done date:{receipt_date(done_at)} "
+        f"{_STAT[state]}{_ERR[error] if 0 <= error <= ERR_MAX else f'err:{min(error, ERR_MAX):03d} text:'}"
+        f"{ascii_safe(text)}"
     )
 
 
