@@ -55,6 +55,11 @@ REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Statuses whose answer has no body (RFC 9110 §6.4.1).
 BODILESS = frozenset({204, 304})
+# Header names as clients usually spell them, to their lower-case str (not decoded and
+# lowered again for every request); any other spelling is decoded as it comes.
+_COMMON_HEADERS = ("host", "content-type", "content-length", "user-agent", "accept", "accept-encoding",
+                   "connection", "authorization", "x-forwarded-for", "expect", "transfer-encoding")  # fmt: skip
+_HEADER_NAMES = {spelling.encode(): name for name in _COMMON_HEADERS for spelling in (name, name.title(), name.upper())}
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +314,9 @@ class HttpConnection:
         if not self._reading:
             return
         self._head_size += len(name) + len(value) + 4
-        key = name.decode("latin-1").lower()
+        key = _HEADER_NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._headers
         headers[key] = headers[key] + ", " + text if key in headers else text
@@ -500,15 +507,21 @@ class Router:
             self._matched[raw_path] = matched
         return matched
 
-    async def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request) -> Awaitable[Response]:
+        """The matching handler's answer to await (the router adds no coroutine of
+        its own to every request)."""
         allowed: set[str] = set()
         for methods, handler, params in self._matching(request.raw_path):
             if methods is None or request.method in methods:
-                return await handler(request, dict(params))
+                return handler(request, dict(params))
             allowed |= methods
         if allowed:
-            return Response.error(405, {"Allow": ", ".join(sorted(allowed))})
-        return Response.error(404)
+            return _answered(Response.error(405, {"Allow": ", ".join(sorted(allowed))}))
+        return _answered(Response.error(404))
+
+
+async def _answered(response: Response) -> Response:
+    return response
 
 
 def _match(parts: list[str], rest: bool, segments: list[str]) -> dict[str, str] | None:
