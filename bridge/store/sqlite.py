@@ -70,7 +70,7 @@ from bridge.store.records import (
     row_message,
     state_row,
 )
-from bridge.store.sqlite_writer import HISTORY_PURGE_BATCH, SCHEMA, WRITES, Item, Result, frame, unframe
+from bridge.store.sqlite_writer import HISTORY_PURGE_BATCH, SCHEMA, UNFINISHED, WRITES, Item, Result, frame, unframe
 
 __all__ = ["SCHEMA", "WRITES", "SqliteStore"]
 
@@ -497,6 +497,8 @@ class SqliteStore(Store):
     ) -> list[Message]:
         marks = ",".join("?" * len(lifecycles))
         sql = f"SELECT {self._select} FROM messages WHERE lifecycle IN ({marks}) AND id > ?"
+        if Lifecycle.FINAL not in lifecycles:
+            sql += f" AND {UNFINISHED}"  # what lets the planner use the index of unfinished messages
         args: list[Any] = [*lifecycles, after_id]
         if provider is not None:
             sql += " AND provider = ?"

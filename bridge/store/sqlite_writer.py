@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS messages (
     due_at REAL,
     polls INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS messages_by_lifecycle ON messages (lifecycle, id);
 CREATE INDEX IF NOT EXISTS messages_by_done_at ON messages (done_at) WHERE done_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS part_ids (part_id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS part_ids_by_message ON part_ids (message_id);
@@ -88,6 +87,13 @@ CREATE INDEX IF NOT EXISTS receipts_by_system_id ON receipts (system_id, seq);
 # Lifecycle values as the SQL below compares them: from the enum, never written out.
 _ACCEPTED = int(Lifecycle.ACCEPTED)
 _FINAL = int(Lifecycle.FINAL)
+# The unfinished messages by lifecycle (the outbox at start, the operator's queues): a
+# final message leaves the index and never enters it again, so finishing a message is
+# one deletion from a small index, not a move to the end of one that holds every row
+# kept for retention. `messages_in` names the condition so the planner may use it.
+# Stores made before it had `messages_by_lifecycle` over every row: dropped at open.
+UNFINISHED = f"lifecycle != {_FINAL}"
+UNFINISHED_INDEX = f"CREATE INDEX IF NOT EXISTS messages_unfinished ON messages (lifecycle, id) WHERE {UNFINISHED}"
 # After MIGRATE (a database from before due times lacks the column).
 DUE_INDEX = "CREATE INDEX IF NOT EXISTS messages_due ON messages (provider, due_at) WHERE due_at IS NOT NULL"
 # Columns added since the first schema, and what fills them in an older database:
@@ -225,6 +231,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
     conn.execute(DUE_INDEX)
     conn.execute(PROVIDER_ID_INDEX)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_by_lifecycle'").fetchone():
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(UNFINISHED_INDEX)
+        conn.execute("DROP INDEX messages_by_lifecycle")
+        conn.execute("COMMIT")
+    conn.execute(UNFINISHED_INDEX)
 
 
 def _columns_from_records(conn: sqlite3.Connection) -> None:
