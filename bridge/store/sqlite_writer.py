@@ -441,6 +441,11 @@ def serve(path: str, synchronous: str, trace: bool, rfd: int, wfd: int) -> None:
     conn.close()
 
 
+# A pipe holds 64 KiB: one read of that size takes all that is waiting. (A read of 1 MiB
+# made and shrank a buffer of its own size every time: an mmap and an munmap per batch.)
+READ_SIZE = 1 << 16
+
+
 class Frames:
     """The daemon's frames as they come through the pipe. One read takes all that is
     waiting, and every whole frame in it goes into the next transaction: one system
@@ -459,7 +464,7 @@ class Frames:
             items = self._whole_frames()
             if items:
                 return items
-            chunk = os.read(self.fd, 1 << 20)
+            chunk = os.read(self.fd, READ_SIZE)
             if not chunk:
                 return None  # (a frame cut short by the end: the daemon is gone, nobody waits for it)
             self.buffer += chunk
