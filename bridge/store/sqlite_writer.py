@@ -415,6 +415,22 @@ def unframe(body: bytes | memoryview) -> Any:
     return marshal.loads(body[1:]) if body[0] == 0x4D else pickle.loads(body[1:])  # our own child's frames
 
 
+INCOMPLETE = object()  # what `take_frame` gives while the next frame has not all come
+
+
+def take_frame(buffer: bytearray) -> Any:
+    """The payload of the frame at the start of `buffer`, taken out of it (either end
+    of the pipe reads frames so), or INCOMPLETE."""
+    if len(buffer) < 4:
+        return INCOMPLETE
+    end = 4 + int.from_bytes(buffer[:4], "big")
+    if len(buffer) < end:
+        return INCOMPLETE
+    payload = unframe(bytes(buffer[4:end]))
+    del buffer[:end]  # (from the front of a bytearray: no copy of the rest)
+    return payload
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -460,26 +476,16 @@ class Frames:
     def take(self) -> list[Item] | None:
         """The items of the whole frames waiting (MAX_ITEMS or so at most), waiting for
         one if none is; None once the daemon closed the pipe and all was taken."""
+        items: list[Item] = []
         while True:
-            items = self._whole_frames()
+            while len(items) < MAX_ITEMS and (more := take_frame(self.buffer)) is not INCOMPLETE:
+                items.extend(more)
             if items:
                 return items
             chunk = os.read(self.fd, READ_SIZE)
             if not chunk:
                 return None  # (a frame cut short by the end: the daemon is gone, nobody waits for it)
             self.buffer += chunk
-
-    def _whole_frames(self) -> list[Item]:
-        buffer, start = self.buffer, 0
-        items: list[Item] = []
-        while len(items) < MAX_ITEMS and len(buffer) - start >= 4:
-            end = start + 4 + int.from_bytes(buffer[start : start + 4], "big")
-            if len(buffer) < end:
-                break
-            items.extend(unframe(bytes(buffer[start + 4 : end])))
-            start = end
-        del buffer[:start]
-        return items
 
 
 def main() -> None:
