@@ -55,6 +55,11 @@ REASONS = {status.value: status.phrase for status in http.HTTPStatus}
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Statuses whose answer has no body (RFC 9110 §6.4.1).
 BODILESS = frozenset({204, 304})
+# Header names as clients usually spell them, to their lower-case str (not decoded and
+# lowered again for every request); any other spelling is decoded as it comes.
+_COMMON_HEADERS = ("host", "content-type", "content-length", "user-agent", "accept", "accept-encoding",
+                   "connection", "authorization", "x-forwarded-for", "expect", "transfer-encoding")  # fmt: skip
+_HEADER_NAMES = {spelling.encode(): name for name in _COMMON_HEADERS for spelling in (name, name.title(), name.upper())}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +157,33 @@ def http_date() -> str:
     return _date_text
 
 
+# Answers without header fields of their own (a callback's "200 OK") rendered this
+# second, by (status, body, content type, head, close, http10): most answers are one
+# of a few, and each callback would otherwise format its whole head again.
+_RENDERED_MAX = 64
+_rendered: dict[tuple[int, bytes, str | None, bool, bool, bool], bytes] = {}
+_rendered_date = ""
+
+
 def render(response: Response, head: bool, close: bool, http10: bool, date: str) -> bytes:
     """The bytes of an answer. A header value with CR or LF raises ValueError (no
     response splitting, whatever a handler hands back)."""
+    global _rendered_date
+    if response.headers or len(response.body) > 256:
+        return _render(response, head, close, http10, date)
+    if date != _rendered_date:
+        _rendered.clear()
+        _rendered_date = date
+    key = (response.status, response.body, response.content_type, head, close, http10)
+    data = _rendered.get(key)
+    if data is None:
+        data = _render(response, head, close, http10, date)
+        if len(_rendered) < _RENDERED_MAX:
+            _rendered[key] = data
+    return data
+
+
+def _render(response: Response, head: bool, close: bool, http10: bool, date: str) -> bytes:
     status = response.status
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}", f"Date: {date}"]
     body = response.body
@@ -285,7 +314,9 @@ class HttpConnection:
         if not self._reading:
             return
         self._head_size += len(name) + len(value) + 4
-        key = name.decode("latin-1").lower()
+        key = _HEADER_NAMES.get(name)
+        if key is None:
+            key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._headers
         headers[key] = headers[key] + ", " + text if key in headers else text
@@ -437,6 +468,7 @@ class HttpConnection:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+MATCHED_PATHS = 1024  # paths whose matching routes the router remembers
 RouteHandler = Callable[[Request, dict[str, str]], Awaitable[Response]]
 
 
@@ -449,6 +481,9 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: list[tuple[frozenset[str] | None, list[str], bool, RouteHandler]] = []
+        # raw path -> the routes matching it, with their parameters: a busy bridge
+        # gets its callbacks on a handful of paths. Bounded (a scanner's paths).
+        self._matched: dict[str, list[tuple[frozenset[str] | None, RouteHandler, dict[str, str]]]] = {}
 
     def add(self, method: str, pattern: str, handler: RouteHandler) -> None:
         """`method`: "GET", "POST", ... or "*" for any."""
@@ -456,20 +491,37 @@ class Router:
         parts = pattern.split("/")
         rest = parts[-1] == "*"
         self._routes.append((methods, parts[:-1] if rest else parts, rest, handler))
+        self._matched.clear()
 
-    async def __call__(self, request: Request) -> Response:
-        segments = request.raw_path.split("/")
+    def _matching(self, raw_path: str) -> list[tuple[frozenset[str] | None, RouteHandler, dict[str, str]]]:
+        matched = self._matched.get(raw_path)
+        if matched is None:
+            segments = raw_path.split("/")
+            matched = []
+            for methods, parts, rest, handler in self._routes:
+                params = _match(parts, rest, segments)
+                if params is not None:
+                    matched.append((methods, handler, params))
+            if len(self._matched) >= MATCHED_PATHS:
+                self._matched.clear()
+            self._matched[raw_path] = matched
+        return matched
+
+    def __call__(self, request: Request) -> Awaitable[Response]:
+        """The matching handler's answer to await (the router adds no coroutine of
+        its own to every request)."""
         allowed: set[str] = set()
-        for methods, parts, rest, handler in self._routes:
-            params = _match(parts, rest, segments)
-            if params is None:
-                continue
+        for methods, handler, params in self._matching(request.raw_path):
             if methods is None or request.method in methods:
-                return await handler(request, params)
+                return handler(request, dict(params))
             allowed |= methods
         if allowed:
-            return Response.error(405, {"Allow": ", ".join(sorted(allowed))})
-        return Response.error(404)
+            return _answered(Response.error(405, {"Allow": ", ".join(sorted(allowed))}))
+        return _answered(Response.error(404))
+
+
+async def _answered(response: Response) -> Response:
+    return response
 
 
 def _match(parts: list[str], rest: bool, segments: list[str]) -> dict[str, str] | None:

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.http_server import HttpConnection, HttpServer, Limits, Request, Response, Router
+from bridge.http_server import HttpConnection, HttpServer, Limits, Request, Response, Router, render
 from tests.core.fakes import RecordingLog
 from tests.support.waiting import until
 
@@ -237,6 +237,39 @@ async def test_routes_answer_404_and_405_with_allow(served: tuple[App, int, Reco
     assert (status, headers["allow"]) == (405, "GET, HEAD")
     assert (await peer.answer())[0] == 405
     peer.close()
+
+
+async def test_the_router_answers_a_path_alike_each_time_and_finds_routes_added_later() -> None:
+    """The router remembers which routes match a path: a handler that changes its
+    parameters does not change the next request's, another method still gets 405,
+    and a route added afterwards is found."""
+    router = Router()
+    seen: list[dict[str, str]] = []
+
+    async def item(request: Request, params: dict[str, str]) -> Response:
+        seen.append(dict(params))
+        params["id"] = "changed"
+        return Response.text(200, "item")
+
+    router.add("GET", "/items/{id}", item)
+    for _ in range(2):
+        assert (await router(Request("GET", "/items/7"))).status == 200
+    assert seen == [{"id": "7"}, {"id": "7"}]
+    assert (await router(Request("POST", "/items/7"))).status == 405
+    router.add("POST", "/items/{id}", item)
+    assert (await router(Request("POST", "/items/7"))).status == 200
+
+
+def test_answers_alike_are_rendered_with_their_own_date_and_connection_field() -> None:
+    ok = b"Content-Length: 2\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    for date in ("d1", "d2"):
+        answer = render(Response(200, b"OK"), False, False, False, date)
+        assert answer == b"HTTP/1.1 200 OK\r\nDate: " + date.encode() + b"\r\n" + ok + b"\r\nOK"
+    closing = render(Response(200, b"OK"), False, True, False, "d2")
+    assert closing == b"HTTP/1.1 200 OK\r\nDate: d2\r\n" + ok + b"Connection: close\r\n\r\nOK"
+    assert render(Response(200, b"OK"), True, False, True, "d2") == (
+        b"HTTP/1.1 200 OK\r\nDate: d2\r\n" + ok + b"Connection: keep-alive\r\n\r\n"
+    )
 
 
 async def test_a_failing_handler_gets_500_and_the_connection_goes_on(served: tuple[App, int, RecordingLog]) -> None:

@@ -346,7 +346,10 @@ class CallbackRequest:
     @property
     def charset(self) -> str:
         """The body's charset parameter, UTF-8 when it names none."""
-        for parameter in self.headers.get("content-type", "").split(";")[1:]:
+        content_type = self.headers.get("content-type", "")
+        if ";" not in content_type:  # no parameters: the common case of every callback
+            return "utf-8"
+        for parameter in content_type.split(";")[1:]:
             name, _, value = parameter.partition("=")
             if name.strip().lower() == "charset" and value.strip():
                 return value.strip().strip('"')

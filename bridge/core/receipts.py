@@ -217,10 +217,12 @@ class ReceiptEngine:
             message.lifecycle = Lifecycle.FINAL
             message.done_at = at
         after = (message.state, message.error, message.lifecycle, message.done_at)
-        write = self._turn.add((message, receipts_for(message, message.parts, state, error, at)))
+        # A future of its own: a report's awaiter cancelled (a stopping poller) must not
+        # cancel the write the turn's other reports wait for.
+        write, own = self._turn.add_own((message, receipts_for(message, message.parts, state, error, at)))
         self._committing[message.id] = write
         try:
-            await asyncio.shield(write)
+            await own
         except Exception:
             if (message.state, message.error, message.lifecycle, message.done_at) == after:
                 message.state, message.error, message.lifecycle, message.done_at = before
@@ -363,6 +365,7 @@ class ReceiptEngine:
         each account's queue is pumped once."""
         delivered: list[str] = []
         touched: dict[str, None] = {}
+        counts: dict[tuple[str, str], int] = {}  # counted once per read, not per receipt
         for receipt, command, status in answers:
             self._in_flight[receipt.system_id] -= 1
             touched[receipt.system_id] = None
@@ -376,7 +379,8 @@ class ReceiptEngine:
                 self._drop(receipt, f"refused permanently ({status_name(status)})")
             elif status == Status.ESME_ROK:
                 delivered.append(receipt.id)
-                labels(self._metrics.receipts, self._receipt_children, receipt.system_id, receipt.state.stat).inc()
+                key = (receipt.system_id, receipt.state.stat)
+                counts[key] = counts.get(key, 0) + 1
                 if receipt.state.is_final:
                     latency = self._clock() - receipt.submitted_at
                     labels(self._metrics.receipt_latency, self._latency_children, receipt.provider or "none").observe(
@@ -385,6 +389,8 @@ class ReceiptEngine:
             else:
                 conn.log.warning("receipt_refused", message_id=receipt.message_id, command_status=status)
                 self._retry(receipt)
+        for (system_id, stat), count in counts.items():
+            labels(self._metrics.receipts, self._receipt_children, system_id, stat).inc(count)
         if delivered:
             self._undeleted.extend(delivered)
             if self._delete_timer is None:

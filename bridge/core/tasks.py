@@ -114,7 +114,10 @@ class TurnWrite(Generic[T]):
     `add` returns the future of that write, shared by everything added in the turn.
     `write(items)` starts it (a store that is closed may raise at once: the future
     gets the error); once it has succeeded, `committed(items)` runs before the future
-    settles. A future cancelled by its awaiters stays cancelled."""
+    settles. A future cancelled by its awaiters stays cancelled. `add_own` also gives
+    the item a future of its own, settled with the shared one: cancelling it
+    leaves the turn's other awaiters alone (what `asyncio.shield` of the shared
+    future would do, without its two callbacks per awaiter)."""
 
     def __init__(
         self,
@@ -125,6 +128,7 @@ class TurnWrite(Generic[T]):
         self._committed = committed
         self._future: asyncio.Future[None] | None = None
         self._items: list[T] = []
+        self._own: list[asyncio.Future[None]] = []
 
     def add(self, item: T) -> asyncio.Future[None]:
         future = self._future
@@ -135,32 +139,47 @@ class TurnWrite(Generic[T]):
         self._items.append(item)
         return future
 
+    def add_own(self, item: T) -> tuple[asyncio.Future[None], asyncio.Future[None]]:
+        """(the turn's shared future, the item's own)."""
+        shared = self.add(item)
+        own = shared.get_loop().create_future()
+        self._own.append(own)
+        return shared, own
+
     def _flush(self) -> None:
-        future, items = self._future, self._items
-        self._future, self._items = None, []
+        future, items, own = self._future, self._items, self._own
+        self._future, self._items, self._own = None, [], []
         assert future is not None
         try:
             write = asyncio.ensure_future(self._write(items))
         except Exception as exc:  # a store that is closed says so at once
             _fail(future, exc)
+            for each in own:
+                _fail(each, exc)
             return
-        write.add_done_callback(lambda done: self._settle(future, items, done))
+        write.add_done_callback(lambda done: self._settle(future, items, own, done))
 
-    def _settle(self, future: asyncio.Future[None], items: list[T], done: asyncio.Future[None]) -> None:
+    def _settle(
+        self, future: asyncio.Future[None], items: list[T], own: list[asyncio.Future[None]], done: asyncio.Future[None]
+    ) -> None:
         if done.cancelled():
-            if not future.done():
-                future.cancel()
+            for each in (future, *own):
+                if not each.done():
+                    each.cancel()
             return
         error = done.exception()
         if error is not None:
             _fail(future, error)
+            for each in own:
+                _fail(each, error)
             return
         try:
             if self._committed is not None:
                 self._committed(items)
         finally:
-            if not future.done():
-                future.set_result(None)
+            for each in (future, *own):
+                if not each.done():
+                    each.set_result(None)
 
 
 def _fail(future: asyncio.Future[None], error: BaseException) -> None:

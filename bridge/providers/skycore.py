@@ -111,6 +111,7 @@ EXPIRED = Postback(MessageState.EXPIRED, 202)
 # `status` words -> code, for a postback that lacks its code.
 STATUS_CODES = {"sent": "N201", "delivered": "N202", "failed": "E201", "rejected": "E202", "expired": "E202"}
 NO_FINAL_POSTBACK = "no final postback within final_timeout"
+ANSWERED = CallbackAnswer()  # the 200 of every postback taken (made once: one per receipt)
 
 
 # -- request -------------------------------------------------------------------------
@@ -283,12 +284,12 @@ class Skycore(Provider):
             # Other origins (SMS_MO, MMS_*) share the URL: they are not ours to handle.
             self._count("ignored")
             self.log.info("skycore_postback_ignored", origin=str(payload.get("origin")), code=str(payload.get("code")))
-            return CallbackAnswer()
+            return ANSWERED
         code, postback = mapped
         key = (tracking_id, code)
         if key in self._seen:
             self._count("duplicate")
-            return CallbackAnswer()
+            return ANSWERED
         report = StatusReport(
             self.name,
             tracking_id,
@@ -305,7 +306,7 @@ class Skycore(Provider):
             return CallbackAnswer.error(503)
         self._remember(key)
         self._count("ok" if known else "unknown_id")
-        return CallbackAnswer()
+        return ANSWERED
 
     def _remember(self, key: tuple[str, str]) -> None:
         self._seen[key] = None

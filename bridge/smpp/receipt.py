@@ -12,8 +12,8 @@ import re
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from bridge.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, MessageState, Tag
-from bridge.smpp.pdu import DeliverSm
+from bridge.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT, Command, MessageState, Tag
+from bridge.smpp.pdu import EncodedRequest, tlv
 
 TEXT_CHARS = 20
 # `err:` has three digits: a code above 999 is reported as 999 ("see network_error_code",
@@ -38,9 +38,17 @@ def receipt_date(timestamp: float) -> str:
 def ascii_safe(text: str, limit: int = TEXT_CHARS) -> str:
     """The first `limit` characters, with anything outside the safe ASCII set as `?`."""
     head = text[:limit]
+    if _SAFE.issuperset(head):  # the common case (a preview was made safe at intake)
+        return head
     if not head.isascii():
         head = "".join(char if char.isascii() else "?" for char in head)
     return head.translate(_UNSAFE_ASCII)
+
+
+# The fixed pieces of the text, made once rather than formatted for every receipt.
+_DLVRD = {state: f"sub:001 dlvrd:{1 if state is MessageState.DELIVERED else 0:03d} " for state in MessageState}
+_STAT = {state: f"stat:{state.stat} " for state in MessageState}
+_ERR = [f"err:{error:03d} text:" for error in range(ERR_MAX + 1)]
 
 
 def format_receipt(
@@ -51,12 +59,19 @@ def format_receipt(
     error: int = 0,
     text: str = "",
 ) -> str:
-    delivered = 1 if state is MessageState.DELIVERED else 0
     return (
-        f"id:{message_id} sub:001 dlvrd:{delivered:03d} "
-        f"submit date:{receipt_date(submitted_at)} done date:{receipt_date(done_at)} "
-        f"stat:{state.stat} err:{min(error, ERR_MAX):03d} text:{ascii_safe(text)}"
+        f"id:{message_id} {_DLVRD[state]}submit date:{receipt_date(submitted_at)} done date:{receipt_date(done_at)} "
+        f"{_STAT[state]}{_ERR[error] if 0 <= error <= ERR_MAX else f'err:{min(error, ERR_MAX):03d} text:'}"
+        f"{ascii_safe(text)}"
     )
+
+
+# The deliver_sm body after esm_class, all empty or zero for a receipt: protocol_id,
+# priority_flag, schedule_delivery_time "", validity_period "", registered_delivery,
+# replace_if_present_flag, data_coding (0: the default alphabet; the text is ASCII-safe),
+# sm_default_msg_id.
+_AFTER_ESM_CLASS = bytes(8)
+_MESSAGE_STATE_TLVS = {state: tlv(Tag.MESSAGE_STATE, bytes((state,))) for state in MessageState}
 
 
 def receipt_deliver_sm(
@@ -69,30 +84,35 @@ def receipt_deliver_sm(
     source: tuple[int, int, str],
     destination: tuple[int, int, str],
     esm_class: int = ESM_CLASS_DELIVERY_RECEIPT,
-) -> DeliverSm:
-    """The deliver_sm of a receipt (the session numbers it). `source` is the handset
-    (the original destination), `destination` the ESME's original source address;
-    `esm_class` 0x04 (delivery receipt) or, for an intermediate state, 0x20 if the
-    account asks."""
-    tlvs: dict[int, bytes] = {
-        Tag.RECEIPTED_MESSAGE_ID: message_id.encode("ascii") + b"\x00",
-        Tag.MESSAGE_STATE: bytes((state,)),
-    }
+) -> EncodedRequest:
+    """The deliver_sm of a receipt, encoded (the session numbers it): one is made for
+    every message, so its bytes are written directly rather than through a DeliverSm
+    and `encode_pdu`. `source` is the handset (the original destination),
+    `destination` the ESME's original source address (each cut to the field's 20
+    characters); `esm_class` 0x04 (delivery receipt) or, for an intermediate state,
+    0x20 if the account asks. TLVs: receipted_message_id, message_state and, for an
+    error, network_error_code."""
+    short_message = format_receipt(message_id, state, submitted_at, done_at, error, text).encode("ascii")
+    body = b"".join(
+        (
+            b"\x00",  # service_type ""
+            bytes((source[0], source[1])),
+            source[2][:20].encode("latin-1"),
+            b"\x00",
+            bytes((destination[0], destination[1])),
+            destination[2][:20].encode("latin-1"),
+            b"\x00",
+            bytes((esm_class,)),
+            _AFTER_ESM_CLASS,
+            bytes((len(short_message),)),
+            short_message,
+        )
+    )
+    tlvs = tlv(Tag.RECEIPTED_MESSAGE_ID, message_id.encode("ascii") + b"\x00") + _MESSAGE_STATE_TLVS[state]
     if error:
         # network_error_code: type 3 (GSM), then the error in two octets.
-        tlvs[Tag.NETWORK_ERROR_CODE] = bytes((3,)) + min(error, NETWORK_ERROR_MAX).to_bytes(2, "big")
-    return DeliverSm(
-        tlvs=tlvs,
-        source_addr_ton=source[0],
-        source_addr_npi=source[1],
-        source_addr=source[2][:20],
-        dest_addr_ton=destination[0],
-        dest_addr_npi=destination[1],
-        destination_addr=destination[2][:20],
-        esm_class=esm_class,
-        data_coding=0,
-        short_message=format_receipt(message_id, state, submitted_at, done_at, error, text).encode("ascii"),
-    )
+        tlvs += tlv(Tag.NETWORK_ERROR_CODE, bytes((3,)) + min(error, NETWORK_ERROR_MAX).to_bytes(2, "big"))
+    return EncodedRequest(Command.DELIVER_SM, body, tlvs)
 
 
 _RECEIPT = re.compile(

@@ -37,6 +37,7 @@ from bridge.smpp.pdu import (
     BindResp,
     BindTransceiverResp,
     BindTransmitterResp,
+    EncodedRequest,
     EnquireLink,
     Pdu,
     PduError,
@@ -469,16 +470,19 @@ class Session:
 
     # -- our requests ----------------------------------------------------------------
 
-    def send_request(self, request: Pdu, now: float, context: Any = None) -> int:
-        """Queue a request to the peer (a `DeliverSm` ...; the session numbers it); its
-        answer comes back as `ResponseReceived` (or `ResponseTimedOut`) carrying
-        `context`. Returns the sequence number."""
+    def send_request(self, request: Pdu | EncodedRequest, now: float, context: Any = None) -> int:
+        """Queue a request to the peer (a `DeliverSm` ..., or one encoded already; the
+        session numbers it); its answer comes back as `ResponseReceived` (or
+        `ResponseTimedOut`) carrying `context`. Returns the sequence number."""
         command = request.command
         if command.is_response:
             raise LocalProtocolError(f"{command.label} is not a request")
         sequence = self._allocate_sequence()
         self._outstanding[sequence] = OutstandingRequest(command, sequence, now + self.config.response_timeout, context)
-        self._write(encode_pdu(request, sequence=sequence, status=0, tlvs=self._tlvs), command)
+        if isinstance(request, EncodedRequest):
+            self._write(request.encode(sequence, self._tlvs), command)
+        else:
+            self._write(encode_pdu(request, sequence=sequence, status=0, tlvs=self._tlvs), command)
         return sequence
 
     def unbind(self, now: float) -> None:

@@ -1,5 +1,6 @@
 """`run_together`: the jobs of one read run concurrently and all end before it returns;
-a cancellation reaches every job; a job's exception is not lost."""
+a cancellation reaches every job; a job's exception is not lost. `TurnWrite.add_own`:
+an item's own future is settled with the turn's write, and cancelling it is its own."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 
 import pytest
 
-from bridge.core.tasks import run_together
+from bridge.core.tasks import TurnWrite, run_together
 
 
 async def test_jobs_run_concurrently_and_all_end_before_it_returns() -> None:
@@ -67,3 +68,33 @@ async def test_a_job_that_raises_reaches_the_caller_after_the_others_ended() -> 
     with pytest.raises(RuntimeError, match="bug"):
         await asyncio.wait_for(run_together([broken(), fine()]), 10)
     assert ended == ["fine"]
+
+
+async def test_a_turn_write_item_with_a_future_of_its_own_cancelled_leaves_the_others_alone() -> None:
+    """`TurnWrite.add_own`: one write for the turn; cancelling one item's future (its
+    awaiter gone) neither cancels the write nor the futures of the turn's other items."""
+    written: list[list[str]] = []
+    committed: list[list[str]] = []
+
+    async def write(items: list[str]) -> None:
+        written.append(list(items))
+
+    turn: TurnWrite[str] = TurnWrite(write, committed.append)
+    shared_a, own_a = turn.add_own("a")
+    shared_b, own_b = turn.add_own("b")
+    assert shared_a is shared_b and own_a is not own_b
+    own_a.cancel()
+    await own_b
+    assert written == [["a", "b"]] and committed == [["a", "b"]]
+    assert own_a.cancelled() and shared_a.result() is None
+
+
+async def test_a_failed_turn_write_fails_every_future_of_its_own() -> None:
+    async def write(items: list[str]) -> None:
+        raise RuntimeError("store down")
+
+    turn: TurnWrite[str] = TurnWrite(write)
+    owns = [turn.add_own(item)[1] for item in ("a", "b")]
+    for own in owns:
+        with pytest.raises(RuntimeError, match="store down"):
+            await own
