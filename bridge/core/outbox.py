@@ -22,8 +22,20 @@ accounts (`intake_began` .. `intake_ended`, a read's batch from its PDUs to its
 answers), at most INTAKE_SHARE messages are in flight; the rest wait in the heap
 until intake pauses. Both compete for the one core the event loop runs on, and a
 burst is better taken at full speed (each submit stored and answered) with the
-backlog drained behind it than slowed to the providers' pace; the share keeps the
-outbox moving meanwhile, so a steady stream of submits does not starve it.
+backlog drained behind it than slowed to the providers' pace.
+
+A read's batch alone is not enough: the outbox sends between the batches, while each
+waits for its commit. So for the length of a burst the outbox holds back between
+batches too: a burst is reads that bring many submits each (the clients' windows
+are full: they submit faster than we answer; on average BURST_READ or more) while
+the outbox is behind (`concurrency` messages or more waiting). The hold ends when
+the reads get small (on average under BURST_READ / 2), when no stored read has come
+for BURST_QUIET seconds, or when the backlog reaches `[outbox] burst` (at most
+`limit`): sustained overload is not a burst, so from there the outbox sends as
+without one (all of `concurrency` between the reads' batches) while the intake goes
+on at what is left (and the outbox's `limit` answers ESME_RMSGQFUL), and no new hold
+starts until the backlog is back under `concurrency`. Steady traffic (small reads)
+never starts one: its messages are sent as they come.
 """
 
 from __future__ import annotations
@@ -48,6 +60,9 @@ from bridge.metrics import Metrics
 from bridge.smpp.constants import MessageState
 
 INTAKE_SHARE = 4  # messages in flight while stored intake is running (concurrency otherwise)
+BURST_READ = 8  # submits per stored read, on average, that make a burst (the clients' windows are full)
+BURST_QUIET = 0.05  # seconds without a stored read that end a burst
+_READ_AVERAGE = 8  # reads the average read size is taken over (exponentially)
 
 
 def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | None, rand: float) -> float:
@@ -84,6 +99,11 @@ class Outbox:
         self._stopping = False
         self._reserved = 0
         self._intake = 0  # intake batches running
+        self._read_size = 0.0  # submits per stored read, a moving average
+        self._burst_since: float | None = None  # loop time a burst hold began; None: no hold
+        self._burst_spent = False  # a hold reached `burst`: none again until the backlog is back under concurrency
+        self._last_read = 0.0  # loop time of the last stored read
+        self._quiet: asyncio.TimerHandle | None = None
         self._sending = 0  # messages taken by workers, not yet done with
         self._holding: dict[int, Message] = {}  # by id: the object each attempt marks and checks
 
@@ -105,12 +125,60 @@ class Outbox:
     def unreserve(self) -> None:
         self._reserved -= 1
 
-    def intake_began(self) -> None:
-        """A batch of stored submits is being taken in: the outbox steps back."""
+    def intake_began(self, submits: int = 1) -> None:
+        """A read's batch of `submits` stored submits is being taken in: the outbox
+        steps back meanwhile, and for the length of a burst (module docstring)."""
         self._intake += 1
+        self._read_size += (submits - self._read_size) / _READ_AVERAGE
+        self._last_read = now = asyncio.get_running_loop().time()
+        if self._burst_since is None:
+            if self._burst_spent and self.size < self.settings.concurrency:
+                self._burst_spent = False  # caught up: the next burst may be held for
+            if (
+                not self._burst_spent
+                and self._read_size >= BURST_READ
+                and self.settings.burst
+                and self.size >= self.settings.concurrency
+            ):
+                self._burst_since = now
+                self._log.info("outbox_burst_began", backlog=self.size)
+        elif self._read_size < BURST_READ / 2:
+            self._end_burst("reads got small")
 
     def intake_ended(self) -> None:
         self._intake -= 1
+        if self._burst_since is not None and self.size >= min(self.settings.burst, self.settings.limit):
+            self._burst_spent = True
+            self._end_burst("backlog reached [outbox] burst")
+            return
+        if self._intake:
+            return
+        if self._burst_since is not None:
+            if self._quiet is None:
+                self._quiet = asyncio.get_running_loop().call_later(BURST_QUIET, self._quiet_check)
+            return
+        self._dispatch()
+
+    def _quiet_check(self) -> None:
+        """End the hold once no stored read has come for BURST_QUIET seconds."""
+        self._quiet = None
+        if self._burst_since is None:
+            return
+        left = self._last_read + BURST_QUIET - asyncio.get_running_loop().time()
+        if left > 0 or self._intake:
+            self._quiet = asyncio.get_running_loop().call_later(max(left, 0.001), self._quiet_check)
+            return
+        self._end_burst("intake rests")
+
+    def _end_burst(self, reason: str) -> None:
+        assert self._burst_since is not None
+        took = asyncio.get_running_loop().time() - self._burst_since
+        self._burst_since = None
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
+        log = self._log.warning if self._burst_spent else self._log.info
+        log("outbox_burst_ended", reason=reason, backlog=self.size, seconds=round(took, 3))
         if not self._intake:
             self._dispatch()
 
@@ -118,10 +186,15 @@ class Outbox:
     def intake_running(self) -> bool:
         return self._intake > 0
 
+    @property
+    def holding_for_burst(self) -> bool:
+        """The outbox holds back for a burst of stored intake (module docstring)."""
+        return self._burst_since is not None
+
     def _may_start(self) -> bool:
         """Room for one more message in flight: all of `concurrency` while intake
-        rests, INTAKE_SHARE while it runs."""
-        return not self._intake or self._sending < INTAKE_SHARE
+        rests, INTAKE_SHARE while it runs or a burst lasts."""
+        return (not self._intake and self._burst_since is None) or self._sending < INTAKE_SHARE
 
     def depth(self) -> list[tuple[str, float]]:
         return sorted((provider, float(n)) for provider, n in self._waiting.items())
@@ -364,6 +437,9 @@ class Outbox:
         """Let requests in flight finish (up to `timeout`), then stop every worker and
         wait for it; the messages not sent stay stored for the next start."""
         self._stopping = True
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -133,7 +133,7 @@ class Pipeline:
         if account.ack != "stored":
             await self._handle_batch(conn, account, pdus, started)
             return
-        self._outbox.intake_began()  # stored intake comes first: the outbox steps back meanwhile
+        self._outbox.intake_began(len(pdus))  # stored intake comes first: the outbox steps back meanwhile
         try:
             await self._handle_batch(conn, account, pdus, started)
         finally:

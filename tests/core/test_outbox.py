@@ -45,6 +45,14 @@ class Rig:
         await self.store.insert_messages([message])
         return message
 
+    async def read(self, submits: int, first_id: int) -> None:
+        """What the pipeline does for one read of `submits` stored submits: intake
+        begins, each is stored and handed over, intake ends."""
+        self.outbox.intake_began(submits)
+        for message_id in range(first_id, first_id + submits):
+            self.outbox.submit(await self.stored(message_id))
+        self.outbox.intake_ended()
+
     def state(self, message_id: int) -> Lifecycle:
         return self.store.committed[message_id].lifecycle
 
@@ -185,4 +193,99 @@ async def test_while_stored_intake_runs_at_most_its_share_is_in_flight_then_all_
     provider.gate.set()
     await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 41)))
     assert provider.most_in_request == 10
+    await rig.outbox.stop(1)
+
+
+async def test_a_burst_holds_the_outbox_back_between_its_reads_until_intake_rests() -> None:
+    """A burst (reads of many stored submits each while the outbox is behind): between
+    the reads too, while each waits for its commit, the outbox keeps only INTAKE_SHARE
+    in flight, for as long as reads keep coming; BURST_QUIET after the last one it goes
+    back to `concurrency` and drains the backlog."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    in_flight_while_held: list[int] = []  # at each request's start while the hold lasts
+    provider.on_send = lambda _: rig.outbox.holding_for_burst and in_flight_while_held.append(provider.in_request)
+    await rig.read(64, first_id=1)  # the workers start later: the backlog is there first
+    await rig.read(64, first_id=65)
+    assert rig.outbox.holding_for_burst
+    rig.outbox.start()
+    await until(lambda: provider.in_request == INTAKE_SHARE)
+    await rig.read(64, first_id=129)  # no intake running between the reads: still held
+    await until(lambda: not rig.outbox.holding_for_burst)  # BURST_QUIET after the last read
+    assert max(in_flight_while_held) == INTAKE_SHARE
+    [ended] = rig.log.events("outbox_burst_ended")
+    assert ended["reason"] == "intake rests"
+    await until(lambda: provider.in_request == 10)
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 193)))
+    await rig.outbox.stop(1)
+
+
+async def test_a_burst_ends_at_its_backlog_limit_and_the_outbox_sends_while_intake_goes_on() -> None:
+    """Sustained overload is not a burst: once the backlog reaches `[outbox] burst` the
+    outbox sends at full `concurrency` although large reads keep coming (no starvation;
+    the outbox's `limit` is the intake's back-pressure), and holds back again only for
+    a burst that starts after it has caught up."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10, burst=100)
+    await rig.read(64, first_id=1)
+    await rig.read(64, first_id=65)  # held from its start; at its end the backlog is 128
+    assert not rig.outbox.holding_for_burst
+    [ended] = rig.log.events("outbox_burst_ended")
+    assert ended["reason"] == "backlog reached [outbox] burst"
+    assert [level for level, event, _ in rig.log.lines if event == "outbox_burst_ended"] == ["warning"]
+    rig.outbox.start()
+    await rig.read(64, first_id=129)  # a large read, and yet no new hold
+    await until(lambda: provider.in_request == 10)
+    assert not rig.outbox.holding_for_burst
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 193)))
+    provider.gate = asyncio.Event()  # caught up: the next burst is held for again
+    await rig.read(64, first_id=193)
+    await rig.read(64, first_id=257)
+    assert [e["backlog"] for e in rig.log.events("outbox_burst_began")] == [64, 64]
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(193, 321)))
+    await rig.outbox.stop(1)
+
+
+async def test_steady_traffic_in_small_reads_is_never_held_back() -> None:
+    """Reads of one submit each (steady traffic, however behind the outbox is) start no
+    burst: between the reads the outbox sends at full `concurrency`."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    for message_id in range(1, 101):
+        await rig.read(1, first_id=message_id)
+    rig.outbox.start()
+    await until(lambda: provider.in_request == 10)
+    assert not rig.outbox.holding_for_burst
+    assert not rig.log.events("outbox_burst_began")
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 101)))
+    await rig.outbox.stop(1)
+
+
+async def test_a_burst_ends_when_the_reads_get_small() -> None:
+    """Reads of few submits after a burst's large ones (the clients' windows are no
+    longer full): the hold ends while intake goes on, and the outbox sends at full
+    `concurrency` between the reads."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    await rig.read(64, first_id=1)
+    await rig.read(64, first_id=65)
+    assert rig.outbox.holding_for_burst
+    message_id = 129
+    while rig.outbox.holding_for_burst and message_id < 200:
+        await rig.read(1, first_id=message_id)
+        message_id += 1
+    [ended] = rig.log.events("outbox_burst_ended")
+    assert ended["reason"] == "reads got small"
+    rig.outbox.start()
+    await until(lambda: provider.in_request == 10)
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, message_id)))
     await rig.outbox.stop(1)
