@@ -28,8 +28,11 @@ A read's batch alone is not enough: the outbox sends between the batches, while 
 waits for its commit. So for the length of a burst the outbox holds back between
 batches too: a burst is reads that bring many submits each (the clients' windows
 are full: they submit faster than we answer; on average BURST_READ or more) while
-the outbox is behind (`concurrency` messages or more waiting). The hold ends when
-the reads get small (on average under BURST_READ / 2), when no stored read has come
+the outbox is behind (`concurrency` messages or more waiting) and the daemon's core
+is busy (CpuGauge: at least BUSY_SHARE of it over the last BUSY_WINDOW seconds; a
+hold gives the intake nothing when the core has room, and would only slow the
+sends). The hold ends when the reads get small (on average under BURST_READ / 2),
+when the core is no longer busy, when no stored read has come
 for BURST_QUIET seconds, or when the backlog reaches `[outbox] burst` (at most
 `limit`): sustained overload is not a burst, so from there the outbox sends as
 without one (all of `concurrency` between the reads' batches) while the intake goes
@@ -63,6 +66,30 @@ INTAKE_SHARE = 4  # messages in flight while stored intake is running (concurren
 BURST_READ = 8  # submits per stored read, on average, that make a burst (the clients' windows are full)
 BURST_QUIET = 0.05  # seconds without a stored read that end a burst
 _READ_AVERAGE = 8  # reads the average read size is taken over (exponentially)
+BUSY_SHARE = 0.5  # of a core, used by this process: a burst is held for only then
+BUSY_WINDOW = 0.1  # seconds the share is measured over
+
+
+class CpuGauge:
+    """Is this process busy: did it use BUSY_SHARE of a core or more over the last
+    BUSY_WINDOW (the window just ended; measured at most once per window)?"""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, cpu: Callable[[], float] = time.process_time
+    ) -> None:
+        self._clock = clock
+        self._cpu = cpu
+        self._at = clock()
+        self._used = cpu()
+        self._busy = False
+
+    def busy(self) -> bool:
+        now = self._clock()
+        if now - self._at >= BUSY_WINDOW:
+            used = self._cpu()
+            self._busy = (used - self._used) / (now - self._at) >= BUSY_SHARE
+            self._at, self._used = now, used
+        return self._busy
 
 
 def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | None, rand: float) -> float:
@@ -81,15 +108,18 @@ class Outbox:
         metrics: Metrics,
         log: Any,
         clock: Callable[[], float] = time.time,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        self._busy = busy or CpuGauge().busy  # is the core busy (a burst is held for only then)
         self._store = store
         self._sender = sender
         self._receipts = receipts
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._waiting: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}  # by first provider of the route
+        self._count = 0  # the same in all (waiting or in flight)
         self._queue: list[tuple[float, int, Message]] = []  # (due, order, message): a heap
         self._order = itertools.count()
         self._idle: deque[asyncio.Future[Message]] = deque()  # workers waiting for a message
@@ -109,7 +139,7 @@ class Outbox:
 
     @property
     def size(self) -> int:
-        return sum(self._waiting.values()) + self._reserved
+        return self._count + self._reserved
 
     def full(self) -> bool:
         return self.size >= self.settings.limit
@@ -139,11 +169,14 @@ class Outbox:
                 and self._read_size >= BURST_READ
                 and self.settings.burst
                 and self.size >= self.settings.concurrency
+                and self._busy()
             ):
                 self._burst_since = now
                 self._log.info("outbox_burst_began", backlog=self.size)
         elif self._read_size < BURST_READ / 2:
             self._end_burst("reads got small")
+        elif not self._busy():
+            self._end_burst("core not busy")
 
     def intake_ended(self) -> None:
         self._intake -= 1
@@ -201,12 +234,21 @@ class Outbox:
 
     def submit(self, message: Message, reserved: bool = False) -> None:
         """Take a stored QUEUED message; it is sent as soon as there is room."""
+        self.submit_all((message,), reserved)
+
+    def submit_all(self, messages: Sequence[Message], reserved: bool = False) -> None:
+        """`submit` for the messages of one read's batch: one hand-out to the workers."""
         if reserved:
-            self._reserved -= 1
-        first = message.route[0] if message.route else "none"
-        self._waiting[first] = self._waiting.get(first, 0) + 1
-        self._holding[message.id] = message
-        self._push(message, message.next_attempt_at)
+            self._reserved -= len(messages)
+        waiting, holding, queue, order = self._waiting, self._holding, self._queue, self._order
+        for message in messages:
+            first = message.route[0] if message.route else "none"
+            waiting[first] = waiting.get(first, 0) + 1
+            holding[message.id] = message
+            if not self._stopping:  # (else it stays stored; the next start recovers it)
+                heapq.heappush(queue, (message.next_attempt_at, next(order), message))
+        self._count += len(messages)
+        self._dispatch()
 
     def holding(self, message_id: int) -> Message | None:
         """The outbox's own object of a message it holds (waiting or in flight), else
@@ -415,6 +457,7 @@ class Outbox:
 
     def _done(self, message: Message) -> None:
         self._holding.pop(message.id, None)
+        self._count -= 1
         first = message.route[0] if message.route else "none"
         self._waiting[first] -= 1
         if not self._waiting[first]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge.config import OutboxSettings
 from bridge.core.message import Lifecycle, Message
-from bridge.core.outbox import INTAKE_SHARE, Outbox
+from bridge.core.outbox import BUSY_SHARE, BUSY_WINDOW, INTAKE_SHARE, CpuGauge, Outbox
 from bridge.core.ports import SendResult
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
@@ -26,6 +26,7 @@ NOT_SENT = SendResult.not_sent(Status.ESME_RSYSERR, "HTTP 503")
 class Rig:
     def __init__(self, provider: FakeProvider, store: FakeStore | None = None, **settings: Any) -> None:
         self.clock = FakeClock()
+        self.busy = True  # is the core busy (the CpuGauge's answer, set by the test)
         self.store = store or FakeStore()
         self.metrics = Metrics()
         self.log = RecordingLog()
@@ -33,7 +34,14 @@ class Rig:
         self.sender = Sender({provider.name: provider}, self.metrics, self.log, clock=self.clock)
         self.receipts = ReceiptEngine(self.store, SessionRegistry(), lambda _: None, self.metrics, self.log, self.clock)
         self.outbox = Outbox(
-            OutboxSettings(**settings), self.store, self.sender, self.receipts, self.metrics, self.log, self.clock
+            OutboxSettings(**settings),
+            self.store,
+            self.sender,
+            self.receipts,
+            self.metrics,
+            self.log,
+            self.clock,
+            busy=lambda: self.busy,
         )
         self.sender.on_circuit_closed = self.outbox.wake
 
@@ -289,3 +297,47 @@ async def test_a_burst_ends_when_the_reads_get_small() -> None:
     provider.gate.set()
     await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, message_id)))
     await rig.outbox.stop(1)
+
+
+async def test_a_burst_is_not_held_for_while_the_core_has_room_and_a_hold_ends_when_it_gets_room() -> None:
+    """Large reads while the outbox is behind, but the process is not busy (the outbox
+    waits on its providers, not on the core): holding it back would give the intake
+    nothing, so it is not held. A hold that began with the core busy ends once it
+    is not."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    rig.busy = False
+    await rig.read(64, first_id=1)
+    await rig.read(64, first_id=65)
+    assert not rig.outbox.holding_for_burst
+    rig.busy = True
+    await rig.read(64, first_id=129)
+    assert rig.outbox.holding_for_burst
+    rig.busy = False
+    await rig.read(64, first_id=193)
+    assert not rig.outbox.holding_for_burst
+    [ended] = rig.log.events("outbox_burst_ended")
+    assert ended["reason"] == "core not busy"
+    rig.outbox.start()
+    await until(lambda: provider.in_request == 10)
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 257)))
+    await rig.outbox.stop(1)
+
+
+def test_the_cpu_gauge_says_busy_from_busy_share_of_a_core_over_the_last_window() -> None:
+    wall, cpu = [0.0], [0.0]
+    gauge = CpuGauge(clock=lambda: wall[0], cpu=lambda: cpu[0])
+    assert not gauge.busy()
+    wall[0] += BUSY_WINDOW
+    cpu[0] += BUSY_WINDOW * (BUSY_SHARE + 0.1)
+    assert gauge.busy()
+    wall[0] += BUSY_WINDOW / 2  # within a window nothing is measured: what the last one said
+    assert gauge.busy()
+    wall[0] += BUSY_WINDOW
+    cpu[0] += BUSY_WINDOW * 1.5 * (BUSY_SHARE - 0.1)
+    assert not gauge.busy()
+    wall[0] += BUSY_WINDOW * 2
+    cpu[0] += BUSY_WINDOW * 2 * 0.9
+    assert gauge.busy()
