@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bridge.smpp.constants import Status
-from bridge.smpp.pdu import SubmitSm, encode_pdu
-from tests.support.esme import Esme
+from tests.support.esme import Esme, raw_submits
 from tests.support.running import RunningBridge
 
 STORED = [{"system_id": "esme1", "password": "secret1", "route": "sim", "ack": "stored"}]
@@ -47,9 +46,8 @@ def test_outbox_limit_answers_rmsgqful(start_bridge: Callable[..., RunningBridge
     client = Esme(bridge.smpp_port)
     try:
         assert client.bind().status == Status.ESME_ROK
-        params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "4917012345", "short_message": b"q"}
         # One burst: all 30 are read before the outbox can drain, so most find it full.
-        client.send_raw(b"".join(encode_pdu(SubmitSm(500 + i, **params)) for i in range(30)))
+        client.send_raw(raw_submits(500, 30, short_message=b"q"))
         statuses = [client.read_raw_until(500 + i).status for i in range(30)]
         assert Status.ESME_RMSGQFUL in statuses
         assert Status.ESME_ROK in statuses
@@ -70,16 +68,9 @@ def test_a_burst_is_taken_in_then_drained_and_steady_traffic_after_it_is_sent(
     client = Esme(bridge.smpp_port)
     try:
         assert client.bind().status == Status.ESME_ROK
-        params = {
-            "source_addr": "1",
-            "dest_addr_ton": 1,
-            "destination_addr": "4917012345",
-            "short_message": b"burst",
-            "registered_delivery": 1,
-        }
         answered: list[bytes] = []
         for first in range(1, 1001, 50):
-            client.send_raw(b"".join(encode_pdu(SubmitSm(first + i, **params)) for i in range(50)))
+            client.send_raw(raw_submits(first, 50, short_message=b"burst", registered_delivery=1))
             for sequence in range(first, first + 50):
                 resp = client.read_raw_until(sequence)
                 assert resp.status == Status.ESME_ROK
