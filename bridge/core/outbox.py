@@ -25,20 +25,20 @@ burst is better taken at full speed (each submit stored and answered) with the
 backlog drained behind it than slowed to the providers' pace.
 
 A read's batch alone is not enough: the outbox sends between the batches, while each
-waits for its commit. So for the length of a burst the outbox holds back between
-batches too: a burst is reads that bring many submits each (the clients' windows
-are full: they submit faster than we answer; on average BURST_READ or more) while
-the outbox is behind (`concurrency` messages or more waiting) and the daemon's core
-is busy (CpuGauge: at least BUSY_SHARE of it over the last BUSY_WINDOW seconds; a
-hold gives the intake nothing when the core has room, and would only slow the
-sends). The hold ends when the reads get small (on average under BURST_READ / 2),
-when the core is no longer busy, when no stored read has come
-for BURST_QUIET seconds, or when the backlog reaches `[outbox] burst` (at most
-`limit`): sustained overload is not a burst, so from there the outbox sends as
-without one (all of `concurrency` between the reads' batches) while the intake goes
-on at what is left (and the outbox's `limit` answers ESME_RMSGQFUL), and no new hold
-starts until the backlog is back under `concurrency`. Steady traffic (small reads)
-never starts one: its messages are sent as they come.
+waits for its commit. So for the length of a burst the outbox holds back further,
+to BURST_SHARE in flight, during the batches and between them. A burst is reads
+that bring many submits each (on average BURST_READ or more: the clients' windows
+are full, they submit faster than we answer) while the outbox is behind
+(`concurrency` messages or more waiting) and the daemon's core is busy (CpuGauge:
+BUSY_SHARE of it or more over the last BUSY_WINDOW seconds; when the core has room a
+hold gains the intake nothing and only slows the sends). The hold ends when the
+reads get small (on average under BURST_READ / 2), when the core has room, when no
+stored read has come for BURST_QUIET seconds, or when the backlog reaches
+`[outbox] burst` (at most `limit`): sustained overload is not a burst, so from there
+the outbox sends as without one (all of `concurrency` between the reads' batches)
+while the intake goes on at what is left (and `limit` answers ESME_RMSGQFUL), and
+no new hold starts until the backlog is back under `concurrency`. Steady traffic
+(small reads) never starts one: its messages are sent as they come.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from bridge.metrics import Metrics
 from bridge.smpp.constants import MessageState
 
 INTAKE_SHARE = 4  # messages in flight while stored intake is running (concurrency otherwise)
+BURST_SHARE = 1  # messages in flight while a burst lasts: the oldest still moves
 BURST_READ = 8  # submits per stored read, on average, that make a burst (the clients' windows are full)
 BURST_QUIET = 0.05  # seconds without a stored read that end a burst
 _READ_AVERAGE = 8  # reads the average read size is taken over (exponentially)
@@ -226,8 +227,10 @@ class Outbox:
 
     def _may_start(self) -> bool:
         """Room for one more message in flight: all of `concurrency` while intake
-        rests, INTAKE_SHARE while it runs or a burst lasts."""
-        return (not self._intake and self._burst_since is None) or self._sending < INTAKE_SHARE
+        rests, INTAKE_SHARE while it runs, BURST_SHARE while a burst lasts."""
+        if self._burst_since is not None:
+            return self._sending < BURST_SHARE
+        return not self._intake or self._sending < INTAKE_SHARE
 
     def depth(self) -> list[tuple[str, float]]:
         return sorted((provider, float(n)) for provider, n in self._waiting.items())

@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge.config import OutboxSettings
 from bridge.core.message import Lifecycle, Message
-from bridge.core.outbox import BUSY_SHARE, BUSY_WINDOW, INTAKE_SHARE, CpuGauge, Outbox
+from bridge.core.outbox import BURST_SHARE, BUSY_SHARE, BUSY_WINDOW, INTAKE_SHARE, CpuGauge, Outbox
 from bridge.core.ports import SendResult
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
@@ -205,10 +205,10 @@ async def test_while_stored_intake_runs_at_most_its_share_is_in_flight_then_all_
 
 
 async def test_a_burst_holds_the_outbox_back_between_its_reads_until_intake_rests() -> None:
-    """A burst (reads of many stored submits each while the outbox is behind): between
-    the reads too, while each waits for its commit, the outbox keeps only INTAKE_SHARE
-    in flight, for as long as reads keep coming; BURST_QUIET after the last one it goes
-    back to `concurrency` and drains the backlog."""
+    """A burst (reads of many stored submits each while the outbox is behind and the
+    core busy): during the reads and between them, while each waits for its commit,
+    the outbox keeps only BURST_SHARE in flight, for as long as reads keep coming;
+    BURST_QUIET after the last one it goes back to `concurrency` and drains the backlog."""
     provider = FakeProvider()
     provider.gate = asyncio.Event()
     rig = Rig(provider, concurrency=10)
@@ -218,10 +218,10 @@ async def test_a_burst_holds_the_outbox_back_between_its_reads_until_intake_rest
     await rig.read(64, first_id=65)
     assert rig.outbox.holding_for_burst
     rig.outbox.start()
-    await until(lambda: provider.in_request == INTAKE_SHARE)
+    await until(lambda: provider.in_request == BURST_SHARE)
     await rig.read(64, first_id=129)  # no intake running between the reads: still held
     await until(lambda: not rig.outbox.holding_for_burst)  # BURST_QUIET after the last read
-    assert max(in_flight_while_held) == INTAKE_SHARE
+    assert max(in_flight_while_held) == BURST_SHARE < INTAKE_SHARE
     [ended] = rig.log.events("outbox_burst_ended")
     assert ended["reason"] == "intake rests"
     await until(lambda: provider.in_request == 10)
