@@ -37,17 +37,8 @@ class IdAllocator:
         self._spare: tuple[int, int] | None = None
 
     async def next_id(self) -> int:
-        value = self.take()
-        while value is None:
-            await self._take_block()
-            value = self.take()
-        return value
-
-    def take(self) -> int | None:
-        """The next id if the current block has one (no await: the hot path's way),
-        else None: `next_id` waits for the next block."""
         if self._next >= self._end:
-            return None
+            await self._take_block()
         value = self._next
         self._next += 1
         if self._spare is None and self._refill is None and self._end - self._next < self._block // 4:

@@ -253,17 +253,13 @@ class Pipeline:
     ) -> tuple[Message, Part] | Awaitable[Answer]:
         """A whole message checked, decoded and given its id, with its one Part; for a
         segment of a concatenated message, what adds it to its set (to await)."""
-        admitted = self._cluster.admit_now(account.system_id, account.throughput)
-        if not admitted:
-            await self._throttle(account, admitted)
+        await self._throttle(account)
         parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
         destination, number, route = self._destination(account, pdu, parsed.flash)
         if account.ack == "stored" and self._outbox.full():
             raise self._outbox_full(account)
-        message_id = self._ids.take()
-        if message_id is None:
-            message_id = await self._ids.next_id()
+        message_id = await self._ids.next_id()
         now = self._clock()
         if parsed.segment is None:
             text = self._decode(account, parsed.data, parsed.charset)
@@ -329,13 +325,10 @@ class Pipeline:
             self._metrics.throttled.labels(account.system_id, "receipts_queued").inc()
             raise Refused(Status.ESME_RMSGQFUL, "too many receipts waiting for this account")
 
-    async def _throttle(self, account: Account, admitted: bool | None = None) -> None:
+    async def _throttle(self, account: Account) -> None:
         """`throughput` per account, across every instance of a cluster (the Cluster's
-        bucket); it also refuses early, before any HTTP call, while a shared store is down.
-        `admitted`: what the cluster said without an await (`admit_now`), if it did."""
-        if admitted is None:
-            admitted = await self._cluster.admit(account.system_id, account.throughput)
-        if not admitted:
+        bucket); it also refuses early, before any HTTP call, while a shared store is down."""
+        if not await self._cluster.admit(account.system_id, account.throughput):
             self._metrics.throttled.labels(account.system_id, "throughput").inc()
             raise Refused(Status.ESME_RTHROTTLED, "account throughput exceeded")
 
