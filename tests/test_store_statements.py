@@ -135,6 +135,33 @@ async def test_writes_of_many_messages_are_one_executemany_per_kind(tmp_path: Pa
         assert len({sql.split("VALUES")[0] for sql in written}) == 2  # two statement texts
 
 
+async def test_a_finished_message_leaves_the_lifecycle_index_and_the_outbox_scan_uses_it(tmp_path: Path) -> None:
+    """The lifecycle index holds unfinished messages only (a final one is a deletion
+    from it, not a move to the end of an index of every row kept), and the scans by
+    lifecycle (outbox at start, the operator's queues) are answered from it, not by
+    walking the table from the first id."""
+    trace = Statements()
+    store = SqliteStore(tmp_path / "s.db", trace=trace)
+    await store.open()
+    try:
+        waiting, sent, done = queued(1), stored_message(2), stored_message(3)
+        await store.insert_messages([waiting, sent, done])
+        done.lifecycle, done.state, done.done_at = Lifecycle.FINAL, MessageState.DELIVERED, 5.0
+        await store.update_messages([done])
+        trace.seen.clear()
+        assert await store.messages_in([Lifecycle.QUEUED, Lifecycle.SENDING]) == [waiting]
+        assert await store.messages_in([Lifecycle.ACCEPTED], provider="p") == [sent]
+        scans = [sql for sql in trace.seen if sql.lstrip().startswith("SELECT")]
+        assert await store.messages_in([Lifecycle.FINAL]) == [done]  # still answered, from the table
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.db")) as conn:
+        indexed = conn.execute("SELECT id FROM messages INDEXED BY messages_unfinished WHERE lifecycle != 3").fetchall()
+        plans = [" ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {sql}")) for sql in scans]
+    assert indexed == [(1,), (2,)]
+    assert len(plans) == 2 and all("USING INDEX messages_unfinished" in plan for plan in plans), plans
+
+
 async def test_concatenated_and_multi_id_messages_keep_their_parts_and_ids(tmp_path: Path) -> None:
     """Off the hot path: parts with their own ids, several provider ids."""
     store = SqliteStore(tmp_path / "s.db")
@@ -224,7 +251,10 @@ async def test_a_store_written_before_columns_keeps_its_messages_receipts_and_hi
         await store.close()
     with contextlib.closing(sqlite3.connect(path)) as conn:
         records = dict(conn.execute("SELECT id, record FROM messages").fetchall())
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert records[1] == "" and records[5] == "" and records[9] == dump_message(finished)
+    # The lifecycle index over every row gave way to the one of unfinished messages.
+    assert "messages_unfinished" in indexes and "messages_by_lifecycle" not in indexes
 
     store = SqliteStore(path)
     await store.open()

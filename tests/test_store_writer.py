@@ -17,6 +17,7 @@ import structlog
 from bridge.bench import descendants
 from bridge.core.ports import StoreUnavailable
 from bridge.store.sqlite import SqliteStore
+from bridge.store.sqlite_writer import Frames, frame
 from tests.support.daemon import Daemon
 from tests.support.providers import stored_message
 from tests.support.running import RunningBridge
@@ -114,3 +115,32 @@ def test_no_writer_process_outlives_the_daemon(tmp_path: Path, stop: str) -> Non
     finally:
         if daemon.alive:
             daemon.kill()
+
+
+def test_the_writer_takes_every_whole_frame_waiting_in_one_batch_and_completes_a_cut_one() -> None:
+    """Frames are read from the pipe as they come: all the whole ones waiting form the
+    next batch (one transaction), a frame cut across reads waits for its end, and the
+    end of the pipe ends the batches once what was whole has been taken."""
+    rfd, wfd = os.pipe()
+    try:
+        frames = Frames(rfd)
+        first = frame([{"delete_receipt": [("1:1:2",)]}])
+        second = frame([("purge", (10.0, 5)), {"insert_history": [(1, 2.0, "[]")]}])
+        third = frame([{"reschedule": [(3.0, 1, 7)]}])
+        os.write(wfd, first + second + third[:5])
+        assert frames.take() == [
+            {"delete_receipt": [("1:1:2",)]},
+            ("purge", (10.0, 5)),
+            {"insert_history": [(1, 2.0, "[]")]},
+        ]
+        os.write(wfd, third[5:])
+        assert frames.take() == [{"reschedule": [(3.0, 1, 7)]}]
+        os.write(wfd, first + third[:3])
+        os.close(wfd)
+        wfd = -1
+        assert frames.take() == [{"delete_receipt": [("1:1:2",)]}]
+        assert frames.take() is None  # the cut frame's writer is gone: nobody waits for its answer
+    finally:
+        os.close(rfd)
+        if wfd >= 0:
+            os.close(wfd)

@@ -70,7 +70,17 @@ from bridge.store.records import (
     row_message,
     state_row,
 )
-from bridge.store.sqlite_writer import HISTORY_PURGE_BATCH, SCHEMA, WRITES, Item, Result, frame, unframe
+from bridge.store.sqlite_writer import (
+    HISTORY_PURGE_BATCH,
+    INCOMPLETE,
+    SCHEMA,
+    UNFINISHED,
+    WRITES,
+    Item,
+    Result,
+    frame,
+    take_frame,
+)
 
 __all__ = ["SCHEMA", "WRITES", "SqliteStore"]
 
@@ -93,14 +103,8 @@ class _Frames(asyncio.Protocol):
         self.buffer = bytearray()
 
     def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        while len(buffer) >= 4:
-            size = int.from_bytes(buffer[:4], "big")
-            if len(buffer) < 4 + size:
-                return
-            answer = unframe(bytes(buffer[4 : 4 + size]))
-            del buffer[: 4 + size]
+        self.buffer += data
+        while (answer := take_frame(self.buffer)) is not INCOMPLETE:
             self.store._answered(self.process, answer)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -497,6 +501,8 @@ class SqliteStore(Store):
     ) -> list[Message]:
         marks = ",".join("?" * len(lifecycles))
         sql = f"SELECT {self._select} FROM messages WHERE lifecycle IN ({marks}) AND id > ?"
+        if Lifecycle.FINAL not in lifecycles:
+            sql += f" AND {UNFINISHED}"  # what lets the planner use the index of unfinished messages
         args: list[Any] = [*lifecycles, after_id]
         if provider is not None:
             sql += " AND provider = ?"
