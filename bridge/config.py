@@ -190,6 +190,12 @@ class OutboxSettings(Section):
 
     limit: int = Field(100_000, ge=1, description="queued messages before ESME_RMSGQFUL")
     concurrency: int = Field(256, ge=1, description="HTTP requests in flight from the outbox")
+    burst: int = Field(
+        100_000,
+        ge=0,
+        description="backlog a burst of stored submits may build while the outbox holds back for it "
+        "(at most `limit`); beyond it the outbox sends at full concurrency again; 0 = never hold back",
+    )
     max_attempts: int = Field(50, ge=1)
     max_age: float = Field(86400, gt=0, description="seconds before an unsent message fails")
     backoff_base: float = Field(1.0, gt=0)

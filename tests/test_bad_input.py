@@ -9,8 +9,8 @@ import struct
 from collections.abc import Callable
 
 from bridge.smpp.constants import Command, Status
-from bridge.smpp.pdu import EnquireLink, SubmitSm, decode_pdu, encode_pdu
-from tests.support.esme import Esme
+from bridge.smpp.pdu import EnquireLink, decode_pdu, encode_pdu
+from tests.support.esme import Esme, raw_submits
 
 
 def header(length: int, command_id: int, status: int = 0, sequence: int = 1) -> bytes:
@@ -68,14 +68,7 @@ def test_window_overflow_is_throttled_and_session_stays_healthy(start_bridge: Ca
     client = Esme(bridge.smpp_port)  # type: ignore[attr-defined]
     try:
         assert client.bind().status == Status.ESME_ROK
-        params = {
-            "source_addr": "1",
-            "dest_addr_ton": 1,
-            "destination_addr": "4917012345",
-            "short_message": b"w",
-        }
-        burst = b"".join(encode_pdu(SubmitSm(1000 + i, **params)) for i in range(20))
-        client.send_raw(burst)
+        client.send_raw(raw_submits(1000, 20, short_message=b"w"))
         statuses = [client.read_raw_until(1000 + i).status for i in range(20)]
         assert Status.ESME_RTHROTTLED in statuses
         assert statuses.count(Status.ESME_ROK) >= 2

@@ -22,8 +22,23 @@ accounts (`intake_began` .. `intake_ended`, a read's batch from its PDUs to its
 answers), at most INTAKE_SHARE messages are in flight; the rest wait in the heap
 until intake pauses. Both compete for the one core the event loop runs on, and a
 burst is better taken at full speed (each submit stored and answered) with the
-backlog drained behind it than slowed to the providers' pace; the share keeps the
-outbox moving meanwhile, so a steady stream of submits does not starve it.
+backlog drained behind it than slowed to the providers' pace.
+
+A read's batch alone is not enough: the outbox sends between the batches, while each
+waits for its commit. So for the length of a burst the outbox holds back further,
+to BURST_SHARE in flight, during the batches and between them. A burst is reads
+that bring many submits each (on average BURST_READ or more: the clients' windows
+are full, they submit faster than we answer) while the outbox is behind
+(`concurrency` messages or more waiting) and the daemon's core is busy (CpuGauge:
+BUSY_SHARE of it or more over the last BUSY_WINDOW seconds; when the core has room a
+hold gains the intake nothing and only slows the sends). The hold ends when the
+reads get small (on average under BURST_READ / 2), when the core has room, when no
+stored read has come for BURST_QUIET seconds, or when the backlog reaches
+`[outbox] burst` (at most `limit`): sustained overload is not a burst, so from there
+the outbox sends as without one (all of `concurrency` between the reads' batches)
+while the intake goes on at what is left (and `limit` answers ESME_RMSGQFUL), and
+no new hold starts until the backlog is back under `concurrency`. Steady traffic
+(small reads) never starts one: its messages are sent as they come.
 """
 
 from __future__ import annotations
@@ -48,6 +63,34 @@ from bridge.metrics import Metrics
 from bridge.smpp.constants import MessageState
 
 INTAKE_SHARE = 4  # messages in flight while stored intake is running (concurrency otherwise)
+BURST_SHARE = 1  # messages in flight while a burst lasts: the oldest still moves
+BURST_READ = 8  # submits per stored read, on average, that make a burst (the clients' windows are full)
+BURST_QUIET = 0.05  # seconds without a stored read that end a burst
+_READ_AVERAGE = 8  # reads the average read size is taken over (exponentially)
+BUSY_SHARE = 0.5  # of a core, used by this process: a burst is held for only then
+BUSY_WINDOW = 0.1  # seconds the share is measured over
+
+
+class CpuGauge:
+    """Is this process busy: did it use BUSY_SHARE of a core or more over the last
+    BUSY_WINDOW (the window just ended; measured at most once per window)?"""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, cpu: Callable[[], float] = time.process_time
+    ) -> None:
+        self._clock = clock
+        self._cpu = cpu
+        self._at = clock()
+        self._used = cpu()
+        self._busy = False
+
+    def busy(self) -> bool:
+        now = self._clock()
+        if now - self._at >= BUSY_WINDOW:
+            used = self._cpu()
+            self._busy = (used - self._used) / (now - self._at) >= BUSY_SHARE
+            self._at, self._used = now, used
+        return self._busy
 
 
 def backoff_delay(attempts: int, base: float, cap: float, retry_after: float | None, rand: float) -> float:
@@ -66,15 +109,18 @@ class Outbox:
         metrics: Metrics,
         log: Any,
         clock: Callable[[], float] = time.time,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        self._busy = busy or CpuGauge().busy  # is the core busy (a burst is held for only then)
         self._store = store
         self._sender = sender
         self._receipts = receipts
         self._metrics = metrics
         self._log = log
         self._clock = clock
-        self._waiting: dict[str, int] = {}
+        self._waiting: dict[str, int] = {}  # by first provider of the route
+        self._count = 0  # the same in all (waiting or in flight)
         self._queue: list[tuple[float, int, Message]] = []  # (due, order, message): a heap
         self._order = itertools.count()
         self._idle: deque[asyncio.Future[Message]] = deque()  # workers waiting for a message
@@ -84,12 +130,17 @@ class Outbox:
         self._stopping = False
         self._reserved = 0
         self._intake = 0  # intake batches running
+        self._read_size = 0.0  # submits per stored read, a moving average
+        self._burst_since: float | None = None  # loop time a burst hold began; None: no hold
+        self._burst_spent = False  # a hold reached `burst`: none again until the backlog is back under concurrency
+        self._last_read = 0.0  # loop time of the last stored read
+        self._quiet: asyncio.TimerHandle | None = None
         self._sending = 0  # messages taken by workers, not yet done with
         self._holding: dict[int, Message] = {}  # by id: the object each attempt marks and checks
 
     @property
     def size(self) -> int:
-        return sum(self._waiting.values()) + self._reserved
+        return self._count + self._reserved
 
     def full(self) -> bool:
         return self.size >= self.settings.limit
@@ -105,12 +156,63 @@ class Outbox:
     def unreserve(self) -> None:
         self._reserved -= 1
 
-    def intake_began(self) -> None:
-        """A batch of stored submits is being taken in: the outbox steps back."""
+    def intake_began(self, submits: int = 1) -> None:
+        """A read's batch of `submits` stored submits is being taken in: the outbox
+        steps back meanwhile, and for the length of a burst (module docstring)."""
         self._intake += 1
+        self._read_size += (submits - self._read_size) / _READ_AVERAGE
+        self._last_read = now = asyncio.get_running_loop().time()
+        if self._burst_since is None:
+            if self._burst_spent and self.size < self.settings.concurrency:
+                self._burst_spent = False  # caught up: the next burst may be held for
+            if (
+                not self._burst_spent
+                and self._read_size >= BURST_READ
+                and self.settings.burst
+                and self.size >= self.settings.concurrency
+                and self._busy()
+            ):
+                self._burst_since = now
+                self._log.info("outbox_burst_began", backlog=self.size)
+        elif self._read_size < BURST_READ / 2:
+            self._end_burst("reads got small")
+        elif not self._busy():
+            self._end_burst("core not busy")
 
     def intake_ended(self) -> None:
         self._intake -= 1
+        if self._burst_since is not None and self.size >= min(self.settings.burst, self.settings.limit):
+            self._burst_spent = True
+            self._end_burst("backlog reached [outbox] burst")
+            return
+        if self._intake:
+            return
+        if self._burst_since is not None:
+            if self._quiet is None:
+                self._quiet = asyncio.get_running_loop().call_later(BURST_QUIET, self._quiet_check)
+            return
+        self._dispatch()
+
+    def _quiet_check(self) -> None:
+        """End the hold once no stored read has come for BURST_QUIET seconds."""
+        self._quiet = None
+        if self._burst_since is None:
+            return
+        left = self._last_read + BURST_QUIET - asyncio.get_running_loop().time()
+        if left > 0 or self._intake:
+            self._quiet = asyncio.get_running_loop().call_later(max(left, 0.001), self._quiet_check)
+            return
+        self._end_burst("intake rests")
+
+    def _end_burst(self, reason: str) -> None:
+        assert self._burst_since is not None
+        took = asyncio.get_running_loop().time() - self._burst_since
+        self._burst_since = None
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
+        log = self._log.warning if self._burst_spent else self._log.info
+        log("outbox_burst_ended", reason=reason, backlog=self.size, seconds=round(took, 3))
         if not self._intake:
             self._dispatch()
 
@@ -118,9 +220,16 @@ class Outbox:
     def intake_running(self) -> bool:
         return self._intake > 0
 
+    @property
+    def holding_for_burst(self) -> bool:
+        """The outbox holds back for a burst of stored intake (module docstring)."""
+        return self._burst_since is not None
+
     def _may_start(self) -> bool:
         """Room for one more message in flight: all of `concurrency` while intake
-        rests, INTAKE_SHARE while it runs."""
+        rests, INTAKE_SHARE while it runs, BURST_SHARE while a burst lasts."""
+        if self._burst_since is not None:
+            return self._sending < BURST_SHARE
         return not self._intake or self._sending < INTAKE_SHARE
 
     def depth(self) -> list[tuple[str, float]]:
@@ -128,12 +237,21 @@ class Outbox:
 
     def submit(self, message: Message, reserved: bool = False) -> None:
         """Take a stored QUEUED message; it is sent as soon as there is room."""
+        self.submit_all((message,), reserved)
+
+    def submit_all(self, messages: Sequence[Message], reserved: bool = False) -> None:
+        """`submit` for the messages of one read's batch: one hand-out to the workers."""
         if reserved:
-            self._reserved -= 1
-        first = message.route[0] if message.route else "none"
-        self._waiting[first] = self._waiting.get(first, 0) + 1
-        self._holding[message.id] = message
-        self._push(message, message.next_attempt_at)
+            self._reserved -= len(messages)
+        waiting, holding, queue, order = self._waiting, self._holding, self._queue, self._order
+        for message in messages:
+            first = message.route[0] if message.route else "none"
+            waiting[first] = waiting.get(first, 0) + 1
+            holding[message.id] = message
+            if not self._stopping:  # (else it stays stored; the next start recovers it)
+                heapq.heappush(queue, (message.next_attempt_at, next(order), message))
+        self._count += len(messages)
+        self._dispatch()
 
     def holding(self, message_id: int) -> Message | None:
         """The outbox's own object of a message it holds (waiting or in flight), else
@@ -342,6 +460,7 @@ class Outbox:
 
     def _done(self, message: Message) -> None:
         self._holding.pop(message.id, None)
+        self._count -= 1
         first = message.route[0] if message.route else "none"
         self._waiting[first] -= 1
         if not self._waiting[first]:
@@ -364,6 +483,9 @@ class Outbox:
         """Let requests in flight finish (up to `timeout`), then stop every worker and
         wait for it; the messages not sent stay stored for the next start."""
         self._stopping = True
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

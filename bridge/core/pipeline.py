@@ -133,7 +133,7 @@ class Pipeline:
         if account.ack != "stored":
             await self._handle_batch(conn, account, pdus, started)
             return
-        self._outbox.intake_began()  # stored intake comes first: the outbox steps back meanwhile
+        self._outbox.intake_began(len(pdus))  # stored intake comes first: the outbox steps back meanwhile
         try:
             await self._handle_batch(conn, account, pdus, started)
         finally:
@@ -298,8 +298,8 @@ class Pipeline:
                 raise
             answers.extend((pdu, self._failure(conn, pdu, exc)) for pdu, _, _ in taken)
         else:
+            self._outbox.submit_all([message for _, message, _ in taken], reserved=True)
             for pdu, message, part in taken:
-                self._outbox.submit(message, reserved=True)
                 answer = Answer(Status.ESME_ROK, part.message_id, message.route[0], message.flash, [part.message_id])
                 answers.append((pdu, answer))
         self._respond_all(conn, account, answers, started)

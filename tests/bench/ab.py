@@ -14,7 +14,9 @@ bridge are this checkout's. Scenarios: `bare` (ack = "upstream", no receipts), `
 (receipts from Skycore postbacks), `stored` (ack = "stored", submits accepted per
 second), `burst` (ack = "stored", --count submits as fast as accepted, then the
 outbox drained; its accepted rate is also given as a multiple of the same variant's
-`bare` rate when both ran). Prints each run, then per variant the median and the range (min-max) of
+`bare` rate when both ran), `ceiling` (the same submits with the provider paused: the
+stored intake alone, the most a burst can be accepted at; also as a multiple of
+`bare`). Prints each run, then per variant the median and the range (min-max) of
 msg/s, bridge CPU µs per message and submit latency p50/p99, with the ratios to the
 node bridge's medians; the JSON goes to tests/bench/results/ab-<time>.json.
 """
@@ -32,7 +34,7 @@ from typing import Any
 
 from tests.bench import compare
 
-SCENARIOS = ("bare", "upstream", "stored", "burst")
+SCENARIOS = ("bare", "upstream", "stored", "burst", "ceiling")
 
 
 def parse_variant(text: str) -> tuple[str, Path, dict[str, str]]:
@@ -49,6 +51,8 @@ def run(scenario: str, tree: Path, env: dict[str, str], args: argparse.Namespace
             return compare.scenario_stored(Path(tmp), options, tree=tree, env=env)
         if scenario == "burst":
             return compare.scenario_burst(Path(tmp), options, tree=tree, env=env)
+        if scenario == "ceiling":
+            return compare.scenario_ceiling(Path(tmp), options, tree=tree, env=env)
         return compare.ours_upstream(Path(tmp), options, tree=tree, env=env)
 
 
@@ -136,13 +140,17 @@ def main() -> int:
             print(f"  {scenario:<9} {name:<12} {summary(runs, ref)}")
             p99_p50 = statistics.median(r["p99_ms"] / r["p50_ms"] for r in runs if r["p50_ms"])
             print(f"  {'':<9} {'':<12} p99/p50 {p99_p50:.1f}")
-            if scenario == "burst":
-                drain = statistics.median(r["drain_s"] for r in runs)
+            if scenario in ("burst", "ceiling"):
                 bare = results.get("bare", {}).get(name)
                 against = statistics.median(r["msg_s"] for r in bare) if bare else None
                 rate = statistics.median(r["msg_s"] for r in runs)
                 times = f" = {rate / against:.2f}x its bare rate" if against else ""
-                print(f"  {'':<9} {'':<12} outbox drained {drain:.1f} s after the burst{times}")
+                if scenario == "burst":
+                    drain = statistics.median(r["drain_s"] for r in runs)
+                    print(f"  {'':<9} {'':<12} outbox drained {drain:.1f} s after the burst{times}")
+                else:
+                    writer = statistics.median(r["cpu_us"] - r["main_us"] for r in runs)
+                    print(f"  {'':<9} {'':<12} accepted{times}; the writer {writer:.0f} µs/msg")
     compare.RESULTS.mkdir(parents=True, exist_ok=True)
     path = compare.RESULTS / f"ab-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps({"machine": compare.machine(), "args": vars(args), "runs": raw}, indent=2))

@@ -16,6 +16,9 @@ Scenarios:
             postbacks from the upstream; --no-receipts: none), interleaved with the
             node-smpp bridge
   stored    ack = "stored": submits accepted durably per second (outbox draining behind)
+  burst     ack = "stored": --count submits as fast as accepted, then the outbox drained
+  ceiling   the same burst with the provider paused (never answers): the stored intake
+            alone, the most a burst can be accepted at
   latency   1,000 submit_sm/s: p99 submit_sm->resp with stored and with upstream
   sessions  5,000 bound sessions with enquire_link running: resident memory
   soak      1,000/s for --soak-minutes: resident memory at the start and the end
@@ -171,10 +174,12 @@ def bridge(
 
 
 @contextmanager
-def upstream(port: int, postback: str | None = None) -> Iterator[int]:
+def upstream(port: int, postback: str | None = None, silent: bool = False) -> Iterator[int]:
     args = [PYTHON, "-m", "tests.bench.upstream", "--port", str(port)]
     if postback:
         args += ["--postback", postback]
+    if silent:
+        args.append("--silent")
     with process(args, ready_port=port) as pid:
         yield pid
 
@@ -339,6 +344,20 @@ def scenario_burst(
     return report
 
 
+def scenario_ceiling(
+    tmp: Path, args: argparse.Namespace, tree: Path = ROOT, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The stored intake alone: `burst`'s submits with the provider paused (it never
+    answers, so the outbox sends its first few and then waits), the most a burst can
+    be accepted at; the report has the daemon's and its writer's CPU apart."""
+    upstream_port = free_port()
+    count = getattr(args, "count", None) or 100_000
+    with bridge(tmp, "stored", upstream_port, tree=tree, env=env) as b, upstream(upstream_port, silent=True):
+        report = unanswered_submits(b, args, "--count", str(count))
+        report["outbox_after_burst"] = scrape(b["http_port"], "smpp_bridge_outbox_messages")
+    return report
+
+
 def scenario_latency(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     out = {}
     for ack in ("stored", "upstream"):
@@ -432,6 +451,7 @@ SCENARIOS = {
     "upstream": scenario_upstream,
     "stored": scenario_stored,
     "burst": scenario_burst,
+    "ceiling": scenario_ceiling,
     "latency": scenario_latency,
     "sessions": scenario_sessions,
     "soak": scenario_soak,

@@ -9,6 +9,10 @@ Raw asyncio protocols on purpose: the upstream must cost far less per request th
 the bridge it measures.
 
     python -m tests.bench.upstream --port 18099 [--postback http://127.0.0.1:8080/callbacks/sky/TOKEN]
+
+`--silent`: a provider that is paused: requests are read and never answered (the
+bridge's stored intake measured with its outbox doing nothing: `ceiling` in
+tests.bench.compare).
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ _counter = itertools.count(1)
 
 
 class Upstream(asyncio.Protocol):
-    def __init__(self, postbacks: asyncio.Queue[str] | None) -> None:
+    def __init__(self, postbacks: asyncio.Queue[str] | None, silent: bool = False) -> None:
         self.postbacks = postbacks
+        self.silent = silent
         self.buffer = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.silent:
+            return
         buffer = self.buffer
         buffer += data
         out = []
@@ -118,7 +125,7 @@ class PostbackSender(asyncio.Protocol):
             self.transport.write(request)  # type: ignore[attr-defined]
 
 
-async def serve(port: int, postback: str | None, connections: int) -> None:
+async def serve(port: int, postback: str | None, connections: int, silent: bool = False) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str] | None = asyncio.Queue() if postback else None
     senders: list[asyncio.Task[None]] = []
@@ -129,7 +136,7 @@ async def serve(port: int, postback: str | None, connections: int) -> None:
                 lambda: PostbackSender(url.netloc, url.path, queue), url.hostname, url.port or 80
             )
             senders.append(loop.create_task(sender.run()))
-    server = await loop.create_server(lambda: Upstream(queue), "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(lambda: Upstream(queue, silent), "127.0.0.1", port, backlog=1024)
     async with server:
         await server.serve_forever()
 
@@ -139,6 +146,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18099)
     parser.add_argument("--postback", default=None, help="bridge callback URL for N202 postbacks")
     parser.add_argument("--postback-connections", type=int, default=4)
+    parser.add_argument("--silent", action="store_true", help="never answer (a paused provider)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -146,7 +154,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve(args.port, args.postback, args.postback_connections))
+    asyncio.run(serve(args.port, args.postback, args.postback_connections, args.silent))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 
 from bridge.config import OutboxSettings
 from bridge.core.message import Lifecycle, Message
-from bridge.core.outbox import INTAKE_SHARE, Outbox
+from bridge.core.outbox import BURST_SHARE, BUSY_SHARE, BUSY_WINDOW, INTAKE_SHARE, CpuGauge, Outbox
 from bridge.core.ports import SendResult
 from bridge.core.receipts import ReceiptEngine
 from bridge.core.registry import SessionRegistry
@@ -26,6 +26,7 @@ NOT_SENT = SendResult.not_sent(Status.ESME_RSYSERR, "HTTP 503")
 class Rig:
     def __init__(self, provider: FakeProvider, store: FakeStore | None = None, **settings: Any) -> None:
         self.clock = FakeClock()
+        self.busy = True  # is the core busy (the CpuGauge's answer, set by the test)
         self.store = store or FakeStore()
         self.metrics = Metrics()
         self.log = RecordingLog()
@@ -33,7 +34,14 @@ class Rig:
         self.sender = Sender({provider.name: provider}, self.metrics, self.log, clock=self.clock)
         self.receipts = ReceiptEngine(self.store, SessionRegistry(), lambda _: None, self.metrics, self.log, self.clock)
         self.outbox = Outbox(
-            OutboxSettings(**settings), self.store, self.sender, self.receipts, self.metrics, self.log, self.clock
+            OutboxSettings(**settings),
+            self.store,
+            self.sender,
+            self.receipts,
+            self.metrics,
+            self.log,
+            self.clock,
+            busy=lambda: self.busy,
         )
         self.sender.on_circuit_closed = self.outbox.wake
 
@@ -44,6 +52,14 @@ class Rig:
         message.next_attempt_at = due
         await self.store.insert_messages([message])
         return message
+
+    async def read(self, submits: int, first_id: int) -> None:
+        """What the pipeline does for one read of `submits` stored submits: intake
+        begins, each is stored and handed over, intake ends."""
+        self.outbox.intake_began(submits)
+        for message_id in range(first_id, first_id + submits):
+            self.outbox.submit(await self.stored(message_id))
+        self.outbox.intake_ended()
 
     def state(self, message_id: int) -> Lifecycle:
         return self.store.committed[message_id].lifecycle
@@ -186,3 +202,142 @@ async def test_while_stored_intake_runs_at_most_its_share_is_in_flight_then_all_
     await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 41)))
     assert provider.most_in_request == 10
     await rig.outbox.stop(1)
+
+
+async def test_a_burst_holds_the_outbox_back_between_its_reads_until_intake_rests() -> None:
+    """A burst (reads of many stored submits each while the outbox is behind and the
+    core busy): during the reads and between them, while each waits for its commit,
+    the outbox keeps only BURST_SHARE in flight, for as long as reads keep coming;
+    BURST_QUIET after the last one it goes back to `concurrency` and drains the backlog."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    in_flight_while_held: list[int] = []  # at each request's start while the hold lasts
+    provider.on_send = lambda _: rig.outbox.holding_for_burst and in_flight_while_held.append(provider.in_request)
+    await rig.read(64, first_id=1)  # the workers start later: the backlog is there first
+    await rig.read(64, first_id=65)
+    assert rig.outbox.holding_for_burst
+    rig.outbox.start()
+    await until(lambda: provider.in_request == BURST_SHARE)
+    await rig.read(64, first_id=129)  # no intake running between the reads: still held
+    await until(lambda: not rig.outbox.holding_for_burst)  # BURST_QUIET after the last read
+    assert max(in_flight_while_held) == BURST_SHARE < INTAKE_SHARE
+    [ended] = rig.log.events("outbox_burst_ended")
+    assert ended["reason"] == "intake rests"
+    await until(lambda: provider.in_request == 10)
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 193)))
+    await rig.outbox.stop(1)
+
+
+async def test_a_burst_ends_at_its_backlog_limit_and_the_outbox_sends_while_intake_goes_on() -> None:
+    """Sustained overload is not a burst: once the backlog reaches `[outbox] burst` the
+    outbox sends at full `concurrency` although large reads keep coming (no starvation;
+    the outbox's `limit` is the intake's back-pressure), and holds back again only for
+    a burst that starts after it has caught up."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10, burst=100)
+    await rig.read(64, first_id=1)
+    await rig.read(64, first_id=65)  # held from its start; at its end the backlog is 128
+    assert not rig.outbox.holding_for_burst
+    [ended] = rig.log.events("outbox_burst_ended")
+    assert ended["reason"] == "backlog reached [outbox] burst"
+    assert [level for level, event, _ in rig.log.lines if event == "outbox_burst_ended"] == ["warning"]
+    rig.outbox.start()
+    await rig.read(64, first_id=129)  # a large read, and yet no new hold
+    await until(lambda: provider.in_request == 10)
+    assert not rig.outbox.holding_for_burst
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 193)))
+    provider.gate = asyncio.Event()  # caught up: the next burst is held for again
+    await rig.read(64, first_id=193)
+    await rig.read(64, first_id=257)
+    assert [e["backlog"] for e in rig.log.events("outbox_burst_began")] == [64, 64]
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(193, 321)))
+    await rig.outbox.stop(1)
+
+
+async def test_steady_traffic_in_small_reads_is_never_held_back() -> None:
+    """Reads of one submit each (steady traffic, however behind the outbox is) start no
+    burst: between the reads the outbox sends at full `concurrency`."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    for message_id in range(1, 101):
+        await rig.read(1, first_id=message_id)
+    rig.outbox.start()
+    await until(lambda: provider.in_request == 10)
+    assert not rig.outbox.holding_for_burst
+    assert not rig.log.events("outbox_burst_began")
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 101)))
+    await rig.outbox.stop(1)
+
+
+async def test_a_burst_ends_when_the_reads_get_small() -> None:
+    """Reads of few submits after a burst's large ones (the clients' windows are no
+    longer full): the hold ends while intake goes on, and the outbox sends at full
+    `concurrency` between the reads."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    await rig.read(64, first_id=1)
+    await rig.read(64, first_id=65)
+    assert rig.outbox.holding_for_burst
+    message_id = 129
+    while rig.outbox.holding_for_burst and message_id < 200:
+        await rig.read(1, first_id=message_id)
+        message_id += 1
+    [ended] = rig.log.events("outbox_burst_ended")
+    assert ended["reason"] == "reads got small"
+    rig.outbox.start()
+    await until(lambda: provider.in_request == 10)
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, message_id)))
+    await rig.outbox.stop(1)
+
+
+async def test_a_burst_is_not_held_for_while_the_core_has_room_and_a_hold_ends_when_it_gets_room() -> None:
+    """Large reads while the outbox is behind, but the process is not busy (the outbox
+    waits on its providers, not on the core): holding it back would give the intake
+    nothing, so it is not held. A hold that began with the core busy ends once it
+    is not."""
+    provider = FakeProvider()
+    provider.gate = asyncio.Event()
+    rig = Rig(provider, concurrency=10)
+    rig.busy = False
+    await rig.read(64, first_id=1)
+    await rig.read(64, first_id=65)
+    assert not rig.outbox.holding_for_burst
+    rig.busy = True
+    await rig.read(64, first_id=129)
+    assert rig.outbox.holding_for_burst
+    rig.busy = False
+    await rig.read(64, first_id=193)
+    assert not rig.outbox.holding_for_burst
+    [ended] = rig.log.events("outbox_burst_ended")
+    assert ended["reason"] == "core not busy"
+    rig.outbox.start()
+    await until(lambda: provider.in_request == 10)
+    provider.gate.set()
+    await until(lambda: all(rig.state(i) is Lifecycle.ACCEPTED for i in range(1, 257)))
+    await rig.outbox.stop(1)
+
+
+def test_the_cpu_gauge_says_busy_from_busy_share_of_a_core_over_the_last_window() -> None:
+    wall, cpu = [0.0], [0.0]
+    gauge = CpuGauge(clock=lambda: wall[0], cpu=lambda: cpu[0])
+    assert not gauge.busy()
+    wall[0] += BUSY_WINDOW
+    cpu[0] += BUSY_WINDOW * (BUSY_SHARE + 0.1)
+    assert gauge.busy()
+    wall[0] += BUSY_WINDOW / 2  # within a window nothing is measured: what the last one said
+    assert gauge.busy()
+    wall[0] += BUSY_WINDOW
+    cpu[0] += BUSY_WINDOW * 1.5 * (BUSY_SHARE - 0.1)
+    assert not gauge.busy()
+    wall[0] += BUSY_WINDOW * 2
+    cpu[0] += BUSY_WINDOW * 2 * 0.9
+    assert gauge.busy()

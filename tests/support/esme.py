@@ -19,8 +19,16 @@ import smpplib.consts
 import smpplib.pdu
 import smpplib.smpp
 
-from bridge.smpp.pdu import Pdu, decode_pdu, encode_pdu
+from bridge.smpp.pdu import Pdu, SubmitSm, decode_pdu, encode_pdu
 from bridge.smpp.receipt import parse_receipt
+
+
+def raw_submits(first_sequence: int, count: int, **params: Any) -> bytes:
+    """`count` submit_sm (to 4917012345 from "1" unless `params` say otherwise) with
+    sequence numbers from `first_sequence`, as one chunk of bytes: what a client with
+    that many in its window writes at once."""
+    fields = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "4917012345", **params}
+    return b"".join(encode_pdu(SubmitSm(first_sequence + i, **fields)) for i in range(count))
 
 
 class Esme:
