@@ -214,10 +214,11 @@ class Pipeline:
         session = conn.session
         release: list[int] = []
         counted: dict[tuple[str, int, bool], int] = {}
+        id_format = _id_format(conn, account)
         for pdu, answer in answers:
             body = answer.body
             if body is None and answer.message_id is not None:
-                body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, _id_format(conn, account)))
+                body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, id_format))
             session.respond(pdu, answer.status, body)
             release.extend(answer.release)
             if pdu.command in _SUBMITS:
