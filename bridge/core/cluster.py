@@ -75,10 +75,6 @@ class Cluster(ABC):
         """One submit under the account's `throughput` (0 = unlimited); False: throttle.
         Raises StoreUnavailable when the shared state cannot be reached."""
 
-    def admit_now(self, system_id: str, rate: float) -> bool | None:
-        """`admit` when it needs no wait (local state), else None: ask `admit`."""
-        return None
-
     @abstractmethod
     async def lease(self, name: str, ttl: float) -> Lease:
         """Hold the lease `name`; kept (renewed) while this instance lives."""
@@ -106,9 +102,6 @@ class LocalCluster(Cluster):
         return None
 
     async def admit(self, system_id: str, rate: float) -> bool:
-        return self.allow(system_id, rate)
-
-    def admit_now(self, system_id: str, rate: float) -> bool:
         return self.allow(system_id, rate)
 
     def allow(self, system_id: str, rate: float) -> bool:

@@ -68,9 +68,6 @@ class Journal:
         self._pending: dict[int, list[HistoryEvent]] = {}  # in insertion order: the oldest first
 
     def note(self, message_id: int, kind: str, **data: Any) -> None:
-        self._add(message_id, kind, data)
-
-    def _add(self, message_id: int, kind: str, data: dict[str, Any]) -> None:
         events = self._pending.get(message_id)
         if events is None:
             events = self._pending[message_id] = []
@@ -94,10 +91,14 @@ class Journal:
     # -- the events, one method each, so their shapes live in one place ---------------
 
     def received(self, message: Message, session: str) -> None:
-        # A dict, not note()'s keywords: one per message of the stored intake.
-        parts = [p.message_id for p in message.parts]
-        data: dict[str, Any] = {"session": session, "parts": parts, "route": list(message.route), "ack": message.ack}
-        self._add(message.id, "received", data)
+        self.note(
+            message.id,
+            "received",
+            session=session,
+            parts=[p.message_id for p in message.parts],
+            route=list(message.route),
+            ack=message.ack,
+        )
 
     def attempt(self, message: Message, provider: str, result: SendResult, elapsed: float | None) -> None:
         """One try to hand the message to `provider` (`elapsed` None: no request was made)."""

@@ -39,15 +39,6 @@ class IdAllocator:
     async def next_id(self) -> int:
         if self._next >= self._end:
             await self._take_block()
-        return self.take()
-
-    def ready(self) -> bool:
-        """An id can be taken without a wait (`take`)."""
-        return self._next < self._end
-
-    def take(self) -> int:
-        """The next id of the block in hand (`ready()` first); asks for the next block
-        when this one runs low."""
         value = self._next
         self._next += 1
         if self._spare is None and self._refill is None and self._end - self._next < self._block // 4:

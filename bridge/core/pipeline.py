@@ -148,9 +148,7 @@ class Pipeline:
                 jobs.append(self.handle(conn, pdu, started))
                 continue
             try:
-                prepared = self._prepare_now(conn, account, pdu)
-                if prepared is None:
-                    prepared = await self._prepare(conn, account, pdu)
+                prepared = await self._prepare(conn, account, pdu)
             except Exception as exc:
                 refused.append((pdu, self._failure(conn, pdu, exc)))
                 continue
@@ -214,11 +212,10 @@ class Pipeline:
         session = conn.session
         release: list[int] = []
         counted: dict[tuple[str, int, bool], int] = {}
-        id_format = _id_format(conn, account)
         for pdu, answer in answers:
             body = answer.body
             if body is None and answer.message_id is not None:
-                body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, id_format))
+                body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, _id_format(conn, account)))
             session.respond(pdu, answer.status, body)
             release.extend(answer.release)
             if pdu.command in _SUBMITS:
@@ -257,39 +254,12 @@ class Pipeline:
         """A whole message checked, decoded and given its id, with its one Part; for a
         segment of a concatenated message, what adds it to its set (to await)."""
         await self._throttle(account)
-        checked = self._check(conn, account, pdu)
-        return self._prepared(conn, account, checked, await self._ids.next_id())
-
-    def _prepare_now(
-        self, conn: Connection, account: Account, pdu: SubmitSm | DataSm
-    ) -> tuple[Message, Part] | Awaitable[Answer] | None:
-        """`_prepare` without its awaits, or None when it would wait (a shared
-        cluster's throughput, a new block of ids): three coroutines less a message."""
-        if not self._ids.ready():
-            return None
-        admitted = self._cluster.admit_now(account.system_id, account.throughput)
-        if admitted is None:
-            return None
-        if not admitted:
-            raise self._throttled(account)
-        checked = self._check(conn, account, pdu)
-        return self._prepared(conn, account, checked, self._ids.take())
-
-    def _check(
-        self, conn: Connection, account: Account, pdu: SubmitSm | DataSm
-    ) -> tuple[Parsed, Address, Number, Resolved]:
-        """A submit's checks before it is given an id (a refused one takes none)."""
         parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
         destination, number, route = self._destination(account, pdu, parsed.flash)
         if account.ack == "stored" and self._outbox.full():
             raise self._outbox_full(account)
-        return parsed, destination, number, route
-
-    def _prepared(
-        self, conn: Connection, account: Account, checked: tuple[Parsed, Address, Number, Resolved], message_id: int
-    ) -> tuple[Message, Part] | Awaitable[Answer]:
-        parsed, destination, number, route = checked
+        message_id = await self._ids.next_id()
         now = self._clock()
         if parsed.segment is None:
             text = self._decode(account, parsed.data, parsed.charset)
@@ -359,11 +329,8 @@ class Pipeline:
         """`throughput` per account, across every instance of a cluster (the Cluster's
         bucket); it also refuses early, before any HTTP call, while a shared store is down."""
         if not await self._cluster.admit(account.system_id, account.throughput):
-            raise self._throttled(account)
-
-    def _throttled(self, account: Account) -> Refused:
-        self._metrics.throttled.labels(account.system_id, "throughput").inc()
-        return Refused(Status.ESME_RTHROTTLED, "account throughput exceeded")
+            self._metrics.throttled.labels(account.system_id, "throughput").inc()
+            raise Refused(Status.ESME_RTHROTTLED, "account throughput exceeded")
 
     def _destination(
         self, account: Account, target: SubmitSm | DataSm | SmeAddress, flash: bool

@@ -46,17 +46,3 @@ async def test_a_store_that_refuses_raises_to_the_caller_and_the_next_call_works
         await ids.next_id()
     store.fail_reserve = None
     assert await ids.next_id() == 1000
-
-
-async def test_take_hands_out_the_block_in_hand_without_a_wait_and_asks_for_the_next_when_low() -> None:
-    store = FakeStore()
-    ids = IdAllocator(store, block=8)
-    assert not ids.ready()  # no block yet: the caller awaits next_id
-    assert await ids.next_id() == 1000
-    taken = []
-    while ids.ready():
-        taken.append(ids.take())
-    assert taken == list(range(1001, 1008))
-    await asyncio.sleep(0)  # the refill asked for when fewer than a quarter were left
-    assert store.reserved == [8, 8]
-    assert await ids.next_id() == 1008 and ids.ready()
