@@ -6,7 +6,8 @@ code (by the innermost frame of ours, or the library the time is spent in).
     python -m tests.bench.profile --scenario bare --duration 15 [--tree DIR] [--env SMPP_BRIDGE_PURE=1]
 
 `bare` is ack = "upstream" without receipts, `upstream` with Skycore postbacks,
-`stored` ack = "stored". py-spy's own stacks (collapsed) go to
+`stored` ack = "stored", `ceiling` the same with the provider paused (the stored
+intake alone). py-spy's own stacks (collapsed) go to
 tests/bench/results/profile-<time>.txt, for a flame graph (e.g. speedscope).
 Compiled modules have no Python frames: their time shows under the caller, which is
 why a profile of the compiled bridge is read beside one of the pure bridge.
@@ -64,7 +65,7 @@ def area(frame: str) -> str | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", choices=("bare", "upstream", "stored"), default="bare")
+    parser.add_argument("--scenario", choices=("bare", "upstream", "stored", "ceiling"), default="bare")
     parser.add_argument("--tree", type=Path, default=compare.ROOT, help="source tree of the bridge")
     parser.add_argument("--env", action="append", default=[], help="VAR=VALUE for the bridge")
     parser.add_argument("--duration", type=float, default=15)
@@ -82,10 +83,10 @@ def main() -> int:
     receipts = args.scenario == "upstream"
     with tempfile.TemporaryDirectory() as tmp:
         upstream_port = compare.free_port()
-        ack = "stored" if args.scenario == "stored" else "upstream"
+        ack = "stored" if args.scenario in ("stored", "ceiling") else "upstream"
         with compare.bridge(Path(tmp), ack, upstream_port, tree=args.tree.resolve(), env=env) as b:
             postback = f"http://127.0.0.1:{b['http_port']}/callbacks/sky/tok" if receipts else None
-            with compare.upstream(upstream_port, postback):
+            with compare.upstream(upstream_port, postback, silent=args.scenario == "ceiling"):
                 extra = () if receipts else ("--no-receipts",)
                 compare.bench(b["smpp_port"], b["pid"], "--count", "2000", "--binds", "2", *extra)  # warm-up
                 spy = subprocess.Popen(
