@@ -243,13 +243,12 @@ class Outbox:
         """`submit` for the messages of one read's batch: one hand-out to the workers."""
         if reserved:
             self._reserved -= len(messages)
-        waiting, holding, queue, order = self._waiting, self._holding, self._queue, self._order
+        waiting, holding = self._waiting, self._holding
         for message in messages:
             first = message.route[0] if message.route else "none"
             waiting[first] = waiting.get(first, 0) + 1
             holding[message.id] = message
-            if not self._stopping:  # (else it stays stored; the next start recovers it)
-                heapq.heappush(queue, (message.next_attempt_at, next(order), message))
+            self._enqueue(message, message.next_attempt_at)
         self._count += len(messages)
         self._dispatch()
 
@@ -311,10 +310,15 @@ class Outbox:
         return [message.id for _, _, message in sorted(self._queue)]
 
     def _push(self, message: Message, due: float) -> None:
+        if self._enqueue(message, due):
+            self._dispatch()
+
+    def _enqueue(self, message: Message, due: float) -> bool:
+        """Into the heap, unless stopping (then it stays stored; the next start recovers it)."""
         if self._stopping:
-            return  # stays stored; the next start recovers it
+            return False
         heapq.heappush(self._queue, (due, next(self._order), message))
-        self._dispatch()
+        return True
 
     def _dispatch(self) -> None:
         """Hand due messages to idle workers; arm one timer for the next one due."""
