@@ -12,7 +12,7 @@ import os
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -25,6 +25,7 @@ from bridge.smpp.session import PduCounters
 NAMESPACE = "smpp_bridge"
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SLOW = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+C = TypeVar("C")
 # prometheus_client's own switch for the `_created` samples, read as it reads it.
 _CREATED = os.environ.get("PROMETHEUS_DISABLE_CREATED_SERIES", "False").lower() not in ("true", "1", "t")
 
@@ -112,7 +113,7 @@ class LoopHistogramChild:
         self.counts[bisect_left(self.bounds, amount)] += times
 
 
-class _LoopFamily(Collector):
+class _LoopFamily(Collector, Generic[C]):
     """A labelled family registered in `registry` where the library's would be."""
 
     kind = ""
@@ -121,28 +122,31 @@ class _LoopFamily(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
         registry.register(self)
+
+    def labels(self, *values: str) -> C:
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected, got {len(values)}")
+            child = self._children[values] = self._new_child()
+        return child
+
+    def _new_child(self) -> C:
+        raise NotImplementedError
 
     def describe(self) -> Iterator[Metric]:
         return iter((Metric(self.name, self.documentation, self.kind),))
 
 
-class LoopCounter(_LoopFamily):
+class LoopCounter(_LoopFamily[LoopCounterChild]):
     """A Counter changed from the event loop's thread only (see above)."""
 
     kind = "counter"
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
-        super().__init__(name, documentation, labelnames, registry)
-        self._children: dict[tuple[str, ...], LoopCounterChild] = {}
-
-    def labels(self, *values: str) -> LoopCounterChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected, got {len(values)}")
-            child = self._children[values] = LoopCounterChild()
-        return child
+    def _new_child(self) -> LoopCounterChild:
+        return LoopCounterChild()
 
     def collect(self) -> Iterator[Metric]:
         metric = Metric(self.name, self.documentation, self.kind)
@@ -154,7 +158,7 @@ class LoopCounter(_LoopFamily):
         yield metric
 
 
-class LoopHistogram(_LoopFamily):
+class LoopHistogram(_LoopFamily[LoopHistogramChild]):
     """A Histogram changed from the event loop's thread only (see above)."""
 
     kind = "histogram"
@@ -167,7 +171,6 @@ class LoopHistogram(_LoopFamily):
         registry: CollectorRegistry,
         buckets: Sequence[float],
     ) -> None:
-        super().__init__(name, documentation, labelnames, registry)
         bounds = [float(b) for b in buckets]
         if bounds != sorted(bounds):
             raise ValueError("Buckets not in sorted order")
@@ -175,15 +178,10 @@ class LoopHistogram(_LoopFamily):
             bounds.append(INF)
         self.bounds = tuple(bounds)
         self._les = tuple(floatToGoString(b) for b in bounds)
-        self._children: dict[tuple[str, ...], LoopHistogramChild] = {}
+        super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> LoopHistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name}: {len(self.labelnames)} label values expected, got {len(values)}")
-            child = self._children[values] = LoopHistogramChild(self.bounds)
-        return child
+    def _new_child(self) -> LoopHistogramChild:
+        return LoopHistogramChild(self.bounds)
 
     def collect(self) -> Iterator[Metric]:
         metric = Metric(self.name, self.documentation, self.kind)
