@@ -50,6 +50,12 @@ class Number:
     def e164(self) -> str | None:
         return "+" + self.digits if self.international else None
 
+    def __copy__(self) -> Number:
+        return self  # immutable; and compiled (bridge/native.py), a frozen class cannot be rebuilt field by field
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Number:
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Unusable:

@@ -19,8 +19,9 @@ from bridge.core.checks import DEST_STATUSES, Parsed, Refused, address_status, p
 from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
 from bridge.core.ids import IdAllocator, parse_id, render_id
+from bridge.core.intake import PREVIEW_CHARS, destination_of, new_message, whole_message
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment
-from bridge.core.numbers import Number, Unusable, normalise
+from bridge.core.numbers import Number, Unusable
 from bridge.core.outbox import Outbox
 from bridge.core.ports import Outcome, Store, StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
@@ -54,7 +55,6 @@ from bridge.smpp.text import Charset, TextError, decode_text, ia5_charset
 from bridge.smpp.times import format_smpp_time
 from bridge.smpp.versions import id_format_for, status_for
 
-PREVIEW_CHARS = 20
 _CHARSETS = {"gsm0338": Charset.GSM0338, "latin1": Charset.LATIN1, "ascii": Charset.ASCII}
 # The response carrying the message_id of an accepted submit_sm / data_sm.
 _ID_RESPONSES: dict[Command, type[MessageIdResp]] = {Command.SUBMIT_SM: SubmitSmResp, Command.DATA_SM: DataSmResp}
@@ -262,14 +262,21 @@ class Pipeline:
         message_id = await self._ids.next_id()
         now = self._clock()
         if parsed.segment is None:
-            text = self._decode(account, parsed.data, parsed.charset)
-            part = Part(
-                message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
+            message = whole_message(
+                message_id,
+                account.system_id,
+                parsed.source,
+                destination,
+                number,
+                self._decode(account, parsed.data, parsed.charset),
+                parsed.flash,
+                parsed.registered_delivery,
+                _id_format(conn, account),
+                route.providers,
+                account.ack,
+                now,
             )
-            message = self._message(
-                account, message_id, parsed.source, destination, number, text, parsed.flash, [part], route, now
-            )
-            return message, part
+            return message, message.parts[0]
         return self._add_segment(account, parsed, destination, number, route, message_id, now, conn)
 
     async def _store_batch(
@@ -337,9 +344,12 @@ class Pipeline:
     ) -> tuple[Address, Number, Resolved]:
         """The destination as sent (for the receipt), normalised once (for everything
         else, see `bridge.core.numbers`), and its route."""
-        destination = Address(target.dest_addr_ton, target.dest_addr_npi, target.destination_addr)
-        number = normalise(
-            destination.addr, destination.ton, account.default_country, account.ton0_reading == "national"
+        destination, number = destination_of(
+            target.dest_addr_ton,
+            target.dest_addr_npi,
+            target.destination_addr,
+            account.default_country,
+            account.ton0_reading == "national",
         )
         if isinstance(number, Unusable):
             raise Refused(Status.ESME_RINVDSTADR, number.reason)
@@ -361,18 +371,18 @@ class Pipeline:
         route: Resolved,
         now: float,
     ) -> Message:
-        return Message(
-            id=message_id,
-            system_id=account.system_id,
-            source=source,
-            destination=destination,
-            number=number,
-            text=text,
-            flash=flash,
-            parts=parts,
-            route=list(route.providers),
-            ack=account.ack,
-            created_at=now,
+        return new_message(
+            message_id,
+            account.system_id,
+            source,
+            destination,
+            number,
+            text,
+            flash,
+            parts,
+            route.providers,
+            account.ack,
+            now,
         )
 
     # -- concatenated messages -------------------------------------------------------
