@@ -73,7 +73,7 @@ def normalise(
     even when it is valid as international too."""
     if ton not in (TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL):
         return Unusable(f"dest_addr_ton {ton} has no E.164 form")
-    text = addr.translate(_SEPARATORS)
+    text = addr if addr.isdigit() else addr.translate(_SEPARATORS)  # the common case: digits only
     marked = text.startswith("+")
     if marked:
         text = text[1:]
