@@ -143,12 +143,13 @@ class Pipeline:
         ready: list[tuple[Pdu, Message, Part]] = []
         refused: list[tuple[Pdu, Answer]] = []
         jobs: list[Coroutine[Any, Any, None]] = []
+        id_format = _id_format(conn, account)
         for pdu in pdus:
             if not isinstance(pdu, (SubmitSm, DataSm)):
                 jobs.append(self.handle(conn, pdu, started))
                 continue
             try:
-                prepared = await self._prepare(conn, account, pdu)
+                prepared = await self._prepare(conn, account, pdu, id_format)
             except Exception as exc:
                 refused.append((pdu, self._failure(conn, pdu, exc)))
                 continue
@@ -212,10 +213,13 @@ class Pipeline:
         session = conn.session
         release: list[int] = []
         counted: dict[tuple[str, int, bool], int] = {}
+        id_format = _id_format(conn, account)
         for pdu, answer in answers:
             body = answer.body
             if body is None and answer.message_id is not None:
-                body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, _id_format(conn, account)))
+                # Positional (header, TLVs, message_id): the response classes are
+                # compiled, and keywords cost them twice as much from here.
+                body = _ID_RESPONSES[pdu.command](0, 0, None, render_id(answer.message_id, id_format))
             session.respond(pdu, answer.status, body)
             release.extend(answer.release)
             if pdu.command in _SUBMITS:
@@ -243,16 +247,17 @@ class Pipeline:
     # -- submit_sm / data_sm ---------------------------------------------------------
 
     async def _submit_sm(self, conn: Connection, account: Account, pdu: SubmitSm | DataSm) -> Answer:
-        prepared = await self._prepare(conn, account, pdu)
+        prepared = await self._prepare(conn, account, pdu, _id_format(conn, account))
         if isinstance(prepared, tuple):
             return await self._dispatch(conn, account, *prepared)
         return await prepared
 
     async def _prepare(
-        self, conn: Connection, account: Account, pdu: SubmitSm | DataSm
+        self, conn: Connection, account: Account, pdu: SubmitSm | DataSm, id_format: str
     ) -> tuple[Message, Part] | Awaitable[Answer]:
         """A whole message checked, decoded and given its id, with its one Part; for a
-        segment of a concatenated message, what adds it to its set (to await)."""
+        segment of a concatenated message, what adds it to its set (to await).
+        `id_format`: the bind's (`_id_format`), found once per read."""
         await self._throttle(account)
         parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
@@ -271,7 +276,7 @@ class Pipeline:
                 self._decode(account, parsed.data, parsed.charset),
                 parsed.flash,
                 parsed.registered_delivery,
-                _id_format(conn, account),
+                id_format,
                 route.providers,
                 account.ack,
                 now,
