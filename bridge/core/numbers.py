@@ -50,11 +50,10 @@ class Number:
     def e164(self) -> str | None:
         return "+" + self.digits if self.international else None
 
-    def __copy__(self) -> Number:
-        return self  # immutable; and compiled (bridge/native.py), a frozen class cannot be rebuilt field by field
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Number:
-        return self
+    def __reduce__(self) -> tuple[type[Number], tuple[str, bool]]:
+        # copy and pickle through the constructor: compiled (bridge/native.py), a
+        # frozen class cannot be made empty and filled field by field
+        return Number, (self.digits, self.international)
 
 
 @dataclass(frozen=True, slots=True)
