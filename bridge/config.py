@@ -174,6 +174,10 @@ class StoreSettings(Section):
             raise ValueError("must be sqlite:///relative.db, sqlite:////absolute.db or redis://...")
         if value.startswith("sqlite:///") and len(value) == len("sqlite:///"):
             raise ValueError("sqlite URL has no path")
+        if value.startswith("sqlite:///") and (":memory:" in value or "mode=memory" in value):
+            # The writer process and the readers would each get a database of their own,
+            # and every accepted message would be lost at exit.
+            raise ValueError("an in-memory SQLite store would lose every accepted message; give a file path")
         return value
 
     @property

@@ -153,6 +153,13 @@ def test_public_url_is_checked_the_same_way(url: str) -> None:
     assert problem.startswith("http.public_url: must be an http:// or https:// URL")
 
 
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite:///file:x?mode=memory&cache=shared", "sqlite:///"])
+def test_a_store_that_would_not_keep_messages_fails_at_load(url: str) -> None:
+    [problem] = problems(minimal(store={"url": url}))
+    assert problem.startswith("store.url: ")
+    assert "memory" in problem or "no path" in problem
+
+
 def test_base_urls_lose_their_trailing_slash_and_endpoints_are_kept_as_written() -> None:
     raw = minimal(http={"public_url": "https://bridge.example.org/"})
     raw["providers"]["k"] = {"type": "kaleyra", "base_url": "https://api.in.kaleyra.io/", **PROVIDER_URLS["kaleyra"][1]}
