@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 
+from bridge.core.checks import Parsed
 from bridge.core.history import HistoryEvent
 from bridge.core.message import Address, Lifecycle, Message, Part, Receipt
 from bridge.core.numbers import Number
 from bridge.smpp.constants import MessageState
 from bridge.smpp.pdu import DataSmResp, DeliverSm, DeliverSmResp, SubmitSm, SubmitSmResp
+from bridge.smpp.text import Charset
+from bridge.smpp.udh import Segment
 
 A, B = Address(1, 2, "a"), Address(3, 4, "b")
 SUBMIT = (7, 0x45, {0x0424: b"x"}, "CMT", 1, 2, "src", 3, 4, "dst", 0x40, 3, 2, "s1", "v1", 1, 1, 8, 5, b"hi")
@@ -33,6 +36,7 @@ SAMPLES: dict[type, tuple[Any, ...]] = {
     ),
     Receipt: ("s", 5, MessageState.UNDELIVERABLE, 9, 1.5, 2.5, "pre", A, B, "prov", "1:5:2", 4, 6.5, "hex"),
     HistoryEvent: (5, 1.5, "received", {"session": "c1"}),
+    Parsed: (A, b"hi", Segment(9, 2, 1, "udh8"), 8, Charset.UCS2, True, 1),
     SubmitSm: SUBMIT,
     DeliverSm: SUBMIT,
     SubmitSmResp: ID_RESP,

@@ -8,6 +8,7 @@ pipeline (bridge/core/pipeline.py) keeps the awaits, the store and the answers.
 
 from __future__ import annotations
 
+from bridge.core.checks import Parsed
 from bridge.core.message import Address, Message, Part
 from bridge.core.numbers import Number, Unusable, normalise
 from bridge.smpp.receipt import ascii_safe
@@ -40,20 +41,23 @@ def new_message(
     return Message(message_id, system_id, source, destination, number, text, flash, parts, list(providers), ack, now)
 
 
-def whole_message(
+def one_part_message(
     message_id: int,
+    part_id: int,
     system_id: str,
-    source: Address,
+    parsed: Parsed,
     destination: Address,
     number: Number,
     text: str,
-    flash: bool,
-    registered_delivery: int,
     id_format: str,
     providers: tuple[str, ...],
     ack: str,
     now: float,
 ) -> Message:
-    """The Message of a whole submit_sm / data_sm, with its one Part (`parts[0]`)."""
-    part = Part(message_id, registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), id_format)
-    return new_message(message_id, system_id, source, destination, number, text, flash, [part], providers, ack, now)
+    """The Message of a whole submit_sm / data_sm (`part_id` its own id), or of one
+    destination of a submit_multi (`part_id` the id they share), with its one Part
+    (`parts[0]`)."""
+    part = Part(part_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), id_format)
+    return new_message(
+        message_id, system_id, parsed.source, destination, number, text, parsed.flash, [part], providers, ack, now
+    )

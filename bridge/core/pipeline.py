@@ -19,7 +19,7 @@ from bridge.core.checks import DEST_STATUSES, Parsed, Refused, address_status, p
 from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
 from bridge.core.ids import IdAllocator, parse_id, render_id
-from bridge.core.intake import PREVIEW_CHARS, destination_of, new_message, whole_message
+from bridge.core.intake import PREVIEW_CHARS, destination_of, new_message, one_part_message
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment
 from bridge.core.numbers import Number, Unusable
 from bridge.core.outbox import Outbox
@@ -267,15 +267,15 @@ class Pipeline:
         message_id = await self._ids.next_id()
         now = self._clock()
         if parsed.segment is None:
-            message = whole_message(
+            text = self._decode(account, parsed.data, parsed.charset)
+            message = one_part_message(
+                message_id,
                 message_id,
                 account.system_id,
-                parsed.source,
+                parsed,
                 destination,
                 number,
-                self._decode(account, parsed.data, parsed.charset),
-                parsed.flash,
-                parsed.registered_delivery,
+                text,
                 id_format,
                 route.providers,
                 account.ack,
@@ -363,33 +363,6 @@ class Pipeline:
             raise Refused(Status.ESME_RINVDSTADR, "no route for destination")
         return destination, number, route
 
-    def _message(
-        self,
-        account: Account,
-        message_id: int,
-        source: Address,
-        destination: Address,
-        number: Number,
-        text: str,
-        flash: bool,
-        parts: list[Part],
-        route: Resolved,
-        now: float,
-    ) -> Message:
-        return new_message(
-            message_id,
-            account.system_id,
-            source,
-            destination,
-            number,
-            text,
-            flash,
-            parts,
-            route.providers,
-            account.ack,
-            now,
-        )
-
     # -- concatenated messages -------------------------------------------------------
 
     async def _add_segment(
@@ -444,16 +417,17 @@ class Pipeline:
         parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "", s.id_format) for s in complete]
         this_part = next(p for p in parts if p.message_id == message_id)
         first = complete[0]
-        message = self._message(
-            account,
+        message = new_message(
             first.message_id,
+            account.system_id,
             first.source,
             first.destination,
             first.number,
             "",
             any(s.flash for s in complete),
             parts,
-            route,
+            route.providers,
+            account.ack,
             now,
         )
         try:
@@ -579,13 +553,20 @@ class Pipeline:
                 continue
             own_id = message_id if first else await self._ids.next_id()
             first = False
-            part = Part(
-                message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
+            message = one_part_message(
+                own_id,
+                message_id,
+                account.system_id,
+                parsed,
+                destination,
+                number,
+                text,
+                _id_format(conn, account),
+                route.providers,
+                account.ack,
+                now,
             )
-            message = self._message(
-                account, own_id, parsed.source, destination, number, text, parsed.flash, [part], route, now
-            )
-            jobs.append((dest, self._dispatch(conn, account, message, part)))
+            jobs.append((dest, self._dispatch(conn, account, message, message.parts[0])))
         answers = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
         release: list[int] = []
         provider = "none"
