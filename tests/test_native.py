@@ -111,7 +111,12 @@ def test_an_edited_source_falls_back_to_pure_python_and_names_the_file(tmp_path:
 
 
 def test_a_build_that_failed_says_why(tmp_path: Path) -> None:
-    manifest = {"suffix": SUFFIX, "error": "no C compiler (cc: CompileError: ...)", "modules": {}, "sources": {}}
+    manifest: dict[str, object] = {
+        "suffix": SUFFIX,
+        "error": "no C compiler (cc: CompileError: ...)",
+        "modules": {},
+        "sources": {},
+    }
     mode = native.decide(package(tmp_path, manifest), {})
     assert not mode.compiled
     assert mode.reason == "not built: no C compiler (cc: CompileError: ...)"

@@ -131,9 +131,12 @@ async def serve(port: int, postback: str | None, connections: int, silent: bool 
     senders: list[asyncio.Task[None]] = []
     if postback and queue is not None:
         url = urlsplit(postback)
+        if url.hostname is None:
+            raise SystemExit(f"--postback {postback!r} names no host")
+        host = url.hostname
         for _ in range(connections):
             _, sender = await loop.create_connection(
-                lambda: PostbackSender(url.netloc, url.path, queue), url.hostname, url.port or 80
+                lambda: PostbackSender(url.netloc, url.path, queue), host, url.port or 80
             )
             senders.append(loop.create_task(sender.run()))
     server = await loop.create_server(lambda: Upstream(queue, silent), "127.0.0.1", port, backlog=1024)
