@@ -63,7 +63,9 @@ def package(tmp_path: Path, manifest: dict[str, object] | None, *, sources: dict
         compiled = pkg / native.COMPILED_DIR_NAME
         compiled.mkdir()
         (compiled / native.MANIFEST).write_text(json.dumps(manifest))
-        for file in dict(manifest.get("modules") or {}).values():  # type: ignore[call-overload]
+        modules = manifest.get("modules") or {}
+        assert isinstance(modules, dict)
+        for file in modules.values():
             (compiled / file).write_bytes(b"\x7fELF")
     return pkg
 
