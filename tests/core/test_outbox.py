@@ -225,7 +225,12 @@ async def test_a_burst_holds_the_outbox_back_between_its_reads_until_intake_rest
     provider.gate = asyncio.Event()
     rig = Rig(provider, concurrency=10)
     in_flight_while_held: list[int] = []  # at each request's start while the hold lasts
-    provider.on_send = lambda _: rig.outbox.holding_for_burst and in_flight_while_held.append(provider.in_request)
+
+    def note_in_flight(message: Message) -> None:
+        if rig.outbox.holding_for_burst:
+            in_flight_while_held.append(provider.in_request)
+
+    provider.on_send = note_in_flight
     await rig.read(64, first_id=1)  # the workers start later: the backlog is there first
     await rig.read(64, first_id=65)
     assert rig.outbox.holding_for_burst
