@@ -56,6 +56,10 @@ COMPILED_SOURCES: tuple[str, ...] = (
     "bridge/core/checks.py",
     "bridge/store/records.py",
     "bridge/providers/render.py",
+    "bridge/core/message.py",
+    "bridge/core/numbers.py",
+    "bridge/core/history.py",
+    "bridge/core/intake.py",
 )
 
 

@@ -18,6 +18,7 @@ import socket
 import struct
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from bridge.smpp.pdu import (
     BindTransceiver,
@@ -56,7 +57,7 @@ def rss_kib(pid: int) -> int:
 
 
 def valid_pdus(system_id: str, password: str) -> list[bytes]:
-    text = {
+    text: dict[str, Any] = {
         "source_addr_ton": 1,
         "source_addr_npi": 1,
         "source_addr": "123",
@@ -65,7 +66,7 @@ def valid_pdus(system_id: str, password: str) -> list[bytes]:
         "data_coding": 8,
         "short_message": bytes((5, 0, 3, 7, 2, 1)) + "héllo 😀".encode("utf-16-be"),
     }
-    destination = {"dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "4917012345"}
+    destination: dict[str, Any] = {"dest_addr_ton": 1, "dest_addr_npi": 1, "destination_addr": "4917012345"}
     return [
         encode_pdu(BindTransceiver(1, system_id=system_id, password=password)),
         encode_pdu(SubmitSm(2, 0, {0x0424: b"x" * 40, 0x020C: b"\x00\x01"}, **text, **destination)),

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from bridge.smpp.constants import Command, Status
 from bridge.smpp.pdu import EnquireLink, decode_pdu, encode_pdu
 from tests.support.esme import Esme, raw_submits
+from tests.support.running import RunningBridge
 
 
 def header(length: int, command_id: int, status: int = 0, sequence: int = 1) -> bytes:
@@ -63,9 +64,9 @@ def test_garbage_stream_does_not_hurt_other_sessions(esme: Esme, bridge: object)
     assert esme.send("enquire_link").status == Status.ESME_ROK
 
 
-def test_window_overflow_is_throttled_and_session_stays_healthy(start_bridge: Callable[..., object]) -> None:
+def test_window_overflow_is_throttled_and_session_stays_healthy(start_bridge: Callable[..., RunningBridge]) -> None:
     bridge = start_bridge(smpp={"window": 2})
-    client = Esme(bridge.smpp_port)  # type: ignore[attr-defined]
+    client = Esme(bridge.smpp_port)
     try:
         assert client.bind().status == Status.ESME_ROK
         client.send_raw(raw_submits(1000, 20, short_message=b"w"))

@@ -34,7 +34,7 @@ class Recorder(Provider):
     async def send(self, message: Message) -> SendResult:
         raise AssertionError("not sent to")
 
-    def callback_token(self) -> str:
+    def callback_token(self) -> str | None:
         return TOKEN
 
     async def handle_callback(self, request: CallbackRequest) -> CallbackAnswer:

@@ -35,8 +35,8 @@ def minimal(**extra: object) -> dict:
 def test_the_design_contract_parses_exactly_as_written() -> None:
     config = load_config(ROOT / "config/example-full.toml", SECRETS)
     assert config.smpp.port == 2775 and config.smpp.window == 100
-    assert config.providers["contacta"].password.get_secret_value() == "ck-123"  # type: ignore[union-attr]
-    assert config.providers["skycore"].from_ == "60856"  # type: ignore[union-attr]
+    assert config.providers["contacta"].password.get_secret_value() == "ck-123"  # type: ignore[union-attr]  # a contacta's
+    assert config.providers["skycore"].from_ == "60856"  # type: ignore[union-attr]  # a skycore's
     assert config.routes[0].match.prefixes == ("52",)
     assert config.accounts[0].throughput == 500
     assert config.accounts[0].default_country == "MX"
@@ -81,7 +81,7 @@ def test_references_are_checked() -> None:
 def test_env_secret_resolved_and_missing_env_reported() -> None:
     raw = minimal()
     raw["accounts"][0]["password"] = "${ESME_PW}"
-    assert parse_config(raw, {"ESME_PW": "pw"}).accounts[0].password.get_secret_value() == "pw"  # type: ignore[union-attr]
+    assert parse_config(raw, {"ESME_PW": "pw"}).accounts[0].password.get_secret_value() == "pw"  # type: ignore[union-attr]  # set above
     assert problems(raw) == ["accounts[0].password: environment variable ESME_PW is not set"]
 
 
@@ -91,7 +91,7 @@ def test_file_secret(tmp_path: Path) -> None:
     raw = minimal()
     del raw["accounts"][0]["password"]
     raw["accounts"][0]["password_file"] = str(secret)
-    assert parse_config(raw, {}).accounts[0].password.get_secret_value() == "filepw"  # type: ignore[union-attr]
+    assert parse_config(raw, {}).accounts[0].password.get_secret_value() == "filepw"  # type: ignore[union-attr]  # set above
     raw["accounts"][0]["password_file"] = str(tmp_path / "absent")
     [problem] = problems(raw)
     assert problem.startswith("accounts[0].password_file: cannot read")
@@ -166,8 +166,8 @@ def test_base_urls_lose_their_trailing_slash_and_endpoints_are_kept_as_written()
     raw["providers"]["s"] = {"type": "skycore", "url": "https://api.skycore.com/API/v3/", **PROVIDER_URLS["skycore"][1]}
     config = parse_config(raw, {})
     assert config.http.public_url == "https://bridge.example.org"
-    assert config.providers["k"].base_url == "https://api.in.kaleyra.io"  # type: ignore[union-attr]
-    assert config.providers["s"].url == "https://api.skycore.com/API/v3/"  # type: ignore[union-attr]
+    assert config.providers["k"].base_url == "https://api.in.kaleyra.io"  # type: ignore[union-attr]  # a kaleyra's
+    assert config.providers["s"].url == "https://api.skycore.com/API/v3/"  # type: ignore[union-attr]  # a skycore's
 
 
 def test_every_provider_type_has_a_connector_and_every_http_one_a_double() -> None:

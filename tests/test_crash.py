@@ -10,11 +10,11 @@ from tests import crash_scenario
 def test_sigkill_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     report = crash_scenario.run(tmp_path, kills=3, seconds=6, seed=20261123)
     assert report["kills"] == 3
-    assert all(n > 0 for n in report["acked"].values())  # type: ignore[attr-defined]
+    assert all(n > 0 for n in report["acked"].values())
     assert report["lost"] == []
     duplicates = report["duplicates"]
     assert isinstance(duplicates, dict)
-    assert sum(n - 1 for n in duplicates.values()) <= report["duplicates_counted"]  # type: ignore[operator]
+    assert sum(n - 1 for n in duplicates.values()) <= report["duplicates_counted"]
     assert all(text.startswith("st-") for text in duplicates)  # only the outbox ever sends again
     assert report["missing_receipts"] == {"up": [], "st": []}
     assert report["not_delivered"] == {"up": [], "st": []}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,7 +99,7 @@ def doubles() -> Iterator[dict[str, str]]:
 def test_reports_due_at_a_kill_come_from_the_restarted_bridge_at_their_stored_time(
     tmp_path: Path, doubles: dict[str, str]
 ) -> None:
-    values = {**doubles, "postback_port": free_port()}
+    values: dict[str, Any] = {**doubles, "postback_port": free_port()}
     first = Daemon(tmp_path, CONFIG, "first", delay=DUE_IN, **values).start()
     esme = Esme(first.smpp_port, timeout=5)
     ids = {}

@@ -430,8 +430,9 @@ async def test_a_request_trickling_in_gets_408_and_is_closed(served: tuple[App, 
     assert app.seen == []
     # Neither peer closes its side: the server lets go of both anyway (after lingering
     # for the 408 to be read), with no task left behind.
-    assert app.server is not None
-    await until(lambda: not app.server.connections and not app.server.tasks)
+    server = app.server
+    assert server is not None
+    await until(lambda: not server.connections and not server.tasks)
     peer.close()
     body_stalled.close()
 

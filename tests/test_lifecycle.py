@@ -47,7 +47,7 @@ def store_threads() -> list[threading.Thread]:
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:
-    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+    return asyncio.all_tasks() - {asyncio.current_task()}
 
 
 @pytest.mark.parametrize("listener", ["smpp", "http"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from tests.support.running import RunningBridge
 
 
 @pytest.fixture
-def setup(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> tuple[Esme, Path]:
+def setup(start_bridge: Callable[..., RunningBridge], tmp_path: Path) -> Iterator[tuple[Esme, Path]]:
     record = tmp_path / "sim.jsonl"
     bridge = start_bridge(
         smpp={"reassembly_timeout": 0.4},

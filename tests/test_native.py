@@ -63,7 +63,9 @@ def package(tmp_path: Path, manifest: dict[str, object] | None, *, sources: dict
         compiled = pkg / native.COMPILED_DIR_NAME
         compiled.mkdir()
         (compiled / native.MANIFEST).write_text(json.dumps(manifest))
-        for file in dict(manifest.get("modules") or {}).values():  # type: ignore[call-overload]
+        modules = manifest.get("modules") or {}
+        assert isinstance(modules, dict)
+        for file in modules.values():
             (compiled / file).write_bytes(b"\x7fELF")
     return pkg
 
@@ -111,7 +113,12 @@ def test_an_edited_source_falls_back_to_pure_python_and_names_the_file(tmp_path:
 
 
 def test_a_build_that_failed_says_why(tmp_path: Path) -> None:
-    manifest = {"suffix": SUFFIX, "error": "no C compiler (cc: CompileError: ...)", "modules": {}, "sources": {}}
+    manifest: dict[str, object] = {
+        "suffix": SUFFIX,
+        "error": "no C compiler (cc: CompileError: ...)",
+        "modules": {},
+        "sources": {},
+    }
     mode = native.decide(package(tmp_path, manifest), {})
     assert not mode.compiled
     assert mode.reason == "not built: no C compiler (cc: CompileError: ...)"

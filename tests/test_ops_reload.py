@@ -106,6 +106,7 @@ def test_replaced_provider_is_closed_only_after_its_in_flight_send(
 
         bridge.call(inner.reload(_config(tmp_path, reject_prefixes=["4915"])))
         new = inner.providers["sim"]
+        assert isinstance(new, Simulator)
         assert new is not old and new.settings.reject_prefixes == ["4915"]
         # The new provider serves at once; the old one keeps its request and stays open.
         assert client.submit(destination="4915000001").status == Status.ESME_RINVDSTADR
@@ -223,7 +224,9 @@ class HeldKaleyra:
                             held.gone.set()  # the client closed its side
                             return
                         head += line
-                    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                    declared = re.search(rb"(?i)content-length: *(\d+)", head)
+                    assert declared is not None  # the connector under test always sends one
+                    length = int(declared.group(1))
                     body = self.rfile.read(length).decode()
                     to = str(json.loads(body)["to"]) if body.startswith("{") else urllib.parse.parse_qs(body)["to"][0]
                     held.arrived.set()
@@ -268,7 +271,12 @@ def test_a_coalesced_request_in_flight_keeps_its_provider_open_across_a_reload(
     client = Esme(bridge.smpp_port)
     try:
         assert client.bind().status == Status.ESME_ROK
-        params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "919876543210", "short_message": b"x"}
+        params: dict[str, Any] = {
+            "source_addr": "1",
+            "dest_addr_ton": 1,
+            "destination_addr": "919876543210",
+            "short_message": b"x",
+        }
         client.send_raw(encode_pdu(SubmitSm(5, **params)))
         assert upstream.arrived.wait(10)  # the batch request is under way
 

@@ -140,7 +140,7 @@ def test_receipts_survive_a_restart(start_bridge: Callable[..., RunningBridge]) 
 def test_refused_receipt_is_retried(start_bridge: Callable[..., RunningBridge]) -> None:
     bridge = start_bridge(smpp={"receipt_retry_base": 0.1})
     client = bound(bridge)
-    refusals = []
+    refusals: list[object] = []
 
     def answer(pdu: object) -> int:
         if not refusals:

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import make_mocked_request
 
 from bridge.core.message import Message, Receipt
-from bridge.core.ports import ProviderContext, StoreUnavailable
+from bridge.core.ports import CallbackRequest, ProviderContext, StoreUnavailable
 from bridge.metrics import Metrics
 from bridge.providers.kaleyra import Kaleyra
 from bridge.simulators.common import wait_for as double_wait_for
@@ -209,9 +208,9 @@ async def test_a_kaleyra_callback_whose_write_fails_is_503_so_that_it_comes_agai
     )
     context = ProviderContext(report=report, metrics=Metrics(), public_url="http://127.0.0.1:9")
     kaleyra = Kaleyra("kaleyra", settings, context)
-    callback = "/callbacks/kaleyra/t?id=uuid-1:1&status=DELIVERED"
-    answer = await kaleyra.handle_callback(make_mocked_request("GET", callback))
+    callback = CallbackRequest("GET", "/callbacks/kaleyra/t", {"id": "uuid-1:1", "status": "DELIVERED"})
+    answer = await kaleyra.handle_callback(callback)
     assert answer.status == 503  # the message stays ACCEPTED in the store, its poll still due
     outcome[0] = True
-    answer = await kaleyra.handle_callback(make_mocked_request("GET", callback))
+    answer = await kaleyra.handle_callback(callback)
     assert answer.status == 200

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,9 @@ from tests.support.servers import free_port
 from tests.support.waiting import wait_for
 
 
-def bound(bridge: RunningBridge, **kwargs: object) -> Esme:
+def bound(bridge: RunningBridge, **kwargs: Any) -> Esme:
     client = Esme(bridge.smpp_port)
-    assert client.bind(**kwargs).status == Status.ESME_ROK  # type: ignore[arg-type]
+    assert client.bind(**kwargs).status == Status.ESME_ROK
     return client
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,7 +42,12 @@ def test_sigterm_answers_in_flight_submits_unbinds_and_exits_0(tmp_path: Path) -
     try:
         client = Esme(daemon.smpp_port)
         assert client.bind().status == Status.ESME_ROK
-        params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "4917012345", "short_message": b"x"}
+        params: dict[str, Any] = {
+            "source_addr": "1",
+            "dest_addr_ton": 1,
+            "destination_addr": "4917012345",
+            "short_message": b"x",
+        }
         client.send_raw(b"".join(encode_pdu(SubmitSm(100 + i, **params)) for i in range(20)))
         assert client.send("enquire_link").status == 0  # answered after the 20 submits: all were read
         assert daemon.process is not None

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from bridge.core.message import Lifecycle, Message
+from bridge.core.ports import PURGE_BATCH
 from bridge.store.records import dump_message
 from bridge.store.sqlite import SqliteStore
 from tests.support.due_store import check_due_times_survive_a_restart, check_upgraded
@@ -62,11 +63,11 @@ async def test_purge_due_deletes_in_bounded_steps_until_nothing_is_due(tmp_path:
         steps: list[int] = []
         purge = store.purge
 
-        async def counted(finished_before: float, limit: int) -> int:
+        async def counted(finished_before: float, limit: int = PURGE_BATCH) -> int:
             steps.append(await purge(finished_before, limit))
             return steps[-1]
 
-        store.purge = counted  # type: ignore[method-assign]
+        store.purge = counted  # type: ignore[method-assign]  # a spy: the size of each step
         assert await store.purge_due(finished_before=500.0, batch=10) == 25
         assert steps == [10, 10, 5]
         assert await store.get_message(100) is not None

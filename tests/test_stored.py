@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bridge.smpp.constants import Status
+from bridge.smpp.pdu import SubmitSmResp
 from tests.support.esme import Esme, raw_submits
 from tests.support.running import RunningBridge
 
@@ -73,6 +74,7 @@ def test_a_burst_is_taken_in_then_drained_and_steady_traffic_after_it_is_sent(
             client.send_raw(raw_submits(first, 50, short_message=b"burst", registered_delivery=1))
             for sequence in range(first, first + 50):
                 resp = client.read_raw_until(sequence)
+                assert isinstance(resp, SubmitSmResp)
                 assert resp.status == Status.ESME_ROK
                 answered.append(resp.message_id.encode())
         receipts = client.wait_receipts(1000, timeout=60)

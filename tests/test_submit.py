@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import smpplib.gsm
@@ -132,7 +133,7 @@ async def _scrape(bridge: RunningBridge) -> str:
         "bad-validity",
     ],
 )
-def test_refusals_carry_a_precise_status(esme: Esme, kwargs: dict[str, object], status: Status) -> None:
+def test_refusals_carry_a_precise_status(esme: Esme, kwargs: dict[str, Any], status: Status) -> None:
     # smpplib binds as v3.4: a data_coding refusal is ESME_RSUBMITFAIL (0x45), not the
     # v5.0-only ESME_RINVDCS (0x104) that v3.4 decoders cannot name.
     assert esme.submit(**kwargs).status == status

@@ -50,6 +50,24 @@ class Parsed:
     flash: bool
     registered_delivery: int
 
+    def __init__(  # written out: see bridge/core/message.py
+        self,
+        source: Address,
+        data: bytes,
+        segment: Segment | None,
+        data_coding: int,
+        charset: Charset,
+        flash: bool,
+        registered_delivery: int,
+    ) -> None:
+        self.source = source
+        self.data = data
+        self.segment = segment
+        self.data_coding = data_coding
+        self.charset = charset
+        self.flash = flash
+        self.registered_delivery = registered_delivery
+
 
 def parse_submit(
     pdu: SubmitSm | SubmitMulti | DataSm, default_charset: Charset, interface_version: int, now: float

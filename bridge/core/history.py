@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bridge.core.message import Message, Receipt
+from bridge.core.message import Message, Receipt, rebuild
 from bridge.smpp.constants import MessageState, status_name
 
 if TYPE_CHECKING:  # no import cycle at run time: the ports import the history
@@ -39,6 +39,15 @@ class HistoryEvent:
     at: float
     kind: str
     data: dict[str, Any]
+
+    def __init__(self, message_id: int, at: float, kind: str, data: dict[str, Any]) -> None:
+        self.message_id = message_id  # written out: see bridge/core/message.py
+        self.at = at
+        self.kind = kind
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild(self)
 
 
 def receipt_owner(receipt_id: str, default: int = 0) -> int:

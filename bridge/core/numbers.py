@@ -50,6 +50,11 @@ class Number:
     def e164(self) -> str | None:
         return "+" + self.digits if self.international else None
 
+    def __reduce__(self) -> tuple[type[Number], tuple[str, bool]]:
+        # copy and pickle through the constructor: compiled (bridge/native.py), a
+        # frozen class cannot be made empty and filled field by field
+        return Number, (self.digits, self.international)
+
 
 @dataclass(frozen=True, slots=True)
 class Unusable:
@@ -67,7 +72,7 @@ def normalise(
     even when it is valid as international too."""
     if ton not in (TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL):
         return Unusable(f"dest_addr_ton {ton} has no E.164 form")
-    text = addr.translate(_SEPARATORS)
+    text = addr if addr.isdigit() else addr.translate(_SEPARATORS)  # the common case: digits only
     marked = text.startswith("+")
     if marked:
         text = text[1:]

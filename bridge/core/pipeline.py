@@ -19,8 +19,9 @@ from bridge.core.checks import DEST_STATUSES, Parsed, Refused, address_status, p
 from bridge.core.cluster import Cluster, LocalCluster
 from bridge.core.connection import Connection
 from bridge.core.ids import IdAllocator, parse_id, render_id
+from bridge.core.intake import PREVIEW_CHARS, destination_of, new_message, one_part_message
 from bridge.core.message import Address, Lifecycle, Message, Part, PendingSegment
-from bridge.core.numbers import Number, Unusable, normalise
+from bridge.core.numbers import Number, Unusable
 from bridge.core.outbox import Outbox
 from bridge.core.ports import Outcome, Store, StoreUnavailable
 from bridge.core.receipts import ReceiptEngine
@@ -54,7 +55,6 @@ from bridge.smpp.text import Charset, TextError, decode_text, ia5_charset
 from bridge.smpp.times import format_smpp_time
 from bridge.smpp.versions import id_format_for, status_for
 
-PREVIEW_CHARS = 20
 _CHARSETS = {"gsm0338": Charset.GSM0338, "latin1": Charset.LATIN1, "ascii": Charset.ASCII}
 # The response carrying the message_id of an accepted submit_sm / data_sm.
 _ID_RESPONSES: dict[Command, type[MessageIdResp]] = {Command.SUBMIT_SM: SubmitSmResp, Command.DATA_SM: DataSmResp}
@@ -143,12 +143,13 @@ class Pipeline:
         ready: list[tuple[Pdu, Message, Part]] = []
         refused: list[tuple[Pdu, Answer]] = []
         jobs: list[Coroutine[Any, Any, None]] = []
+        id_format = _id_format(conn, account)
         for pdu in pdus:
             if not isinstance(pdu, (SubmitSm, DataSm)):
                 jobs.append(self.handle(conn, pdu, started))
                 continue
             try:
-                prepared = await self._prepare(conn, account, pdu)
+                prepared = await self._prepare(conn, account, pdu, id_format)
             except Exception as exc:
                 refused.append((pdu, self._failure(conn, pdu, exc)))
                 continue
@@ -212,10 +213,13 @@ class Pipeline:
         session = conn.session
         release: list[int] = []
         counted: dict[tuple[str, int, bool], int] = {}
+        id_format = _id_format(conn, account)
         for pdu, answer in answers:
             body = answer.body
             if body is None and answer.message_id is not None:
-                body = _ID_RESPONSES[pdu.command](message_id=render_id(answer.message_id, _id_format(conn, account)))
+                # Positional (header, TLVs, message_id): the response classes are
+                # compiled, and keywords cost them twice as much from here.
+                body = _ID_RESPONSES[pdu.command](0, 0, None, render_id(answer.message_id, id_format))
             session.respond(pdu, answer.status, body)
             release.extend(answer.release)
             if pdu.command in _SUBMITS:
@@ -241,16 +245,17 @@ class Pipeline:
     # -- submit_sm / data_sm ---------------------------------------------------------
 
     async def _submit_sm(self, conn: Connection, account: Account, pdu: SubmitSm | DataSm) -> Answer:
-        prepared = await self._prepare(conn, account, pdu)
+        prepared = await self._prepare(conn, account, pdu, _id_format(conn, account))
         if isinstance(prepared, tuple):
             return await self._dispatch(conn, account, *prepared)
         return await prepared
 
     async def _prepare(
-        self, conn: Connection, account: Account, pdu: SubmitSm | DataSm
+        self, conn: Connection, account: Account, pdu: SubmitSm | DataSm, id_format: str
     ) -> tuple[Message, Part] | Awaitable[Answer]:
         """A whole message checked, decoded and given its id, with its one Part; for a
-        segment of a concatenated message, what adds it to its set (to await)."""
+        segment of a concatenated message, what adds it to its set (to await).
+        `id_format`: the bind's (`_id_format`), found once per read."""
         await self._throttle(account)
         parsed = self._parse(account, pdu, conn.session.interface_version)
         self._check_receipt_room(account, parsed.registered_delivery)
@@ -261,13 +266,20 @@ class Pipeline:
         now = self._clock()
         if parsed.segment is None:
             text = self._decode(account, parsed.data, parsed.charset)
-            part = Part(
-                message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
+            message = one_part_message(
+                message_id,
+                message_id,
+                account.system_id,
+                parsed,
+                destination,
+                number,
+                text,
+                id_format,
+                route.providers,
+                account.ack,
+                now,
             )
-            message = self._message(
-                account, message_id, parsed.source, destination, number, text, parsed.flash, [part], route, now
-            )
-            return message, part
+            return message, message.parts[0]
         return self._add_segment(account, parsed, destination, number, route, message_id, now, conn)
 
     async def _store_batch(
@@ -335,9 +347,12 @@ class Pipeline:
     ) -> tuple[Address, Number, Resolved]:
         """The destination as sent (for the receipt), normalised once (for everything
         else, see `bridge.core.numbers`), and its route."""
-        destination = Address(target.dest_addr_ton, target.dest_addr_npi, target.destination_addr)
-        number = normalise(
-            destination.addr, destination.ton, account.default_country, account.ton0_reading == "national"
+        destination, number = destination_of(
+            target.dest_addr_ton,
+            target.dest_addr_npi,
+            target.destination_addr,
+            account.default_country,
+            account.ton0_reading == "national",
         )
         if isinstance(number, Unusable):
             raise Refused(Status.ESME_RINVDSTADR, number.reason)
@@ -345,33 +360,6 @@ class Pipeline:
         if route is None:
             raise Refused(Status.ESME_RINVDSTADR, "no route for destination")
         return destination, number, route
-
-    def _message(
-        self,
-        account: Account,
-        message_id: int,
-        source: Address,
-        destination: Address,
-        number: Number,
-        text: str,
-        flash: bool,
-        parts: list[Part],
-        route: Resolved,
-        now: float,
-    ) -> Message:
-        return Message(
-            id=message_id,
-            system_id=account.system_id,
-            source=source,
-            destination=destination,
-            number=number,
-            text=text,
-            flash=flash,
-            parts=parts,
-            route=list(route.providers),
-            ack=account.ack,
-            created_at=now,
-        )
 
     # -- concatenated messages -------------------------------------------------------
 
@@ -427,16 +415,17 @@ class Pipeline:
         parts = [Part(s.message_id, s.registered_delivery, s.submitted_at, "", s.id_format) for s in complete]
         this_part = next(p for p in parts if p.message_id == message_id)
         first = complete[0]
-        message = self._message(
-            account,
+        message = new_message(
             first.message_id,
+            account.system_id,
             first.source,
             first.destination,
             first.number,
             "",
             any(s.flash for s in complete),
             parts,
-            route,
+            route.providers,
+            account.ack,
             now,
         )
         try:
@@ -562,13 +551,20 @@ class Pipeline:
                 continue
             own_id = message_id if first else await self._ids.next_id()
             first = False
-            part = Part(
-                message_id, parsed.registered_delivery, now, ascii_safe(text, PREVIEW_CHARS), _id_format(conn, account)
+            message = one_part_message(
+                own_id,
+                message_id,
+                account.system_id,
+                parsed,
+                destination,
+                number,
+                text,
+                _id_format(conn, account),
+                route.providers,
+                account.ack,
+                now,
             )
-            message = self._message(
-                account, own_id, parsed.source, destination, number, text, parsed.flash, [part], route, now
-            )
-            jobs.append((dest, self._dispatch(conn, account, message, part)))
+            jobs.append((dest, self._dispatch(conn, account, message, message.parts[0])))
         answers = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
         release: list[int] = []
         provider = "none"

@@ -246,13 +246,59 @@ class ShortMessagePdu(MessagePdu):  # 4.4.1, 4.6.1: one body for submit_sm and d
     sm_default_msg_id: int = _u8()
     short_message: bytes = _sm()
 
+    # Written out, not generated: compiled, a generated __init__ stays interpreted and
+    # builds each submit_sm decoded at twice the cost (see bridge/core/message.py).
+    def __init__(
+        self,
+        sequence: int = 0,
+        status: int = 0,
+        tlvs: dict[int, bytes] | None = None,
+        service_type: str = "",
+        source_addr_ton: int = 0,
+        source_addr_npi: int = 0,
+        source_addr: str = "",
+        dest_addr_ton: int = 0,
+        dest_addr_npi: int = 0,
+        destination_addr: str = "",
+        esm_class: int = 0,
+        protocol_id: int = 0,
+        priority_flag: int = 0,
+        schedule_delivery_time: str = "",
+        validity_period: str = "",
+        registered_delivery: int = 0,
+        replace_if_present_flag: int = 0,
+        data_coding: int = 0,
+        sm_default_msg_id: int = 0,
+        short_message: bytes = b"",
+    ) -> None:
+        self.sequence = sequence
+        self.status = status
+        self.tlvs = {} if tlvs is None else tlvs
+        self.service_type = service_type
+        self.source_addr_ton = source_addr_ton
+        self.source_addr_npi = source_addr_npi
+        self.source_addr = source_addr
+        self.dest_addr_ton = dest_addr_ton
+        self.dest_addr_npi = dest_addr_npi
+        self.destination_addr = destination_addr
+        self.esm_class = esm_class
+        self.protocol_id = protocol_id
+        self.priority_flag = priority_flag
+        self.schedule_delivery_time = schedule_delivery_time
+        self.validity_period = validity_period
+        self.registered_delivery = registered_delivery
+        self.replace_if_present_flag = replace_if_present_flag
+        self.data_coding = data_coding
+        self.sm_default_msg_id = sm_default_msg_id
+        self.short_message = short_message
 
-@dataclass(slots=True, repr=False)
+
+@dataclass(slots=True, repr=False, init=False)
 class SubmitSm(ShortMessagePdu):
     pass
 
 
-@dataclass(slots=True, repr=False)
+@dataclass(slots=True, repr=False, init=False)
 class DeliverSm(ShortMessagePdu):
     pass
 
@@ -261,18 +307,26 @@ class DeliverSm(ShortMessagePdu):
 class MessageIdResp(Pdu):  # 4.4.2, 4.6.2, 4.7.2: a message_id only
     message_id: str = _c(65, Status.ESME_RINVMSGID)
 
+    def __init__(  # written out: see ShortMessagePdu
+        self, sequence: int = 0, status: int = 0, tlvs: dict[int, bytes] | None = None, message_id: str = ""
+    ) -> None:
+        self.sequence = sequence
+        self.status = status
+        self.tlvs = {} if tlvs is None else tlvs
+        self.message_id = message_id
 
-@dataclass(slots=True, repr=False)
+
+@dataclass(slots=True, repr=False, init=False)
 class SubmitSmResp(MessageIdResp):
     pass
 
 
-@dataclass(slots=True, repr=False)
+@dataclass(slots=True, repr=False, init=False)
 class DeliverSmResp(MessageIdResp):
     pass
 
 
-@dataclass(slots=True, repr=False)
+@dataclass(slots=True, repr=False, init=False)
 class DataSmResp(MessageIdResp):
     pass
 

@@ -278,6 +278,16 @@ def message_row(m: Message) -> tuple[Any, ...]:
     )
 
 
+def due_columns(m: Message) -> tuple[float | None, int]:
+    """The due columns of a message as written with its lifecycle (due_at, polls)."""
+    return (m.due_at, m.polls) if m.lifecycle is Lifecycle.ACCEPTED else (None, 0)
+
+
+def insert_rows(messages: Sequence[Message]) -> list[tuple[Any, ...]]:
+    """The rows inserting `messages`: their columns (MESSAGE_COLUMNS) and due columns."""
+    return [(*message_row(m), *due_columns(m)) for m in messages]
+
+
 def state_row(m: Message) -> tuple[Any, ...]:
     """What a state change writes: lifecycle, provider, done_at, text (cleared once
     handed over), provider ids, state, error, attempts, next attempt time."""
@@ -346,3 +356,16 @@ def load_events(message_id: int, text: str | bytes) -> list[HistoryEvent]:
     if loaded[0] == 1:
         return [HistoryEvent(loaded[1], loaded[2], loaded[3], loaded[4])]
     return [HistoryEvent(message_id, at, kind, data) for at, kind, data in loaded[1]]
+
+
+def history_rows(events: Sequence[HistoryEvent]) -> list[tuple[Any, ...]]:
+    """The history rows of one write: one per message, its events of this write
+    together (`dump_events`): (message id, first event's time, events)."""
+    by_message: dict[int, list[HistoryEvent]] = {}
+    for e in events:
+        group = by_message.get(e.message_id)
+        if group is None:
+            by_message[e.message_id] = [e]
+        else:
+            group.append(e)
+    return [(message_id, group[0].at, dump_events(group)) for message_id, group in by_message.items()]

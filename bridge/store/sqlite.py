@@ -59,14 +59,15 @@ from bridge.logging import get_logger
 from bridge.store.ids import MAX_ID_PROBES, id_seed
 from bridge.store.records import (
     MESSAGE_COLUMNS,
-    dump_events,
+    due_columns,
     dump_receipt,
     dump_segment,
+    history_rows,
+    insert_rows,
     load_events,
     load_message,
     load_receipt,
     load_segment,
-    message_row,
     row_message,
     state_row,
 )
@@ -345,7 +346,7 @@ class SqliteStore(Store):
             raise StoreUnavailable(f"{self.path} is open read-only")
         events = self.journal.take(owners)
         if events:
-            rows["insert_history"] = _history_rows(events)
+            rows["insert_history"] = history_rows(events)
         if not rows:
             future: asyncio.Future[None] = self._loop.create_future()
             future.set_result(None)
@@ -416,9 +417,8 @@ class SqliteStore(Store):
     # -- messages --------------------------------------------------------------------
 
     def insert_messages(self, messages: Sequence[Message]) -> Awaitable[None]:
-        rows: dict[str, list[tuple[Any, ...]]] = {"insert_message": []}
+        rows: dict[str, list[tuple[Any, ...]]] = {"insert_message": insert_rows(messages)}
         for m in messages:
-            rows["insert_message"].append((*message_row(m), *_due(m)))
             if len(m.parts) > 1 or m.parts[0].message_id != m.id:
                 rows.setdefault("insert_part", []).extend((p.message_id, m.id) for p in m.parts if p.message_id != m.id)
             if len(m.provider_ids) > 1:
@@ -429,7 +429,7 @@ class SqliteStore(Store):
     def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:
         rows: dict[str, list[tuple[Any, ...]]] = {"update_message": []}
         for m in messages:
-            rows["update_message"].append((*state_row(m), *_due(m), m.id))
+            rows["update_message"].append((*state_row(m), *due_columns(m), m.id))
             if len(m.provider_ids) > 1:
                 rows.setdefault("insert_provider_id", []).extend(_more_ids(m))
             self._remember(m)
@@ -658,14 +658,6 @@ class SqliteStore(Store):
         return await self._read(select)
 
 
-def _history_rows(events: Sequence[HistoryEvent]) -> list[tuple[Any, ...]]:
-    """One row per message: its events of this write together (one statement each)."""
-    by_message: dict[int, list[HistoryEvent]] = {}
-    for e in events:
-        by_message.setdefault(e.message_id, []).append(e)
-    return [(message_id, group[0].at, dump_events(group)) for message_id, group in by_message.items()]
-
-
 def _more_ids(m: Message) -> list[tuple[str | None, str, int]]:
     """The provider-id index rows of a message's ids beyond the first (its column)."""
     return [(m.provider, pid, m.id) for pid in m.provider_ids[1:]]
@@ -682,11 +674,6 @@ _SELECT_RECORDS_M = "m." + _SELECT_RECORDS
 
 def _load(row: Sequence[Any]) -> Message:
     return load_message(row[0]) if row[0] else row_message(row[1:])
-
-
-def _due(m: Message) -> tuple[float | None, int]:
-    """The due columns of a message as written with its lifecycle."""
-    return (m.due_at, m.polls) if m.lifecycle is Lifecycle.ACCEPTED else (None, 0)
 
 
 async def _end(process: subprocess.Popen[bytes], pipe: asyncio.WriteTransport | None) -> None:

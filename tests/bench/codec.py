@@ -24,20 +24,23 @@ SUBMIT = SubmitSm(
     registered_delivery=1,
     short_message=b"Your verification code is 123456",
 )
-SAR = {Tag.SAR_MSG_REF_NUM: b"\x00\x01", Tag.SAR_TOTAL_SEGMENTS: b"\x02", Tag.SAR_SEGMENT_SEQNUM: b"\x01"}
+SAR: dict[int, bytes] = {
+    Tag.SAR_MSG_REF_NUM: b"\x00\x01",
+    Tag.SAR_TOTAL_SEGMENTS: b"\x02",
+    Tag.SAR_SEGMENT_SEQNUM: b"\x01",
+}
 SUBMIT_BYTES = encode_pdu(SUBMIT)
 SUBMIT_SAR_BYTES = encode_pdu(SubmitSm(7, 0, SAR, **{f: getattr(SUBMIT, f) for f in ("source_addr", "short_message")}))
 DELIVER_SM_RESP = bytes.fromhex("00000011 80000005 00000000 00000001 00")
-RECEIPT = receipt_deliver_sm(
-    "4711", MessageState.DELIVERED, 0.0, 60.0, 0, "hello", (1, 1, "4917012345678"), (5, 0, "BANK")
-)
+RECEIPT_FIELDS = ("4711", MessageState.DELIVERED, 0.0, 60.0, 0, "hello", (1, 1, "4917012345678"), (5, 0, "BANK"))
 
 CASES: dict[str, Callable[[], object]] = {
     "decode submit_sm": lambda: decode_pdu(SUBMIT_BYTES),
     "decode submit_sm + 3 SAR TLVs": lambda: decode_pdu(SUBMIT_SAR_BYTES),
     "decode deliver_sm_resp": lambda: decode_pdu(DELIVER_SM_RESP),
     "encode submit_sm_resp": lambda: encode_response(Command.SUBMIT_SM, 7, 0, SubmitSmResp(message_id="4711")),
-    "encode deliver_sm receipt": lambda: encode_pdu(RECEIPT, sequence=9),
+    # A receipt's body is encoded as it is built (an EncodedRequest); the session numbers it.
+    "encode deliver_sm receipt": lambda: receipt_deliver_sm(*RECEIPT_FIELDS).encode(9),
 }
 
 

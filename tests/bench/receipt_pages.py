@@ -47,7 +47,7 @@ async def record_frames(tmp: Path, messages: int, group: int) -> tuple[list[Any]
         sent.append(items)
         return encode(items)
 
-    sqlite_store.frame = keep  # type: ignore[assignment]
+    sqlite_store.frame = keep  # type: ignore[assignment]  # a spy on what the store encodes; restored below
     try:
         store = sqlite_store.SqliteStore(tmp / "recorded.db", synchronous="OFF")
         await store.open()
@@ -75,7 +75,7 @@ async def record_frames(tmp: Path, messages: int, group: int) -> tuple[list[Any]
             delivered = receipts
         await store.close()
     finally:
-        sqlite_store.frame = encode  # type: ignore[assignment]
+        sqlite_store.frame = encode
     return sent[:acceptances], sent[acceptances:]
 
 

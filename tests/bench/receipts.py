@@ -21,6 +21,7 @@ import struct
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 from bridge.bench import tree_cpu_seconds
 from bridge.smpp.constants import Command
@@ -37,9 +38,9 @@ class Receiver(asyncio.Protocol):
         self.bound = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (typed by its base here)
         bind = BindTransceiver(1, system_id="bench", password="bench")
-        transport.write(encode_pdu(bind))  # type: ignore[attr-defined]
+        self.transport.write(encode_pdu(bind))
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -58,7 +59,7 @@ class Receiver(asyncio.Protocol):
             elif command_id == Command.BIND_TRANSCEIVER_RESP and not self.bound.done():
                 self.bound.set_result(status)
         if out:
-            self.transport.write(b"".join(out))  # type: ignore[attr-defined]
+            self.transport.write(b"".join(out))
 
 
 def postbacks(trackings: list[str]) -> list[bytes]:

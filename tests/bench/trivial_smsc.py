@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import struct
+from typing import cast
 
 HEADER = struct.Struct(">IIII")
 
@@ -18,7 +19,7 @@ class Trivial(asyncio.Protocol):
     counter = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (typed by its base here)
         self.buffer = bytearray()
 
     def data_received(self, data: bytes) -> None:
@@ -46,7 +47,7 @@ class Trivial(asyncio.Protocol):
                 out.append(HEADER.pack(16, command_id | 0x80000000, 0, sequence))
         del buffer[:offset]
         if out:
-            self.transport.write(b"".join(out))  # type: ignore[attr-defined]
+            self.transport.write(b"".join(out))
 
 
 async def serve(port: int) -> None:

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import itertools
 import json
+from typing import cast
 from urllib.parse import urlsplit
 
 _counter = itertools.count(1)
@@ -33,7 +34,7 @@ class Upstream(asyncio.Protocol):
         self.buffer = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (typed by its base here)
 
     def data_received(self, data: bytes) -> None:
         if self.silent:
@@ -67,7 +68,7 @@ class Upstream(asyncio.Protocol):
             if self.postbacks is not None:
                 self.postbacks.put_nowait(tracking)
         if out:
-            self.transport.write(b"".join(out))  # type: ignore[attr-defined]
+            self.transport.write(b"".join(out))
 
 
 class PostbackSender(asyncio.Protocol):
@@ -82,7 +83,7 @@ class PostbackSender(asyncio.Protocol):
         self.room = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream's (typed by its base here)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -122,7 +123,7 @@ class PostbackSender(asyncio.Protocol):
                 f"Content-Length: {len(body)}\r\n\r\n"
             ).encode() + body
             self.waiting += 1
-            self.transport.write(request)  # type: ignore[attr-defined]
+            self.transport.write(request)
 
 
 async def serve(port: int, postback: str | None, connections: int, silent: bool = False) -> None:
@@ -131,9 +132,12 @@ async def serve(port: int, postback: str | None, connections: int, silent: bool 
     senders: list[asyncio.Task[None]] = []
     if postback and queue is not None:
         url = urlsplit(postback)
+        if url.hostname is None:
+            raise SystemExit(f"--postback {postback!r} names no host")
+        host = url.hostname
         for _ in range(connections):
             _, sender = await loop.create_connection(
-                lambda: PostbackSender(url.netloc, url.path, queue), url.hostname, url.port or 80
+                lambda: PostbackSender(url.netloc, url.path, queue), host, url.port or 80
             )
             senders.append(loop.create_task(sender.run()))
     server = await loop.create_server(lambda: Upstream(queue, silent), "127.0.0.1", port, backlog=1024)

@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
-from bridge.config import parse_config
+from bridge.config import Account, parse_config
 from bridge.core.history import HistoryEvent
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
-from bridge.core.ports import Provider, ProviderContext, SendResult, Store, StoreUnavailable
+from bridge.core.ports import PURGE_BATCH, Provider, ProviderContext, SendResult, Store, StoreUnavailable
 from bridge.metrics import Metrics
 from bridge.smpp.session import Session, SessionConfig
 
@@ -153,14 +153,23 @@ class FakeStore(Store):
 
     def add_receipts(self, receipts: Sequence[Receipt]) -> Awaitable[None]:
         added = [copy.deepcopy(r) for r in receipts]
-        return self._write(lambda: [self.receipts.setdefault(r.id, r) for r in added] and None)
+
+        def apply() -> None:
+            for receipt in added:
+                self.receipts.setdefault(receipt.id, receipt)
+
+        return self._write(apply)
 
     def update_receipt(self, receipt: Receipt) -> Awaitable[None]:
         saved = copy.deepcopy(receipt)
         return self._write(lambda: self.receipts.__setitem__(saved.id, saved))
 
     def delete_receipt(self, receipt_id: str) -> Awaitable[None]:
-        return self._write(lambda: self.receipts.pop(receipt_id, None) and None)
+
+        def apply() -> None:
+            self.receipts.pop(receipt_id, None)
+
+        return self._write(apply)
 
     # -- ids
     async def reserve_ids(self, count: int) -> int:
@@ -240,7 +249,7 @@ class FakeStore(Store):
 
         return self._write(apply)
 
-    async def purge(self, finished_before: float) -> int:
+    async def purge(self, finished_before: float, limit: int = PURGE_BATCH) -> int:
         return 0
 
     async def add_segment(self, segment: PendingSegment) -> list[PendingSegment] | None:
@@ -296,7 +305,6 @@ class FakeProvider(Provider):
         *,
         results: Sequence[SendResult | Exception] = (),
         max_batch: int = 1,
-        flash: bool = False,
         context: ProviderContext | None = None,
         **settings: Any,
     ) -> None:
@@ -309,7 +317,6 @@ class FakeProvider(Provider):
         )
         self.results: deque[SendResult | Exception] = deque(results)
         self.max_batch = max_batch
-        self.supports_flash = flash  # type: ignore[misc]
         self.sent: list[Message] = []
         self.batches: list[list[int]] = []
         self.gate: asyncio.Event | None = None
@@ -357,7 +364,7 @@ class FakeConnection:
     """What core code needs from one SMPP connection (`bridge.core.connection`), over
     a real sans-IO Session; the bytes it would write are kept in `written`."""
 
-    def __init__(self, now: float = 0.0, account: Any = None, peer_host: str = "127.0.0.1") -> None:
+    def __init__(self, now: float = 0.0, account: Account | None = None, peer_host: str = "127.0.0.1") -> None:
         self.now = now
         self.session = Session(SessionConfig(), now)
         self.account = account

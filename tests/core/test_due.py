@@ -113,7 +113,7 @@ async def test_a_message_that_became_final_meanwhile_keeps_no_due_time() -> None
         await store.update_messages([message])
         return await original(messages)
 
-    provider.on_due = final_meanwhile  # type: ignore[method-assign]
+    provider.on_due = final_meanwhile  # type: ignore[method-assign]  # a callback's final state lands meanwhile
     provider.answers = {1: 1100.0}
     await timer(store, provider, clock).step()
     assert store.committed[1].due_at is None and await store.next_due("timed") is None
@@ -127,7 +127,7 @@ async def test_a_connector_that_fails_gets_the_same_messages_again_later() -> No
     await due.step()
     stored = store.committed[1]
     assert (stored.due_at, stored.polls) == (1000.0 + RETRY_AFTER_FAILURE, 0)  # not counted as acted on
-    assert due._log.with_traceback("due_work_failed")  # type: ignore[attr-defined]
+    assert due._log.with_traceback("due_work_failed")
     provider.fail = None
     clock.now += RETRY_AFTER_FAILURE
     await due.step()
@@ -189,11 +189,11 @@ async def test_a_timer_woken_as_it_is_cancelled_still_stops() -> None:
     asked = asyncio.Event()
     next_due = store.next_due
 
-    async def noted(name: str) -> float | None:
+    async def noted(provider: str) -> float | None:
         asked.set()
-        return await next_due(name)
+        return await next_due(provider)
 
-    store.next_due = noted  # type: ignore[method-assign]
+    store.next_due = noted  # type: ignore[method-assign]  # a spy: when the timer asks
     running = asyncio.ensure_future(due.run())
     await asyncio.wait_for(asked.wait(), 5)  # its first round is done: it sleeps now
     due.wake(clock.now)  # an acceptance wakes it ...

@@ -41,9 +41,15 @@ class Builder:
             async def fail() -> None:
                 raise OSError("cannot start")
 
-            provider.start = fail  # type: ignore[method-assign]
+            provider.start = fail  # type: ignore[method-assign]  # failure injection: a start that raises
         self.built.append(provider)
         return provider
+
+
+def fake(provider: Provider) -> FakeProvider:
+    """A provider the Builder made: ProviderSet hands it out as a Provider."""
+    assert isinstance(provider, FakeProvider)
+    return provider
 
 
 def config(**names: dict[str, Any]) -> Mapping[str, ProviderBase]:
@@ -60,22 +66,22 @@ async def started(*names: str, retire_timeout: float = 60.0) -> tuple[ProviderSe
 
 async def test_a_reload_rebuilds_only_new_and_changed_providers() -> None:
     providers, _, _, _ = await started("a", "b", "c")
-    a, b, c = (providers[name] for name in "abc")
+    a, b, c = (fake(providers[name]) for name in "abc")
     replacement = await providers.prepare(config(a={}, b={"timeout": 3}, d={}), CONTEXT)
-    assert sorted(replacement.fresh) == ["b", "d"] and all(p.started for p in replacement.fresh.values())  # type: ignore[attr-defined]
+    assert sorted(replacement.fresh) == ["b", "d"] and all(fake(p).started for p in replacement.fresh.values())
     assert providers["b"] is b  # nothing in service changes before the swap
     swapped = providers.swap(replacement)
     assert (swapped.added, swapped.replaced, swapped.removed) == (["d"], ["b"], ["c"])
     assert providers["a"] is a and providers["b"] is not b and "c" not in providers
-    await until(lambda: b.closed and c.closed)  # type: ignore[attr-defined]
-    assert not a.closed  # type: ignore[attr-defined]
+    await until(lambda: b.closed and c.closed)
+    assert not a.closed
     everything = await providers.prepare(config(a={}, b={"timeout": 3}, d={}), CONTEXT, rebuild_all=True)
     assert sorted(everything.fresh) == ["a", "b", "d"]
 
 
 async def test_a_provider_that_cannot_start_changes_nothing() -> None:
     providers, builder, _, log = await started("a")
-    a = providers["a"]
+    a = fake(providers["a"])
     builder.failing = {"z"}
     with pytest.raises(ConfigError, match=r"providers\.z: cannot start \(OSError: cannot start\)"):
         await providers.prepare(config(a={"timeout": 3}, z={}), CONTEXT)
@@ -87,7 +93,7 @@ async def test_a_provider_that_cannot_start_changes_nothing() -> None:
 
 async def test_a_replaced_provider_is_closed_once_its_work_is_done() -> None:
     providers, _, in_flight, log = await started("a")
-    old = providers["a"]
+    old = fake(providers["a"])
     release = asyncio.Event()
 
     async def serving() -> None:
@@ -101,36 +107,36 @@ async def test_a_replaced_provider_is_closed_once_its_work_is_done() -> None:
         busy_when_closed.append(in_flight.busy(old))
         await close()
 
-    old.close = noted_close  # type: ignore[method-assign]
+    old.close = noted_close  # type: ignore[method-assign]  # spy: what was busy when it closed
     work = asyncio.ensure_future(serving())
     await until(lambda: in_flight.busy(old) == 1)
     providers.swap(await providers.prepare(config(a={"timeout": 3}), CONTEXT))
     assert providers["a"] is not old
     release.set()
     await work
-    await until(lambda: old.closed)  # type: ignore[attr-defined]
+    await until(lambda: old.closed)
     assert busy_when_closed == [0]  # not under the work it was serving
     assert log.events("provider_replaced") == [{"provider": "a"}]
 
 
 async def test_a_retirement_waits_no_longer_than_its_timeout() -> None:
     providers, _, in_flight, log = await started("a", retire_timeout=0.01)
-    old = providers["a"]
+    old = fake(providers["a"])
     async with in_flight.using(old):
         providers.swap(await providers.prepare(config(), CONTEXT))  # "a" removed
-        await until(lambda: old.closed)  # type: ignore[attr-defined]
+        await until(lambda: old.closed)
     assert log.events("provider_retire_timeout") == [{"provider": "a", "timeout": 0.01}]
     assert log.events("provider_removed") == [{"provider": "a"}]
 
 
 async def test_close_closes_the_retiring_and_the_current_ones() -> None:
     providers, _, in_flight, _ = await started("a")
-    old = providers["a"]
+    old = fake(providers["a"])
     async with in_flight.using(old):
         providers.swap(await providers.prepare(config(a={"timeout": 3}), CONTEXT))
-        new = providers["a"]
+        new = fake(providers["a"])
         await providers.close()
-        assert old.closed and new.closed  # type: ignore[attr-defined]
+        assert old.closed and new.closed
 
 
 async def test_checks_stop_even_when_a_check_ends_as_the_stop_comes() -> None:
@@ -150,7 +156,7 @@ async def test_checks_stop_even_when_a_check_ends_as_the_stop_comes() -> None:
 
     providers = ProviderSet(Builder(), InFlight(), RecordingLog())
     providers.build(config(a={"check_interval": 0.01}), CONTEXT)
-    providers["a"].check_access = check_access  # type: ignore[method-assign]
+    providers["a"].check_access = check_access  # type: ignore[method-assign]  # a check the test paces
     await providers.start()
     await asyncio.wait_for(started.wait(), 5)  # a check is under way
     answer.set()  # it answers ...

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 from bridge.core.message import Message
 from bridge.core.ports import Outcome, Provider, SendResult
@@ -20,8 +21,8 @@ REJECTED = SendResult.rejected(Status.ESME_RINVDSTADR, "bad number")
 UNKNOWN = SendResult.unknown("read timeout")
 
 
-def routed(*route: str, **kw: object) -> Message:
-    message = make_message(**kw)  # type: ignore[arg-type]
+def routed(*route: str, **kw: Any) -> Message:
+    message = make_message(**kw)
     message.route = list(route)
     return message
 

@@ -5,8 +5,11 @@ logged, drain waits for what was read."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from bridge.core.auth import BindDecision
+from bridge.core.connection import Connection
+from bridge.smpp.pdu import Pdu
 from tests.core.fakes import FakeConnection
 from tests.core.smsc_rig import (
     BIND_TRANSCEIVER_RESP,
@@ -39,10 +42,10 @@ async def test_a_wrong_password_is_refused() -> None:
 async def test_a_bind_whose_check_raises_is_answered_and_logged_with_its_traceback() -> None:
     rig = SmscRig()
 
-    async def broken(*args: object) -> BindDecision:
+    async def broken(system_id: str, password: str, peer_host: str, now: float) -> BindDecision:
         raise RuntimeError("a bug in the password check")
 
-    rig.authenticator.check = broken  # type: ignore[method-assign]
+    rig.authenticator.check = broken  # type: ignore[method-assign]  # failure injection: a bug in the check
     conn = FakeConnection()
     assert await rig.answered(conn, bind_transceiver(3)) == [(BIND_TRANSCEIVER_RESP, ESME_RBINDFAIL, 3)]
     assert conn.log.with_traceback("bind_failed")
@@ -88,10 +91,10 @@ async def test_a_request_task_that_dies_is_logged_with_its_traceback() -> None:
     rig = SmscRig()
     conn = await rig.bound()
 
-    async def broken(*args: object) -> None:
+    async def broken(conn: Connection, pdus: Sequence[Pdu], started: float) -> None:
         raise RuntimeError("a bug outside the pipeline's own handlers")
 
-    rig.pipeline.handle_batch = broken  # type: ignore[method-assign]
+    rig.pipeline.handle_batch = broken  # type: ignore[method-assign]  # failure injection: a bug in the pipeline
     await rig.answered(conn, submit_sm(2))
     [line] = rig.log.events("task_failed")
     assert line["task"] == "smsc" and isinstance(line["exc_info"], RuntimeError)

@@ -23,16 +23,25 @@ from typing import Any
 
 import smpp34
 
+# smpp34 re-exports its extension's TLV_* constants at import time (through globals()),
+# which a type checker cannot follow; the extension's own stub (_smpp34.pyi) declares them.
+from smpp34._smpp34 import (
+    TLV_DEST_ADDR_SUBUNIT,
+    TLV_SAR_MSG_REF_NUM,
+    TLV_SAR_SEGMENT_SEQNUM,
+    TLV_SAR_TOTAL_SEGMENTS,
+)
+
 
 def tlvs(message: dict[str, Any]) -> list[smpp34.Tlv]:
     found = []
     if message.get("flash_subunit"):
-        found.append(smpp34.Tlv(smpp34.TLV_DEST_ADDR_SUBUNIT, bytes([1])))  # 1 = MS display: class 0
+        found.append(smpp34.Tlv(TLV_DEST_ADDR_SUBUNIT, bytes([1])))  # 1 = MS display: class 0
     if message.get("sar"):
         reference, total, sequence = message["sar"]
-        found.append(smpp34.Tlv(smpp34.TLV_SAR_MSG_REF_NUM, reference.to_bytes(2, "big")))
-        found.append(smpp34.Tlv(smpp34.TLV_SAR_TOTAL_SEGMENTS, bytes([total])))
-        found.append(smpp34.Tlv(smpp34.TLV_SAR_SEGMENT_SEQNUM, bytes([sequence])))
+        found.append(smpp34.Tlv(TLV_SAR_MSG_REF_NUM, reference.to_bytes(2, "big")))
+        found.append(smpp34.Tlv(TLV_SAR_TOTAL_SEGMENTS, bytes([total])))
+        found.append(smpp34.Tlv(TLV_SAR_SEGMENT_SEQNUM, bytes([sequence])))
     return found
 
 

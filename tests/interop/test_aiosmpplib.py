@@ -167,6 +167,7 @@ async def test_wrong_password_is_refused(interop_bridge: Callable[..., RunningBr
         await esme.connect()
     assert refused.value.command_status is SmppCommandStatus.ESME_RINVPASWD
     [(resp, _)] = hook.pdus
+    assert resp is not None  # aiosmpplib parsed it
     assert (resp.command_status, resp.system_id) == (SmppCommandStatus.ESME_RINVPASWD, "SMPPBRIDGE")
 
 

@@ -145,7 +145,7 @@ def test_auth_header_forms() -> None:
 
 # -- the answer ----------------------------------------------------------------------------
 
-SUCCESS = {
+SUCCESS: dict[str, Any] = {
     "success": True,
     "data": {
         "messageId": "cmjveqxgf0001jr04abc123",

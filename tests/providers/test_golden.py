@@ -64,6 +64,13 @@ def curl_headers(text: str) -> dict[str, str]:
     return {name.lower(): value for name, value in pairs}
 
 
+def found(pattern: str, text: str) -> str:
+    """The first group of `pattern` in a document's example, which must hold it."""
+    match = re.search(pattern, text)
+    assert match is not None, pattern
+    return match.group(1)
+
+
 def curl_form(text: str) -> dict[str, str]:
     """-d "name=value" fields of a curl example."""
     return dict(re.findall(r'-d "([^=]+)=([^"]*)"', text))
@@ -111,7 +118,7 @@ async def test_contacta_request_is_the_documented_get(serve_here: Serve) -> None
     """Examples (curl): GET /v2/flash/send?msg=Hello+World%21&phone=8100001234&sender=AWESOMEINC&id=...
     with Accept: application/json and Basic auth."""
     example = fixture("000_request_curl.txt")
-    documented = urlsplit(re.search(r'"(https://[^"]+)"', example).group(1))  # type: ignore[union-attr]
+    documented = urlsplit(found(r'"(https://[^"]+)"', example))
     app = build_simulator("contacta")
     url = await serve_here(app)
     raw = {"type": "contacta", "base_url": url, "username": "contacta", "password": "contacta-key"}
@@ -169,7 +176,7 @@ async def test_kaleyra_request_is_the_documented_sample(serve_here: Serve) -> No
     decides, so the fields go as a JSON object, not as the sample's -d form fields."""
     example = fixture("001_sample_request.txt")
     documented = curl_form(example)
-    sid = re.search(r"/v1/([^/]+)/sms", example).group(1)  # type: ignore[union-attr]
+    sid = found(r"/v1/([^/]+)/sms", example)
     app = build_simulator("kaleyra", sid=sid, api_key="Axxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx3", senders=["KLRHXA"])
     url = await serve_here(app)
     raw = {"type": "kaleyra", "base_url": url, "sid": sid, "api_key": "Axxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx3"}
@@ -240,8 +247,8 @@ async def test_flashsms_request_is_the_documented_send(serve_here: Serve) -> Non
     [request] = app["received"]
     assert (request["method"], request["path"]) == (
         "POST",
-        urlsplit(re.search(r"'(https://[^']+)'", example).group(1)).path,
-    )  # type: ignore[union-attr]
+        urlsplit(found(r"'(https://[^']+)'", example)).path,
+    )
     headers = curl_headers(example)
     assert request["headers"]["Authorization"] == headers["authorization"]
     assert request["headers"]["Content-Type"] == headers["content-type"]

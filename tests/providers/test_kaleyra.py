@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bridge.config import ConfigError
 from bridge.config import KaleyraProvider as KaleyraSettings
+from bridge.core.message import Message
 from bridge.core.numbers import Number
 from bridge.core.ports import CallbackRequest, Outcome
 from bridge.providers.kaleyra import (
@@ -613,7 +614,8 @@ async def test_poll_batches_ids_in_one_request(simulator: tuple[web.Application,
     kaleyra = Kaleyra("kaleyra", kaleyra_settings(base_url=url, poll_interval=3600), reports.context())
     await kaleyra.start()
     try:
-        ids, messages = [], []
+        ids: list[str] = []
+        messages: list[Message] = []
         for n in range(3):
             message = make_message(to=f"99950123456{n}", message_id=n + 1)
             result = await kaleyra.send(message)

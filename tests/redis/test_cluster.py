@@ -203,7 +203,12 @@ def test_throughput_holds_across_instances(start_cluster_bridge: Start) -> None:
     a = start_cluster_bridge(accounts=account(throughput=rate))
     b = start_cluster_bridge(accounts=account(throughput=rate))
     clients = [bound(a), bound(b)]
-    params = {"source_addr": "1", "dest_addr_ton": 1, "destination_addr": "4917012345", "short_message": b"t"}
+    params: dict[str, Any] = {
+        "source_addr": "1",
+        "dest_addr_ton": 1,
+        "destination_addr": "4917012345",
+        "short_message": b"t",
+    }
     try:
         for client in clients:  # one burst per instance, all read before any is answered
             client.send_raw(b"".join(encode_pdu(SubmitSm(100 + i, **params)) for i in range(15)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def doubles() -> Iterator[dict[str, str]]:
 def test_reports_due_on_a_killed_instance_come_from_another(
     tmp_path: Path, redis_server: RedisServer, prefix: str, doubles: dict[str, str]
 ) -> None:
-    values = {
+    values: dict[str, Any] = {
         "redis_url": redis_server.url,
         "prefix": prefix,
         "ttl": TTL,

@@ -125,8 +125,9 @@ def test_giving_up_through_another_instance_stops_the_owners_outbox(start_cluste
         final = view_when(b, message_id, lambda v: v["lifecycle"] == "final")
         attempts = len([e for e in final["history"] if e["event"] == "attempt"])
         # a's outbox lets the message go at its next turn instead of sending it again.
-        assert a.bridge is not None
-        wait_for(lambda: a.run(lambda: a.bridge.outbox.size) == 0, timeout=15)  # type: ignore[union-attr]
+        inner = a.bridge
+        assert inner is not None
+        wait_for(lambda: a.run(lambda: inner.outbox.size) == 0, timeout=15)
         later = admin(b, f"/admin/messages/{message_id}")[1]
         assert len([e for e in later["history"] if e["event"] == "attempt"]) == attempts
         assert admin(b, "/admin/queues")[1]["outbox"] == []

@@ -206,7 +206,8 @@ BROKEN: dict[str, bytes | None] = {
 def test_a_broken_header_closes_that_connection_only(strict: RunningBridge, name: str) -> None:
     client = Esme(strict.smpp_port)
     try:
-        client.send_raw(BROKEN[name] if BROKEN[name] is not None else BIND_PDU)
+        broken = BROKEN[name]
+        client.send_raw(broken if broken is not None else BIND_PDU)
         assert client.closed_by_peer(timeout=5)
     finally:
         client.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,7 @@ async def test_get_message_by_part_id_and_messages_in_by_lifecycle(store: RedisS
     assert await store.count_outbox() == {"p": 2}
 
 
-def index_entries(redis_server: RedisServer, prefix: str) -> tuple[set[bytes], set[bytes]]:
+def index_entries(redis_server: RedisServer, prefix: str) -> tuple[set[bytes | str], set[bytes | str]]:
     """The part-id and provider-id index entries, read from Redis itself."""
     client = redis.Redis.from_url(redis_server.url)
     try:
@@ -202,8 +203,8 @@ async def test_an_outbox_message_taken_over_is_refused_to_its_old_owner(redis_se
     await new.open()
     adopted: list[int] = []
 
-    async def adopt(ids: object) -> None:
-        adopted.extend(ids)  # type: ignore[call-overload]
+    async def adopt(ids: Sequence[int]) -> None:
+        adopted.extend(ids)
 
     cluster = RedisCluster(new, ttl=1.0)
     try:

@@ -380,6 +380,7 @@ def test_split_payload_raises_only_text_error(
 def test_split_payload_of_any_decoded_submit_sm(data: bytes) -> None:
     pdu = _decodes_or_refuses(data)
     if pdu is not None:
+        assert isinstance(pdu, SubmitSm)  # a submit_sm's frame decodes to one
         with contextlib.suppress(TextError):
             split_payload(pdu)
 

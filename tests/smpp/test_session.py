@@ -226,7 +226,7 @@ def test_every_state_and_request(state: State, command: Command) -> None:
         expected = Status.ESME_RALYBND if command in BINDS and state in BOUND else Status.ESME_RINVBNDSTS
         resp = only(out)
         assert (resp.command, resp.sequence, resp.status) == (RESPONSE_OF[command], sequence, expected)
-        assert events == [PeerError(expected, events[0].reason, command)]  # type: ignore[union-attr]
+        assert events == [PeerError(expected, events[0].reason, command)]  # type: ignore[union-attr]  # == checks the type
         assert peer.session.state is state
         assert not peer.session.is_closing
 
@@ -703,7 +703,7 @@ def test_our_unbind_answered_before_our_deliver_sm_waits_for_its_answer() -> Non
     assert peer.send(header(16, Command.UNBIND_RESP, 0, ours.sequence), at=2.0) == []
     assert not peer.session.is_closing
     events = peer.send(header(17, Command.DELIVER_SM_RESP, 0, sequence) + b"\x00", at=3.0)
-    assert events[0].request.context == "r"  # type: ignore[union-attr]
+    assert events[0].request.context == "r"  # type: ignore[union-attr]  # a ResponseReceived, or no .request
     assert events[1:] == [Unbound("unbind answered"), Closing("unbind answered")]
 
 

@@ -11,7 +11,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.support.servers import free_port
 from tests.support.waiting import wait_for
@@ -51,7 +51,7 @@ class Daemon:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, wait: bool = True) -> Daemon:
+    def start(self, wait: bool = True) -> Self:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", self.module, "run", "--config", str(self.config)],
