@@ -1,6 +1,7 @@
 """The daemon's GC policy: a full collection's survivors are frozen (the next ones do
-not scan them); a garbage cycle among them is freed once `thaw_every` has passed.
-Driven by explicit `gc.collect()` calls and a fake clock."""
+not scan them); a garbage cycle among them is freed once `thaw_every` has passed; the
+middle generation is collected after 1,000 young collections, not 10. Driven by
+explicit `gc.collect()` calls and a fake clock."""
 
 from __future__ import annotations
 
@@ -41,3 +42,19 @@ def test_survivors_are_frozen_and_cycles_among_them_freed_after_the_thaw() -> No
     finally:
         policy.uninstall()
     assert gc.get_freeze_count() == 0 and len(gc.callbacks) == callbacks
+
+
+def test_the_middle_generation_waits_for_1000_young_collections_and_is_restored() -> None:
+    before = gc.get_threshold()
+    policy = FreezeSurvivors()
+    policy.install()
+    try:
+        assert gc.get_threshold() == (before[0], 1000, before[2])  # CPython's young and old ones kept
+        node = Node()
+        gone = weakref.ref(node)
+        del node
+        gc.collect(1)  # a middle collection still frees a garbage cycle
+        assert gone() is None
+    finally:
+        policy.uninstall()
+    assert gc.get_threshold() == before

@@ -240,9 +240,7 @@ class Pipeline:
                     "true" if flash else "false",
                 ).inc(count)
             duration = labels(self._metrics.submit_duration, self._duration_children, account.system_id)
-            elapsed = time.monotonic() - started
-            for _ in range(sum(counted.values())):
-                duration.observe(elapsed)
+            duration.observe_times(time.monotonic() - started, sum(counted.values()))
 
     # -- submit_sm / data_sm ---------------------------------------------------------
 

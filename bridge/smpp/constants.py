@@ -124,12 +124,15 @@ class Status(IntEnum):
     ESME_RINVDCS = 0x00000104
 
 
+# By value: `Status(value).name` costs ~0.45 µs (the enum's lookup and its `name`
+# descriptor), and a name is taken per message (its attempt's history, the receipt's).
+_STATUS_NAMES: dict[int, str] = {status.value: status.name for status in Status}
+
+
 def status_name(value: int) -> str:
     """`ESME_R*` name for a command_status; unknown values as hex, never an exception."""
-    try:
-        return Status(value).name
-    except ValueError:
-        return f"0x{value:08X}"
+    name = _STATUS_NAMES.get(value)
+    return name if name is not None else f"0x{value:08X}"
 
 
 class Tag(IntEnum):

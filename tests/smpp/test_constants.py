@@ -146,6 +146,9 @@ def test_status_name() -> None:
     assert status_name(0) == "ESME_ROK"
     assert status_name(0x58) == "ESME_RTHROTTLED"
     assert status_name(0x400) == "0x00000400"
+    assert status_name(Status.ESME_RINVDSTADR) == "ESME_RINVDSTADR"
+    # Every command_status of the spec by its spec name (the table is read by value).
+    assert {status_name(value): value for value in SPEC_STATUSES.values()} == SPEC_STATUSES
 
 
 @pytest.mark.parametrize("value", sorted(SPEC_STATES))
