@@ -44,17 +44,18 @@ def test_survivors_are_frozen_and_cycles_among_them_freed_after_the_thaw() -> No
     assert gc.get_freeze_count() == 0 and len(gc.callbacks) == callbacks
 
 
-def test_the_middle_generation_waits_for_1000_young_collections_and_is_restored() -> None:
+def test_young_collections_wait_for_20000_allocations_middle_ones_for_1000_young_ones_both_restored() -> None:
     before = gc.get_threshold()
     policy = FreezeSurvivors()
     policy.install()
     try:
-        assert gc.get_threshold() == (before[0], 1000, before[2])  # CPython's young and old ones kept
-        node = Node()
-        gone = weakref.ref(node)
-        del node
-        gc.collect(1)  # a middle collection still frees a garbage cycle
-        assert gone() is None
+        assert gc.get_threshold() == (20_000, 1000, before[2])  # CPython's old one kept
+        for generation in (0, 1):  # a young and a middle collection still free a garbage cycle
+            node = Node()
+            gone = weakref.ref(node)
+            del node
+            gc.collect(generation)
+            assert gone() is None
     finally:
         policy.uninstall()
     assert gc.get_threshold() == before
