@@ -193,13 +193,15 @@ def test_hex_message_ids_are_the_same_string_everywhere(start_bridge: Callable[.
     )
     client = bound(bridge)
     try:
-        resp = client.submit()
-        message_id = resp.message_id.decode()
-        int(message_id, 16)
-        assert not message_id.isdigit()
-        [receipt] = client.wait_receipts(1)
-        assert receipt["id"] == message_id
-        assert receipt["receipted_message_id"].decode() == message_id
+        # 16 ids: one alone may be all digits in hex too (0x50908766), but 16 in a row
+        # cover every last hex digit, so at least one shows a-f.
+        message_ids = [client.submit().message_id.decode() for _ in range(16)]
+        for message_id in message_ids:
+            int(message_id, 16)
+        assert any(not message_id.isdigit() for message_id in message_ids)
+        receipts = client.wait_receipts(16)
+        assert sorted(receipt["id"] for receipt in receipts) == sorted(message_ids)
+        assert sorted(receipt["receipted_message_id"].decode() for receipt in receipts) == sorted(message_ids)
     finally:
         client.close()
 
