@@ -56,6 +56,10 @@ class LocalProtocolError(Exception):
 
 
 class State(enum.Enum):
+    # Hashed as any object (members are singletons, equal only to themselves):
+    # `enum.Enum.__hash__` is Python code, and the state is looked up per PDU.
+    __hash__ = object.__hash__
+
     OPEN = "open"
     BOUND_TX = "bound_tx"
     BOUND_RX = "bound_rx"

@@ -19,6 +19,10 @@ from bridge.smpp.constants import Status
 
 
 class Charset(enum.Enum):
+    # Hashed as any object (members are singletons, equal only to themselves):
+    # `enum.Enum.__hash__` is Python code, and the charset is looked up per submit.
+    __hash__ = object.__hash__
+
     DEFAULT = "default"  # DCS 0: the SMSC default alphabet, per account
     GSM0338 = "gsm0338"
     ASCII = "ascii"
