@@ -29,6 +29,7 @@ ID_RESP = (7, 0x45, {0x001E: b"y"}, "abc")
 # out: a compiled class keeps no field types to derive them from).
 SAMPLES: dict[type, tuple[Any, ...]] = {
     Address: (1, 2, "a"),
+    Number: ("491701", False),
     Part: (5, 1, 1.5, "pre", "hex"),
     Message: (
         *(1, "s", A, B, Number("491701", False), "t", True, [Part(1, 1, 1.5, "p", "hex")], ["x", "y"], "stored"),
