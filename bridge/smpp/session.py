@@ -143,6 +143,11 @@ class RequestReceived:
 
     pdu: Pdu
 
+    def __init__(self, pdu: Pdu) -> None:
+        # Written out (bridge/core/message.py): compiled, the generated frozen one
+        # stays interpreted, and one is made per request.
+        object.__setattr__(self, "pdu", pdu)
+
 
 @dataclass(frozen=True, slots=True)
 class ResponseReceived:
