@@ -160,7 +160,8 @@ class Pipeline:
                 refused.append((pdu, self._failure(conn, pdu, exc)))
                 continue
             if isinstance(prepared, tuple):
-                ready.append((pdu, *prepared))
+                message, part = prepared
+                ready.append((pdu, message, part))
             else:  # a segment of a concatenated message
                 jobs.append(self._answer(conn, account, pdu, prepared, started))
         if refused:
@@ -213,11 +214,18 @@ class Pipeline:
         return Answer(Status.ESME_RSYSERR)
 
     def _respond_all(
-        self, conn: Connection, account: Account, answers: Sequence[tuple[Pdu, Answer]], started: float
+        self,
+        conn: Connection,
+        account: Account,
+        answers: Sequence[tuple[Pdu, Answer]],
+        started: float,
+        held: Sequence[int] = (),
     ) -> None:
-        """Answer requests: the answers leave in one write, the metrics count them once."""
+        """Answer requests: the answers leave in one write, the metrics count them once.
+        The receipts held for them are released once they are written: each answer's
+        `release`, and `held` (a batch's, given once rather than one per answer)."""
         session = conn.session
-        release: list[int] = []
+        release: list[int] = list(held)
         counted: dict[tuple[str, int, bool], int] = {}
         id_format = _id_format(conn, account)
         for pdu, answer in answers:
@@ -340,6 +348,7 @@ class Pipeline:
             self._store.journal.received(message, conn.connection_id)  # stored with the message
         held = [part.message_id for _, _, part in taken]
         self._receipts.hold(held)
+        release: Sequence[int] = ()  # once answered: the held receipts of the ones stored
         try:
             if taken:
                 await self._store.insert_messages(messages)
@@ -351,11 +360,12 @@ class Pipeline:
             answers.extend((pdu, self._failure(conn, pdu, exc)) for pdu, _, _ in taken)
         else:
             self._outbox.submit_all(messages, reserved=True)
-            answers.extend(
-                (pdu, Answer(Status.ESME_ROK, part.message_id, message.route[0], message.flash, (part.message_id,)))
-                for pdu, message, part in taken
-            )
-        self._respond_all(conn, account, answers, started)
+            ok = Status.ESME_ROK
+            answers += [
+                (pdu, Answer(ok, part.message_id, message.route[0], message.flash)) for pdu, message, part in taken
+            ]
+            release = held
+        self._respond_all(conn, account, answers, started, release)
 
     def _parse(self, account: Account, pdu: SubmitSm | SubmitMulti | DataSm, interface_version: int) -> Parsed:
         return parse_submit(pdu, _CHARSETS[account.default_charset], interface_version, self._clock())
