@@ -293,7 +293,7 @@ class Pipeline:
             if not self._outbox.reserve():
                 answers.append((pdu, self._failure(conn, pdu, self._outbox_full(account))))
                 continue
-            self._store.journal.received(message, conn.connection_id)  # stored with the message
+            message.session = conn.connection_id  # its history's `received` event
             taken.append((pdu, message, part))
         held = [part.message_id for _, _, part in taken]
         self._receipts.hold(held)
@@ -471,10 +471,9 @@ class Pipeline:
 
     async def _dispatch(self, conn: Connection, account: Account, message: Message, part: Part) -> Answer:
         part_ids = [p.message_id for p in message.parts]
-        self._store.journal.received(message, conn.connection_id)  # stored with the message
+        message.session = conn.connection_id  # its history's `received` event
         if account.ack == "stored":
             if not self._outbox.reserve():
-                self._store.journal.discard(message.id)
                 others = [p for p in message.parts if p is not part]
                 await self._receipts.fail_parts(message, others, MessageState.REJECTED, Status.ESME_RMSGQFUL)
                 raise self._outbox_full(account)
