@@ -5,6 +5,7 @@ never writes. (The Redis store: tests/redis/test_operator_cluster.py and below.)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import sqlite3
@@ -18,6 +19,7 @@ from bridge.core.lookup import Lookup, mask, parse_time
 from bridge.core.message import Lifecycle
 from bridge.core.numbers import Number
 from bridge.core.ports import SendResult, StoreUnavailable
+from bridge.smpp.constants import Status
 from bridge.store.sqlite import SCHEMA, SqliteStore
 from tests.support.providers import stored_message
 
@@ -27,19 +29,61 @@ async def test_events_land_with_the_write_that_takes_them(tmp_path: Path) -> Non
     await store.open()
     try:
         message = stored_message(100, Lifecycle.ACCEPTED)
-        store.journal.received(message, "s1")
+        message.session = "s1"
         store.journal.attempt(message, "p", SendResult.accepted("p-100").answered(200), 0.0123)
         other = stored_message(200, Lifecycle.ACCEPTED)
-        store.journal.received(other, "s2")  # no write of 200 yet: stays pending
+        other.session = "s2"
+        store.journal.attempt(other, "p", SendResult.accepted("p-200"), 0.001)  # no write of 200 yet: pending
         await store.insert_messages([message])
         events = await store.history(100)
         assert [(e.kind, e.message_id) for e in events] == [("received", 100), ("attempt", 100)]
         assert events[1].data["http_status"] == 200 and events[1].data["latency_ms"] == 12.3
         assert await store.history(200) == []
         await store.insert_messages([other])
-        assert [e.kind for e in await store.history(200)] == ["received"]
+        assert [e.kind for e in await store.history(200)] == ["received", "attempt"]
     finally:
         await store.close()
+
+
+async def test_the_received_event_is_read_from_the_message_row(tmp_path: Path) -> None:
+    """No history row is written for `received`: the message's own row says it all
+    (session, parts, route, ack, at its created_at), so it lasts as long as the message."""
+    path = tmp_path / "b.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        message = stored_message(300)
+        message.session, message.route, message.ack, message.created_at = "s7", ["sky", "kal"], "stored", 1234.5
+        await store.insert_messages([message])
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM history").fetchone() == (0,)
+        [event] = await store.history(300)
+        assert (event.message_id, event.at, event.kind) == (300, 1234.5, "received")
+        assert event.data == {"session": "s7", "parts": [300], "route": ["sky", "kal"], "ack": "stored"}
+        assert await store.purge_history(10_000.0) == 0  # nothing to purge: it goes with the message
+        assert [e.kind for e in await store.history(300)] == ["received"]
+    finally:
+        await store.close()
+
+
+async def test_a_store_without_the_session_column_is_read_only_read(tmp_path: Path) -> None:
+    """The operator's CLI on the file of a stopped daemon from before the session column
+    (read-only: never migrated): its messages read, their history without a derived event."""
+    path = tmp_path / "b.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.insert_messages([stored_message(5)])
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("ALTER TABLE messages DROP COLUMN session")
+        conn.commit()
+    reader = SqliteStore(path, read_only=True)
+    await reader.open()
+    try:
+        assert await reader.get_message(5) == stored_message(5)
+        assert await reader.history(5) == []
+    finally:
+        await reader.close()
 
 
 async def test_find_by_destination_keeps_to_the_time_range(tmp_path: Path) -> None:
@@ -71,7 +115,7 @@ async def test_old_events_are_purged_and_young_ones_kept(tmp_path: Path) -> None
     await store.open()
     try:
         message = stored_message(1)
-        store.journal.received(message, "s1")
+        store.journal.attempt(message, "p", SendResult.not_sent(Status.ESME_RSYSERR, "down"), None)
         await store.insert_messages([message])
         now[0] = 5000.0
         store.journal.recovered(message, "restart")
@@ -109,7 +153,7 @@ async def test_a_read_only_store_reads_and_never_writes(tmp_path: Path) -> None:
     store = SqliteStore(path)
     await store.open()
     message = stored_message(7, Lifecycle.FINAL, done_at=5.0)
-    store.journal.received(message, "s1")
+    message.session = "s1"
     await store.insert_messages([message])
     await store.close()
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

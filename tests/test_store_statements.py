@@ -18,7 +18,7 @@ from pathlib import Path
 from bridge.core.history import HistoryEvent
 from bridge.core.message import Address, Lifecycle, Message, Receipt
 from bridge.core.ports import SendResult
-from bridge.smpp.constants import MessageState
+from bridge.smpp.constants import MessageState, Status
 from bridge.store.records import dump_event, dump_message, dump_receipt
 from bridge.store.sqlite import SqliteStore
 from tests.support.providers import stored_message
@@ -72,12 +72,13 @@ def queued(message_id: int) -> Message:
 
 
 async def test_a_message_accepted_upstream_is_two_statements(tmp_path: Path) -> None:
-    """`ack = "upstream"`: received and accepted (a provider id, two events) in one
-    write: the message row with its provider id, and one history row."""
+    """`ack = "upstream"`: received and accepted (a provider id, its attempt event) in
+    one write: the message row with its provider id and session (the `received` event
+    is read from it), and one history row."""
     async with traced(tmp_path / "s.db") as (store, trace):
         messages = [stored_message(i) for i in range(1, 11)]
         for m in messages:
-            store.journal.received(m, "s1")
+            m.session = "s1"
             store.journal.attempt(m, "p", SendResult.accepted(f"p-{m.id}"), 0.001)
         await store.insert_messages(messages)
         written = trace.take()
@@ -95,15 +96,15 @@ async def test_a_message_accepted_upstream_is_two_statements(tmp_path: Path) -> 
         assert conn.execute("SELECT DISTINCT record FROM messages").fetchall() == [("",)]  # columns, no JSON
 
 
-async def test_a_stored_message_is_two_statements_per_write(tmp_path: Path) -> None:
-    """`ack = "stored"`: stored (row + history), marked SENDING (row), accepted
-    (row with its provider id + history)."""
+async def test_a_stored_message_is_one_statement_then_two_per_write(tmp_path: Path) -> None:
+    """`ack = "stored"`: stored (the row alone: its `received` event is read from it),
+    marked SENDING (row), accepted (row with its provider id + history)."""
     async with traced(tmp_path / "s.db") as (store, trace):
         messages = [queued(i) for i in range(1, 6)]
         for m in messages:
-            store.journal.received(m, "s1")
+            m.session = "s1"
         await store.insert_messages(messages)
-        assert kinds(trace.take()) == {"INSERT messages": 5, "INSERT history": 5}
+        assert kinds(trace.take()) == {"INSERT messages": 5}
         for m in messages:
             m.lifecycle, m.attempts = Lifecycle.SENDING, 1
         await store.update_messages(messages)
@@ -128,7 +129,7 @@ async def test_writes_of_many_messages_are_one_executemany_per_kind(tmp_path: Pa
     async with traced(tmp_path / "s.db") as (store, trace):
         messages = [queued(i) for i in range(1, 21)]
         for m in messages:
-            store.journal.received(m, "s1")
+            store.journal.attempt(m, "p", SendResult.not_sent(Status.ESME_RSYSERR, "later"), None)
         await asyncio.gather(*(store.insert_messages([m]) for m in messages))
         written = trace.take()
         assert len(written) == 40

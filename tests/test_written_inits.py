@@ -35,7 +35,7 @@ SAMPLES: dict[type, tuple[Any, ...]] = {
     Part: (5, 1, 1.5, "pre", "hex"),
     Message: (
         *(1, "s", A, B, Number("491701", False), "t", True, [Part(1, 1, 1.5, "p", "hex")], ["x", "y"], "stored"),
-        *(1.5, Lifecycle.FINAL, "prov", ["i1"], MessageState.DELIVERED, 7, 3, 2.5, 3.5, 4.5, 2),
+        *(1.5, Lifecycle.FINAL, "prov", ["i1"], MessageState.DELIVERED, 7, 3, 2.5, 3.5, 4.5, 2, "s9"),
     ),
     Receipt: ("s", 5, MessageState.UNDELIVERABLE, 9, 1.5, 2.5, "pre", A, B, "prov", "1:5:2", 4, 6.5, "hex"),
     HistoryEvent: (5, 1.5, "received", {"session": "c1"}),

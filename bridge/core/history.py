@@ -2,14 +2,17 @@
 my message?"): received, each attempt, the provider's reports, its receipts, the
 outbox giving up, operator actions.
 
-Core code notes an event here the moment it happens (`Journal.received`, `attempt`,
+Core code notes an event here the moment it happens (`Journal.attempt`, `report`,
 ...); the event then waits, in memory, for the store write of the state change it
 belongs to, which takes the pending events of the messages it writes and appends
 them in the same transaction (SQLite: more rows in the same group commit; Redis: one
 more command in the same MULTI). So history costs no extra commit and no fsync of its
 own, and a state change is never stored without its event. An event that has no
 state change to ride with (an operator's look at full numbers, say) is written on
-its own with `Store.flush_history`.
+its own with `Store.flush_history`. The first event, `received`, is not written at
+all: everything it says is in the message's own row (its session, parts, route, ack
+mode, created_at), so a store gives it from the message when the history is read
+(`received_event`): the insert of an accepted submit is one row, not two (issue 16).
 
 Events hold no message text and no phone number: provider ids, statuses, codes,
 sessions, times. Everything is keyed by the Message id (a receipt's events by the
@@ -48,6 +51,27 @@ class HistoryEvent:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return rebuild(self)
+
+
+def received_event(message: Message) -> HistoryEvent | None:
+    """The message's `received` event, from the message itself (the module docstring);
+    None for a message without a session (stored before, with the event as a row)."""
+    if not message.session:
+        return None
+    data = {
+        "session": message.session,
+        "parts": [p.message_id for p in message.parts],
+        "route": list(message.route),
+        "ack": message.ack,
+    }
+    return HistoryEvent(message.id, message.created_at, "received", data)
+
+
+def with_received(message: Message | None, written: list[HistoryEvent]) -> list[HistoryEvent]:
+    """A message's history as a store reads it: its `received` event (when the message
+    is still stored and has one), then the events written."""
+    received = received_event(message) if message is not None else None
+    return written if received is None else [received, *written]
 
 
 def receipt_owner(receipt_id: str, default: int = 0) -> int:
@@ -98,16 +122,6 @@ class Journal:
         self._pending.pop(message_id, None)
 
     # -- the events, one method each, so their shapes live in one place ---------------
-
-    def received(self, message: Message, session: str) -> None:
-        self.note(
-            message.id,
-            "received",
-            session=session,
-            parts=[p.message_id for p in message.parts],
-            route=list(message.route),
-            ack=message.ack,
-        )
 
     def attempt(self, message: Message, provider: str, result: SendResult, elapsed: float | None) -> None:
         """One try to hand the message to `provider` (`elapsed` None: no request was made)."""

@@ -108,6 +108,11 @@ class Message:
     # the process; set with the acceptance, cleared when the message becomes final.
     due_at: float | None = None  # UPGRADE_DUE: accepted before due times were stored
     polls: int = 0
+    # The SMPP session that submitted it (its connection id): the history's `received`
+    # event is read from the message itself (bridge/core/history.received_event), not
+    # written as an event of its own. "" for a message from before that (its received
+    # event is a history row) or not from a session.
+    session: str = ""
 
     def __init__(
         self,
@@ -132,6 +137,7 @@ class Message:
         done_at: float | None = None,
         due_at: float | None = None,
         polls: int = 0,
+        session: str = "",
     ) -> None:
         self.id = id
         self.system_id = system_id
@@ -154,6 +160,7 @@ class Message:
         self.done_at = done_at
         self.due_at = due_at
         self.polls = polls
+        self.session = session
 
     def __reduce__(self) -> tuple[Any, ...]:
         return rebuild(self)

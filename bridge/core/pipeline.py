@@ -344,8 +344,9 @@ class Pipeline:
         for pdu, _, _ in ready[room:]:
             answers.append((pdu, self._failure(conn, pdu, self._outbox_full(account))))
         messages = [message for _, message, _ in taken]
+        session = conn.connection_id
         for message in messages:
-            self._store.journal.received(message, conn.connection_id)  # stored with the message
+            message.session = session  # its history's `received` event
         held = [part.message_id for _, _, part in taken]
         self._receipts.hold(held)
         release: Sequence[int] = ()  # once answered: the held receipts of the ones stored
@@ -527,10 +528,9 @@ class Pipeline:
 
     async def _dispatch(self, conn: Connection, account: Account, message: Message, part: Part) -> Answer:
         part_ids = [p.message_id for p in message.parts]
-        self._store.journal.received(message, conn.connection_id)  # stored with the message
+        message.session = conn.connection_id  # its history's `received` event
         if account.ack == "stored":
             if not self._outbox.reserve():
-                self._store.journal.discard(message.id)
                 others = [p for p in message.parts if p is not part]
                 await self._receipts.fail_parts(message, others, MessageState.REJECTED, Status.ESME_RMSGQFUL)
                 raise self._outbox_full(account)

@@ -83,6 +83,7 @@ def dump_message(m: Message) -> str:
             m.next_attempt_at,
             m.done_at,
             [m.number.digits, m.number.international],
+            m.session,
         ]
     )
 
@@ -111,6 +112,7 @@ def load_message(text: str | bytes) -> Message:
         attempts=attempts,
         next_attempt_at=next_attempt_at,
         done_at=done_at,
+        session=rest[1] if len(rest) > 1 else "",
     )
 
 
@@ -225,7 +227,7 @@ ROUTE_SEPARATOR = "\x1f"
 MESSAGE_COLUMNS = (
     "id, lifecycle, first_provider, provider, done_at, destination, created_at, system_id, src_ton, src_npi,"
     " src_addr, dst_ton, dst_npi, dst_addr, international, body, flash, parts, registered_delivery, preview,"
-    " id_format, route, ack, provider_id, more_ids, state, error, attempts, next_attempt_at"
+    " id_format, route, ack, provider_id, more_ids, state, error, attempts, next_attempt_at, session"
 )
 
 
@@ -275,6 +277,7 @@ def message_row(m: Message) -> tuple[Any, ...]:
         m.error,
         m.attempts,
         m.next_attempt_at,
+        m.session or None,
     )
 
 
@@ -310,7 +313,7 @@ def row_message(row: Sequence[Any]) -> Message:
     """A message from its columns (MESSAGE_COLUMNS, in that order)."""
     (id_, lifecycle, _, provider, done_at, digits, created_at, system_id, src_ton, src_npi, src_addr, dst_ton,
      dst_npi, dst_addr, international, body, flash, parts, registered_delivery, preview, id_format, route, ack,
-     provider_id, more_ids, state, error, attempts, next_attempt_at) = row  # fmt: skip
+     provider_id, more_ids, state, error, attempts, next_attempt_at, session) = row  # fmt: skip
     if parts is None:
         loaded = [Part(id_, registered_delivery, created_at, preview, id_format)]
     else:
@@ -340,6 +343,7 @@ def row_message(row: Sequence[Any]) -> Message:
         attempts=attempts,
         next_attempt_at=next_attempt_at,
         done_at=done_at,
+        session=session or "",
     )
 
 

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import bridge
-from bridge.core.history import HistoryEvent, receipt_owner
+from bridge.core.history import HistoryEvent, receipt_owner, with_received
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.core.ports import MAX_MESSAGE_ID, PURGE_BATCH, Store, StoreUnavailable
 from bridge.logging import get_logger
@@ -377,8 +377,7 @@ class SqliteStore(Store):
             if self.read_only:
                 conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
                 conn.execute("SELECT COUNT(*) FROM messages")
-                if "provider_id" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
-                    self._select, self._select_m = _SELECT_RECORDS, _SELECT_RECORDS_M
+                self._select, self._select_m = _selects({row[1] for row in conn.execute("PRAGMA table_info(messages)")})
             else:
                 conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA query_only=1")
@@ -484,9 +483,10 @@ class SqliteStore(Store):
 
         def find(conn: sqlite3.Connection) -> Message | None:
             row = None
-            if self._select is _SELECT:
+            if self._select is not _SELECT_RECORDS:
                 row = conn.execute(
-                    f"SELECT {_SELECT} FROM messages WHERE provider = ? AND provider_id = ? ORDER BY id DESC LIMIT 1",
+                    f"SELECT {self._select} FROM messages WHERE provider = ? AND provider_id = ?"
+                    " ORDER BY id DESC LIMIT 1",
                     (provider, provider_id),
                 ).fetchone()
             if row is None:  # a further id, or one stored before ids were columns
@@ -623,11 +623,13 @@ class SqliteStore(Store):
         return self._write({}, message_ids)
 
     async def history(self, message_id: int) -> list[HistoryEvent]:
-        def select(conn: sqlite3.Connection) -> list[HistoryEvent]:
+        def select(conn: sqlite3.Connection) -> tuple[Message | None, list[HistoryEvent]]:
+            row = conn.execute(f"SELECT {self._select} FROM messages WHERE id = ?", (message_id,)).fetchone()
             rows = conn.execute("SELECT record FROM history WHERE message_id = ? ORDER BY seq", (message_id,))
-            return [event for row in rows for event in load_events(message_id, row[0])]
+            return (_load(row) if row else None), [e for r in rows for e in load_events(message_id, r[0])]
 
-        return await self._read(select)
+        message, written = await self._read(select)
+        return with_received(message, written)
 
     async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
         def select(conn: sqlite3.Connection) -> list[Message]:
@@ -671,11 +673,27 @@ def _more_ids(m: Message) -> list[tuple[str | None, str, int]]:
 
 # What a read of a message selects, and `_load` makes a Message of: the JSON record of
 # a row from an older store, or else the columns. An older store opened read-only (the
-# operator's CLI on a stopped daemon's file: never migrated) has only records.
+# operator's CLI on a stopped daemon's file: never migrated) may lack columns: it reads
+# NULL for them (`_selects`), and one from before the columns has only records.
+_COLUMNS = [c.strip() for c in MESSAGE_COLUMNS.split(",")]
 _SELECT = f"record, {MESSAGE_COLUMNS}"
-_SELECT_M = "m.record, " + ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
-_SELECT_RECORDS = "record" + ", NULL" * (MESSAGE_COLUMNS.count(",") + 1)
+_SELECT_M = "m.record, " + ", ".join(f"m.{c}" for c in _COLUMNS)
+
+
+_SELECT_RECORDS = "record" + ", NULL" * len(_COLUMNS)
 _SELECT_RECORDS_M = "m." + _SELECT_RECORDS
+
+
+def _selects(present: set[str]) -> tuple[str, str]:
+    """`_SELECT` and `_SELECT_M` for a store with the columns `present` (read-only:
+    never migrated): NULL for a column it lacks; a store without the provider id
+    column keeps records only (`_SELECT_RECORDS`)."""
+    if "provider_id" not in present:
+        return _SELECT_RECORDS, _SELECT_RECORDS_M
+    if present.issuperset(_COLUMNS):
+        return _SELECT, _SELECT_M
+    columns = [c if c in present else "NULL" for c in _COLUMNS]
+    return ", ".join(["record", *columns]), ", ".join(["m.record", *(c if c == "NULL" else f"m.{c}" for c in columns)])
 
 
 def _load(row: Sequence[Any]) -> Message:

@@ -133,6 +133,7 @@ MESSAGE_FIELDS: tuple[tuple[str, str], ...] = (
     ("error", "INTEGER"),
     ("attempts", "INTEGER"),
     ("next_attempt_at", "REAL"),
+    ("session", "TEXT"),  # the history's `received` event is read from the row (bridge/core/history.py)
 )
 # A report's lookup by provider id: the first id is a column of its message (no row
 # of its own); `provider_ids` holds further ids and the ids of older stores.

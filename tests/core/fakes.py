@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from bridge.config import Account, parse_config
-from bridge.core.history import HistoryEvent
+from bridge.core.history import HistoryEvent, with_received
 from bridge.core.message import Lifecycle, Message, PendingSegment, Receipt
 from bridge.core.ports import PURGE_BATCH, Provider, ProviderContext, SendResult, Store, StoreUnavailable
 from bridge.metrics import Metrics
@@ -274,7 +274,8 @@ class FakeStore(Store):
         return self._write(lambda: self.events.extend(events))
 
     async def history(self, message_id: int) -> list[HistoryEvent]:
-        return [e for e in self.events if e.message_id == message_id]
+        written = [e for e in self.events if e.message_id == message_id]
+        return with_received(self.committed.get(message_id), written)
 
     async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
         found = [m for m in self.committed.values() if m.destination.addr == destination]

@@ -351,3 +351,19 @@ async def test_finishing_a_message_another_instance_is_sending_is_refused(
     finally:
         await owner.close()
         await other.close()
+
+
+async def test_the_received_event_is_read_from_the_message(store: RedisStore) -> None:
+    """No `received` event is written: the message says it all (session, parts, route,
+    ack, at its created_at); a message without a session (stored before) has none."""
+    m = message(400, Lifecycle.QUEUED)
+    m.session, m.route, m.ack, m.created_at = "i1/s3", ["sky"], "stored", 77.5
+    store.journal.note(400, "attempt", provider="sky", outcome="accepted")
+    await store.insert_messages([m, message(401, Lifecycle.QUEUED)])
+    received, attempt = await store.history(400)
+    assert (received.message_id, received.at, received.kind) == (400, 77.5, "received")
+    assert received.data == {"session": "i1/s3", "parts": [400], "route": ["sky"], "ack": "stored"}
+    assert (attempt.kind, attempt.data) == ("attempt", {"provider": "sky", "outcome": "accepted"})
+    assert await store.history(401) == []
+    found = await store.get_message(400)
+    assert found is not None and found.session == "i1/s3"

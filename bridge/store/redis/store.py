@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from bridge.core.cluster import OwnershipLost, new_instance_id
-from bridge.core.history import HistoryEvent, receipt_owner
+from bridge.core.history import HistoryEvent, receipt_owner, with_received
 from bridge.core.message import UPGRADE_DUE, Lifecycle, Message, PendingSegment, Receipt
 from bridge.core.ports import MAX_MESSAGE_ID, PURGE_BATCH, Store
 from bridge.logging import get_logger
@@ -302,10 +302,13 @@ class RedisStore(Store):
         return self._redis.submit(self._journaled([], message_ids))
 
     async def history(self, message_id: int) -> list[HistoryEvent]:
-        records = await self._redis.submit(
-            [("LRANGE", self._redis.key("h:", message_id), 0, -1)], first_reply, write=False
+        record, events = await self._redis.submit(
+            [("HGET", self._redis.key("m:", message_id), "r"), ("LRANGE", self._redis.key("h:", message_id), 0, -1)],
+            list,
+            write=False,
         )
-        return [load_event(r) for r in records or ()]
+        message = load_message(record) if record is not None else None
+        return with_received(message, [load_event(r) for r in events or ()])
 
     async def find_by_destination(self, destination: str, since: float, until: float, limit: int) -> list[Message]:
         command = scripts.FIND_BY_DESTINATION.command(self._p, destination, repr(since), repr(until), limit)
