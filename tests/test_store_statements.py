@@ -1,6 +1,7 @@
 """The SQLite store's write path, counted on a real SQLite through its trace callback:
-at most two statements per message on the hot path (the message row and one history
-row), each kind of write one `executemany` per batch, no JSON record of the message;
+one statement for a stored submit (its row) and two for one accepted upstream (its row
+and one history row), each kind of write one `executemany` per batch, no JSON record
+of the message, no bound NULL for a message as the intake makes it;
 and an older store file (JSON records, a provider-id row per id, one history row per
 event) opens with its unfinished messages, receipts and history intact."""
 
@@ -120,6 +121,34 @@ async def test_a_stored_message_is_one_statement_then_two_per_write(tmp_path: Pa
         # (the due time is read by `due_messages`, not with the message)
         assert await reopened.find_by_provider_id("p", "p-3") == dataclasses.replace(messages[2], due_at=None)
         assert [m.id for m in await reopened.due_messages("p", 60.0)] == [1, 2, 3, 4, 5]
+    finally:
+        await reopened.close()
+
+
+async def test_a_new_message_is_inserted_without_its_null_columns_and_in_order(tmp_path: Path) -> None:
+    """A message as the intake makes it (no provider, ids, state, due time or parts of
+    its own yet) is inserted by a statement that leaves those columns out (Python's
+    sqlite3 passes each bound None through its adapter lookup) and reads back the
+    same; a batch with other rows of the same message keeps their order."""
+    path = tmp_path / "s.db"
+    new, accepted = queued(1), stored_message(2)
+    async with traced(path) as (store, trace):
+        await store.insert_messages([new])
+        [sql] = trace.take()
+        columns = {c.strip() for c in sql.split("(")[1].split(")")[0].split(",")}
+        assert not columns & {"provider", "done_at", "parts", "provider_id", "more_ids", "state", "due_at"}
+        assert {"id", "lifecycle", "body", "session"} <= columns
+        # One batch (one frame): the accepted row after the new one, then the other way round.
+        await asyncio.gather(store.insert_messages([queued(2)]), store.insert_messages([accepted]))
+        await asyncio.gather(store.insert_messages([stored_message(3)]), store.insert_messages([queued(3)]))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        rows = dict(conn.execute("SELECT id, provider_id FROM messages").fetchall())
+    assert rows == {1: None, 2: "p-2", 3: None}
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        assert await reopened.get_message(1) == new
+        assert await reopened.get_message(2) == dataclasses.replace(accepted, due_at=None)
     finally:
         await reopened.close()
 

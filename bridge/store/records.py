@@ -262,9 +262,9 @@ def message_row(m: Message) -> tuple[Any, ...]:
         destination.ton,
         destination.npi,
         destination.addr,
-        m.number.international,
+        int(m.number.international),  # (an int, not a bool: sqlite3 binds a bool through its adapter lookup)
         m.text,
-        m.flash,
+        int(m.flash),
         encoded_parts,
         registered_delivery,
         preview,

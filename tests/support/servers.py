@@ -13,11 +13,20 @@ from aiohttp import web
 T = TypeVar("T")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A port that was free a moment ago (for URLs that must be known before start)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port that was free a moment ago (for URLs that must be known before start),
+    never one this process handed out before: the kernel may give a port it just
+    freed again, and two servers of one test (or one benchmark) would then race for it."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 class AppThread:
