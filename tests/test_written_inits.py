@@ -19,6 +19,7 @@ from bridge.core.message import Address, Lifecycle, Message, Part, Receipt
 from bridge.core.numbers import Number
 from bridge.smpp.constants import MessageState
 from bridge.smpp.pdu import DataSmResp, DeliverSm, DeliverSmResp, SubmitSm, SubmitSmResp
+from bridge.smpp.session import RequestReceived
 from bridge.smpp.text import Charset
 from bridge.smpp.udh import Segment
 
@@ -29,6 +30,8 @@ ID_RESP = (7, 0x45, {0x001E: b"y"}, "abc")
 # out: a compiled class keeps no field types to derive them from).
 SAMPLES: dict[type, tuple[Any, ...]] = {
     Address: (1, 2, "a"),
+    Number: ("491701", False),
+    RequestReceived: (SubmitSm(*SUBMIT),),
     Part: (5, 1, 1.5, "pre", "hex"),
     Message: (
         *(1, "s", A, B, Number("491701", False), "t", True, [Part(1, 1, 1.5, "p", "hex")], ["x", "y"], "stored"),

@@ -75,6 +75,11 @@ class Cluster(ABC):
         """One submit under the account's `throughput` (0 = unlimited); False: throttle.
         Raises StoreUnavailable when the shared state cannot be reached."""
 
+    def admit_now(self, system_id: str, rate: float) -> bool | None:
+        """`admit` without an await when the answer is at hand (the hot path: no
+        coroutine per submit); None when it is not (then await `admit`)."""
+        return None
+
     @abstractmethod
     async def lease(self, name: str, ttl: float) -> Lease:
         """Hold the lease `name`; kept (renewed) while this instance lives."""
@@ -104,8 +109,15 @@ class LocalCluster(Cluster):
     async def admit(self, system_id: str, rate: float) -> bool:
         return self.allow(system_id, rate)
 
+    def admit_now(self, system_id: str, rate: float) -> bool:
+        return self.allow(system_id, rate)
+
     def allow(self, system_id: str, rate: float) -> bool:
         """The token bucket of one account; a new rate (a reload) starts a new bucket."""
+        if rate <= 0:  # unlimited: no bucket (a rate set again later starts a new one, as it would)
+            if self._buckets:
+                self._buckets.pop(system_id, None)
+            return True
         now = self.clock()
         bucket = self._buckets.get(system_id)
         if bucket is None or bucket.rate != rate:

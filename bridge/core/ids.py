@@ -37,10 +37,24 @@ class IdAllocator:
         self._spare: tuple[int, int] | None = None
 
     async def next_id(self) -> int:
-        if self._next >= self._end:
+        value = self.take()
+        if value is None:
             await self._take_block()
+            value = self.take()
+            assert value is not None  # (the block taken has ids left: nothing ran since)
+        return value
+
+    def has_id(self) -> bool:
+        """Is an id at hand (`take` gives one)?"""
+        return self._next < self._end
+
+    def take(self) -> int | None:
+        """`next_id` without an await, for the hot path: the next id of the block in
+        hand, or None when the block is used up (then await `next_id`)."""
         value = self._next
-        self._next += 1
+        if value >= self._end:
+            return None
+        self._next = value + 1
         if self._spare is None and self._refill is None and self._end - self._next < self._block // 4:
             self._refill = asyncio.ensure_future(self._reserve())
         return value

@@ -46,6 +46,12 @@ class Number:
     digits: str
     international: bool = True
 
+    def __init__(self, digits: str, international: bool = True) -> None:
+        # Written out (bridge/core/message.py): compiled, the generated one stays
+        # interpreted, and one is made per submit. Frozen: set as the generated one does.
+        object.__setattr__(self, "digits", digits)
+        object.__setattr__(self, "international", international)
+
     @property
     def e164(self) -> str | None:
         return "+" + self.digits if self.international else None

@@ -145,7 +145,7 @@ class Outbox:
         return self._count + self._reserved
 
     def full(self) -> bool:
-        return self.size >= self.settings.limit
+        return self._count + self._reserved >= self.settings.limit
 
     def reserve(self) -> bool:
         """Claim room for one message about to be stored; False when full. Taken
@@ -155,8 +155,17 @@ class Outbox:
         self._reserved += 1
         return True
 
-    def unreserve(self) -> None:
-        self._reserved -= 1
+    def reserve_up_to(self, count: int) -> int:
+        """`reserve` for up to `count` messages at once (a read's batch): how many
+        got room, the first ones (one call for the batch, not one per message)."""
+        taken = min(count, self.settings.limit - self._count - self._reserved)
+        if taken <= 0:
+            return 0
+        self._reserved += taken
+        return taken
+
+    def unreserve(self, count: int = 1) -> None:
+        self._reserved -= count
 
     def intake_began(self, submits: int = 1) -> None:
         """A read's batch of `submits` stored submits is being taken in: the outbox
@@ -245,12 +254,14 @@ class Outbox:
         """`submit` for the messages of one read's batch: one hand-out to the workers."""
         if reserved:
             self._reserved -= len(messages)
-        waiting, holding = self._waiting, self._holding
+        waiting, holding, queue, order = self._waiting, self._holding, self._queue, self._order
+        stopping = self._stopping  # (then each stays stored: the next start recovers it; `_enqueue`)
         for message in messages:
             first = message.route[0] if message.route else "none"
             waiting[first] = waiting.get(first, 0) + 1
             holding[message.id] = message
-            self._enqueue(message, message.next_attempt_at)
+            if not stopping:
+                heapq.heappush(queue, (message.next_attempt_at, next(order), message))
         self._count += len(messages)
         self._dispatch()
 

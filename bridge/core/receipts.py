@@ -270,6 +270,9 @@ class ReceiptEngine:
         self._held.update(message_ids)
 
     def release(self, message_ids: Iterable[int]) -> None:
+        if not self._parked:  # (almost always: nothing waits for these ids)
+            self._held.difference_update(message_ids)
+            return
         for message_id in message_ids:
             self._held.discard(message_id)
             parked = self._parked.pop(message_id, None)

@@ -30,7 +30,7 @@ class Tasks:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.get_running_loop().create_task(coro)  # (ensure_future's checks: Python code per read)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task

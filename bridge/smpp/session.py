@@ -56,6 +56,10 @@ class LocalProtocolError(Exception):
 
 
 class State(enum.Enum):
+    # Hashed as any object (members are singletons, equal only to themselves):
+    # `enum.Enum.__hash__` is Python code, and the state is looked up per PDU.
+    __hash__ = object.__hash__
+
     OPEN = "open"
     BOUND_TX = "bound_tx"
     BOUND_RX = "bound_rx"
@@ -138,6 +142,11 @@ class RequestReceived:
     Answer it with `respond` exactly once."""
 
     pdu: Pdu
+
+    def __init__(self, pdu: Pdu) -> None:
+        # Written out (bridge/core/message.py): compiled, the generated frozen one
+        # stays interpreted, and one is made per request.
+        object.__setattr__(self, "pdu", pdu)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,10 @@ from bridge.smpp.constants import Status
 
 
 class Charset(enum.Enum):
+    # Hashed as any object (members are singletons, equal only to themselves):
+    # `enum.Enum.__hash__` is Python code, and the charset is looked up per submit.
+    __hash__ = object.__hash__
+
     DEFAULT = "default"  # DCS 0: the SMSC default alphabet, per account
     GSM0338 = "gsm0338"
     ASCII = "ascii"
@@ -125,6 +129,10 @@ _GSM_ENCODE.update({char: bytes((ESCAPE, code)) for code, char in GSM_EXTENSION.
 _ESCAPED_DECODE = {code: GSM_EXTENSION.get(code, GSM_BASIC[code]) for code in range(128)}
 # 0x1B 0x1B points at a further extension table we do not have: shown as a space.
 _ESCAPED_DECODE[ESCAPE] = " "
+# The codes whose GSM character is the ASCII one of the same code (letters, digits,
+# most punctuation, LF, CR): text of these alone decodes as ASCII, in C, without the
+# translation's lookup per character (most submits are such text).
+_AS_ASCII = bytes(code for code, char in enumerate(GSM_BASIC) if char == chr(code) and code != ESCAPE)
 
 
 def gsm_decode(data: bytes) -> str:
@@ -133,6 +141,8 @@ def gsm_decode(data: bytes) -> str:
     is dropped. Octets above 0x7F are not GSM 7-bit: TextError."""
     if not data.isascii():
         raise TextError(Status.ESME_RINVDCS, "octet above 0x7F in GSM 7-bit text")
+    if not data.translate(None, _AS_ASCII):
+        return data.decode("ascii")
     if ESCAPE not in data:
         return data.decode("latin-1").translate(_BASIC_DECODE)
     out: list[str] = []

@@ -24,6 +24,7 @@ BIND_TRANSCEIVER, BIND_TRANSCEIVER_RESP = 0x00000009, 0x80000009
 SUBMIT_SM, SUBMIT_SM_RESP, DELIVER_SM = 0x00000004, 0x80000004, 0x00000005
 ESME_ROK, ESME_RSYSERR, ESME_RINVDSTADR = 0x00, 0x08, 0x0B
 ESME_RBINDFAIL, ESME_RINVPASWD = 0x0D, 0x0E
+ESME_RMSGQFUL = 0x14  # SMPP 3.4, 5.1.3: message queue full
 
 
 def pdu(command_id: int, sequence: int, body: bytes) -> bytes:
@@ -65,6 +66,7 @@ class SmscRig:
         ack: str = "upstream",
         providers: list[FakeProvider] | None = None,
         account_route: str | None = "p",
+        id_block: int = 1000,
         **raw: Any,
     ) -> None:
         self.clock = FakeClock()
@@ -91,7 +93,7 @@ class SmscRig:
         self.pipeline = Pipeline(
             self.config,
             self.store,
-            IdAllocator(self.store),
+            IdAllocator(self.store, block=id_block),
             self.sender,
             self.receipts,
             self.outbox,

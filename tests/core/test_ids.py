@@ -46,3 +46,13 @@ async def test_a_store_that_refuses_raises_to_the_caller_and_the_next_call_works
         await ids.next_id()
     store.fail_reserve = None
     assert await ids.next_id() == 1000
+
+
+async def test_take_hands_out_the_block_in_hand_without_an_await_and_none_once_it_is_used_up() -> None:
+    store = FakeStore()
+    ids = IdAllocator(store, block=4)
+    assert not ids.has_id() and ids.take() is None  # no block yet: await next_id
+    first = await ids.next_id()
+    assert [ids.take() for _ in range(3)] == [first + 1, first + 2, first + 3]
+    assert not ids.has_id() and ids.take() is None  # used up (the next block is still on its way)
+    assert await ids.next_id() == first + 4

@@ -13,6 +13,7 @@ from tests.core.fakes import FakeProvider
 from tests.core.smsc_rig import (
     DELIVER_SM,
     ESME_RINVDSTADR,
+    ESME_RMSGQFUL,
     ESME_ROK,
     ESME_RSYSERR,
     SUBMIT_SM_RESP,
@@ -123,3 +124,32 @@ async def test_stored_intake_holds_the_outbox_back_until_its_answers_are_written
     assert not upstream.outbox.intake_running
     upstream.store.gate.set()
     assert await upstream.smsc.drain(10)
+
+
+async def test_a_read_longer_than_an_id_block_gives_each_submit_an_id_of_its_own() -> None:
+    """The submits of one read take their ids from the block in hand without an
+    await; the one that finds it used up waits for the next block, the rest go on."""
+    rig = SmscRig(ack="stored", id_block=3)
+    conn = await rig.bound()
+    responses = await rig.answered(conn, b"".join(submit_sm(sequence) for sequence in range(2, 9)))
+    assert [r for r in responses if r[0] == SUBMIT_SM_RESP] == [(SUBMIT_SM_RESP, ESME_ROK, s) for s in range(2, 9)]
+    ids = {int(message_id_of(conn, sequence)) for sequence in range(2, 9)}
+    assert len(ids) == 7 and ids == set(rig.store.committed)
+    assert len(rig.store.reserved) >= 3
+
+
+async def test_a_read_of_stored_submits_beyond_the_outbox_room_refuses_the_ones_past_it() -> None:
+    """`[outbox] limit` 3: of a read of five, the first three are stored and the last
+    two answered ESME_RMSGQFUL; the next read finds the outbox full."""
+    rig = SmscRig(ack="stored", outbox={"limit": 3, "concurrency": 1})
+    conn = await rig.bound()
+    responses = await rig.answered(conn, b"".join(submit_sm(sequence) for sequence in range(2, 7)))
+    answers = {sequence: status for command_id, status, sequence in responses if command_id == SUBMIT_SM_RESP}
+    assert answers == {2: ESME_ROK, 3: ESME_ROK, 4: ESME_ROK, 5: ESME_RMSGQFUL, 6: ESME_RMSGQFUL}
+    assert len(rig.store.committed) == 3 and rig.outbox.size == 3
+    responses = await rig.answered(conn, submit_sm(7) + submit_sm(8))
+    assert [r for r in responses if r[0] == SUBMIT_SM_RESP][-2:] == [
+        (SUBMIT_SM_RESP, ESME_RMSGQFUL, 7),
+        (SUBMIT_SM_RESP, ESME_RMSGQFUL, 8),
+    ]
+    assert len(rig.store.committed) == 3 and rig.outbox.size == 3

@@ -197,14 +197,19 @@ async def test_refused_submit(interop_bridge: Callable[..., RunningBridge], tmp_
     assert provider_records(tmp_path) == []
 
 
+def query_sm_resps(hook: RecordingHook) -> list[tuple[SmppMessage | None, bytes]]:
+    return [(m, p) for m, p in hook.pdus if SmppMessage.parse_header(p).smpp_command == 0x80000003]
+
+
 async def test_query_sm_answer_is_left_alone(interop_bridge: Callable[..., RunningBridge], tmp_path: Path) -> None:
     """aiosmpplib reads the query_sm_resp (header and body length), hands it to the hook
     undecoded and stays bound: the next message goes through."""
     async with bound(interop_bridge().smpp_port) as (esme, hook):
         await esme.broker.enqueue(QuerySm(message_id="123456789"))
         await esme.broker.enqueue(submit(destination(5), "After the query", "after"))
-        await hook.wait(lambda: "after" in hook.responses())
-    [(parsed, pdu)] = [(m, p) for m, p in hook.pdus if SmppMessage.parse_header(p).smpp_command == 0x80000003]
+        # Either answer may come first (the query reads the store, the submit goes upstream).
+        await hook.wait(lambda: "after" in hook.responses() and query_sm_resps(hook))
+    [(parsed, pdu)] = query_sm_resps(hook)
     assert parsed is None
     assert SmppMessage.parse_header(pdu).command_status is SmppCommandStatus.ESME_RQUERYFAIL
     assert hook.responses()["after"].command_status is SmppCommandStatus.ESME_ROK

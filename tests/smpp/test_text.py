@@ -147,6 +147,20 @@ def test_gsm_whole_alphabet_round_trip_matches_reference() -> None:
     assert gsm_decode(encoded) == codecs.decode(encoded, "gsm03.38") == text
 
 
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        b"Your code is 123456. Do not share it!",  # each octet its ASCII character (the fast way)
+        b"line one\r\nline (two) = 'x' + \"y\"; 50% & more?",
+        b"a@b",  # 0x40 is not "@" in GSM
+        b"price 5\x02 for \x00home_",  # differ from ASCII: $ (0x02), @ (0x00)
+        b"{curly}",  # 0x7B 0x7D: GSM letters with diaeresis
+    ],
+)
+def test_gsm_text_decodes_as_the_reference_does(encoded: bytes) -> None:
+    assert gsm_decode(encoded) == codecs.decode(encoded, "gsm03.38")
+
+
 def test_dangling_final_escape_is_dropped() -> None:
     assert gsm_decode(b"abc\x1b") == "abc"
     assert gsm_decode(b"\x1b") == ""
