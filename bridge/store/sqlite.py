@@ -678,8 +678,6 @@ def _more_ids(m: Message) -> list[tuple[str | None, str, int]]:
 _COLUMNS = [c.strip() for c in MESSAGE_COLUMNS.split(",")]
 _SELECT = f"record, {MESSAGE_COLUMNS}"
 _SELECT_M = "m.record, " + ", ".join(f"m.{c}" for c in _COLUMNS)
-
-
 _SELECT_RECORDS = "record" + ", NULL" * len(_COLUMNS)
 _SELECT_RECORDS_M = "m." + _SELECT_RECORDS
 
