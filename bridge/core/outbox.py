@@ -145,7 +145,7 @@ class Outbox:
         return self._count + self._reserved
 
     def full(self) -> bool:
-        return self._count + self._reserved >= self.settings.limit
+        return self.size >= self.settings.limit
 
     def reserve(self) -> bool:
         """Claim room for one message about to be stored; False when full. Taken
@@ -158,7 +158,7 @@ class Outbox:
     def reserve_up_to(self, count: int) -> int:
         """`reserve` for up to `count` messages at once (a read's batch): how many
         got room, the first ones (one call for the batch, not one per message)."""
-        taken = min(count, self.settings.limit - self._count - self._reserved)
+        taken = min(count, self.settings.limit - self.size)
         if taken <= 0:
             return 0
         self._reserved += taken
@@ -254,14 +254,12 @@ class Outbox:
         """`submit` for the messages of one read's batch: one hand-out to the workers."""
         if reserved:
             self._reserved -= len(messages)
-        waiting, holding, queue, order = self._waiting, self._holding, self._queue, self._order
-        stopping = self._stopping  # (then each stays stored: the next start recovers it; `_enqueue`)
+        waiting, holding = self._waiting, self._holding
         for message in messages:
             first = message.route[0] if message.route else "none"
             waiting[first] = waiting.get(first, 0) + 1
             holding[message.id] = message
-            if not stopping:
-                heapq.heappush(queue, (message.next_attempt_at, next(order), message))
+            self._enqueue(message, message.next_attempt_at)
         self._count += len(messages)
         self._dispatch()
 

@@ -146,7 +146,7 @@ class Pipeline:
         id_format = _id_format(conn, account)
         # The outbox's room, looked at once for the read: nothing changes it until an
         # await (and after one it is looked at again).
-        full = account.ack == "stored" and self._outbox.full()
+        full = self._no_room(account)
         for pdu in pdus:
             if not isinstance(pdu, (SubmitSm, DataSm)):
                 jobs.append(self.handle(conn, pdu, started))
@@ -155,7 +155,7 @@ class Pipeline:
                 prepared = self._prepare_now(conn, account, pdu, id_format, full)
                 if prepared is None:
                     prepared = await self._prepare(conn, account, pdu, id_format)
-                    full = account.ack == "stored" and self._outbox.full()
+                    full = self._no_room(account)
             except Exception as exc:
                 refused.append((pdu, self._failure(conn, pdu, exc)))
                 continue
@@ -271,7 +271,7 @@ class Pipeline:
         segment of a concatenated message, what adds it to its set (to await).
         `id_format`: the bind's (`_id_format`), found once per read."""
         await self._throttle(account)
-        checked = self._check(conn, account, pdu, account.ack == "stored" and self._outbox.full())
+        checked = self._check(conn, account, pdu, self._no_room(account))
         return self._made(conn, account, checked, await self._ids.next_id(), id_format)
 
     def _prepare_now(
@@ -377,6 +377,10 @@ class Pipeline:
         if charset is Charset.ASCII:
             charset = ia5_charset(data, account.ia5_charset)
         return decode_text(data, charset)
+
+    def _no_room(self, account: Account) -> bool:
+        """Is the outbox full for this account's submits (only `ack = "stored"` ones wait in it)?"""
+        return account.ack == "stored" and self._outbox.full()
 
     def _outbox_full(self, account: Account) -> Refused:
         self._metrics.throttled.labels(account.system_id, "outbox_full").inc()
@@ -585,7 +589,7 @@ class Pipeline:
         if parsed.segment is not None:
             raise Refused(Status.ESME_RINVESMCLASS, "concatenated submit_multi is not supported")
         text = self._decode(account, parsed.data, parsed.charset)
-        if account.ack == "stored" and self._outbox.full():
+        if self._no_room(account):
             raise self._outbox_full(account)
         message_id = await self._ids.next_id()
         now = self._clock()

@@ -417,18 +417,12 @@ class SqliteStore(Store):
 
     def insert_messages(self, messages: Sequence[Message]) -> Awaitable[None]:
         rows: dict[str, list[tuple[Any, ...]]] = {"insert_message": insert_rows(messages)}
-        live = self._live
         for m in messages:
             if len(m.parts) > 1 or m.parts[0].message_id != m.id:
                 rows.setdefault("insert_part", []).extend((p.message_id, m.id) for p in m.parts if p.message_id != m.id)
-            if m.provider_ids:
-                if len(m.provider_ids) > 1:
-                    rows.setdefault("insert_provider_id", []).extend(_more_ids(m))
-                self._remember(m)
-            elif m.lifecycle is not Lifecycle.FINAL and len(live) < _LIVE_LIMIT:
-                live[m.id] = m  # `_remember` of a new message with no provider id yet (stored: not sent)
-            else:
-                self._remember(m)
+            if len(m.provider_ids) > 1:
+                rows.setdefault("insert_provider_id", []).extend(_more_ids(m))
+            self._remember(m)
         return self._write(rows, [m.id for m in messages])
 
     def update_messages(self, messages: Sequence[Message], receipts: Sequence[Receipt] = ()) -> Awaitable[None]:

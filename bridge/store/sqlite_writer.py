@@ -159,13 +159,14 @@ CREATE INDEX IF NOT EXISTS messages_by_destination ON messages (destination, cre
 """
 HISTORY_PURGE_BATCH = 5000
 
+# The columns of an inserted message row: `insert_rows` (records.py) gives them in this order.
+INSERT_FIELDS = [c.strip() for c in MESSAGE_COLUMNS.split(",")] + ["due_at", "polls"]
 # Each kind of write, in the order a batch runs them: a row inserted and then
 # updated or deleted in the same batch ends up right.
 WRITES: tuple[tuple[str, str], ...] = (
     (
         "insert_message",
-        f"INSERT OR REPLACE INTO messages ({MESSAGE_COLUMNS}, due_at, polls)"
-        f" VALUES ({', '.join('?' * (MESSAGE_COLUMNS.count(',') + 3))})",
+        f"INSERT OR REPLACE INTO messages ({', '.join(INSERT_FIELDS)}) VALUES ({', '.join('?' * len(INSERT_FIELDS))})",
     ),
     ("insert_part", "INSERT OR IGNORE INTO part_ids (part_id, message_id) VALUES (?, ?)"),
     ("insert_provider_id", "INSERT OR REPLACE INTO provider_ids (provider, provider_id, message_id) VALUES (?, ?, ?)"),
@@ -262,20 +263,17 @@ def _columns_from_records(conn: sqlite3.Connection) -> None:
 # lookup, two attribute lookups), which was a fifth of this process's CPU in a
 # stored burst; so such rows are inserted by a statement that leaves those columns
 # out (their default is NULL), the others as they come.
-_INSERT_FIELDS = [c.strip() for c in MESSAGE_COLUMNS.split(",")] + ["due_at", "polls"]
 _FRESH_NULLS = tuple(
-    _INSERT_FIELDS.index(c) for c in ("provider", "done_at", "parts", "provider_id", "more_ids", "state", "due_at")
+    INSERT_FIELDS.index(c) for c in ("provider", "done_at", "parts", "provider_id", "more_ids", "state", "due_at")
 )
-_FRESH_KEPT = [i for i in range(len(_INSERT_FIELDS)) if i not in _FRESH_NULLS]
+_FRESH_KEPT = [i for i in range(len(INSERT_FIELDS)) if i not in _FRESH_NULLS]
 _fresh_values = operator.itemgetter(*_FRESH_KEPT)
-INSERT_FRESH = (
-    f"INSERT OR REPLACE INTO messages ({', '.join(_INSERT_FIELDS[i] for i in _FRESH_KEPT)})"
-    f" VALUES ({', '.join('?' * len(_FRESH_KEPT))})"
-)
-
-
 _fresh_nulls = operator.itemgetter(*_FRESH_NULLS)
 _ALL_NULL = (None,) * len(_FRESH_NULLS)
+INSERT_FRESH = (
+    f"INSERT OR REPLACE INTO messages ({', '.join(INSERT_FIELDS[i] for i in _FRESH_KEPT)})"
+    f" VALUES ({', '.join('?' * len(_FRESH_KEPT))})"
+)
 
 
 def _is_fresh(row: tuple[Any, ...]) -> bool:
